@@ -1,0 +1,88 @@
+# ktlsx build.  `make` builds into $(O) (default build/): build/bin, build/lib.
+# `make SAN=1 O=build/asan` builds the same tree with ASan+UBSan.
+O ?= build
+CC ?= cc
+CLANG ?= clang
+
+PKGS := libcrypto liburing libnl-genl-3.0
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+CFLAGS ?= -O2 -g
+CFLAGS += -std=c17 $(WARN) -fPIC -D_GNU_SOURCE -Iinclude -Ilibktlsx $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS := -lcrypto -lpthread
+ifeq ($(SAN),1)
+CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+LIB_SRCS := $(shell find libktlsx -name '*.c' -not -path 'libktlsx/preload/*' | sort)
+LIB_OBJS := $(LIB_SRCS:%.c=$(O)/obj/%.o)
+CLI_SRCS := $(wildcard cli/*.c)
+CLI_OBJS := $(CLI_SRCS:%.c=$(O)/obj/%.o)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(O)/tests/%)
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(O)/fuzz/%)
+
+.PHONY: all deps run check unit test asan fuzz fuzz-build vm-check clean demo-certs
+all: $(O)/lib/libktlsx.a $(O)/lib/libktlsx.so $(O)/bin/ktlsx $(UNIT_BINS)
+
+$(O)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(O)/lib/libktlsx.a: $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(O)/lib/libktlsx.so: $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(O)/bin/ktlsx: $(CLI_OBJS) $(O)/lib/libktlsx.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(O)/lib/libktlsx.a $(LDLIBS)
+
+$(O)/tests/%: tests/unit/%.c $(O)/lib/libktlsx.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Wno-missing-prototypes -o $@ $< $(O)/lib/libktlsx.a $(LDFLAGS) -lcmocka $(LDLIBS)
+
+# libFuzzer targets: clang, ASan+UBSan, the library sources compiled in.
+FUZZ_CFLAGS := -std=c17 -g -O1 -D_GNU_SOURCE -Iinclude -Ilibktlsx -fsanitize=fuzzer,address,undefined
+$(O)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+FUZZ_SECONDS ?= 30
+fuzz: fuzz-build
+	tests/fuzz/run.sh $(O)/fuzz $(FUZZ_SECONDS)
+
+deps:
+	@tools/install-deps.sh
+
+demo-certs: 
+	@tools/demo-certs.sh $(O)/demo
+
+run: deps all demo-certs
+	@echo "ktlsx server on 127.0.0.1:8443; try:"
+	@echo "  curl --cacert $(O)/demo/ca.pem https://localhost:8443/"
+	$(O)/bin/ktlsx server --listen 127.0.0.1:8443 --cert $(O)/demo/server.pem --key $(O)/demo/server.key --reply "hello from ktlsx"
+
+asan:
+	$(MAKE) O=build/asan SAN=1 all
+
+unit: all
+	tests/run.sh --unit-only
+
+check: deps
+	$(MAKE) all
+	$(MAKE) asan
+	tests/run.sh
+
+vm-check: all
+	kmod-tests/run.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find $(O)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,158 @@
+/* ktlsx public API, version 0.1.
+ *
+ * The engine performs TLS 1.3 / 1.2 handshakes without doing any I/O: the
+ * caller moves bytes between the socket and the engine.
+ *
+ *   for (;;) {
+ *       int st = ktlsx_handshake(conn);
+ *       flush: while (ktlsx_pending_output(conn, &p, &n)) { write(fd, p, n); ktlsx_output_done(conn, n); }
+ *       if (st == KTLSX_DONE || st == KTLSX_FAILED) break;
+ *       // KTLSX_WANT_READ: read *exactly* ktlsx_input_wanted(conn) bytes at most and feed them.
+ *       n = read(fd, buf, ktlsx_input_wanted(conn)); ktlsx_input(conn, buf, n);
+ *   }
+ *
+ * Reading exactly ktlsx_input_wanted() bytes means the engine never pulls in
+ * bytes past the last handshake record, so the socket can be switched to
+ * kernel TLS afterwards without stranding application data in user space.
+ * Callers that read more (e.g. a plain user-space TLS loop) may feed any
+ * amount; the engine keeps the surplus and ktlsx_take_buffered() hands it back.
+ */
+#ifndef KTLSX_KTLSX_H
+#define KTLSX_KTLSX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KTLSX_VERSION_STRING "0.1.0"
+
+typedef struct ktlsx_config ktlsx_config;
+typedef struct ktlsx_conn ktlsx_conn;
+
+enum ktlsx_role { KTLSX_CLIENT = 0, KTLSX_SERVER = 1 };
+
+/* Engine status. */
+enum ktlsx_status {
+    KTLSX_WANT_READ = 1,  /* feed more input (after flushing output) */
+    KTLSX_DONE = 2,       /* handshake complete */
+    KTLSX_FAILED = 3,     /* handshake failed: flush output (it holds the alert), then close */
+    KTLSX_CLOSED = 4,     /* (read side) peer sent close_notify */
+};
+
+enum ktlsx_verify_client { KTLSX_VERIFY_NONE = 0, KTLSX_VERIFY_OPTIONAL = 1, KTLSX_VERIFY_REQUIRE = 2 };
+
+/* TLS protocol version numbers as on the wire. */
+#define KTLSX_TLS12 0x0303
+#define KTLSX_TLS13 0x0304
+
+/* ---- configuration (shared by many connections, read-only once in use) ---- */
+
+ktlsx_config *ktlsx_config_new(enum ktlsx_role role);
+void ktlsx_config_free(ktlsx_config *cfg);
+
+/* Every setter returns 0 on success or -1 with a one-line message in
+ * ktlsx_config_error(cfg) naming the file or value at fault. */
+const char *ktlsx_config_error(const ktlsx_config *cfg);
+
+/* Add a certificate chain (PEM, leaf first) and its private key.  May be
+ * called several times (e.g. RSA and ECDSA); the server picks one by the
+ * client's signature_algorithms. On a client: the client certificate. */
+int ktlsx_config_add_cert(ktlsx_config *cfg, const char *cert_file, const char *key_file);
+/* Trust anchors for verifying the peer; NULL = the system default store. */
+int ktlsx_config_set_ca_file(ktlsx_config *cfg, const char *ca_file);
+int ktlsx_config_set_crl_file(ktlsx_config *cfg, const char *crl_file);
+/* Client: skip peer certificate verification (still checks the signature). */
+int ktlsx_config_set_insecure(ktlsx_config *cfg, int insecure);
+int ktlsx_config_set_verify_client(ktlsx_config *cfg, enum ktlsx_verify_client mode);
+/* Comma-separated lists. */
+int ktlsx_config_set_alpn(ktlsx_config *cfg, const char *list);          /* "h2,http/1.1" */
+int ktlsx_config_set_ciphers(ktlsx_config *cfg, const char *list);       /* IANA names or OpenSSL names */
+int ktlsx_config_set_groups(ktlsx_config *cfg, const char *list);        /* "x25519,P-256,P-384" */
+/* min/max protocol versions (KTLSX_TLS12 / KTLSX_TLS13). */
+int ktlsx_config_set_versions(ktlsx_config *cfg, uint16_t min, uint16_t max);
+/* NSS key log file; "-" is not allowed. Also honoured: SSLKEYLOGFILE (read by the caller). */
+int ktlsx_config_set_keylog_file(ktlsx_config *cfg, const char *path);
+/* Trace one line per handshake message (direction + key fields) to `out`. */
+void ktlsx_config_set_trace(ktlsx_config *cfg, FILE *out);
+
+/* ---- connection ---- */
+
+/* `server_name`: client only; used for SNI (unless an IP literal) and for
+ * host name / IP verification. May be NULL. */
+ktlsx_conn *ktlsx_conn_new(ktlsx_config *cfg, const char *server_name);
+void ktlsx_conn_free(ktlsx_conn *conn);
+/* Override the SNI sent (client) while verifying against server_name. */
+int ktlsx_conn_set_sni(ktlsx_conn *conn, const char *sni);
+
+/* Drive the handshake. Returns an enum ktlsx_status. */
+int ktlsx_handshake(ktlsx_conn *conn);
+
+/* How many more bytes the engine wants to complete the record it is reading
+ * (5 for a header, then the body). Never 0 while WANT_READ. */
+size_t ktlsx_input_wanted(const ktlsx_conn *conn);
+/* Feed received bytes. Returns 0, or -1 if the engine has failed. A length
+ * of 0 means the peer closed the TCP connection. */
+int ktlsx_input(ktlsx_conn *conn, const uint8_t *data, size_t len);
+
+/* Bytes waiting to be sent. Returns the count (0 = nothing). */
+size_t ktlsx_pending_output(ktlsx_conn *conn, const uint8_t **data);
+void ktlsx_output_done(ktlsx_conn *conn, size_t n);
+
+/* ---- application data in the user-space record layer ---- */
+
+/* Encrypt `len` bytes into pending output. Returns 0 or -1. */
+int ktlsx_write(ktlsx_conn *conn, const void *data, size_t len);
+/* Decrypt what has been fed. Returns bytes copied (>0), 0 if more input is
+ * needed, or -KTLSX_CLOSED on close_notify, -KTLSX_FAILED on error (alert
+ * queued in output).  Handles post-handshake messages (NewSessionTicket,
+ * KeyUpdate) transparently. */
+long ktlsx_read(ktlsx_conn *conn, void *buf, size_t len);
+/* Queue a close_notify alert. */
+int ktlsx_close_notify(ktlsx_conn *conn);
+/* Queue a KeyUpdate (request_update = 1 asks the peer to update too). TLS 1.3 only. */
+int ktlsx_key_update(ktlsx_conn *conn, int request_update);
+
+/* Raw bytes received but not yet consumed as records (only when the caller
+ * fed more than ktlsx_input_wanted()). Copies up to len; returns count. */
+size_t ktlsx_take_buffered(ktlsx_conn *conn, void *buf, size_t len);
+
+/* ---- results ---- */
+
+uint16_t ktlsx_version(const ktlsx_conn *conn);          /* 0x0304 / 0x0303 */
+const char *ktlsx_version_name(const ktlsx_conn *conn);  /* "TLSv1.3" */
+const char *ktlsx_cipher_name(const ktlsx_conn *conn);   /* IANA: "TLS_AES_128_GCM_SHA256" */
+uint16_t ktlsx_cipher_id(const ktlsx_conn *conn);
+const char *ktlsx_group_name(const ktlsx_conn *conn);    /* "x25519", "secp256r1", "-" */
+int ktlsx_resumed(const ktlsx_conn *conn);
+const char *ktlsx_alpn(const ktlsx_conn *conn);          /* NULL if none */
+const char *ktlsx_peer_subject(const ktlsx_conn *conn);  /* one-line subject, "" if none */
+const char *ktlsx_sni(const ktlsx_conn *conn);           /* server: name the client asked for */
+/* After FAILED: reason and the alert (sent or received). */
+const char *ktlsx_error(const ktlsx_conn *conn);
+uint8_t ktlsx_alert(const ktlsx_conn *conn);
+const char *ktlsx_alert_name(uint8_t alert);
+
+/* ---- export for kernel TLS ---- */
+
+/* Traffic keys of one direction, exactly what the kernel's
+ * tls12_crypto_info_* needs.  The caller must OPENSSL_cleanse() it. */
+struct ktlsx_traffic_keys {
+    uint16_t version;      /* KTLSX_TLS12 / KTLSX_TLS13 */
+    uint16_t cipher_suite; /* IANA id */
+    uint8_t key[32];
+    size_t key_len;
+    uint8_t iv[12];        /* TLS 1.3 / ChaCha: full static IV; TLS 1.2 GCM: 4-byte salt + 8 unused */
+    size_t iv_len;         /* 12 (TLS 1.3, ChaCha20) or 4 (TLS 1.2 GCM implicit part) */
+    uint64_t seq;          /* next record sequence number */
+};
+enum ktlsx_direction { KTLSX_TX = 0, KTLSX_RX = 1 };
+int ktlsx_export_keys(const ktlsx_conn *conn, enum ktlsx_direction dir, struct ktlsx_traffic_keys *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,45 @@
+/* Certificates and private keys: loading, chain verification with
+ * X509_STORE, and the mapping from X509_V_ERR_* to TLS alerts. */
+#ifndef KX_CRYPTO_X509_H
+#define KX_CRYPTO_X509_H
+
+#include "core/buf.h"
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#define KX_MAX_CHAIN 10
+
+/* A certificate chain (DER, leaf first) with its private key. */
+typedef struct {
+    uint8_t *der[KX_MAX_CHAIN];
+    size_t der_len[KX_MAX_CHAIN];
+    size_t count;
+    EVP_PKEY *key;  /* private key; matches der[0] */
+} kx_certkey;
+
+/* Load PEM chain + PEM key; checks the key matches the leaf.
+ * On failure writes "FILE: problem" into err and returns -1. */
+int kx_certkey_load(kx_certkey *ck, const char *cert_file, const char *key_file, char *err, size_t errlen);
+void kx_certkey_free(kx_certkey *ck);
+
+/* Trust: an X509_STORE with the CA file (or the system default paths) and an optional CRL. */
+typedef struct kx_trust kx_trust;
+kx_trust *kx_trust_new(const char *ca_file, const char *crl_file, char *err, size_t errlen);
+void kx_trust_free(kx_trust *t);
+
+/* Verify a peer chain (DER, leaf first).
+ *  - host: client side, the name (or IP literal) to match; NULL = no name check.
+ *  - peer_is_server: chooses the purpose (TLS server vs TLS client).
+ * On success *leaf_pub is the leaf's public key (caller frees) and `subject`
+ * holds the leaf's one-line subject (e.g. "CN=localhost,O=ktlsx").
+ * On failure: alert per RFC 8446 §6.2 (unknown_ca, certificate_expired,
+ * certificate_revoked, bad_certificate, unsupported_certificate, ...) and a
+ * reason such as "certificate verify failed: certificate has expired". */
+KX_RESULT kx_trust_verify(kx_trust *t, const uint8_t *const *der, const size_t *der_len, size_t count,
+                          const char *host, int peer_is_server, EVP_PKEY **leaf_pub,
+                          char *subject, size_t subjectlen);
+
+/* Without verification (--insecure): parse the leaf, return its key and subject. */
+KX_RESULT kx_cert_leaf_key(const uint8_t *der, size_t der_len, EVP_PKEY **leaf_pub, char *subject, size_t subjectlen);
+
+#endif
