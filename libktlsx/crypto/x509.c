@@ -1,0 +1,600 @@
+/* Certificates and private keys: PEM loading, chain verification with an
+ * X509_STORE, and the X509_V_ERR_* -> TLS alert mapping.
+ *
+ * All libcrypto errors raised here are confined with ERR_set_mark /
+ * ERR_pop_to_mark: the outcome is reported through our own "FILE: problem"
+ * strings and kx_result, and leaving stale entries on the thread's error queue
+ * would make a later, unrelated failure print a misleading OpenSSL reason. */
+#include "crypto/x509.h"
+#include "core/wipe.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
+
+struct kx_trust {
+    X509_STORE *store;
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err == NULL || errlen == 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* True when the last queued error is the PEM reader running out of input,
+ * which is how a PEM_read_bio_* loop learns it has seen every block. */
+static int pem_at_end(void)
+{
+    unsigned long e = ERR_peek_last_error();
+    return e == 0 || (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE);
+}
+
+/* Open for reading, reporting the OS reason: "no such file" is the most
+ * common configuration mistake and deserves a precise message. */
+static BIO *open_file(const char *path, char *err, size_t errlen)
+{
+    errno = 0;
+    BIO *b = BIO_new_file(path, "r");
+    if (b == NULL) {
+        int e = errno;
+        set_err(err, errlen, "%s: cannot open: %s", path, e ? strerror(e) : "unknown error");
+    }
+    return b;
+}
+
+/* ---------------------------------------------------------------- certkey */
+
+/* Encrypted keys are not supported (there is nobody to ask for a passphrase
+ * in a server); the callback records that one was wanted so the error can say
+ * so instead of a generic decode failure, and never prompts on a terminal. */
+static int no_password(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf; (void)size; (void)rwflag;
+    *(int *)u = 1;
+    return -1;
+}
+
+static int load_chain(kx_certkey *ck, const char *path, char *err, size_t errlen)
+{
+    BIO *b = open_file(path, err, errlen);
+    if (b == NULL) return -1;
+    int rc = -1;
+    for (;;) {
+        X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+        if (x == NULL) {
+            if (!pem_at_end()) {
+                set_err(err, errlen, "%s: cannot parse certificate #%zu", path, ck->count + 1);
+                goto out;
+            }
+            break;
+        }
+        if (ck->count == KX_MAX_CHAIN) {
+            X509_free(x);
+            set_err(err, errlen, "%s: too many certificates (at most %d)", path, KX_MAX_CHAIN);
+            goto out;
+        }
+        unsigned char *der = NULL;
+        int n = i2d_X509(x, &der);
+        X509_free(x);
+        if (n <= 0) {
+            set_err(err, errlen, "%s: cannot encode certificate #%zu", path, ck->count + 1);
+            goto out;
+        }
+        ck->der[ck->count] = der;
+        ck->der_len[ck->count] = (size_t)n;
+        ck->count++;
+    }
+    if (ck->count == 0) {
+        set_err(err, errlen, "%s: no certificate found", path);
+        goto out;
+    }
+    rc = 0;
+out:
+    BIO_free(b);
+    return rc;
+}
+
+/* After a failed key load: did the file hold a PEM block labelled as a
+ * private key at all?  The decoder reports "unsupported" both for a file
+ * without a key and for a corrupt one, and the user needs to know which. */
+static int has_key_block(const char *path)
+{
+    BIO *b = BIO_new_file(path, "r");
+    if (b == NULL) return 0;
+    int found = 0;
+    char *name = NULL, *header = NULL;
+    unsigned char *data = NULL;
+    long len = 0;
+    while (!found && PEM_read_bio(b, &name, &header, &data, &len) == 1) {
+        size_t n = strlen(name);
+        static const char suffix[] = "PRIVATE KEY";
+        found = n >= sizeof(suffix) - 1 && strcmp(name + n - (sizeof(suffix) - 1), suffix) == 0;
+        OPENSSL_free(name);
+        OPENSSL_free(header);
+        OPENSSL_clear_free(data, (size_t)len);
+        name = header = NULL;
+        data = NULL;
+    }
+    BIO_free(b);
+    return found;
+}
+
+static int load_key(kx_certkey *ck, const char *path, char *err, size_t errlen)
+{
+    BIO *b = open_file(path, err, errlen);
+    if (b == NULL) return -1;
+    int wanted_password = 0;
+    /* PEM_read_bio_PrivateKey goes through the OSSL_DECODER machinery, so
+     * PKCS#8 and the traditional "RSA/EC PRIVATE KEY" forms of every key
+     * type the providers know (RSA, RSA-PSS, EC, Ed25519, ...) all load. */
+    ck->key = PEM_read_bio_PrivateKey(b, NULL, no_password, &wanted_password);
+    BIO_free(b);
+    if (ck->key != NULL) return 0;
+    if (wanted_password)
+        set_err(err, errlen, "%s: private key is encrypted (not supported)", path);
+    else if (!has_key_block(path))
+        set_err(err, errlen, "%s: no private key found", path);
+    else
+        set_err(err, errlen, "%s: cannot parse private key", path);
+    return -1;
+}
+
+int kx_certkey_load(kx_certkey *ck, const char *cert_file, const char *key_file, char *err, size_t errlen)
+{
+    memset(ck, 0, sizeof(*ck));
+    ERR_set_mark();
+    int rc = -1;
+    if (load_chain(ck, cert_file, err, errlen) < 0) goto out;
+    if (load_key(ck, key_file, err, errlen) < 0) goto out;
+
+    const unsigned char *p = ck->der[0];
+    X509 *leaf = d2i_X509(NULL, &p, (long)ck->der_len[0]);
+    if (leaf == NULL) {
+        set_err(err, errlen, "%s: cannot parse certificate #1", cert_file);
+        goto out;
+    }
+    int match = X509_check_private_key(leaf, ck->key);
+    X509_free(leaf);
+    if (match != 1) {
+        set_err(err, errlen, "%s: private key does not match certificate", key_file);
+        goto out;
+    }
+    rc = 0;
+out:
+    ERR_pop_to_mark();
+    if (rc < 0) kx_certkey_free(ck);
+    return rc;
+}
+
+void kx_certkey_free(kx_certkey *ck)
+{
+    if (ck == NULL) return;
+    for (size_t i = 0; i < ck->count && i < KX_MAX_CHAIN; i++) {
+        if (ck->der[i] != NULL) kx_wipe(ck->der[i], ck->der_len[i]);
+        OPENSSL_free(ck->der[i]);
+    }
+    /* EVP_PKEY_free clears the key material itself. */
+    EVP_PKEY_free(ck->key);
+    kx_wipe(ck, sizeof(*ck));
+}
+
+/* ------------------------------------------------------------------ trust */
+
+static int load_crls(X509_STORE *store, const char *path, char *err, size_t errlen)
+{
+    BIO *b = open_file(path, err, errlen);
+    if (b == NULL) return -1;
+    int rc = -1;
+    size_t n = 0;
+    for (;;) {
+        X509_CRL *crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL);
+        if (crl == NULL) {
+            if (!pem_at_end()) {
+                set_err(err, errlen, "%s: cannot parse CRL #%zu", path, n + 1);
+                goto out;
+            }
+            break;
+        }
+        int ok = X509_STORE_add_crl(store, crl);
+        X509_CRL_free(crl); /* the store holds its own reference */
+        if (!ok) {
+            set_err(err, errlen, "%s: cannot add CRL #%zu", path, n + 1);
+            goto out;
+        }
+        n++;
+    }
+    if (n == 0) {
+        set_err(err, errlen, "%s: no CRL found", path);
+        goto out;
+    }
+    /* Leaf-only checking: intermediates would need their issuers' CRLs too,
+     * and a missing one fails closed (unable to get certificate CRL). */
+    if (!X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK)) {
+        set_err(err, errlen, "%s: cannot enable CRL checking", path);
+        goto out;
+    }
+    rc = 0;
+out:
+    BIO_free(b);
+    return rc;
+}
+
+kx_trust *kx_trust_new(const char *ca_file, const char *crl_file, char *err, size_t errlen)
+{
+    ERR_set_mark();
+    kx_trust *t = OPENSSL_zalloc(sizeof(*t));
+    if (t == NULL || (t->store = X509_STORE_new()) == NULL) {
+        set_err(err, errlen, "%s: out of memory", ca_file ? ca_file : "trust store");
+        goto fail;
+    }
+    if (ca_file != NULL) {
+        /* Probe first so a missing/unreadable file gets the OS reason rather
+         * than X509_STORE_load_file's bare failure. */
+        BIO *probe = open_file(ca_file, err, errlen);
+        if (probe == NULL) goto fail;
+        BIO_free(probe);
+        if (!X509_STORE_load_file(t->store, ca_file)) {
+            set_err(err, errlen, "%s: no usable CA certificate found", ca_file);
+            goto fail;
+        }
+    } else if (!X509_STORE_set_default_paths(t->store)) {
+        set_err(err, errlen, "%s: cannot load the system trust store", X509_get_default_cert_file());
+        goto fail;
+    }
+    if (crl_file != NULL && load_crls(t->store, crl_file, err, errlen) < 0) goto fail;
+    ERR_pop_to_mark();
+    return t;
+fail:
+    ERR_pop_to_mark();
+    kx_trust_free(t);
+    return NULL;
+}
+
+void kx_trust_free(kx_trust *t)
+{
+    if (t == NULL) return;
+    X509_STORE_free(t->store);
+    OPENSSL_free(t);
+}
+
+/* ------------------------------------------------------------- verification */
+
+/* One static reason per verification error, so the kx_result reason outlives
+ * the call without a per-thread buffer.  Texts are X509_verify_cert_error_string
+ * of OpenSSL 3.0; codes not listed (newer OpenSSL) get the generic reason. */
+static const struct {
+    int code;
+    const char *reason;
+} verify_reasons[] = {
+    { X509_V_ERR_UNSPECIFIED, "certificate verify failed: unspecified certificate verification error" },
+    { X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT, "certificate verify failed: unable to get issuer certificate" },
+    { X509_V_ERR_UNABLE_TO_GET_CRL, "certificate verify failed: unable to get certificate CRL" },
+    { X509_V_ERR_UNABLE_TO_DECRYPT_CERT_SIGNATURE, "certificate verify failed: unable to decrypt certificate's signature" },
+    { X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE, "certificate verify failed: unable to decrypt CRL's signature" },
+    { X509_V_ERR_UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY, "certificate verify failed: unable to decode issuer public key" },
+    { X509_V_ERR_CERT_SIGNATURE_FAILURE, "certificate verify failed: certificate signature failure" },
+    { X509_V_ERR_CRL_SIGNATURE_FAILURE, "certificate verify failed: CRL signature failure" },
+    { X509_V_ERR_CERT_NOT_YET_VALID, "certificate verify failed: certificate is not yet valid" },
+    { X509_V_ERR_CERT_HAS_EXPIRED, "certificate verify failed: certificate has expired" },
+    { X509_V_ERR_CRL_NOT_YET_VALID, "certificate verify failed: CRL is not yet valid" },
+    { X509_V_ERR_CRL_HAS_EXPIRED, "certificate verify failed: CRL has expired" },
+    { X509_V_ERR_ERROR_IN_CERT_NOT_BEFORE_FIELD, "certificate verify failed: format error in certificate's notBefore field" },
+    { X509_V_ERR_ERROR_IN_CERT_NOT_AFTER_FIELD, "certificate verify failed: format error in certificate's notAfter field" },
+    { X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD, "certificate verify failed: format error in CRL's lastUpdate field" },
+    { X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD, "certificate verify failed: format error in CRL's nextUpdate field" },
+    { X509_V_ERR_OUT_OF_MEM, "certificate verify failed: out of memory" },
+    { X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT, "certificate verify failed: self-signed certificate" },
+    { X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN, "certificate verify failed: self-signed certificate in certificate chain" },
+    { X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY, "certificate verify failed: unable to get local issuer certificate" },
+    { X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE, "certificate verify failed: unable to verify the first certificate" },
+    { X509_V_ERR_CERT_CHAIN_TOO_LONG, "certificate verify failed: certificate chain too long" },
+    { X509_V_ERR_CERT_REVOKED, "certificate verify failed: certificate revoked" },
+    { X509_V_ERR_NO_ISSUER_PUBLIC_KEY, "certificate verify failed: issuer certificate doesn't have a public key" },
+    { X509_V_ERR_PATH_LENGTH_EXCEEDED, "certificate verify failed: path length constraint exceeded" },
+    { X509_V_ERR_INVALID_PURPOSE, "certificate verify failed: unsuitable certificate purpose" },
+    { X509_V_ERR_CERT_UNTRUSTED, "certificate verify failed: certificate not trusted" },
+    { X509_V_ERR_CERT_REJECTED, "certificate verify failed: certificate rejected" },
+    { X509_V_ERR_SUBJECT_ISSUER_MISMATCH, "certificate verify failed: subject issuer mismatch" },
+    { X509_V_ERR_AKID_SKID_MISMATCH, "certificate verify failed: authority and subject key identifier mismatch" },
+    { X509_V_ERR_AKID_ISSUER_SERIAL_MISMATCH, "certificate verify failed: authority and issuer serial number mismatch" },
+    { X509_V_ERR_KEYUSAGE_NO_CERTSIGN, "certificate verify failed: key usage does not include certificate signing" },
+    { X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER, "certificate verify failed: unable to get CRL issuer certificate" },
+    { X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION, "certificate verify failed: unhandled critical extension" },
+    { X509_V_ERR_KEYUSAGE_NO_CRL_SIGN, "certificate verify failed: key usage does not include CRL signing" },
+    { X509_V_ERR_UNHANDLED_CRITICAL_CRL_EXTENSION, "certificate verify failed: unhandled critical CRL extension" },
+    { X509_V_ERR_INVALID_NON_CA, "certificate verify failed: invalid non-CA certificate (has CA markings)" },
+    { X509_V_ERR_PROXY_PATH_LENGTH_EXCEEDED, "certificate verify failed: proxy path length constraint exceeded" },
+    { X509_V_ERR_KEYUSAGE_NO_DIGITAL_SIGNATURE, "certificate verify failed: key usage does not include digital signature" },
+    { X509_V_ERR_PROXY_CERTIFICATES_NOT_ALLOWED, "certificate verify failed: proxy certificates not allowed, please set the appropriate flag" },
+    { X509_V_ERR_INVALID_EXTENSION, "certificate verify failed: invalid or inconsistent certificate extension" },
+    { X509_V_ERR_INVALID_POLICY_EXTENSION, "certificate verify failed: invalid or inconsistent certificate policy extension" },
+    { X509_V_ERR_NO_EXPLICIT_POLICY, "certificate verify failed: no explicit policy" },
+    { X509_V_ERR_DIFFERENT_CRL_SCOPE, "certificate verify failed: different CRL scope" },
+    { X509_V_ERR_UNSUPPORTED_EXTENSION_FEATURE, "certificate verify failed: unsupported extension feature" },
+    { X509_V_ERR_UNNESTED_RESOURCE, "certificate verify failed: RFC 3779 resource not subset of parent's resources" },
+    { X509_V_ERR_PERMITTED_VIOLATION, "certificate verify failed: permitted subtree violation" },
+    { X509_V_ERR_EXCLUDED_VIOLATION, "certificate verify failed: excluded subtree violation" },
+    { X509_V_ERR_SUBTREE_MINMAX, "certificate verify failed: name constraints minimum and maximum not supported" },
+    { X509_V_ERR_APPLICATION_VERIFICATION, "certificate verify failed: application verification failure" },
+    { X509_V_ERR_UNSUPPORTED_CONSTRAINT_TYPE, "certificate verify failed: unsupported name constraint type" },
+    { X509_V_ERR_UNSUPPORTED_CONSTRAINT_SYNTAX, "certificate verify failed: unsupported or invalid name constraint syntax" },
+    { X509_V_ERR_UNSUPPORTED_NAME_SYNTAX, "certificate verify failed: unsupported or invalid name syntax" },
+    { X509_V_ERR_CRL_PATH_VALIDATION_ERROR, "certificate verify failed: CRL path validation error" },
+    { X509_V_ERR_PATH_LOOP, "certificate verify failed: path loop" },
+    { X509_V_ERR_SUITE_B_INVALID_VERSION, "certificate verify failed: Suite B: certificate version invalid" },
+    { X509_V_ERR_SUITE_B_INVALID_ALGORITHM, "certificate verify failed: Suite B: invalid public key algorithm" },
+    { X509_V_ERR_SUITE_B_INVALID_CURVE, "certificate verify failed: Suite B: invalid ECC curve" },
+    { X509_V_ERR_SUITE_B_INVALID_SIGNATURE_ALGORITHM, "certificate verify failed: Suite B: invalid signature algorithm" },
+    { X509_V_ERR_SUITE_B_LOS_NOT_ALLOWED, "certificate verify failed: Suite B: curve not allowed for this LOS" },
+    { X509_V_ERR_SUITE_B_CANNOT_SIGN_P_384_WITH_P_256, "certificate verify failed: Suite B: cannot sign P-384 with P-256" },
+    { X509_V_ERR_HOSTNAME_MISMATCH, "certificate verify failed: hostname mismatch" },
+    { X509_V_ERR_EMAIL_MISMATCH, "certificate verify failed: email address mismatch" },
+    { X509_V_ERR_IP_ADDRESS_MISMATCH, "certificate verify failed: IP address mismatch" },
+    { X509_V_ERR_DANE_NO_MATCH, "certificate verify failed: no matching DANE TLSA records" },
+    { X509_V_ERR_EE_KEY_TOO_SMALL, "certificate verify failed: EE certificate key too weak" },
+    { X509_V_ERR_CA_KEY_TOO_SMALL, "certificate verify failed: CA certificate key too weak" },
+    { X509_V_ERR_CA_MD_TOO_WEAK, "certificate verify failed: CA signature digest algorithm too weak" },
+    { X509_V_ERR_INVALID_CALL, "certificate verify failed: invalid certificate verification context" },
+    { X509_V_ERR_STORE_LOOKUP, "certificate verify failed: issuer certificate lookup error" },
+    { X509_V_ERR_NO_VALID_SCTS, "certificate verify failed: Certificate Transparency required, but no valid SCTs found" },
+    { X509_V_ERR_PROXY_SUBJECT_NAME_VIOLATION, "certificate verify failed: proxy subject name violation" },
+    { X509_V_ERR_OCSP_VERIFY_NEEDED, "certificate verify failed: OCSP verification needed" },
+    { X509_V_ERR_OCSP_VERIFY_FAILED, "certificate verify failed: OCSP verification failed" },
+    { X509_V_ERR_OCSP_CERT_UNKNOWN, "certificate verify failed: OCSP unknown cert" },
+    { X509_V_ERR_UNSUPPORTED_SIGNATURE_ALGORITHM, "certificate verify failed: Cannot find certificate signature algorithm" },
+    { X509_V_ERR_SIGNATURE_ALGORITHM_MISMATCH, "certificate verify failed: subject signature algorithm and issuer public key algorithm mismatch" },
+    { X509_V_ERR_SIGNATURE_ALGORITHM_INCONSISTENCY, "certificate verify failed: cert info signature and signature algorithm mismatch" },
+    { X509_V_ERR_INVALID_CA, "certificate verify failed: invalid CA certificate" },
+    { X509_V_ERR_PATHLEN_INVALID_FOR_NON_CA, "certificate verify failed: Path length invalid for non-CA cert" },
+    { X509_V_ERR_PATHLEN_WITHOUT_KU_KEY_CERT_SIGN, "certificate verify failed: Path length given without key usage keyCertSign" },
+    { X509_V_ERR_KU_KEY_CERT_SIGN_INVALID_FOR_NON_CA, "certificate verify failed: Key usage keyCertSign invalid for non-CA cert" },
+    { X509_V_ERR_ISSUER_NAME_EMPTY, "certificate verify failed: Issuer name empty" },
+    { X509_V_ERR_SUBJECT_NAME_EMPTY, "certificate verify failed: Subject name empty" },
+    { X509_V_ERR_MISSING_AUTHORITY_KEY_IDENTIFIER, "certificate verify failed: Missing Authority Key Identifier" },
+    { X509_V_ERR_MISSING_SUBJECT_KEY_IDENTIFIER, "certificate verify failed: Missing Subject Key Identifier" },
+    { X509_V_ERR_EMPTY_SUBJECT_ALT_NAME, "certificate verify failed: Empty Subject Alternative Name extension" },
+    { X509_V_ERR_EMPTY_SUBJECT_SAN_NOT_CRITICAL, "certificate verify failed: Subject empty and Subject Alt Name extension not critical" },
+    { X509_V_ERR_CA_BCONS_NOT_CRITICAL, "certificate verify failed: Basic Constraints of CA cert not marked critical" },
+    { X509_V_ERR_AUTHORITY_KEY_IDENTIFIER_CRITICAL, "certificate verify failed: Authority Key Identifier marked critical" },
+    { X509_V_ERR_SUBJECT_KEY_IDENTIFIER_CRITICAL, "certificate verify failed: Subject Key Identifier marked critical" },
+    { X509_V_ERR_CA_CERT_MISSING_KEY_USAGE, "certificate verify failed: CA cert does not include key usage extension" },
+    { X509_V_ERR_EXTENSIONS_REQUIRE_VERSION_3, "certificate verify failed: Using cert extension requires at least X509v3" },
+    { X509_V_ERR_EC_KEY_EXPLICIT_PARAMS, "certificate verify failed: Certificate public key has explicit ECC parameters" },
+};
+
+/* Alert per RFC 8446 §6.2, following OpenSSL's ssl_verify_alarm_type except
+ * where RFC 8446 is more specific: "not yet valid" is certificate_expired
+ * ("has expired or is not currently valid") and a bad signature is
+ * bad_certificate (decrypt_error is for handshake signatures, not certificate
+ * ones). */
+static uint8_t verify_alert(int err)
+{
+    switch (err) {
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_CERT_UNTRUSTED:
+    case X509_V_ERR_UNABLE_TO_GET_CRL:
+    case X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER:
+        return KX_ALERT_UNKNOWN_CA;
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+    case X509_V_ERR_CRL_HAS_EXPIRED:
+    case X509_V_ERR_CRL_NOT_YET_VALID:
+        return KX_ALERT_CERTIFICATE_EXPIRED;
+    case X509_V_ERR_CERT_REVOKED:
+        return KX_ALERT_CERTIFICATE_REVOKED;
+    case X509_V_ERR_INVALID_PURPOSE:
+        return KX_ALERT_UNSUPPORTED_CERTIFICATE;
+    case X509_V_ERR_UNABLE_TO_DECRYPT_CERT_SIGNATURE:
+    case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
+    case X509_V_ERR_UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY:
+    case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+    case X509_V_ERR_CRL_SIGNATURE_FAILURE:
+    case X509_V_ERR_ERROR_IN_CERT_NOT_BEFORE_FIELD:
+    case X509_V_ERR_ERROR_IN_CERT_NOT_AFTER_FIELD:
+    case X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD:
+    case X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD:
+    case X509_V_ERR_CERT_REJECTED:
+    case X509_V_ERR_HOSTNAME_MISMATCH:
+    case X509_V_ERR_EMAIL_MISMATCH:
+    case X509_V_ERR_IP_ADDRESS_MISMATCH:
+    case X509_V_ERR_DANE_NO_MATCH:
+    case X509_V_ERR_EE_KEY_TOO_SMALL:
+    case X509_V_ERR_CA_KEY_TOO_SMALL:
+    case X509_V_ERR_CA_MD_TOO_WEAK:
+        return KX_ALERT_BAD_CERTIFICATE;
+    case X509_V_ERR_UNSPECIFIED:
+    case X509_V_ERR_OUT_OF_MEM:
+    case X509_V_ERR_INVALID_CALL:
+    case X509_V_ERR_STORE_LOOKUP:
+        return KX_ALERT_INTERNAL_ERROR;
+    default:
+        return KX_ALERT_CERTIFICATE_UNKNOWN;
+    }
+}
+
+static const char *verify_reason(int err)
+{
+    for (size_t i = 0; i < sizeof(verify_reasons) / sizeof(verify_reasons[0]); i++)
+        if (verify_reasons[i].code == err) return verify_reasons[i].reason;
+    return "certificate verify failed";
+}
+
+/* Strict DER: a certificate followed by trailing bytes is malformed, not a
+ * certificate plus ignorable padding. */
+static X509 *parse_der(const uint8_t *der, size_t len)
+{
+    if (der == NULL || len == 0 || len > LONG_MAX) return NULL;
+    const unsigned char *p = der;
+    X509 *x = d2i_X509(NULL, &p, (long)len);
+    if (x != NULL && p != der + len) {
+        X509_free(x);
+        return NULL;
+    }
+    return x;
+}
+
+/* RFC 2253 form ("CN=localhost,O=ktlsx test"), most specific RDN first, with
+ * UTF-8 left readable (no \XX escapes for non-ASCII); control characters stay
+ * escaped since this string ends up in logs. */
+static void format_subject(X509 *x, char *out, size_t outlen)
+{
+    if (out == NULL || outlen == 0) return;
+    out[0] = '\0';
+    BIO *b = BIO_new(BIO_s_mem());
+    if (b == NULL) return;
+    unsigned long flags = XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB;
+    if (X509_NAME_print_ex(b, X509_get_subject_name(x), 0, flags) >= 0) {
+        char *data = NULL;
+        long n = BIO_get_mem_data(b, &data);
+        if (n > 0 && data != NULL) {
+            size_t k = (size_t)n < outlen - 1 ? (size_t)n : outlen - 1;
+            memcpy(out, data, k);
+            out[k] = '\0';
+        }
+    }
+    BIO_free(b);
+}
+
+/* Set the name the leaf must carry.  IP literals are matched against iPAddress
+ * SANs (set1_host would compare them as DNS names, which RFC 6125 forbids);
+ * a bracketed IPv6 literal ("[::1]", as in a URL) is accepted too. */
+static int set_peer_name(X509_VERIFY_PARAM *vp, const char *host)
+{
+    unsigned char addr[16];
+    char ip[INET6_ADDRSTRLEN + 1];
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof(ip)) {
+        memcpy(ip, host + 1, n - 2);
+        ip[n - 2] = '\0';
+        if (inet_pton(AF_INET6, ip, addr) == 1) return X509_VERIFY_PARAM_set1_ip_asc(vp, ip);
+    }
+    if (inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1)
+        return X509_VERIFY_PARAM_set1_ip_asc(vp, host);
+    /* Same policy as browsers and curl: "*" must be the whole left label. */
+    X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    return X509_VERIFY_PARAM_set1_host(vp, host, 0);
+}
+
+static kx_result verify_chain(kx_trust *t, X509 *leaf, STACK_OF(X509) *untrusted, const char *host,
+                              int peer_is_server)
+{
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    if (ctx == NULL) return KX_FAIL(KX_ALERT_INTERNAL_ERROR, "out of memory");
+    kx_result r = KX_OK;
+    if (!X509_STORE_CTX_init(ctx, t->store, leaf, untrusted)) {
+        r = KX_FAIL(KX_ALERT_INTERNAL_ERROR, "certificate verification setup failed");
+        goto out;
+    }
+    /* The peer's role picks the purpose: a server must carry serverAuth
+     * (or no EKU), a client clientAuth.  "ssl_server"/"ssl_client" are the
+     * parameter sets libssl uses, which also select the matching trust. */
+    const char *role = peer_is_server ? "ssl_server" : "ssl_client";
+    int purpose = peer_is_server ? X509_PURPOSE_SSL_SERVER : X509_PURPOSE_SSL_CLIENT;
+    if (!X509_STORE_CTX_set_default(ctx, role) || !X509_STORE_CTX_set_purpose(ctx, purpose)) {
+        r = KX_FAIL(KX_ALERT_INTERNAL_ERROR, "certificate verification setup failed");
+        goto out;
+    }
+    if (host != NULL && !set_peer_name(X509_STORE_CTX_get0_param(ctx), host)) {
+        r = KX_FAIL(KX_ALERT_INTERNAL_ERROR, "cannot set the name to verify");
+        goto out;
+    }
+    if (X509_verify_cert(ctx) != 1) {
+        int e = X509_STORE_CTX_get_error(ctx);
+        /* X509_V_OK with a failed verify means an internal problem (e.g.
+         * allocation), not a judgement on the peer's certificate. */
+        if (e == X509_V_OK)
+            r = KX_FAIL(KX_ALERT_INTERNAL_ERROR, "certificate verify failed");
+        else
+            r = KX_FAIL(verify_alert(e), verify_reason(e));
+    }
+out:
+    X509_STORE_CTX_free(ctx);
+    return r;
+}
+
+kx_result kx_trust_verify(kx_trust *t, const uint8_t *const *der, const size_t *der_len, size_t count,
+                          const char *host, int peer_is_server, EVP_PKEY **leaf_pub,
+                          char *subject, size_t subjectlen)
+{
+    if (leaf_pub != NULL) *leaf_pub = NULL;
+    if (subject != NULL && subjectlen > 0) subject[0] = '\0';
+    KX_ENSURE(t != NULL, KX_ALERT_INTERNAL_ERROR, "no trust store");
+    KX_ENSURE(count > 0, KX_ALERT_BAD_CERTIFICATE, "empty certificate chain");
+    /* An empty name would make OpenSSL skip the check silently; refuse it
+     * rather than accept any certificate for "". */
+    KX_ENSURE(host == NULL || host[0] != '\0', KX_ALERT_INTERNAL_ERROR, "empty host name to verify");
+
+    ERR_set_mark();
+    kx_result r = KX_OK;
+    X509 *leaf = NULL;
+    STACK_OF(X509) *untrusted = sk_X509_new_null();
+    if (untrusted == NULL) {
+        r = KX_FAIL(KX_ALERT_INTERNAL_ERROR, "out of memory");
+        goto out;
+    }
+    leaf = parse_der(der[0], der_len[0]);
+    if (leaf == NULL) {
+        r = KX_FAIL(KX_ALERT_BAD_CERTIFICATE, "certificate parse error");
+        goto out;
+    }
+    for (size_t i = 1; i < count; i++) {
+        X509 *x = parse_der(der[i], der_len[i]);
+        if (x == NULL) {
+            r = KX_FAIL(KX_ALERT_BAD_CERTIFICATE, "certificate parse error");
+            goto out;
+        }
+        if (!sk_X509_push(untrusted, x)) {
+            X509_free(x);
+            r = KX_FAIL(KX_ALERT_INTERNAL_ERROR, "out of memory");
+            goto out;
+        }
+    }
+    r = verify_chain(t, leaf, untrusted, host, peer_is_server);
+    if (kx_failed(r)) goto out;
+    if (leaf_pub != NULL && (*leaf_pub = X509_get_pubkey(leaf)) == NULL) {
+        r = KX_FAIL(KX_ALERT_UNSUPPORTED_CERTIFICATE, "unsupported certificate public key");
+        goto out;
+    }
+    format_subject(leaf, subject, subjectlen);
+out:
+    X509_free(leaf);
+    sk_X509_pop_free(untrusted, X509_free);
+    ERR_pop_to_mark();
+    return r;
+}
+
+kx_result kx_cert_leaf_key(const uint8_t *der, size_t der_len, EVP_PKEY **leaf_pub, char *subject, size_t subjectlen)
+{
+    *leaf_pub = NULL;
+    if (subject != NULL && subjectlen > 0) subject[0] = '\0';
+    ERR_set_mark();
+    kx_result r = KX_OK;
+    X509 *leaf = parse_der(der, der_len);
+    if (leaf == NULL) {
+        r = KX_FAIL(KX_ALERT_BAD_CERTIFICATE, "certificate parse error");
+    } else if ((*leaf_pub = X509_get_pubkey(leaf)) == NULL) {
+        r = KX_FAIL(KX_ALERT_UNSUPPORTED_CERTIFICATE, "unsupported certificate public key");
+    } else {
+        format_subject(leaf, subject, subjectlen);
+    }
+    X509_free(leaf);
+    ERR_pop_to_mark();
+    return r;
+}
