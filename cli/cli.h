@@ -1,0 +1,166 @@
+/* ktlsx command-line tool: declarations shared by the subcommands.
+ *
+ * Each subcommand lives in its own file (client.c, server.c, probe.c);
+ * common.c holds what they share: option handling for the TLS
+ * configuration, TCP helpers, the handshake loop and the data path.
+ */
+#ifndef KTLSX_CLI_H
+#define KTLSX_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ktlsx/ktlsx.h>
+
+/* Process exit statuses. */
+enum {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_FAILURE = 1, /* TLS, network or I/O failure */
+    CLI_EXIT_USAGE = 2,   /* bad command line or configuration */
+};
+
+/* A peer that stalls during the handshake (or a connect that never
+ * completes) is cut after this long, so nothing hangs forever. */
+#define CLI_HANDSHAKE_TIMEOUT_MS 30000
+
+/* ---- subcommands ---- */
+
+int ktlsx_cmd_client(int argc, char **argv);
+int ktlsx_cmd_server(int argc, char **argv);
+
+/* `ktlsx probe` is implemented in probe.c; use its header when it exists so
+ * its declaration stays the single source of truth. */
+#if defined(__has_include)
+#if __has_include("probe.h")
+#include "probe.h"
+#else
+int ktlsx_cmd_probe(int argc, char **argv);
+#endif
+#else
+int ktlsx_cmd_probe(int argc, char **argv);
+#endif
+
+/* ---- command line ---- */
+
+/* Print "ktlsx CMD: <message>" and a pointer to --help on stderr; returns
+ * CLI_EXIT_USAGE so callers can `return cli_usage_error(...)`. */
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Report an unknown option or a missing option value after getopt_long
+ * returned '?' or ':' (optstring starting with ':'). Returns CLI_EXIT_USAGE. */
+int cli_getopt_error(const char *cmd, int opt, char **argv);
+
+#define CLI_MAX_CERTS 8
+
+/* TLS settings that the client and the server take the same way. */
+struct cli_tls_options {
+    const char *cert_files[CLI_MAX_CERTS];
+    const char *key_files[CLI_MAX_CERTS];
+    size_t cert_count;
+    size_t key_count;
+    const char *ca_file;     /* NULL: system default store */
+    const char *crl_file;
+    const char *alpn;
+    const char *ciphers;
+    const char *groups;
+    const char *keylog_file; /* NULL: $SSLKEYLOGFILE if set */
+    uint16_t min_version;
+    uint16_t max_version;
+    int insecure;
+    enum ktlsx_verify_client verify_client;
+    int trace;
+};
+
+void cli_tls_options_init(struct cli_tls_options *opts);
+/* "1.2" / "1.3" → a single-version range. Returns 0 or -1. */
+int cli_parse_tls_version(const char *arg, struct cli_tls_options *opts);
+/* Record one --cert / --key. Returns 0 or -1 when there are too many. */
+int cli_add_cert_file(struct cli_tls_options *opts, const char *path);
+int cli_add_key_file(struct cli_tls_options *opts, const char *path);
+
+/* Build the engine configuration. On a failing setter prints
+ * "ktlsx: <ktlsx_config_error>" and returns NULL (exit status 2). */
+ktlsx_config *cli_build_config(enum ktlsx_role role, const struct cli_tls_options *opts);
+
+/* ---- TCP ---- */
+
+/* HOST:PORT, [IPv6]:PORT. `host` has the brackets removed. */
+struct cli_endpoint {
+    char host[256];
+    char port[64];
+};
+
+/* Returns 0, or -1 with a reason in *why. An empty host is accepted only
+ * when allow_empty_host is set (":8443" = every local address). */
+int cli_parse_endpoint(const char *arg, int allow_empty_host, struct cli_endpoint *ep,
+                       const char **why);
+
+/* Resolve and connect (TCP_NODELAY) within timeout_ms; prints the reason
+ * and returns -1 on failure. */
+int cli_connect_tcp(const struct cli_endpoint *ep, int timeout_ms);
+/* Resolve, bind (SO_REUSEADDR) and listen; prints "ktlsx: listening on ..."
+ * on success, the reason and returns -1 on failure. */
+int cli_listen_tcp(const struct cli_endpoint *ep);
+void cli_set_nodelay(int fd);
+
+/* Milliseconds on the monotonic clock. */
+int64_t cli_now_ms(void);
+/* write() the whole buffer, retrying on EINTR and partial writes. */
+int cli_write_all(int fd, const void *data, size_t len);
+
+/* ---- TLS session over a connected socket ---- */
+
+struct cli_session;
+
+/* Receives decrypted application data. Returns 0, or -1 after describing
+ * the problem in the session's `error` (which stops the receive). */
+typedef int (*cli_sink_fn)(struct cli_session *session, void *ctx, const uint8_t *data,
+                           size_t len);
+
+enum cli_recv_result {
+    CLI_RECV_PROGRESS,     /* bytes were consumed (maybe no application data) */
+    CLI_RECV_CLOSE_NOTIFY, /* peer sent close_notify */
+    CLI_RECV_EOF,          /* peer closed TCP without close_notify */
+    CLI_RECV_ERROR,        /* TLS or I/O failure, described in session->error */
+};
+
+/* How application data moves once the handshake is done: through the
+ * engine's user-space record layer, or (later) through kernel TLS.  The
+ * strategy is picked in one place, cli_select_datapath() in common.c. */
+struct cli_datapath {
+    const char *ktls_state; /* printed as ktls=<state> in the summary line */
+    /* Encrypt and send everything. Returns 0 or -1 (session->error set). */
+    int (*send)(struct cli_session *session, const void *data, size_t len);
+    /* Call when the socket is readable: one read from the socket, and every
+     * plaintext byte it completes goes to `sink`. */
+    enum cli_recv_result (*recv)(struct cli_session *session, cli_sink_fn sink, void *ctx);
+    /* Send close_notify. Returns 0 or -1 (session->error set). */
+    int (*close_notify)(struct cli_session *session);
+};
+
+struct cli_session {
+    int fd;
+    ktlsx_conn *conn;
+    const struct cli_datapath *datapath; /* set by cli_session_handshake */
+    char error[512];
+};
+
+/* A cli_sink_fn that writes the plaintext to stdout. */
+int cli_sink_to_stdout(struct cli_session *session, void *ctx, const uint8_t *data, size_t len);
+
+/* Run the handshake with CLI_HANDSHAKE_TIMEOUT_MS. On success selects the
+ * data path, prints the "handshake ok" summary line and returns 0; on
+ * failure prints "ktlsx: handshake failed: ..." and returns -1. */
+int cli_session_handshake(struct cli_session *session);
+
+/* Print "ktlsx: connection failed: <session->error>". */
+void cli_session_report_failure(const struct cli_session *session);
+
+/* Orderly end: send close_notify, shut down our sending side, and wait
+ * briefly for the peer to close so that closing the socket does not reset
+ * the connection under data the peer has not read yet. Errors are ignored:
+ * the conversation is over either way. */
+void cli_session_finish(struct cli_session *session);
+
+#endif
