@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Build the test initramfs for one kernel.
+#
+#   kmod-tests/mkinitramfs.sh KERNEL_ROOT KERNEL_RELEASE OUT.cpio.gz [CERT_DIR]
+#
+# KERNEL_ROOT is an unpacked kernel package tree (from fetch-kernels.sh): it
+# must contain boot/config-REL and lib/modules/REL.  CERT_DIR, when given,
+# holds test certificates made by "mkinitramfs.sh --certs DIR" (run.sh makes
+# them once for all kernels); otherwise fresh ones are generated.
+#
+# Contents: busybox (+ applet links), the kernel's crypto/tls modules
+# (decompressed, with a modules.dep made by depmod), build/bin/* and
+# build/lib/*.so with their shared libraries, openssl, nginx, curl, the
+# kmod-tests/suite/*.sh scripts, certificates in /certs, /kernel.config and
+# /init (kmod-tests/init.sh).
+set -euo pipefail
+. "$(dirname "$0")/lib-common.sh"
+
+# make_certs DIR: CA + server certs (ECDSA P-256 and RSA-2048) for localhost
+make_certs() {
+	local d=$1
+	mkdir -p "$d"
+	(
+		cd "$d"
+		cat >ext.cnf <<-'EOF'
+		[ca]
+		basicConstraints = critical,CA:TRUE
+		keyUsage = critical,keyCertSign,cRLSign
+		subjectKeyIdentifier = hash
+		[srv]
+		basicConstraints = critical,CA:FALSE
+		keyUsage = critical,digitalSignature,keyEncipherment
+		extendedKeyUsage = serverAuth,clientAuth
+		subjectAltName = DNS:localhost,IP:127.0.0.1,IP:::1
+		EOF
+		openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+			-keyout ca.key -out ca.pem -days 3650 -subj "/CN=ktlsx kmod-tests CA" \
+			-extensions ca -config <(printf '[req]\ndistinguished_name=dn\n[dn]\n'; cat ext.cnf) 2>/dev/null
+		openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+			-keyout server.key -out server.csr -subj "/CN=localhost" 2>/dev/null
+		openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+			-out server.pem -days 3650 -extfile ext.cnf -extensions srv 2>/dev/null
+		openssl req -new -newkey rsa:2048 -nodes \
+			-keyout server-rsa.key -out server-rsa.csr -subj "/CN=localhost" 2>/dev/null
+		openssl x509 -req -in server-rsa.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+			-out server-rsa.pem -days 3650 -extfile ext.cnf -extensions srv 2>/dev/null
+		rm -f ./*.csr ./*.srl ext.cnf
+	)
+}
+
+if [ "${1:-}" = --certs ]; then
+	[ -n "${2:-}" ] || die "usage: $0 --certs DIR"
+	make_certs "$2"
+	exit 0
+fi
+
+[ $# -ge 3 ] || die "usage: $0 KERNEL_ROOT KERNEL_RELEASE OUT.cpio.gz [CERT_DIR]"
+KROOT=$1 KREL=$2 OUT=$3 CERTS=${4:-}
+KMODDIR=$KROOT/lib/modules/$KREL
+[ -d "$KMODDIR" ] || die "no modules dir $KMODDIR"
+BUILD=${KTLSX_BUILD:-$REPO_DIR/build}
+BUSYBOX=${KTLSX_BUSYBOX:-$(command -v busybox || echo /bin/busybox)}
+file -L "$BUSYBOX" 2>/dev/null | grep -q 'statically linked' ||
+	log "warning: $BUSYBOX does not look static (install busybox-static)"
+
+mkdir -p "$(dirname "$OUT")"
+STAGE=$(mktemp -d "$(dirname "$OUT")/.stage.XXXXXX")
+trap 'rm -rf "$STAGE"' EXIT
+
+# --- skeleton (usrmerged like the host) ------------------------------------
+mkdir -p "$STAGE"/usr/{bin,sbin,lib,lib64} "$STAGE"/{proc,sys,dev,tmp,run,root,etc,certs,suite,var/log/nginx,var/lib/nginx}
+for d in bin sbin lib lib64; do ln -s "usr/$d" "$STAGE/$d"; done
+chmod 1777 "$STAGE/tmp"
+
+cp "$BUSYBOX" "$STAGE/usr/bin/busybox"
+for a in $("$BUSYBOX" --list-full); do
+	[ -e "$STAGE/$a" ] || [ -L "$STAGE/$a" ] || ln -s /usr/bin/busybox "$STAGE/$a"
+done
+
+cat >"$STAGE/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+EOF
+cat >"$STAGE/etc/group" <<'EOF'
+root:x:0:
+nogroup:x:65534:
+EOF
+printf '127.0.0.1 localhost\n::1 localhost\n' >"$STAGE/etc/hosts"
+printf 'passwd: files\ngroup: files\nhosts: files\n' >"$STAGE/etc/nsswitch.conf"
+
+# --- binaries and their libraries ------------------------------------------
+# copy_file SRC [DEST]: copy dereferenced, keeping the path
+copy_file() {
+	local src=$1 dst=${2:-$1}
+	[ -e "$STAGE$dst" ] && return 0
+	mkdir -p "$STAGE$(dirname "$dst")"
+	cp -L "$src" "$STAGE$dst"
+}
+# copy_bin PATH [DEST]: binary plus everything ldd says it needs
+copy_bin() {
+	local bin=$1 dst=${2:-$1} lib
+	copy_file "$bin" "$dst"
+	while read -r lib; do
+		copy_file "$lib"
+	done < <(ldd "$bin" 2>/dev/null | awk '/=> \// {print $3} /^\t\/[^ ]+ \(/ {print $1}')
+}
+
+for b in /usr/bin/openssl /usr/sbin/nginx /usr/bin/curl; do
+	if [ -x "$b" ]; then copy_bin "$b"; else log "warning: $b not installed, peer tests will skip"; fi
+done
+[ -e /usr/lib/ssl/openssl.cnf ] && copy_file /usr/lib/ssl/openssl.cnf
+# libssl/libcrypto may dlopen these (engines/providers); cheap to include
+for d in /usr/lib/x86_64-linux-gnu/ossl-modules; do
+	[ -d "$d" ] && for f in "$d"/*.so; do [ -e "$f" ] && copy_bin "$f"; done
+done
+
+# project binaries and shared libraries
+mkdir -p "$STAGE/opt/ktlsx/bin" "$STAGE/opt/ktlsx/lib"
+if [ -d "$BUILD/lib" ]; then
+	for f in "$BUILD"/lib/*.so*; do [ -f "$f" ] && copy_bin "$f" "/opt/ktlsx/lib/$(basename "$f")"; done
+fi
+nbin=0
+if [ -d "$BUILD/bin" ]; then
+	for f in "$BUILD"/bin/*; do
+		[ -f "$f" ] && [ -x "$f" ] || continue
+		copy_bin "$f" "/opt/ktlsx/bin/$(basename "$f")"
+		nbin=$((nbin + 1))
+	done
+fi
+log "$KREL: $nbin project binaries from $BUILD/bin"
+
+# --- kernel modules ---------------------------------------------------------
+# Whole crypto / x86 crypto / lib / net/tls / net/handshake subtrees, plus the
+# dependency closure of each module (per the host modprobe on a depmod'ed
+# tree), decompressed so busybox modprobe can load them.
+if [ ! -f "$KMODDIR/modules.dep" ]; then
+	depmod -b "$KROOT" "$KREL"
+fi
+MODS_OUT=$STAGE/lib/modules/$KREL
+mkdir -p "$MODS_OUT"
+mapfile -t seed < <(cd "$KMODDIR" && find kernel/crypto kernel/arch/x86/crypto kernel/lib \
+	kernel/net/tls kernel/net/handshake -name '*.ko*' 2>/dev/null)
+declare -A want=()
+for m in "${seed[@]}"; do want[$m]=1; done
+for m in "${seed[@]}"; do
+	name=$(basename "$m"); name=${name%%.ko*}
+	while read -r _ path _; do
+		[ -n "$path" ] && want[${path#"$KMODDIR"/}]=1
+	done < <(modprobe -d "$KROOT" -S "$KREL" --show-depends "$name" 2>/dev/null | grep '^insmod ')
+done
+for m in "${!want[@]}"; do
+	src=$KMODDIR/$m
+	[ -f "$src" ] || continue
+	dst=$MODS_OUT/${m%.xz}; dst=${dst%.zst}; dst=${dst%.gz}
+	mkdir -p "$(dirname "$dst")"
+	case $src in
+	*.xz) xz -dc "$src" >"$dst" ;;
+	*.zst) zstd -qdc "$src" >"$dst" ;;
+	*.gz) gzip -dc "$src" >"$dst" ;;
+	*) cp "$src" "$dst" ;;
+	esac
+done
+for f in modules.builtin modules.builtin.modinfo modules.order; do
+	[ -f "$KMODDIR/$f" ] && cp "$KMODDIR/$f" "$MODS_OUT/"
+done
+depmod -b "$STAGE" "$KREL"
+log "$KREL: ${#want[@]} modules"
+
+[ -f "$KROOT/boot/config-$KREL" ] && cp -L "$KROOT/boot/config-$KREL" "$STAGE/kernel.config"
+echo "$KREL" >"$STAGE/kernel.release"
+
+# --- certificates, suite, init --------------------------------------------
+if [ -n "$CERTS" ]; then
+	cp "$CERTS"/* "$STAGE/certs/"
+else
+	make_certs "$STAGE/certs"
+fi
+cp "$KMOD_DIR"/suite/*.sh "$STAGE/suite/"
+cp "$KMOD_DIR/init.sh" "$STAGE/init"
+chmod +x "$STAGE/init" "$STAGE"/suite/*.sh
+
+(cd "$STAGE" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet) | gzip -1 >"$OUT.tmp"
+mv "$OUT.tmp" "$OUT"
+log "$KREL: initramfs $OUT ($(du -h "$OUT" | cut -f1))"

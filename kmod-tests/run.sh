@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Boot each test kernel in qemu and run kmod-tests/suite/ inside it.
+#
+#   kmod-tests/run.sh [bookworm|trixie|backports ...]     (default: all three)
+#
+# Environment:
+#   KTLSX_CACHE        download cache (default /var/cache/ktlsx-kmod)
+#   KTLSX_BUILD        project build dir whose bin/ and lib/ go in (default build)
+#   KMOD_ONLY          run only suite scripts whose name contains this
+#   KMOD_VM_TIMEOUT    seconds per VM (default 300)
+#   KMOD_TEST_TIMEOUT  default seconds per suite script (default 120)
+#   KMOD_PARALLEL      VMs booted at once (default 1; TCG uses ~1 core per vCPU)
+#   KMOD_KVM=1         try KVM (checked with a short boot first; TCG otherwise)
+# Output: PASS/FAIL/SKIP <kernel>: <test> [reason] lines and a summary line;
+# serial logs in build/kmod-logs/<kernel>.log.  Exit status 1 if anything
+# failed or a VM did not reach KMOD-DONE.
+set -uo pipefail
+. "$(dirname "$0")/lib-common.sh"
+
+VM_TIMEOUT=${KMOD_VM_TIMEOUT:-300}
+OUTDIR=$REPO_DIR/build
+LOGDIR=$OUTDIR/kmod-logs
+WORK=$OUTDIR/kmod-work
+mkdir -p "$LOGDIR" "$WORK"
+command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not installed"
+
+t0=$(date +%s)
+mapfile -t kernels < <("$KMOD_DIR/fetch-kernels.sh" "$@")
+log "kernels fetched in $(( $(date +%s) - t0 ))s"
+
+# certificates once for all kernels
+rm -rf "$WORK/certs"
+"$KMOD_DIR/mkinitramfs.sh" --certs "$WORK/certs" || die "certificate generation failed"
+
+# --- accelerator: TCG unless KVM demonstrably works -------------------------
+ACCEL=(-accel tcg -cpu max)
+if [ "${KMOD_KVM:-0}" = 1 ] && [ -w /dev/kvm ]; then
+	# a kernel without initrd panics quickly ("VFS: unable to mount root");
+	# if KVM hangs at kernel entry there is no output at all
+	first=$(awk '$2 != "-" {print $3; exit}' < <(printf '%s\n' "${kernels[@]}"))
+	if [ -n "$first" ] && timeout 20 qemu-system-x86_64 -accel kvm -cpu host -m 256 -display none \
+		-serial stdio -monitor none -nic none -no-reboot -kernel "$first" \
+		-append "console=ttyS0 panic=-1" </dev/null 2>/dev/null | grep -q 'Linux version'; then
+		ACCEL=(-accel kvm -cpu host)
+		log "KVM works, using it"
+	else
+		log "KVM did not boot a kernel within 20s, using TCG"
+	fi
+fi
+
+# --- one VM --------------------------------------------------------------
+# run_vm SUITE REL VMLINUZ -> writes $WORK/REL.status (secs + done flag)
+run_vm() {
+	local suite=$1 rel=$2 vmlinuz=$3 initrd=$WORK/$2.cpio.gz log=$LOGDIR/$2.log s e
+	s=$(date +%s)
+	if ! "$KMOD_DIR/mkinitramfs.sh" "$(dirname "$(dirname "$vmlinuz")")" "$rel" "$initrd" "$WORK/certs" \
+		>"$WORK/$rel.mkinitramfs.log" 2>&1; then
+		echo "KMOD-RESULT fail $rel initramfs mkinitramfs.sh failed: $(tail -1 "$WORK/$rel.mkinitramfs.log")" >"$log"
+		echo "0 0" >"$WORK/$rel.status"
+		return
+	fi
+	local append="console=ttyS0 quiet panic=-1 KMOD_VM_TIMEOUT=$((VM_TIMEOUT - 20))"
+	[ -n "${KMOD_ONLY:-}" ] && append+=" KMOD_ONLY=$KMOD_ONLY"
+	[ -n "${KMOD_TEST_TIMEOUT:-}" ] && append+=" KMOD_TEST_TIMEOUT=$KMOD_TEST_TIMEOUT"
+	timeout -k 10 "$VM_TIMEOUT" qemu-system-x86_64 -M q35 "${ACCEL[@]}" -m 1024 -smp 2 \
+		-display none -monitor none -serial "file:$log" -nic none -no-reboot \
+		-kernel "$vmlinuz" -initrd "$initrd" -append "$append" </dev/null >"$WORK/$rel.qemu.log" 2>&1
+	local rc=$?
+	e=$(date +%s)
+	echo "$((e - s)) $rc" >"$WORK/$rel.status"
+}
+
+declare -a order=()
+declare -A unavailable=() suite_of=()
+running=0
+for line in "${kernels[@]}"; do
+	read -r suite rel rest <<<"$line"
+	if [ "$rel" = - ]; then
+		unavailable[$suite]=$rest
+		continue
+	fi
+	order+=("$rel"); suite_of[$rel]=$suite
+	rm -f "$WORK/$rel.status" "$LOGDIR/$rel.log"
+	log "booting $rel ($suite)"
+	run_vm "$suite" "$rel" "$rest" &
+	running=$((running + 1))
+	if [ "$running" -ge "${KMOD_PARALLEL:-1}" ]; then
+		wait -n
+		running=$((running - 1))
+	fi
+done
+wait
+
+# --- report --------------------------------------------------------------
+npass=0 nfail=0 nskip=0
+for suite in "${!unavailable[@]}"; do
+	echo "SKIP $suite: all-tests ${unavailable[$suite]}"
+	nskip=$((nskip + 1))
+done
+for rel in "${order[@]}"; do
+	log=$LOGDIR/$rel.log
+	read -r secs rc <"$WORK/$rel.status" 2>/dev/null || { secs=?; rc=?; }
+	tr -d '\r' <"$log" 2>/dev/null | grep -a '^KMOD-INFO ' | sed "s/^KMOD-INFO [^ ]* /INFO $rel: /"
+	while read -r _ st k name reason; do
+		case $st in
+		pass) echo "PASS $rel: $name"; npass=$((npass + 1)) ;;
+		fail) echo "FAIL $rel: $name${reason:+ ($reason)}"; nfail=$((nfail + 1)) ;;
+		skip) echo "SKIP $rel: $name${reason:+ ($reason)}"; nskip=$((nskip + 1)) ;;
+		esac
+	done < <(tr -d '\r' <"$log" 2>/dev/null | grep -a '^KMOD-RESULT ')
+	if ! tr -d '\r' <"$log" 2>/dev/null | grep -aq '^KMOD-DONE'; then
+		why="VM did not reach KMOD-DONE"
+		[ "$rc" = 124 ] || [ "$rc" = 137 ] && why+=" (timed out after ${VM_TIMEOUT}s)"
+		[ "$rc" != 124 ] && [ "$rc" != 137 ] && [ "$rc" != 0 ] && why+=" (qemu exit $rc: $(tail -1 "$WORK/$rel.qemu.log" 2>/dev/null))"
+		echo "FAIL $rel: vm $why; see $log"
+		nfail=$((nfail + 1))
+	fi
+	echo "TIME $rel (${suite_of[$rel]}): ${secs}s"
+done
+echo "$npass passed, $nfail failed, $nskip skipped"
+log "total $(( $(date +%s) - t0 ))s"
+[ "$nfail" -eq 0 ]
