@@ -48,7 +48,7 @@ KX_RESULT kx_record_header(const uint8_t hdr[KX_RECORD_HEADER], uint8_t *type, s
 KX_RESULT kx_record_write(kx_record_dir *d, uint8_t type, const uint8_t *data, size_t len, kx_buf *out);
 
 /* Unprotect one complete record (header + body, exactly 5 + body_len bytes)
- * in place.  On success *type is the real content type and *plain/*plain_len
+ * in place.  On success *type is the real content type and *plain and *plain_len
  * point into `rec`.  When d->active: AEAD open (bad_record_mac on failure),
  * TLS 1.3 inner type and zero padding removed (unexpected_message if no
  * type), plaintext > 2^14 -> record_overflow.  Increments seq.  When inactive,
