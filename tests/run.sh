@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# tests/run.sh [--unit-only] — the ktlsx test runner (`make check`, `make unit`).
+#
+#  1. unit tests: every executable build/tests/test_* (cmocka; each test case counts)
+#  2. the same unit tests from build/asan/tests/ (ASan+UBSan), if that build exists
+#  3. every tests/interop/*.sh with KTLSX=build/bin/ktlsx
+#  4. the interop scripts again, QUICK=1, with KTLSX=build/asan/bin/ktlsx (if built)
+#  5. kmod-tests/run.sh, if present (its last line "N passed, N failed, N skipped"
+#     is added to the totals)
+# --unit-only stops after step 1.  Logs: build/test-logs/ (results.txt lists every case).
+# The last line of output is exactly "N passed, N failed, N skipped"; the exit
+# status is 0 only if nothing failed.
+#
+# Environment: UNIT_TMO (per unit binary, default 300 s), INTEROP_TMO (per
+# interop script, default 1200 s), KMOD_TMO (default 3600 s), ONLY (regex
+# passed to the interop scripts to select cases), NO_ASAN_INTEROP=1, NO_KMOD=1.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 1
+BUILD=${BUILD:-$ROOT/build}   # build tree (override to test the runner itself)
+
+unit_only=0
+for a in "$@"; do
+  case $a in
+    --unit-only) unit_only=1 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown argument $a" >&2; exit 2 ;;
+  esac
+done
+
+LOGS=$BUILD/test-logs
+rm -rf "$LOGS"
+mkdir -p "$LOGS"
+export TEST_LOG_DIR=$LOGS
+RESULTS=$LOGS/results.txt
+: >"$RESULTS"
+
+P=0 F=0 S=0
+UNIT_TMO=${UNIT_TMO:-300}
+INTEROP_TMO=${INTEROP_TMO:-1200}
+KMOD_TMO=${KMOD_TMO:-3600}
+
+record() { # record PASS|FAIL|SKIP NAME [REASON]
+  local line="$1 $2"
+  [[ -n ${3:-} ]] && line+=": $3"
+  echo "$line" >>"$RESULTS"
+  case $1 in PASS) P=$((P + 1)) ;; FAIL) F=$((F + 1)); echo "$line" ;; SKIP) S=$((S + 1)) ;; esac
+}
+
+section() { echo; echo "=== $*"; }
+
+# ------------------------------------------------------------- unit tests ---
+
+# run_unit_dir DIR PREFIX: run every test binary in DIR, count cmocka cases.
+run_unit_dir() {
+  local dir=$1 prefix=$2 bin name log rc
+  local bins=()
+  for bin in "$dir"/test_*; do
+    [[ -f $bin && -x $bin ]] && bins+=("$bin")
+  done
+  if (( ${#bins[@]} == 0 )); then
+    echo "(no unit test binaries in ${dir#$ROOT/})"
+    return
+  fi
+  mkdir -p "$LOGS/$prefix"
+  for bin in "${bins[@]}"; do
+    name=$(basename "$bin")
+    log=$LOGS/$prefix/$name.log
+    # cmocka writes to stdout and stderr; keep them in order in one log
+    # (in a subshell, so bash does not print "Aborted" job notices for crashes)
+    rc=$( { timeout -k 5 "$UNIT_TMO" "$bin" >"$log" 2>&1 </dev/null; echo $?; } 2>/dev/null )
+    local p0=$P f0=$F s0=$S
+    # Per-case accounting: a case passes on "[       OK ] X" right after
+    # "[ RUN      ] X", fails on "[  FAILED  ] X" (the repeated listing at the
+    # end is ignored), is skipped on "[  SKIPPED ] X"; a RUN without a verdict
+    # (crash, abort, sanitizer) is a failure.
+    local cur= line tag tname
+    while IFS= read -r line; do
+      [[ $line =~ ^\[\ *(RUN|OK|FAILED|SKIPPED|ERROR)\ *\]\ (.*)$ ]] || continue
+      tag=${BASH_REMATCH[1]} tname=${BASH_REMATCH[2]}
+      case $tag in
+        RUN) [[ -n $cur ]] && record FAIL "$prefix/$name/$cur" "no verdict (crashed?)"
+             cur=$tname ;;
+        OK) [[ $tname == "$cur" ]] && { record PASS "$prefix/$name/$cur"; cur=; } ;;
+        FAILED) [[ $tname == "$cur" ]] && { record FAIL "$prefix/$name/$cur" "see ${log#$ROOT/}"; cur=; } ;;
+        SKIPPED) [[ $tname == "$cur" ]] && { record SKIP "$prefix/$name/$cur" "skipped by the test"; cur=; } ;;
+        ERROR) ;;
+      esac
+    done < <(tr -d '\r' <"$log")
+    if [[ -n $cur ]]; then
+      record FAIL "$prefix/$name/$cur" "no verdict: $( ((rc == 124)) && echo "timed out after ${UNIT_TMO}s" || echo "exit $rc" ) (crash?), see ${log#$ROOT/}"
+    fi
+    local ncase=$(( P - p0 + F - f0 + S - s0 ))
+    if (( ncase == 0 )); then
+      # no cmocka case lines at all: the binary is one case
+      if (( rc == 0 )); then record PASS "$prefix/$name"
+      else record FAIL "$prefix/$name" "exit $rc without cmocka output, see ${log#$ROOT/}"; fi
+    elif (( rc != 0 && F == f0 )); then
+      # every case passed but the binary failed (group setup/teardown, leak report at exit, ...)
+      record FAIL "$prefix/$name" "exit $rc after all cases passed (setup/teardown error or sanitizer at exit), see ${log#$ROOT/}"
+    fi
+    if (( F > f0 )); then
+      tail -n 15 "$log" | sed 's/^/    | /'
+    fi
+    printf '%-40s %3d passed, %d failed, %d skipped\n' "$prefix/$name" $((P - p0)) $((F - f0)) $((S - s0))
+  done
+}
+
+section "unit tests (build/tests)"
+run_unit_dir "$BUILD/tests" unit
+
+if (( ! unit_only )); then
+  if [[ -d $BUILD/asan/tests ]]; then
+    section "unit tests under ASan+UBSan (build/asan/tests)"
+    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=1} \
+    UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+      run_unit_dir "$BUILD/asan/tests" asan-unit
+  else
+    record SKIP asan-unit "build/asan/tests missing (make asan)"
+  fi
+fi
+
+# ----------------------------------------------------------- interop tests ---
+
+# run_interop PREFIX KTLSX QUICK: run every tests/interop/*.sh
+run_interop() {
+  local prefix=$1 ktlsx=$2 quick=$3 script name rf log rc
+  local scripts=()
+  for script in "$ROOT"/tests/interop/*.sh; do [[ -f $script ]] && scripts+=("$script"); done
+  if (( ${#scripts[@]} == 0 )); then echo "(no interop scripts)"; return; fi
+  for script in "${scripts[@]}"; do
+    name=$(basename "$script" .sh)
+    rf=$LOGS/interop-results/${prefix//\//-}$name.txt
+    log=$LOGS/interop-${prefix//\//-}$name.log
+    mkdir -p "$(dirname "$rf")"; : >"$rf"
+    echo "--- ${script#$ROOT/} (KTLSX=${ktlsx#$ROOT/}${quick:+, QUICK=1})"
+    KTLSX=$ktlsx QUICK=${quick:-0} NAME_PREFIX=$prefix RESULTS_FILE=$rf \
+      timeout -k 10 "$INTEROP_TMO" bash "$script" 2>&1 </dev/null | tee "$log"
+    rc=${PIPESTATUS[0]}
+    local np nf ns
+    np=$(grep -c '^PASS ' "$rf"); nf=$(grep -c '^FAIL ' "$rf"); ns=$(grep -c '^SKIP ' "$rf")
+    cat "$rf" >>"$RESULTS"
+    P=$((P + np)) F=$((F + nf)) S=$((S + ns))
+    if (( rc != 0 && nf == 0 )); then
+      record FAIL "$prefix$name" "script exited with status $rc ($( ((rc == 124)) && echo "timed out after ${INTEROP_TMO}s" || echo "see ${log#$ROOT/}"))"
+    elif (( rc == 0 && np + nf + ns == 0 )); then
+      record FAIL "$prefix$name" "script reported no cases"
+    fi
+  done
+}
+
+if (( ! unit_only )); then
+  section "interop tests (build/bin/ktlsx)"
+  if [[ ! -x $BUILD/bin/ktlsx ]]; then
+    echo "warning: build/bin/ktlsx is not built; the interop cases will be skipped"
+  fi
+  run_interop "" "$BUILD/bin/ktlsx" ""
+
+  if [[ ${NO_ASAN_INTEROP:-0} != 1 ]]; then
+    section "interop quick subset under ASan+UBSan (build/asan/bin/ktlsx)"
+    if [[ -x $BUILD/asan/bin/ktlsx ]]; then
+      ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
+      UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+        run_interop "asan/" "$BUILD/asan/bin/ktlsx" 1
+    else
+      record SKIP asan-interop "build/asan/bin/ktlsx missing (make asan)"
+    fi
+  fi
+
+  # ------------------------------------------------------------- kmod tests ---
+  if [[ ${NO_KMOD:-0} != 1 && -f $ROOT/kmod-tests/run.sh ]]; then
+    section "kernel tests (kmod-tests/run.sh)"
+    klog=$LOGS/kmod-tests.log
+    timeout -k 10 "$KMOD_TMO" bash "$ROOT/kmod-tests/run.sh" 2>&1 </dev/null | tee "$klog"
+    krc=${PIPESTATUS[0]}
+    last=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$klog" | tail -n1)
+    if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed,\ ([0-9]+)\ skipped$ ]]; then
+      P=$((P + BASH_REMATCH[1])) F=$((F + BASH_REMATCH[2])) S=$((S + BASH_REMATCH[3]))
+      echo "kmod-tests: $last" >>"$RESULTS"
+      if (( krc != 0 && BASH_REMATCH[2] == 0 )); then
+        record FAIL kmod-tests "exit status $krc although it reported no failures"
+      fi
+    else
+      record FAIL kmod-tests "no 'N passed, N failed, N skipped' line (exit $krc), see ${klog#$ROOT/}"
+    fi
+  fi
+fi
+
+echo
+grep '^FAIL ' "$RESULTS" | sed 's/^/  /' | head -n 100
+echo "(all results: ${RESULTS#$ROOT/})"
+echo "$P passed, $F failed, $S skipped"
+(( F == 0 ))
