@@ -1,0 +1,96 @@
+/* Certificate (RFC 8446 §4.4.2): the server's chain, and the client's when asked. */
+#include "handshake/conn.h"
+#include <string.h>
+
+/* Client: the first configured certificate that can sign with one of the
+ * server's signature algorithms. */
+static void choose_client_certificate(ktlsx_conn *c)
+{
+    const ktlsx_config *cfg = c->cfg;
+    c->our_cert = NULL;
+    for (size_t k = 0; k < cfg->cert_count; k++) {
+        uint16_t s = kx_choose_sigalg(c, cfg->certs[k].key);
+        if (s) {
+            c->our_cert = &cfg->certs[k];
+            c->our_sigalg = s;
+            return;
+        }
+    }
+}
+
+kx_result kx_certificate_write(ktlsx_conn *c)
+{
+    kx_buf *o = &c->hs_out;
+    bool client = c->role == KTLSX_CLIENT;
+    if (client) {
+        choose_client_certificate(c);
+        if (!c->our_cert) {
+            /* No (suitable) certificate: answer with an empty one and skip CertificateVerify. */
+            c->client_cert_empty = true;
+            kx_flow_rebuild(c);
+        }
+    }
+    size_t msg, list;
+    KX_GUARD(kx_hs_begin(c, KX_HS_CERTIFICATE, &msg));
+    KX_GUARD(kx_write_vec(o, 1, c->cr_context, client ? c->cr_context_len : 0));
+    KX_GUARD(kx_vec_open(o, 3, &list));
+    size_t depth = c->our_cert ? c->our_cert->count : 0;
+    for (size_t i = 0; i < depth; i++) {
+        KX_GUARD(kx_write_vec(o, 3, c->our_cert->der[i], c->our_cert->der_len[i]));
+        KX_GUARD(kx_write_u16(o, 0)); /* no per-certificate extensions */
+    }
+    KX_GUARD(kx_vec_close(o, 3, list));
+    KX_GUARD(kx_hs_end(c, msg));
+    kx_trace(c, client, "Certificate depth=%zu", depth);
+    return KX_OK;
+}
+
+kx_result kx_certificate_handle(ktlsx_conn *c, kx_reader *body)
+{
+    bool from_server = c->role == KTLSX_CLIENT;
+    kx_reader context, list;
+    KX_GUARD(kx_read_vec(body, 1, 0, 255, &context));
+    if (from_server)
+        KX_ENSURE(context.len == 0, KX_ALERT_ILLEGAL_PARAMETER, "server Certificate has a request context");
+    else
+        KX_ENSURE(context.len == c->cr_context_len && memcmp(context.data, c->cr_context, context.len) == 0,
+                  KX_ALERT_ILLEGAL_PARAMETER, "client Certificate context does not match the request");
+    KX_GUARD(kx_read_vec(body, 3, 0, 0xffffff, &list));
+
+    const uint8_t *der[KX_MAX_CHAIN];
+    size_t der_len[KX_MAX_CHAIN];
+    size_t n = 0;
+    while (kx_reader_left(&list)) {
+        kx_reader cert, ext_block;
+        KX_GUARD(kx_read_vec(&list, 3, 1, 0xffffff, &cert));
+        KX_GUARD(kx_read_vec(&list, 2, 0, 65535, &ext_block));
+        kx_exts e;
+        /* We request neither OCSP stapling nor SCTs, so no entry may carry extensions. */
+        KX_GUARD(kx_exts_parse(&ext_block, KX_IN_CT, 0, &e));
+        KX_ENSURE(n < KX_MAX_CHAIN, KX_ALERT_BAD_CERTIFICATE, "certificate chain too long");
+        der[n] = cert.data;
+        der_len[n] = cert.len;
+        n++;
+    }
+    kx_trace(c, from_server ? false : true, "Certificate depth=%zu", n);
+
+    if (n == 0) {
+        KX_ENSURE(!from_server, KX_ALERT_DECODE_ERROR, "server sent no certificate");
+        KX_ENSURE(c->cfg->verify_client != KTLSX_VERIFY_REQUIRE, KX_ALERT_CERTIFICATE_REQUIRED,
+                  "client sent no certificate but one is required");
+        c->client_cert_empty = true;
+        kx_flow_rebuild(c);
+        return KX_OK;
+    }
+
+    EVP_PKEY_free(c->peer_key);
+    c->peer_key = NULL;
+    if (from_server && c->cfg->insecure)
+        return kx_cert_leaf_key(der[0], der_len[0], &c->peer_key, c->peer_subject, sizeof c->peer_subject);
+    const char *err = NULL;
+    kx_trust *trust = kx_config_trust(c->cfg, &err);
+    KX_ENSURE(trust != NULL, KX_ALERT_INTERNAL_ERROR, err ? err : "no trust store");
+    const char *host = from_server && c->server_name[0] ? c->server_name : NULL;
+    return kx_trust_verify(trust, der, der_len, n, host, from_server, &c->peer_key, c->peer_subject,
+                           sizeof c->peer_subject);
+}

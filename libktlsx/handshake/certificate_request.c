@@ -1,0 +1,49 @@
+/* CertificateRequest (RFC 8446 §4.3.2): the server asks for a client certificate. */
+#include "handshake/conn.h"
+#include <string.h>
+
+kx_result kx_certificate_request_write(ktlsx_conn *c)
+{
+    kx_buf *o = &c->hs_out;
+    const ktlsx_config *cfg = c->cfg;
+    size_t msg, exts, x, y;
+    KX_GUARD(kx_hs_begin(c, KX_HS_CERTIFICATE_REQUEST, &msg));
+    c->cr_context_len = 0; /* empty during the handshake (RFC 8446 §4.3.2) */
+    KX_GUARD(kx_write_vec(o, 1, NULL, 0));
+    KX_GUARD(kx_vec_open(o, 2, &exts));
+    KX_GUARD(kx_write_u16(o, KX_EXT_TYPE_SIGNATURE_ALGORITHMS));
+    KX_GUARD(kx_vec_open(o, 2, &x));
+    KX_GUARD(kx_vec_open(o, 2, &y));
+    for (size_t i = 0; i < cfg->sigalg_count; i++) KX_GUARD(kx_write_u16(o, cfg->sigalgs[i]));
+    KX_GUARD(kx_vec_close(o, 2, y));
+    KX_GUARD(kx_vec_close(o, 2, x));
+    KX_GUARD(kx_vec_close(o, 2, exts));
+    KX_GUARD(kx_hs_end(c, msg));
+    kx_trace(c, false, "CertificateRequest sigalgs=%zu", cfg->sigalg_count);
+    return KX_OK;
+}
+
+kx_result kx_certificate_request_handle(ktlsx_conn *c, kx_reader *body)
+{
+    kx_reader context, block;
+    KX_GUARD(kx_read_vec(body, 1, 0, 255, &context));
+    KX_GUARD(kx_read_vec(body, 2, 2, 65535, &block));
+    kx_exts e;
+    KX_GUARD(kx_exts_parse(&block, KX_IN_CR, 0, &e));
+    KX_ENSURE(kx_has_ext(&e, KX_EXT_SIGNATURE_ALGORITHMS), KX_ALERT_MISSING_EXTENSION,
+              "CertificateRequest has no signature_algorithms");
+    kx_reader d = e.data[KX_EXT_SIGNATURE_ALGORITHMS], list;
+    KX_GUARD(kx_read_vec(&d, 2, 2, 65534, &list));
+    KX_GUARD(kx_reader_done(&d));
+    KX_ENSURE(list.len % 2 == 0, KX_ALERT_DECODE_ERROR, "odd signature algorithm list");
+    c->peer_sigalg_count = 0;
+    while (kx_reader_left(&list)) {
+        uint16_t s;
+        KX_GUARD(kx_read_u16(&list, &s));
+        if (c->peer_sigalg_count < KX_MAX_SIGALGS) c->peer_sigalgs[c->peer_sigalg_count++] = s;
+    }
+    memcpy(c->cr_context, context.data, context.len);
+    c->cr_context_len = context.len;
+    kx_trace(c, false, "CertificateRequest sigalgs=%zu", c->peer_sigalg_count);
+    return KX_OK;
+}

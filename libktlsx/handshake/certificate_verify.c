@@ -1,0 +1,55 @@
+/* CertificateVerify (RFC 8446 §4.4.3): a signature over the transcript with
+ * the certificate's key, proving possession of it. */
+#include "handshake/conn.h"
+#include <string.h>
+
+/* 64 spaces, the context string, a zero byte, then the transcript hash. */
+static size_t signed_content(uint8_t *out, bool by_server, const uint8_t *th, size_t hlen)
+{
+    static const char server_ctx[] = "TLS 1.3, server CertificateVerify";
+    static const char client_ctx[] = "TLS 1.3, client CertificateVerify";
+    const char *ctx = by_server ? server_ctx : client_ctx;
+    size_t n = 0;
+    memset(out, 0x20, 64);
+    n += 64;
+    memcpy(out + n, ctx, sizeof server_ctx); /* includes the terminating zero byte */
+    n += sizeof server_ctx;
+    memcpy(out + n, th, hlen);
+    return n + hlen;
+}
+
+kx_result kx_certificate_verify_write(ktlsx_conn *c)
+{
+    bool server = c->role == KTLSX_SERVER;
+    uint8_t th[KX_MAX_HASH], content[64 + 34 + KX_MAX_HASH];
+    KX_GUARD(kx_transcript_hash(&c->transcript, th));
+    size_t len = signed_content(content, server, th, c->ks.hlen);
+    size_t msg, sig;
+    KX_GUARD(kx_hs_begin(c, KX_HS_CERTIFICATE_VERIFY, &msg));
+    KX_GUARD(kx_write_u16(&c->hs_out, c->our_sigalg));
+    KX_GUARD(kx_vec_open(&c->hs_out, 2, &sig));
+    KX_GUARD(kx_sign(c->our_sigalg, c->our_cert->key, content, len, &c->hs_out));
+    KX_GUARD(kx_vec_close(&c->hs_out, 2, sig));
+    KX_GUARD(kx_hs_end(c, msg));
+    kx_trace(c, !server, "CertificateVerify sigalg=%s", kx_sigalg_name(c->our_sigalg));
+    return KX_OK;
+}
+
+kx_result kx_certificate_verify_handle(ktlsx_conn *c, kx_reader *body)
+{
+    bool by_server = c->role == KTLSX_CLIENT;
+    uint16_t sigalg;
+    kx_reader sig;
+    KX_GUARD(kx_read_u16(body, &sigalg));
+    KX_GUARD(kx_read_vec(body, 2, 1, 65535, &sig));
+    KX_ENSURE(c->peer_key != NULL, KX_ALERT_INTERNAL_ERROR, "no peer key");
+    /* Only what we offered, and only what fits the certificate (RFC 8446 §4.4.3). */
+    KX_ENSURE(kx_list_has(c->cfg->sigalgs, c->cfg->sigalg_count, sigalg) && kx_sigalg_fits_key(sigalg, c->peer_key, 1),
+              KX_ALERT_ILLEGAL_PARAMETER, "peer used a signature algorithm we did not offer or its key cannot make");
+    uint8_t content[64 + 34 + KX_MAX_HASH];
+    size_t len = signed_content(content, by_server, c->th, c->ks.hlen);
+    kx_trace(c, !by_server, "CertificateVerify sigalg=%s", kx_sigalg_name(sigalg));
+    KX_GUARD(kx_verify(sigalg, c->peer_key, content, len, sig.data, sig.len));
+    c->peer_sigalg = sigalg;
+    return KX_OK;
+}

@@ -1,0 +1,262 @@
+/* ktlsx_config: everything a connection inherits.  Setters validate at once
+ * and say which file or value is wrong, so a bad command line or config file
+ * fails before the first connection. */
+#include "handshake/conn.h"
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int config_error(ktlsx_config *cfg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int config_error(ktlsx_config *cfg, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cfg->error, sizeof cfg->error, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Signature algorithms we accept and advertise, strongest-and-fastest first.
+ * PKCS#1 v1.5 is listed for certificate chains (and TLS 1.2) only; the
+ * TLS 1.3 CertificateVerify check refuses it (kx_sigalg_fits_key). */
+static const uint16_t default_sigalgs[] = {
+    KX_SIG_ECDSA_SECP256R1_SHA256, KX_SIG_ECDSA_SECP384R1_SHA384, KX_SIG_ECDSA_SECP521R1_SHA512,
+    KX_SIG_ED25519,
+    KX_SIG_RSA_PSS_RSAE_SHA256, KX_SIG_RSA_PSS_RSAE_SHA384, KX_SIG_RSA_PSS_RSAE_SHA512,
+    KX_SIG_RSA_PSS_PSS_SHA256, KX_SIG_RSA_PSS_PSS_SHA384, KX_SIG_RSA_PSS_PSS_SHA512,
+    KX_SIG_RSA_PKCS1_SHA256, KX_SIG_RSA_PKCS1_SHA384, KX_SIG_RSA_PKCS1_SHA512,
+};
+
+static void set_default_suites(ktlsx_config *cfg)
+{
+    size_t n;
+    const kx_suite *all = kx_suites_all(&n);
+    cfg->suite_count = 0;
+    for (size_t i = 0; i < n && cfg->suite_count < KX_MAX_SUITES; i++) {
+        /* Legacy RSA key exchange has no forward secrecy: never on by default. */
+        if (all[i].kex == KX_KX_RSA) continue;
+        cfg->suites[cfg->suite_count++] = all[i].id;
+    }
+}
+
+ktlsx_config *ktlsx_config_new(enum ktlsx_role role)
+{
+    if (kx_crypto_init() != 0) return NULL;
+    ktlsx_config *cfg = calloc(1, sizeof *cfg);
+    if (!cfg) return NULL;
+    cfg->role = role;
+    pthread_mutex_init(&cfg->trust_lock, NULL);
+    pthread_mutex_init(&cfg->keylog_lock, NULL);
+    set_default_suites(cfg);
+    cfg->groups[0] = KX_GROUP_X25519;
+    cfg->groups[1] = KX_GROUP_SECP256R1;
+    cfg->groups[2] = KX_GROUP_SECP384R1;
+    cfg->group_count = 3;
+    memcpy(cfg->sigalgs, default_sigalgs, sizeof default_sigalgs);
+    cfg->sigalg_count = sizeof default_sigalgs / sizeof default_sigalgs[0];
+    cfg->min_version = KTLSX_TLS12;
+    cfg->max_version = KTLSX_TLS13;
+    return cfg;
+}
+
+void ktlsx_config_free(ktlsx_config *cfg)
+{
+    if (!cfg) return;
+    for (size_t i = 0; i < cfg->cert_count; i++) kx_certkey_free(&cfg->certs[i]);
+    kx_trust_free(cfg->trust);
+    free(cfg->ca_file);
+    free(cfg->crl_file);
+    if (cfg->keylog) fclose(cfg->keylog);
+    pthread_mutex_destroy(&cfg->trust_lock);
+    pthread_mutex_destroy(&cfg->keylog_lock);
+    free(cfg);
+}
+
+const char *ktlsx_config_error(const ktlsx_config *cfg) { return cfg->error; }
+
+int ktlsx_config_add_cert(ktlsx_config *cfg, const char *cert_file, const char *key_file)
+{
+    if (cfg->cert_count == KX_MAX_CERTS)
+        return config_error(cfg, "%s: too many certificates (at most %d)", cert_file, KX_MAX_CERTS);
+    if (kx_certkey_load(&cfg->certs[cfg->cert_count], cert_file, key_file, cfg->error, sizeof cfg->error) != 0)
+        return -1;
+    cfg->cert_count++;
+    return 0;
+}
+
+static int replace_string(char **slot, const char *v)
+{
+    char *copy = v ? strdup(v) : NULL;
+    if (v && !copy) return -1;
+    free(*slot);
+    *slot = copy;
+    return 0;
+}
+
+/* Build the trust store now, so that a bad CA or CRL file is reported by the
+ * setter rather than by the first handshake. */
+static int rebuild_trust(ktlsx_config *cfg)
+{
+    kx_trust *t = kx_trust_new(cfg->ca_file, cfg->crl_file, cfg->error, sizeof cfg->error);
+    if (!t) return -1;
+    kx_trust_free(cfg->trust);
+    cfg->trust = t;
+    return 0;
+}
+
+int ktlsx_config_set_ca_file(ktlsx_config *cfg, const char *ca_file)
+{
+    if (replace_string(&cfg->ca_file, ca_file) != 0) return config_error(cfg, "out of memory");
+    return rebuild_trust(cfg);
+}
+
+int ktlsx_config_set_crl_file(ktlsx_config *cfg, const char *crl_file)
+{
+    if (replace_string(&cfg->crl_file, crl_file) != 0) return config_error(cfg, "out of memory");
+    return rebuild_trust(cfg);
+}
+
+int ktlsx_config_set_insecure(ktlsx_config *cfg, int insecure)
+{
+    cfg->insecure = insecure != 0;
+    return 0;
+}
+
+int ktlsx_config_set_verify_client(ktlsx_config *cfg, enum ktlsx_verify_client mode)
+{
+    if (mode != KTLSX_VERIFY_NONE && mode != KTLSX_VERIFY_OPTIONAL && mode != KTLSX_VERIFY_REQUIRE)
+        return config_error(cfg, "verify-client: unknown mode %d", (int)mode);
+    cfg->verify_client = mode;
+    return 0;
+}
+
+/* Split "a,b:c" into trimmed items; calls fn for each. */
+static int for_each_item(ktlsx_config *cfg, const char *list, const char *what,
+                         int (*fn)(ktlsx_config *, const char *item))
+{
+    char item[128];
+    const char *p = list;
+    int count = 0;
+    while (*p) {
+        size_t n = strcspn(p, ",:");
+        while (n > 0 && isspace((unsigned char)*p)) { p++; n--; }
+        size_t m = n;
+        while (m > 0 && isspace((unsigned char)p[m - 1])) m--;
+        if (m == 0 || m >= sizeof item) return config_error(cfg, "%s: bad list \"%s\"", what, list);
+        memcpy(item, p, m);
+        item[m] = 0;
+        if (fn(cfg, item) != 0) return -1;
+        count++;
+        p += n;
+        if (*p) p++;
+    }
+    if (count == 0) return config_error(cfg, "%s: empty list", what);
+    return 0;
+}
+
+static int add_suite(ktlsx_config *cfg, const char *name)
+{
+    const kx_suite *s = kx_suite_by_name(name);
+    if (!s) return config_error(cfg, "ciphers: unknown cipher suite \"%s\"", name);
+    if (cfg->suite_count == KX_MAX_SUITES) return config_error(cfg, "ciphers: too many");
+    if (!kx_list_has(cfg->suites, cfg->suite_count, s->id)) cfg->suites[cfg->suite_count++] = s->id;
+    return 0;
+}
+
+int ktlsx_config_set_ciphers(ktlsx_config *cfg, const char *list)
+{
+    uint16_t saved[KX_MAX_SUITES];
+    size_t saved_n = cfg->suite_count;
+    memcpy(saved, cfg->suites, sizeof saved);
+    cfg->suite_count = 0;
+    if (for_each_item(cfg, list, "ciphers", add_suite) != 0) {
+        memcpy(cfg->suites, saved, sizeof saved);
+        cfg->suite_count = saved_n;
+        return -1;
+    }
+    return 0;
+}
+
+static int add_group(ktlsx_config *cfg, const char *name)
+{
+    uint16_t g = kx_group_by_name(name);
+    if (!g) return config_error(cfg, "groups: unknown group \"%s\" (x25519, P-256, P-384)", name);
+    if (cfg->group_count == KX_MAX_GROUPS) return config_error(cfg, "groups: too many");
+    if (!kx_list_has(cfg->groups, cfg->group_count, g)) cfg->groups[cfg->group_count++] = g;
+    return 0;
+}
+
+int ktlsx_config_set_groups(ktlsx_config *cfg, const char *list)
+{
+    uint16_t saved[KX_MAX_GROUPS];
+    size_t saved_n = cfg->group_count;
+    memcpy(saved, cfg->groups, sizeof saved);
+    cfg->group_count = 0;
+    if (for_each_item(cfg, list, "groups", add_group) != 0) {
+        memcpy(cfg->groups, saved, sizeof saved);
+        cfg->group_count = saved_n;
+        return -1;
+    }
+    return 0;
+}
+
+static int add_alpn(ktlsx_config *cfg, const char *name)
+{
+    size_t n = strlen(name);
+    if (n > 255 || cfg->alpn_len + 1 + n > sizeof cfg->alpn) return config_error(cfg, "alpn: list too long");
+    cfg->alpn[cfg->alpn_len++] = (uint8_t)n;
+    memcpy(cfg->alpn + cfg->alpn_len, name, n);
+    cfg->alpn_len += n;
+    return 0;
+}
+
+int ktlsx_config_set_alpn(ktlsx_config *cfg, const char *list)
+{
+    cfg->alpn_len = 0;
+    if (!list || !*list) return 0;
+    /* ALPN names may contain ':' in theory, but no registered one does; ',' and ':' both separate. */
+    if (for_each_item(cfg, list, "alpn", add_alpn) != 0) {
+        cfg->alpn_len = 0;
+        return -1;
+    }
+    return 0;
+}
+
+int ktlsx_config_set_versions(ktlsx_config *cfg, uint16_t min, uint16_t max)
+{
+    if ((min != KTLSX_TLS12 && min != KTLSX_TLS13) || (max != KTLSX_TLS12 && max != KTLSX_TLS13) || min > max)
+        return config_error(cfg, "tls-version: unsupported range 0x%04x..0x%04x (TLS 1.2 and 1.3 only)", min, max);
+    cfg->min_version = min;
+    cfg->max_version = max;
+    return 0;
+}
+
+int ktlsx_config_set_keylog_file(ktlsx_config *cfg, const char *path)
+{
+    FILE *f = fopen(path, "a");
+    if (!f) return config_error(cfg, "%s: cannot open key log file: %s", path, strerror(errno));
+    /* Key log lines are secrets: one line per write, flushed at once. */
+    setvbuf(f, NULL, _IOLBF, 0);
+    if (cfg->keylog) fclose(cfg->keylog);
+    cfg->keylog = f;
+    return 0;
+}
+
+void ktlsx_config_set_trace(ktlsx_config *cfg, FILE *out) { cfg->trace = out; }
+
+/* The trust store for peer verification: the system default unless a CA file
+ * was configured.  Loaded on first need, once, under a lock (connections may
+ * be created from several threads). */
+kx_trust *kx_config_trust(ktlsx_config *cfg, const char **err)
+{
+    pthread_mutex_lock(&cfg->trust_lock);
+    if (!cfg->trust) {
+        char buf[256];
+        cfg->trust = kx_trust_new(NULL, cfg->crl_file, buf, sizeof buf);
+        if (!cfg->trust) *err = "cannot load the system trust store";
+    }
+    pthread_mutex_unlock(&cfg->trust_lock);
+    return cfg->trust;
+}

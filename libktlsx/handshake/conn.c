@@ -1,0 +1,572 @@
+/* The connection: bytes in, records out, handshake messages to the flow,
+ * application data to the caller.  No I/O happens here. */
+#include "handshake/conn.h"
+#include "core/wipe.h"
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool is_ip_literal(const char *s)
+{
+    unsigned char tmp[16];
+    return inet_pton(AF_INET, s, tmp) == 1 || inet_pton(AF_INET6, s, tmp) == 1;
+}
+
+static void copy_name(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap) n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = 0;
+}
+
+ktlsx_conn *ktlsx_conn_new(ktlsx_config *cfg, const char *server_name)
+{
+    ktlsx_conn *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->cfg = cfg;
+    c->role = cfg->role;
+    kx_transcript_init(&c->transcript);
+    if (c->role == KTLSX_CLIENT && server_name) {
+        copy_name(c->server_name, sizeof c->server_name, server_name);
+        /* RFC 6066 §3: literal IP addresses are not permitted in SNI. */
+        if (!is_ip_literal(server_name)) copy_name(c->sni, sizeof c->sni, server_name);
+    }
+    kx_flow_rebuild(c);
+    return c;
+}
+
+int ktlsx_conn_set_sni(ktlsx_conn *c, const char *sni)
+{
+    if (!sni || strlen(sni) >= sizeof c->sni || is_ip_literal(sni)) return -1;
+    copy_name(c->sni, sizeof c->sni, sni);
+    return 0;
+}
+
+void ktlsx_conn_free(ktlsx_conn *c)
+{
+    if (!c) return;
+    kx_buf_free(&c->in);
+    kx_buf_free(&c->out);
+    kx_buf_free(&c->hs_in);
+    kx_buf_free(&c->hs_out);
+    kx_buf_free(&c->app_in);
+    kx_buf_free(&c->ticket);
+    kx_buf_free(&c->kex_pub);
+    kx_record_clear(&c->tx);
+    kx_record_clear(&c->rx);
+    EVP_PKEY_free(c->kex_key);
+    EVP_PKEY_free(c->peer_key);
+    kx_transcript_free(&c->transcript);
+    kx_tls13_ks_wipe(&c->ks);
+    kx_wipe(c, sizeof *c);
+    free(c);
+}
+
+/* ---- failure and alerts ---- */
+
+static void queue_alert(ktlsx_conn *c, uint8_t level, uint8_t desc)
+{
+    uint8_t alert[2] = { level, desc };
+    kx_result r = kx_record_write(&c->tx, KX_CT_ALERT, alert, sizeof alert, &c->out);
+    (void)r; /* nothing more can be done if even the alert cannot be built */
+}
+
+void kx_conn_fail(ktlsx_conn *c, kx_result r)
+{
+    if (c->failed) return;
+    c->failed = true;
+    c->error = r.reason;
+    c->alert = r.alert;
+    /* A half-built flight must not go out ahead of the alert. */
+    kx_buf_reset(&c->hs_out);
+    queue_alert(c, 2, r.alert);
+}
+
+/* The peer told us it failed: remember why, send nothing back. */
+static kx_result peer_alert(ktlsx_conn *c, uint8_t desc)
+{
+    c->failed = true;
+    c->alert = desc;
+    c->error = "received fatal alert from peer";
+    return KX_FAIL(desc, c->error);
+}
+
+/* ---- handshake message output ---- */
+
+kx_result kx_hs_begin(ktlsx_conn *c, uint8_t type, size_t *mark)
+{
+    *mark = c->hs_out.len;
+    KX_GUARD(kx_write_u8(&c->hs_out, type));
+    size_t unused;
+    return kx_vec_open(&c->hs_out, 3, &unused);
+}
+
+kx_result kx_hs_end(ktlsx_conn *c, size_t mark)
+{
+    KX_GUARD(kx_vec_close(&c->hs_out, 3, mark + 1));
+    /* Post-handshake messages (tickets, key updates) are not part of the transcript. */
+    if (!c->handshake_done)
+        KX_GUARD(kx_transcript_add(&c->transcript, c->hs_out.data + mark, c->hs_out.len - mark));
+    return KX_OK;
+}
+
+kx_result kx_hs_flush(ktlsx_conn *c)
+{
+    if (c->hs_out.len == 0) return KX_OK;
+    KX_GUARD(kx_record_write(&c->tx, KX_CT_HANDSHAKE, c->hs_out.data, c->hs_out.len, &c->out));
+    kx_buf_reset(&c->hs_out);
+    return KX_OK;
+}
+
+kx_result kx_set_traffic_secret(ktlsx_conn *c, kx_record_dir *dir, const uint8_t *secret)
+{
+    if (dir == &c->rx)
+        /* RFC 8446 §5.1: a key change must fall on a record boundary. */
+        KX_ENSURE(c->hs_in.len == 0, KX_ALERT_UNEXPECTED_MESSAGE, "handshake message spans a key change");
+    else
+        KX_GUARD(kx_hs_flush(c)); /* what was written so far goes out under the old keys */
+    uint8_t key[KX_MAX_KEY], iv[KX_AEAD_NONCE];
+    kx_result r = kx_tls13_traffic_keys(c->suite->hash, secret, c->suite->key_len, key, iv);
+    if (!kx_failed(r)) r = kx_record_set_keys(dir, KTLSX_TLS13, c->suite, key, iv);
+    kx_wipe(key, sizeof key);
+    kx_wipe(iv, sizeof iv);
+    return r;
+}
+
+/* ---- input: records ---- */
+
+size_t ktlsx_input_wanted(const ktlsx_conn *c)
+{
+    size_t off = 0;
+    while (c->in.len - off >= KX_RECORD_HEADER) {
+        size_t body = ((size_t)c->in.data[off + 3] << 8) | c->in.data[off + 4];
+        if (c->in.len - off < KX_RECORD_HEADER + body) return KX_RECORD_HEADER + body - (c->in.len - off);
+        off += KX_RECORD_HEADER + body;
+    }
+    return KX_RECORD_HEADER - (c->in.len - off);
+}
+
+int ktlsx_input(ktlsx_conn *c, const uint8_t *data, size_t len)
+{
+    if (c->failed) return -1;
+    if (len == 0) {
+        c->eof = true;
+        return 0;
+    }
+    kx_result r = kx_write_bytes(&c->in, data, len);
+    if (kx_failed(r)) {
+        kx_conn_fail(c, r);
+        return -1;
+    }
+    return 0;
+}
+
+size_t ktlsx_take_buffered(ktlsx_conn *c, void *buf, size_t len)
+{
+    size_t n = c->in.len < len ? c->in.len : len;
+    memcpy(buf, c->in.data, n);
+    kx_buf_consume(&c->in, n);
+    return n;
+}
+
+static kx_result handle_alert(ktlsx_conn *c, const uint8_t *p, size_t n)
+{
+    KX_ENSURE(n == 2, KX_ALERT_DECODE_ERROR, "malformed alert");
+    if (p[1] == KX_ALERT_CLOSE_NOTIFY) {
+        c->peer_closed = true;
+        KX_ENSURE(c->handshake_done, KX_ALERT_UNEXPECTED_MESSAGE, "peer closed the connection during the handshake");
+        return KX_OK;
+    }
+    /* user_canceled is followed by close_notify; every other alert ends the connection (RFC 8446 §6). */
+    if (p[1] == KX_ALERT_USER_CANCELED) return KX_OK;
+    return peer_alert(c, p[1]);
+}
+
+/* Take one complete record from `in` if there is one; *got says whether. */
+static kx_result read_record(ktlsx_conn *c, bool *got)
+{
+    *got = false;
+    if (c->in.len < KX_RECORD_HEADER) return KX_OK;
+    uint8_t type;
+    size_t body_len;
+    KX_GUARD(kx_record_header(c->in.data, &type, &body_len));
+    size_t rec_len = KX_RECORD_HEADER + body_len;
+    if (c->in.len < rec_len) return KX_OK;
+    uint8_t *plain;
+    size_t plain_len;
+    KX_GUARD(kx_record_read(&c->rx, c->in.data, rec_len, &type, &plain, &plain_len));
+    *got = true;
+    kx_result r = KX_OK;
+    switch (type) {
+    case KX_CT_CHANGE_CIPHER_SPEC:
+        /* TLS 1.3 middlebox compatibility (RFC 8446 §5): one byte 0x01, during the handshake only. */
+        if (c->handshake_done || plain_len != 1 || plain[0] != 1)
+            r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "unexpected change_cipher_spec");
+        break;
+    case KX_CT_ALERT:
+        r = handle_alert(c, plain, plain_len);
+        break;
+    case KX_CT_HANDSHAKE:
+        if (plain_len == 0) r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "empty handshake record");
+        else if (c->hs_in.len + plain_len > KX_MAX_HANDSHAKE_MESSAGE + 4)
+            r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "handshake message too large");
+        else r = kx_write_bytes(&c->hs_in, plain, plain_len);
+        break;
+    case KX_CT_APPLICATION_DATA:
+        /* No 0-RTT: application data before the handshake completes is a protocol error. */
+        if (!c->handshake_done) r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "application data during the handshake");
+        else r = kx_write_bytes(&c->app_in, plain, plain_len);
+        break;
+    default:
+        r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "unknown record type");
+    }
+    kx_buf_consume(&c->in, rec_len);
+    return r;
+}
+
+/* The next complete handshake message.  *got = false: more input needed.
+ * The message stays in hs_in (msg points there) until kx_take_message. */
+static kx_result next_message(ktlsx_conn *c, uint8_t *type, const uint8_t **msg, size_t *len, bool *got)
+{
+    for (;;) {
+        if (c->hs_in.len >= 4) {
+            size_t body = ((size_t)c->hs_in.data[1] << 16) | ((size_t)c->hs_in.data[2] << 8) | c->hs_in.data[3];
+            KX_ENSURE(body <= KX_MAX_HANDSHAKE_MESSAGE, KX_ALERT_UNEXPECTED_MESSAGE, "handshake message too large");
+            if (c->hs_in.len >= 4 + body) {
+                *type = c->hs_in.data[0];
+                *msg = c->hs_in.data;
+                *len = 4 + body;
+                *got = true;
+                return KX_OK;
+            }
+        }
+        if (c->peer_closed) {
+            *got = false;
+            return KX_OK;
+        }
+        KX_GUARD(read_record(c, got));
+        if (!*got) return KX_OK;
+        if (c->peer_closed || c->app_in.len) {
+            *got = false;
+            return KX_OK;
+        }
+    }
+}
+
+/* Drop the message just handled from hs_in.  Done before the handler runs so
+ * that a key change inside the handler sees whether the record had more. */
+static void take_message(ktlsx_conn *c, size_t len, kx_buf *scratch)
+{
+    kx_buf_reset(scratch);
+    kx_result r = kx_write_bytes(scratch, c->hs_in.data, len);
+    (void)r; /* reserve cannot fail below: scratch was sized by the caller */
+    kx_buf_consume(&c->hs_in, len);
+}
+
+/* ---- the handshake ---- */
+
+typedef struct {
+    const char *name;
+    uint8_t hs_type;
+    enum ktlsx_role sender;
+    bool hash_before;     /* handler needs the transcript hash before this message (c->th) */
+    bool handler_hashes;  /* handler adds the message to the transcript itself (ServerHello/HRR) */
+    kx_result (*write)(ktlsx_conn *c);
+    kx_result (*handle)(ktlsx_conn *c, kx_reader *body);
+} kx_msg_info;
+
+static const kx_msg_info msgs[KX_MSG_COUNT] = {
+    [KX_MSG_CLIENT_HELLO] = { "ClientHello", KX_HS_CLIENT_HELLO, KTLSX_CLIENT, false, false,
+                              kx_client_hello_write, kx_client_hello_handle },
+    [KX_MSG_HELLO_RETRY_REQUEST] = { "HelloRetryRequest", KX_HS_SERVER_HELLO, KTLSX_SERVER, false, true,
+                                     kx_hello_retry_request_write, kx_server_hello_handle },
+    [KX_MSG_SERVER_HELLO] = { "ServerHello", KX_HS_SERVER_HELLO, KTLSX_SERVER, false, true,
+                              kx_server_hello_write, kx_server_hello_handle },
+    [KX_MSG_ENCRYPTED_EXTENSIONS] = { "EncryptedExtensions", KX_HS_ENCRYPTED_EXTENSIONS, KTLSX_SERVER, false, false,
+                                      kx_encrypted_extensions_write, kx_encrypted_extensions_handle },
+    [KX_MSG_CERTIFICATE_REQUEST] = { "CertificateRequest", KX_HS_CERTIFICATE_REQUEST, KTLSX_SERVER, false, false,
+                                     kx_certificate_request_write, kx_certificate_request_handle },
+    [KX_MSG_SERVER_CERTIFICATE] = { "Certificate", KX_HS_CERTIFICATE, KTLSX_SERVER, false, false,
+                                    kx_certificate_write, kx_certificate_handle },
+    [KX_MSG_SERVER_CERTIFICATE_VERIFY] = { "CertificateVerify", KX_HS_CERTIFICATE_VERIFY, KTLSX_SERVER, true, false,
+                                           kx_certificate_verify_write, kx_certificate_verify_handle },
+    [KX_MSG_SERVER_FINISHED] = { "Finished", KX_HS_FINISHED, KTLSX_SERVER, true, false,
+                                 kx_finished_write, kx_finished_handle },
+    [KX_MSG_CLIENT_CERTIFICATE] = { "Certificate", KX_HS_CERTIFICATE, KTLSX_CLIENT, false, false,
+                                    kx_certificate_write, kx_certificate_handle },
+    [KX_MSG_CLIENT_CERTIFICATE_VERIFY] = { "CertificateVerify", KX_HS_CERTIFICATE_VERIFY, KTLSX_CLIENT, true, false,
+                                           kx_certificate_verify_write, kx_certificate_verify_handle },
+    [KX_MSG_CLIENT_FINISHED] = { "Finished", KX_HS_FINISHED, KTLSX_CLIENT, true, false,
+                                 kx_finished_write, kx_finished_handle },
+};
+
+static kx_result drive(ktlsx_conn *c)
+{
+    kx_buf msg = { 0 };
+    kx_result r = KX_OK;
+    for (;;) {
+        kx_msg m = c->flow[c->flow_pos];
+        if (m == KX_MSG_END) {
+            r = kx_hs_flush(c);
+            if (!kx_failed(r)) c->handshake_done = true;
+            break;
+        }
+        const kx_msg_info *mi = &msgs[m];
+        if (mi->sender == c->role) {
+            r = mi->write(c);
+            if (kx_failed(r)) break;
+            c->flow_pos++;
+            continue;
+        }
+        /* Our flight must be on its way before we wait for the peer's. */
+        r = kx_hs_flush(c);
+        if (kx_failed(r)) break;
+        uint8_t type;
+        const uint8_t *raw;
+        size_t len;
+        bool got;
+        r = next_message(c, &type, &raw, &len, &got);
+        if (kx_failed(r)) break;
+        if (!got) {
+            if (c->peer_closed || c->eof)
+                r = KX_FAIL(KX_ALERT_HANDSHAKE_FAILURE, "peer closed the connection during the handshake");
+            break;
+        }
+        if (type != mi->hs_type) {
+            /* Optional messages: a CertificateRequest where the server's Certificate was due. */
+            if (!kx_flow_accept_optional(c, type)) {
+                r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "unexpected handshake message");
+                break;
+            }
+            m = c->flow[c->flow_pos];
+            mi = &msgs[m];
+        }
+        r = kx_buf_reserve(&msg, len);
+        if (kx_failed(r)) break;
+        take_message(c, len, &msg);
+        if (mi->hash_before) {
+            r = kx_transcript_hash(&c->transcript, c->th);
+            if (kx_failed(r)) break;
+        }
+        if (!mi->handler_hashes) {
+            r = kx_transcript_add(&c->transcript, msg.data, msg.len);
+            if (kx_failed(r)) break;
+        }
+        c->msg_raw = msg.data;
+        c->msg_raw_len = msg.len;
+        kx_reader body = kx_reader_of(msg.data + 4, msg.len - 4);
+        r = mi->handle(c, &body);
+        c->msg_raw = NULL;
+        if (kx_failed(r)) break;
+        r = kx_reader_done(&body);
+        if (kx_failed(r)) break;
+        c->flow_pos++;
+    }
+    kx_buf_free(&msg);
+    return r;
+}
+
+int ktlsx_handshake(ktlsx_conn *c)
+{
+    if (c->failed) return KTLSX_FAILED;
+    if (c->handshake_done) return KTLSX_DONE;
+    kx_result r = drive(c);
+    if (kx_failed(r)) {
+        kx_conn_fail(c, r);
+        return KTLSX_FAILED;
+    }
+    return c->handshake_done ? KTLSX_DONE : KTLSX_WANT_READ;
+}
+
+const char *kx_msg_name(kx_msg m) { return m < KX_MSG_END ? msgs[m].name : "end"; }
+
+/* ---- output ---- */
+
+size_t ktlsx_pending_output(ktlsx_conn *c, const uint8_t **data)
+{
+    *data = c->out.data;
+    return c->out.len;
+}
+
+void ktlsx_output_done(ktlsx_conn *c, size_t n) { kx_buf_consume(&c->out, n); }
+
+/* ---- application data (user-space record layer) ---- */
+
+int ktlsx_write(ktlsx_conn *c, const void *data, size_t len)
+{
+    if (c->failed || !c->handshake_done) return -1;
+    if (len == 0) return 0;
+    kx_result r = kx_record_write(&c->tx, KX_CT_APPLICATION_DATA, data, len, &c->out);
+    if (kx_failed(r)) {
+        kx_conn_fail(c, r);
+        return -1;
+    }
+    return 0;
+}
+
+static kx_result handle_post_handshake(ktlsx_conn *c)
+{
+    kx_buf msg = { 0 };
+    kx_result r = KX_OK;
+    while (c->hs_in.len >= 4) {
+        size_t body = ((size_t)c->hs_in.data[1] << 16) | ((size_t)c->hs_in.data[2] << 8) | c->hs_in.data[3];
+        if (body > KX_MAX_HANDSHAKE_MESSAGE) {
+            r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "handshake message too large");
+            break;
+        }
+        if (c->hs_in.len < 4 + body) break;
+        uint8_t type = c->hs_in.data[0];
+        r = kx_buf_reserve(&msg, 4 + body);
+        if (kx_failed(r)) break;
+        take_message(c, 4 + body, &msg);
+        kx_reader rd = kx_reader_of(msg.data + 4, body);
+        if (type == KX_HS_NEW_SESSION_TICKET && c->role == KTLSX_CLIENT && c->version == KTLSX_TLS13)
+            r = kx_new_session_ticket_handle(c, &rd);
+        else if (type == KX_HS_KEY_UPDATE && c->version == KTLSX_TLS13)
+            r = kx_key_update_handle(c, &rd);
+        else if (type == KX_HS_CLIENT_HELLO && c->role == KTLSX_SERVER)
+            /* RFC 5746 §4.4 and kernel TLS both rule out renegotiation. */
+            r = KX_FAIL(KX_ALERT_NO_RENEGOTIATION, "peer attempted renegotiation");
+        else
+            r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "unexpected post-handshake message");
+        if (kx_failed(r)) break;
+        r = kx_reader_done(&rd);
+        if (kx_failed(r)) break;
+    }
+    kx_buf_free(&msg);
+    return r;
+}
+
+long ktlsx_read(ktlsx_conn *c, void *buf, size_t len)
+{
+    if (c->failed) return -KTLSX_FAILED;
+    if (!c->handshake_done) return 0;
+    for (;;) {
+        size_t avail = c->app_in.len - c->app_in_off;
+        if (avail > 0) {
+            size_t n = avail < len ? avail : len;
+            memcpy(buf, c->app_in.data + c->app_in_off, n);
+            c->app_in_off += n;
+            if (c->app_in_off == c->app_in.len) {
+                kx_wipe(c->app_in.data, c->app_in.len);
+                kx_buf_reset(&c->app_in);
+                c->app_in_off = 0;
+            }
+            return (long)n;
+        }
+        if (c->peer_closed) return -KTLSX_CLOSED;
+        bool got;
+        kx_result r = read_record(c, &got);
+        if (!kx_failed(r)) r = handle_post_handshake(c);
+        if (kx_failed(r)) {
+            if (!c->failed) kx_conn_fail(c, r);
+            return -KTLSX_FAILED;
+        }
+        if (!got) return c->eof ? -KTLSX_CLOSED : 0;
+    }
+}
+
+int ktlsx_close_notify(ktlsx_conn *c)
+{
+    if (c->failed) return -1;
+    queue_alert(c, 1, KX_ALERT_CLOSE_NOTIFY);
+    return 0;
+}
+
+int ktlsx_key_update(ktlsx_conn *c, int request_update)
+{
+    if (c->failed || !c->handshake_done || c->version != KTLSX_TLS13) return -1;
+    kx_result r = kx_key_update_write(c, request_update != 0);
+    if (kx_failed(r)) {
+        kx_conn_fail(c, r);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- results ---- */
+
+uint16_t ktlsx_version(const ktlsx_conn *c) { return c->version; }
+const char *ktlsx_version_name(const ktlsx_conn *c)
+{
+    return c->version == KTLSX_TLS13 ? "TLSv1.3" : c->version == KTLSX_TLS12 ? "TLSv1.2" : "-";
+}
+const char *ktlsx_cipher_name(const ktlsx_conn *c) { return c->suite ? c->suite->name : "-"; }
+uint16_t ktlsx_cipher_id(const ktlsx_conn *c) { return c->suite ? c->suite->id : 0; }
+const char *ktlsx_group_name(const ktlsx_conn *c)
+{
+    const char *n = c->group ? kx_group_name(c->group) : NULL;
+    return n ? n : "-";
+}
+int ktlsx_resumed(const ktlsx_conn *c) { return c->resumed; }
+const char *ktlsx_alpn(const ktlsx_conn *c) { return c->alpn[0] ? c->alpn : NULL; }
+const char *ktlsx_peer_subject(const ktlsx_conn *c) { return c->peer_subject; }
+const char *ktlsx_sni(const ktlsx_conn *c) { return c->role == KTLSX_SERVER ? c->server_name : c->sni; }
+const char *ktlsx_error(const ktlsx_conn *c) { return c->error ? c->error : ""; }
+uint8_t ktlsx_alert(const ktlsx_conn *c) { return c->alert; }
+
+int ktlsx_export_keys(const ktlsx_conn *c, enum ktlsx_direction dir, struct ktlsx_traffic_keys *out)
+{
+    const kx_record_dir *d = dir == KTLSX_TX ? &c->tx : &c->rx;
+    if (!c->handshake_done || c->failed || !d->active) return -1;
+    memset(out, 0, sizeof *out);
+    out->version = d->version;
+    out->cipher_suite = d->suite->id;
+    out->key_len = d->suite->key_len;
+    memcpy(out->key, d->key, out->key_len);
+    out->iv_len = d->suite->fixed_iv_len;
+    memcpy(out->iv, d->iv, out->iv_len);
+    out->seq = d->seq;
+    return 0;
+}
+
+/* ---- key log and trace ---- */
+
+void kx_keylog(ktlsx_conn *c, const char *label, const uint8_t *secret, size_t len)
+{
+    FILE *f = c->cfg->keylog;
+    if (!f) return;
+    char line[64 + 2 * 32 + 2 * KX_MAX_HASH + 4];
+    size_t n = (size_t)snprintf(line, sizeof line, "%s ", label);
+    for (size_t i = 0; i < 32; i++) n += (size_t)snprintf(line + n, sizeof line - n, "%02x", c->client_random[i]);
+    line[n++] = ' ';
+    for (size_t i = 0; i < len; i++) n += (size_t)snprintf(line + n, sizeof line - n, "%02x", secret[i]);
+    line[n++] = '\n';
+    pthread_mutex_lock(&c->cfg->keylog_lock);
+    fwrite(line, 1, n, f);
+    fflush(f);
+    pthread_mutex_unlock(&c->cfg->keylog_lock);
+    kx_wipe(line, sizeof line);
+}
+
+void kx_trace(ktlsx_conn *c, bool from_client, const char *fmt, ...)
+{
+    FILE *f = c->cfg->trace;
+    if (!f) return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(f, "%s %s\n", from_client ? "C->S" : "S->C", line);
+}
+
+bool kx_list_has(const uint16_t *list, size_t n, uint16_t v)
+{
+    for (size_t i = 0; i < n; i++)
+        if (list[i] == v) return true;
+    return false;
+}
+
+uint16_t kx_choose_sigalg(const ktlsx_conn *c, EVP_PKEY *key)
+{
+    /* The peer's preference order decides (RFC 8446 §4.2.3), among those we also accept. */
+    bool tls13 = c->version == KTLSX_TLS13;
+    for (size_t i = 0; i < c->peer_sigalg_count; i++) {
+        uint16_t s = c->peer_sigalgs[i];
+        if (kx_list_has(c->cfg->sigalgs, c->cfg->sigalg_count, s) && kx_sigalg_fits_key(s, key, tls13)) return s;
+    }
+    return 0;
+}

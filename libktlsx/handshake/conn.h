@@ -1,0 +1,218 @@
+/* Internal state of a configuration and of one connection.
+ *
+ * The engine is a pure function of (state, input bytes) -> (state, output
+ * bytes): nothing here does I/O.  The handshake is a flow of messages
+ * (handshake/flow.c) each handled by its own file (one file per message,
+ * holding both its writer and its handler). */
+#ifndef KX_HANDSHAKE_CONN_H
+#define KX_HANDSHAKE_CONN_H
+
+#include <ktlsx/ktlsx.h>
+#include "core/buf.h"
+#include "crypto/crypto.h"
+#include "crypto/x509.h"
+#include "record/record.h"
+#include "tls13/key_schedule.h"
+#include "handshake/extensions.h"
+#include <pthread.h>
+#include <stdbool.h>
+
+#define KX_MAX_CERTS 4
+#define KX_MAX_SUITES 16
+#define KX_MAX_GROUPS 8
+#define KX_MAX_SIGALGS 24
+#define KX_MAX_ALPN 256
+#define KX_MAX_NAME 256
+/* Largest handshake message we accept (certificate chains are the big ones). */
+#define KX_MAX_HANDSHAKE_MESSAGE (64 * 1024)
+
+struct ktlsx_config {
+    enum ktlsx_role role;
+    char error[512];
+
+    kx_certkey certs[KX_MAX_CERTS];
+    size_t cert_count;
+
+    char *ca_file, *crl_file;
+    kx_trust *trust;            /* built on first use (lazily: the system store is slow to load) */
+    pthread_mutex_t trust_lock;
+    bool insecure;
+    enum ktlsx_verify_client verify_client;
+
+    uint16_t suites[KX_MAX_SUITES];
+    size_t suite_count;
+    uint16_t groups[KX_MAX_GROUPS];
+    size_t group_count;
+    uint16_t sigalgs[KX_MAX_SIGALGS]; /* what we accept from the peer, in preference order */
+    size_t sigalg_count;
+    uint8_t alpn[KX_MAX_ALPN];        /* wire format: len-prefixed names */
+    size_t alpn_len;
+    uint16_t min_version, max_version;
+
+    FILE *keylog;
+    pthread_mutex_t keylog_lock;
+    FILE *trace;
+};
+
+/* Messages of every flow; the order here is not the order on the wire. */
+typedef enum {
+    KX_MSG_CLIENT_HELLO,
+    KX_MSG_HELLO_RETRY_REQUEST,
+    KX_MSG_SERVER_HELLO,
+    KX_MSG_ENCRYPTED_EXTENSIONS,
+    KX_MSG_CERTIFICATE_REQUEST,
+    KX_MSG_SERVER_CERTIFICATE,
+    KX_MSG_SERVER_CERTIFICATE_VERIFY,
+    KX_MSG_SERVER_FINISHED,
+    KX_MSG_CLIENT_CERTIFICATE,
+    KX_MSG_CLIENT_CERTIFICATE_VERIFY,
+    KX_MSG_CLIENT_FINISHED,
+    KX_MSG_END,
+    KX_MSG_COUNT
+} kx_msg;
+
+/* Handshake message types on the wire (RFC 8446 §4). */
+enum {
+    KX_HS_CLIENT_HELLO = 1,
+    KX_HS_SERVER_HELLO = 2,
+    KX_HS_NEW_SESSION_TICKET = 4,
+    KX_HS_END_OF_EARLY_DATA = 5,
+    KX_HS_ENCRYPTED_EXTENSIONS = 8,
+    KX_HS_CERTIFICATE = 11,
+    KX_HS_SERVER_KEY_EXCHANGE = 12,
+    KX_HS_CERTIFICATE_REQUEST = 13,
+    KX_HS_SERVER_HELLO_DONE = 14,
+    KX_HS_CERTIFICATE_VERIFY = 15,
+    KX_HS_CLIENT_KEY_EXCHANGE = 16,
+    KX_HS_FINISHED = 20,
+    KX_HS_KEY_UPDATE = 24,
+    KX_HS_MESSAGE_HASH = 254,
+};
+
+#define KX_MAX_FLOW 16
+
+struct ktlsx_conn {
+    ktlsx_config *cfg;
+    enum ktlsx_role role;
+
+    /* ---- progress ---- */
+    kx_msg flow[KX_MAX_FLOW];   /* the messages of this handshake, in wire order */
+    size_t flow_pos;
+    bool hrr;                   /* a HelloRetryRequest was sent / received */
+    bool cert_requested;        /* server sent CertificateRequest */
+    bool client_cert_empty;     /* client answered with an empty Certificate */
+    bool handshake_done;
+    bool failed;
+    bool peer_closed;           /* close_notify received */
+    bool eof;                   /* TCP EOF fed */
+    const char *error;
+    uint8_t alert;
+
+    /* ---- bytes in and out ---- */
+    kx_buf in;                  /* raw received bytes, not yet parsed as records */
+    kx_buf out;                 /* protected records waiting to be sent */
+    kx_buf hs_in;               /* decrypted handshake bytes not yet consumed as messages */
+    kx_buf hs_out;              /* handshake messages not yet put into records (same keys) */
+    kx_buf app_in;              /* decrypted application data not yet read */
+    size_t app_in_off;
+    kx_record_dir tx, rx;
+    uint64_t hs_in_msgs;        /* messages taken, to reject key changes mid-record */
+
+    /* ---- negotiated ---- */
+    uint16_t version;
+    const kx_suite *suite;
+    uint16_t group;             /* key exchange group (0 = none) */
+    uint16_t peer_sigalg;       /* sigalg of the peer's CertificateVerify */
+    uint16_t our_sigalg;        /* sigalg we sign with */
+    const kx_certkey *our_cert; /* chosen certificate (server; client when requested) */
+    bool resumed;
+    char alpn[KX_MAX_NAME];
+    char server_name[KX_MAX_NAME];  /* client: name to verify; server: SNI received */
+    char sni[KX_MAX_NAME];          /* client: SNI to send ("" = none) */
+    char peer_subject[KX_MAX_NAME];
+    EVP_PKEY *peer_key;
+
+    /* ---- handshake working state ---- */
+    uint8_t client_random[32], server_random[32];
+    uint8_t session_id[32];
+    size_t session_id_len;
+    EVP_PKEY *kex_key;          /* our ephemeral private key */
+    uint16_t kex_group;         /* the group of kex_key */
+    kx_buf kex_pub;             /* our key share as sent (server: written in ServerHello) */
+    uint8_t ecdhe[80];          /* (EC)DHE shared secret until the key schedule takes it */
+    size_t ecdhe_len;
+    uint8_t psk_modes;          /* client's psk_key_exchange_modes: bit 0 psk_ke, bit 1 psk_dhe_ke */
+    uint8_t cookie[64];         /* HRR cookie: server sets, client echoes */
+    size_t cookie_len;
+    uint8_t cr_context[255];    /* CertificateRequest context (echoed in client Certificate) */
+    size_t cr_context_len;
+    uint16_t peer_sigalgs[KX_MAX_SIGALGS]; /* peer's signature_algorithms (CH or CR) */
+    size_t peer_sigalg_count;
+    uint32_t sent_exts;         /* extensions we sent in ClientHello (bitmask of kx_ext index) */
+    kx_transcript transcript;
+    kx_tls13_ks ks;
+    uint8_t th[KX_MAX_HASH];    /* transcript hash before the message being handled */
+    const uint8_t *msg_raw;     /* the message being handled, header included */
+    size_t msg_raw_len;
+
+    /* ---- post-handshake ---- */
+    bool key_update_pending;    /* peer asked for an update we still owe */
+    kx_buf ticket;              /* last NewSessionTicket received (raw body) */
+};
+
+/* ---- helpers shared by the message files ---- */
+
+/* Record the failure (first one wins: the state is sticky) and queue the alert. */
+void kx_conn_fail(ktlsx_conn *c, kx_result r);
+
+/* Start / finish a handshake message in hs_out; finish adds it to the transcript. */
+KX_RESULT kx_hs_begin(ktlsx_conn *c, uint8_t type, size_t *mark);
+KX_RESULT kx_hs_end(ktlsx_conn *c, size_t mark);
+/* Put pending handshake messages into records under the current TX keys. */
+KX_RESULT kx_hs_flush(ktlsx_conn *c);
+/* Switch a direction to new TLS 1.3 traffic keys derived from `secret`. */
+KX_RESULT kx_set_traffic_secret(ktlsx_conn *c, kx_record_dir *dir, const uint8_t *secret);
+
+/* Key log (NSS format) and trace. */
+void kx_keylog(ktlsx_conn *c, const char *label, const uint8_t *secret, size_t len);
+void kx_trace(ktlsx_conn *c, bool from_client, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static inline bool kx_tracing(const ktlsx_conn *c) { return c->cfg->trace != NULL; }
+/* The direction of a message we send. */
+static inline bool kx_we_are_client(const ktlsx_conn *c) { return c->role == KTLSX_CLIENT; }
+
+/* Pick our signature algorithm for `key` from the peer's list; 0 if none fits. */
+uint16_t kx_choose_sigalg(const ktlsx_conn *c, EVP_PKEY *key);
+bool kx_list_has(const uint16_t *list, size_t n, uint16_t v);
+
+/* Flow (handshake/flow.c): the message sequence of this handshake, rebuilt
+ * whenever a decision changes it (HRR, CertificateRequest, empty client
+ * Certificate).  Positions already passed never change. */
+void kx_flow_rebuild(ktlsx_conn *c);
+/* The peer sent `hs_type` where another message was due: if it is an optional
+ * message of this flow, adjust the flow and return true. */
+bool kx_flow_accept_optional(ktlsx_conn *c, uint8_t hs_type);
+const char *kx_msg_name(kx_msg m);
+
+/* The verification store (config.c); NULL with *err set if it cannot be loaded. */
+kx_trust *kx_config_trust(ktlsx_config *cfg, const char **err);
+
+/* Message writers and handlers: one pair per file. The handler gets the
+ * message body; the message (header + body) is already in the transcript and
+ * c->th holds the transcript hash before it. */
+#define KX_MESSAGE(name)                                   \
+    KX_RESULT kx_##name##_write(ktlsx_conn *c);            \
+    KX_RESULT kx_##name##_handle(ktlsx_conn *c, kx_reader *body)
+KX_MESSAGE(client_hello);
+KX_RESULT kx_hello_retry_request_write(ktlsx_conn *c); /* the client handles it in kx_server_hello_handle */
+KX_MESSAGE(server_hello);
+KX_MESSAGE(encrypted_extensions);
+KX_MESSAGE(certificate_request);
+KX_MESSAGE(certificate);
+KX_MESSAGE(certificate_verify);
+KX_MESSAGE(finished);
+/* Post-handshake messages. */
+KX_RESULT kx_new_session_ticket_handle(ktlsx_conn *c, kx_reader *body);
+KX_RESULT kx_key_update_write(ktlsx_conn *c, bool request_update);
+KX_RESULT kx_key_update_handle(ktlsx_conn *c, kx_reader *body);
+
+#endif
