@@ -35,9 +35,23 @@ int ktlsx_cmd_server(int argc, char **argv);
 #include "probe.h"
 #else
 int ktlsx_cmd_probe(int argc, char **argv);
+/* The stdio data phase: stdin goes to the peer, the peer's data to
+ * stdout, until the peer closes (exit status 0) or the connection fails
+ * (reported, 1). *stdin_open is cleared at stdin EOF; if
+ * idle_after_stdin_eof_ms >= 0 the relay also ends, with close_notify,
+ * once stdin is closed and the peer has been quiet that long. */
+int cli_relay_stdio(struct cli_session *session, int *stdin_open, int idle_after_stdin_eof_ms);
+
 #endif
 #else
 int ktlsx_cmd_probe(int argc, char **argv);
+/* The stdio data phase: stdin goes to the peer, the peer's data to
+ * stdout, until the peer closes (exit status 0) or the connection fails
+ * (reported, 1). *stdin_open is cleared at stdin EOF; if
+ * idle_after_stdin_eof_ms >= 0 the relay also ends, with close_notify,
+ * once stdin is closed and the peer has been quiet that long. */
+int cli_relay_stdio(struct cli_session *session, int *stdin_open, int idle_after_stdin_eof_ms);
+
 #endif
 
 /* ---- command line ---- */
@@ -157,10 +171,18 @@ int cli_session_handshake(struct cli_session *session);
 /* Print "ktlsx: connection failed: <session->error>". */
 void cli_session_report_failure(const struct cli_session *session);
 
-/* Orderly end: send close_notify, shut down our sending side, and wait
- * briefly for the peer to close so that closing the socket does not reset
- * the connection under data the peer has not read yet. Errors are ignored:
- * the conversation is over either way. */
-void cli_session_finish(struct cli_session *session);
+/* Orderly end: send close_notify, shut down our sending side, and keep
+ * reading briefly until the peer closes too, so that closing the socket
+ * does not reset the connection under data the peer has not read yet.
+ * What the peer still sends goes to `sink` (NULL: dropped). Errors are
+ * ignored: the conversation is over either way. */
+void cli_session_finish(struct cli_session *session, cli_sink_fn sink, void *ctx);
+
+/* The stdio data phase: stdin goes to the peer, the peer's data to
+ * stdout, until the peer closes (exit status 0) or the connection fails
+ * (reported, 1). *stdin_open is cleared at stdin EOF; if
+ * idle_after_stdin_eof_ms >= 0 the relay also ends, with close_notify,
+ * once stdin is closed and the peer has been quiet that long. */
+int cli_relay_stdio(struct cli_session *session, int *stdin_open, int idle_after_stdin_eof_ms);
 
 #endif

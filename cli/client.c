@@ -2,11 +2,8 @@
  * peer and the peer to stdout. */
 #include "cli.h"
 
-#include <errno.h>
 #include <getopt.h>
-#include <poll.h>
 #include <stdio.h>
-#include <string.h>
 #include <unistd.h>
 
 /* After stdin ends, the peer gets this long without sending anything
@@ -147,80 +144,12 @@ static int parse_client_options(int argc, char **argv, struct client_options *op
     return -1;
 }
 
-/* The data phase. Returns the exit status. */
-static int relay_stdio(struct cli_session *session)
-{
-    static uint8_t chunk[16384];
-    int stdin_open = 1;
-    int64_t quiet_since = 0; /* last activity once stdin has ended */
-
-    for (;;) {
-        struct pollfd pfds[2] = {
-            { .fd = session->fd, .events = POLLIN },
-            { .fd = STDIN_FILENO, .events = POLLIN },
-        };
-        int timeout_ms = -1;
-        int ready;
-
-        if (!stdin_open) {
-            int64_t left = quiet_since + CLIENT_IDLE_AFTER_STDIN_EOF_MS - cli_now_ms();
-            if (left <= 0)
-                break;
-            timeout_ms = (int)left;
-        }
-        ready = poll(pfds, stdin_open ? 2 : 1, timeout_ms);
-        if (ready < 0) {
-            if (errno == EINTR)
-                continue;
-            snprintf(session->error, sizeof session->error, "poll: %s", strerror(errno));
-            cli_session_report_failure(session);
-            return CLI_EXIT_FAILURE;
-        }
-        if (ready == 0)
-            continue; /* the idle check at the top decides */
-
-        if (pfds[0].revents != 0) {
-            switch (session->datapath->recv(session, cli_sink_to_stdout, NULL)) {
-            case CLI_RECV_PROGRESS:
-                quiet_since = cli_now_ms();
-                break;
-            case CLI_RECV_CLOSE_NOTIFY:
-                cli_session_finish(session);
-                return CLI_EXIT_OK;
-            case CLI_RECV_EOF:
-                return CLI_EXIT_OK;
-            case CLI_RECV_ERROR:
-                cli_session_report_failure(session);
-                return CLI_EXIT_FAILURE;
-            }
-        }
-
-        if (stdin_open && pfds[1].revents != 0) {
-            ssize_t n = read(STDIN_FILENO, chunk, sizeof chunk);
-
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0) {
-                /* EOF, or an unreadable stdin: either way nothing more to send. */
-                stdin_open = 0;
-                quiet_since = cli_now_ms();
-                continue;
-            }
-            if (session->datapath->send(session, chunk, (size_t)n) < 0) {
-                cli_session_report_failure(session);
-                return CLI_EXIT_FAILURE;
-            }
-        }
-    }
-    cli_session_finish(session);
-    return CLI_EXIT_OK;
-}
-
 int ktlsx_cmd_client(int argc, char **argv)
 {
     struct client_options opts;
     struct cli_session session = { .fd = -1 };
     ktlsx_config *cfg;
+    int stdin_open;
     int status = parse_client_options(argc, argv, &opts);
 
     if (status >= 0)
@@ -252,7 +181,8 @@ int ktlsx_cmd_client(int argc, char **argv)
         status = CLI_EXIT_FAILURE;
         goto out;
     }
-    status = relay_stdio(&session);
+    stdin_open = 1;
+    status = cli_relay_stdio(&session, &stdin_open, CLIENT_IDLE_AFTER_STDIN_EOF_MS);
 
 out:
     if (session.fd >= 0)

@@ -646,32 +646,130 @@ void cli_session_report_failure(const struct cli_session *session)
     fprintf(stderr, "ktlsx: connection failed: %s\n", session->error);
 }
 
-void cli_session_finish(struct cli_session *session)
+static int discard_plaintext(struct cli_session *session, void *ctx, const uint8_t *data,
+                             size_t len)
 {
-    static uint8_t discard[4096];
+    (void)session;
+    (void)ctx;
+    (void)data;
+    (void)len;
+    return 0;
+}
+
+void cli_session_finish(struct cli_session *session, cli_sink_fn sink, void *ctx)
+{
     int64_t deadline;
-    struct pollfd pfd = { .fd = session->fd, .events = POLLIN };
 
     if (session->datapath->close_notify(session) < 0)
         return;
     if (shutdown(session->fd, SHUT_WR) < 0)
         return;
+    if (sink == NULL)
+        sink = discard_plaintext;
     /* Closing with unread bytes in the receive queue makes the kernel send
      * a reset, which can destroy our last records before the peer reads
-     * them; wait (briefly) for the peer's own close instead. */
+     * them. The peer may also still answer: TLS allows it to write after
+     * our close_notify. */
     deadline = cli_now_ms() + CLI_LINGER_MS;
     for (;;) {
+        struct pollfd pfd = { .fd = session->fd, .events = POLLIN };
         int ready = poll(&pfd, 1, ms_until(deadline));
-        ssize_t n;
 
         if (ready < 0 && errno == EINTR)
             continue;
         if (ready <= 0)
             return;
-        n = read(session->fd, discard, sizeof discard);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
+        if (session->datapath->recv(session, sink, ctx) != CLI_RECV_PROGRESS)
             return;
     }
+}
+
+/* Whether a send would find room in the socket buffer right now. */
+static int socket_has_send_room(int fd)
+{
+    struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+    int ready;
+
+    do
+        ready = poll(&pfd, 1, 0);
+    while (ready < 0 && errno == EINTR);
+    return ready > 0;
+}
+
+int cli_relay_stdio(struct cli_session *session, int *stdin_open, int idle_after_stdin_eof_ms)
+{
+    static uint8_t chunk[CLI_MAX_PLAINTEXT];
+    int64_t quiet_since = cli_now_ms(); /* last data from the peer, or stdin EOF */
+    /* Set while the socket buffer is full: stop taking stdin and keep
+     * reading the peer instead. A peer that echoes and blocks on sending to
+     * us while we block on sending to it would otherwise deadlock. */
+    int send_blocked = 0;
+
+    for (;;) {
+        struct pollfd pfds[2] = {
+            { .fd = session->fd, .events = POLLIN | (send_blocked ? POLLOUT : 0) },
+            { .fd = STDIN_FILENO, .events = POLLIN },
+        };
+        int watch_stdin = *stdin_open && !send_blocked;
+        int timeout_ms = -1;
+        int ready;
+
+        if (!*stdin_open && idle_after_stdin_eof_ms >= 0) {
+            int64_t left = quiet_since + idle_after_stdin_eof_ms - cli_now_ms();
+            if (left <= 0)
+                break;
+            timeout_ms = (int)left;
+        }
+        ready = poll(pfds, watch_stdin ? 2 : 1, timeout_ms);
+        if (ready < 0) {
+            if (errno == EINTR)
+                continue;
+            set_session_error(session, "poll: %s", strerror(errno));
+            cli_session_report_failure(session);
+            return CLI_EXIT_FAILURE;
+        }
+        if (ready == 0)
+            continue; /* the idle check at the top decides */
+
+        if (pfds[0].revents & POLLOUT)
+            send_blocked = 0;
+        if (pfds[0].revents & ~POLLOUT) {
+            switch (session->datapath->recv(session, cli_sink_to_stdout, NULL)) {
+            case CLI_RECV_PROGRESS:
+                quiet_since = cli_now_ms();
+                break;
+            case CLI_RECV_CLOSE_NOTIFY:
+            case CLI_RECV_EOF:
+                cli_session_finish(session, cli_sink_to_stdout, NULL);
+                return CLI_EXIT_OK;
+            case CLI_RECV_ERROR:
+                cli_session_report_failure(session);
+                return CLI_EXIT_FAILURE;
+            }
+        }
+
+        if (watch_stdin && pfds[1].revents != 0) {
+            ssize_t n;
+
+            if (!socket_has_send_room(session->fd)) {
+                send_blocked = 1;
+                continue;
+            }
+            n = read(STDIN_FILENO, chunk, sizeof chunk);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                /* EOF, or an unreadable stdin: either way nothing more to send. */
+                *stdin_open = 0;
+                quiet_since = cli_now_ms();
+                continue;
+            }
+            if (session->datapath->send(session, chunk, (size_t)n) < 0) {
+                cli_session_report_failure(session);
+                return CLI_EXIT_FAILURE;
+            }
+        }
+    }
+    cli_session_finish(session, cli_sink_to_stdout, NULL);
+    return CLI_EXIT_OK;
 }

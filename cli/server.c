@@ -215,7 +215,7 @@ static int serve_echo(struct cli_session *session)
             break;
         case CLI_RECV_CLOSE_NOTIFY:
         case CLI_RECV_EOF:
-            cli_session_finish(session);
+            cli_session_finish(session, NULL, NULL);
             return CLI_EXIT_OK;
         case CLI_RECV_ERROR:
             cli_session_report_failure(session);
@@ -338,59 +338,8 @@ static int serve_reply(struct cli_session *session, const char *text)
         cli_session_report_failure(session);
         return CLI_EXIT_FAILURE;
     }
-    cli_session_finish(session);
+    cli_session_finish(session, NULL, NULL);
     return CLI_EXIT_OK;
-}
-
-/* ---- relay stdio (no --echo / --reply) ---- */
-
-static int serve_relay_stdio(struct server_state *state, struct cli_session *session)
-{
-    static uint8_t chunk[16384];
-
-    for (;;) {
-        struct pollfd pfds[2] = {
-            { .fd = session->fd, .events = POLLIN },
-            { .fd = STDIN_FILENO, .events = POLLIN },
-        };
-        int ready = poll(pfds, state->stdin_open ? 2 : 1, -1);
-
-        if (ready < 0) {
-            if (errno == EINTR)
-                continue;
-            snprintf(session->error, sizeof session->error, "poll: %s", strerror(errno));
-            cli_session_report_failure(session);
-            return CLI_EXIT_FAILURE;
-        }
-        if (pfds[0].revents != 0) {
-            switch (session->datapath->recv(session, cli_sink_to_stdout, NULL)) {
-            case CLI_RECV_PROGRESS:
-                break;
-            case CLI_RECV_CLOSE_NOTIFY:
-            case CLI_RECV_EOF:
-                cli_session_finish(session);
-                return CLI_EXIT_OK;
-            case CLI_RECV_ERROR:
-                cli_session_report_failure(session);
-                return CLI_EXIT_FAILURE;
-            }
-        }
-        if (state->stdin_open && pfds[1].revents != 0) {
-            ssize_t n = read(STDIN_FILENO, chunk, sizeof chunk);
-
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0) {
-                /* Keep the connection: the client decides when it ends. */
-                state->stdin_open = 0;
-                continue;
-            }
-            if (session->datapath->send(session, chunk, (size_t)n) < 0) {
-                cli_session_report_failure(session);
-                return CLI_EXIT_FAILURE;
-            }
-        }
-    }
 }
 
 /* ---- accept loop ---- */
@@ -420,7 +369,8 @@ static int serve_connection(struct server_state *state, int fd)
         break;
     case SERVER_RELAY_STDIO:
     default:
-        status = serve_relay_stdio(state, &session);
+        /* Like `openssl s_server`: the client decides when it ends. */
+        status = cli_relay_stdio(&session, &state->stdin_open, -1);
         break;
     }
     ktlsx_conn_free(session.conn);
