@@ -66,6 +66,11 @@ const char *kx_sigalg_name(uint16_t sigalg);      /* "ecdsa_secp256r1_sha256", .
 /* Idempotent; fetches every algorithm once. Returns 0 or -1. */
 int kx_crypto_init(void);
 
+/* Handles fetched by kx_crypto_init for the other crypto/ sources (sig.c needs
+ * SHA-512, aead.c the ciphers); NULL if initialisation failed. */
+const EVP_MD *kx_md_sha512(void);
+const EVP_CIPHER *kx_aead_cipher(kx_aead_id id);
+
 /* ---- hashing, HMAC, HKDF ---- */
 size_t kx_hash_len(kx_hash_id h);
 const EVP_MD *kx_hash_md(kx_hash_id h);

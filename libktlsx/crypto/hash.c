@@ -1,0 +1,320 @@
+/* Algorithm fetching, hashes, HMAC, HKDF, the TLS 1.2 PRF and the running
+ * transcript hash.
+ *
+ * HKDF and the PRF are built on HMAC rather than on EVP_KDF "HKDF" /
+ * "TLS1-PRF": OpenSSL 3.0 cannot duplicate a KDF context, so every KDF call
+ * would have to name its digest again and the provider would re-fetch it.
+ * An EVP_MAC_CTX can be duplicated, so one keyless HMAC context per hash is
+ * prepared here once and each HMAC starts from a copy of it. */
+#include "crypto/crypto.h"
+#include "core/wipe.h"
+#include <openssl/core_names.h>
+#include <pthread.h>
+#include <string.h>
+
+static struct {
+    int status; /* 0 ok, -1 failed */
+    EVP_MD *md[2];            /* by kx_hash_id */
+    EVP_MD *sha512;
+    EVP_MAC *hmac;
+    EVP_MAC_CTX *hmac_tmpl[2]; /* keyless HMAC contexts with the digest set */
+    EVP_CIPHER *cipher[3];     /* by kx_aead_id */
+} algs;
+
+static pthread_once_t algs_once = PTHREAD_ONCE_INIT;
+
+static void fetch_all(void)
+{
+    static const char *const md_names[2] = { "SHA2-256", "SHA2-384" };
+    static const char *const cipher_names[3] = { "AES-128-GCM", "AES-256-GCM", "ChaCha20-Poly1305" };
+
+    algs.status = -1;
+    for (int i = 0; i < 2; i++)
+        if ((algs.md[i] = EVP_MD_fetch(NULL, md_names[i], NULL)) == NULL) return;
+    if ((algs.sha512 = EVP_MD_fetch(NULL, "SHA2-512", NULL)) == NULL) return;
+    if ((algs.hmac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL) return;
+    for (int i = 0; i < 2; i++) {
+        if ((algs.hmac_tmpl[i] = EVP_MAC_CTX_new(algs.hmac)) == NULL) return;
+        OSSL_PARAM params[] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)md_names[i], 0),
+            OSSL_PARAM_construct_end(),
+        };
+        if (!EVP_MAC_CTX_set_params(algs.hmac_tmpl[i], params)) return;
+    }
+    for (int i = 0; i < 3; i++)
+        if ((algs.cipher[i] = EVP_CIPHER_fetch(NULL, cipher_names[i], NULL)) == NULL) return;
+    algs.status = 0;
+}
+
+int kx_crypto_init(void)
+{
+    if (pthread_once(&algs_once, fetch_all) != 0) return -1;
+    return algs.status;
+}
+
+#define INIT_OR_FAIL()                                                               \
+    KX_ENSURE(kx_crypto_init() == 0, KX_ALERT_INTERNAL_ERROR, "crypto library init failed")
+
+static int hash_ok(kx_hash_id h) { return h == KX_HASH_SHA256 || h == KX_HASH_SHA384; }
+
+size_t kx_hash_len(kx_hash_id h) { return h == KX_HASH_SHA384 ? 48 : 32; }
+
+const EVP_MD *kx_hash_md(kx_hash_id h)
+{
+    if (kx_crypto_init() != 0 || !hash_ok(h)) return NULL;
+    return algs.md[h];
+}
+
+const EVP_MD *kx_md_sha512(void)
+{
+    if (kx_crypto_init() != 0) return NULL;
+    return algs.sha512;
+}
+
+const EVP_CIPHER *kx_aead_cipher(kx_aead_id id)
+{
+    if (kx_crypto_init() != 0 || (unsigned)id > KX_AEAD_CHACHA20_POLY1305) return NULL;
+    return algs.cipher[id];
+}
+
+kx_result kx_hash(kx_hash_id h, const uint8_t *data, size_t len, uint8_t *out)
+{
+    INIT_OR_FAIL();
+    KX_ENSURE(hash_ok(h), KX_ALERT_INTERNAL_ERROR, "unknown hash");
+    static const uint8_t empty[1];
+    unsigned int outlen = 0;
+    KX_ENSURE(EVP_Digest(data != NULL ? data : empty, len, out, &outlen, algs.md[h], NULL) == 1,
+              KX_ALERT_INTERNAL_ERROR, "digest failed");
+    return KX_OK;
+}
+
+/* ---- HMAC ---- */
+
+/* A keyed HMAC context copied from the per-hash template. */
+static kx_result hmac_start(kx_hash_id h, const uint8_t *key, size_t keylen, EVP_MAC_CTX **out)
+{
+    INIT_OR_FAIL();
+    KX_ENSURE(hash_ok(h), KX_ALERT_INTERNAL_ERROR, "unknown hash");
+    /* A NULL key means "reuse the previous key" to the provider, which a
+     * fresh copy does not have; an empty key must still be a real pointer. */
+    static const uint8_t no_key[1];
+    EVP_MAC_CTX *ctx = EVP_MAC_CTX_dup(algs.hmac_tmpl[h]);
+    KX_ENSURE(ctx != NULL, KX_ALERT_INTERNAL_ERROR, "out of memory");
+    if (!EVP_MAC_init(ctx, key != NULL ? key : no_key, keylen, NULL)) {
+        EVP_MAC_CTX_free(ctx);
+        return KX_FAIL(KX_ALERT_INTERNAL_ERROR, "HMAC init failed");
+    }
+    *out = ctx;
+    return KX_OK;
+}
+
+static kx_result hmac_finish(EVP_MAC_CTX *ctx, uint8_t *out)
+{
+    size_t outlen = 0;
+    KX_ENSURE(EVP_MAC_final(ctx, out, &outlen, KX_MAX_HASH) == 1, KX_ALERT_INTERNAL_ERROR, "HMAC failed");
+    return KX_OK;
+}
+
+/* Restart `ctx` with the key it already holds (the provider keeps it). */
+static kx_result hmac_restart(EVP_MAC_CTX *ctx)
+{
+    KX_ENSURE(EVP_MAC_init(ctx, NULL, 0, NULL) == 1, KX_ALERT_INTERNAL_ERROR, "HMAC init failed");
+    return KX_OK;
+}
+
+static kx_result hmac_update(EVP_MAC_CTX *ctx, const uint8_t *data, size_t len)
+{
+    if (len == 0) return KX_OK;
+    KX_ENSURE(EVP_MAC_update(ctx, data, len) == 1, KX_ALERT_INTERNAL_ERROR, "HMAC failed");
+    return KX_OK;
+}
+
+kx_result kx_hmac(kx_hash_id h, const uint8_t *key, size_t keylen, const uint8_t *data, size_t len, uint8_t *out)
+{
+    EVP_MAC_CTX *ctx;
+    KX_GUARD(hmac_start(h, key, keylen, &ctx));
+    kx_result r = hmac_update(ctx, data, len);
+    if (!kx_failed(r)) r = hmac_finish(ctx, out);
+    EVP_MAC_CTX_free(ctx); /* the provider cleanses the key material */
+    return r;
+}
+
+/* ---- HKDF (RFC 5869) ---- */
+
+kx_result kx_hkdf_extract(kx_hash_id h, const uint8_t *salt, size_t saltlen, const uint8_t *ikm, size_t ikmlen,
+                          uint8_t *out)
+{
+    static const uint8_t zeros[KX_MAX_HASH];
+    KX_ENSURE(hash_ok(h), KX_ALERT_INTERNAL_ERROR, "unknown hash");
+    if (salt == NULL || saltlen == 0) {
+        salt = zeros;
+        saltlen = kx_hash_len(h);
+    }
+    return kx_hmac(h, salt, saltlen, ikm, ikmlen, out);
+}
+
+/* HKDF-Expand(prk, info, outlen): T(i) = HMAC(prk, T(i-1) || info || i). */
+static kx_result hkdf_expand(kx_hash_id h, const uint8_t *prk, const uint8_t *info, size_t infolen,
+                             uint8_t *out, size_t outlen)
+{
+    size_t hlen = kx_hash_len(h);
+    KX_ENSURE(outlen <= 255 * hlen, KX_ALERT_INTERNAL_ERROR, "HKDF output too long");
+    EVP_MAC_CTX *ctx;
+    KX_GUARD(hmac_start(h, prk, hlen, &ctx));
+
+    uint8_t t[KX_MAX_HASH];
+    size_t done = 0;
+    kx_result r = KX_OK;
+    for (uint8_t i = 1; done < outlen; i++) {
+        if (i > 1) r = hmac_restart(ctx);
+        if (!kx_failed(r) && i > 1) r = hmac_update(ctx, t, hlen);
+        if (!kx_failed(r)) r = hmac_update(ctx, info, infolen);
+        if (!kx_failed(r)) r = hmac_update(ctx, &i, 1);
+        if (!kx_failed(r)) r = hmac_finish(ctx, t);
+        if (kx_failed(r)) break;
+        size_t n = outlen - done < hlen ? outlen - done : hlen;
+        memcpy(out + done, t, n);
+        done += n;
+    }
+    kx_wipe(t, sizeof t);
+    EVP_MAC_CTX_free(ctx);
+    return r;
+}
+
+kx_result kx_hkdf_expand_label(kx_hash_id h, const uint8_t *secret, const char *label, const uint8_t *context,
+                               size_t ctxlen, uint8_t *out, size_t outlen)
+{
+    static const char prefix[] = "tls13 ";
+    size_t labellen = strlen(label);
+    KX_ENSURE(hash_ok(h), KX_ALERT_INTERNAL_ERROR, "unknown hash");
+    KX_ENSURE(sizeof prefix - 1 + labellen <= 255 && ctxlen <= 255 && outlen <= 0xffff,
+              KX_ALERT_INTERNAL_ERROR, "HKDF label too long");
+
+    /* struct { uint16 length; opaque label<7..255>; opaque context<0..255>; } HkdfLabel */
+    uint8_t info[2 + 1 + 255 + 1 + 255];
+    size_t n = 0;
+    info[n++] = (uint8_t)(outlen >> 8);
+    info[n++] = (uint8_t)outlen;
+    info[n++] = (uint8_t)(sizeof prefix - 1 + labellen);
+    memcpy(info + n, prefix, sizeof prefix - 1);
+    n += sizeof prefix - 1;
+    memcpy(info + n, label, labellen);
+    n += labellen;
+    info[n++] = (uint8_t)ctxlen;
+    if (ctxlen) memcpy(info + n, context, ctxlen);
+    n += ctxlen;
+
+    return hkdf_expand(h, secret, info, n, out, outlen);
+}
+
+/* ---- TLS 1.2 PRF (RFC 5246 §5) ----
+ * P_hash(secret, seed) = HMAC(secret, A(1) || seed) || HMAC(secret, A(2) || seed) || ...
+ * with A(0) = seed, A(i) = HMAC(secret, A(i-1)), and seed = label || seed. */
+kx_result kx_tls12_prf(kx_hash_id h, const uint8_t *secret, size_t secretlen, const char *label,
+                       const uint8_t *seed, size_t seedlen, uint8_t *out, size_t outlen)
+{
+    size_t hlen = kx_hash_len(h);
+    size_t labellen = strlen(label);
+    EVP_MAC_CTX *ctx;
+    KX_GUARD(hmac_start(h, secret, secretlen, &ctx));
+
+    uint8_t a[KX_MAX_HASH], block[KX_MAX_HASH];
+    size_t done = 0;
+    /* A(1) = HMAC(secret, label || seed) */
+    kx_result r = hmac_update(ctx, (const uint8_t *)label, labellen);
+    if (!kx_failed(r)) r = hmac_update(ctx, seed, seedlen);
+    if (!kx_failed(r)) r = hmac_finish(ctx, a);
+    while (!kx_failed(r) && done < outlen) {
+        r = hmac_restart(ctx);
+        if (!kx_failed(r)) r = hmac_update(ctx, a, hlen);
+        if (!kx_failed(r)) r = hmac_update(ctx, (const uint8_t *)label, labellen);
+        if (!kx_failed(r)) r = hmac_update(ctx, seed, seedlen);
+        if (!kx_failed(r)) r = hmac_finish(ctx, block);
+        if (kx_failed(r)) break;
+        size_t n = outlen - done < hlen ? outlen - done : hlen;
+        memcpy(out + done, block, n);
+        done += n;
+        if (done < outlen) {
+            r = hmac_restart(ctx);
+            if (!kx_failed(r)) r = hmac_update(ctx, a, hlen);
+            if (!kx_failed(r)) r = hmac_finish(ctx, a);
+        }
+    }
+    kx_wipe(a, sizeof a);
+    kx_wipe(block, sizeof block);
+    EVP_MAC_CTX_free(ctx);
+    if (kx_failed(r)) kx_wipe(out, outlen);
+    return r;
+}
+
+/* ---- transcript ---- */
+
+void kx_transcript_init(kx_transcript *t)
+{
+    memset(t, 0, sizeof *t);
+}
+
+void kx_transcript_free(kx_transcript *t)
+{
+    EVP_MD_CTX_free(t->ctx);
+    t->ctx = NULL;
+    kx_buf_free(&t->pending);
+}
+
+kx_result kx_transcript_set_hash(kx_transcript *t, kx_hash_id h)
+{
+    INIT_OR_FAIL();
+    KX_ENSURE(hash_ok(h), KX_ALERT_INTERNAL_ERROR, "unknown hash");
+    if (t->ctx != NULL) {
+        KX_ENSURE(t->hash == h, KX_ALERT_INTERNAL_ERROR, "transcript hash already chosen");
+        return KX_OK;
+    }
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    KX_ENSURE(ctx != NULL, KX_ALERT_INTERNAL_ERROR, "out of memory");
+    if (EVP_DigestInit_ex(ctx, algs.md[h], NULL) != 1 ||
+        (t->pending.len && EVP_DigestUpdate(ctx, t->pending.data, t->pending.len) != 1)) {
+        EVP_MD_CTX_free(ctx);
+        return KX_FAIL(KX_ALERT_INTERNAL_ERROR, "digest failed");
+    }
+    t->ctx = ctx;
+    t->hash = h;
+    if (!t->keep_raw) kx_buf_free(&t->pending);
+    return KX_OK;
+}
+
+kx_result kx_transcript_add(kx_transcript *t, const uint8_t *msg, size_t len)
+{
+    if (t->ctx != NULL)
+        KX_ENSURE(EVP_DigestUpdate(t->ctx, msg, len) == 1, KX_ALERT_INTERNAL_ERROR, "digest failed");
+    if (t->ctx == NULL || t->keep_raw) KX_GUARD(kx_write_bytes(&t->pending, msg, len));
+    return KX_OK;
+}
+
+kx_result kx_transcript_hash(const kx_transcript *t, uint8_t *out)
+{
+    KX_ENSURE(t->ctx != NULL, KX_ALERT_INTERNAL_ERROR, "transcript hash not chosen");
+    /* Finalising a copy leaves the running state free to take more messages. */
+    EVP_MD_CTX *scratch = EVP_MD_CTX_new();
+    KX_ENSURE(scratch != NULL, KX_ALERT_INTERNAL_ERROR, "out of memory");
+    int ok = EVP_MD_CTX_copy_ex(scratch, t->ctx) == 1 && EVP_DigestFinal_ex(scratch, out, NULL) == 1;
+    EVP_MD_CTX_free(scratch);
+    KX_ENSURE(ok, KX_ALERT_INTERNAL_ERROR, "digest failed");
+    return KX_OK;
+}
+
+kx_result kx_transcript_hrr_rewrite(kx_transcript *t)
+{
+    KX_ENSURE(t->ctx != NULL, KX_ALERT_INTERNAL_ERROR, "transcript hash not chosen");
+    size_t hlen = kx_hash_len(t->hash);
+    /* message_hash handshake message: type 254, uint24 length, Hash(ClientHello1) */
+    uint8_t synthetic[4 + KX_MAX_HASH] = { 0xfe, 0x00, 0x00, (uint8_t)hlen };
+    KX_GUARD(kx_transcript_hash(t, synthetic + 4));
+    KX_ENSURE(EVP_DigestInit_ex(t->ctx, algs.md[t->hash], NULL) == 1 &&
+                  EVP_DigestUpdate(t->ctx, synthetic, 4 + hlen) == 1,
+              KX_ALERT_INTERNAL_ERROR, "digest failed");
+    if (t->keep_raw) {
+        kx_buf_reset(&t->pending);
+        KX_GUARD(kx_write_bytes(&t->pending, synthetic, 4 + hlen));
+    }
+    return KX_OK;
+}

@@ -1,0 +1,132 @@
+/* TLS 1.3 key schedule (RFC 8446 §7.1).
+ *
+ *   Early Secret     = HKDF-Extract(0, PSK)
+ *   Handshake Secret = HKDF-Extract(Derive-Secret(Early, "derived", ""), (EC)DHE)
+ *   Master Secret    = HKDF-Extract(Derive-Secret(Handshake, "derived", ""), 0)
+ *
+ * Each extracted secret is wiped once the next stage has been derived from
+ * it: nothing later in a handshake needs it, and a memory disclosure then
+ * yields only the traffic secrets still in use. */
+#include "tls13/key_schedule.h"
+#include "core/wipe.h"
+#include <string.h>
+
+/* Derive-Secret(secret, label, messages) with th = Transcript-Hash(messages). */
+static kx_result derive_secret(kx_hash_id h, const uint8_t *secret, const char *label, const uint8_t *th,
+                               uint8_t *out)
+{
+    size_t hlen = kx_hash_len(h);
+    return kx_hkdf_expand_label(h, secret, label, th, hlen, out, hlen);
+}
+
+/* Derive-Secret(secret, label, "") uses the hash of the empty transcript. */
+static kx_result derive_secret_empty(kx_hash_id h, const uint8_t *secret, const char *label, uint8_t *out)
+{
+    uint8_t empty[KX_MAX_HASH];
+    KX_GUARD(kx_hash(h, NULL, 0, empty));
+    return derive_secret(h, secret, label, empty, out);
+}
+
+/* HKDF-Extract(Derive-Secret(prev, "derived", ""), ikm or hlen zeros). */
+static kx_result next_stage(const kx_tls13_ks *ks, const uint8_t *prev, const uint8_t *ikm, size_t ikmlen,
+                            uint8_t *out)
+{
+    static const uint8_t zeros[KX_MAX_HASH];
+    if (ikm == NULL || ikmlen == 0) {
+        ikm = zeros;
+        ikmlen = ks->hlen;
+    }
+    uint8_t salt[KX_MAX_HASH];
+    kx_result r = derive_secret_empty(ks->hash, prev, "derived", salt);
+    if (!kx_failed(r)) r = kx_hkdf_extract(ks->hash, salt, ks->hlen, ikm, ikmlen, out);
+    kx_wipe(salt, sizeof salt);
+    return r;
+}
+
+kx_result kx_tls13_ks_early(kx_tls13_ks *ks, kx_hash_id hash, const uint8_t *psk, size_t psklen)
+{
+    static const uint8_t zeros[KX_MAX_HASH];
+    kx_tls13_ks_wipe(ks);
+    KX_ENSURE(hash == KX_HASH_SHA256 || hash == KX_HASH_SHA384, KX_ALERT_INTERNAL_ERROR, "unknown hash");
+    ks->hash = hash;
+    ks->hlen = kx_hash_len(hash);
+    if (psk == NULL) {
+        psk = zeros;
+        psklen = ks->hlen;
+    }
+    return kx_hkdf_extract(hash, NULL, 0, psk, psklen, ks->early);
+}
+
+kx_result kx_tls13_ks_binder_key(const kx_tls13_ks *ks, int external, uint8_t *out)
+{
+    return derive_secret_empty(ks->hash, ks->early, external ? "ext binder" : "res binder", out);
+}
+
+kx_result kx_tls13_ks_handshake(kx_tls13_ks *ks, const uint8_t *ecdhe, size_t ecdhelen, const uint8_t *th)
+{
+    KX_GUARD(next_stage(ks, ks->early, ecdhe, ecdhelen, ks->handshake));
+    kx_wipe(ks->early, sizeof ks->early);
+    KX_GUARD(derive_secret(ks->hash, ks->handshake, "c hs traffic", th, ks->c_hs));
+    KX_GUARD(derive_secret(ks->hash, ks->handshake, "s hs traffic", th, ks->s_hs));
+    return KX_OK;
+}
+
+kx_result kx_tls13_ks_master(kx_tls13_ks *ks, const uint8_t *th)
+{
+    KX_GUARD(next_stage(ks, ks->handshake, NULL, 0, ks->master));
+    kx_wipe(ks->handshake, sizeof ks->handshake);
+    KX_GUARD(derive_secret(ks->hash, ks->master, "c ap traffic", th, ks->c_ap));
+    KX_GUARD(derive_secret(ks->hash, ks->master, "s ap traffic", th, ks->s_ap));
+    KX_GUARD(derive_secret(ks->hash, ks->master, "exp master", th, ks->exporter));
+    return KX_OK;
+}
+
+kx_result kx_tls13_ks_resumption(kx_tls13_ks *ks, const uint8_t *th)
+{
+    KX_GUARD(derive_secret(ks->hash, ks->master, "res master", th, ks->resumption));
+    kx_wipe(ks->master, sizeof ks->master);
+    return KX_OK;
+}
+
+void kx_tls13_ks_wipe(kx_tls13_ks *ks)
+{
+    kx_wipe(ks, sizeof *ks);
+}
+
+kx_result kx_tls13_traffic_keys(kx_hash_id hash, const uint8_t *secret, size_t key_len, uint8_t *key,
+                                uint8_t iv[12])
+{
+    KX_ENSURE(key_len <= KX_MAX_KEY, KX_ALERT_INTERNAL_ERROR, "key too long");
+    KX_GUARD(kx_hkdf_expand_label(hash, secret, "key", NULL, 0, key, key_len));
+    return kx_hkdf_expand_label(hash, secret, "iv", NULL, 0, iv, 12);
+}
+
+kx_result kx_tls13_finished(kx_hash_id hash, const uint8_t *base_key, const uint8_t *th, uint8_t *out)
+{
+    size_t hlen = kx_hash_len(hash);
+    uint8_t finished_key[KX_MAX_HASH];
+    kx_result r = kx_hkdf_expand_label(hash, base_key, "finished", NULL, 0, finished_key, hlen);
+    if (!kx_failed(r)) r = kx_hmac(hash, finished_key, hlen, th, hlen, out);
+    kx_wipe(finished_key, sizeof finished_key);
+    return r;
+}
+
+kx_result kx_tls13_next_traffic_secret(kx_hash_id hash, uint8_t *secret)
+{
+    size_t hlen = kx_hash_len(hash);
+    uint8_t next[KX_MAX_HASH];
+    kx_result r = kx_hkdf_expand_label(hash, secret, "traffic upd", NULL, 0, next, hlen);
+    if (!kx_failed(r)) {
+        kx_wipe(secret, hlen);
+        memcpy(secret, next, hlen);
+    }
+    kx_wipe(next, sizeof next);
+    return r;
+}
+
+kx_result kx_tls13_ticket_psk(kx_hash_id hash, const uint8_t *resumption, const uint8_t *nonce, size_t noncelen,
+                              uint8_t *out)
+{
+    size_t hlen = kx_hash_len(hash);
+    return kx_hkdf_expand_label(hash, resumption, "resumption", nonce, noncelen, out, hlen);
+}
