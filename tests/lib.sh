@@ -434,3 +434,69 @@ openssl_group() { case ${1,,} in x25519) echo X25519 ;; p-256) echo P-256 ;; esa
 openssl_tempkey_re() { case ${1,,} in x25519) echo 'X25519' ;; p-256) echo 'ECDH, prime256v1' ;; esac; }
 # the description gnutls-cli logs: (TLS1.3-X.509)-(ECDHE-X25519)-(ECDSA-SECP256R1-SHA256)-(AES-128-GCM)
 gnutls_kx_desc() { case ${1,,} in x25519) echo 'ECDHE-X25519' ;; p-256) echo 'ECDHE-SECP256R1' ;; esac; }
+
+# run_fed NAME FILE [WAITFILE SIZE...] -- CMD ARGS...: like run_cmd, with stdin
+# produced by `feed FILE WAITFILE SIZE...` (the feeder is killed when CMD exits,
+# so a failing client does not wait for $TMO).
+run_fed() {
+  local name=$1; shift
+  local fargs=()
+  while [[ $# -gt 0 && $1 != -- ]]; do fargs+=("$1"); shift; done
+  shift
+  local fifo=$CD/$name.fifo fpid
+  rm -f "$fifo"; mkfifo -m 600 "$fifo"
+  ( feed "${fargs[@]}" >"$fifo" ) 2>/dev/null &
+  fpid=$!; ALL_PIDS+=("$fpid")
+  run_cmd "$name" "$fifo" "$@"
+  _kill_pids "$fpid"
+  rm -f "$fifo"
+}
+
+# ------------------------------------------------------------ ktlsx helpers ---
+
+crt() { echo "$CERTS/$1.pem"; }
+key() { echo "$CERTS/$1.key"; }
+
+# ktlsx_verdict NAME [CHECK...]: common checks on a ktlsx run whose output is
+# $CD/NAME.{out,err} and exit status $RC: no hang, no crash, no sanitizer
+# report.  Sets WHY and returns 1 on a problem.
+ktlsx_sane() {
+  local name=$1
+  if rc_crashed "$RC"; then WHY="ktlsx $name $(describe_rc "$RC")"; return 1; fi
+  if sanitizer_report "$CD/$name.err"; then WHY="ktlsx $name: $SAN_WHY"; return 1; fi
+  return 0
+}
+
+# ktlsx_server_sane: after the case, the ktlsx server (if it was one) did not
+# crash and printed no sanitizer report.  Kills it if still running.
+ktlsx_server_sane() {
+  local name=${1:-srv} grace=${2:-3}
+  server_wait "$grace"
+  if [[ -n ${SERVER_RC:-} && $SERVER_RC != 124 ]] && (( SERVER_RC >= 128 )); then
+    WHY="ktlsx server $(describe_rc "$SERVER_RC")"; return 1
+  fi
+  if sanitizer_report "$CD/$name.err"; then WHY="ktlsx server: $SAN_WHY"; return 1; fi
+  return 0
+}
+
+# check_trace FILE LINE-REGEX...: every regex matches some line of FILE (the
+# --trace output).  Sets TRACE_WHY.
+check_trace() {
+  local f=$1 re; shift
+  for re in "$@"; do
+    if ! grep -qaE "(^|[ :])$re" "$f"; then
+      TRACE_WHY="--trace output lacks a line matching '$re'"
+      return 1
+    fi
+  done
+  return 0
+}
+
+# openssl s_server arguments for a server certificate of TYPE (leaf + chain)
+# (the .pem files of intermediate-issued leaves hold leaf + intermediate; s_server
+# and s_client -cert load only the first certificate, hence -cert_chain)
+ossl_cert_args() {
+  local args=(-cert "$(crt "$1")" -key "$(key "$1")")
+  (( $(grep -c 'BEGIN CERTIFICATE' "$(crt "$1")") > 1 )) && args+=(-cert_chain "$CERTS/int.pem")
+  echo "${args[@]}"
+}
