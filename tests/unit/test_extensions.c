@@ -1,0 +1,275 @@
+/* handshake/extensions: kx_exts_parse against RFC 8446 §4.2 — duplicates,
+ * extensions in a message that may not carry them, unknown extensions
+ * (ignored in requests, rejected in responses), unsolicited responses, and
+ * the pre_shared_key-must-be-last bookkeeping. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "handshake/extensions.h"
+
+#define assert_ok(expr)                                                          \
+    do {                                                                         \
+        kx_result r__ = (expr);                                                  \
+        if (kx_failed(r__)) fail_msg("%s failed: %s", #expr, r__.reason);        \
+    } while (0)
+
+#define assert_alert(expr, alert_)                                               \
+    do {                                                                         \
+        kx_result r__ = (expr);                                                  \
+        if (!kx_failed(r__)) fail_msg("%s unexpectedly succeeded", #expr);       \
+        if (r__.alert != (alert_))                                               \
+            fail_msg("%s: alert %d (%s), wanted %d", #expr, r__.alert,           \
+                     r__.reason, (alert_));                                      \
+    } while (0)
+
+#define BIT(e) (1u << (e))
+#define ALL_OFFERED 0xffffffffu
+
+/* An extension block under construction. */
+typedef struct {
+    uint8_t b[1024];
+    size_t len;
+} block;
+
+static void add_ext(block *bl, uint16_t type, const void *data, size_t n)
+{
+    assert_true(bl->len + 4 + n <= sizeof bl->b);
+    bl->b[bl->len++] = (uint8_t)(type >> 8);
+    bl->b[bl->len++] = (uint8_t)type;
+    bl->b[bl->len++] = (uint8_t)(n >> 8);
+    bl->b[bl->len++] = (uint8_t)n;
+    if (n) memcpy(bl->b + bl->len, data, n);
+    bl->len += n;
+}
+
+static kx_result parse(const block *bl, kx_ext_msg msg, uint32_t offered, kx_exts *out)
+{
+    kx_reader r = kx_reader_of(bl->b, bl->len);
+    return kx_exts_parse(&r, msg, offered, out);
+}
+
+static void test_empty_and_table(void **state)
+{
+    (void)state;
+    block bl = { .len = 0 };
+    kx_exts e;
+    assert_ok(parse(&bl, KX_IN_CH, 0, &e));
+    assert_int_equal(e.present, 0);
+    assert_false(e.psk_last);
+    /* Every dense index maps to its IANA code point and a name. */
+    assert_int_equal(kx_ext_type(KX_EXT_SERVER_NAME), 0);
+    assert_int_equal(kx_ext_type(KX_EXT_ALPN), 16);
+    assert_int_equal(kx_ext_type(KX_EXT_PRE_SHARED_KEY), 41);
+    assert_int_equal(kx_ext_type(KX_EXT_SUPPORTED_VERSIONS), 43);
+    assert_int_equal(kx_ext_type(KX_EXT_KEY_SHARE), 51);
+    assert_int_equal(kx_ext_type(KX_EXT_RENEGOTIATION_INFO), 0xff01);
+    for (int i = 0; i < KX_EXT_COUNT; i++) assert_non_null(kx_ext_name((kx_ext)i));
+    assert_string_equal(kx_ext_name(KX_EXT_KEY_SHARE), "key_share");
+}
+
+static void test_client_hello_collects(void **state)
+{
+    (void)state;
+    block bl = { .len = 0 };
+    add_ext(&bl, KX_EXT_TYPE_SERVER_NAME, "\x00\x04\x00\x00\x01x", 6);
+    add_ext(&bl, KX_EXT_TYPE_SUPPORTED_VERSIONS, "\x02\x03\x04", 3);
+    add_ext(&bl, KX_EXT_TYPE_KEY_SHARE, "abcd", 4);
+    kx_exts e;
+    assert_ok(parse(&bl, KX_IN_CH, 0, &e));
+    assert_int_equal(e.present, BIT(KX_EXT_SERVER_NAME) | BIT(KX_EXT_SUPPORTED_VERSIONS) | BIT(KX_EXT_KEY_SHARE));
+    assert_true(kx_has_ext(&e, KX_EXT_KEY_SHARE));
+    assert_false(kx_has_ext(&e, KX_EXT_ALPN));
+    assert_int_equal(e.data[KX_EXT_KEY_SHARE].len, 4);
+    assert_memory_equal(e.data[KX_EXT_KEY_SHARE].data, "abcd", 4);
+    assert_int_equal(e.data[KX_EXT_SUPPORTED_VERSIONS].len, 3);
+    assert_false(e.psk_last);
+}
+
+static void test_duplicate(void **state)
+{
+    (void)state;
+    block bl = { .len = 0 };
+    add_ext(&bl, KX_EXT_TYPE_SUPPORTED_GROUPS, "\x00\x02\x00\x1d", 4);
+    add_ext(&bl, KX_EXT_TYPE_ALPN, "\x00\x03\x02h2", 5);
+    add_ext(&bl, KX_EXT_TYPE_SUPPORTED_GROUPS, "\x00\x02\x00\x17", 4);
+    kx_exts e;
+    assert_alert(parse(&bl, KX_IN_CH, 0, &e), KX_ALERT_ILLEGAL_PARAMETER);
+    /* Also in a response, even when offered. */
+    block sh = { .len = 0 };
+    add_ext(&sh, KX_EXT_TYPE_KEY_SHARE, "x", 1);
+    add_ext(&sh, KX_EXT_TYPE_KEY_SHARE, "y", 1);
+    assert_alert(parse(&sh, KX_IN_SH, ALL_OFFERED, &e), KX_ALERT_ILLEGAL_PARAMETER);
+    /* An empty extension twice is still a duplicate. */
+    block ee = { .len = 0 };
+    add_ext(&ee, KX_EXT_TYPE_SERVER_NAME, NULL, 0);
+    add_ext(&ee, KX_EXT_TYPE_SERVER_NAME, NULL, 0);
+    assert_alert(parse(&ee, KX_IN_EE, ALL_OFFERED, &e), KX_ALERT_ILLEGAL_PARAMETER);
+}
+
+static void test_not_allowed_in_message(void **state)
+{
+    (void)state;
+    kx_exts e;
+    /* signature_algorithms may not appear in EncryptedExtensions. */
+    block ee = { .len = 0 };
+    add_ext(&ee, KX_EXT_TYPE_SIGNATURE_ALGORITHMS, "\x00\x02\x04\x03", 4);
+    assert_alert(parse(&ee, KX_IN_EE, ALL_OFFERED, &e), KX_ALERT_ILLEGAL_PARAMETER);
+    /* key_share belongs in ServerHello, not EncryptedExtensions. */
+    block ee2 = { .len = 0 };
+    add_ext(&ee2, KX_EXT_TYPE_KEY_SHARE, "x", 1);
+    assert_alert(parse(&ee2, KX_IN_EE, ALL_OFFERED, &e), KX_ALERT_ILLEGAL_PARAMETER);
+    /* ALPN in a TLS 1.3 ServerHello. */
+    block sh = { .len = 0 };
+    add_ext(&sh, KX_EXT_TYPE_SUPPORTED_VERSIONS, "\x03\x04", 2);
+    add_ext(&sh, KX_EXT_TYPE_ALPN, "\x00\x03\x02h2", 5);
+    assert_alert(parse(&sh, KX_IN_SH, ALL_OFFERED, &e), KX_ALERT_ILLEGAL_PARAMETER);
+    /* cookie in a ServerHello (only HelloRetryRequest may carry it). */
+    block sh2 = { .len = 0 };
+    add_ext(&sh2, KX_EXT_TYPE_COOKIE, "\x00\x01z", 3);
+    assert_alert(parse(&sh2, KX_IN_SH, ALL_OFFERED, &e), KX_ALERT_ILLEGAL_PARAMETER);
+    /* TLS 1.2-only extension in a TLS 1.3 ServerHello, allowed in a TLS 1.2 one. */
+    block sh3 = { .len = 0 };
+    add_ext(&sh3, KX_EXT_TYPE_EXTENDED_MASTER_SECRET, NULL, 0);
+    assert_alert(parse(&sh3, KX_IN_SH, ALL_OFFERED, &e), KX_ALERT_ILLEGAL_PARAMETER);
+    assert_ok(parse(&sh3, KX_IN_SH12, ALL_OFFERED, &e));
+    assert_true(kx_has_ext(&e, KX_EXT_EXTENDED_MASTER_SECRET));
+    /* server_name in a Certificate entry. */
+    block ct = { .len = 0 };
+    add_ext(&ct, KX_EXT_TYPE_SERVER_NAME, NULL, 0);
+    assert_alert(parse(&ct, KX_IN_CT, ALL_OFFERED, &e), KX_ALERT_ILLEGAL_PARAMETER);
+    /* The same extensions are fine where they belong. */
+    assert_ok(parse(&ee2, KX_IN_SH, ALL_OFFERED, &e));
+    assert_ok(parse(&sh2, KX_IN_HRR, ALL_OFFERED, &e));
+}
+
+static void test_unknown_extension(void **state)
+{
+    (void)state;
+    kx_exts e;
+    block bl = { .len = 0 };
+    add_ext(&bl, 0x1234, "grease", 6);
+    add_ext(&bl, KX_EXT_TYPE_SUPPORTED_VERSIONS, "\x02\x03\x04", 3);
+    add_ext(&bl, 0xfafa, NULL, 0);
+    /* Ignored in ClientHello and CertificateRequest (RFC 8446 §4.2). */
+    assert_ok(parse(&bl, KX_IN_CH, 0, &e));
+    assert_int_equal(e.present, BIT(KX_EXT_SUPPORTED_VERSIONS));
+    block cr = { .len = 0 };
+    add_ext(&cr, 0x1234, "x", 1);
+    add_ext(&cr, KX_EXT_TYPE_SIGNATURE_ALGORITHMS, "\x00\x02\x04\x03", 4);
+    assert_ok(parse(&cr, KX_IN_CR, 0, &e));
+    assert_int_equal(e.present, BIT(KX_EXT_SIGNATURE_ALGORITHMS));
+    /* Rejected in ServerHello, HelloRetryRequest and EncryptedExtensions, even when
+     * we "offered everything". */
+    block resp = { .len = 0 };
+    add_ext(&resp, 0x1234, "x", 1);
+    assert_alert(parse(&resp, KX_IN_SH, ALL_OFFERED, &e), KX_ALERT_UNSUPPORTED_EXTENSION);
+    assert_alert(parse(&resp, KX_IN_EE, ALL_OFFERED, &e), KX_ALERT_UNSUPPORTED_EXTENSION);
+    assert_alert(parse(&resp, KX_IN_HRR, ALL_OFFERED, &e), KX_ALERT_UNSUPPORTED_EXTENSION);
+    /* Also when it comes after valid ones. */
+    block late = { .len = 0 };
+    add_ext(&late, KX_EXT_TYPE_ALPN, "\x00\x03\x02h2", 5);
+    add_ext(&late, 0x7777, NULL, 0);
+    assert_alert(parse(&late, KX_IN_EE, ALL_OFFERED, &e), KX_ALERT_UNSUPPORTED_EXTENSION);
+}
+
+static void test_unsolicited(void **state)
+{
+    (void)state;
+    kx_exts e;
+    block ee = { .len = 0 };
+    add_ext(&ee, KX_EXT_TYPE_ALPN, "\x00\x03\x02h2", 5);
+    /* ALPN in EncryptedExtensions without our offering it. */
+    assert_alert(parse(&ee, KX_IN_EE, BIT(KX_EXT_SERVER_NAME) | BIT(KX_EXT_KEY_SHARE), &e),
+                 KX_ALERT_UNSUPPORTED_EXTENSION);
+    assert_ok(parse(&ee, KX_IN_EE, BIT(KX_EXT_ALPN), &e));
+    assert_true(kx_has_ext(&e, KX_EXT_ALPN));
+    /* server_name acknowledgement without our having sent SNI. */
+    block sn = { .len = 0 };
+    add_ext(&sn, KX_EXT_TYPE_SERVER_NAME, NULL, 0);
+    assert_alert(parse(&sn, KX_IN_EE, BIT(KX_EXT_ALPN), &e), KX_ALERT_UNSUPPORTED_EXTENSION);
+    /* key_share in ServerHello we did not send. */
+    block sh = { .len = 0 };
+    add_ext(&sh, KX_EXT_TYPE_SUPPORTED_VERSIONS, "\x03\x04", 2);
+    add_ext(&sh, KX_EXT_TYPE_KEY_SHARE, "x", 1);
+    assert_alert(parse(&sh, KX_IN_SH, BIT(KX_EXT_SUPPORTED_VERSIONS), &e), KX_ALERT_UNSUPPORTED_EXTENSION);
+    /* pre_shared_key in ServerHello when we offered no PSK. */
+    block psk = { .len = 0 };
+    add_ext(&psk, KX_EXT_TYPE_PRE_SHARED_KEY, "\x00\x00", 2);
+    assert_alert(parse(&psk, KX_IN_SH, BIT(KX_EXT_KEY_SHARE) | BIT(KX_EXT_SUPPORTED_VERSIONS), &e),
+                 KX_ALERT_UNSUPPORTED_EXTENSION);
+    /* renegotiation_info may come back in a TLS 1.2 ServerHello unasked (RFC 5746 SCSV). */
+    block ri = { .len = 0 };
+    add_ext(&ri, KX_EXT_TYPE_RENEGOTIATION_INFO, "\x00", 1);
+    assert_ok(parse(&ri, KX_IN_SH12, 0, &e));
+    assert_true(kx_has_ext(&e, KX_EXT_RENEGOTIATION_INFO));
+    /* Requests are never "unsolicited". */
+    assert_ok(parse(&ee, KX_IN_CH, 0, &e));
+}
+
+static void test_psk_position(void **state)
+{
+    (void)state;
+    kx_exts e;
+    static const uint8_t psk_body[] = { 0x00, 0x00 };
+    /* Last: flagged, offset points at its extension header. */
+    block last = { .len = 0 };
+    add_ext(&last, KX_EXT_TYPE_SUPPORTED_VERSIONS, "\x02\x03\x04", 3);
+    size_t at = last.len;
+    add_ext(&last, KX_EXT_TYPE_PRE_SHARED_KEY, psk_body, sizeof psk_body);
+    assert_ok(parse(&last, KX_IN_CH, 0, &e));
+    assert_true(kx_has_ext(&e, KX_EXT_PRE_SHARED_KEY));
+    assert_true(e.psk_last);
+    assert_int_equal(e.psk_offset, at);
+    /* Not last: followed by a known extension. */
+    block mid = { .len = 0 };
+    add_ext(&mid, KX_EXT_TYPE_PRE_SHARED_KEY, psk_body, sizeof psk_body);
+    add_ext(&mid, KX_EXT_TYPE_SUPPORTED_VERSIONS, "\x02\x03\x04", 3);
+    assert_ok(parse(&mid, KX_IN_CH, 0, &e));
+    assert_true(kx_has_ext(&e, KX_EXT_PRE_SHARED_KEY));
+    assert_false(e.psk_last);
+    /* Not last: followed by an extension we do not know (ignored, but still after it). */
+    block unk = { .len = 0 };
+    add_ext(&unk, KX_EXT_TYPE_SUPPORTED_VERSIONS, "\x02\x03\x04", 3);
+    add_ext(&unk, KX_EXT_TYPE_PRE_SHARED_KEY, psk_body, sizeof psk_body);
+    add_ext(&unk, 0x1a1a, NULL, 0);
+    assert_ok(parse(&unk, KX_IN_CH, 0, &e));
+    assert_true(kx_has_ext(&e, KX_EXT_PRE_SHARED_KEY));
+    assert_false(e.psk_last);
+}
+
+static void test_malformed_block(void **state)
+{
+    (void)state;
+    kx_exts e;
+    /* Type without a length. */
+    block a = { .b = { 0x00, 0x2b }, .len = 2 };
+    assert_alert(parse(&a, KX_IN_CH, 0, &e), KX_ALERT_DECODE_ERROR);
+    /* Length beyond the block. */
+    block b = { .b = { 0x00, 0x2b, 0x00, 0x05, 0x02, 0x03 }, .len = 6 };
+    assert_alert(parse(&b, KX_IN_CH, 0, &e), KX_ALERT_DECODE_ERROR);
+    /* One stray byte after a valid extension. */
+    block c = { .len = 0 };
+    add_ext(&c, KX_EXT_TYPE_SUPPORTED_VERSIONS, "\x02\x03\x04", 3);
+    c.b[c.len++] = 0;
+    assert_alert(parse(&c, KX_IN_CH, 0, &e), KX_ALERT_DECODE_ERROR);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_empty_and_table),
+        cmocka_unit_test(test_client_hello_collects),
+        cmocka_unit_test(test_duplicate),
+        cmocka_unit_test(test_not_allowed_in_message),
+        cmocka_unit_test(test_unknown_extension),
+        cmocka_unit_test(test_unsolicited),
+        cmocka_unit_test(test_psk_position),
+        cmocka_unit_test(test_malformed_block),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
