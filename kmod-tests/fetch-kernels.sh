@@ -9,6 +9,10 @@
 # Progress goes to stderr.  Downloads and unpacked trees are cached in
 # $KTLSX_CACHE (default /var/cache/ktlsx-kmod, fallback build/kmod-cache).
 #
+# Environment: KTLSX_KMOD_REFRESH=1 forces an apt update (lists are otherwise
+# reused for a day); KTLSX_KMOD_SOURCES=FILE derives from FILE instead of the
+# machine's debian.sources (testing).
+#
 # Apt access: the package sources are DERIVED at run time from the machine's
 # own /etc/apt/sources.list.d/debian.sources (or /etc/apt/sources.list): the
 # same archive URIs and keyrings with the Suites swapped.  No archive host name
@@ -30,7 +34,7 @@ flock -w 900 9 || die "could not lock $CACHE/.fetch.lock"
 #   stanza: security stanzas get SECURITY_SUITE (dropped when empty), all
 #   others get MAIN_SUITES.
 write_sources() {
-	local dir=$1 main=$2 sec=$3 src=/etc/apt/sources.list.d/debian.sources
+	local dir=$1 main=$2 sec=$3 src=${KTLSX_KMOD_SOURCES:-/etc/apt/sources.list.d/debian.sources}
 	mkdir -p "$dir/sources"
 	rm -f "$dir/sources/"*
 	if [ -r "$src" ]; then
@@ -46,7 +50,7 @@ write_sources() {
 				sub(/Types:[^\n]*/, "Types: deb")
 				print
 			}' "$src" >"$dir/sources/derived.sources"
-	elif [ -r /etc/apt/sources.list ]; then
+	elif [ -z "${KTLSX_KMOD_SOURCES:-}" ] && [ -r /etc/apt/sources.list ]; then
 		# one-line format: deb [opts] URI suite comps...
 		local line uri comps opts s
 		while read -r line; do
@@ -103,7 +107,7 @@ apt_update() {
 # newest package name (by version sort of the name) matching an ERE
 newest_matching() {
 	apt-cache "${APT_OPTS[@]}" search --names-only "$1" 2>/dev/null |
-		awk '{print $1}' | grep -E "$1" | sed -E 's/-unsigned$//' | sort -uV | tail -1
+		awk '{print $1}' | grep -E "$1" | sed -E 's/-unsigned$//' | sort -uV | tail -1 || true
 }
 
 # pkg_exists NAME
@@ -116,7 +120,7 @@ resolve_meta() {
 	apt-cache "${APT_OPTS[@]}" show "$1" 2>/dev/null |
 		awk '/^Depends:/ { sub(/^Depends: */, ""); n = split($0, a, /, */);
 			for (i = 1; i <= n; i++) { split(a[i], b, / /);
-				if (b[1] ~ /^linux-image-[0-9].*-cloud-amd64(-unsigned)?$/) { print b[1]; exit } } }'
+				if (b[1] ~ /^linux-image-[0-9].*-cloud-amd64(-unsigned)?$/) { print b[1]; exit } } }' || true
 }
 
 # deps of PKG whose name contains ABI (linux-binary-*, linux-modules-* split
@@ -126,7 +130,7 @@ abi_deps() {
 	apt-cache "${APT_OPTS[@]}" show "$pkg" 2>/dev/null |
 		awk -v abi="$abi" '/^Depends:/ { sub(/^Depends: */, ""); gsub(/\|/, ","); n = split($0, a, /, */);
 			for (i = 1; i <= n; i++) { split(a[i], b, / /);
-				if (index(b[1], abi) && b[1] ~ /^linux-(binary|modules|image|base)-/) print b[1] } ; exit }'
+				if (index(b[1], abi) && b[1] ~ /^linux-(binary|modules|image|base)-/) print b[1] } ; exit }' || true
 }
 
 # fetch_unpack ABI PKG -> unpacked tree in $CACHE/kernels/ABI/root
@@ -215,6 +219,7 @@ do_suite() {
 				log "warning: backports kernel $abi is older than 6.14 (no TLS 1.3 rekey)"
 			fi
 		fi
+		[ -n "$pkg" ] || log "$suite: using cached kernel $abi"
 		echo "$suite $abi $CACHE/kernels/$abi/root/boot/vmlinuz-$abi"
 	else
 		echo "$suite - suite unreachable and nothing cached"
@@ -226,4 +231,13 @@ suites=("$@")
 [ "$(host_codename)" = bookworm ] || log "note: host is $(host_codename), deriving sources anyway"
 for s in "${suites[@]}"; do
 	do_suite "$s"
+done
+
+# prune unpacked kernels no suite points at any more
+for k in "$CACHE"/kernels/*/; do
+	[ -d "$k" ] || continue
+	abi=$(basename "$k")
+	cat "$CACHE"/kernels/*.current 2>/dev/null | grep -qxF "$abi" && continue
+	log "pruning old kernel $abi from cache"
+	rm -rf "$k"
 done

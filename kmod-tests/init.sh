@@ -31,6 +31,21 @@ K=$KMOD_KERNEL
 	echo "KMOD-DONE"
 	poweroff -f
 ) &
+WATCHDOG=$!
+
+# kill_strays: kill user-space processes a suite script left behind (servers
+# it started in the background, or everything after a timeout)
+kill_strays() {
+	for p in /proc/[0-9]*; do
+		pid=${p#/proc/}
+		[ "$pid" = 1 ] || [ "$pid" = "$$" ] || [ "$pid" = "$WATCHDOG" ] && continue
+		cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)
+		[ -n "$cmd" ] || continue                # kernel thread (or gone)
+		ppid=$(awk '{print $4}' "$p/stat" 2>/dev/null)
+		[ "$ppid" = "$WATCHDOG" ] && continue
+		kill -9 "$pid" 2>/dev/null
+	done
+}
 
 hostname kmod-vm
 ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
@@ -61,6 +76,7 @@ for t in /suite/[0-9]*.sh; do
 	start=$(date +%s)
 	timeout -k 5 "$to" sh "$t" >"/tmp/logs/$n.log" 2>&1 </dev/null
 	rc=$?
+	kill_strays
 	after=$(wc -l <"$KMOD_RESULTS")
 	echo "KMOD-INFO $K $n finished rc=$rc in $(( $(date +%s) - start ))s"
 	bad=0

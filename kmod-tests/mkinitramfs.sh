@@ -105,6 +105,10 @@ copy_bin() {
 	done < <(ldd "$bin" 2>/dev/null | awk '/=> \// {print $3} /^\t\/[^ ]+ \(/ {print $1}')
 }
 
+# KMOD_EXTRA_BINS: more host binaries (with their libraries) a test needs
+for b in ${KMOD_EXTRA_BINS:-}; do
+	if [ -x "$b" ]; then copy_bin "$b"; else log "warning: KMOD_EXTRA_BINS: $b not found"; fi
+done
 for b in /usr/bin/openssl /usr/sbin/nginx /usr/bin/curl; do
 	if [ -x "$b" ]; then copy_bin "$b"; else log "warning: $b not installed, peer tests will skip"; fi
 done

@@ -59,7 +59,9 @@ run_vm() {
 		echo "0 0" >"$WORK/$rel.status"
 		return
 	fi
-	local append="console=ttyS0 quiet panic=-1 KMOD_VM_TIMEOUT=$((VM_TIMEOUT - 20))"
+	local wd=$((VM_TIMEOUT - 20))   # in-VM watchdog fires before the host kills qemu
+	[ "$wd" -ge $((VM_TIMEOUT * 3 / 4)) ] || wd=$((VM_TIMEOUT * 3 / 4))
+	local append="console=ttyS0 quiet panic=-1 KMOD_VM_TIMEOUT=$wd"
 	[ -n "${KMOD_ONLY:-}" ] && append+=" KMOD_ONLY=$KMOD_ONLY"
 	[ -n "${KMOD_TEST_TIMEOUT:-}" ] && append+=" KMOD_TEST_TIMEOUT=$KMOD_TEST_TIMEOUT"
 	timeout -k 10 "$VM_TIMEOUT" qemu-system-x86_64 -M q35 "${ACCEL[@]}" -m 1024 -smp 2 \
