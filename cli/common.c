@@ -26,6 +26,9 @@
 /* Largest plaintext fragment of one record. */
 #define CLI_MAX_PLAINTEXT 16384
 
+/* The record-sized buffers below are static rather than on the stack: the
+ * tool is single-threaded and serves one connection at a time. */
+
 /* ---- command line ---- */
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
