@@ -237,7 +237,7 @@ done
 for k in "$CACHE"/kernels/*/; do
 	[ -d "$k" ] || continue
 	abi=$(basename "$k")
-	cat "$CACHE"/kernels/*.current 2>/dev/null | grep -qxF "$abi" && continue
+	grep -qxF "$abi" "$CACHE"/kernels/*.current 2>/dev/null && continue
 	log "pruning old kernel $abi from cache"
 	rm -rf "$k"
 done

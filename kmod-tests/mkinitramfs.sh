@@ -60,7 +60,7 @@ KMODDIR=$KROOT/lib/modules/$KREL
 [ -d "$KMODDIR" ] || die "no modules dir $KMODDIR"
 BUILD=${KTLSX_BUILD:-$REPO_DIR/build}
 BUSYBOX=${KTLSX_BUSYBOX:-$(command -v busybox || echo /bin/busybox)}
-file -L "$BUSYBOX" 2>/dev/null | grep -q 'statically linked' ||
+! ldd "$BUSYBOX" >/dev/null 2>&1 ||
 	log "warning: $BUSYBOX does not look static (install busybox-static)"
 
 mkdir -p "$(dirname "$OUT")"

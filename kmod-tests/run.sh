@@ -22,7 +22,11 @@ OUTDIR=$REPO_DIR/build
 LOGDIR=$OUTDIR/kmod-logs
 WORK=$OUTDIR/kmod-work
 mkdir -p "$LOGDIR" "$WORK"
-command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not installed"
+missing=
+for c in qemu-system-x86_64 busybox cpio gzip xz depmod modprobe apt-get dpkg openssl flock; do
+	command -v "$c" >/dev/null || missing+=" $c"
+done
+[ -z "$missing" ] || die "missing host tools:$missing (Debian packages: qemu-system-x86 busybox-static cpio xz-utils kmod openssl; peers: nginx-light curl)"
 
 t0=$(date +%s)
 mapfile -t kernels < <("$KMOD_DIR/fetch-kernels.sh" "$@")
@@ -37,10 +41,12 @@ ACCEL=(-accel tcg -cpu max)
 if [ "${KMOD_KVM:-0}" = 1 ] && [ -w /dev/kvm ]; then
 	# a kernel without initrd panics quickly ("VFS: unable to mount root");
 	# if KVM hangs at kernel entry there is no output at all
-	first=$(awk '$2 != "-" {print $3; exit}' < <(printf '%s\n' "${kernels[@]}"))
-	if [ -n "$first" ] && timeout 20 qemu-system-x86_64 -accel kvm -cpu host -m 256 -display none \
-		-serial stdio -monitor none -nic none -no-reboot -kernel "$first" \
-		-append "console=ttyS0 panic=-1" </dev/null 2>/dev/null | grep -q 'Linux version'; then
+	first=$(printf '%s\n' "${kernels[@]}" | awk '$2 != "-" {print $3}' | head -1)
+	rm -f "$WORK/kvm-probe.log"
+	( timeout -k 5 20 qemu-system-x86_64 -accel kvm -cpu host -m 256 -display none \
+		-serial "file:$WORK/kvm-probe.log" -monitor none -nic none -no-reboot -kernel "$first" \
+		-append "console=ttyS0 panic=-1" </dev/null ) >/dev/null 2>&1
+	if [ -n "$first" ] && grep -aqE 'Kernel panic|Unable to mount root' "$WORK/kvm-probe.log" 2>/dev/null; then
 		ACCEL=(-accel kvm -cpu host)
 		log "KVM works, using it"
 	else
@@ -110,7 +116,7 @@ for rel in "${order[@]}"; do
 		skip) echo "SKIP $rel: $name${reason:+ ($reason)}"; nskip=$((nskip + 1)) ;;
 		esac
 	done < <(tr -d '\r' <"$log" 2>/dev/null | grep -a '^KMOD-RESULT ')
-	if ! tr -d '\r' <"$log" 2>/dev/null | grep -aq '^KMOD-DONE'; then
+	if ! grep -aq '^KMOD-DONE' "$log" 2>/dev/null; then
 		why="VM did not reach KMOD-DONE"
 		[ "$rc" = 124 ] || [ "$rc" = 137 ] && why+=" (timed out after ${VM_TIMEOUT}s)"
 		[ "$rc" != 124 ] && [ "$rc" != 137 ] && [ "$rc" != 0 ] && why+=" (qemu exit $rc: $(tail -1 "$WORK/$rel.qemu.log" 2>/dev/null))"
