@@ -210,14 +210,26 @@ free_port() { # prints a currently unused TCP port in 20000..59999
   return 1
 }
 
-is_listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+# listening_by PORT PID: PID (or one of its children: PID is usually `timeout`)
+# listens on 127.0.0.1:PORT or on every IPv4 address.  Without ss -p process
+# information (not root), any IPv4 listener on PORT counts.
+listening_by() {
+  local port=$1 pid=$2 lines k
+  lines=$(ss -Hltnp "sport = :$port" 2>/dev/null | awk '{print $4, $6}' | grep -E '^(127\.0\.0\.1|0\.0\.0\.0|\*):')
+  [[ -n $lines ]] || return 1
+  [[ $lines == *pid=* ]] || return 0
+  for k in "$pid" $(pgrep -P "$pid" 2>/dev/null); do
+    [[ $lines == *"pid=$k,"* ]] && return 0
+  done
+  return 1
+}
 
-# wait_listen PORT PID [SECONDS]: poll until PORT is listening (with ss, which does
-# not consume an accept) or PID died.
+# wait_listen PORT PID [SECONDS]: poll until PID listens on PORT (with ss, which
+# does not consume an accept, unlike a test connection) or PID died.
 wait_listen() {
   local port=$1 pid=$2 deadline=$((SECONDS + ${3:-10}))
   while (( SECONDS < deadline )); do
-    is_listening "$port" && return 0
+    listening_by "$port" "$pid" && return 0
     kill -0 "$pid" 2>/dev/null || return 1
     sleep 0.05
   done
@@ -293,12 +305,14 @@ start_server() {
     SERVER_PID=$pid
     if wait_listen "$PORT" "$pid" 10; then return 0; fi
     if kill -0 "$pid" 2>/dev/null; then
+      # alive but not listening on IPv4 (e.g. gnutls-serv got only [::]:PORT
+      # because someone took 127.0.0.1:PORT): try another port
       _kill_pids "$pid"
-      echo "start_server: $name did not listen on $PORT within 10 s" >>"$CD/$name.err"
-      return 1
+      echo "start_server: $name did not listen on 127.0.0.1:$PORT within 10 s (attempt $attempt)" >>"$CD/$name.err"
+      continue
     fi
     # died: port race, or a real start-up error (then retrying changes nothing)
-    if ! grep -qiE 'address already in use|bind' "$CD/$name.err"; then return 1; fi
+    if ! grep -qiE 'address already in use|bind|listen' "$CD/$name.err"; then return 1; fi
   done
   return 1
 }
