@@ -32,9 +32,10 @@ t0=$(date +%s)
 mapfile -t kernels < <("$KMOD_DIR/fetch-kernels.sh" "$@")
 log "kernels fetched in $(( $(date +%s) - t0 ))s"
 
-# certificates once for all kernels
-rm -rf "$WORK/certs"
-"$KMOD_DIR/mkinitramfs.sh" --certs "$WORK/certs" || die "certificate generation failed"
+# certificates once for all kernels (per run: concurrent runs don't collide)
+CERTS=$(mktemp -d "$WORK/certs.XXXXXX")
+trap 'rm -rf "$CERTS"' EXIT
+"$KMOD_DIR/mkinitramfs.sh" --certs "$CERTS" || die "certificate generation failed"
 
 # --- accelerator: TCG unless KVM demonstrably works -------------------------
 ACCEL=(-accel tcg -cpu max)
@@ -59,7 +60,7 @@ fi
 run_vm() {
 	local suite=$1 rel=$2 vmlinuz=$3 initrd=$WORK/$2.cpio.gz log=$LOGDIR/$2.log s e
 	s=$(date +%s)
-	if ! "$KMOD_DIR/mkinitramfs.sh" "$(dirname "$(dirname "$vmlinuz")")" "$rel" "$initrd" "$WORK/certs" \
+	if ! "$KMOD_DIR/mkinitramfs.sh" "$(dirname "$(dirname "$vmlinuz")")" "$rel" "$initrd" "$CERTS" \
 		>"$WORK/$rel.mkinitramfs.log" 2>&1; then
 		echo "KMOD-RESULT fail $rel initramfs mkinitramfs.sh failed: $(tail -1 "$WORK/$rel.mkinitramfs.log")" >"$log"
 		echo "0 0" >"$WORK/$rel.status"
@@ -121,6 +122,7 @@ for rel in "${order[@]}"; do
 		[ "$rc" = 124 ] || [ "$rc" = 137 ] && why+=" (timed out after ${VM_TIMEOUT}s)"
 		[ "$rc" != 124 ] && [ "$rc" != 137 ] && [ "$rc" != 0 ] && why+=" (qemu exit $rc: $(tail -1 "$WORK/$rel.qemu.log" 2>/dev/null))"
 		echo "FAIL $rel: vm $why; see $log"
+		tr -d '\r' <"$log" 2>/dev/null | grep -av '^KMOD-' | tail -n 15 | sed "s|^|LOG $rel: |"
 		nfail=$((nfail + 1))
 	fi
 	echo "TIME $rel (${suite_of[$rel]}): ${secs}s"
