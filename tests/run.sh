@@ -13,7 +13,8 @@
 #
 # Environment: UNIT_TMO (per unit binary, default 300 s), INTEROP_TMO (per
 # interop script, default 1200 s), KMOD_TMO (default 3600 s), ONLY (regex
-# passed to the interop scripts to select cases), NO_ASAN_INTEROP=1, NO_KMOD=1.
+# passed to the interop scripts to select cases), NO_ASAN_INTEROP=1, NO_KMOD=1,
+# BUILD (build tree, default build/), KMOD_RUN (default kmod-tests/run.sh).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -144,7 +145,7 @@ run_interop() {
     P=$((P + np)) F=$((F + nf)) S=$((S + ns))
     if (( rc != 0 && nf == 0 )); then
       record FAIL "$prefix$name" "script exited with status $rc ($( ((rc == 124)) && echo "timed out after ${INTEROP_TMO}s" || echo "see ${log#$ROOT/}"))"
-    elif (( rc == 0 && np + nf + ns == 0 )); then
+    elif (( rc == 0 && np + nf + ns == 0 )) && [[ -z ${ONLY:-} ]]; then
       record FAIL "$prefix$name" "script reported no cases"
     fi
   done
@@ -169,14 +170,17 @@ if (( ! unit_only )); then
   fi
 
   # ------------------------------------------------------------- kmod tests ---
-  if [[ ${NO_KMOD:-0} != 1 && -f $ROOT/kmod-tests/run.sh ]]; then
+  KMOD_RUN=${KMOD_RUN:-$ROOT/kmod-tests/run.sh}
+  if [[ ${NO_KMOD:-0} != 1 && -f $KMOD_RUN ]]; then
     section "kernel tests (kmod-tests/run.sh)"
     klog=$LOGS/kmod-tests.log
-    timeout -k 10 "$KMOD_TMO" bash "$ROOT/kmod-tests/run.sh" 2>&1 </dev/null | tee "$klog"
+    timeout -k 10 "$KMOD_TMO" bash "$KMOD_RUN" 2>&1 </dev/null | tee "$klog"
     krc=${PIPESTATUS[0]}
     last=$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$klog" | tail -n1)
     if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed,\ ([0-9]+)\ skipped$ ]]; then
       P=$((P + BASH_REMATCH[1])) F=$((F + BASH_REMATCH[2])) S=$((S + BASH_REMATCH[3]))
+      # its case lines, for the record (the totals come from its summary line)
+      grep -E '^(PASS|FAIL|SKIP) ' "$klog" | sed 's/^/kmod-tests: /' >>"$RESULTS"
       echo "kmod-tests: $last" >>"$RESULTS"
       if (( krc != 0 && BASH_REMATCH[2] == 0 )); then
         record FAIL kmod-tests "exit status $krc although it reported no failures"
@@ -188,7 +192,7 @@ if (( ! unit_only )); then
 fi
 
 echo
-grep '^FAIL ' "$RESULTS" | sed 's/^/  /' | head -n 100
+grep -E '^(kmod-tests: )?FAIL ' "$RESULTS" | sed 's/^/  /' | head -n 100
 echo "(all results: ${RESULTS#$ROOT/})"
 echo "$P passed, $F failed, $S skipped"
 (( F == 0 ))

@@ -66,7 +66,7 @@ ktlsx_client_refuses_gnutls() { # ALERT SERVER_CERT KTLSX-EXTRA... -- SERVER-EXT
   start_server srv -- gnutls-serv --echo -q -p "{PORT}" --x509certfile "$(crt "$scert")" --x509keyfile "$(key "$scert")" "${sx[@]}" \
     || { fail "gnutls-serv did not start"; return; }
   echo "must not arrive" >"$CD/in.txt"
-  run_cmd cli "$CD/in.txt" "$KTLSX" client "127.0.0.1:$PORT" --sni localhost --ca "$CA" "${kx[@]}"
+  run_cmd cli "$CD/in.txt" "$KTLSX" client "${KHOST:-127.0.0.1}:$PORT" --sni localhost --ca "$CA" "${kx[@]}"
   if ! ktlsx_sane cli; then fail "$WHY"; return; fi
   (( RC != 0 )) || { fail "ktlsx client exit 0, expected a failure with (alert $alert)"; return; }
   check_alert "$CD/cli.err" "$alert" || { fail "$ALERT_WHY"; return; }
@@ -197,6 +197,14 @@ for spec in wrongname:bad_certificate: expired:certificate_expired: other:unknow
       || { [[ -n $CASE ]] && skip "$SKIP_WHY"; }
   fi
 done
+
+# host name check by DNS name (HOST localhost; gnutls-serv listens on IPv4 and IPv6)
+if q && case_begin "client-rejects-wrongname-dns/gnutls"; then
+  KHOST=localhost
+  need_ktlsx && need_tool gnutls-serv && ktlsx_client_refuses_gnutls bad_certificate wrongname -- \
+    || { [[ -n $CASE ]] && skip "$SKIP_WHY"; }
+  KHOST=
+fi
 
 # ---------------------------------------- ktlsx server rejects the client cert ---
 for spec in expired:certificate_expired other:unknown_ca revoked:certificate_revoked; do
