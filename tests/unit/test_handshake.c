@@ -1105,6 +1105,108 @@ static void test_input_wanted_stops_at_handshake_end(void **state)
     pair_free(&p);
 }
 
+/* ------------------------------------------------ record-layer variations */
+
+/* Insert `rec` (a whole record) at byte offset `at` of the wire. */
+static void wire_insert(kx_buf *w, size_t at, const uint8_t *rec, size_t n)
+{
+    kx_buf tmp = { 0 };
+    assert_false(kx_failed(kx_write_bytes(&tmp, w->data, at)));
+    assert_false(kx_failed(kx_write_bytes(&tmp, rec, n)));
+    assert_false(kx_failed(kx_write_bytes(&tmp, w->data + at, w->len - at)));
+    kx_buf_reset(w);
+    assert_false(kx_failed(kx_write_bytes(w, tmp.data, tmp.len)));
+    kx_buf_free(&tmp);
+}
+
+/* A ClientHello split over many small records (RFC 8446 §5.1 allows it). */
+static void test_fragmented_client_hello(void **state)
+{
+    (void)state;
+    for (int mode = FEED_ALL; mode <= FEED_WANTED; mode++) {
+        pair p;
+        pair_start(&p, client_cfg(NULL, NULL), server_cfg("ecdsa", NULL, NULL), "localhost", (enum feed_mode)mode);
+        p.cst = ktlsx_handshake(p.c);
+        move_out(p.c, &p.c2s);
+        assert_int_equal(count_records(&p.c2s), 1);
+        kx_buf split = { 0 };
+        const uint8_t *body = p.c2s.data + 5;
+        size_t len = p.c2s.len - 5;
+        for (size_t off = 0; off < len; off += 7) {
+            size_t n = len - off < 7 ? len - off : 7;
+            uint8_t hdr[5] = { KX_CT_HANDSHAKE, 3, 1, 0, (uint8_t)n };
+            assert_false(kx_failed(kx_write_bytes(&split, hdr, 5)));
+            assert_false(kx_failed(kx_write_bytes(&split, body + off, n)));
+        }
+        kx_buf_reset(&p.c2s);
+        assert_false(kx_failed(kx_write_bytes(&p.c2s, split.data, split.len)));
+        kx_buf_free(&split);
+        pump(&p);
+        assert_done(&p);
+        send_recv(&p, true, "fragmented hello", 16);
+        pair_free(&p);
+    }
+}
+
+/* Middlebox-compatibility change_cipher_spec (RFC 8446 §5, D.4): ignored during
+ * the handshake, wherever it falls; fatal afterwards. */
+static void test_compat_change_cipher_spec(void **state)
+{
+    (void)state;
+    static const uint8_t ccs[] = { KX_CT_CHANGE_CIPHER_SPEC, 3, 3, 0, 1, 1 };
+    pair p;
+    pair_start(&p, client_cfg(NULL, NULL), server_cfg("ecdsa", NULL, NULL), "localhost", FEED_WANTED);
+    first_flight(&p);
+    /* Between the plaintext ServerHello and the protected records. */
+    uint8_t type;
+    size_t len;
+    long off = record_offset(&p.s2c, 1, &type, &len);
+    assert_true(off > 0);
+    wire_insert(&p.s2c, (size_t)off, ccs, sizeof ccs);
+    pump(&p);
+    assert_done(&p);
+    pair_free(&p);
+
+    /* Before the client's Finished (the server's receive keys are already in use). */
+    pair_start(&p, client_cfg(NULL, NULL), server_cfg("ecdsa", NULL, NULL), "localhost", FEED_ALL);
+    first_flight(&p);
+    deliver(p.c, &p.s2c);
+    p.cst = ktlsx_handshake(p.c);
+    assert_int_equal(p.cst, KTLSX_DONE);
+    move_out(p.c, &p.c2s);
+    wire_insert(&p.c2s, 0, ccs, sizeof ccs);
+    pump(&p);
+    assert_done(&p);
+    send_recv(&p, true, "ok", 2);
+
+    /* After the handshake it is an unexpected message. */
+    kx_buf_reset(&p.c2s);
+    assert_false(kx_failed(kx_write_bytes(&p.c2s, ccs, sizeof ccs)));
+    deliver(p.s, &p.c2s);
+    uint8_t tmp[4];
+    assert_int_equal(ktlsx_read(p.s, tmp, sizeof tmp), -KTLSX_FAILED);
+    assert_int_equal(ktlsx_alert(p.s), KX_ALERT_UNEXPECTED_MESSAGE);
+    pair_free(&p);
+}
+
+/* A server with RSA, ECDSA and Ed25519 certificates picks by the client's
+ * signature_algorithms preference (ECDSA first in ours). */
+static void test_multi_cert_server(void **state)
+{
+    (void)state;
+    ktlsx_config *sc = server_cfg("rsa", NULL, NULL);
+    CFG_OK(sc, ktlsx_config_add_cert(sc, kxt_pki_path("server-ed25519.pem"), kxt_pki_path("server-ed25519.key")));
+    CFG_OK(sc, ktlsx_config_add_cert(sc, kxt_pki_path("server-ecdsa.pem"), kxt_pki_path("server-ecdsa.key")));
+    pair p;
+    pair_start(&p, client_cfg(NULL, NULL), sc, "localhost", FEED_ALL);
+    pump(&p);
+    assert_done(&p);
+    assert_int_equal(p.s->our_sigalg, KX_SIG_ECDSA_SECP256R1_SHA256);
+    assert_int_equal(p.c->peer_sigalg, KX_SIG_ECDSA_SECP256R1_SHA256);
+    assert_ptr_equal(p.s->our_cert, &sc->certs[2]);
+    pair_free(&p);
+}
+
 /* ------------------------------------------------------------- API edges */
 
 static void test_api_edges(void **state)
@@ -1192,6 +1294,9 @@ int main(void)
     ADD(test_truncated_stream);
     ADD(test_input_wanted_counts);
     ADD(test_input_wanted_stops_at_handshake_end);
+    ADD(test_fragmented_client_hello);
+    ADD(test_compat_change_cipher_spec);
+    ADD(test_multi_cert_server);
     ADD(test_api_edges);
 #undef ADD
     return _cmocka_run_group_tests("test_handshake", tests, n, group_setup, group_teardown);
