@@ -79,6 +79,32 @@ int ktlsx_config_set_keylog_file(ktlsx_config *cfg, const char *path);
 /* Trace one line per handshake message (direction + key fields) to `out`. */
 void ktlsx_config_set_trace(ktlsx_config *cfg, FILE *out);
 
+/* ---- resumption and PSKs ---- */
+
+/* Server: TLS 1.2 session-ID cache, bounded in entries (LRU) and lifetime; 0 entries turns it off.
+ * Default: 1024 entries, 300 s. */
+int ktlsx_config_set_session_cache(ktlsx_config *cfg, size_t entries, unsigned lifetime_s);
+/* Server: session tickets. count = NewSessionTickets per TLS 1.3 connection (TLS 1.2 sends one);
+ * 0 turns tickets off in both versions. Default 2, lifetime 7200 s. */
+int ktlsx_config_set_tickets(ktlsx_config *cfg, unsigned count, unsigned lifetime_s);
+/* Server: ticket keys from a file shared by several servers: the 48- or 80-byte layout of
+ * nginx's ssl_session_ticket_key (16-byte key name, then key material). Several files may be
+ * loaded: the first seals, all open. Without a file keys are random and rotate every hour. */
+int ktlsx_config_add_ticket_key_file(ktlsx_config *cfg, const char *path);
+/* Server: start sealing with a fresh key now; the previous ones still open tickets. */
+int ktlsx_config_rotate_ticket_keys(ktlsx_config *cfg);
+/* TLS 1.3 external PSK (RFC 8446 §4.2.11) bound to SHA-256 or SHA-384 (sha384 = 1). */
+int ktlsx_config_set_psk(ktlsx_config *cfg, const char *identity, const uint8_t *key, size_t len, int sha384);
+/* Also allow psk_ke (PSK without (EC)DHE) for resumption and external PSKs. Default: off. */
+int ktlsx_config_set_psk_ke(ktlsx_config *cfg, int allow);
+/* Client: refuse TLS 1.2 servers without the extended master secret (RFC 7627). Default: off
+ * (EMS is always offered, and always required for resumption). */
+int ktlsx_config_set_require_ems(ktlsx_config *cfg, int require);
+/* Allow TLS_RSA_WITH_AES_*_GCM_* (no forward secrecy). Default: off. */
+int ktlsx_config_set_legacy_rsa_kx(ktlsx_config *cfg, int allow);
+/* Client: send TLS_FALLBACK_SCSV (RFC 7507), for a deliberate fallback retry. */
+int ktlsx_config_set_fallback_scsv(ktlsx_config *cfg, int send);
+
 /* ---- connection ---- */
 
 /* `server_name`: client only; used for SNI (unless an IP literal) and for
@@ -87,6 +113,14 @@ ktlsx_conn *ktlsx_conn_new(ktlsx_config *cfg, const char *server_name);
 void ktlsx_conn_free(ktlsx_conn *conn);
 /* Override the SNI sent (client) while verifying against server_name. */
 int ktlsx_conn_set_sni(ktlsx_conn *conn, const char *sni);
+
+/* Client: offer a session saved by ktlsx_get_session (before the first ktlsx_handshake).
+ * Returns -1 if the blob is not a session. */
+int ktlsx_set_session(ktlsx_conn *conn, const uint8_t *data, size_t len);
+/* The session this connection can be resumed from (TLS 1.3: from the newest ticket,
+ * so call it after reading some data). Returns its length, or -1 if there is none
+ * or it does not fit. The blob holds secrets: store it like a private key. */
+long ktlsx_get_session(const ktlsx_conn *conn, uint8_t *buf, size_t cap);
 
 /* Drive the handshake. Returns an enum ktlsx_status. */
 int ktlsx_handshake(ktlsx_conn *conn);

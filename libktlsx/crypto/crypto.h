@@ -136,6 +136,15 @@ KX_RESULT kx_aead_seal(kx_aead *a, const uint8_t nonce[KX_AEAD_NONCE], const uin
 KX_RESULT kx_aead_open(kx_aead *a, const uint8_t nonce[KX_AEAD_NONCE], const uint8_t *aad, size_t aadlen,
                        const uint8_t *ct, size_t ctlen, uint8_t *out);
 
+/* ---- TLS 1.2 RSA key exchange (legacy, off by default) ---- */
+/* Append RSAES-PKCS1-v1_5(pub, msg) to out. */
+KX_RESULT kx_rsa_encrypt(EVP_PKEY *pub, const uint8_t *msg, size_t len, kx_buf *out);
+/* Decrypt a 48-byte pre-master secret in constant time with implicit
+ * rejection: on any padding or version error `pms` receives random bytes
+ * instead and nothing else observable differs (RFC 5246 §7.4.7.1). */
+KX_RESULT kx_rsa_decrypt_premaster(EVP_PKEY *priv, const uint8_t *enc, size_t len, uint16_t client_version,
+                                   uint8_t pms[48]);
+
 /* ---- misc ---- */
 KX_RESULT kx_random(void *out, size_t n);
 /* Constant-time equality: 1 if equal. */

@@ -30,14 +30,15 @@ kx_result kx_certificate_write(ktlsx_conn *c)
             kx_flow_rebuild(c);
         }
     }
+    bool tls13 = c->version == KTLSX_TLS13;
     size_t msg, list;
     KX_GUARD(kx_hs_begin(c, KX_HS_CERTIFICATE, &msg));
-    KX_GUARD(kx_write_vec(o, 1, c->cr_context, client ? c->cr_context_len : 0));
+    if (tls13) KX_GUARD(kx_write_vec(o, 1, c->cr_context, client ? c->cr_context_len : 0));
     KX_GUARD(kx_vec_open(o, 3, &list));
     size_t depth = c->our_cert ? c->our_cert->count : 0;
     for (size_t i = 0; i < depth; i++) {
         KX_GUARD(kx_write_vec(o, 3, c->our_cert->der[i], c->our_cert->der_len[i]));
-        KX_GUARD(kx_write_u16(o, 0)); /* no per-certificate extensions */
+        if (tls13) KX_GUARD(kx_write_u16(o, 0)); /* no per-certificate extensions */
     }
     KX_GUARD(kx_vec_close(o, 3, list));
     KX_GUARD(kx_hs_end(c, msg));
@@ -48,13 +49,16 @@ kx_result kx_certificate_write(ktlsx_conn *c)
 kx_result kx_certificate_handle(ktlsx_conn *c, kx_reader *body)
 {
     bool from_server = c->role == KTLSX_CLIENT;
+    bool tls13 = c->version == KTLSX_TLS13;
     kx_reader context, list;
-    KX_GUARD(kx_read_vec(body, 1, 0, 255, &context));
-    if (from_server)
-        KX_ENSURE(context.len == 0, KX_ALERT_ILLEGAL_PARAMETER, "server Certificate has a request context");
-    else
-        KX_ENSURE(context.len == c->cr_context_len && memcmp(context.data, c->cr_context, context.len) == 0,
-                  KX_ALERT_ILLEGAL_PARAMETER, "client Certificate context does not match the request");
+    if (tls13) {
+        KX_GUARD(kx_read_vec(body, 1, 0, 255, &context));
+        if (from_server)
+            KX_ENSURE(context.len == 0, KX_ALERT_ILLEGAL_PARAMETER, "server Certificate has a request context");
+        else
+            KX_ENSURE(context.len == c->cr_context_len && memcmp(context.data, c->cr_context, context.len) == 0,
+                      KX_ALERT_ILLEGAL_PARAMETER, "client Certificate context does not match the request");
+    }
     KX_GUARD(kx_read_vec(body, 3, 0, 0xffffff, &list));
 
     const uint8_t *der[KX_MAX_CHAIN];
@@ -63,10 +67,12 @@ kx_result kx_certificate_handle(ktlsx_conn *c, kx_reader *body)
     while (kx_reader_left(&list)) {
         kx_reader cert, ext_block;
         KX_GUARD(kx_read_vec(&list, 3, 1, 0xffffff, &cert));
-        KX_GUARD(kx_read_vec(&list, 2, 0, 65535, &ext_block));
-        kx_exts e;
-        /* We request neither OCSP stapling nor SCTs, so no entry may carry extensions. */
-        KX_GUARD(kx_exts_parse(&ext_block, KX_IN_CT, 0, &e));
+        if (tls13) {
+            KX_GUARD(kx_read_vec(&list, 2, 0, 65535, &ext_block));
+            kx_exts e;
+            /* We request neither OCSP stapling nor SCTs, so no entry may carry extensions. */
+            KX_GUARD(kx_exts_parse(&ext_block, KX_IN_CT, 0, &e));
+        }
         KX_ENSURE(n < KX_MAX_CHAIN, KX_ALERT_BAD_CERTIFICATE, "certificate chain too long");
         der[n] = cert.data;
         der_len[n] = cert.len;
@@ -76,7 +82,9 @@ kx_result kx_certificate_handle(ktlsx_conn *c, kx_reader *body)
 
     if (n == 0) {
         KX_ENSURE(!from_server, KX_ALERT_DECODE_ERROR, "server sent no certificate");
-        KX_ENSURE(c->cfg->verify_client != KTLSX_VERIFY_REQUIRE, KX_ALERT_CERTIFICATE_REQUIRED,
+        /* TLS 1.3 has an alert for this; TLS 1.2 uses handshake_failure (RFC 5246 §7.4.6). */
+        KX_ENSURE(c->cfg->verify_client != KTLSX_VERIFY_REQUIRE,
+                  tls13 ? KX_ALERT_CERTIFICATE_REQUIRED : KX_ALERT_HANDSHAKE_FAILURE,
                   "client sent no certificate but one is required");
         c->client_cert_empty = true;
         kx_flow_rebuild(c);

@@ -2,8 +2,43 @@
 #include "handshake/conn.h"
 #include <string.h>
 
+/* TLS 1.2 (RFC 5246 §7.4.4): certificate types, signature algorithms, CA names. */
+static kx_result write_tls12(ktlsx_conn *c)
+{
+    kx_buf *o = &c->hs_out;
+    const ktlsx_config *cfg = c->cfg;
+    size_t msg, v;
+    KX_GUARD(kx_hs_begin(c, KX_HS_CERTIFICATE_REQUEST, &msg));
+    KX_GUARD(kx_write_vec(o, 1, "\x01\x40", 2)); /* rsa_sign, ecdsa_sign */
+    KX_GUARD(kx_vec_open(o, 2, &v));
+    for (size_t i = 0; i < cfg->sigalg_count; i++) KX_GUARD(kx_write_u16(o, cfg->sigalgs[i]));
+    KX_GUARD(kx_vec_close(o, 2, v));
+    KX_GUARD(kx_write_u16(o, 0)); /* no CA names: any certificate our store accepts */
+    KX_GUARD(kx_hs_end(c, msg));
+    kx_trace(c, false, "CertificateRequest sigalgs=%zu", cfg->sigalg_count);
+    return KX_OK;
+}
+
+static kx_result handle_tls12(ktlsx_conn *c, kx_reader *body)
+{
+    kx_reader types, list, cas;
+    KX_GUARD(kx_read_vec(body, 1, 1, 255, &types));
+    KX_GUARD(kx_read_vec(body, 2, 2, 65534, &list));
+    KX_GUARD(kx_read_vec(body, 2, 0, 65535, &cas));
+    KX_ENSURE(list.len % 2 == 0, KX_ALERT_DECODE_ERROR, "odd signature algorithm list");
+    c->peer_sigalg_count = 0;
+    while (kx_reader_left(&list)) {
+        uint16_t s;
+        KX_GUARD(kx_read_u16(&list, &s));
+        if (c->peer_sigalg_count < KX_MAX_SIGALGS) c->peer_sigalgs[c->peer_sigalg_count++] = s;
+    }
+    kx_trace(c, false, "CertificateRequest sigalgs=%zu", c->peer_sigalg_count);
+    return KX_OK;
+}
+
 kx_result kx_certificate_request_write(ktlsx_conn *c)
 {
+    if (c->version == KTLSX_TLS12) return write_tls12(c);
     kx_buf *o = &c->hs_out;
     const ktlsx_config *cfg = c->cfg;
     size_t msg, exts, x, y;
@@ -25,6 +60,7 @@ kx_result kx_certificate_request_write(ktlsx_conn *c)
 
 kx_result kx_certificate_request_handle(ktlsx_conn *c, kx_reader *body)
 {
+    if (c->version == KTLSX_TLS12) return handle_tls12(c, body);
     kx_reader context, block;
     KX_GUARD(kx_read_vec(body, 1, 0, 255, &context));
     KX_GUARD(kx_read_vec(body, 2, 2, 65535, &block));

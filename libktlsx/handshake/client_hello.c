@@ -1,44 +1,113 @@
-/* ClientHello (RFC 8446 §4.1.2): written by the client, handled by the server. */
+/* ClientHello (RFC 8446 §4.1.2, RFC 5246 §7.4.1.2): written by the client,
+ * handled by the server, which decides everything else here: version, suite,
+ * group, certificate, resumption. */
 #include "handshake/conn.h"
 #include "core/wipe.h"
 #include <string.h>
 
-/* ---- client: write ---- */
+#define TLS_FALLBACK_SCSV 0x5600
+#define TLS_EMPTY_RENEGOTIATION_INFO_SCSV 0x00ff
 
-static kx_result write_ext(ktlsx_conn *c, kx_ext ext, size_t *mark)
+/* ======================= client: write ======================= */
+
+static kx_result ext_open(ktlsx_conn *c, kx_ext ext, size_t *mark)
 {
     c->sent_exts |= 1u << ext;
     KX_GUARD(kx_write_u16(&c->hs_out, kx_ext_type(ext)));
     return kx_vec_open(&c->hs_out, 2, mark);
 }
 
+static kx_result ext_bytes(ktlsx_conn *c, kx_ext ext, const void *data, size_t len)
+{
+    size_t x;
+    KX_GUARD(ext_open(c, ext, &x));
+    KX_GUARD(kx_write_bytes(&c->hs_out, data, len));
+    return kx_vec_close(&c->hs_out, 2, x);
+}
+
 static bool suite_offered(const ktlsx_conn *c, const kx_suite *s)
 {
-    return s->version >= c->cfg->min_version && s->version <= c->cfg->max_version &&
-           /* TLS 1.2 suites are offered only when a TLS 1.2 engine exists for them. */
-           s->version == KTLSX_TLS13;
+    const ktlsx_config *cfg = c->cfg;
+    if (s->version < cfg->min_version || s->version > cfg->max_version) return false;
+    return s->kex != KX_KX_RSA || cfg->legacy_rsa_kx;
+}
+
+static kx_result write_u16_list_ext(ktlsx_conn *c, kx_ext ext, const uint16_t *v, size_t n)
+{
+    size_t x, y;
+    KX_GUARD(ext_open(c, ext, &x));
+    KX_GUARD(kx_vec_open(&c->hs_out, 2, &y));
+    for (size_t i = 0; i < n; i++) KX_GUARD(kx_write_u16(&c->hs_out, v[i]));
+    KX_GUARD(kx_vec_close(&c->hs_out, 2, y));
+    return kx_vec_close(&c->hs_out, 2, x);
+}
+
+/* pre_shared_key, always the last extension: identities, then binders
+ * computed over the ClientHello up to the binders themselves. */
+static kx_result write_psk(ktlsx_conn *c, size_t msg, size_t exts)
+{
+    const uint8_t *identity;
+    size_t idlen;
+    uint32_t age;
+    kx_hash_id hash;
+    if (!kx_psk_offer(c, &identity, &idlen, &age, &hash)) return KX_OK;
+    kx_buf *o = &c->hs_out;
+    size_t hlen = kx_hash_len(hash), x, y, z;
+    KX_GUARD(ext_open(c, KX_EXT_PRE_SHARED_KEY, &x));
+    KX_GUARD(kx_vec_open(o, 2, &y));
+    KX_GUARD(kx_write_vec(o, 2, identity, idlen));
+    KX_GUARD(kx_write_u32(o, age));
+    KX_GUARD(kx_vec_close(o, 2, y));
+    size_t binders = o->len;
+    KX_GUARD(kx_vec_open(o, 2, &y));
+    KX_GUARD(kx_vec_open(o, 1, &z));
+    uint8_t *binder;
+    KX_GUARD(kx_write_space(o, hlen, &binder));
+    memset(binder, 0, hlen);
+    KX_GUARD(kx_vec_close(o, 1, z));
+    KX_GUARD(kx_vec_close(o, 2, y));
+    KX_GUARD(kx_vec_close(o, 2, x));
+    /* Lengths must be final before the binder hash covers them. */
+    KX_GUARD(kx_vec_close(o, 2, exts));
+    KX_GUARD(kx_vec_close(o, 3, msg + 1));
+    uint8_t value[KX_MAX_HASH];
+    KX_GUARD(kx_psk_binder(c, hash, c->psk, c->psk_len, c->psk_external, o->data + msg, binders - msg, value));
+    memcpy(o->data + o->len - hlen, value, hlen);
+    c->offered_psk = true;
+    return KX_OK;
 }
 
 kx_result kx_client_hello_write(ktlsx_conn *c)
 {
     ktlsx_config *cfg = c->cfg;
-    KX_ENSURE(cfg->max_version == KTLSX_TLS13, KX_ALERT_PROTOCOL_VERSION, "TLS 1.2 is not available in this build");
     kx_buf *o = &c->hs_out;
+    bool offer13 = cfg->max_version == KTLSX_TLS13, offer12 = cfg->min_version == KTLSX_TLS12;
+    const kx_session *sess = c->have_session ? &c->session : NULL;
     if (!c->hrr) {
         KX_GUARD(kx_random(c->client_random, sizeof c->client_random));
-        /* A non-empty legacy_session_id puts TLS 1.3 in middlebox compatibility mode (RFC 8446 D.4). */
-        c->session_id_len = 32;
-        KX_GUARD(kx_random(c->session_id, c->session_id_len));
+        if (sess && sess->version == KTLSX_TLS12 && sess->session_id_len) {
+            /* TLS 1.2 resumption by session ID. */
+            memcpy(c->session_id, sess->session_id, sess->session_id_len);
+            c->session_id_len = sess->session_id_len;
+        } else if (offer13 || (sess && sess->ticket_len)) {
+            /* TLS 1.3 middlebox compatibility mode (RFC 8446 D.4); with a TLS 1.2 ticket the
+             * random ID tells us whether the server resumed (RFC 5077 §3.4). */
+            c->session_id_len = 32;
+            KX_GUARD(kx_random(c->session_id, c->session_id_len));
+        }
         c->kex_group = cfg->groups[0];
     }
-    /* A fresh key share: for the first group we prefer, or the one a HelloRetryRequest named. */
-    EVP_PKEY_free(c->kex_key);
-    c->kex_key = NULL;
-    kx_buf_reset(&c->kex_pub);
-    KX_GUARD(kx_kex_keygen(c->kex_group, &c->kex_key, &c->kex_pub));
+    if (offer13) {
+        /* A fresh key share: for the first group we prefer, or the one a HelloRetryRequest named. */
+        EVP_PKEY_free(c->kex_key);
+        c->kex_key = NULL;
+        kx_buf_reset(&c->kex_pub);
+        KX_GUARD(kx_kex_keygen(c->kex_group, &c->kex_key, &c->kex_pub));
+    }
 
-    size_t msg, v, e, x, y;
+    size_t msg, v, exts, x, y;
     c->sent_exts = 0;
+    c->offered_psk = false;
     KX_GUARD(kx_hs_begin(c, KX_HS_CLIENT_HELLO, &msg));
     KX_GUARD(kx_write_u16(o, 0x0303));
     KX_GUARD(kx_write_bytes(o, c->client_random, 32));
@@ -53,59 +122,58 @@ kx_result kx_client_hello_write(ktlsx_conn *c)
         suites++;
     }
     KX_ENSURE(suites > 0, KX_ALERT_HANDSHAKE_FAILURE, "no cipher suite enabled for the configured TLS versions");
+    if (cfg->fallback_scsv) KX_GUARD(kx_write_u16(o, TLS_FALLBACK_SCSV));
     KX_GUARD(kx_vec_close(o, 2, v));
     KX_GUARD(kx_write_vec(o, 1, "\0", 1)); /* compression: null only */
 
-    KX_GUARD(kx_vec_open(o, 2, &e));
+    KX_GUARD(kx_vec_open(o, 2, &exts));
     if (c->sni[0]) {
-        KX_GUARD(write_ext(c, KX_EXT_SERVER_NAME, &x));
+        KX_GUARD(ext_open(c, KX_EXT_SERVER_NAME, &x));
         KX_GUARD(kx_vec_open(o, 2, &y));
         KX_GUARD(kx_write_u8(o, 0)); /* host_name */
         KX_GUARD(kx_write_vec(o, 2, c->sni, strlen(c->sni)));
         KX_GUARD(kx_vec_close(o, 2, y));
         KX_GUARD(kx_vec_close(o, 2, x));
     }
-    KX_GUARD(write_ext(c, KX_EXT_SUPPORTED_VERSIONS, &x));
-    KX_GUARD(kx_vec_open(o, 1, &y));
-    KX_GUARD(kx_write_u16(o, KTLSX_TLS13));
-    KX_GUARD(kx_vec_close(o, 1, y));
-    KX_GUARD(kx_vec_close(o, 2, x));
-
-    KX_GUARD(write_ext(c, KX_EXT_SUPPORTED_GROUPS, &x));
-    KX_GUARD(kx_vec_open(o, 2, &y));
-    for (size_t i = 0; i < cfg->group_count; i++) KX_GUARD(kx_write_u16(o, cfg->groups[i]));
-    KX_GUARD(kx_vec_close(o, 2, y));
-    KX_GUARD(kx_vec_close(o, 2, x));
-
-    KX_GUARD(write_ext(c, KX_EXT_SIGNATURE_ALGORITHMS, &x));
-    KX_GUARD(kx_vec_open(o, 2, &y));
-    for (size_t i = 0; i < cfg->sigalg_count; i++) KX_GUARD(kx_write_u16(o, cfg->sigalgs[i]));
-    KX_GUARD(kx_vec_close(o, 2, y));
-    KX_GUARD(kx_vec_close(o, 2, x));
-
-    KX_GUARD(write_ext(c, KX_EXT_KEY_SHARE, &x));
-    KX_GUARD(kx_vec_open(o, 2, &y));
-    KX_GUARD(kx_write_u16(o, c->kex_group));
-    KX_GUARD(kx_write_vec(o, 2, c->kex_pub.data, c->kex_pub.len));
-    KX_GUARD(kx_vec_close(o, 2, y));
-    KX_GUARD(kx_vec_close(o, 2, x));
-
-    /* psk_dhe_ke: lets servers send session tickets (they only do when a client can use them). */
-    KX_GUARD(write_ext(c, KX_EXT_PSK_KEY_EXCHANGE_MODES, &x));
-    KX_GUARD(kx_write_vec(o, 1, "\1", 1));
-    KX_GUARD(kx_vec_close(o, 2, x));
-
+    if (offer13) {
+        KX_GUARD(ext_open(c, KX_EXT_SUPPORTED_VERSIONS, &x));
+        KX_GUARD(kx_vec_open(o, 1, &y));
+        KX_GUARD(kx_write_u16(o, KTLSX_TLS13));
+        if (offer12) KX_GUARD(kx_write_u16(o, KTLSX_TLS12));
+        KX_GUARD(kx_vec_close(o, 1, y));
+        KX_GUARD(kx_vec_close(o, 2, x));
+    }
+    KX_GUARD(write_u16_list_ext(c, KX_EXT_SUPPORTED_GROUPS, cfg->groups, cfg->group_count));
+    KX_GUARD(write_u16_list_ext(c, KX_EXT_SIGNATURE_ALGORITHMS, cfg->sigalgs, cfg->sigalg_count));
+    if (offer12) {
+        KX_GUARD(ext_bytes(c, KX_EXT_EC_POINT_FORMATS, "\1\0", 2)); /* uncompressed only */
+        KX_GUARD(ext_bytes(c, KX_EXT_EXTENDED_MASTER_SECRET, NULL, 0));
+        KX_GUARD(ext_bytes(c, KX_EXT_RENEGOTIATION_INFO, "\0", 1)); /* initial handshake: empty */
+        const uint8_t *t = sess && sess->version == KTLSX_TLS12 ? sess->ticket : NULL;
+        KX_GUARD(ext_bytes(c, KX_EXT_SESSION_TICKET, t, t ? sess->ticket_len : 0));
+    }
+    if (offer13) {
+        KX_GUARD(ext_open(c, KX_EXT_KEY_SHARE, &x));
+        KX_GUARD(kx_vec_open(o, 2, &y));
+        KX_GUARD(kx_write_u16(o, c->kex_group));
+        KX_GUARD(kx_write_vec(o, 2, c->kex_pub.data, c->kex_pub.len));
+        KX_GUARD(kx_vec_close(o, 2, y));
+        KX_GUARD(kx_vec_close(o, 2, x));
+        /* psk_dhe_ke (and psk_ke if allowed): servers only send tickets to clients that can use them. */
+        KX_GUARD(ext_bytes(c, KX_EXT_PSK_KEY_EXCHANGE_MODES, cfg->psk_ke ? "\2\1\0" : "\1\1", cfg->psk_ke ? 3 : 2));
+    }
     if (cfg->alpn_len) {
-        KX_GUARD(write_ext(c, KX_EXT_ALPN, &x));
+        KX_GUARD(ext_open(c, KX_EXT_ALPN, &x));
         KX_GUARD(kx_write_vec(o, 2, cfg->alpn, cfg->alpn_len));
         KX_GUARD(kx_vec_close(o, 2, x));
     }
     if (c->cookie_len) {
-        KX_GUARD(write_ext(c, KX_EXT_COOKIE, &x));
+        KX_GUARD(ext_open(c, KX_EXT_COOKIE, &x));
         KX_GUARD(kx_write_vec(o, 2, c->cookie, c->cookie_len));
         KX_GUARD(kx_vec_close(o, 2, x));
     }
-    KX_GUARD(kx_vec_close(o, 2, e));
+    if (offer13) KX_GUARD(write_psk(c, msg, exts));
+    if (!c->offered_psk) KX_GUARD(kx_vec_close(o, 2, exts));
     KX_GUARD(kx_hs_end(c, msg));
 
     if (kx_tracing(c)) {
@@ -113,26 +181,35 @@ kx_result kx_client_hello_write(ktlsx_conn *c)
         size_t n = 0;
         for (size_t i = 0; i < cfg->group_count && n < sizeof groups - 16; i++)
             n += (size_t)snprintf(groups + n, sizeof groups - n, "%s%s", i ? "," : "", kx_group_name(cfg->groups[i]));
-        if (cfg->alpn_len) {
-            n = 0;
-            for (size_t i = 0; i < cfg->alpn_len && n < sizeof alpn - 2; i += 1 + cfg->alpn[i]) {
-                n += (size_t)snprintf(alpn + n, sizeof alpn - n, "%s%.*s", i ? "," : "", cfg->alpn[i],
-                                      (const char *)cfg->alpn + i + 1);
-            }
-        }
-        kx_trace(c, true, "ClientHello sni=%s suites=%zu groups=%s key_share=%s alpn=%s", c->sni[0] ? c->sni : "-",
-                 suites, groups, kx_group_name(c->kex_group), alpn);
+        n = 0;
+        for (size_t i = 0; i < cfg->alpn_len && n < sizeof alpn - 2; i += 1 + cfg->alpn[i])
+            n += (size_t)snprintf(alpn + n, sizeof alpn - n, "%s%.*s", i ? "," : "", cfg->alpn[i],
+                                  (const char *)cfg->alpn + i + 1);
+        kx_trace(c, true, "ClientHello%s sni=%s suites=%zu groups=%s%s%s alpn=%s%s", c->hrr ? " (retry)" : "",
+                 c->sni[0] ? c->sni : "-", suites, groups, offer13 ? " key_share=" : "",
+                 offer13 ? kx_group_name(c->kex_group) : "", alpn,
+                 c->offered_psk ? " psk=1" : sess && sess->version == KTLSX_TLS12 ? " resume=1" : "");
     }
     return KX_OK;
 }
 
-/* ---- server: handle ---- */
+/* ======================= server: handle ======================= */
 
-static kx_result parse_sni(ktlsx_conn *c, kx_reader *data)
+/* What the parsed ClientHello offers, for the version-specific choices. */
+typedef struct {
+    uint16_t legacy_version;
+    kx_reader suites, comp, sid;
+    kx_exts e;
+    uint16_t groups[32];
+    size_t group_count;
+    bool has_groups;
+} hello;
+
+static kx_result parse_sni(ktlsx_conn *c, kx_reader data)
 {
     kx_reader list, name;
-    KX_GUARD(kx_read_vec(data, 2, 1, 65535, &list));
-    KX_GUARD(kx_reader_done(data));
+    KX_GUARD(kx_read_vec(&data, 2, 1, 65535, &list));
+    KX_GUARD(kx_reader_done(&data));
     while (kx_reader_left(&list)) {
         uint8_t type;
         KX_GUARD(kx_read_u8(&list, &type));
@@ -147,21 +224,19 @@ static kx_result parse_sni(ktlsx_conn *c, kx_reader *data)
     return KX_OK;
 }
 
-static kx_result choose_alpn(ktlsx_conn *c, kx_reader *data)
+static kx_result choose_alpn(ktlsx_conn *c, kx_reader data)
 {
     kx_reader list;
-    KX_GUARD(kx_read_vec(data, 2, 2, 65535, &list));
-    KX_GUARD(kx_reader_done(data));
-    /* Validate the whole list first: every name non-empty. */
+    KX_GUARD(kx_read_vec(&data, 2, 2, 65535, &list));
+    KX_GUARD(kx_reader_done(&data));
     kx_reader scan = list;
-    while (kx_reader_left(&scan)) {
+    while (kx_reader_left(&scan)) { /* every name non-empty */
         kx_reader name;
         KX_GUARD(kx_read_vec(&scan, 1, 1, 255, &name));
     }
     const ktlsx_config *cfg = c->cfg;
     if (!cfg->alpn_len) return KX_OK; /* we do not speak ALPN: ignore it, as OpenSSL does */
-    /* Server preference (RFC 7301 §3.2). */
-    for (size_t i = 0; i < cfg->alpn_len; i += 1 + cfg->alpn[i]) {
+    for (size_t i = 0; i < cfg->alpn_len; i += 1 + cfg->alpn[i]) { /* server preference (RFC 7301 §3.2) */
         scan = list;
         while (kx_reader_left(&scan)) {
             kx_reader name;
@@ -176,11 +251,11 @@ static kx_result choose_alpn(ktlsx_conn *c, kx_reader *data)
     return KX_FAIL(KX_ALERT_NO_APPLICATION_PROTOCOL, "no application protocol in common");
 }
 
-static kx_result read_u16_list(kx_reader *data, int prefix, uint16_t *out, size_t cap, size_t *count)
+static kx_result read_u16_list(kx_reader data, int prefix, uint16_t *out, size_t cap, size_t *count)
 {
     kx_reader list;
-    KX_GUARD(kx_read_vec(data, prefix, 2, 65534, &list));
-    KX_GUARD(kx_reader_done(data));
+    KX_GUARD(kx_read_vec(&data, prefix, 2, 65534, &list));
+    KX_GUARD(kx_reader_done(&data));
     KX_ENSURE(list.len % 2 == 0, KX_ALERT_DECODE_ERROR, "odd-length list");
     *count = 0;
     while (kx_reader_left(&list)) {
@@ -191,56 +266,68 @@ static kx_result read_u16_list(kx_reader *data, int prefix, uint16_t *out, size_
     return KX_OK;
 }
 
-/* Pick the certificate and signature algorithm: the client's preference among
- * what our certificates can do. */
-static kx_result choose_certificate(ktlsx_conn *c)
+static bool offers_suite(const hello *h, uint16_t id)
+{
+    kx_reader scan = h->suites;
+    uint16_t v;
+    while (kx_reader_left(&scan) && !kx_failed(kx_read_u16(&scan, &v)))
+        if (v == id) return true;
+    return false;
+}
+
+/* The certificate and signature algorithm for `suite` (TLS 1.2: the suite
+ * fixes the key type; TLS 1.3: any), in the client's preference order. */
+static bool choose_certificate(ktlsx_conn *c, const kx_suite *suite)
 {
     const ktlsx_config *cfg = c->cfg;
-    KX_ENSURE(cfg->cert_count > 0, KX_ALERT_INTERNAL_ERROR, "server has no certificate");
+    bool tls13 = suite->version == KTLSX_TLS13;
     for (size_t i = 0; i < c->peer_sigalg_count; i++) {
         uint16_t s = c->peer_sigalgs[i];
         if (!kx_list_has(cfg->sigalgs, cfg->sigalg_count, s)) continue;
         for (size_t k = 0; k < cfg->cert_count; k++) {
-            if (kx_sigalg_fits_key(s, cfg->certs[k].key, 1)) {
+            EVP_PKEY *key = cfg->certs[k].key;
+            if (!tls13) {
+                bool rsa = EVP_PKEY_is_a(key, "RSA") || EVP_PKEY_is_a(key, "RSA-PSS");
+                if ((suite->kex == KX_KX_ECDHE_RSA || suite->kex == KX_KX_RSA) != rsa) continue;
+                if (suite->kex == KX_KX_RSA) { /* no signature: any RSA certificate */
+                    c->our_cert = &cfg->certs[k];
+                    return true;
+                }
+            }
+            if (kx_sigalg_fits_key(s, key, tls13)) {
                 c->our_cert = &cfg->certs[k];
                 c->our_sigalg = s;
-                return KX_OK;
+                return true;
             }
         }
     }
-    return KX_FAIL(KX_ALERT_HANDSHAKE_FAILURE, "no certificate matches the client's signature algorithms");
+    return false;
 }
 
-/* Choose the key exchange group: a share the client already sent if we
- * support its group (no extra round trip), else our most preferred group the
- * client supports, via HelloRetryRequest. */
-static kx_result choose_group(ktlsx_conn *c, const kx_exts *e, bool second_hello, bool *need_hrr)
+/* ---- TLS 1.3 ---- */
+
+/* A share the client already sent for a group we support (no extra round
+ * trip), else our most preferred group the client supports, via HRR. */
+static kx_result choose_group13(ktlsx_conn *c, const hello *h, bool second_hello, bool *need_hrr)
 {
     const ktlsx_config *cfg = c->cfg;
     *need_hrr = false;
-    KX_ENSURE(kx_has_ext(e, KX_EXT_KEY_SHARE), KX_ALERT_MISSING_EXTENSION, "ClientHello has no key_share");
-    KX_ENSURE(kx_has_ext(e, KX_EXT_SUPPORTED_GROUPS), KX_ALERT_MISSING_EXTENSION, "ClientHello has no supported_groups");
-    uint16_t client_groups[32];
-    size_t ngroups;
-    kx_reader d = e->data[KX_EXT_SUPPORTED_GROUPS];
-    KX_GUARD(read_u16_list(&d, 2, client_groups, 32, &ngroups));
-
-    kx_reader shares_ext = e->data[KX_EXT_KEY_SHARE], shares;
+    KX_ENSURE(kx_has_ext(&h->e, KX_EXT_KEY_SHARE), KX_ALERT_MISSING_EXTENSION, "ClientHello has no key_share");
+    KX_ENSURE(h->has_groups, KX_ALERT_MISSING_EXTENSION, "ClientHello has no supported_groups");
+    kx_reader shares_ext = h->e.data[KX_EXT_KEY_SHARE], shares;
     KX_GUARD(kx_read_vec(&shares_ext, 2, 0, 65535, &shares));
     KX_GUARD(kx_reader_done(&shares_ext));
-    uint16_t seen[32];
-    size_t nseen = 0;
+    uint16_t seen[32], chosen = 0;
+    size_t nseen = 0, chosen_len = 0;
     const uint8_t *chosen_share = NULL;
-    size_t chosen_len = 0;
-    uint16_t chosen = 0;
     while (kx_reader_left(&shares)) {
         uint16_t g;
         kx_reader key;
         KX_GUARD(kx_read_u16(&shares, &g));
         KX_GUARD(kx_read_vec(&shares, 2, 1, 65535, &key));
-        /* RFC 8446 §4.2.8: no duplicate groups, each share's group must be in supported_groups. */
+        /* RFC 8446 §4.2.8: no duplicate groups; each share's group must be in supported_groups. */
         KX_ENSURE(!kx_list_has(seen, nseen, g), KX_ALERT_ILLEGAL_PARAMETER, "duplicate key share");
-        KX_ENSURE(kx_list_has(client_groups, ngroups, g), KX_ALERT_ILLEGAL_PARAMETER, "key share for an unoffered group");
+        KX_ENSURE(kx_list_has(h->groups, h->group_count, g), KX_ALERT_ILLEGAL_PARAMETER, "key share for an unoffered group");
         if (nseen < 32) seen[nseen++] = g;
         if (!chosen && kx_list_has(cfg->groups, cfg->group_count, g)) {
             chosen = g;
@@ -248,14 +335,12 @@ static kx_result choose_group(ktlsx_conn *c, const kx_exts *e, bool second_hello
             chosen_len = key.len;
         }
     }
-    if (second_hello) {
-        /* After our HelloRetryRequest: exactly one share, for the group we asked for. */
+    if (second_hello)
         KX_ENSURE(nseen == 1 && chosen == c->kex_group, KX_ALERT_ILLEGAL_PARAMETER,
                   "second ClientHello lacks the requested key share");
-    }
     if (!chosen) {
         for (size_t i = 0; i < cfg->group_count; i++) {
-            if (kx_list_has(client_groups, ngroups, cfg->groups[i])) {
+            if (kx_list_has(h->groups, h->group_count, cfg->groups[i])) {
                 c->kex_group = cfg->groups[i];
                 *need_hrr = true;
                 return KX_OK;
@@ -263,8 +348,7 @@ static kx_result choose_group(ktlsx_conn *c, const kx_exts *e, bool second_hello
         }
         return KX_FAIL(KX_ALERT_HANDSHAKE_FAILURE, "no key exchange group in common");
     }
-    c->kex_group = chosen;
-    c->group = chosen;
+    c->kex_group = c->group = chosen;
     EVP_PKEY_free(c->kex_key);
     c->kex_key = NULL;
     kx_buf_reset(&c->kex_pub);
@@ -273,75 +357,90 @@ static kx_result choose_group(ktlsx_conn *c, const kx_exts *e, bool second_hello
     return kx_kex_derive(chosen, c->kex_key, chosen_share, chosen_len, c->ecdhe, &c->ecdhe_len);
 }
 
-kx_result kx_client_hello_handle(ktlsx_conn *c, kx_reader *body)
+/* Try the offered PSKs in order; the first we can use wins.  Unknown or
+ * stale tickets are skipped (full handshake); a bad binder is fatal. */
+static kx_result choose_psk(ktlsx_conn *c, const hello *h)
 {
     const ktlsx_config *cfg = c->cfg;
-    bool second_hello = c->hrr;
-    uint16_t legacy_version;
-    uint8_t random[32];
-    kx_reader sid, suites, comp, ext_block;
-    KX_GUARD(kx_read_u16(body, &legacy_version));
-    KX_GUARD(kx_read_copy(body, random, 32));
-    KX_GUARD(kx_read_vec(body, 1, 0, 32, &sid));
-    KX_GUARD(kx_read_vec(body, 2, 2, 65534, &suites));
-    KX_GUARD(kx_read_vec(body, 1, 1, 255, &comp));
-    KX_ENSURE(suites.len % 2 == 0, KX_ALERT_DECODE_ERROR, "odd cipher suite list");
-    KX_ENSURE(kx_reader_left(body) > 0, KX_ALERT_PROTOCOL_VERSION, "ClientHello without extensions (pre-TLS 1.2 client)");
-    KX_GUARD(kx_read_vec(body, 2, 0, 65535, &ext_block));
-    kx_exts e;
-    KX_GUARD(kx_exts_parse(&ext_block, KX_IN_CH, 0, &e));
-    /* pre_shared_key must be the last extension (RFC 8446 §4.2.11). */
-    KX_ENSURE(!kx_has_ext(&e, KX_EXT_PRE_SHARED_KEY) || e.psk_last, KX_ALERT_ILLEGAL_PARAMETER,
-              "pre_shared_key is not the last extension");
-
-    if (second_hello) {
-        KX_ENSURE(memcmp(random, c->client_random, 32) == 0 && sid.len == c->session_id_len &&
-                      memcmp(sid.data, c->session_id, sid.len) == 0,
-                  KX_ALERT_ILLEGAL_PARAMETER, "second ClientHello differs from the first");
-    } else {
-        memcpy(c->client_random, random, 32);
-        c->session_id_len = sid.len;
-        memcpy(c->session_id, sid.data, sid.len);
-    }
-
-    /* Version: TLS 1.3 only through supported_versions. */
-    bool offers13 = false;
-    if (kx_has_ext(&e, KX_EXT_SUPPORTED_VERSIONS)) {
-        kx_reader d = e.data[KX_EXT_SUPPORTED_VERSIONS], list;
-        KX_GUARD(kx_read_vec(&d, 1, 2, 254, &list));
-        KX_GUARD(kx_reader_done(&d));
-        while (kx_reader_left(&list)) {
-            uint16_t v;
-            KX_GUARD(kx_read_u16(&list, &v));
-            if (v == KTLSX_TLS13) offers13 = true;
+    if (!kx_has_ext(&h->e, KX_EXT_PRE_SHARED_KEY)) return KX_OK;
+    /* RFC 8446 §4.2.9: a PSK offer without psk_key_exchange_modes is an error. */
+    KX_ENSURE(kx_has_ext(&h->e, KX_EXT_PSK_KEY_EXCHANGE_MODES), KX_ALERT_MISSING_EXTENSION,
+              "pre_shared_key without psk_key_exchange_modes");
+    bool dhe = c->psk_modes & 2, ke = (c->psk_modes & 1) && (cfg->psk_ke || cfg->psk_len);
+    if (!dhe && !ke) return KX_OK;
+    kx_reader d = h->e.data[KX_EXT_PRE_SHARED_KEY], ids, binders;
+    KX_GUARD(kx_read_vec(&d, 2, 7, 65535, &ids));
+    size_t binders_off = (size_t)(kx_reader_ptr(&d) - c->msg_raw);
+    KX_GUARD(kx_read_vec(&d, 2, 33, 65535, &binders));
+    KX_GUARD(kx_reader_done(&d));
+    kx_hash_id hash = c->suite->hash;
+    uint16_t index = 0;
+    while (kx_reader_left(&ids)) {
+        kx_reader id;
+        uint32_t obfuscated_age;
+        KX_GUARD(kx_read_vec(&ids, 2, 1, 65535, &id));
+        KX_GUARD(kx_read_u32(&ids, &obfuscated_age));
+        bool usable = false, external = false;
+        kx_session s = { 0 };
+        if (cfg->psk_len && id.len == strlen(cfg->psk_identity) && memcmp(id.data, cfg->psk_identity, id.len) == 0) {
+            usable = cfg->psk_hash == hash;
+            external = true;
+            memcpy(s.secret, cfg->psk, cfg->psk_len);
+            s.secret_len = (uint8_t)cfg->psk_len;
+        } else if (cfg->tickets_enabled && kx_ticket_open(c, id.data, id.len, &s)) {
+            const kx_suite *ss = kx_suite_by_id(s.suite);
+            /* The ticket's age as the client sees it must match ours (RFC 8446 §4.2.11.1, 10 s window). */
+            int64_t client_age = (int64_t)(uint32_t)(obfuscated_age - s.age_add);
+            int64_t server_age = (int64_t)(kx_now_ms() - s.issued_ms);
+            int64_t skew = client_age - server_age;
+            usable = s.version == KTLSX_TLS13 && ss && ss->hash == hash && skew < 10000 && skew > -10000;
         }
+        if (usable) {
+            /* Find this identity's binder. */
+            kx_reader b = binders, binder;
+            for (uint16_t i = 0; i <= index; i++) KX_GUARD(kx_read_vec(&b, 1, 32, 255, &binder));
+            uint8_t expected[KX_MAX_HASH];
+            kx_result r = binder.len == kx_hash_len(hash)
+                              ? kx_psk_binder(c, hash, s.secret, s.secret_len, external, c->msg_raw, binders_off, expected)
+                              : KX_FAIL(KX_ALERT_DECRYPT_ERROR, "PSK binder has the wrong length");
+            bool ok = !kx_failed(r) && kx_ct_equal(expected, binder.data, binder.len);
+            kx_wipe(expected, sizeof expected);
+            if (!ok) {
+                kx_session_wipe(&s);
+                return KX_FAIL(KX_ALERT_DECRYPT_ERROR, "PSK binder does not verify");
+            }
+            memcpy(c->psk, s.secret, s.secret_len);
+            c->psk_len = s.secret_len;
+            c->psk_external = external;
+            c->psk_dhe = dhe;
+            c->resumed = true;
+            c->session = s;
+            c->session.session_id_len = index; /* reused as selected_identity */
+            kx_copy_str(c->peer_subject, sizeof c->peer_subject, s.peer_subject);
+            kx_session_wipe(&s);
+            return KX_OK;
+        }
+        kx_session_wipe(&s);
+        index++;
     }
-    KX_ENSURE(offers13 && cfg->max_version == KTLSX_TLS13, KX_ALERT_PROTOCOL_VERSION,
-              "client does not offer a protocol version we support");
-    c->version = KTLSX_TLS13;
-    /* TLS 1.3: legacy_compression_methods must be exactly {null}. */
-    KX_ENSURE(comp.len == 1 && comp.data[0] == 0, KX_ALERT_ILLEGAL_PARAMETER, "compression offered");
+    return KX_OK;
+}
 
-    /* Cipher suite: our preference order. */
+static kx_result handle_tls13(ktlsx_conn *c, hello *h, bool second_hello)
+{
+    const ktlsx_config *cfg = c->cfg;
+    /* TLS 1.3: legacy_compression_methods must be exactly {null}. */
+    KX_ENSURE(h->comp.len == 1 && h->comp.data[0] == 0, KX_ALERT_ILLEGAL_PARAMETER, "compression offered");
     const kx_suite *suite = NULL;
     for (size_t i = 0; i < cfg->suite_count && !suite; i++) {
         const kx_suite *s = kx_suite_by_id(cfg->suites[i]);
-        if (!s || s->version != KTLSX_TLS13) continue;
-        kx_reader scan = suites;
-        while (kx_reader_left(&scan)) {
-            uint16_t id;
-            KX_GUARD(kx_read_u16(&scan, &id));
-            if (id == s->id) {
-                suite = s;
-                break;
-            }
-        }
+        if (s && s->version == KTLSX_TLS13 && offers_suite(h, s->id)) suite = s;
     }
     KX_ENSURE(suite != NULL, KX_ALERT_HANDSHAKE_FAILURE, "no cipher suite in common");
     if (second_hello) {
         KX_ENSURE(suite == c->suite, KX_ALERT_ILLEGAL_PARAMETER, "second ClientHello changed the cipher suite");
-        KX_ENSURE(kx_has_ext(&e, KX_EXT_COOKIE), KX_ALERT_MISSING_EXTENSION, "second ClientHello lacks the cookie");
-        kx_reader d = e.data[KX_EXT_COOKIE], cookie;
+        KX_ENSURE(kx_has_ext(&h->e, KX_EXT_COOKIE), KX_ALERT_MISSING_EXTENSION, "second ClientHello lacks the cookie");
+        kx_reader d = h->e.data[KX_EXT_COOKIE], cookie;
         KX_GUARD(kx_read_vec(&d, 2, 1, 65535, &cookie));
         KX_ENSURE(cookie.len == c->cookie_len && kx_ct_equal(cookie.data, c->cookie, c->cookie_len),
                   KX_ALERT_ILLEGAL_PARAMETER, "cookie does not match");
@@ -349,34 +448,187 @@ kx_result kx_client_hello_handle(ktlsx_conn *c, kx_reader *body)
         c->suite = suite;
         KX_GUARD(kx_transcript_set_hash(&c->transcript, suite->hash));
     }
-
-    KX_ENSURE(kx_has_ext(&e, KX_EXT_SIGNATURE_ALGORITHMS), KX_ALERT_MISSING_EXTENSION,
-              "ClientHello has no signature_algorithms");
-    kx_reader d = e.data[KX_EXT_SIGNATURE_ALGORITHMS];
-    KX_GUARD(read_u16_list(&d, 2, c->peer_sigalgs, KX_MAX_SIGALGS, &c->peer_sigalg_count));
-    if (!second_hello && kx_has_ext(&e, KX_EXT_SERVER_NAME)) KX_GUARD(parse_sni(c, &e.data[KX_EXT_SERVER_NAME]));
-    c->alpn[0] = 0;
-    if (kx_has_ext(&e, KX_EXT_ALPN)) KX_GUARD(choose_alpn(c, &e.data[KX_EXT_ALPN]));
-    if (kx_has_ext(&e, KX_EXT_PSK_KEY_EXCHANGE_MODES)) {
-        kx_reader m = e.data[KX_EXT_PSK_KEY_EXCHANGE_MODES], list;
+    if (kx_has_ext(&h->e, KX_EXT_PSK_KEY_EXCHANGE_MODES)) {
+        kx_reader m = h->e.data[KX_EXT_PSK_KEY_EXCHANGE_MODES], list;
         KX_GUARD(kx_read_vec(&m, 1, 1, 255, &list));
         c->psk_modes = 0;
         for (size_t i = 0; i < list.len; i++)
             if (list.data[i] < 2) c->psk_modes |= (uint8_t)(1u << list.data[i]);
     }
-    KX_GUARD(choose_certificate(c));
-
-    bool need_hrr;
-    KX_GUARD(choose_group(c, &e, second_hello, &need_hrr));
-    if (kx_tracing(c))
-        kx_trace(c, true, "ClientHello%s sni=%s suites=%zu sigalgs=%zu alpn=%s", second_hello ? " (retry)" : "",
-                 c->server_name[0] ? c->server_name : "-", suites.len / 2, c->peer_sigalg_count,
-                 c->alpn[0] ? c->alpn : "-");
+    c->resumed = false;
+    KX_GUARD(choose_psk(c, h));
+    if (!c->resumed) {
+        KX_ENSURE(kx_has_ext(&h->e, KX_EXT_SIGNATURE_ALGORITHMS), KX_ALERT_MISSING_EXTENSION,
+                  "ClientHello has no signature_algorithms");
+        KX_ENSURE(cfg->cert_count > 0, KX_ALERT_HANDSHAKE_FAILURE, "no certificate configured and no usable PSK");
+        KX_ENSURE(choose_certificate(c, suite), KX_ALERT_HANDSHAKE_FAILURE,
+                  "no certificate matches the client's signature algorithms");
+    }
+    bool need_hrr = false;
+    if (!c->resumed || c->psk_dhe) KX_GUARD(choose_group13(c, h, second_hello, &need_hrr));
     if (need_hrr) {
         KX_ENSURE(!second_hello, KX_ALERT_ILLEGAL_PARAMETER, "second ClientHello still needs a retry");
         c->hrr = true;
     }
-    c->cert_requested = cfg->verify_client != KTLSX_VERIFY_NONE;
+    /* A PSK authenticates the server; no CertificateRequest with it (RFC 8446 §4.3.2). */
+    c->cert_requested = cfg->verify_client != KTLSX_VERIFY_NONE && !c->resumed;
+    return KX_OK;
+}
+
+/* ---- TLS 1.2 ---- */
+
+static kx_result resume_tls12(ktlsx_conn *c, const hello *h)
+{
+    const ktlsx_config *cfg = c->cfg;
+    kx_session s;
+    bool found = false;
+    if (kx_has_ext(&h->e, KX_EXT_SESSION_TICKET) && h->e.data[KX_EXT_SESSION_TICKET].len && cfg->tickets_enabled)
+        found = kx_ticket_open(c, h->e.data[KX_EXT_SESSION_TICKET].data, h->e.data[KX_EXT_SESSION_TICKET].len, &s);
+    if (!found) found = kx_session_cache_get(cfg->session_cache, h->sid.data, h->sid.len, &s);
+    if (!found) return KX_OK;
+    const kx_suite *suite = kx_suite_by_id(s.suite);
+    /* RFC 7627 §5.3: resume only sessions that used EMS, and only when this hello offers it. */
+    bool ok = s.version == KTLSX_TLS12 && suite && offers_suite(h, suite->id) &&
+              kx_list_has(cfg->suites, cfg->suite_count, suite->id) && s.ems && c->offered_ems &&
+              s.secret_len == KX_TLS12_MASTER;
+    if (ok) {
+        c->resumed = true;
+        c->suite = suite;
+        c->ems = true;
+        memcpy(c->master, s.secret, KX_TLS12_MASTER);
+        kx_copy_str(c->peer_subject, sizeof c->peer_subject, s.peer_subject);
+        c->session = s;
+    }
+    kx_session_wipe(&s);
+    return KX_OK;
+}
+
+static kx_result handle_tls12(ktlsx_conn *c, hello *h)
+{
+    const ktlsx_config *cfg = c->cfg;
+    bool has_null = false;
+    for (size_t i = 0; i < h->comp.len; i++) has_null |= h->comp.data[i] == 0;
+    KX_ENSURE(has_null, KX_ALERT_ILLEGAL_PARAMETER, "client does not offer null compression");
+    c->offered_ems = kx_has_ext(&h->e, KX_EXT_EXTENDED_MASTER_SECRET);
+    c->client_offered_ticket = kx_has_ext(&h->e, KX_EXT_SESSION_TICKET);
+    /* RFC 5746: the extension (empty on an initial handshake) or the SCSV. */
+    if (kx_has_ext(&h->e, KX_EXT_RENEGOTIATION_INFO)) {
+        KX_ENSURE(h->e.data[KX_EXT_RENEGOTIATION_INFO].len == 1 && h->e.data[KX_EXT_RENEGOTIATION_INFO].data[0] == 0,
+                  KX_ALERT_HANDSHAKE_FAILURE, "non-empty renegotiation_info on an initial handshake");
+        c->secure_renegotiation = true;
+    }
+    if (offers_suite(h, TLS_EMPTY_RENEGOTIATION_INFO_SCSV)) c->secure_renegotiation = true;
+    if (kx_has_ext(&h->e, KX_EXT_SIGNATURE_ALGORITHMS)) {
+        KX_GUARD(read_u16_list(h->e.data[KX_EXT_SIGNATURE_ALGORITHMS], 2, c->peer_sigalgs, KX_MAX_SIGALGS,
+                               &c->peer_sigalg_count));
+    } else {
+        /* RFC 5246 §7.4.1.4.1: absent means SHA-1, which we do not sign with; offer SHA-256 as OpenSSL does. */
+        static const uint16_t fallback[] = { KX_SIG_RSA_PKCS1_SHA256, KX_SIG_ECDSA_SECP256R1_SHA256 };
+        memcpy(c->peer_sigalgs, fallback, sizeof fallback);
+        c->peer_sigalg_count = 2;
+    }
+    c->resumed = false;
+    KX_GUARD(resume_tls12(c, h));
+    if (!c->resumed) {
+        /* Our preference among suites the client offers and a certificate of ours can serve. */
+        c->suite = NULL;
+        for (size_t i = 0; i < cfg->suite_count && !c->suite; i++) {
+            const kx_suite *s = kx_suite_by_id(cfg->suites[i]);
+            if (!s || s->version != KTLSX_TLS12 || !offers_suite(h, s->id)) continue;
+            if (s->kex == KX_KX_RSA && !cfg->legacy_rsa_kx) continue;
+            if (choose_certificate(c, s)) c->suite = s;
+        }
+        KX_ENSURE(c->suite != NULL, KX_ALERT_HANDSHAKE_FAILURE, "no cipher suite in common");
+        if (c->suite->kex != KX_KX_RSA) {
+            c->group = 0;
+            for (size_t i = 0; i < cfg->group_count && !c->group; i++)
+                if (!h->has_groups || kx_list_has(h->groups, h->group_count, cfg->groups[i])) c->group = cfg->groups[i];
+            KX_ENSURE(c->group != 0, KX_ALERT_HANDSHAKE_FAILURE, "no key exchange group in common");
+        }
+        c->ems = c->offered_ems;
+        c->cert_requested = cfg->verify_client != KTLSX_VERIFY_NONE;
+        /* A new session ID when we can resume by it; echoing is only for resumption. */
+        c->session_id_len = cfg->session_cache ? 32 : 0;
+        if (c->session_id_len) KX_GUARD(kx_random(c->session_id, c->session_id_len));
+    } else {
+        c->cert_requested = false;
+    }
+    c->send_ticket12 = cfg->tickets_enabled && c->client_offered_ticket;
+    /* TLS 1.2 CertificateVerify signs the raw messages, not a hash. */
+    c->transcript.keep_raw = c->cert_requested;
+    return kx_transcript_set_hash(&c->transcript, c->suite->hash);
+}
+
+kx_result kx_client_hello_handle(ktlsx_conn *c, kx_reader *body)
+{
+    const ktlsx_config *cfg = c->cfg;
+    bool second_hello = c->hrr;
+    hello h = { 0 };
+    uint8_t random[32];
+    kx_reader ext_block = { 0 };
+    KX_GUARD(kx_read_u16(body, &h.legacy_version));
+    KX_GUARD(kx_read_copy(body, random, 32));
+    KX_GUARD(kx_read_vec(body, 1, 0, 32, &h.sid));
+    KX_GUARD(kx_read_vec(body, 2, 2, 65534, &h.suites));
+    KX_GUARD(kx_read_vec(body, 1, 1, 255, &h.comp));
+    KX_ENSURE(h.suites.len % 2 == 0, KX_ALERT_DECODE_ERROR, "odd cipher suite list");
+    if (kx_reader_left(body)) KX_GUARD(kx_read_vec(body, 2, 0, 65535, &ext_block));
+    KX_GUARD(kx_exts_parse(&ext_block, KX_IN_CH, 0, &h.e));
+    /* pre_shared_key must be the last extension (RFC 8446 §4.2.11). */
+    KX_ENSURE(!kx_has_ext(&h.e, KX_EXT_PRE_SHARED_KEY) || h.e.psk_last, KX_ALERT_ILLEGAL_PARAMETER,
+              "pre_shared_key is not the last extension");
+
+    if (second_hello) {
+        KX_ENSURE(memcmp(random, c->client_random, 32) == 0 && h.sid.len == c->session_id_len &&
+                      memcmp(h.sid.data, c->session_id, h.sid.len) == 0,
+                  KX_ALERT_ILLEGAL_PARAMETER, "second ClientHello differs from the first");
+    } else {
+        memcpy(c->client_random, random, 32);
+        c->session_id_len = h.sid.len;
+        memcpy(c->session_id, h.sid.data, h.sid.len);
+    }
+
+    /* Version (RFC 8446 §4.2.1): supported_versions if present, else legacy_version. */
+    bool offers13 = false, offers12 = h.legacy_version >= KTLSX_TLS12;
+    if (kx_has_ext(&h.e, KX_EXT_SUPPORTED_VERSIONS)) {
+        kx_reader d = h.e.data[KX_EXT_SUPPORTED_VERSIONS], list;
+        KX_GUARD(kx_read_vec(&d, 1, 2, 254, &list));
+        KX_GUARD(kx_reader_done(&d));
+        offers12 = false;
+        while (kx_reader_left(&list)) {
+            uint16_t v;
+            KX_GUARD(kx_read_u16(&list, &v));
+            offers13 |= v == KTLSX_TLS13;
+            offers12 |= v == KTLSX_TLS12;
+        }
+    }
+    c->client_offered_13 = offers13;
+    if (offers13 && cfg->max_version == KTLSX_TLS13) c->version = KTLSX_TLS13;
+    else if (offers12 && cfg->min_version == KTLSX_TLS12 && !second_hello) c->version = KTLSX_TLS12;
+    else return KX_FAIL(KX_ALERT_PROTOCOL_VERSION, "client does not offer a protocol version we support");
+    /* RFC 7507: a fallback retry while we support something better means an attack. */
+    KX_ENSURE(!(offers_suite(&h, TLS_FALLBACK_SCSV) && c->version < cfg->max_version), KX_ALERT_INAPPROPRIATE_FALLBACK,
+              "client signalled a fallback but we support a higher version");
+
+    if (kx_has_ext(&h.e, KX_EXT_SUPPORTED_GROUPS)) {
+        KX_GUARD(read_u16_list(h.e.data[KX_EXT_SUPPORTED_GROUPS], 2, h.groups, 32, &h.group_count));
+        h.has_groups = true;
+    }
+    if (c->version == KTLSX_TLS13 && kx_has_ext(&h.e, KX_EXT_SIGNATURE_ALGORITHMS))
+        KX_GUARD(read_u16_list(h.e.data[KX_EXT_SIGNATURE_ALGORITHMS], 2, c->peer_sigalgs, KX_MAX_SIGALGS,
+                               &c->peer_sigalg_count));
+    if (!second_hello && kx_has_ext(&h.e, KX_EXT_SERVER_NAME)) KX_GUARD(parse_sni(c, h.e.data[KX_EXT_SERVER_NAME]));
+    c->alpn[0] = 0;
+    if (kx_has_ext(&h.e, KX_EXT_ALPN)) KX_GUARD(choose_alpn(c, h.e.data[KX_EXT_ALPN]));
+
+    if (c->version == KTLSX_TLS13) KX_GUARD(handle_tls13(c, &h, second_hello));
+    else KX_GUARD(handle_tls12(c, &h));
+    /* Our handler adds the ClientHello itself: the PSK binder needed the transcript before it. */
+    KX_GUARD(kx_transcript_add(&c->transcript, c->msg_raw, c->msg_raw_len));
+
+    kx_trace(c, true, "ClientHello%s sni=%s suites=%zu sigalgs=%zu alpn=%s%s", second_hello ? " (retry)" : "",
+             c->server_name[0] ? c->server_name : "-", h.suites.len / 2, c->peer_sigalg_count,
+             c->alpn[0] ? c->alpn : "-", c->resumed ? " resume=1" : "");
     kx_flow_rebuild(c);
     return KX_OK;
 }

@@ -2,6 +2,7 @@
  * and say which file or value is wrong, so a bad command line or config file
  * fails before the first connection. */
 #include "handshake/conn.h"
+#include "core/wipe.h"
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -58,6 +59,13 @@ ktlsx_config *ktlsx_config_new(enum ktlsx_role role)
     cfg->sigalg_count = sizeof default_sigalgs / sizeof default_sigalgs[0];
     cfg->min_version = KTLSX_TLS12;
     cfg->max_version = KTLSX_TLS13;
+    pthread_mutex_init(&cfg->ticket_lock, NULL);
+    cfg->tickets_enabled = true;
+    cfg->tickets13 = 2;          /* as OpenSSL: one per parallel connection a browser might open */
+    cfg->ticket_lifetime = 7200;
+    cfg->ticket_rotate_s = 3600; /* with KX_TICKET_KEYS kept, a ticket opens for up to 3 hours */
+    cfg->psk_hash = KX_HASH_SHA256;
+    if (role == KTLSX_SERVER) cfg->session_cache = kx_session_cache_new(1024, 300);
     return cfg;
 }
 
@@ -69,6 +77,10 @@ void ktlsx_config_free(ktlsx_config *cfg)
     free(cfg->ca_file);
     free(cfg->crl_file);
     if (cfg->keylog) fclose(cfg->keylog);
+    kx_session_cache_free(cfg->session_cache);
+    kx_wipe(cfg->ticket_keys, sizeof cfg->ticket_keys);
+    kx_wipe(cfg->psk, sizeof cfg->psk);
+    pthread_mutex_destroy(&cfg->ticket_lock);
     pthread_mutex_destroy(&cfg->trust_lock);
     pthread_mutex_destroy(&cfg->keylog_lock);
     free(cfg);
@@ -259,4 +271,112 @@ kx_trust *kx_config_trust(ktlsx_config *cfg, const char **err)
     }
     pthread_mutex_unlock(&cfg->trust_lock);
     return cfg->trust;
+}
+
+/* ---- resumption and PSKs ---- */
+
+int ktlsx_config_set_session_cache(ktlsx_config *cfg, size_t entries, unsigned lifetime_s)
+{
+    kx_session_cache *sc = NULL;
+    if (entries) {
+        sc = kx_session_cache_new(entries, lifetime_s);
+        if (!sc) return config_error(cfg, "session cache: out of memory");
+    }
+    kx_session_cache_free(cfg->session_cache);
+    cfg->session_cache = sc;
+    return 0;
+}
+
+int ktlsx_config_set_tickets(ktlsx_config *cfg, unsigned count, unsigned lifetime_s)
+{
+    /* RFC 8446 §4.6.1: lifetimes over seven days are not allowed. */
+    if (lifetime_s > 604800) return config_error(cfg, "tickets: lifetime %u s exceeds 7 days", lifetime_s);
+    cfg->tickets_enabled = count > 0;
+    cfg->tickets13 = count;
+    if (lifetime_s) cfg->ticket_lifetime = lifetime_s;
+    return 0;
+}
+
+int ktlsx_config_add_ticket_key_file(ktlsx_config *cfg, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return config_error(cfg, "%s: cannot open ticket key file: %s", path, strerror(errno));
+    uint8_t raw[81];
+    size_t n = fread(raw, 1, sizeof raw, f);
+    fclose(f);
+    if (n != 48 && n != 80) {
+        kx_wipe(raw, sizeof raw);
+        return config_error(cfg, "%s: ticket key file must be 48 or 80 bytes (nginx layout), not %zu", path, n);
+    }
+    /* Layout: 16-byte key name, then HMAC and AES keys (nginx).  Our tickets use
+     * AES-256-GCM, keyed from all of that material through HKDF. */
+    kx_ticket_key k = { 0 };
+    memcpy(k.name, raw, 16);
+    uint8_t prk[KX_MAX_HASH];
+    int rc = 0;
+    if (kx_failed(kx_hkdf_extract(KX_HASH_SHA256, raw, 16, raw + 16, n - 16, prk)) ||
+        kx_failed(kx_hkdf_expand_label(KX_HASH_SHA256, prk, "ktlsx ticket", NULL, 0, k.key, sizeof k.key)))
+        rc = config_error(cfg, "%s: cannot derive the ticket key", path);
+    kx_wipe(raw, sizeof raw);
+    kx_wipe(prk, sizeof prk);
+    if (rc) return rc;
+    k.in_use = true;
+    k.created_ms = kx_now_ms();
+    pthread_mutex_lock(&cfg->ticket_lock);
+    /* File keys: the operator rotates them; the first file loaded seals. */
+    size_t slot = 0;
+    while (slot < KX_TICKET_KEYS && cfg->ticket_keys[slot].in_use && cfg->ticket_rotate_s == 0) slot++;
+    if (slot == KX_TICKET_KEYS) slot = KX_TICKET_KEYS - 1;
+    if (cfg->ticket_rotate_s) memset(cfg->ticket_keys, 0, sizeof cfg->ticket_keys); /* random keys give way */
+    cfg->ticket_keys[slot] = k;
+    cfg->ticket_rotate_s = 0;
+    pthread_mutex_unlock(&cfg->ticket_lock);
+    kx_wipe_obj(k);
+    return 0;
+}
+
+int ktlsx_config_rotate_ticket_keys(ktlsx_config *cfg)
+{
+    pthread_mutex_lock(&cfg->ticket_lock);
+    memmove(&cfg->ticket_keys[1], &cfg->ticket_keys[0], (KX_TICKET_KEYS - 1) * sizeof cfg->ticket_keys[0]);
+    kx_ticket_key *k = &cfg->ticket_keys[0];
+    int rc = kx_failed(kx_random(k->name, sizeof k->name)) || kx_failed(kx_random(k->key, sizeof k->key)) ? -1 : 0;
+    k->in_use = rc == 0;
+    k->created_ms = kx_now_ms();
+    pthread_mutex_unlock(&cfg->ticket_lock);
+    if (rc) return config_error(cfg, "ticket keys: no randomness");
+    return 0;
+}
+
+int ktlsx_config_set_psk(ktlsx_config *cfg, const char *identity, const uint8_t *key, size_t len, int sha384)
+{
+    size_t need = sha384 ? 48 : 32;
+    if (!identity || !*identity || strlen(identity) >= sizeof cfg->psk_identity)
+        return config_error(cfg, "psk: identity must be 1..%zu bytes", sizeof cfg->psk_identity - 1);
+    if (len < 16 || len > sizeof cfg->psk)
+        return config_error(cfg, "psk: key must be 16..%zu bytes, not %zu (a %zu-byte key matches its hash)",
+                            sizeof cfg->psk, len, need);
+    memcpy(cfg->psk_identity, identity, strlen(identity) + 1);
+    memcpy(cfg->psk, key, len);
+    cfg->psk_len = len;
+    cfg->psk_hash = sha384 ? KX_HASH_SHA384 : KX_HASH_SHA256;
+    return 0;
+}
+
+int ktlsx_config_set_psk_ke(ktlsx_config *cfg, int allow) { cfg->psk_ke = allow != 0; return 0; }
+int ktlsx_config_set_require_ems(ktlsx_config *cfg, int require) { cfg->require_ems = require != 0; return 0; }
+int ktlsx_config_set_fallback_scsv(ktlsx_config *cfg, int send) { cfg->fallback_scsv = send != 0; return 0; }
+
+int ktlsx_config_set_legacy_rsa_kx(ktlsx_config *cfg, int allow)
+{
+    cfg->legacy_rsa_kx = allow != 0;
+    if (!allow) return 0;
+    /* Enabling it adds the RSA suites at the end of the list (least preferred). */
+    size_t n;
+    const kx_suite *all = kx_suites_all(&n);
+    for (size_t i = 0; i < n; i++)
+        if (all[i].kex == KX_KX_RSA && !kx_list_has(cfg->suites, cfg->suite_count, all[i].id) &&
+            cfg->suite_count < KX_MAX_SUITES)
+            cfg->suites[cfg->suite_count++] = all[i].id;
+    return 0;
 }

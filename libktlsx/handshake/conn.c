@@ -13,7 +13,7 @@ static bool is_ip_literal(const char *s)
     return inet_pton(AF_INET, s, tmp) == 1 || inet_pton(AF_INET6, s, tmp) == 1;
 }
 
-static void copy_name(char *dst, size_t cap, const char *src)
+void kx_copy_str(char *dst, size_t cap, const char *src)
 {
     size_t n = strlen(src);
     if (n >= cap) n = cap - 1;
@@ -29,9 +29,9 @@ ktlsx_conn *ktlsx_conn_new(ktlsx_config *cfg, const char *server_name)
     c->role = cfg->role;
     kx_transcript_init(&c->transcript);
     if (c->role == KTLSX_CLIENT && server_name) {
-        copy_name(c->server_name, sizeof c->server_name, server_name);
+        kx_copy_str(c->server_name, sizeof c->server_name, server_name);
         /* RFC 6066 §3: literal IP addresses are not permitted in SNI. */
-        if (!is_ip_literal(server_name)) copy_name(c->sni, sizeof c->sni, server_name);
+        if (!is_ip_literal(server_name)) kx_copy_str(c->sni, sizeof c->sni, server_name);
     }
     kx_flow_rebuild(c);
     return c;
@@ -40,7 +40,7 @@ ktlsx_conn *ktlsx_conn_new(ktlsx_config *cfg, const char *server_name)
 int ktlsx_conn_set_sni(ktlsx_conn *c, const char *sni)
 {
     if (!sni || strlen(sni) >= sizeof c->sni || is_ip_literal(sni)) return -1;
-    copy_name(c->sni, sizeof c->sni, sni);
+    kx_copy_str(c->sni, sizeof c->sni, sni);
     return 0;
 }
 
@@ -60,6 +60,7 @@ void ktlsx_conn_free(ktlsx_conn *c)
     EVP_PKEY_free(c->peer_key);
     kx_transcript_free(&c->transcript);
     kx_tls13_ks_wipe(&c->ks);
+    kx_session_wipe(&c->session);
     kx_wipe(c, sizeof *c);
     free(c);
 }
@@ -201,9 +202,15 @@ static kx_result read_record(ktlsx_conn *c, bool *got)
     kx_result r = KX_OK;
     switch (type) {
     case KX_CT_CHANGE_CIPHER_SPEC:
-        /* TLS 1.3 middlebox compatibility (RFC 8446 §5): one byte 0x01, during the handshake only. */
-        if (c->handshake_done || plain_len != 1 || plain[0] != 1)
+        if (plain_len != 1 || plain[0] != 1 || c->handshake_done)
             r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "unexpected change_cipher_spec");
+        else if (c->version == KTLSX_TLS12) {
+            /* TLS 1.2: only where the flow expects it, and never inside a handshake message. */
+            if (!c->expect_ccs || c->hs_in.len != 0)
+                r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "unexpected change_cipher_spec");
+            else c->got_ccs = true;
+        }
+        /* TLS 1.3: middlebox compatibility (RFC 8446 §5): ignored during the handshake. */
         break;
     case KX_CT_ALERT:
         r = handle_alert(c, plain, plain_len);
@@ -248,7 +255,7 @@ static kx_result next_message(ktlsx_conn *c, uint8_t *type, const uint8_t **msg,
         }
         KX_GUARD(read_record(c, got));
         if (!*got) return KX_OK;
-        if (c->peer_closed || c->app_in.len) {
+        if (c->peer_closed || c->app_in.len || c->got_ccs) {
             *got = false;
             return KX_OK;
         }
@@ -278,7 +285,7 @@ typedef struct {
 } kx_msg_info;
 
 static const kx_msg_info msgs[KX_MSG_COUNT] = {
-    [KX_MSG_CLIENT_HELLO] = { "ClientHello", KX_HS_CLIENT_HELLO, KTLSX_CLIENT, false, false,
+    [KX_MSG_CLIENT_HELLO] = { "ClientHello", KX_HS_CLIENT_HELLO, KTLSX_CLIENT, false, true,
                               kx_client_hello_write, kx_client_hello_handle },
     [KX_MSG_HELLO_RETRY_REQUEST] = { "HelloRetryRequest", KX_HS_SERVER_HELLO, KTLSX_SERVER, false, true,
                                      kx_hello_retry_request_write, kx_server_hello_handle },
@@ -300,7 +307,38 @@ static const kx_msg_info msgs[KX_MSG_COUNT] = {
                                            kx_certificate_verify_write, kx_certificate_verify_handle },
     [KX_MSG_CLIENT_FINISHED] = { "Finished", KX_HS_FINISHED, KTLSX_CLIENT, true, false,
                                  kx_finished_write, kx_finished_handle },
+    [KX_MSG_SERVER_KEY_EXCHANGE] = { "ServerKeyExchange", KX_HS_SERVER_KEY_EXCHANGE, KTLSX_SERVER, false, false,
+                                     kx_server_key_exchange_write, kx_server_key_exchange_handle },
+    [KX_MSG_SERVER_HELLO_DONE] = { "ServerHelloDone", KX_HS_SERVER_HELLO_DONE, KTLSX_SERVER, false, false,
+                                   kx_server_hello_done_write, kx_server_hello_done_handle },
+    [KX_MSG_CLIENT_KEY_EXCHANGE] = { "ClientKeyExchange", KX_HS_CLIENT_KEY_EXCHANGE, KTLSX_CLIENT, false, false,
+                                     kx_client_key_exchange_write, kx_client_key_exchange_handle },
+    [KX_MSG_CLIENT_CHANGE_CIPHER_SPEC] = { "ChangeCipherSpec", 0, KTLSX_CLIENT, false, false,
+                                           kx_change_cipher_spec_write, kx_change_cipher_spec_handle },
+    [KX_MSG_SERVER_CHANGE_CIPHER_SPEC] = { "ChangeCipherSpec", 0, KTLSX_SERVER, false, false,
+                                           kx_change_cipher_spec_write, kx_change_cipher_spec_handle },
+    [KX_MSG_NEW_SESSION_TICKET] = { "NewSessionTicket", KX_HS_NEW_SESSION_TICKET, KTLSX_SERVER, false, false,
+                                    kx_new_session_ticket12_write, kx_new_session_ticket12_handle },
 };
+
+/* TLS 1.2: the peer's ChangeCipherSpec is a record of its own type, due at a
+ * fixed point of the flow.  *got says whether it has arrived. */
+static kx_result receive_change_cipher_spec(ktlsx_conn *c, bool *got)
+{
+    KX_ENSURE(c->hs_in.len == 0, KX_ALERT_UNEXPECTED_MESSAGE, "handshake message where ChangeCipherSpec was due");
+    c->expect_ccs = true;
+    kx_result r = KX_OK;
+    while (!c->got_ccs && !kx_failed(r)) {
+        bool rec;
+        r = read_record(c, &rec);
+        if (!rec) break;
+        if (!kx_failed(r) && !c->got_ccs)
+            r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "handshake message where ChangeCipherSpec was due");
+    }
+    *got = c->got_ccs;
+    c->expect_ccs = c->got_ccs = false;
+    return r;
+}
 
 static kx_result drive(ktlsx_conn *c)
 {
@@ -309,8 +347,7 @@ static kx_result drive(ktlsx_conn *c)
     for (;;) {
         kx_msg m = c->flow[c->flow_pos];
         if (m == KX_MSG_END) {
-            r = kx_hs_flush(c);
-            if (!kx_failed(r)) c->handshake_done = true;
+            r = kx_handshake_complete(c);
             break;
         }
         const kx_msg_info *mi = &msgs[m];
@@ -323,10 +360,22 @@ static kx_result drive(ktlsx_conn *c)
         /* Our flight must be on its way before we wait for the peer's. */
         r = kx_hs_flush(c);
         if (kx_failed(r)) break;
+        bool got;
+        if (mi->hs_type == 0) {
+            r = receive_change_cipher_spec(c, &got);
+            if (!kx_failed(r) && got) r = mi->handle(c, NULL);
+            if (kx_failed(r)) break;
+            if (!got) {
+                if (c->peer_closed || c->eof)
+                    r = KX_FAIL(KX_ALERT_HANDSHAKE_FAILURE, "peer closed the connection during the handshake");
+                break;
+            }
+            c->flow_pos++;
+            continue;
+        }
         uint8_t type;
         const uint8_t *raw;
         size_t len;
-        bool got;
         r = next_message(c, &type, &raw, &len, &got);
         if (kx_failed(r)) break;
         if (!got) {
@@ -426,9 +475,16 @@ static kx_result handle_post_handshake(ktlsx_conn *c)
             r = kx_new_session_ticket_handle(c, &rd);
         else if (type == KX_HS_KEY_UPDATE && c->version == KTLSX_TLS13)
             r = kx_key_update_handle(c, &rd);
-        else if (type == KX_HS_CLIENT_HELLO && c->role == KTLSX_SERVER)
-            /* RFC 5746 §4.4 and kernel TLS both rule out renegotiation. */
-            r = KX_FAIL(KX_ALERT_NO_RENEGOTIATION, "peer attempted renegotiation");
+        else if (c->version == KTLSX_TLS12 &&
+                 ((type == KX_HS_CLIENT_HELLO && c->role == KTLSX_SERVER) ||
+                  (type == 0 /* HelloRequest */ && c->role == KTLSX_CLIENT && body == 0))) {
+            /* Renegotiation is refused with a warning (RFC 5246 §7.2.2): kernel TLS cannot
+             * change TLS 1.2 keys mid-connection, so there is no safe way to accept it. */
+            kx_trace(c, c->role == KTLSX_SERVER, "%s refused: no_renegotiation",
+                     type == 0 ? "HelloRequest" : "ClientHello");
+            queue_alert(c, 1, KX_ALERT_NO_RENEGOTIATION);
+            rd.off = rd.len;
+        }
         else
             r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "unexpected post-handshake message");
         if (kx_failed(r)) break;
@@ -569,4 +625,32 @@ uint16_t kx_choose_sigalg(const ktlsx_conn *c, EVP_PKEY *key)
         if (kx_list_has(c->cfg->sigalgs, c->cfg->sigalg_count, s) && kx_sigalg_fits_key(s, key, tls13)) return s;
     }
     return 0;
+}
+
+/* ---- sessions ---- */
+
+int ktlsx_set_session(ktlsx_conn *c, const uint8_t *data, size_t len)
+{
+    if (c->role != KTLSX_CLIENT || c->flow_pos != 0) return -1;
+    if (kx_failed(kx_session_decode(data, len, &c->session))) {
+        kx_session_wipe(&c->session);
+        return -1;
+    }
+    c->have_session = true;
+    return 0;
+}
+
+long ktlsx_get_session(const ktlsx_conn *c, uint8_t *buf, size_t cap)
+{
+    const kx_session *s = &c->session;
+    if (!c->handshake_done || c->failed || s->secret_len == 0) return -1;
+    if (s->version == KTLSX_TLS13 ? s->ticket_len == 0 : (s->ticket_len == 0 && s->session_id_len == 0)) return -1;
+    kx_buf b = { 0 };
+    long n = -1;
+    if (!kx_failed(kx_session_encode(s, &b)) && b.len <= cap) {
+        memcpy(buf, b.data, b.len);
+        n = (long)b.len;
+    }
+    kx_buf_free(&b);
+    return n;
 }

@@ -13,7 +13,9 @@
 #include "crypto/x509.h"
 #include "record/record.h"
 #include "tls13/key_schedule.h"
+#include "tls12/key_schedule.h"
 #include "handshake/extensions.h"
+#include "handshake/session.h"
 #include <pthread.h>
 #include <stdbool.h>
 
@@ -49,6 +51,25 @@ struct ktlsx_config {
     size_t alpn_len;
     uint16_t min_version, max_version;
 
+    /* resumption (server) */
+    kx_session_cache *session_cache;  /* TLS 1.2 session IDs; NULL = off */
+    kx_ticket_key ticket_keys[KX_TICKET_KEYS]; /* [0] seals; all open */
+    uint32_t ticket_rotate_s;         /* 0 = never (keys from a file are rotated by the operator) */
+    pthread_mutex_t ticket_lock;
+    bool tickets_enabled;
+    unsigned tickets13;               /* NewSessionTickets per TLS 1.3 connection */
+    uint32_t ticket_lifetime;
+    bool psk_ke;                      /* also accept psk_ke (no (EC)DHE) for resumption */
+    /* external PSK (TLS 1.3, RFC 8446 §4.2.11; NVMe/TCP style) */
+    char psk_identity[256];
+    uint8_t psk[64];
+    size_t psk_len;
+    kx_hash_id psk_hash;
+    /* TLS 1.2 policy */
+    bool require_ems;                 /* client: refuse servers without extended master secret */
+    bool legacy_rsa_kx;               /* allow TLS_RSA_WITH_* (no forward secrecy) */
+    bool fallback_scsv;               /* client: send TLS_FALLBACK_SCSV */
+
     FILE *keylog;
     pthread_mutex_t keylog_lock;
     FILE *trace;
@@ -67,6 +88,13 @@ typedef enum {
     KX_MSG_CLIENT_CERTIFICATE,
     KX_MSG_CLIENT_CERTIFICATE_VERIFY,
     KX_MSG_CLIENT_FINISHED,
+    /* TLS 1.2 only */
+    KX_MSG_SERVER_KEY_EXCHANGE,
+    KX_MSG_SERVER_HELLO_DONE,
+    KX_MSG_CLIENT_KEY_EXCHANGE,
+    KX_MSG_CLIENT_CHANGE_CIPHER_SPEC, /* a record, not a handshake message; in the flow all the same */
+    KX_MSG_SERVER_CHANGE_CIPHER_SPEC,
+    KX_MSG_NEW_SESSION_TICKET,
     KX_MSG_END,
     KX_MSG_COUNT
 } kx_msg;
@@ -101,6 +129,8 @@ struct ktlsx_conn {
     bool hrr;                   /* a HelloRetryRequest was sent / received */
     bool cert_requested;        /* server sent CertificateRequest */
     bool client_cert_empty;     /* client answered with an empty Certificate */
+    bool send_ticket12;         /* TLS 1.2 server: a NewSessionTicket is part of this flow */
+    bool expect_ccs, got_ccs;   /* TLS 1.2: waiting for / received the peer's ChangeCipherSpec */
     bool handshake_done;
     bool failed;
     bool peer_closed;           /* close_notify received */
@@ -155,6 +185,26 @@ struct ktlsx_conn {
     const uint8_t *msg_raw;     /* the message being handled, header included */
     size_t msg_raw_len;
 
+    /* ---- TLS 1.2 ---- */
+    uint8_t master[KX_TLS12_MASTER];
+    bool ems;                   /* extended master secret negotiated */
+    bool offered_ems;           /* server: the client offered it */
+    bool secure_renegotiation;  /* renegotiation_info seen */
+    bool client_offered_ticket; /* server: the client sent a session_ticket extension */
+    bool client_offered_13;     /* server: the client offered TLS 1.3 */
+    kx_tls12_keys keys12;       /* key block, installed at ChangeCipherSpec */
+    uint16_t ske_group;
+
+    /* ---- resumption ---- */
+    kx_session session;         /* client: offered / obtained; server: the resumed one */
+    bool have_session;          /* client: session holds something to offer */
+    bool offered_psk;           /* client: pre_shared_key sent */
+    bool psk_external;          /* the PSK in use is the external one */
+    bool psk_dhe;               /* TLS 1.3 resumption with (EC)DHE */
+    uint8_t psk[KX_MAX_HASH];   /* TLS 1.3 PSK in use */
+    size_t psk_len;
+    bool new_session;           /* client: session was refreshed by this connection */
+
     /* ---- post-handshake ---- */
     bool key_update_pending;    /* peer asked for an update we still owe */
     kx_buf ticket;              /* last NewSessionTicket received (raw body) */
@@ -183,6 +233,8 @@ static inline bool kx_we_are_client(const ktlsx_conn *c) { return c->role == KTL
 /* Pick our signature algorithm for `key` from the peer's list; 0 if none fits. */
 uint16_t kx_choose_sigalg(const ktlsx_conn *c, EVP_PKEY *key);
 bool kx_list_has(const uint16_t *list, size_t n, uint16_t v);
+/* Copy a string, truncating to fit (names and subjects are display data). */
+void kx_copy_str(char *dst, size_t cap, const char *src);
 
 /* Flow (handshake/flow.c): the message sequence of this handshake, rebuilt
  * whenever a decision changes it (HRR, CertificateRequest, empty client
@@ -210,6 +262,24 @@ KX_MESSAGE(certificate_request);
 KX_MESSAGE(certificate);
 KX_MESSAGE(certificate_verify);
 KX_MESSAGE(finished);
+KX_MESSAGE(server_key_exchange);
+KX_MESSAGE(server_hello_done);
+KX_MESSAGE(client_key_exchange);
+KX_MESSAGE(change_cipher_spec);
+KX_MESSAGE(new_session_ticket12);
+
+/* PSK binders (handshake/psk.c). partial_ch: the ClientHello up to its binders. */
+KX_RESULT kx_psk_binder(ktlsx_conn *c, kx_hash_id h, const uint8_t *psk, size_t psklen, bool external,
+                        const uint8_t *partial_ch, size_t partial_len, uint8_t *binder);
+bool kx_psk_offer(ktlsx_conn *c, const uint8_t **identity, size_t *idlen, uint32_t *age, kx_hash_id *hash);
+
+/* After the last handshake message (handshake/complete.c). */
+KX_RESULT kx_handshake_complete(ktlsx_conn *c);
+
+/* TLS 1.2 pieces shared by several message files (handshake/tls12.c). */
+KX_RESULT kx_tls12_derive_keys(ktlsx_conn *c, const uint8_t *pms, size_t pmslen);
+/* ServerHello.random sentinel for a TLS 1.2 ServerHello from a 1.3-capable server (RFC 8446 §4.1.3). */
+extern const uint8_t kx_downgrade_tls12[8];
 /* Post-handshake messages. */
 KX_RESULT kx_new_session_ticket_handle(ktlsx_conn *c, kx_reader *body);
 KX_RESULT kx_key_update_write(ktlsx_conn *c, bool request_update);

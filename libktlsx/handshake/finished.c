@@ -29,8 +29,38 @@ static kx_result derive_resumption_secret(ktlsx_conn *c)
     return KX_OK;
 }
 
+/* ---- TLS 1.2 (RFC 5246 §7.4.9): 12 bytes of PRF over the transcript hash ---- */
+
+static kx_result write_tls12(ktlsx_conn *c)
+{
+    bool client = c->role == KTLSX_CLIENT;
+    uint8_t th[KX_MAX_HASH], verify[KX_TLS12_VERIFY];
+    KX_GUARD(kx_transcript_hash(&c->transcript, th));
+    KX_GUARD(kx_tls12_finished(c->suite, c->master, client, th, verify));
+    size_t msg;
+    KX_GUARD(kx_hs_begin(c, KX_HS_FINISHED, &msg));
+    KX_GUARD(kx_write_bytes(&c->hs_out, verify, sizeof verify));
+    KX_GUARD(kx_hs_end(c, msg));
+    kx_trace(c, client, "Finished");
+    return KX_OK;
+}
+
+static kx_result handle_tls12(ktlsx_conn *c, kx_reader *body)
+{
+    bool from_server = c->role == KTLSX_CLIENT;
+    const uint8_t *got;
+    KX_GUARD(kx_read_bytes(body, KX_TLS12_VERIFY, &got));
+    uint8_t expected[KX_TLS12_VERIFY];
+    KX_GUARD(kx_tls12_finished(c->suite, c->master, !from_server, c->th, expected));
+    bool ok = kx_ct_equal(expected, got, sizeof expected);
+    kx_trace(c, !from_server, "Finished");
+    KX_ENSURE(ok, KX_ALERT_DECRYPT_ERROR, "Finished verify_data does not match");
+    return KX_OK;
+}
+
 kx_result kx_finished_write(ktlsx_conn *c)
 {
+    if (c->version == KTLSX_TLS12) return write_tls12(c);
     bool client = c->role == KTLSX_CLIENT;
     uint8_t th[KX_MAX_HASH], verify[KX_MAX_HASH];
     KX_GUARD(kx_transcript_hash(&c->transcript, th));
@@ -50,6 +80,7 @@ kx_result kx_finished_write(ktlsx_conn *c)
 
 kx_result kx_finished_handle(ktlsx_conn *c, kx_reader *body)
 {
+    if (c->version == KTLSX_TLS12) return handle_tls12(c, body);
     bool from_server = c->role == KTLSX_CLIENT;
     const uint8_t *got;
     KX_GUARD(kx_read_bytes(body, c->ks.hlen, &got));

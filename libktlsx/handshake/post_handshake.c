@@ -1,10 +1,11 @@
 /* Post-handshake messages on a TLS 1.3 connection (RFC 8446 §4.6):
  * NewSessionTicket (kept for resumption) and KeyUpdate. */
 #include "handshake/conn.h"
+#include "core/wipe.h"
+#include <string.h>
 
 kx_result kx_new_session_ticket_handle(ktlsx_conn *c, kx_reader *body)
 {
-    const uint8_t *start = kx_reader_ptr(body);
     uint32_t lifetime, age_add;
     kx_reader nonce, ticket, block;
     KX_GUARD(kx_read_u32(body, &lifetime));
@@ -16,9 +17,23 @@ kx_result kx_new_session_ticket_handle(ktlsx_conn *c, kx_reader *body)
     KX_GUARD(kx_exts_parse(&block, KX_IN_NST, 0, &e));
     /* RFC 8446 §4.6.1: at most seven days. */
     KX_ENSURE(lifetime <= 604800, KX_ALERT_ILLEGAL_PARAMETER, "ticket lifetime over seven days");
-    kx_buf_reset(&c->ticket);
-    KX_GUARD(kx_write_bytes(&c->ticket, start, (size_t)(kx_reader_ptr(body) - start)));
     kx_trace(c, false, "NewSessionTicket lifetime=%u ticket_len=%zu", lifetime, ticket.len);
+    if (ticket.len > KX_SESSION_MAX_TICKET || lifetime == 0) return KX_OK; /* unusable: ignore, as RFC allows */
+    /* The newest ticket wins: each carries its own PSK derived from the resumption secret. */
+    kx_session *s = &c->session;
+    kx_session_wipe(s);
+    s->version = KTLSX_TLS13;
+    s->suite = c->suite->id;
+    s->secret_len = (uint8_t)c->ks.hlen;
+    KX_GUARD(kx_tls13_ticket_psk(c->suite->hash, c->ks.resumption, nonce.data, nonce.len, s->secret));
+    s->issued_ms = kx_now_ms();
+    s->lifetime = lifetime;
+    s->age_add = age_add;
+    memcpy(s->ticket, ticket.data, ticket.len);
+    s->ticket_len = (uint16_t)ticket.len;
+    kx_copy_str(s->alpn, sizeof s->alpn, c->alpn);
+    kx_copy_str(s->peer_subject, sizeof s->peer_subject, c->peer_subject);
+    c->new_session = true;
     return KX_OK;
 }
 

@@ -1,6 +1,7 @@
-/* ServerHello and HelloRetryRequest (RFC 8446 §4.1.3, §4.1.4): written by
- * the server, handled by the client.  They share a wire format; a
- * HelloRetryRequest is a ServerHello whose random is a fixed value. */
+/* ServerHello and HelloRetryRequest (RFC 8446 §4.1.3, §4.1.4; RFC 5246
+ * §7.4.1.3): written by the server, handled by the client.  They share a
+ * wire format; a HelloRetryRequest is a ServerHello whose random is a fixed
+ * value, and a TLS 1.2 ServerHello is one without supported_versions. */
 #include "handshake/conn.h"
 #include "core/wipe.h"
 #include <string.h>
@@ -11,15 +12,16 @@ static const uint8_t hrr_random[32] = {
     0xC2, 0xA2, 0x11, 0x16, 0x7A, 0xBB, 0x8C, 0x5E, 0x07, 0x9E, 0x09, 0xE2, 0xC8, 0xA8, 0x33, 0x9C,
 };
 
-/* ---- shared: derive the handshake secrets once ServerHello is in the transcript ---- */
+/* ---- TLS 1.3: derive the handshake secrets once ServerHello is in the transcript ---- */
 
 static kx_result enter_handshake_keys(ktlsx_conn *c)
 {
     uint8_t th[KX_MAX_HASH];
     KX_GUARD(kx_transcript_hash(&c->transcript, th));
-    kx_result r = kx_tls13_ks_early(&c->ks, c->suite->hash, NULL, 0);
-    if (!kx_failed(r)) r = kx_tls13_ks_handshake(&c->ks, c->ecdhe, c->ecdhe_len, th);
+    kx_result r = kx_tls13_ks_early(&c->ks, c->suite->hash, c->resumed ? c->psk : NULL, c->resumed ? c->psk_len : 0);
+    if (!kx_failed(r)) r = kx_tls13_ks_handshake(&c->ks, c->ecdhe_len ? c->ecdhe : NULL, c->ecdhe_len, th);
     kx_wipe(c->ecdhe, sizeof c->ecdhe);
+    kx_wipe(c->psk, sizeof c->psk);
     c->ecdhe_len = 0;
     EVP_PKEY_free(c->kex_key); /* the ephemeral key has done its job */
     c->kex_key = NULL;
@@ -31,7 +33,7 @@ static kx_result enter_handshake_keys(ktlsx_conn *c)
     return kx_set_traffic_secret(c, &c->rx, client ? c->ks.s_hs : c->ks.c_hs);
 }
 
-/* ---- server: write ---- */
+/* ======================= server: write ======================= */
 
 static kx_result write_hello_start(ktlsx_conn *c, const uint8_t random[32], size_t *msg, size_t *exts)
 {
@@ -42,12 +44,18 @@ static kx_result write_hello_start(ktlsx_conn *c, const uint8_t random[32], size
     KX_GUARD(kx_write_vec(o, 1, c->session_id, c->session_id_len));
     KX_GUARD(kx_write_u16(o, c->suite->id));
     KX_GUARD(kx_write_u8(o, 0));
-    KX_GUARD(kx_vec_open(o, 2, exts));
-    size_t x;
-    KX_GUARD(kx_write_u16(o, KX_EXT_TYPE_SUPPORTED_VERSIONS));
-    KX_GUARD(kx_vec_open(o, 2, &x));
-    KX_GUARD(kx_write_u16(o, KTLSX_TLS13));
-    return kx_vec_close(o, 2, x);
+    return kx_vec_open(o, 2, exts);
+}
+
+static kx_result write_ext(kx_buf *o, uint16_t type, const void *data, size_t len)
+{
+    KX_GUARD(kx_write_u16(o, type));
+    return kx_write_vec(o, 2, data, len);
+}
+
+static kx_result write_supported_version(kx_buf *o)
+{
+    return write_ext(o, KX_EXT_TYPE_SUPPORTED_VERSIONS, "\x03\x04", 2);
 }
 
 kx_result kx_hello_retry_request_write(ktlsx_conn *c)
@@ -60,10 +68,9 @@ kx_result kx_hello_retry_request_write(ktlsx_conn *c)
     KX_GUARD(kx_random(c->cookie, c->cookie_len));
     size_t msg, exts, x;
     KX_GUARD(write_hello_start(c, hrr_random, &msg, &exts));
-    KX_GUARD(kx_write_u16(o, KX_EXT_TYPE_KEY_SHARE));
-    KX_GUARD(kx_vec_open(o, 2, &x));
-    KX_GUARD(kx_write_u16(o, c->kex_group));
-    KX_GUARD(kx_vec_close(o, 2, x));
+    KX_GUARD(write_supported_version(o));
+    uint8_t group[2] = { (uint8_t)(c->kex_group >> 8), (uint8_t)c->kex_group };
+    KX_GUARD(write_ext(o, KX_EXT_TYPE_KEY_SHARE, group, 2));
     KX_GUARD(kx_write_u16(o, KX_EXT_TYPE_COOKIE));
     KX_GUARD(kx_vec_open(o, 2, &x));
     KX_GUARD(kx_write_vec(o, 2, c->cookie, c->cookie_len));
@@ -74,39 +81,80 @@ kx_result kx_hello_retry_request_write(ktlsx_conn *c)
     return KX_OK;
 }
 
-kx_result kx_server_hello_write(ktlsx_conn *c)
+static kx_result write_server_hello13(ktlsx_conn *c, size_t msg, size_t exts)
 {
     kx_buf *o = &c->hs_out;
-    KX_GUARD(kx_random(c->server_random, 32));
-    size_t msg, exts, x, y;
-    KX_GUARD(write_hello_start(c, c->server_random, &msg, &exts));
-    KX_GUARD(kx_write_u16(o, KX_EXT_TYPE_KEY_SHARE));
-    KX_GUARD(kx_vec_open(o, 2, &x));
-    KX_GUARD(kx_write_u16(o, c->group));
-    KX_GUARD(kx_vec_open(o, 2, &y));
-    KX_GUARD(kx_write_bytes(o, c->kex_pub.data, c->kex_pub.len));
-    KX_GUARD(kx_vec_close(o, 2, y));
-    KX_GUARD(kx_vec_close(o, 2, x));
+    size_t x, y;
+    KX_GUARD(write_supported_version(o));
+    if (c->group) {
+        KX_GUARD(kx_write_u16(o, KX_EXT_TYPE_KEY_SHARE));
+        KX_GUARD(kx_vec_open(o, 2, &x));
+        KX_GUARD(kx_write_u16(o, c->group));
+        KX_GUARD(kx_vec_open(o, 2, &y));
+        KX_GUARD(kx_write_bytes(o, c->kex_pub.data, c->kex_pub.len));
+        KX_GUARD(kx_vec_close(o, 2, y));
+        KX_GUARD(kx_vec_close(o, 2, x));
+    }
+    if (c->resumed) {
+        uint8_t sel[2] = { 0, c->session.session_id_len }; /* selected_identity, stashed by choose_psk */
+        KX_GUARD(write_ext(o, KX_EXT_TYPE_PRE_SHARED_KEY, sel, 2));
+    }
     KX_GUARD(kx_vec_close(o, 2, exts));
     KX_GUARD(kx_hs_end(c, msg));
-    kx_trace(c, false, "ServerHello version=TLSv1.3 cipher=%s group=%s", c->suite->name, kx_group_name(c->group));
+    kx_trace(c, false, "ServerHello version=TLSv1.3 cipher=%s group=%s%s", c->suite->name,
+             c->group ? kx_group_name(c->group) : "-", c->resumed ? " psk=1" : "");
     /* ServerHello goes out in the clear; everything after it under handshake keys. */
     KX_GUARD(kx_hs_flush(c));
     return enter_handshake_keys(c);
 }
 
-/* ---- client: handle ---- */
+static kx_result write_server_hello12(ktlsx_conn *c, size_t msg, size_t exts)
+{
+    kx_buf *o = &c->hs_out;
+    size_t x, y;
+    if (c->secure_renegotiation) KX_GUARD(write_ext(o, KX_EXT_TYPE_RENEGOTIATION_INFO, "\0", 1));
+    if (c->ems) KX_GUARD(write_ext(o, KX_EXT_TYPE_EXTENDED_MASTER_SECRET, NULL, 0));
+    if (c->suite->kex != KX_KX_RSA && !c->resumed) KX_GUARD(write_ext(o, KX_EXT_TYPE_EC_POINT_FORMATS, "\1\0", 2));
+    if (c->send_ticket12) KX_GUARD(write_ext(o, KX_EXT_TYPE_SESSION_TICKET, NULL, 0));
+    if (c->alpn[0]) {
+        KX_GUARD(kx_write_u16(o, KX_EXT_TYPE_ALPN));
+        KX_GUARD(kx_vec_open(o, 2, &x));
+        KX_GUARD(kx_vec_open(o, 2, &y));
+        KX_GUARD(kx_write_vec(o, 1, c->alpn, strlen(c->alpn)));
+        KX_GUARD(kx_vec_close(o, 2, y));
+        KX_GUARD(kx_vec_close(o, 2, x));
+    }
+    KX_GUARD(kx_vec_close(o, 2, exts));
+    KX_GUARD(kx_hs_end(c, msg));
+    kx_trace(c, false, "ServerHello version=TLSv1.2 cipher=%s%s", c->suite->name, c->resumed ? " resumed=1" : "");
+    if (c->resumed) return kx_tls12_key_block(c->suite, c->master, c->client_random, c->server_random, &c->keys12);
+    return KX_OK;
+}
 
-static bool suite_was_offered(const ktlsx_conn *c, uint16_t id)
+kx_result kx_server_hello_write(ktlsx_conn *c)
+{
+    KX_GUARD(kx_random(c->server_random, 32));
+    /* RFC 8446 §4.1.3: a TLS 1.3 server negotiating TLS 1.2 marks its random so that a
+     * TLS 1.3 client can detect a downgrade. */
+    if (c->version == KTLSX_TLS12 && c->cfg->max_version == KTLSX_TLS13)
+        memcpy(c->server_random + 24, kx_downgrade_tls12, 8);
+    size_t msg, exts;
+    KX_GUARD(write_hello_start(c, c->server_random, &msg, &exts));
+    return c->version == KTLSX_TLS13 ? write_server_hello13(c, msg, exts) : write_server_hello12(c, msg, exts);
+}
+
+/* ======================= client: handle ======================= */
+
+static bool suite_was_offered(const ktlsx_conn *c, uint16_t id, uint16_t version)
 {
     const kx_suite *s = kx_suite_by_id(id);
-    return s && s->version == KTLSX_TLS13 && kx_list_has(c->cfg->suites, c->cfg->suite_count, id);
+    return s && s->version == version && kx_list_has(c->cfg->suites, c->cfg->suite_count, id) &&
+           s->version >= c->cfg->min_version && s->version <= c->cfg->max_version &&
+           (s->kex != KX_KX_RSA || c->cfg->legacy_rsa_kx);
 }
 
 static kx_result check_selected_version(const kx_exts *e)
 {
-    KX_ENSURE(kx_has_ext(e, KX_EXT_SUPPORTED_VERSIONS), KX_ALERT_PROTOCOL_VERSION,
-              "server chose TLS 1.2 or older, which this client does not offer");
     kx_reader d = e->data[KX_EXT_SUPPORTED_VERSIONS];
     uint16_t v;
     KX_GUARD(kx_read_u16(&d, &v));
@@ -120,8 +168,10 @@ static kx_result handle_retry(ktlsx_conn *c, uint16_t suite_id, kx_reader *ext_b
     KX_ENSURE(!c->hrr, KX_ALERT_UNEXPECTED_MESSAGE, "second HelloRetryRequest");
     kx_exts e;
     KX_GUARD(kx_exts_parse(ext_block, KX_IN_HRR, c->sent_exts, &e));
+    KX_ENSURE(kx_has_ext(&e, KX_EXT_SUPPORTED_VERSIONS), KX_ALERT_MISSING_EXTENSION, "HelloRetryRequest without version");
     KX_GUARD(check_selected_version(&e));
-    KX_ENSURE(suite_was_offered(c, suite_id), KX_ALERT_ILLEGAL_PARAMETER, "server chose a cipher suite we did not offer");
+    KX_ENSURE(suite_was_offered(c, suite_id, KTLSX_TLS13), KX_ALERT_ILLEGAL_PARAMETER,
+              "server chose a cipher suite we did not offer");
     c->suite = kx_suite_by_id(suite_id);
     uint16_t group = 0;
     if (kx_has_ext(&e, KX_EXT_KEY_SHARE)) {
@@ -153,47 +203,150 @@ static kx_result handle_retry(ktlsx_conn *c, uint16_t suite_id, kx_reader *ext_b
     return KX_OK;
 }
 
+static kx_result handle_server_hello13(ktlsx_conn *c, uint16_t suite_id, const kx_exts *e)
+{
+    KX_GUARD(check_selected_version(e));
+    KX_ENSURE(suite_was_offered(c, suite_id, KTLSX_TLS13), KX_ALERT_ILLEGAL_PARAMETER,
+              "server chose a cipher suite we did not offer");
+    if (c->hrr)
+        KX_ENSURE(c->suite->id == suite_id, KX_ALERT_ILLEGAL_PARAMETER, "ServerHello cipher differs from HelloRetryRequest");
+    c->suite = kx_suite_by_id(suite_id);
+    c->version = KTLSX_TLS13;
+
+    if (kx_has_ext(e, KX_EXT_PRE_SHARED_KEY)) {
+        kx_reader d = e->data[KX_EXT_PRE_SHARED_KEY];
+        uint16_t selected;
+        KX_GUARD(kx_read_u16(&d, &selected));
+        KX_GUARD(kx_reader_done(&d));
+        KX_ENSURE(c->offered_psk && selected == 0, KX_ALERT_ILLEGAL_PARAMETER, "server selected a PSK we did not offer");
+        kx_hash_id psk_hash = c->psk_external ? c->cfg->psk_hash : kx_suite_by_id(c->session.suite)->hash;
+        KX_ENSURE(psk_hash == c->suite->hash, KX_ALERT_ILLEGAL_PARAMETER, "server chose a suite the PSK cannot use");
+        c->resumed = true;
+        if (!c->psk_external) kx_copy_str(c->peer_subject, sizeof c->peer_subject, c->session.peer_subject);
+    }
+    c->group = 0;
+    if (kx_has_ext(e, KX_EXT_KEY_SHARE)) {
+        kx_reader d = e->data[KX_EXT_KEY_SHARE], share;
+        uint16_t group;
+        KX_GUARD(kx_read_u16(&d, &group));
+        KX_GUARD(kx_read_vec(&d, 2, 1, 65535, &share));
+        KX_GUARD(kx_reader_done(&d));
+        KX_ENSURE(group == c->kex_group, KX_ALERT_ILLEGAL_PARAMETER, "server key share is not for the group we sent");
+        c->group = group;
+        c->ecdhe_len = sizeof c->ecdhe;
+        KX_GUARD(kx_kex_derive(group, c->kex_key, share.data, share.len, c->ecdhe, &c->ecdhe_len));
+    } else {
+        /* Only psk_ke may omit it, and only if we offered psk_ke. */
+        KX_ENSURE(c->resumed && c->cfg->psk_ke, KX_ALERT_MISSING_EXTENSION, "ServerHello has no key_share");
+    }
+    if (!c->hrr) KX_GUARD(kx_transcript_set_hash(&c->transcript, c->suite->hash));
+    KX_GUARD(kx_transcript_add(&c->transcript, c->msg_raw, c->msg_raw_len));
+    kx_trace(c, false, "ServerHello version=TLSv1.3 cipher=%s group=%s%s", c->suite->name,
+             c->group ? kx_group_name(c->group) : "-", c->resumed ? " psk=1" : "");
+    kx_flow_rebuild(c);
+    return enter_handshake_keys(c);
+}
+
+static kx_result accept_alpn12(ktlsx_conn *c, kx_reader d)
+{
+    kx_reader list, name;
+    KX_GUARD(kx_read_vec(&d, 2, 2, 65535, &list));
+    KX_GUARD(kx_read_vec(&list, 1, 1, 255, &name));
+    KX_ENSURE(kx_reader_left(&list) == 0, KX_ALERT_ILLEGAL_PARAMETER, "server selected more than one protocol");
+    const ktlsx_config *cfg = c->cfg;
+    for (size_t i = 0; i < cfg->alpn_len; i += 1 + cfg->alpn[i]) {
+        if (cfg->alpn[i] == name.len && memcmp(cfg->alpn + i + 1, name.data, name.len) == 0) {
+            memcpy(c->alpn, name.data, name.len);
+            c->alpn[name.len] = 0;
+            return KX_OK;
+        }
+    }
+    return KX_FAIL(KX_ALERT_ILLEGAL_PARAMETER, "server selected a protocol we did not offer");
+}
+
+static kx_result handle_server_hello12(ktlsx_conn *c, uint16_t suite_id, const uint8_t random[32], kx_reader sid,
+                                       kx_reader *ext_block)
+{
+    const ktlsx_config *cfg = c->cfg;
+    KX_ENSURE(cfg->min_version == KTLSX_TLS12, KX_ALERT_PROTOCOL_VERSION,
+              "server chose TLS 1.2, which this client does not offer");
+    /* RFC 8446 §4.1.3: a TLS 1.3-capable server would never pick 1.2 with us; the sentinel says someone made it. */
+    KX_ENSURE(!(cfg->max_version == KTLSX_TLS13 && memcmp(random + 24, kx_downgrade_tls12, 8) == 0),
+              KX_ALERT_ILLEGAL_PARAMETER, "downgrade detected: TLS 1.2 ServerHello carries the TLS 1.3 sentinel");
+    KX_ENSURE(suite_was_offered(c, suite_id, KTLSX_TLS12), KX_ALERT_ILLEGAL_PARAMETER,
+              "server chose a cipher suite we did not offer");
+    kx_exts e;
+    KX_GUARD(kx_exts_parse(ext_block, KX_IN_SH12, c->sent_exts, &e));
+    c->version = KTLSX_TLS12;
+    c->suite = kx_suite_by_id(suite_id);
+    if (kx_has_ext(&e, KX_EXT_RENEGOTIATION_INFO)) {
+        KX_ENSURE(e.data[KX_EXT_RENEGOTIATION_INFO].len == 1 && e.data[KX_EXT_RENEGOTIATION_INFO].data[0] == 0,
+                  KX_ALERT_HANDSHAKE_FAILURE, "bad renegotiation_info from server");
+        c->secure_renegotiation = true;
+    }
+    c->ems = kx_has_ext(&e, KX_EXT_EXTENDED_MASTER_SECRET);
+    KX_ENSURE(c->ems || !cfg->require_ems, KX_ALERT_HANDSHAKE_FAILURE,
+              "server does not support the extended master secret (RFC 7627), which is required");
+    c->send_ticket12 = kx_has_ext(&e, KX_EXT_SESSION_TICKET);
+    if (kx_has_ext(&e, KX_EXT_ALPN)) KX_GUARD(accept_alpn12(c, e.data[KX_EXT_ALPN]));
+
+    /* Resumed if the server echoed the session ID we offered with a session. */
+    const kx_session *s = &c->session;
+    c->resumed = c->have_session && s->version == KTLSX_TLS12 && sid.len == c->session_id_len && sid.len > 0 &&
+                 memcmp(sid.data, c->session_id, sid.len) == 0;
+    if (c->resumed) {
+        KX_ENSURE(suite_id == s->suite, KX_ALERT_ILLEGAL_PARAMETER, "resumed session with a different cipher suite");
+        /* RFC 7627 §5.3: an EMS session must resume with EMS, and we only resume EMS sessions. */
+        KX_ENSURE(c->ems && s->ems, KX_ALERT_HANDSHAKE_FAILURE, "resumption without extended master secret");
+        memcpy(c->master, s->secret, KX_TLS12_MASTER);
+        kx_copy_str(c->peer_subject, sizeof c->peer_subject, s->peer_subject);
+        KX_GUARD(kx_tls12_key_block(c->suite, c->master, c->client_random, c->server_random, &c->keys12));
+    } else {
+        /* A fresh session: remember the ID the server gave it (and forget any old ticket). */
+        kx_session_wipe(&c->session);
+        memcpy(c->session.session_id, sid.data, sid.len);
+        c->session.session_id_len = (uint8_t)sid.len;
+    }
+    c->transcript.keep_raw = true; /* the server may ask for a certificate: CertificateVerify signs raw messages */
+    KX_GUARD(kx_transcript_set_hash(&c->transcript, c->suite->hash));
+    KX_GUARD(kx_transcript_add(&c->transcript, c->msg_raw, c->msg_raw_len));
+    kx_trace(c, false, "ServerHello version=TLSv1.2 cipher=%s%s ems=%d", c->suite->name, c->resumed ? " resumed=1" : "",
+             c->ems);
+    kx_flow_rebuild(c);
+    return KX_OK;
+}
+
 kx_result kx_server_hello_handle(ktlsx_conn *c, kx_reader *body)
 {
     uint16_t legacy_version, suite_id;
     uint8_t random[32], comp;
-    kx_reader sid, ext_block;
+    kx_reader sid, ext_block = { 0 };
     KX_GUARD(kx_read_u16(body, &legacy_version));
     KX_GUARD(kx_read_copy(body, random, 32));
     KX_GUARD(kx_read_vec(body, 1, 0, 32, &sid));
     KX_GUARD(kx_read_u16(body, &suite_id));
     KX_GUARD(kx_read_u8(body, &comp));
-    KX_ENSURE(kx_reader_left(body) > 0, KX_ALERT_PROTOCOL_VERSION, "server chose TLS 1.2 or older, which this client does not offer");
-    KX_GUARD(kx_read_vec(body, 2, 0, 65535, &ext_block));
-    KX_ENSURE(legacy_version == 0x0303, KX_ALERT_PROTOCOL_VERSION, "ServerHello legacy_version is not TLS 1.2");
+    if (kx_reader_left(body)) KX_GUARD(kx_read_vec(body, 2, 0, 65535, &ext_block));
+    KX_ENSURE(comp == 0, KX_ALERT_ILLEGAL_PARAMETER, "server chose compression");
+    KX_ENSURE(legacy_version == 0x0303, KX_ALERT_PROTOCOL_VERSION, "server chose a protocol version older than TLS 1.2");
+    memcpy(c->server_random, random, 32);
+
+    /* Peek for supported_versions: it alone says TLS 1.3 (RFC 8446 §4.2.1). */
+    bool is13 = false;
+    kx_reader scan = ext_block;
+    while (kx_reader_left(&scan) >= 4) {
+        uint16_t type;
+        kx_reader data;
+        if (kx_failed(kx_read_u16(&scan, &type)) || kx_failed(kx_read_vec(&scan, 2, 0, 65535, &data))) break;
+        is13 |= type == KX_EXT_TYPE_SUPPORTED_VERSIONS;
+    }
+    if (!is13) return handle_server_hello12(c, suite_id, random, sid, &ext_block);
+
+    KX_ENSURE(c->cfg->max_version == KTLSX_TLS13, KX_ALERT_ILLEGAL_PARAMETER, "server selected a version we did not offer");
     KX_ENSURE(sid.len == c->session_id_len && memcmp(sid.data, c->session_id, sid.len) == 0,
               KX_ALERT_ILLEGAL_PARAMETER, "server did not echo our session id");
-    KX_ENSURE(comp == 0, KX_ALERT_ILLEGAL_PARAMETER, "server chose compression");
     if (memcmp(random, hrr_random, 32) == 0) return handle_retry(c, suite_id, &ext_block);
-
     kx_exts e;
     KX_GUARD(kx_exts_parse(&ext_block, KX_IN_SH, c->sent_exts, &e));
-    KX_GUARD(check_selected_version(&e));
-    KX_ENSURE(suite_was_offered(c, suite_id), KX_ALERT_ILLEGAL_PARAMETER, "server chose a cipher suite we did not offer");
-    if (c->hrr)
-        KX_ENSURE(c->suite->id == suite_id, KX_ALERT_ILLEGAL_PARAMETER, "ServerHello cipher differs from HelloRetryRequest");
-    c->suite = kx_suite_by_id(suite_id);
-    memcpy(c->server_random, random, 32);
-    c->version = KTLSX_TLS13;
-
-    KX_ENSURE(kx_has_ext(&e, KX_EXT_KEY_SHARE), KX_ALERT_MISSING_EXTENSION, "ServerHello has no key_share");
-    kx_reader d = e.data[KX_EXT_KEY_SHARE], share;
-    uint16_t group;
-    KX_GUARD(kx_read_u16(&d, &group));
-    KX_GUARD(kx_read_vec(&d, 2, 1, 65535, &share));
-    KX_GUARD(kx_reader_done(&d));
-    KX_ENSURE(group == c->kex_group, KX_ALERT_ILLEGAL_PARAMETER, "server key share is not for the group we sent");
-    c->group = group;
-    c->ecdhe_len = sizeof c->ecdhe;
-    KX_GUARD(kx_kex_derive(group, c->kex_key, share.data, share.len, c->ecdhe, &c->ecdhe_len));
-
-    if (!c->hrr) KX_GUARD(kx_transcript_set_hash(&c->transcript, c->suite->hash));
-    KX_GUARD(kx_transcript_add(&c->transcript, c->msg_raw, c->msg_raw_len));
-    kx_trace(c, false, "ServerHello version=TLSv1.3 cipher=%s group=%s", c->suite->name, kx_group_name(group));
-    return enter_handshake_keys(c);
+    return handle_server_hello13(c, suite_id, &e);
 }

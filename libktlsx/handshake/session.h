@@ -1,0 +1,68 @@
+/* Sessions for resumption: what a client keeps (ticket or session ID plus the
+ * secret) and what a server keeps (the session-ID cache) or seals into a
+ * ticket (RFC 5077 / RFC 8446 §4.6.1).  Tickets are AEAD-protected under a
+ * named key; keys rotate and may come from a file shared by several servers. */
+#ifndef KX_HANDSHAKE_SESSION_H
+#define KX_HANDSHAKE_SESSION_H
+
+#include "core/buf.h"
+#include <stdbool.h>
+#include <stdint.h>
+#include <pthread.h>
+
+#define KX_SESSION_MAX_TICKET 2048
+#define KX_TICKET_KEY_NAME 16
+#define KX_TICKET_KEYS 3  /* current + previous ones still accepted */
+
+typedef struct {
+    uint16_t version;
+    uint16_t suite;
+    uint8_t secret[48];        /* TLS 1.2 master secret, or TLS 1.3 resumption PSK */
+    uint8_t secret_len;
+    bool ems;                  /* TLS 1.2: the session used the extended master secret */
+    uint8_t session_id[32];
+    uint8_t session_id_len;
+    uint64_t issued_ms;        /* when the ticket/session was issued (server) or received (client) */
+    uint32_t lifetime;         /* seconds */
+    uint32_t age_add;          /* TLS 1.3 obfuscation */
+    uint16_t ticket_len;
+    uint8_t ticket[KX_SESSION_MAX_TICKET];
+    char alpn[64];
+    char peer_subject[160];
+} kx_session;
+
+typedef struct {
+    uint8_t name[KX_TICKET_KEY_NAME];
+    uint8_t key[32];           /* AES-256-GCM */
+    uint64_t created_ms;
+    bool in_use;
+} kx_ticket_key;
+
+/* A bounded LRU cache of TLS 1.2 sessions by session ID. */
+typedef struct kx_session_cache kx_session_cache;
+
+kx_session_cache *kx_session_cache_new(size_t entries, uint32_t lifetime_s);
+void kx_session_cache_free(kx_session_cache *sc);
+void kx_session_cache_put(kx_session_cache *sc, const kx_session *s);
+/* Copies the session out if found and fresh; returns true then. */
+bool kx_session_cache_get(kx_session_cache *sc, const uint8_t *id, size_t idlen, kx_session *out);
+
+uint64_t kx_now_ms(void);
+void kx_session_wipe(kx_session *s);
+
+/* Client-side serialisation (for --sess-out / --sess-in). */
+KX_RESULT kx_session_encode(const kx_session *s, kx_buf *out);
+KX_RESULT kx_session_decode(const uint8_t *data, size_t len, kx_session *s);
+
+struct ktlsx_conn;
+/* Seal the connection's session into a ticket under the current key. */
+KX_RESULT kx_session_ticket_seal(struct ktlsx_conn *c, kx_buf *ticket);
+/* Seal an explicit session (TLS 1.3 tickets carry a per-ticket PSK). */
+KX_RESULT kx_ticket_seal(struct ktlsx_conn *c, const kx_session *s, kx_buf *ticket);
+/* Open a ticket; false if the key is unknown (rotated out), the tag fails,
+ * or the session expired: the caller falls back to a full handshake. */
+bool kx_ticket_open(struct ktlsx_conn *c, const uint8_t *ticket, size_t len, kx_session *out);
+/* Client: remember a TLS 1.2 ticket from NewSessionTicket. */
+KX_RESULT kx_session_store_ticket12(struct ktlsx_conn *c, uint32_t lifetime, const uint8_t *ticket, size_t len);
+
+#endif
