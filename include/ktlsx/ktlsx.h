@@ -186,6 +186,40 @@ struct ktlsx_traffic_keys {
 enum ktlsx_direction { KTLSX_TX = 0, KTLSX_RX = 1 };
 int ktlsx_export_keys(const ktlsx_conn *conn, enum ktlsx_direction dir, struct ktlsx_traffic_keys *out);
 
+/* ---- kernel TLS offload ---- */
+
+#define KTLSX_KTLS_TX 1
+#define KTLSX_KTLS_RX 2
+
+/* Move the record layer of `fd` into the kernel once the handshake is DONE:
+ * TCP_ULP "tls", then TLS_TX and TLS_RX with the negotiated keys and the
+ * current record sequence numbers; the key material is wiped right after.
+ * Call it after flushing all pending output, having read the handshake
+ * record by record (ktlsx_input_wanted), and before any further ktlsx_read.
+ * `want`: KTLSX_KTLS_TX | KTLSX_KTLS_RX.
+ * Returns the directions now in the kernel (0 = none: `why` says why, e.g.
+ * "kernel has no tls module", and the connection continues in user space
+ * unchanged), or -1 when TX went in but RX failed: the connection is unusable
+ * and must be closed. */
+int ktlsx_ktls_start(ktlsx_conn *conn, int fd, int want, char *why, size_t whylen);
+/* Which directions are in the kernel. */
+int ktlsx_ktls_active(const ktlsx_conn *conn);
+/* Plaintext the engine decrypted before the switch (kept in order): read it
+ * with ktlsx_read() before reading the socket. */
+size_t ktlsx_pending_plaintext(const ktlsx_conn *conn);
+
+/* Read application data from a kernel-TLS socket (RX in the kernel).
+ * Control records are handled here: NewSessionTicket (stored for
+ * ktlsx_get_session), KeyUpdate (the kernel is re-keyed where it can be,
+ * kernels >= 6.14; elsewhere the connection fails with a clear error),
+ * close_notify (returns 0 = end of stream), fatal alerts (returns -1 with
+ * ktlsx_error naming the alert).  Returns bytes read, 0 at end, -1 on error
+ * (errno EAGAIN passes through for non-blocking sockets). */
+long ktlsx_ktls_read(ktlsx_conn *conn, int fd, void *buf, size_t len);
+/* Send close_notify / a KeyUpdate through a kernel-TLS socket (TX in the kernel). */
+int ktlsx_ktls_close_notify(ktlsx_conn *conn, int fd);
+int ktlsx_ktls_key_update(ktlsx_conn *conn, int fd, int request_update);
+
 #ifdef __cplusplus
 }
 #endif

@@ -167,7 +167,7 @@ int ktlsx_input(ktlsx_conn *c, const uint8_t *data, size_t len)
 size_t ktlsx_take_buffered(ktlsx_conn *c, void *buf, size_t len)
 {
     size_t n = c->in.len < len ? c->in.len : len;
-    memcpy(buf, c->in.data, n);
+    if (n) memcpy(buf, c->in.data, n);
     kx_buf_consume(&c->in, n);
     return n;
 }
@@ -455,7 +455,7 @@ int ktlsx_write(ktlsx_conn *c, const void *data, size_t len)
     return 0;
 }
 
-static kx_result handle_post_handshake(ktlsx_conn *c)
+kx_result kx_handle_post_handshake(ktlsx_conn *c)
 {
     kx_buf msg = { 0 };
     kx_result r = KX_OK;
@@ -515,7 +515,7 @@ long ktlsx_read(ktlsx_conn *c, void *buf, size_t len)
         if (c->peer_closed) return -KTLSX_CLOSED;
         bool got;
         kx_result r = read_record(c, &got);
-        if (!kx_failed(r)) r = handle_post_handshake(c);
+        if (!kx_failed(r)) r = kx_handle_post_handshake(c);
         if (kx_failed(r)) {
             if (!c->failed) kx_conn_fail(c, r);
             return -KTLSX_FAILED;
@@ -523,6 +523,18 @@ long ktlsx_read(ktlsx_conn *c, void *buf, size_t len)
         if (!got) return c->eof ? -KTLSX_CLOSED : 0;
     }
 }
+
+kx_result kx_drain_records(ktlsx_conn *c)
+{
+    bool got = true;
+    while (got && !c->peer_closed) {
+        KX_GUARD(read_record(c, &got));
+        KX_GUARD(kx_handle_post_handshake(c));
+    }
+    return KX_OK;
+}
+
+size_t ktlsx_pending_plaintext(const ktlsx_conn *c) { return c->app_in.len - c->app_in_off; }
 
 int ktlsx_close_notify(ktlsx_conn *c)
 {

@@ -205,6 +205,9 @@ struct ktlsx_conn {
     size_t psk_len;
     bool new_session;           /* client: session was refreshed by this connection */
 
+    /* ---- kernel TLS ---- */
+    int ktls_active;            /* KTLSX_KTLS_TX | KTLSX_KTLS_RX now in the kernel */
+
     /* ---- post-handshake ---- */
     bool key_update_pending;    /* peer asked for an update we still owe */
     kx_buf ticket;              /* last NewSessionTicket received (raw body) */
@@ -272,6 +275,12 @@ KX_MESSAGE(new_session_ticket12);
 KX_RESULT kx_psk_binder(ktlsx_conn *c, kx_hash_id h, const uint8_t *psk, size_t psklen, bool external,
                         const uint8_t *partial_ch, size_t partial_len, uint8_t *binder);
 bool kx_psk_offer(ktlsx_conn *c, const uint8_t **identity, size_t *idlen, uint32_t *age, kx_hash_id *hash);
+
+/* Decrypt every complete record already received (application data is kept
+ * for ktlsx_read, post-handshake messages are handled). */
+KX_RESULT kx_drain_records(ktlsx_conn *c);
+/* Handle complete post-handshake messages in hs_in (user-space record layer). */
+KX_RESULT kx_handle_post_handshake(ktlsx_conn *c);
 
 /* After the last handshake message (handshake/complete.c). */
 KX_RESULT kx_handshake_complete(ktlsx_conn *c);

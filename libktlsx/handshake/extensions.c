@@ -52,6 +52,7 @@ kx_result kx_exts_parse(kx_reader *block, kx_ext_msg msg, uint32_t offered, kx_e
         KX_GUARD(kx_read_u16(block, &type));
         KX_GUARD(kx_read_vec(block, 2, 0, 65535, &data));
         int i = ext_index(type);
+        out->psk_last = false; /* only true while pre_shared_key is the last one seen */
         if (i < 0) {
             KX_ENSURE(is_request, KX_ALERT_UNSUPPORTED_EXTENSION, "peer sent an extension we did not offer");
             continue;

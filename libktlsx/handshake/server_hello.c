@@ -167,7 +167,8 @@ static kx_result handle_retry(ktlsx_conn *c, uint16_t suite_id, kx_reader *ext_b
 {
     KX_ENSURE(!c->hrr, KX_ALERT_UNEXPECTED_MESSAGE, "second HelloRetryRequest");
     kx_exts e;
-    KX_GUARD(kx_exts_parse(ext_block, KX_IN_HRR, c->sent_exts, &e));
+    /* A cookie may come back unrequested (RFC 8446 §4.2.2). */
+    KX_GUARD(kx_exts_parse(ext_block, KX_IN_HRR, c->sent_exts | (1u << KX_EXT_COOKIE), &e));
     KX_ENSURE(kx_has_ext(&e, KX_EXT_SUPPORTED_VERSIONS), KX_ALERT_MISSING_EXTENSION, "HelloRetryRequest without version");
     KX_GUARD(check_selected_version(&e));
     KX_ENSURE(suite_was_offered(c, suite_id, KTLSX_TLS13), KX_ALERT_ILLEGAL_PARAMETER,
