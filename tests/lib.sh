@@ -45,6 +45,14 @@ rm -rf "$WORK"
 mkdir -p "$WORK" "$(dirname "$RESULTS_FILE")"
 touch "$RESULTS_FILE"
 
+# Test a private copy of the binary: a relink in the (shared) build tree while
+# the script runs must not change or remove the binary under test.
+KTLSX_ORIG=$KTLSX
+if [[ -x $KTLSX && ${KTLSX_SNAPSHOT:-1} == 1 ]]; then
+  mkdir -p "$WORK/bin"
+  if cp "$KTLSX" "$WORK/bin/ktlsx" 2>/dev/null; then KTLSX=$WORK/bin/ktlsx; fi
+fi
+
 log() { echo "[$SCRIPT_NAME] $*" >&2; }
 
 # ---------------------------------------------------------------- cleanup ---
@@ -151,7 +159,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 
 # need_ktlsx: 0 if $KTLSX is an executable; otherwise sets SKIP_WHY
 need_ktlsx() {
-  if [[ ! -x $KTLSX ]]; then SKIP_WHY="ktlsx binary not built (${KTLSX#$ROOT/})"; return 1; fi
+  if [[ ! -x $KTLSX ]]; then SKIP_WHY="ktlsx binary not built (${KTLSX_ORIG#$ROOT/})"; return 1; fi
   return 0
 }
 need_tool() { # need_tool NAME...
