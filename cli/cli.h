@@ -28,31 +28,8 @@ enum {
 int ktlsx_cmd_client(int argc, char **argv);
 int ktlsx_cmd_server(int argc, char **argv);
 
-/* `ktlsx probe` is implemented in probe.c; use its header when it exists so
- * its declaration stays the single source of truth. */
-#if defined(__has_include)
-#if __has_include("probe.h")
+/* `ktlsx probe` (probe.c) */
 #include "probe.h"
-#else
-int ktlsx_cmd_probe(int argc, char **argv);
-/* The stdio data phase: stdin goes to the peer, the peer's data to
- * stdout, until the peer closes (exit status 0) or the connection fails
- * (reported, 1). *stdin_open is cleared at stdin EOF; if
- * idle_after_stdin_eof_ms >= 0 the relay also ends, with close_notify,
- * once stdin is closed and the peer has been quiet that long. */
-int cli_relay_stdio(struct cli_session *session, int *stdin_open, int idle_after_stdin_eof_ms);
-
-#endif
-#else
-int ktlsx_cmd_probe(int argc, char **argv);
-/* The stdio data phase: stdin goes to the peer, the peer's data to
- * stdout, until the peer closes (exit status 0) or the connection fails
- * (reported, 1). *stdin_open is cleared at stdin EOF; if
- * idle_after_stdin_eof_ms >= 0 the relay also ends, with close_notify,
- * once stdin is closed and the peer has been quiet that long. */
-int cli_relay_stdio(struct cli_session *session, int *stdin_open, int idle_after_stdin_eof_ms);
-
-#endif
 
 /* ---- command line ---- */
 
@@ -66,6 +43,19 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 int cli_getopt_error(const char *cmd, int opt, char **argv);
 
 #define CLI_MAX_CERTS 8
+#define CLI_MAX_TICKET_KEY_FILES 8
+
+/* --ktls: what to do with kernel TLS once the handshake is done. */
+enum cli_ktls_mode {
+    CLI_KTLS_AUTO = 0, /* use it when the kernel takes it, else user space (one line says why) */
+    CLI_KTLS_OFF,      /* user-space records only */
+    CLI_KTLS_REQUIRE,  /* fail the connection without it */
+};
+
+/* "auto" / "off" / "require". Returns 0 or -1. */
+int cli_parse_ktls_mode(const char *arg, enum cli_ktls_mode *mode);
+/* A decimal count in [0, max] (no sign, no suffix). Returns 0 or -1. */
+int cli_parse_count(const char *arg, unsigned long long max, unsigned long long *out);
 
 /* TLS settings that the client and the server take the same way. */
 struct cli_tls_options {
@@ -84,6 +74,19 @@ struct cli_tls_options {
     int insecure;
     enum ktlsx_verify_client verify_client;
     int trace;
+    /* External PSK (TLS 1.3): identity and a file holding the key in hex. */
+    const char *psk_identity;
+    const char *psk_file;
+    int psk_sha384;
+    int psk_ke;        /* also allow psk_ke (no (EC)DHE) */
+    int legacy_rsa_kx; /* allow TLS 1.2 RSA key exchange */
+    int require_ems;   /* client */
+    int fallback_scsv; /* client */
+    /* Server resumption; -1 = the engine's default. */
+    long long tickets;
+    long long session_cache;
+    const char *ticket_key_files[CLI_MAX_TICKET_KEY_FILES];
+    size_t ticket_key_file_count;
 };
 
 void cli_tls_options_init(struct cli_tls_options *opts);
@@ -93,8 +96,8 @@ int cli_parse_tls_version(const char *arg, struct cli_tls_options *opts);
 int cli_add_cert_file(struct cli_tls_options *opts, const char *path);
 int cli_add_key_file(struct cli_tls_options *opts, const char *path);
 
-/* Build the engine configuration. On a failing setter prints
- * "ktlsx: <ktlsx_config_error>" and returns NULL (exit status 2). */
+/* Build the engine configuration. On a failing setter (or an unreadable
+ * --psk-file) prints "ktlsx: <reason>" and returns NULL (exit status 2). */
 ktlsx_config *cli_build_config(enum ktlsx_role role, const struct cli_tls_options *opts);
 
 /* ---- TCP ---- */
@@ -140,8 +143,9 @@ enum cli_recv_result {
 };
 
 /* How application data moves once the handshake is done: through the
- * engine's user-space record layer, or (later) through kernel TLS.  The
- * strategy is picked in one place, cli_select_datapath() in common.c. */
+ * engine's user-space record layer or through kernel TLS, chosen for each
+ * direction separately.  The strategy is picked in one place,
+ * cli_select_datapath() in common.c. */
 struct cli_datapath {
     const char *ktls_state; /* printed as ktls=<state> in the summary line */
     /* Encrypt and send everything. Returns 0 or -1 (session->error set). */
@@ -151,12 +155,22 @@ struct cli_datapath {
     enum cli_recv_result (*recv)(struct cli_session *session, cli_sink_fn sink, void *ctx);
     /* Send close_notify. Returns 0 or -1 (session->error set). */
     int (*close_notify)(struct cli_session *session);
+    /* Send exactly `len` bytes of `file_fd` from its current offset:
+     * sendfile(2) when TX is in the kernel, else read() and encrypt in
+     * 64 KiB chunks. Returns 0 or -1 (session->error set). */
+    int (*send_file)(struct cli_session *session, int file_fd, uint64_t len);
 };
 
 struct cli_session {
     int fd;
     ktlsx_conn *conn;
     const struct cli_datapath *datapath; /* set by cli_session_handshake */
+    enum cli_ktls_mode ktls_mode;        /* set before cli_session_handshake */
+    /* --key-update-after: after this many application bytes sent (0 = never),
+     * send one KeyUpdate with request_update = 1. */
+    uint64_t key_update_after;
+    uint64_t bytes_sent;
+    int key_update_done;
     char error[512];
 };
 
@@ -164,9 +178,21 @@ struct cli_session {
 int cli_sink_to_stdout(struct cli_session *session, void *ctx, const uint8_t *data, size_t len);
 
 /* Run the handshake with CLI_HANDSHAKE_TIMEOUT_MS. On success selects the
- * data path, prints the "handshake ok" summary line and returns 0; on
- * failure prints "ktlsx: handshake failed: ..." and returns -1. */
+ * data path (kernel TLS per session->ktls_mode), prints the "handshake ok"
+ * summary line and returns 0; on failure prints "ktlsx: handshake failed:
+ * ..." (or "ktlsx: connection failed: ..." when kernel TLS was required or
+ * left the socket unusable) and returns -1. */
 int cli_session_handshake(struct cli_session *session);
+
+/* Plaintext decrypted before the switch to kernel TLS is still waiting: the
+ * next recv delivers it without reading the socket, so poll loops must not
+ * wait for the socket first. */
+int cli_session_has_buffered(const struct cli_session *session);
+
+/* Wait until the socket is readable or plaintext is buffered, at most
+ * timeout_ms (-1: no limit). Returns 1 (go and recv), 0 (timed out) or -1
+ * (poll failed: session->error set). */
+int cli_session_wait_readable(struct cli_session *session, int timeout_ms);
 
 /* Print "ktlsx: connection failed: <session->error>". */
 void cli_session_report_failure(const struct cli_session *session);

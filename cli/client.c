@@ -2,15 +2,25 @@
  * peer and the peer to stdout. */
 #include "cli.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
 
 /* After stdin ends, the peer gets this long without sending anything
  * before we close. Closing at once would be wrong: servers such as
  * `openssl s_server` and `gnutls-serv --echo` may drop the connection on
  * close_notify before they have answered everything we sent. */
 #define CLIENT_IDLE_AFTER_STDIN_EOF_MS 2000
+
+/* Largest saved session accepted or written (tickets are far smaller). */
+#define CLIENT_MAX_SESSION (64 * 1024)
 
 static const char client_usage[] =
     "usage: ktlsx client HOST:PORT [options]\n"
@@ -29,7 +39,31 @@ static const char client_usage[] =
     "  --groups LIST          key exchange groups, e.g. x25519,P-256\n"
     "  --keylog FILE          write NSS key log (default: $SSLKEYLOGFILE)\n"
     "  --trace                trace handshake messages on stderr\n"
-    "  --help                 show this help\n";
+    "  --ktls auto|off|require\n"
+    "                         after the handshake move the record layer into\n"
+    "                         the kernel: auto (default) falls back to user\n"
+    "                         space with one line saying why; require fails\n"
+    "                         the connection (exit 1) without it\n"
+    "  --sess-in FILE         offer the session saved in FILE (resumption)\n"
+    "  --sess-out FILE        when the connection ends, save its session to\n"
+    "                         FILE (mode 0600; it holds secrets)\n"
+    "  --psk-identity ID --psk-file FILE\n"
+    "                         TLS 1.3 external PSK; FILE holds the key in hex\n"
+    "                         (whitespace ignored)\n"
+    "  --psk-sha384           bind the PSK to SHA-384 (default: SHA-256)\n"
+    "  --psk-ke               also allow PSK without (EC)DHE (psk_ke)\n"
+    "  --require-ems          refuse TLS 1.2 servers without extended master\n"
+    "                         secret\n"
+    "  --fallback-scsv        send TLS_FALLBACK_SCSV (a deliberate fallback)\n"
+    "  --legacy-rsa-kx        allow TLS 1.2 RSA key exchange (no forward\n"
+    "                         secrecy)\n"
+    "  --key-update-after BYTES\n"
+    "                         after sending BYTES of data, send one KeyUpdate\n"
+    "                         asking the server to update too (TLS 1.3)\n"
+    "  --help                 show this help\n"
+    "\n"
+    "Exit status: 0 when the server closed, 1 on a TLS or network failure,\n"
+    "2 on a bad command line or configuration.\n";
 
 enum client_option {
     OPT_SNI = 256,
@@ -44,6 +78,17 @@ enum client_option {
     OPT_GROUPS,
     OPT_KEYLOG,
     OPT_TRACE,
+    OPT_KTLS,
+    OPT_SESS_IN,
+    OPT_SESS_OUT,
+    OPT_PSK_IDENTITY,
+    OPT_PSK_FILE,
+    OPT_PSK_SHA384,
+    OPT_PSK_KE,
+    OPT_REQUIRE_EMS,
+    OPT_FALLBACK_SCSV,
+    OPT_LEGACY_RSA_KX,
+    OPT_KEY_UPDATE_AFTER,
     OPT_HELP,
 };
 
@@ -60,6 +105,17 @@ static const struct option client_long_options[] = {
     { "groups", required_argument, NULL, OPT_GROUPS },
     { "keylog", required_argument, NULL, OPT_KEYLOG },
     { "trace", no_argument, NULL, OPT_TRACE },
+    { "ktls", required_argument, NULL, OPT_KTLS },
+    { "sess-in", required_argument, NULL, OPT_SESS_IN },
+    { "sess-out", required_argument, NULL, OPT_SESS_OUT },
+    { "psk-identity", required_argument, NULL, OPT_PSK_IDENTITY },
+    { "psk-file", required_argument, NULL, OPT_PSK_FILE },
+    { "psk-sha384", no_argument, NULL, OPT_PSK_SHA384 },
+    { "psk-ke", no_argument, NULL, OPT_PSK_KE },
+    { "require-ems", no_argument, NULL, OPT_REQUIRE_EMS },
+    { "fallback-scsv", no_argument, NULL, OPT_FALLBACK_SCSV },
+    { "legacy-rsa-kx", no_argument, NULL, OPT_LEGACY_RSA_KX },
+    { "key-update-after", required_argument, NULL, OPT_KEY_UPDATE_AFTER },
     { "help", no_argument, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
 };
@@ -68,6 +124,10 @@ struct client_options {
     struct cli_tls_options tls;
     struct cli_endpoint server;
     const char *sni; /* NULL: the HOST part of HOST:PORT */
+    enum cli_ktls_mode ktls_mode;
+    const char *sess_in;
+    const char *sess_out;
+    uint64_t key_update_after; /* 0: never */
 };
 
 /* Returns -1 to go on, or the exit status (help shown, usage error). */
@@ -77,8 +137,14 @@ static int parse_client_options(int argc, char **argv, struct client_options *op
     const char *why;
     int opt;
 
+    unsigned long long count;
+
     cli_tls_options_init(&opts->tls);
     opts->sni = NULL;
+    opts->ktls_mode = CLI_KTLS_AUTO;
+    opts->sess_in = NULL;
+    opts->sess_out = NULL;
+    opts->key_update_after = 0;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":h", client_long_options, NULL)) != -1) {
         switch (opt) {
@@ -124,6 +190,45 @@ static int parse_client_options(int argc, char **argv, struct client_options *op
         case OPT_TRACE:
             opts->tls.trace = 1;
             break;
+        case OPT_KTLS:
+            if (cli_parse_ktls_mode(optarg, &opts->ktls_mode) < 0)
+                return cli_usage_error("client", "--ktls must be auto, off or require, not '%s'",
+                                       optarg);
+            break;
+        case OPT_SESS_IN:
+            opts->sess_in = optarg;
+            break;
+        case OPT_SESS_OUT:
+            opts->sess_out = optarg;
+            break;
+        case OPT_PSK_IDENTITY:
+            opts->tls.psk_identity = optarg;
+            break;
+        case OPT_PSK_FILE:
+            opts->tls.psk_file = optarg;
+            break;
+        case OPT_PSK_SHA384:
+            opts->tls.psk_sha384 = 1;
+            break;
+        case OPT_PSK_KE:
+            opts->tls.psk_ke = 1;
+            break;
+        case OPT_REQUIRE_EMS:
+            opts->tls.require_ems = 1;
+            break;
+        case OPT_FALLBACK_SCSV:
+            opts->tls.fallback_scsv = 1;
+            break;
+        case OPT_LEGACY_RSA_KX:
+            opts->tls.legacy_rsa_kx = 1;
+            break;
+        case OPT_KEY_UPDATE_AFTER:
+            if (cli_parse_count(optarg, UINT64_MAX, &count) < 0 || count == 0)
+                return cli_usage_error("client",
+                                       "--key-update-after needs a byte count > 0, not '%s'",
+                                       optarg);
+            opts->key_update_after = count;
+            break;
         case OPT_HELP:
         case 'h':
             fputs(client_usage, stdout);
@@ -134,6 +239,10 @@ static int parse_client_options(int argc, char **argv, struct client_options *op
     }
     if (opts->tls.cert_count != opts->tls.key_count)
         return cli_usage_error("client", "--cert and --key go together");
+    if ((opts->tls.psk_identity == NULL) != (opts->tls.psk_file == NULL))
+        return cli_usage_error("client", "--psk-identity and --psk-file go together");
+    if (opts->tls.psk_sha384 && opts->tls.psk_identity == NULL)
+        return cli_usage_error("client", "--psk-sha384 needs --psk-identity and --psk-file");
     if (optind >= argc)
         return cli_usage_error("client", "missing HOST:PORT");
     if (optind + 1 < argc)
@@ -142,6 +251,92 @@ static int parse_client_options(int argc, char **argv, struct client_options *op
     if (cli_parse_endpoint(target, 0, &opts->server, &why) < 0)
         return cli_usage_error("client", "'%s': %s", target, why);
     return -1;
+}
+
+/* --sess-in: offer the saved session. Returns 0, or -1 after a message
+ * naming the file. */
+static int load_session(ktlsx_conn *conn, const char *path)
+{
+    uint8_t *blob = malloc(CLIENT_MAX_SESSION + 1);
+    size_t len = 0;
+    int rc = -1;
+    int fd;
+
+    if (blob == NULL) {
+        fprintf(stderr, "ktlsx: --sess-in %s: out of memory\n", path);
+        return -1;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "ktlsx: cannot open --sess-in %s: %s\n", path, strerror(errno));
+        free(blob);
+        return -1;
+    }
+    for (;;) {
+        ssize_t n = read(fd, blob + len, CLIENT_MAX_SESSION + 1 - len);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            fprintf(stderr, "ktlsx: cannot read --sess-in %s: %s\n", path, strerror(errno));
+            goto out;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len > CLIENT_MAX_SESSION) {
+            fprintf(stderr, "ktlsx: --sess-in %s: too large to be a saved session\n", path);
+            goto out;
+        }
+    }
+    if (len == 0 || ktlsx_set_session(conn, blob, len) < 0) {
+        fprintf(stderr, "ktlsx: --sess-in %s: not a session saved by ktlsx client --sess-out\n",
+                path);
+        goto out;
+    }
+    rc = 0;
+out:
+    close(fd);
+    OPENSSL_cleanse(blob, CLIENT_MAX_SESSION + 1);
+    free(blob);
+    return rc;
+}
+
+/* --sess-out: save the connection's session (mode 0600). Returns 0 or -1
+ * (reported). No session is reported but not an error. */
+static int save_session(const ktlsx_conn *conn, const char *path)
+{
+    uint8_t *blob = malloc(CLIENT_MAX_SESSION);
+    long len;
+    int fd;
+    int rc = -1;
+
+    if (blob == NULL) {
+        fprintf(stderr, "ktlsx: --sess-out %s: out of memory\n", path);
+        return -1;
+    }
+    len = ktlsx_get_session(conn, blob, CLIENT_MAX_SESSION);
+    if (len <= 0) {
+        fprintf(stderr, "ktlsx: no session to save\n");
+        free(blob);
+        return 0;
+    }
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    /* An existing file keeps its mode on O_CREAT: make it private first. */
+    if (fd < 0 || fchmod(fd, 0600) < 0 || cli_write_all(fd, blob, (size_t)len) < 0) {
+        fprintf(stderr, "ktlsx: cannot write --sess-out %s: %s\n", path, strerror(errno));
+    } else if (close(fd) < 0) {
+        fd = -1;
+        fprintf(stderr, "ktlsx: cannot write --sess-out %s: %s\n", path, strerror(errno));
+    } else {
+        fd = -1;
+        rc = 0;
+    }
+    if (fd >= 0)
+        close(fd);
+    OPENSSL_cleanse(blob, CLIENT_MAX_SESSION);
+    free(blob);
+    return rc;
 }
 
 int ktlsx_cmd_client(int argc, char **argv)
@@ -172,6 +367,13 @@ int ktlsx_cmd_client(int argc, char **argv)
         goto out;
     }
 
+    if (opts.sess_in != NULL && load_session(session.conn, opts.sess_in) < 0) {
+        status = CLI_EXIT_USAGE;
+        goto out;
+    }
+    session.ktls_mode = opts.ktls_mode;
+    session.key_update_after = opts.key_update_after;
+
     session.fd = cli_connect_tcp(&opts.server, CLI_HANDSHAKE_TIMEOUT_MS);
     if (session.fd < 0) {
         status = CLI_EXIT_FAILURE;
@@ -179,10 +381,14 @@ int ktlsx_cmd_client(int argc, char **argv)
     }
     if (cli_session_handshake(&session) < 0) {
         status = CLI_EXIT_FAILURE;
-        goto out;
+    } else {
+        stdin_open = 1;
+        status = cli_relay_stdio(&session, &stdin_open, CLIENT_IDLE_AFTER_STDIN_EOF_MS);
     }
-    stdin_open = 1;
-    status = cli_relay_stdio(&session, &stdin_open, CLIENT_IDLE_AFTER_STDIN_EOF_MS);
+    /* TLS 1.3 tickets arrive after the handshake: save at the very end.
+     * A failed save is reported; the exit status stays the connection's. */
+    if (opts.sess_out != NULL)
+        (void)save_session(session.conn, opts.sess_out);
 
 out:
     if (session.fd >= 0)

@@ -13,18 +13,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/crypto.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 /* After our close_notify, how long to wait for the peer to close. */
 #define CLI_LINGER_MS 1000
+/* --session-cache N: entry lifetime (the engine's default). */
+#define CLI_SESSION_CACHE_LIFETIME_S 300
 
 /* Largest TLS record on the wire: 5-byte header + 2^14 plaintext + the
  * TLS 1.2 ciphertext expansion allowance (2048). */
 #define CLI_MAX_RECORD_WIRE (5 + 16384 + 2048)
 /* Largest plaintext fragment of one record. */
 #define CLI_MAX_PLAINTEXT 16384
+/* --sendfile without kernel TX: read and encrypt this much at a time. */
+#define CLI_FILE_CHUNK (64 * 1024)
+/* Largest --psk-file accepted (the key is far smaller; this bounds the read). */
+#define CLI_MAX_PSK_FILE 4096
 
 /* The record-sized buffers below are static rather than on the stack: the
  * tool is single-threaded and serves one connection at a time. */
@@ -61,6 +70,117 @@ void cli_tls_options_init(struct cli_tls_options *opts)
     opts->min_version = KTLSX_TLS12;
     opts->max_version = KTLSX_TLS13;
     opts->verify_client = KTLSX_VERIFY_NONE;
+    opts->tickets = -1;
+    opts->session_cache = -1;
+}
+
+int cli_parse_ktls_mode(const char *arg, enum cli_ktls_mode *mode)
+{
+    if (strcmp(arg, "auto") == 0)
+        *mode = CLI_KTLS_AUTO;
+    else if (strcmp(arg, "off") == 0)
+        *mode = CLI_KTLS_OFF;
+    else if (strcmp(arg, "require") == 0)
+        *mode = CLI_KTLS_REQUIRE;
+    else
+        return -1;
+    return 0;
+}
+
+int cli_parse_count(const char *arg, unsigned long long max, unsigned long long *out)
+{
+    unsigned long long value;
+    char *end;
+
+    if (arg[0] < '0' || arg[0] > '9')
+        return -1;
+    errno = 0;
+    value = strtoull(arg, &end, 10);
+    if (errno != 0 || *end != '\0' || value > max)
+        return -1;
+    *out = value;
+    return 0;
+}
+
+static int hex_digit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Read a PSK written in hex (whitespace anywhere is ignored) into key.
+ * Returns its length, or -1 after printing a message naming the file. */
+static long read_psk_file(const char *path, uint8_t *key, size_t cap)
+{
+    static char text[CLI_MAX_PSK_FILE + 1];
+    size_t text_len = 0;
+    size_t key_len = 0;
+    int high = -1;
+    long result = -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        fprintf(stderr, "ktlsx: cannot open --psk-file %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    for (;;) {
+        ssize_t n = read(fd, text + text_len, sizeof text - text_len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            fprintf(stderr, "ktlsx: cannot read --psk-file %s: %s\n", path, strerror(errno));
+            goto out;
+        }
+        if (n == 0)
+            break;
+        text_len += (size_t)n;
+        if (text_len == sizeof text) {
+            fprintf(stderr, "ktlsx: --psk-file %s: too large for a key in hex\n", path);
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < text_len; i++) {
+        int c = (unsigned char)text[i];
+        int v;
+
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v')
+            continue;
+        v = hex_digit(c);
+        if (v < 0) {
+            fprintf(stderr, "ktlsx: --psk-file %s: not a hex key (byte %zu)\n", path, i + 1);
+            goto out;
+        }
+        if (high < 0) {
+            high = v;
+            continue;
+        }
+        if (key_len == cap) {
+            fprintf(stderr, "ktlsx: --psk-file %s: key longer than %zu bytes\n", path, cap);
+            goto out;
+        }
+        key[key_len++] = (uint8_t)(high << 4 | v);
+        high = -1;
+    }
+    if (high >= 0) {
+        fprintf(stderr, "ktlsx: --psk-file %s: odd number of hex digits\n", path);
+        goto out;
+    }
+    if (key_len == 0) {
+        fprintf(stderr, "ktlsx: --psk-file %s: no key in the file\n", path);
+        goto out;
+    }
+    result = (long)key_len;
+out:
+    OPENSSL_cleanse(text, sizeof text);
+    close(fd);
+    if (result < 0)
+        OPENSSL_cleanse(key, cap);
+    return result;
 }
 
 int cli_parse_tls_version(const char *arg, struct cli_tls_options *opts)
@@ -112,6 +232,9 @@ ktlsx_config *cli_build_config(enum ktlsx_role role, const struct cli_tls_option
 
     /* Stop at the first failing setter: its message is the one to show. */
     failed = ktlsx_config_set_versions(cfg, opts->min_version, opts->max_version) < 0;
+    /* Before --ciphers: an explicit list may then name the RSA suites. */
+    if (!failed && opts->legacy_rsa_kx)
+        failed = ktlsx_config_set_legacy_rsa_kx(cfg, 1) < 0;
     if (!failed && opts->ciphers != NULL)
         failed = ktlsx_config_set_ciphers(cfg, opts->ciphers) < 0;
     if (!failed && opts->groups != NULL)
@@ -130,6 +253,31 @@ ktlsx_config *cli_build_config(enum ktlsx_role role, const struct cli_tls_option
         failed = ktlsx_config_set_verify_client(cfg, opts->verify_client) < 0;
     if (!failed && keylog != NULL)
         failed = ktlsx_config_set_keylog_file(cfg, keylog) < 0;
+    if (!failed && opts->psk_ke)
+        failed = ktlsx_config_set_psk_ke(cfg, 1) < 0;
+    if (!failed && opts->require_ems)
+        failed = ktlsx_config_set_require_ems(cfg, 1) < 0;
+    if (!failed && opts->fallback_scsv)
+        failed = ktlsx_config_set_fallback_scsv(cfg, 1) < 0;
+    if (!failed && opts->tickets >= 0)
+        failed = ktlsx_config_set_tickets(cfg, (unsigned)opts->tickets, 0) < 0;
+    if (!failed && opts->session_cache >= 0)
+        failed = ktlsx_config_set_session_cache(cfg, (size_t)opts->session_cache,
+                                                CLI_SESSION_CACHE_LIFETIME_S) < 0;
+    for (size_t i = 0; !failed && i < opts->ticket_key_file_count; i++)
+        failed = ktlsx_config_add_ticket_key_file(cfg, opts->ticket_key_files[i]) < 0;
+    if (!failed && opts->psk_identity != NULL) {
+        uint8_t key[512];
+        long key_len = read_psk_file(opts->psk_file, key, sizeof key);
+
+        if (key_len < 0) {
+            ktlsx_config_free(cfg);
+            return NULL;
+        }
+        failed = ktlsx_config_set_psk(cfg, opts->psk_identity, key, (size_t)key_len,
+                                      opts->psk_sha384) < 0;
+        OPENSSL_cleanse(key, sizeof key);
+    }
     if (failed) {
         const char *msg = ktlsx_config_error(cfg);
         fprintf(stderr, "ktlsx: %s\n", msg != NULL ? msg : "invalid configuration");
@@ -424,9 +572,92 @@ static void set_send_timeout(int fd, int timeout_ms)
     (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
+/* The reason of a failed kernel TLS call: the engine's, else errno's. */
+static void set_ktls_error(struct cli_session *session, const char *what, int err)
+{
+    const char *reason = ktlsx_error(session->conn);
+
+    if (reason != NULL && reason[0] != '\0')
+        set_session_error(session, "%s: %s", what, reason);
+    else
+        set_session_error(session, "%s: %s", what, err != 0 ? strerror(err) : "failed");
+}
+
+/* -- --key-update-after -- */
+
+/* How many of the next `len` bytes may go before the KeyUpdate is due. */
+static size_t bytes_before_key_update(const struct cli_session *session, size_t len)
+{
+    uint64_t left;
+
+    if (session->key_update_after == 0 || session->key_update_done)
+        return len;
+    left = session->key_update_after > session->bytes_sent
+               ? session->key_update_after - session->bytes_sent
+               : 0;
+    return left < len ? (size_t)left : len;
+}
+
+static int send_key_update(struct cli_session *session, int tx_in_kernel)
+{
+    session->key_update_done = 1;
+    if (ktlsx_version(session->conn) != KTLSX_TLS13) {
+        fprintf(stderr, "ktlsx: --key-update-after: %s has no KeyUpdate; none sent\n",
+                ktlsx_version_name(session->conn));
+        return 0;
+    }
+    if (tx_in_kernel) {
+        if (ktlsx_ktls_key_update(session->conn, session->fd, 1) < 0) {
+            set_ktls_error(session, "KeyUpdate", errno);
+            return -1;
+        }
+    } else {
+        if (ktlsx_key_update(session->conn, 1) < 0) {
+            set_engine_error(session);
+            (void)flush_output(session);
+            return -1;
+        }
+        if (flush_output(session) < 0) {
+            set_session_error(session, "send: %s", strerror(errno));
+            return -1;
+        }
+    }
+    fprintf(stderr, "ktlsx: KeyUpdate (update_requested) sent after %llu bytes\n",
+            (unsigned long long)session->bytes_sent);
+    return 0;
+}
+
+typedef int (*raw_send_fn)(struct cli_session *session, const uint8_t *data, size_t len);
+
+/* Send through `raw`, counting the bytes and slipping in the KeyUpdate of
+ * --key-update-after exactly after that many bytes. */
+static int send_counted(struct cli_session *session, const void *data, size_t len, raw_send_fn raw,
+                        int tx_in_kernel)
+{
+    const uint8_t *p = data;
+
+    while (len > 0) {
+        size_t now = bytes_before_key_update(session, len);
+
+        if (now == 0) {
+            if (send_key_update(session, tx_in_kernel) < 0)
+                return -1;
+            continue;
+        }
+        if (raw(session, p, now) < 0)
+            return -1;
+        session->bytes_sent += now;
+        p += now;
+        len -= now;
+    }
+    if (bytes_before_key_update(session, 1) == 0)
+        return send_key_update(session, tx_in_kernel);
+    return 0;
+}
+
 /* -- data path: records sealed and opened by the engine in user space -- */
 
-static int userspace_send(struct cli_session *session, const void *data, size_t len)
+static int userspace_send_raw(struct cli_session *session, const uint8_t *data, size_t len)
 {
     if (ktlsx_write(session->conn, data, len) < 0) {
         set_engine_error(session);
@@ -440,26 +671,19 @@ static int userspace_send(struct cli_session *session, const void *data, size_t 
     return 0;
 }
 
-static enum cli_recv_result userspace_recv(struct cli_session *session, cli_sink_fn sink,
-                                           void *ctx)
+static int userspace_send(struct cli_session *session, const void *data, size_t len)
 {
-    static uint8_t wire[CLI_MAX_RECORD_WIRE];
-    static uint8_t plain[CLI_MAX_PLAINTEXT];
-    ssize_t n;
+    return send_counted(session, data, len, userspace_send_raw, 0);
+}
 
-    /* No kernel TLS will take over this socket, so there is no reason to
-     * read record by record: take whatever has arrived. */
-    do
-        n = read(session->fd, wire, sizeof wire);
-    while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        set_session_error(session, "read: %s", strerror(errno));
-        return CLI_RECV_ERROR;
-    }
-    if (n == 0)
-        return CLI_RECV_EOF;
-    /* A failure here shows up as -KTLSX_FAILED from ktlsx_read below. */
-    (void)ktlsx_input(session->conn, wire, (size_t)n);
+/* Hand every plaintext byte the engine can decrypt now to `sink`. With
+ * TX in user space, output the engine queued on the way (KeyUpdate answer,
+ * alert) is sent; with TX in the kernel it must not be (it is not sealed
+ * with the kernel's record state). */
+static enum cli_recv_result userspace_deliver(struct cli_session *session, cli_sink_fn sink,
+                                              void *ctx, int may_flush)
+{
+    static uint8_t plain[CLI_MAX_PLAINTEXT];
 
     for (;;) {
         long got = ktlsx_read(session->conn, plain, sizeof plain);
@@ -471,7 +695,7 @@ static enum cli_recv_result userspace_recv(struct cli_session *session, cli_sink
         }
         /* Post-handshake messages (KeyUpdate) and failures (the alert)
          * may have queued output. */
-        if (flush_output(session) < 0 && got == 0) {
+        if (may_flush && flush_output(session) < 0 && got == 0) {
             set_session_error(session, "send: %s", strerror(errno));
             return CLI_RECV_ERROR;
         }
@@ -482,6 +706,44 @@ static enum cli_recv_result userspace_recv(struct cli_session *session, cli_sink
         set_engine_error(session);
         return CLI_RECV_ERROR;
     }
+}
+
+static enum cli_recv_result userspace_recv_impl(struct cli_session *session, cli_sink_fn sink,
+                                                void *ctx, int may_flush)
+{
+    static uint8_t wire[CLI_MAX_RECORD_WIRE];
+    ssize_t n;
+
+    /* Plaintext left from before a kernel TLS switch comes first. */
+    if (ktlsx_pending_plaintext(session->conn) > 0)
+        return userspace_deliver(session, sink, ctx, may_flush);
+    /* No kernel TLS will take over this direction any more, so there is no
+     * reason to read record by record: take whatever has arrived. */
+    do
+        n = read(session->fd, wire, sizeof wire);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        set_session_error(session, "read: %s", strerror(errno));
+        return CLI_RECV_ERROR;
+    }
+    if (n == 0)
+        return CLI_RECV_EOF;
+    /* A failure here shows up as -KTLSX_FAILED from ktlsx_read. */
+    (void)ktlsx_input(session->conn, wire, (size_t)n);
+    return userspace_deliver(session, sink, ctx, may_flush);
+}
+
+static enum cli_recv_result userspace_recv(struct cli_session *session, cli_sink_fn sink,
+                                           void *ctx)
+{
+    return userspace_recv_impl(session, sink, ctx, 1);
+}
+
+/* RX in user space while TX is in the kernel. */
+static enum cli_recv_result userspace_recv_kernel_tx(struct cli_session *session,
+                                                     cli_sink_fn sink, void *ctx)
+{
+    return userspace_recv_impl(session, sink, ctx, 0);
 }
 
 static int userspace_close_notify(struct cli_session *session)
@@ -497,21 +759,249 @@ static int userspace_close_notify(struct cli_session *session)
     return 0;
 }
 
+static int userspace_send_file(struct cli_session *session, int file_fd, uint64_t len)
+{
+    static uint8_t chunk[CLI_FILE_CHUNK];
+
+    while (len > 0) {
+        size_t want = len < sizeof chunk ? (size_t)len : sizeof chunk;
+        ssize_t n = read(file_fd, chunk, want);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            set_session_error(session, "reading the file: %s", strerror(errno));
+            return -1;
+        }
+        if (n == 0) {
+            set_session_error(session, "the file ended %llu bytes early",
+                              (unsigned long long)len);
+            return -1;
+        }
+        /* The datapath's send: TX may still be in the kernel (RX is not). */
+        if (session->datapath->send(session, chunk, (size_t)n) < 0)
+            return -1;
+        len -= (uint64_t)n;
+    }
+    return 0;
+}
+
+/* -- data path: records sealed and/or opened by kernel TLS -- */
+
+static int kernel_send_raw(struct cli_session *session, const uint8_t *data, size_t len)
+{
+    while (len > 0) {
+        /* Plain bytes: the kernel cuts and seals the records. */
+        ssize_t n = send(session->fd, data, len, MSG_NOSIGNAL);
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            set_session_error(session, "send: %s", strerror(errno));
+            return -1;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int kernel_send(struct cli_session *session, const void *data, size_t len)
+{
+    return send_counted(session, data, len, kernel_send_raw, 1);
+}
+
+static int set_nonblocking(int fd, int on)
+{
+    int flags = fcntl(fd, F_GETFL);
+
+    if (flags < 0)
+        return -1;
+    flags = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
+    return fcntl(fd, F_SETFL, flags);
+}
+
+static enum cli_recv_result kernel_recv_impl(struct cli_session *session, cli_sink_fn sink,
+                                             void *ctx, int may_flush)
+{
+    static uint8_t plain[CLI_MAX_PLAINTEXT];
+    long n;
+    int err;
+
+    /* Plaintext decrypted before the switch comes first, in order. */
+    if (ktlsx_pending_plaintext(session->conn) > 0)
+        return userspace_deliver(session, sink, ctx, may_flush);
+    /* Callers come here when the socket is readable, but the readable
+     * record may be a control record (NewSessionTicket, KeyUpdate) that
+     * yields no data: do not block in the next read then. */
+    if (set_nonblocking(session->fd, 1) < 0) {
+        set_session_error(session, "fcntl: %s", strerror(errno));
+        return CLI_RECV_ERROR;
+    }
+    n = ktlsx_ktls_read(session->conn, session->fd, plain, sizeof plain);
+    err = errno;
+    (void)set_nonblocking(session->fd, 0);
+    /* TX in user space: a KeyUpdate answer may be queued. */
+    if (may_flush && flush_output(session) < 0 && n >= 0) {
+        set_session_error(session, "send: %s", strerror(errno));
+        return CLI_RECV_ERROR;
+    }
+    if (n > 0) {
+        if (sink(session, ctx, plain, (size_t)n) < 0)
+            return CLI_RECV_ERROR;
+        return CLI_RECV_PROGRESS;
+    }
+    if (n == 0)
+        return CLI_RECV_CLOSE_NOTIFY;
+    if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)
+        return CLI_RECV_PROGRESS;
+    set_ktls_error(session, "kernel TLS read", err);
+    return CLI_RECV_ERROR;
+}
+
+static enum cli_recv_result kernel_recv(struct cli_session *session, cli_sink_fn sink, void *ctx)
+{
+    return kernel_recv_impl(session, sink, ctx, 0);
+}
+
+/* RX in the kernel while TX is in user space. */
+static enum cli_recv_result kernel_recv_user_tx(struct cli_session *session, cli_sink_fn sink,
+                                                void *ctx)
+{
+    return kernel_recv_impl(session, sink, ctx, 1);
+}
+
+static int kernel_close_notify(struct cli_session *session)
+{
+    if (ktlsx_ktls_close_notify(session->conn, session->fd) < 0) {
+        set_ktls_error(session, "close_notify", errno);
+        return -1;
+    }
+    return 0;
+}
+
+/* Zero-copy: the kernel reads the file and seals the records itself. */
+static int kernel_send_file(struct cli_session *session, int file_fd, uint64_t len)
+{
+    while (len > 0) {
+        size_t now = len < 0x7ffff000 ? (size_t)len : 0x7ffff000;
+        ssize_t n = sendfile(session->fd, file_fd, NULL, now);
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            set_session_error(session, "sendfile: %s", strerror(errno));
+            return -1;
+        }
+        if (n == 0) {
+            set_session_error(session, "sendfile: the file ended %llu bytes early",
+                              (unsigned long long)len);
+            return -1;
+        }
+        session->bytes_sent += (uint64_t)n;
+        len -= (uint64_t)n;
+    }
+    return 0;
+}
+
 static const struct cli_datapath userspace_datapath = {
     .ktls_state = "off",
     .send = userspace_send,
     .recv = userspace_recv,
     .close_notify = userspace_close_notify,
+    .send_file = userspace_send_file,
+};
+
+static const struct cli_datapath ktls_tx_rx_datapath = {
+    .ktls_state = "tx+rx",
+    .send = kernel_send,
+    .recv = kernel_recv,
+    .close_notify = kernel_close_notify,
+    .send_file = kernel_send_file,
+};
+
+static const struct cli_datapath ktls_tx_datapath = {
+    .ktls_state = "tx",
+    .send = kernel_send,
+    .recv = userspace_recv_kernel_tx,
+    .close_notify = kernel_close_notify,
+    .send_file = kernel_send_file,
+};
+
+static const struct cli_datapath ktls_rx_datapath = {
+    .ktls_state = "rx",
+    .send = userspace_send,
+    .recv = kernel_recv_user_tx,
+    .close_notify = userspace_close_notify,
+    .send_file = userspace_send_file,
 };
 
 /* The one place that decides how application data flows after the
- * handshake. Kernel TLS offload will be chosen here when the kernel and the
- * negotiated cipher allow it; until then every byte goes through the
- * engine's user-space record layer. */
+ * handshake (all handshake output has been flushed, and the handshake was
+ * read record by record, so nothing is stranded in user space).
+ * Returns NULL with session->error set when the connection must fail. */
 static const struct cli_datapath *cli_select_datapath(struct cli_session *session)
 {
-    (void)session;
-    return &userspace_datapath;
+    char why[256] = "";
+    int active;
+
+    if (session->ktls_mode == CLI_KTLS_OFF)
+        return &userspace_datapath;
+    active = ktlsx_ktls_start(session->conn, session->fd, KTLSX_KTLS_TX | KTLSX_KTLS_RX, why,
+                              sizeof why);
+    if (why[0] == '\0')
+        snprintf(why, sizeof why, "no reason given");
+    if (active < 0) {
+        /* TX went into the kernel, RX did not: the socket is unusable. */
+        set_session_error(session, "%s", why);
+        return NULL;
+    }
+    if (active == 0) {
+        if (session->ktls_mode == CLI_KTLS_REQUIRE) {
+            set_session_error(session, "kernel TLS required (--ktls require) but unavailable: %s",
+                              why);
+            return NULL;
+        }
+        fprintf(stderr, "ktlsx: kernel TLS unavailable, using user-space records: %s\n", why);
+        return &userspace_datapath;
+    }
+    /* Each direction on its own: what the engine says is in the kernel. */
+    switch (ktlsx_ktls_active(session->conn) & (KTLSX_KTLS_TX | KTLSX_KTLS_RX)) {
+    case KTLSX_KTLS_TX | KTLSX_KTLS_RX:
+        return &ktls_tx_rx_datapath;
+    case KTLSX_KTLS_TX:
+        return &ktls_tx_datapath;
+    case KTLSX_KTLS_RX:
+        return &ktls_rx_datapath;
+    default:
+        return &userspace_datapath;
+    }
+}
+
+int cli_session_has_buffered(const struct cli_session *session)
+{
+    return ktlsx_pending_plaintext(session->conn) > 0;
+}
+
+int cli_session_wait_readable(struct cli_session *session, int timeout_ms)
+{
+    int64_t deadline = timeout_ms < 0 ? 0 : cli_now_ms() + timeout_ms;
+
+    for (;;) {
+        struct pollfd pfd = { .fd = session->fd, .events = POLLIN };
+        int ready;
+
+        if (cli_session_has_buffered(session))
+            return 1;
+        ready = poll(&pfd, 1, timeout_ms < 0 ? -1 : ms_until(deadline));
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready < 0) {
+            set_session_error(session, "poll: %s", strerror(errno));
+            return -1;
+        }
+        return ready > 0;
+    }
 }
 
 static void print_handshake_summary(const struct cli_session *session)
@@ -529,6 +1019,7 @@ static void print_handshake_summary(const struct cli_session *session)
             version != NULL ? version : "?", cipher != NULL ? cipher : "?",
             group != NULL ? group : "-", ktlsx_resumed(conn), alpn != NULL ? alpn : "-",
             peer != NULL ? peer : "", session->datapath->ktls_state);
+    fflush(stderr);
 }
 
 /* One handshake read: at most ktlsx_input_wanted() bytes (so that nothing
@@ -630,6 +1121,10 @@ int cli_session_handshake(struct cli_session *session)
         return -1;
     }
     session->datapath = cli_select_datapath(session);
+    if (session->datapath == NULL) {
+        cli_session_report_failure(session);
+        return -1;
+    }
     print_handshake_summary(session);
     return 0;
 }
@@ -675,12 +1170,7 @@ void cli_session_finish(struct cli_session *session, cli_sink_fn sink, void *ctx
      * our close_notify. */
     deadline = cli_now_ms() + CLI_LINGER_MS;
     for (;;) {
-        struct pollfd pfd = { .fd = session->fd, .events = POLLIN };
-        int ready = poll(&pfd, 1, ms_until(deadline));
-
-        if (ready < 0 && errno == EINTR)
-            continue;
-        if (ready <= 0)
+        if (cli_session_wait_readable(session, ms_until(deadline)) <= 0)
             return;
         if (session->datapath->recv(session, sink, ctx) != CLI_RECV_PROGRESS)
             return;
@@ -714,6 +1204,9 @@ int cli_relay_stdio(struct cli_session *session, int *stdin_open, int idle_after
             { .fd = STDIN_FILENO, .events = POLLIN },
         };
         int watch_stdin = *stdin_open && !send_blocked;
+        /* Plaintext from before a kernel TLS switch: deliver it without
+         * waiting for the socket. */
+        int buffered = cli_session_has_buffered(session);
         int timeout_ms = -1;
         int ready;
 
@@ -723,6 +1216,8 @@ int cli_relay_stdio(struct cli_session *session, int *stdin_open, int idle_after
                 break;
             timeout_ms = (int)left;
         }
+        if (buffered)
+            timeout_ms = 0;
         ready = poll(pfds, watch_stdin ? 2 : 1, timeout_ms);
         if (ready < 0) {
             if (errno == EINTR)
@@ -731,12 +1226,12 @@ int cli_relay_stdio(struct cli_session *session, int *stdin_open, int idle_after
             cli_session_report_failure(session);
             return CLI_EXIT_FAILURE;
         }
-        if (ready == 0)
+        if (ready == 0 && !buffered)
             continue; /* the idle check at the top decides */
 
         if (pfds[0].revents & POLLOUT)
             send_blocked = 0;
-        if (pfds[0].revents & ~POLLOUT) {
+        if (buffered || (pfds[0].revents & ~POLLOUT)) {
             switch (session->datapath->recv(session, cli_sink_to_stdout, NULL)) {
             case CLI_RECV_PROGRESS:
                 quiet_since = cli_now_ms();

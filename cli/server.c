@@ -3,26 +3,31 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* --reply: how long to wait for the request before answering anyway. */
 #define REPLY_REQUEST_WAIT_MS 5000
+/* --sendfile: how long to wait for an HTTP request before sending the bare
+ * file (peers such as `openssl s_client` send nothing first). */
+#define SENDFILE_REQUEST_WAIT_MS 300
 
 static const char server_usage[] =
     "usage: ktlsx server --listen ADDR:PORT --cert FILE --key FILE [options]\n"
+    "       ktlsx server --listen ADDR:PORT --psk-identity ID --psk-file FILE [options]\n"
     "\n"
     "Accept TLS connections one at a time on ADDR:PORT (ADDR: name, IPv4,\n"
     "[IPv6] or empty for every address).\n"
     "\n"
     "  --listen ADDR:PORT        address to listen on\n"
     "  --cert FILE --key FILE    certificate chain and private key; repeat for\n"
-    "                            more (e.g. RSA and ECDSA)\n"
+    "                            more (e.g. RSA and ECDSA); optional with a PSK\n"
     "  --ca FILE                 trust anchors for client certificates\n"
     "  --crl FILE                certificate revocation list in PEM\n"
     "  --verify-client optional|require\n"
@@ -33,14 +38,40 @@ static const char server_usage[] =
     "  --groups LIST             key exchange groups, e.g. x25519,P-256\n"
     "  --keylog FILE             write NSS key log (default: $SSLKEYLOGFILE)\n"
     "  --trace                   trace handshake messages on stderr\n"
+    "  --ktls auto|off|require   after the handshake move the record layer into\n"
+    "                            the kernel: auto (default) falls back to user\n"
+    "                            space with one line saying why; require fails\n"
+    "                            the connection without it\n"
+    "  --tickets N               session tickets per TLS 1.3 connection (TLS 1.2\n"
+    "                            sends one); 0 turns tickets off (default 2)\n"
+    "  --no-tickets              same as --tickets 0\n"
+    "  --ticket-key-file FILE    ticket key shared with other servers (48 or 80\n"
+    "                            bytes, nginx layout); repeat: the first seals,\n"
+    "                            all open (default: random keys, rotated hourly)\n"
+    "  --rotate-ticket-keys-every SECONDS\n"
+    "                            start sealing with a fresh random key when this\n"
+    "                            long has passed (checked between connections;\n"
+    "                            older keys still open tickets)\n"
+    "  --session-cache N         TLS 1.2 session-ID cache entries; 0 = off\n"
+    "                            (default 1024)\n"
+    "  --psk-identity ID --psk-file FILE\n"
+    "                            TLS 1.3 external PSK; FILE holds the key in hex\n"
+    "                            (whitespace ignored)\n"
+    "  --psk-sha384              bind the PSK to SHA-384 (default: SHA-256)\n"
+    "  --psk-ke                  also allow PSK without (EC)DHE (psk_ke)\n"
+    "  --legacy-rsa-kx           allow TLS 1.2 RSA key exchange (no forward\n"
+    "                            secrecy)\n"
     "  --echo                    send every byte received back\n"
     "  --reply TEXT              answer the first request with TEXT (as an\n"
     "                            HTTP response to GET/HEAD) and close\n"
+    "  --sendfile FILE           send FILE's contents and close (sendfile(2)\n"
+    "                            when TX is in the kernel); an HTTP GET/HEAD\n"
+    "                            request gets an HTTP/1.1 200 header first\n"
     "  --once                    exit after the first connection with its status\n"
     "  --help                    show this help\n"
     "\n"
-    "Without --echo or --reply, data from the client goes to stdout and stdin\n"
-    "goes to the client.\n";
+    "Without --echo, --reply or --sendfile, data from the client goes to stdout\n"
+    "and stdin goes to the client.\n";
 
 enum server_option {
     OPT_LISTEN = 256,
@@ -57,7 +88,19 @@ enum server_option {
     OPT_TRACE,
     OPT_ECHO,
     OPT_REPLY,
+    OPT_SENDFILE,
     OPT_ONCE,
+    OPT_KTLS,
+    OPT_TICKETS,
+    OPT_NO_TICKETS,
+    OPT_TICKET_KEY_FILE,
+    OPT_ROTATE_TICKET_KEYS,
+    OPT_SESSION_CACHE,
+    OPT_PSK_IDENTITY,
+    OPT_PSK_FILE,
+    OPT_PSK_SHA384,
+    OPT_PSK_KE,
+    OPT_LEGACY_RSA_KX,
     OPT_HELP,
 };
 
@@ -76,7 +119,19 @@ static const struct option server_long_options[] = {
     { "trace", no_argument, NULL, OPT_TRACE },
     { "echo", no_argument, NULL, OPT_ECHO },
     { "reply", required_argument, NULL, OPT_REPLY },
+    { "sendfile", required_argument, NULL, OPT_SENDFILE },
     { "once", no_argument, NULL, OPT_ONCE },
+    { "ktls", required_argument, NULL, OPT_KTLS },
+    { "tickets", required_argument, NULL, OPT_TICKETS },
+    { "no-tickets", no_argument, NULL, OPT_NO_TICKETS },
+    { "ticket-key-file", required_argument, NULL, OPT_TICKET_KEY_FILE },
+    { "rotate-ticket-keys-every", required_argument, NULL, OPT_ROTATE_TICKET_KEYS },
+    { "session-cache", required_argument, NULL, OPT_SESSION_CACHE },
+    { "psk-identity", required_argument, NULL, OPT_PSK_IDENTITY },
+    { "psk-file", required_argument, NULL, OPT_PSK_FILE },
+    { "psk-sha384", no_argument, NULL, OPT_PSK_SHA384 },
+    { "psk-ke", no_argument, NULL, OPT_PSK_KE },
+    { "legacy-rsa-kx", no_argument, NULL, OPT_LEGACY_RSA_KX },
     { "help", no_argument, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
 };
@@ -86,6 +141,7 @@ enum server_mode {
     SERVER_RELAY_STDIO, /* like `openssl s_server`: peer → stdout, stdin → peer */
     SERVER_ECHO,
     SERVER_REPLY,
+    SERVER_SENDFILE,
 };
 
 struct server_options {
@@ -94,7 +150,10 @@ struct server_options {
     int have_listen;
     enum server_mode mode;
     const char *reply_text;
+    const char *sendfile_path;
     int once;
+    enum cli_ktls_mode ktls_mode;
+    unsigned long long rotate_every_s; /* 0: never */
 };
 
 /* State that outlives one connection. */
@@ -102,12 +161,30 @@ struct server_state {
     const struct server_options *opts;
     ktlsx_config *cfg;
     int stdin_open; /* stdin EOF ends input for every later connection too */
+    int64_t keys_since_ms; /* when the ticket keys were last rotated */
 };
+
+/* Name of the data-phase option that set `mode`, for conflict messages. */
+static const char *mode_option(enum server_mode mode)
+{
+    switch (mode) {
+    case SERVER_ECHO:
+        return "--echo";
+    case SERVER_REPLY:
+        return "--reply";
+    case SERVER_SENDFILE:
+        return "--sendfile";
+    case SERVER_RELAY_STDIO:
+    default:
+        return "";
+    }
+}
 
 /* Returns -1 to go on, or the exit status (help shown, usage error). */
 static int parse_server_options(int argc, char **argv, struct server_options *opts)
 {
     const char *why;
+    unsigned long long count;
     int opt;
 
     memset(opts, 0, sizeof *opts);
@@ -165,15 +242,67 @@ static int parse_server_options(int argc, char **argv, struct server_options *op
             opts->tls.trace = 1;
             break;
         case OPT_ECHO:
-            if (opts->mode == SERVER_REPLY)
-                return cli_usage_error("server", "--echo and --reply exclude each other");
-            opts->mode = SERVER_ECHO;
-            break;
         case OPT_REPLY:
-            if (opts->mode == SERVER_ECHO)
-                return cli_usage_error("server", "--echo and --reply exclude each other");
-            opts->mode = SERVER_REPLY;
-            opts->reply_text = optarg;
+        case OPT_SENDFILE: {
+            enum server_mode mode = opt == OPT_ECHO    ? SERVER_ECHO
+                                    : opt == OPT_REPLY ? SERVER_REPLY
+                                                       : SERVER_SENDFILE;
+            if (opts->mode != SERVER_RELAY_STDIO && opts->mode != mode)
+                return cli_usage_error("server", "%s and %s exclude each other",
+                                       mode_option(opts->mode), mode_option(mode));
+            opts->mode = mode;
+            if (opt == OPT_REPLY)
+                opts->reply_text = optarg;
+            if (opt == OPT_SENDFILE)
+                opts->sendfile_path = optarg;
+            break;
+        }
+        case OPT_KTLS:
+            if (cli_parse_ktls_mode(optarg, &opts->ktls_mode) < 0)
+                return cli_usage_error("server", "--ktls must be auto, off or require, not '%s'",
+                                       optarg);
+            break;
+        case OPT_TICKETS:
+            if (cli_parse_count(optarg, 255, &count) < 0)
+                return cli_usage_error("server", "--tickets needs a count 0..255, not '%s'",
+                                       optarg);
+            opts->tls.tickets = (long long)count;
+            break;
+        case OPT_NO_TICKETS:
+            opts->tls.tickets = 0;
+            break;
+        case OPT_TICKET_KEY_FILE:
+            if (opts->tls.ticket_key_file_count == CLI_MAX_TICKET_KEY_FILES)
+                return cli_usage_error("server", "at most %d --ticket-key-file options",
+                                       CLI_MAX_TICKET_KEY_FILES);
+            opts->tls.ticket_key_files[opts->tls.ticket_key_file_count++] = optarg;
+            break;
+        case OPT_ROTATE_TICKET_KEYS:
+            if (cli_parse_count(optarg, 100000000ULL, &count) < 0 || count == 0)
+                return cli_usage_error(
+                    "server", "--rotate-ticket-keys-every needs seconds > 0, not '%s'", optarg);
+            opts->rotate_every_s = count;
+            break;
+        case OPT_SESSION_CACHE:
+            if (cli_parse_count(optarg, 100000000ULL, &count) < 0)
+                return cli_usage_error("server",
+                                       "--session-cache needs an entry count, not '%s'", optarg);
+            opts->tls.session_cache = (long long)count;
+            break;
+        case OPT_PSK_IDENTITY:
+            opts->tls.psk_identity = optarg;
+            break;
+        case OPT_PSK_FILE:
+            opts->tls.psk_file = optarg;
+            break;
+        case OPT_PSK_SHA384:
+            opts->tls.psk_sha384 = 1;
+            break;
+        case OPT_PSK_KE:
+            opts->tls.psk_ke = 1;
+            break;
+        case OPT_LEGACY_RSA_KX:
+            opts->tls.legacy_rsa_kx = 1;
             break;
         case OPT_ONCE:
             opts->once = 1;
@@ -190,10 +319,25 @@ static int parse_server_options(int argc, char **argv, struct server_options *op
         return cli_usage_error("server", "unexpected argument '%s'", argv[optind]);
     if (!opts->have_listen)
         return cli_usage_error("server", "--listen ADDR:PORT is required");
-    if (opts->tls.cert_count == 0)
+    if ((opts->tls.psk_identity == NULL) != (opts->tls.psk_file == NULL))
+        return cli_usage_error("server", "--psk-identity and --psk-file go together");
+    if (opts->tls.psk_sha384 && opts->tls.psk_identity == NULL)
+        return cli_usage_error("server", "--psk-sha384 needs --psk-identity and --psk-file");
+    /* A PSK-only server (TLS 1.3 external PSK) needs no certificate. */
+    if (opts->tls.cert_count == 0 && opts->tls.key_count == 0 && opts->tls.psk_identity == NULL)
         return cli_usage_error("server", "--cert FILE --key FILE is required");
     if (opts->tls.cert_count != opts->tls.key_count)
         return cli_usage_error("server", "each --cert needs its --key");
+    if (opts->mode == SERVER_SENDFILE) {
+        struct stat st;
+
+        if (stat(opts->sendfile_path, &st) < 0)
+            return cli_usage_error("server", "--sendfile %s: %s", opts->sendfile_path,
+                                   strerror(errno));
+        if (!S_ISREG(st.st_mode))
+            return cli_usage_error("server", "--sendfile %s: not a regular file",
+                                   opts->sendfile_path);
+    }
     return -1;
 }
 
@@ -207,9 +351,13 @@ static int echo_back(struct cli_session *session, void *ctx, const uint8_t *data
 
 static int serve_echo(struct cli_session *session)
 {
-    /* The socket is blocking and there is nothing else to watch: each
-     * recv waits for the peer. */
+    /* Nothing else to watch: wait for the peer, then take what it sent
+     * (a readable socket may hold only a control record). */
     for (;;) {
+        if (cli_session_wait_readable(session, -1) < 0) {
+            cli_session_report_failure(session);
+            return CLI_EXIT_FAILURE;
+        }
         switch (session->datapath->recv(session, echo_back, NULL)) {
         case CLI_RECV_PROGRESS:
             break;
@@ -267,53 +415,85 @@ static int head_is_partial_http_method(const struct request_head *head)
     return 0;
 }
 
-static int serve_reply(struct cli_session *session, const char *text)
-{
-    struct request_head head = { .len = 0 };
-    int64_t deadline = cli_now_ms() + REPLY_REQUEST_WAIT_MS;
-    int tcp_closed = 0;
-    int sent;
+/* How waiting for the request ended. */
+enum request_wait {
+    REQUEST_WAIT_DONE,      /* got it, it timed out, or the peer sent close_notify */
+    REQUEST_WAIT_TCP_CLOSED, /* the peer closed TCP: nobody to answer */
+    REQUEST_WAIT_FAILED,    /* reported */
+};
 
-    while (head.len == 0 || head_is_partial_http_method(&head)) {
-        struct pollfd pfd = { .fd = session->fd, .events = POLLIN };
+/* Collect the start of the client's first request into `head`, waiting at
+ * most wait_ms for it to be long enough to tell HTTP apart. */
+static enum request_wait wait_for_request(struct cli_session *session, struct request_head *head,
+                                          int wait_ms)
+{
+    int64_t deadline = cli_now_ms() + wait_ms;
+
+    while (head->len == 0 || head_is_partial_http_method(head)) {
         int64_t left = deadline - cli_now_ms();
         int ready;
+        enum cli_recv_result result;
 
         if (left <= 0)
             break;
-        ready = poll(&pfd, 1, (int)left);
-        if (ready < 0 && errno == EINTR)
-            continue;
-        if (ready <= 0)
+        ready = cli_session_wait_readable(session, (int)left);
+        if (ready < 0) {
+            cli_session_report_failure(session);
+            return REQUEST_WAIT_FAILED;
+        }
+        if (ready == 0)
             break;
-        enum cli_recv_result result = session->datapath->recv(session, keep_request_head, &head);
+        result = session->datapath->recv(session, keep_request_head, head);
         if (result == CLI_RECV_ERROR) {
             cli_session_report_failure(session);
-            return CLI_EXIT_FAILURE;
+            return REQUEST_WAIT_FAILED;
         }
-        if (result == CLI_RECV_EOF) {
-            tcp_closed = 1;
-            break;
-        }
+        if (result == CLI_RECV_EOF)
+            return REQUEST_WAIT_TCP_CLOSED;
         /* After close_notify the peer may still read (TLS allows half-close). */
         if (result == CLI_RECV_CLOSE_NOTIFY)
             break;
     }
-    if (tcp_closed)
-        return CLI_EXIT_OK;
+    return REQUEST_WAIT_DONE;
+}
 
-    if (head_starts_with(&head, "GET ") || head_starts_with(&head, "HEAD ")) {
+static int is_http_request(const struct request_head *head)
+{
+    return head_starts_with(head, "GET ") || head_starts_with(head, "HEAD ");
+}
+
+/* "HTTP/1.1 200 OK" with Content-Length: body_len into header. */
+static int format_http_header(char *header, size_t cap, uint64_t body_len, const char *type)
+{
+    return snprintf(header, cap,
+                    "HTTP/1.1 200 OK\r\n"
+                    "Content-Length: %llu\r\n"
+                    "Content-Type: %s\r\n"
+                    "Connection: close\r\n"
+                    "\r\n",
+                    (unsigned long long)body_len, type);
+}
+
+static int serve_reply(struct cli_session *session, const char *text)
+{
+    struct request_head head = { .len = 0 };
+    int sent;
+
+    switch (wait_for_request(session, &head, REPLY_REQUEST_WAIT_MS)) {
+    case REQUEST_WAIT_FAILED:
+        return CLI_EXIT_FAILURE;
+    case REQUEST_WAIT_TCP_CLOSED:
+        return CLI_EXIT_OK;
+    case REQUEST_WAIT_DONE:
+        break;
+    }
+
+    if (is_http_request(&head)) {
         size_t text_len = strlen(text);
         size_t body_len = text_len + 1; /* TEXT and a newline */
         int is_head = head_starts_with(&head, "HEAD ");
         char header[256];
-        int header_len = snprintf(header, sizeof header,
-                                  "HTTP/1.1 200 OK\r\n"
-                                  "Content-Length: %zu\r\n"
-                                  "Content-Type: text/plain\r\n"
-                                  "Connection: close\r\n"
-                                  "\r\n",
-                                  body_len);
+        int header_len = format_http_header(header, sizeof header, body_len, "text/plain");
         char *response = malloc((size_t)header_len + body_len);
         size_t response_len = (size_t)header_len;
 
@@ -342,6 +522,64 @@ static int serve_reply(struct cli_session *session, const char *text)
     return CLI_EXIT_OK;
 }
 
+/* ---- --sendfile ---- */
+
+static int serve_sendfile(struct cli_session *session, const char *path)
+{
+    struct request_head head = { .len = 0 };
+    struct stat st;
+    int file_fd;
+    int status = CLI_EXIT_FAILURE;
+
+    /* An HTTP client asks first; other peers (openssl s_client) wait for
+     * us, so do not wait long for them. */
+    switch (wait_for_request(session, &head, SENDFILE_REQUEST_WAIT_MS)) {
+    case REQUEST_WAIT_FAILED:
+        return CLI_EXIT_FAILURE;
+    case REQUEST_WAIT_TCP_CLOSED:
+        return CLI_EXIT_OK;
+    case REQUEST_WAIT_DONE:
+        break;
+    }
+    /* Opened per connection: the file may have been replaced meanwhile. */
+    file_fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (file_fd < 0 || fstat(file_fd, &st) < 0) {
+        snprintf(session->error, sizeof session->error, "--sendfile %s: %s", path,
+                 strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(session->error, sizeof session->error, "--sendfile %s: not a regular file",
+                 path);
+        goto out;
+    }
+    if (is_http_request(&head)) {
+        char header[256];
+        int header_len = format_http_header(header, sizeof header, (uint64_t)st.st_size,
+                                            "application/octet-stream");
+
+        if (session->datapath->send(session, header, (size_t)header_len) < 0)
+            goto out;
+        /* A response to HEAD carries the headers of GET but no body. */
+        if (head_starts_with(&head, "HEAD ")) {
+            status = CLI_EXIT_OK;
+            goto out;
+        }
+    }
+    if (session->datapath->send_file(session, file_fd, (uint64_t)st.st_size) < 0)
+        goto out;
+    status = CLI_EXIT_OK;
+out:
+    if (file_fd >= 0)
+        close(file_fd);
+    if (status != CLI_EXIT_OK) {
+        cli_session_report_failure(session);
+        return status;
+    }
+    cli_session_finish(session, NULL, NULL);
+    return CLI_EXIT_OK;
+}
+
 /* ---- accept loop ---- */
 
 /* Handshake and serve one accepted connection. Returns its exit status. */
@@ -355,6 +593,7 @@ static int serve_connection(struct server_state *state, int fd)
         fprintf(stderr, "ktlsx: cannot create the connection\n");
         return CLI_EXIT_FAILURE;
     }
+    session.ktls_mode = state->opts->ktls_mode;
     cli_set_nodelay(fd);
     if (cli_session_handshake(&session) < 0) {
         ktlsx_conn_free(session.conn);
@@ -366,6 +605,9 @@ static int serve_connection(struct server_state *state, int fd)
         break;
     case SERVER_REPLY:
         status = serve_reply(&session, state->opts->reply_text);
+        break;
+    case SERVER_SENDFILE:
+        status = serve_sendfile(&session, state->opts->sendfile_path);
         break;
     case SERVER_RELAY_STDIO:
     default:
@@ -406,6 +648,7 @@ int ktlsx_cmd_server(int argc, char **argv)
         return status;
     state.opts = &opts;
     state.stdin_open = 1;
+    state.keys_since_ms = cli_now_ms();
     state.cfg = cli_build_config(KTLSX_SERVER, &opts.tls);
     if (state.cfg == NULL)
         return CLI_EXIT_USAGE;
@@ -428,6 +671,15 @@ int ktlsx_cmd_server(int argc, char **argv)
             fprintf(stderr, "ktlsx: accept: %s\n", strerror(errno));
             status = CLI_EXIT_FAILURE;
             break;
+        }
+        /* Between connections no handshake uses the keys: safe to rotate. */
+        if (opts.rotate_every_s > 0 &&
+            cli_now_ms() - state.keys_since_ms >= (int64_t)opts.rotate_every_s * 1000) {
+            if (ktlsx_config_rotate_ticket_keys(state.cfg) < 0)
+                fprintf(stderr, "ktlsx: %s\n", ktlsx_config_error(state.cfg));
+            else
+                fprintf(stderr, "ktlsx: ticket keys rotated\n");
+            state.keys_since_ms = cli_now_ms();
         }
         status = serve_connection(&state, fd);
         close(fd);
