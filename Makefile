@@ -23,7 +23,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(O)/tests/%)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(O)/fuzz/%)
 
-.PHONY: all deps run check unit test asan fuzz fuzz-build vm-check clean demo-certs
+.PHONY: all deps run check unit test asan fuzz fuzz-build vm-check clean demo-certs lint
 all: $(O)/lib/libktlsx.a $(O)/lib/libktlsx.so $(O)/bin/ktlsx $(UNIT_BINS)
 
 $(O)/obj/%.o: %.c
@@ -86,3 +86,12 @@ clean:
 	rm -rf build
 
 -include $(shell find $(O)/obj -name '*.d' 2>/dev/null)
+
+# Static analysis of the library and the tool (cppcheck + clang-tidy, config in .clang-tidy).
+LINT_SRCS := $(LIB_SRCS) $(CLI_SRCS)
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance --std=c11 \
+	  -Iinclude -Ilibktlsx --suppress=missingIncludeSystem $(LINT_SRCS)
+	@out=$$(for f in $(LINT_SRCS); do clang-tidy --quiet $$f -- -std=c17 -D_GNU_SOURCE -Iinclude -Ilibktlsx \
+	  $(shell pkg-config --cflags libnl-genl-3.0) 2>&1; done | grep -E 'warning:|error:'); \
+	  if [ -n "$$out" ]; then echo "$$out"; exit 1; else echo "lint: clean"; fi
