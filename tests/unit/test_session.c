@@ -1,0 +1,681 @@
+/* Session resumption and PSKs at engine level (in-memory client/server pair):
+ * TLS 1.2 by session ID (server cache) and by ticket, TLS 1.3 tickets, the
+ * ktlsx_get_session / ktlsx_set_session blob, tampered and rotated-out
+ * tickets (full handshake, not a failure), ticket key files, the cache bound,
+ * external PSKs (good key, wrong key = bad binder), ticket lifetime. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "handshake/conn.h"
+#include "helpers/pki.h"
+#include "helpers/engine_pair.h"
+
+static int group_setup(void **state)
+{
+    (void)state;
+    return kxt_pki_setup();
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    kxt_pki_cleanup();
+    return 0;
+}
+
+typedef struct {
+    uint8_t data[4096];
+    long len;
+} blob;
+
+/* One connection on shared configurations; data both ways; the session blob
+ * out (sess_out may be NULL), the session in (sess_in may be NULL).  Returns
+ * ktlsx_resumed of the client (asserting both sides agree). */
+static int connect_once(ktlsx_config *cc, ktlsx_config *sc, const blob *sess_in, blob *sess_out)
+{
+    kxt_pair p;
+    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+    p.keep_cfgs = true;
+    if (sess_in) assert_int_equal(ktlsx_set_session(p.c, sess_in->data, (size_t)sess_in->len), 0);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
+    int resumed = ktlsx_resumed(p.c);
+    assert_int_equal(ktlsx_resumed(p.s), resumed);
+    /* Data both ways; this also delivers TLS 1.3 NewSessionTickets to the client. */
+    kxt_send_recv(&p, false, "server first", 12);
+    kxt_send_recv(&p, true, "client", 6);
+    kxt_settle(&p);
+    kxt_exchange(&p, 30000);
+    if (sess_out) {
+        sess_out->len = ktlsx_get_session(p.c, sess_out->data, sizeof sess_out->data);
+        if (sess_out->len <= 0)
+            fail_msg("no session after a %s handshake (version %s)", resumed ? "resumed" : "full", ktlsx_version_name(p.c));
+    }
+    kxt_pair_free(&p);
+    return resumed;
+}
+
+static ktlsx_config *client_v(uint16_t min, uint16_t max)
+{
+    ktlsx_config *cfg = kxt_client_cfg(NULL, NULL);
+    KXT_CFG_OK(cfg, ktlsx_config_set_versions(cfg, min, max));
+    return cfg;
+}
+
+static ktlsx_config *server_v(const char *cert, uint16_t min, uint16_t max)
+{
+    ktlsx_config *cfg = kxt_server_cfg(cert, NULL, NULL);
+    KXT_CFG_OK(cfg, ktlsx_config_set_versions(cfg, min, max));
+    return cfg;
+}
+
+/* ---- the blob layout (kx_session_encode): find the ticket bytes ---- */
+
+typedef struct {
+    size_t ticket_off, ticket_len, sid_len;
+    uint16_t version;
+} blob_layout;
+
+static blob_layout parse_blob(const blob *b)
+{
+    blob_layout l = { 0 };
+    const uint8_t *d = b->data;
+    size_t p = 0;
+    assert_true(b->len > 20);
+    assert_int_equal(kxt_get16(d), 0x6b78); /* magic "kx" */
+    p = 3;
+    l.version = kxt_get16(d + p);
+    p += 2 + 2;        /* version, suite */
+    p += 1 + d[p];     /* secret */
+    p += 1;            /* ems */
+    l.sid_len = d[p];
+    p += 1 + d[p];     /* session id */
+    p += 8 + 4 + 4;    /* issued, lifetime, age_add */
+    l.ticket_len = kxt_get16(d + p);
+    l.ticket_off = p + 2;
+    assert_true(l.ticket_off + l.ticket_len <= (size_t)b->len);
+    return l;
+}
+
+/* ----------------------------------------------------- TLS 1.2 resumption */
+
+static void test_tls12_session_id(void **state)
+{
+    (void)state;
+    ktlsx_config *cc = client_v(KTLSX_TLS12, KTLSX_TLS12), *sc = server_v("ecdsa", KTLSX_TLS12, KTLSX_TLS12);
+    KXT_CFG_OK(sc, ktlsx_config_set_tickets(sc, 0, 0)); /* cache only */
+    blob s1, s2, s3;
+    assert_int_equal(connect_once(cc, sc, NULL, &s1), 0);
+    blob_layout l = parse_blob(&s1);
+    assert_int_equal(l.version, KTLSX_TLS12);
+    assert_int_equal(l.sid_len, 32);
+    assert_int_equal(l.ticket_len, 0);
+    assert_int_equal(connect_once(cc, sc, &s1, &s2), 1);
+    /* The resumed connection's session resumes again. */
+    assert_int_equal(connect_once(cc, sc, &s2, &s3), 1);
+    assert_int_equal(connect_once(cc, sc, &s1, NULL), 1);
+    ktlsx_config_free(cc);
+    ktlsx_config_free(sc);
+}
+
+static void test_tls12_ticket(void **state)
+{
+    (void)state;
+    ktlsx_config *cc = client_v(KTLSX_TLS12, KTLSX_TLS12), *sc = server_v("rsa", KTLSX_TLS12, KTLSX_TLS12);
+    KXT_CFG_OK(sc, ktlsx_config_set_session_cache(sc, 0, 0)); /* tickets only */
+    blob s1, s2;
+    assert_int_equal(connect_once(cc, sc, NULL, &s1), 0);
+    blob_layout l = parse_blob(&s1);
+    assert_int_equal(l.sid_len, 0);
+    assert_true(l.ticket_len > 32);
+    assert_int_equal(connect_once(cc, sc, &s1, &s2), 1);
+    assert_int_equal(connect_once(cc, sc, &s2, NULL), 1);
+    ktlsx_config_free(cc);
+    ktlsx_config_free(sc);
+}
+
+static void test_tls12_trace_abbreviated(void **state)
+{
+    (void)state;
+    kxt_trace_buf t;
+    kxt_trace_open(&t);
+    ktlsx_config *cc = client_v(KTLSX_TLS12, KTLSX_TLS12), *sc = server_v("ecdsa", KTLSX_TLS12, KTLSX_TLS12);
+    blob s1;
+    assert_int_equal(connect_once(cc, sc, NULL, &s1), 0);
+    ktlsx_config_set_trace(cc, t.f);
+    assert_int_equal(connect_once(cc, sc, &s1, NULL), 1);
+    kxt_trace_expect(&t, "resume=1");
+    kxt_trace_expect(&t, "S->C ServerHello version=TLSv1.2");
+    kxt_trace_expect(&t, "resumed=1");
+    kxt_trace_expect(&t, "S->C Finished");
+    kxt_trace_expect(&t, "C->S Finished");
+    fflush(t.f);
+    assert_null(strstr(t.text, "Certificate"));
+    assert_null(strstr(t.text, "KeyExchange"));
+    ktlsx_config_set_trace(cc, NULL);
+    ktlsx_config_free(cc);
+    ktlsx_config_free(sc);
+    kxt_trace_close(&t);
+}
+
+/* ----------------------------------------------------- TLS 1.3 resumption */
+
+static void test_tls13_ticket(void **state)
+{
+    (void)state;
+    static const char *const suites[] = { "TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+                                          "TLS_CHACHA20_POLY1305_SHA256" };
+    for (size_t i = 0; i < 3; i++) {
+        ktlsx_config *cc = kxt_client_cfg(suites[i], NULL), *sc = kxt_server_cfg("ecdsa", suites[i], NULL);
+        blob s1, s2;
+        assert_int_equal(connect_once(cc, sc, NULL, &s1), 0);
+        blob_layout l = parse_blob(&s1);
+        assert_int_equal(l.version, KTLSX_TLS13);
+        assert_true(l.ticket_len > 32);
+        assert_int_equal(connect_once(cc, sc, &s1, &s2), 1);
+        /* A ticket from the resumed connection resumes too. */
+        assert_int_equal(connect_once(cc, sc, &s2, NULL), 1);
+        ktlsx_config_free(cc);
+        ktlsx_config_free(sc);
+    }
+}
+
+static void test_tls13_resumed_details(void **state)
+{
+    (void)state;
+    kxt_trace_buf t;
+    kxt_trace_open(&t);
+    ktlsx_config *cc = kxt_client_cfg(NULL, NULL), *sc = kxt_server_cfg("rsa", NULL, NULL);
+    KXT_CFG_OK(cc, ktlsx_config_set_alpn(cc, "h2"));
+    KXT_CFG_OK(sc, ktlsx_config_set_alpn(sc, "h2"));
+    blob s1;
+    assert_int_equal(connect_once(cc, sc, NULL, &s1), 0);
+    ktlsx_config_set_trace(cc, t.f);
+    kxt_pair p;
+    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_WANTED);
+    p.keep_cfgs = true;
+    assert_int_equal(ktlsx_set_session(p.c, s1.data, (size_t)s1.len), 0);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
+    assert_int_equal(ktlsx_resumed(p.c), 1);
+    assert_int_equal(ktlsx_resumed(p.s), 1);
+    /* psk_dhe_ke: still a fresh ECDHE group. */
+    assert_string_equal(ktlsx_group_name(p.c), "x25519");
+    assert_string_equal(ktlsx_alpn(p.c), "h2");
+    assert_non_null(strstr(ktlsx_peer_subject(p.c), "localhost"));
+    kxt_trace_expect(&t, "psk=1");
+    fflush(t.f);
+    assert_null(strstr(t.text, "CertificateVerify"));
+    kxt_exchange(&p, 1000);
+    kxt_pair_free(&p);
+    ktlsx_config_set_trace(cc, NULL);
+    ktlsx_config_free(cc);
+    ktlsx_config_free(sc);
+    kxt_trace_close(&t);
+}
+
+static void test_tls13_no_tickets(void **state)
+{
+    (void)state;
+    ktlsx_config *cc = kxt_client_cfg(NULL, NULL), *sc = kxt_server_cfg("ecdsa", NULL, NULL);
+    KXT_CFG_OK(sc, ktlsx_config_set_tickets(sc, 0, 0));
+    kxt_pair p;
+    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
+    kxt_settle(&p);
+    kxt_exchange(&p, 100);
+    uint8_t buf[4096];
+    assert_int_equal(ktlsx_get_session(p.c, buf, sizeof buf), -1);
+    kxt_pair_free(&p);
+}
+
+/* A TLS 1.2 session offered to a server that negotiates TLS 1.3 is ignored (full 1.3 handshake). */
+static void test_cross_version(void **state)
+{
+    (void)state;
+    ktlsx_config *c12 = client_v(KTLSX_TLS12, KTLSX_TLS12), *cboth = kxt_client_cfg(NULL, NULL);
+    ktlsx_config *sc = kxt_server_cfg("ecdsa", NULL, NULL);
+    blob s12, s13;
+    assert_int_equal(connect_once(c12, sc, NULL, &s12), 0);
+    assert_int_equal(connect_once(cboth, sc, &s12, &s13), 0);
+    assert_int_equal(parse_blob(&s13).version, KTLSX_TLS13);
+    /* A TLS 1.3 ticket offered by a 1.2-only client: not usable, full 1.2 handshake. */
+    assert_int_equal(connect_once(c12, sc, &s13, NULL), 0);
+    ktlsx_config_free(c12);
+    ktlsx_config_free(cboth);
+    ktlsx_config_free(sc);
+}
+
+/* ------------------------------------------------------------ the blob API */
+
+static void test_session_blob_api(void **state)
+{
+    (void)state;
+    ktlsx_config *cc = kxt_client_cfg(NULL, NULL), *sc = kxt_server_cfg("ecdsa", NULL, NULL);
+    blob s1;
+    assert_int_equal(connect_once(cc, sc, NULL, &s1), 0);
+
+    ktlsx_conn *c = ktlsx_conn_new(cc, "localhost");
+    assert_non_null(c);
+    uint8_t buf[4096];
+    assert_int_equal(ktlsx_get_session(c, buf, sizeof buf), -1); /* no handshake yet */
+    /* Garbage, truncated, trailing bytes, wrong magic: refused. */
+    assert_int_equal(ktlsx_set_session(c, (const uint8_t *)"hello", 5), -1);
+    assert_int_equal(ktlsx_set_session(c, s1.data, 0), -1);
+    assert_int_equal(ktlsx_set_session(c, s1.data, (size_t)s1.len - 1), -1);
+    memcpy(buf, s1.data, (size_t)s1.len);
+    buf[s1.len] = 0;
+    assert_int_equal(ktlsx_set_session(c, buf, (size_t)s1.len + 1), -1);
+    buf[0] ^= 0xff;
+    assert_int_equal(ktlsx_set_session(c, buf, (size_t)s1.len), -1);
+    /* Unknown suite id. */
+    memcpy(buf, s1.data, (size_t)s1.len);
+    buf[5] = 0x12;
+    buf[6] = 0x34;
+    assert_int_equal(ktlsx_set_session(c, buf, (size_t)s1.len), -1);
+    assert_int_equal(ktlsx_set_session(c, s1.data, (size_t)s1.len), 0);
+    ktlsx_conn_free(c);
+
+    /* A server connection does not take sessions; a started client neither. */
+    ktlsx_conn *s = ktlsx_conn_new(sc, NULL);
+    assert_int_equal(ktlsx_set_session(s, s1.data, (size_t)s1.len), -1);
+    ktlsx_conn_free(s);
+    kxt_pair p;
+    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+    p.keep_cfgs = true;
+    p.cst = ktlsx_handshake(p.c);
+    assert_int_equal(ktlsx_set_session(p.c, s1.data, (size_t)s1.len), -1);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
+    kxt_settle(&p);
+    /* Too small a buffer: -1; exactly the size: the blob. */
+    long n = ktlsx_get_session(p.c, buf, sizeof buf);
+    assert_true(n > 0);
+    assert_int_equal(ktlsx_get_session(p.c, buf, (size_t)n - 1), -1);
+    assert_int_equal(ktlsx_get_session(p.c, buf, (size_t)n), n);
+    kxt_pair_free(&p);
+
+    /* Round trip: a blob set on a connection and used resumes. */
+    assert_int_equal(connect_once(cc, sc, &s1, NULL), 1);
+    ktlsx_config_free(cc);
+    ktlsx_config_free(sc);
+}
+
+/* --------------------------------------------------- tampered / rotated */
+
+static void tampered_ticket(uint16_t version, bool key_name)
+{
+    ktlsx_config *cc = client_v(version, version), *sc = server_v("ecdsa", version, version);
+    KXT_CFG_OK(sc, ktlsx_config_set_session_cache(sc, 0, 0)); /* no fallback to the session ID */
+    blob s1;
+    assert_int_equal(connect_once(cc, sc, NULL, &s1), 0);
+    blob_layout l = parse_blob(&s1);
+    assert_true(l.ticket_len > 48);
+    /* key_name: byte 0 (unknown key); else a ciphertext byte near the end (GCM fails). */
+    size_t at = key_name ? l.ticket_off : l.ticket_off + l.ticket_len - 20;
+    s1.data[at] ^= 0x40;
+    blob s2;
+    assert_int_equal(connect_once(cc, sc, &s1, &s2), 0); /* full handshake, no failure */
+    assert_int_equal(connect_once(cc, sc, &s2, NULL), 1); /* and the fresh ticket works */
+    ktlsx_config_free(cc);
+    ktlsx_config_free(sc);
+}
+
+static void test_tampered_ticket(void **state)
+{
+    (void)state;
+    tampered_ticket(KTLSX_TLS13, false);
+    tampered_ticket(KTLSX_TLS13, true);
+    tampered_ticket(KTLSX_TLS12, false);
+    tampered_ticket(KTLSX_TLS12, true);
+}
+
+static void test_tampered_secret(void **state)
+{
+    (void)state;
+    /* The client's copy of the resumption secret altered: TLS 1.3 = the binder does not
+     * verify (decrypt_error); TLS 1.2 = Finished fails. Never a silent success. */
+    for (int v = 0; v < 2; v++) {
+        uint16_t ver = v ? KTLSX_TLS13 : KTLSX_TLS12;
+        ktlsx_config *cc = client_v(ver, ver), *sc = server_v("ecdsa", ver, ver);
+        blob s1;
+        assert_int_equal(connect_once(cc, sc, NULL, &s1), 0);
+        s1.data[3 + 4 + 1 + 3] ^= 0x01; /* inside the secret */
+        kxt_pair p;
+        kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+        p.keep_cfgs = true;
+        assert_int_equal(ktlsx_set_session(p.c, s1.data, (size_t)s1.len), 0);
+        kxt_pump(&p);
+        assert_int_equal(p.sst, KTLSX_FAILED);
+        assert_int_equal(p.cst, KTLSX_FAILED);
+        if (ver == KTLSX_TLS13) kxt_assert_failed(&p, false, KX_ALERT_DECRYPT_ERROR);
+        kxt_pair_free(&p);
+        ktlsx_config_free(cc);
+        ktlsx_config_free(sc);
+    }
+}
+
+static void test_rotated_out_key(void **state)
+{
+    (void)state;
+    for (int v = 0; v < 2; v++) {
+        uint16_t ver = v ? KTLSX_TLS13 : KTLSX_TLS12;
+        ktlsx_config *cc = client_v(ver, ver), *sc = server_v("rsa", ver, ver);
+        KXT_CFG_OK(sc, ktlsx_config_set_session_cache(sc, 0, 0));
+        blob s1;
+        assert_int_equal(connect_once(cc, sc, NULL, &s1), 0);
+        /* Two rotations: the sealing key is still one of KX_TICKET_KEYS (3) kept. */
+        KXT_CFG_OK(sc, ktlsx_config_rotate_ticket_keys(sc));
+        KXT_CFG_OK(sc, ktlsx_config_rotate_ticket_keys(sc));
+        assert_int_equal(connect_once(cc, sc, &s1, NULL), 1);
+        /* A third: it is gone. Full handshake, no error. */
+        KXT_CFG_OK(sc, ktlsx_config_rotate_ticket_keys(sc));
+        blob s2;
+        assert_int_equal(connect_once(cc, sc, &s1, &s2), 0);
+        assert_int_equal(connect_once(cc, sc, &s2, NULL), 1);
+        ktlsx_config_free(cc);
+        ktlsx_config_free(sc);
+    }
+}
+
+/* ----------------------------------------------------------- key files */
+
+static const char *write_key_file(const char *name, size_t len, uint8_t seed)
+{
+    const char *path = kxt_pki_path(name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    for (size_t i = 0; i < len; i++) fputc((uint8_t)(seed + i * 7), f);
+    assert_int_equal(fclose(f), 0);
+    return path;
+}
+
+static void test_ticket_key_file(void **state)
+{
+    (void)state;
+    char k48[512], k80[512], other[512];
+    snprintf(k48, sizeof k48, "%s", write_key_file("tk48.key", 48, 1));
+    snprintf(k80, sizeof k80, "%s", write_key_file("tk80.key", 80, 2));
+    snprintf(other, sizeof other, "%s", write_key_file("tk-other.key", 80, 99));
+    for (int v = 0; v < 2; v++) {
+        uint16_t ver = v ? KTLSX_TLS13 : KTLSX_TLS12;
+        for (int f = 0; f < 2; f++) {
+            const char *file = f ? k80 : k48;
+            /* Two servers sharing a key file: a ticket from one resumes on the other. */
+            ktlsx_config *cc = client_v(ver, ver);
+            ktlsx_config *a = server_v("ecdsa", ver, ver), *b = server_v("ecdsa", ver, ver);
+            ktlsx_config *c = server_v("ecdsa", ver, ver), *d = server_v("ecdsa", ver, ver);
+            KXT_CFG_OK(a, ktlsx_config_add_ticket_key_file(a, file));
+            KXT_CFG_OK(b, ktlsx_config_add_ticket_key_file(b, file));
+            KXT_CFG_OK(c, ktlsx_config_add_ticket_key_file(c, other));
+            for (ktlsx_config **x = (ktlsx_config *[]){ a, b, c, d, NULL }; *x; x++)
+                KXT_CFG_OK(*x, ktlsx_config_set_session_cache(*x, 0, 0));
+            blob s1;
+            assert_int_equal(connect_once(cc, a, NULL, &s1), 0);
+            assert_int_equal(connect_once(cc, b, &s1, NULL), 1);
+            assert_int_equal(connect_once(cc, c, &s1, NULL), 0); /* another key file */
+            assert_int_equal(connect_once(cc, d, &s1, NULL), 0); /* random keys */
+            /* A server that seals with a new file but still opens the old one: resumes. */
+            KXT_CFG_OK(c, ktlsx_config_add_ticket_key_file(c, file));
+            assert_int_equal(connect_once(cc, c, &s1, NULL), 1);
+            ktlsx_config_free(cc);
+            ktlsx_config_free(a);
+            ktlsx_config_free(b);
+            ktlsx_config_free(c);
+            ktlsx_config_free(d);
+        }
+    }
+}
+
+static void test_ticket_key_file_errors(void **state)
+{
+    (void)state;
+    ktlsx_config *sc = kxt_server_cfg("ecdsa", NULL, NULL);
+    static const size_t bad[] = { 0, 16, 47, 49, 64, 79, 81, 128 };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "tk-bad-%zu.key", bad[i]);
+        char path[512];
+        snprintf(path, sizeof path, "%s", write_key_file(name, bad[i], 5));
+        assert_int_equal(ktlsx_config_add_ticket_key_file(sc, path), -1);
+        if (!strstr(ktlsx_config_error(sc), path)) fail_msg("error does not name %s: %s", path, ktlsx_config_error(sc));
+    }
+    const char *missing = kxt_pki_path("no-such-ticket.key");
+    assert_int_equal(ktlsx_config_add_ticket_key_file(sc, missing), -1);
+    assert_non_null(strstr(ktlsx_config_error(sc), "no-such-ticket.key"));
+    /* Tickets still work (random keys) after the failed loads. */
+    ktlsx_config *cc = kxt_client_cfg(NULL, NULL);
+    blob s1;
+    assert_int_equal(connect_once(cc, sc, NULL, &s1), 0);
+    assert_int_equal(connect_once(cc, sc, &s1, NULL), 1);
+    ktlsx_config_free(cc);
+    ktlsx_config_free(sc);
+}
+
+/* --------------------------------------------------------- cache bound */
+
+static void test_session_cache_bound(void **state)
+{
+    (void)state;
+    ktlsx_config *cc = client_v(KTLSX_TLS12, KTLSX_TLS12), *sc = server_v("ecdsa", KTLSX_TLS12, KTLSX_TLS12);
+    KXT_CFG_OK(sc, ktlsx_config_set_tickets(sc, 0, 0));
+    KXT_CFG_OK(sc, ktlsx_config_set_session_cache(sc, 2, 300));
+    blob a, b, c;
+    assert_int_equal(connect_once(cc, sc, NULL, &a), 0);
+    assert_int_equal(connect_once(cc, sc, NULL, &b), 0);
+    assert_int_equal(connect_once(cc, sc, NULL, &c), 0);
+    /* Three sessions in a two-entry cache: the least recently used (a) is gone. */
+    assert_int_equal(connect_once(cc, sc, &c, NULL), 1);
+    assert_int_equal(connect_once(cc, sc, &b, NULL), 1);
+    assert_int_equal(connect_once(cc, sc, &a, NULL), 0);
+    /* Cache off: no session ID resumption at all. */
+    KXT_CFG_OK(sc, ktlsx_config_set_session_cache(sc, 0, 0));
+    blob d;
+    kxt_pair p;
+    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+    p.keep_cfgs = true;
+    kxt_pump(&p);
+    kxt_assert_done(&p);
+    /* Neither an ID nor a ticket: nothing to resume from. */
+    d.len = ktlsx_get_session(p.c, d.data, sizeof d.data);
+    assert_int_equal(d.len, -1);
+    kxt_pair_free(&p);
+    ktlsx_config_free(cc);
+    ktlsx_config_free(sc);
+}
+
+static void test_session_cache_lifetime(void **state)
+{
+    (void)state;
+    ktlsx_config *cc = client_v(KTLSX_TLS12, KTLSX_TLS12), *sc = server_v("ecdsa", KTLSX_TLS12, KTLSX_TLS12);
+    KXT_CFG_OK(sc, ktlsx_config_set_tickets(sc, 0, 0));
+    KXT_CFG_OK(sc, ktlsx_config_set_session_cache(sc, 16, 1));
+    blob a;
+    assert_int_equal(connect_once(cc, sc, NULL, &a), 0);
+    assert_int_equal(connect_once(cc, sc, &a, NULL), 1);
+    usleep(1300 * 1000);
+    assert_int_equal(connect_once(cc, sc, &a, NULL), 0);
+    ktlsx_config_free(cc);
+    ktlsx_config_free(sc);
+}
+
+static void test_ticket_lifetime(void **state)
+{
+    (void)state;
+    for (int v = 0; v < 2; v++) {
+        uint16_t ver = v ? KTLSX_TLS13 : KTLSX_TLS12;
+        ktlsx_config *cc = client_v(ver, ver), *sc = server_v("ecdsa", ver, ver);
+        KXT_CFG_OK(sc, ktlsx_config_set_session_cache(sc, 0, 0));
+        KXT_CFG_OK(sc, ktlsx_config_set_tickets(sc, 1, 1));
+        blob a;
+        assert_int_equal(connect_once(cc, sc, NULL, &a), 0);
+        usleep(1300 * 1000);
+        assert_int_equal(connect_once(cc, sc, &a, NULL), 0);
+        ktlsx_config_free(cc);
+        ktlsx_config_free(sc);
+    }
+    /* Over seven days: refused by the setter. */
+    ktlsx_config *sc = kxt_server_cfg("ecdsa", NULL, NULL);
+    assert_int_equal(ktlsx_config_set_tickets(sc, 2, 604801), -1);
+    assert_int_equal(ktlsx_config_set_tickets(sc, 2, 604800), 0);
+    ktlsx_config_free(sc);
+}
+
+/* ------------------------------------------------------------ external PSK */
+
+static const uint8_t psk_a[48] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
+                                   25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48 };
+static const uint8_t psk_b[48] = { 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9,
+                                   9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9 };
+
+static void test_external_psk(void **state)
+{
+    (void)state;
+    /* SHA-256 with AES-128, SHA-384 with AES-256; server with and without a certificate. */
+    for (int sha384 = 0; sha384 < 2; sha384++) {
+        for (int cert = 0; cert < 2; cert++) {
+            const char *suite = sha384 ? "TLS_AES_256_GCM_SHA384" : "TLS_AES_128_GCM_SHA256";
+            ktlsx_config *cc = kxt_client_cfg(suite, NULL), *sc = kxt_server_cfg(cert ? "ecdsa" : NULL, suite, NULL);
+            KXT_CFG_OK(cc, ktlsx_config_set_psk(cc, "client1", psk_a, sha384 ? 48 : 32, sha384));
+            KXT_CFG_OK(sc, ktlsx_config_set_psk(sc, "client1", psk_a, sha384 ? 48 : 32, sha384));
+            kxt_pair p;
+            kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_WANTED);
+            kxt_pump(&p);
+            kxt_assert_done(&p);
+            assert_int_equal(ktlsx_version(p.c), KTLSX_TLS13);
+            assert_int_equal(ktlsx_resumed(p.c), 1);
+            assert_int_equal(ktlsx_resumed(p.s), 1);
+            assert_string_equal(ktlsx_cipher_name(p.c), suite);
+            kxt_settle(&p);
+            kxt_exchange(&p, 50000);
+            /* No tickets for external PSK connections. */
+            uint8_t buf[4096];
+            assert_int_equal(ktlsx_get_session(p.c, buf, sizeof buf), -1);
+            kxt_pair_free(&p);
+        }
+    }
+}
+
+static void test_external_psk_wrong_key(void **state)
+{
+    (void)state;
+    for (int cert = 0; cert < 2; cert++) {
+        ktlsx_config *cc = kxt_client_cfg(NULL, NULL), *sc = kxt_server_cfg(cert ? "rsa" : NULL, NULL, NULL);
+        KXT_CFG_OK(cc, ktlsx_config_set_psk(cc, "client1", psk_a, 32, 0));
+        KXT_CFG_OK(sc, ktlsx_config_set_psk(sc, "client1", psk_b, 32, 0));
+        kxt_pair p;
+        kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+        kxt_pump(&p);
+        kxt_assert_failed(&p, false, KX_ALERT_DECRYPT_ERROR);
+        kxt_assert_failed(&p, true, KX_ALERT_DECRYPT_ERROR);
+        kxt_pair_free(&p);
+    }
+}
+
+static void test_external_psk_unknown_identity(void **state)
+{
+    (void)state;
+    /* The server knows another identity but has a certificate: full handshake. */
+    ktlsx_config *cc = kxt_client_cfg(NULL, NULL), *sc = kxt_server_cfg("ecdsa", NULL, NULL);
+    KXT_CFG_OK(cc, ktlsx_config_set_psk(cc, "alice", psk_a, 32, 0));
+    KXT_CFG_OK(sc, ktlsx_config_set_psk(sc, "bob", psk_a, 32, 0));
+    kxt_pair p;
+    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
+    assert_int_equal(ktlsx_resumed(p.c), 0);
+    kxt_send_recv(&p, true, "x", 1);
+    kxt_pair_free(&p);
+    /* Without a certificate the server cannot continue: handshake_failure. */
+    cc = kxt_client_cfg(NULL, NULL);
+    sc = kxt_server_cfg(NULL, NULL, NULL);
+    KXT_CFG_OK(cc, ktlsx_config_set_psk(cc, "alice", psk_a, 32, 0));
+    KXT_CFG_OK(sc, ktlsx_config_set_psk(sc, "bob", psk_a, 32, 0));
+    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+    kxt_pump(&p);
+    kxt_assert_failed(&p, false, KX_ALERT_HANDSHAKE_FAILURE);
+    kxt_pair_free(&p);
+}
+
+static void test_external_psk_hash_mismatch(void **state)
+{
+    (void)state;
+    /* A SHA-384 PSK can only be used with a SHA-384 suite: with only AES-128 (SHA-256) in
+     * common the server skips it; without a certificate it must fail cleanly. */
+    ktlsx_config *cc = kxt_client_cfg(NULL, NULL), *sc = kxt_server_cfg(NULL, "TLS_AES_128_GCM_SHA256", NULL);
+    KXT_CFG_OK(cc, ktlsx_config_set_psk(cc, "client1", psk_a, 48, 1));
+    KXT_CFG_OK(sc, ktlsx_config_set_psk(sc, "client1", psk_a, 48, 1));
+    kxt_pair p;
+    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+    kxt_pump(&p);
+    assert_int_equal(p.sst, KTLSX_FAILED);
+    assert_int_equal(p.cst, KTLSX_FAILED);
+    kxt_pair_free(&p);
+}
+
+static void test_psk_config_errors(void **state)
+{
+    (void)state;
+    ktlsx_config *cfg = kxt_client_cfg(NULL, NULL);
+    assert_int_equal(ktlsx_config_set_psk(cfg, "", psk_a, 32, 0), -1);
+    assert_int_equal(ktlsx_config_set_psk(cfg, NULL, psk_a, 32, 0), -1);
+    assert_int_equal(ktlsx_config_set_psk(cfg, "id", psk_a, 15, 0), -1);
+    assert_string_not_equal(ktlsx_config_error(cfg), "");
+    assert_int_equal(ktlsx_config_set_psk(cfg, "id", psk_a, 16, 0), 0);
+    ktlsx_config_free(cfg);
+}
+
+static void test_psk_ke_config(void **state)
+{
+    (void)state;
+    /* psk_ke allowed on both sides: resumption still works (psk_dhe_ke preferred). */
+    ktlsx_config *cc = kxt_client_cfg(NULL, NULL), *sc = kxt_server_cfg("ecdsa", NULL, NULL);
+    KXT_CFG_OK(cc, ktlsx_config_set_psk_ke(cc, 1));
+    KXT_CFG_OK(sc, ktlsx_config_set_psk_ke(sc, 1));
+    blob s1;
+    assert_int_equal(connect_once(cc, sc, NULL, &s1), 0);
+    assert_int_equal(connect_once(cc, sc, &s1, NULL), 1);
+    ktlsx_config_free(cc);
+    ktlsx_config_free(sc);
+}
+
+int main(void)
+{
+    static struct CMUnitTest tests[64];
+    size_t n = 0;
+#define ADD(fn) tests[n++] = (struct CMUnitTest){ #fn, fn, NULL, NULL, NULL }
+    ADD(test_tls12_session_id);
+    ADD(test_tls12_ticket);
+    ADD(test_tls12_trace_abbreviated);
+    ADD(test_tls13_ticket);
+    ADD(test_tls13_resumed_details);
+    ADD(test_tls13_no_tickets);
+    ADD(test_cross_version);
+    ADD(test_session_blob_api);
+    ADD(test_tampered_ticket);
+    ADD(test_tampered_secret);
+    ADD(test_rotated_out_key);
+    ADD(test_ticket_key_file);
+    ADD(test_ticket_key_file_errors);
+    ADD(test_session_cache_bound);
+    ADD(test_session_cache_lifetime);
+    ADD(test_ticket_lifetime);
+    ADD(test_external_psk);
+    ADD(test_external_psk_wrong_key);
+    ADD(test_external_psk_unknown_identity);
+    ADD(test_external_psk_hash_mismatch);
+    ADD(test_psk_config_errors);
+    ADD(test_psk_ke_config);
+#undef ADD
+    return _cmocka_run_group_tests("test_session", tests, n, group_setup, group_teardown);
+}
