@@ -572,13 +572,14 @@ static void set_send_timeout(int fd, int timeout_ms)
     (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
-/* The reason of a failed kernel TLS call: the engine's, else errno's. */
+/* The reason of a failed kernel TLS call: the engine's (with its alert)
+ * when it recorded one, else errno's. */
 static void set_ktls_error(struct cli_session *session, const char *what, int err)
 {
     const char *reason = ktlsx_error(session->conn);
 
     if (reason != NULL && reason[0] != '\0')
-        set_session_error(session, "%s: %s", what, reason);
+        set_engine_error(session);
     else
         set_session_error(session, "%s: %s", what, err != 0 ? strerror(err) : "failed");
 }
