@@ -17,7 +17,7 @@
 set -uo pipefail
 . "$(dirname "$0")/lib-common.sh"
 
-VM_TIMEOUT=${KMOD_VM_TIMEOUT:-300}
+VM_TIMEOUT=${KMOD_VM_TIMEOUT:-600}
 OUTDIR=$REPO_DIR/build
 LOGDIR=$OUTDIR/kmod-logs
 WORK=$OUTDIR/kmod-work
