@@ -44,9 +44,11 @@ static const char client_usage[] =
     "                         the kernel: auto (default) falls back to user\n"
     "                         space with one line saying why; require fails\n"
     "                         the connection (exit 1) without it\n"
-    "  --sess-in FILE         offer the session saved in FILE (resumption)\n"
+    "  --sess-in FILE         offer the session saved in FILE by --sess-out\n"
+    "                         (resumption); a bad FILE is exit status 2\n"
     "  --sess-out FILE        when the connection ends, save its session to\n"
-    "                         FILE (mode 0600; it holds secrets)\n"
+    "                         FILE (mode 0600; it holds secrets); without one\n"
+    "                         prints 'ktlsx: no session to save'\n"
     "  --psk-identity ID --psk-file FILE\n"
     "                         TLS 1.3 external PSK; FILE holds the key in hex\n"
     "                         (whitespace ignored)\n"
@@ -62,8 +64,9 @@ static const char client_usage[] =
     "                         asking the server to update too (TLS 1.3)\n"
     "  --help                 show this help\n"
     "\n"
-    "Exit status: 0 when the server closed, 1 on a TLS or network failure,\n"
-    "2 on a bad command line or configuration.\n";
+    "Exit status: 0 when the connection ended normally (server closed, or\n"
+    "stdin ended and the server stayed quiet for 2 s), 1 on a TLS, network\n"
+    "or kernel TLS failure, 2 on a bad command line or configuration.\n";
 
 enum client_option {
     OPT_SNI = 256,

@@ -51,7 +51,8 @@ static const char server_usage[] =
     "  --rotate-ticket-keys-every SECONDS\n"
     "                            start sealing with a fresh random key when this\n"
     "                            long has passed (checked between connections;\n"
-    "                            older keys still open tickets)\n"
+    "                            older keys still open tickets); not with\n"
+    "                            --ticket-key-file\n"
     "  --session-cache N         TLS 1.2 session-ID cache entries; 0 = off\n"
     "                            (default 1024)\n"
     "  --psk-identity ID --psk-file FILE\n"
@@ -328,6 +329,10 @@ static int parse_server_options(int argc, char **argv, struct server_options *op
         return cli_usage_error("server", "--cert FILE --key FILE is required");
     if (opts->tls.cert_count != opts->tls.key_count)
         return cli_usage_error("server", "each --cert needs its --key");
+    /* File keys are rotated by replacing the files (and restarting). */
+    if (opts->rotate_every_s > 0 && opts->tls.ticket_key_file_count > 0)
+        return cli_usage_error("server",
+                               "--rotate-ticket-keys-every and --ticket-key-file exclude each other");
     if (opts->mode == SERVER_SENDFILE) {
         struct stat st;
 
