@@ -197,10 +197,12 @@ int ktlsx_export_keys(const ktlsx_conn *conn, enum ktlsx_direction dir, struct k
  * Call it after flushing all pending output, having read the handshake
  * record by record (ktlsx_input_wanted), and before any further ktlsx_read.
  * `want`: KTLSX_KTLS_TX | KTLSX_KTLS_RX.
- * Returns the directions now in the kernel (0 = none: `why` says why, e.g.
- * "kernel has no tls module", and the connection continues in user space
- * unchanged), or -1 when TX went in but RX failed: the connection is unusable
- * and must be closed. */
+ * Returns the directions now in the kernel: TX|RX; 0 = none (`why` says why,
+ * e.g. "kernel has no tls module", and the connection continues in user space
+ * unchanged); TX alone when RX could not be installed (`why` says why; the
+ * socket then still delivers raw records, which ktlsx_input/ktlsx_read decrypt,
+ * and KeyUpdate requests from the peer end the connection).  -1 is reserved
+ * for a failed connection. */
 int ktlsx_ktls_start(ktlsx_conn *conn, int fd, int want, char *why, size_t whylen);
 /* Which directions are in the kernel. */
 int ktlsx_ktls_active(const ktlsx_conn *conn);

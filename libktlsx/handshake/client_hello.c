@@ -357,72 +357,85 @@ static kx_result choose_group13(ktlsx_conn *c, const hello *h, bool second_hello
     return kx_kex_derive(chosen, c->kex_key, chosen_share, chosen_len, c->ecdhe, &c->ecdhe_len);
 }
 
-/* Try the offered PSKs in order; the first we can use wins.  Unknown or
- * stale tickets are skipped (full handshake); a bad binder is fatal. */
-static kx_result choose_psk(ktlsx_conn *c, const hello *h)
+/* The offered PSK we will use, found before the cipher suite is chosen so
+ * that the suite can follow the PSK's hash: the first identity that is our
+ * external PSK or a ticket we can open (fresh, TLS 1.3, plausible age).
+ * Unknown or stale tickets are skipped: a full handshake follows. */
+typedef struct {
+    bool found, external;
+    uint16_t index;
+    kx_hash_id hash;
+    kx_session s;
+} psk_choice;
+
+static kx_result find_psk(ktlsx_conn *c, const hello *h, psk_choice *pc)
 {
     const ktlsx_config *cfg = c->cfg;
+    memset(pc, 0, sizeof *pc);
     if (!kx_has_ext(&h->e, KX_EXT_PRE_SHARED_KEY)) return KX_OK;
     /* RFC 8446 §4.2.9: a PSK offer without psk_key_exchange_modes is an error. */
     KX_ENSURE(kx_has_ext(&h->e, KX_EXT_PSK_KEY_EXCHANGE_MODES), KX_ALERT_MISSING_EXTENSION,
               "pre_shared_key without psk_key_exchange_modes");
     bool dhe = c->psk_modes & 2, ke = (c->psk_modes & 1) && (cfg->psk_ke || cfg->psk_len);
     if (!dhe && !ke) return KX_OK;
-    kx_reader d = h->e.data[KX_EXT_PRE_SHARED_KEY], ids, binders;
+    kx_reader d = h->e.data[KX_EXT_PRE_SHARED_KEY], ids;
     KX_GUARD(kx_read_vec(&d, 2, 7, 65535, &ids));
-    size_t binders_off = (size_t)(kx_reader_ptr(&d) - c->msg_raw);
-    KX_GUARD(kx_read_vec(&d, 2, 33, 65535, &binders));
-    KX_GUARD(kx_reader_done(&d));
-    kx_hash_id hash = c->suite->hash;
-    uint16_t index = 0;
-    while (kx_reader_left(&ids)) {
+    for (uint16_t index = 0; kx_reader_left(&ids); index++) {
         kx_reader id;
         uint32_t obfuscated_age;
         KX_GUARD(kx_read_vec(&ids, 2, 1, 65535, &id));
         KX_GUARD(kx_read_u32(&ids, &obfuscated_age));
-        bool usable = false, external = false;
-        kx_session s = { 0 };
         if (cfg->psk_len && id.len == strlen(cfg->psk_identity) && memcmp(id.data, cfg->psk_identity, id.len) == 0) {
-            usable = cfg->psk_hash == hash;
-            external = true;
-            memcpy(s.secret, cfg->psk, cfg->psk_len);
-            s.secret_len = (uint8_t)cfg->psk_len;
-        } else if (cfg->tickets_enabled && kx_ticket_open(c, id.data, id.len, &s)) {
-            const kx_suite *ss = kx_suite_by_id(s.suite);
+            memcpy(pc->s.secret, cfg->psk, cfg->psk_len);
+            pc->s.secret_len = (uint8_t)cfg->psk_len;
+            pc->external = true;
+            pc->hash = cfg->psk_hash;
+        } else if (cfg->tickets_enabled && kx_ticket_open(c, id.data, id.len, &pc->s)) {
+            const kx_suite *ss = kx_suite_by_id(pc->s.suite);
             /* The ticket's age as the client sees it must match ours (RFC 8446 §4.2.11.1, 10 s window). */
-            int64_t client_age = (int64_t)(uint32_t)(obfuscated_age - s.age_add);
-            int64_t server_age = (int64_t)(kx_now_ms() - s.issued_ms);
-            int64_t skew = client_age - server_age;
-            usable = s.version == KTLSX_TLS13 && ss && ss->hash == hash && skew < 10000 && skew > -10000;
-        }
-        if (usable) {
-            /* Find this identity's binder. */
-            kx_reader b = binders, binder;
-            for (uint16_t i = 0; i <= index; i++) KX_GUARD(kx_read_vec(&b, 1, 32, 255, &binder));
-            uint8_t expected[KX_MAX_HASH];
-            kx_result r = binder.len == kx_hash_len(hash)
-                              ? kx_psk_binder(c, hash, s.secret, s.secret_len, external, c->msg_raw, binders_off, expected)
-                              : KX_FAIL(KX_ALERT_DECRYPT_ERROR, "PSK binder has the wrong length");
-            bool ok = !kx_failed(r) && kx_ct_equal(expected, binder.data, binder.len);
-            kx_wipe(expected, sizeof expected);
-            if (!ok) {
-                kx_session_wipe(&s);
-                return KX_FAIL(KX_ALERT_DECRYPT_ERROR, "PSK binder does not verify");
+            int64_t skew = (int64_t)(uint32_t)(obfuscated_age - pc->s.age_add) - (int64_t)(kx_now_ms() - pc->s.issued_ms);
+            if (pc->s.version != KTLSX_TLS13 || !ss || skew >= 10000 || skew <= -10000) {
+                kx_session_wipe(&pc->s);
+                continue;
             }
-            memcpy(c->psk, s.secret, s.secret_len);
-            c->psk_len = s.secret_len;
-            c->psk_external = external;
-            c->psk_dhe = dhe;
-            c->resumed = true;
-            c->session = s;
-            c->session.session_id_len = index; /* reused as selected_identity */
-            kx_copy_str(c->peer_subject, sizeof c->peer_subject, s.peer_subject);
-            kx_session_wipe(&s);
-            return KX_OK;
+            pc->hash = ss->hash;
+        } else {
+            continue;
         }
-        kx_session_wipe(&s);
-        index++;
+        pc->found = true;
+        pc->index = index;
+        c->psk_dhe = dhe;
+        return KX_OK;
     }
+    return KX_OK;
+}
+
+/* Check the chosen identity's binder; a bad binder is fatal (RFC 8446 §4.2.11). */
+static kx_result use_psk(ktlsx_conn *c, const hello *h, psk_choice *pc)
+{
+    kx_hash_id hash = c->suite->hash;
+    if (!pc->found || pc->hash != hash) return KX_OK; /* no suite fits the PSK: full handshake */
+    kx_reader d = h->e.data[KX_EXT_PRE_SHARED_KEY], ids, binders, binder;
+    KX_GUARD(kx_read_vec(&d, 2, 7, 65535, &ids));
+    size_t binders_off = (size_t)(kx_reader_ptr(&d) - c->msg_raw);
+    KX_GUARD(kx_read_vec(&d, 2, 33, 65535, &binders));
+    KX_GUARD(kx_reader_done(&d));
+    for (uint16_t i = 0; i <= pc->index; i++) KX_GUARD(kx_read_vec(&binders, 1, 32, 255, &binder));
+    uint8_t expected[KX_MAX_HASH];
+    kx_result r = binder.len == kx_hash_len(hash)
+                      ? kx_psk_binder(c, hash, pc->s.secret, pc->s.secret_len, pc->external, c->msg_raw, binders_off,
+                                      expected)
+                      : KX_FAIL(KX_ALERT_DECRYPT_ERROR, "PSK binder has the wrong length");
+    bool ok = !kx_failed(r) && kx_ct_equal(expected, binder.data, binder.len);
+    kx_wipe(expected, sizeof expected);
+    KX_ENSURE(ok, KX_ALERT_DECRYPT_ERROR, "PSK binder does not verify");
+    memcpy(c->psk, pc->s.secret, pc->s.secret_len);
+    c->psk_len = pc->s.secret_len;
+    c->psk_external = pc->external;
+    c->resumed = true;
+    c->session = pc->s;
+    c->session.session_id_len = (uint8_t)pc->index; /* reused as selected_identity */
+    kx_copy_str(c->peer_subject, sizeof c->peer_subject, pc->s.peer_subject);
     return KX_OK;
 }
 
@@ -431,10 +444,23 @@ static kx_result handle_tls13(ktlsx_conn *c, hello *h, bool second_hello)
     const ktlsx_config *cfg = c->cfg;
     /* TLS 1.3: legacy_compression_methods must be exactly {null}. */
     KX_ENSURE(h->comp.len == 1 && h->comp.data[0] == 0, KX_ALERT_ILLEGAL_PARAMETER, "compression offered");
+    if (kx_has_ext(&h->e, KX_EXT_PSK_KEY_EXCHANGE_MODES)) {
+        kx_reader m = h->e.data[KX_EXT_PSK_KEY_EXCHANGE_MODES], list;
+        KX_GUARD(kx_read_vec(&m, 1, 1, 255, &list));
+        c->psk_modes = 0;
+        for (size_t i = 0; i < list.len; i++)
+            if (list.data[i] < 2) c->psk_modes |= (uint8_t)(1u << list.data[i]);
+    }
+    psk_choice pc;
+    KX_GUARD(find_psk(c, h, &pc));
+    /* Our preference order; a suite with the PSK's hash first, so that the PSK can be used. */
     const kx_suite *suite = NULL;
-    for (size_t i = 0; i < cfg->suite_count && !suite; i++) {
-        const kx_suite *s = kx_suite_by_id(cfg->suites[i]);
-        if (s && s->version == KTLSX_TLS13 && offers_suite(h, s->id)) suite = s;
+    for (int pass = pc.found ? 0 : 1; pass < 2 && !suite; pass++) {
+        for (size_t i = 0; i < cfg->suite_count && !suite; i++) {
+            const kx_suite *s = kx_suite_by_id(cfg->suites[i]);
+            if (s && s->version == KTLSX_TLS13 && offers_suite(h, s->id) && (pass == 1 || s->hash == pc.hash))
+                suite = s;
+        }
     }
     KX_ENSURE(suite != NULL, KX_ALERT_HANDSHAKE_FAILURE, "no cipher suite in common");
     if (second_hello) {
@@ -448,15 +474,10 @@ static kx_result handle_tls13(ktlsx_conn *c, hello *h, bool second_hello)
         c->suite = suite;
         KX_GUARD(kx_transcript_set_hash(&c->transcript, suite->hash));
     }
-    if (kx_has_ext(&h->e, KX_EXT_PSK_KEY_EXCHANGE_MODES)) {
-        kx_reader m = h->e.data[KX_EXT_PSK_KEY_EXCHANGE_MODES], list;
-        KX_GUARD(kx_read_vec(&m, 1, 1, 255, &list));
-        c->psk_modes = 0;
-        for (size_t i = 0; i < list.len; i++)
-            if (list.data[i] < 2) c->psk_modes |= (uint8_t)(1u << list.data[i]);
-    }
     c->resumed = false;
-    KX_GUARD(choose_psk(c, h));
+    kx_result r = use_psk(c, h, &pc);
+    kx_session_wipe(&pc.s);
+    KX_GUARD(r);
     if (!c->resumed) {
         KX_ENSURE(kx_has_ext(&h->e, KX_EXT_SIGNATURE_ALGORITHMS), KX_ALERT_MISSING_EXTENSION,
                   "ClientHello has no signature_algorithms");

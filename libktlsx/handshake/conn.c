@@ -69,6 +69,9 @@ void ktlsx_conn_free(ktlsx_conn *c)
 
 static void queue_alert(ktlsx_conn *c, uint8_t level, uint8_t desc)
 {
+    /* With TX in the kernel, a record built here would go out in the clear:
+     * alerts then go through ktlsx_ktls_* (which has the socket). */
+    if (c->ktls_active & KTLSX_KTLS_TX) return;
     uint8_t alert[2] = { level, desc };
     kx_result r = kx_record_write(&c->tx, KX_CT_ALERT, alert, sizeof alert, &c->out);
     (void)r; /* nothing more can be done if even the alert cannot be built */

@@ -45,6 +45,9 @@ static kx_result update_secret(ktlsx_conn *c, kx_record_dir *dir, uint8_t *secre
 
 kx_result kx_key_update_write(ktlsx_conn *c, bool request_update)
 {
+    /* The user-space record layer no longer owns TX: only ktlsx_ktls_key_update can send. */
+    KX_ENSURE(!(c->ktls_active & KTLSX_KTLS_TX), KX_ALERT_INTERNAL_ERROR,
+              "KeyUpdate must be sent through the kernel (TX is in kernel TLS)");
     size_t msg;
     KX_GUARD(kx_hs_begin(c, KX_HS_KEY_UPDATE, &msg));
     KX_GUARD(kx_write_u8(&c->hs_out, request_update ? 1 : 0));

@@ -118,14 +118,17 @@ static int send_key_update(ktlsx_conn *c, int fd, bool request)
 
 int ktlsx_ktls_key_update(ktlsx_conn *c, int fd, int request_update)
 {
-    if (c->failed || c->version != KTLSX_TLS13 || !(c->ktls_active & KTLSX_KTLS_TX)) return -1;
+    if (c->failed) return -1;
+    if (c->version != KTLSX_TLS13) return fail(c, KX_ALERT_INTERNAL_ERROR, "KeyUpdate exists only in TLS 1.3");
+    if (!(c->ktls_active & KTLSX_KTLS_TX)) return fail(c, KX_ALERT_INTERNAL_ERROR, "TX is not in kernel TLS");
     return send_key_update(c, fd, request_update != 0);
 }
 
 int ktlsx_ktls_close_notify(ktlsx_conn *c, int fd)
 {
-    if (!(c->ktls_active & KTLSX_KTLS_TX)) return -1;
-    return send_alert(c, fd, 1, KX_ALERT_CLOSE_NOTIFY);
+    if (!(c->ktls_active & KTLSX_KTLS_TX)) return fail(c, KX_ALERT_INTERNAL_ERROR, "TX is not in kernel TLS");
+    if (send_alert(c, fd, 1, KX_ALERT_CLOSE_NOTIFY) != 0) return fail(c, KX_ALERT_INTERNAL_ERROR, "sending close_notify failed");
+    return 0;
 }
 
 /* Complete handshake messages received through the kernel. */
