@@ -132,7 +132,7 @@ for withcert in 0 1; do
   if case_begin "server/openssl/$label"; then
     if need_ktlsx && need_tool openssl; then
       if start_ktlsx_psk_server "$WORK/psk.hex" "$withcert"; then
-        run_fed cli "$TXT" "$CD/cli.out" "$(fsize "$TXT")" -- openssl s_client -connect "127.0.0.1:$PORT" -quiet -no_ign_eof \
+        run_fed cli "$TXT" "$CD/cli.out" "$(fsize "$TXT")" -- openssl s_client -connect "127.0.0.1:$PORT" -quiet -nocommands -no_ign_eof \
           -tls1_3 -psk "$KEY" -psk_identity "$ID" -ciphersuites TLS_AES_128_GCM_SHA256
         if ! ktlsx_server_sane srv; then fail "$WHY"
         elif rc_crashed "$RC"; then fail "openssl s_client $(describe_rc "$RC")"
@@ -180,7 +180,7 @@ if q && case_begin server/openssl/unknown-identity-with-cert; then
   # an identity the server does not know: a ktlsx server with a certificate falls back to it
   if need_ktlsx && need_tool openssl; then
     if start_ktlsx_psk_server "$WORK/psk.hex" 1; then
-      run_fed cli "$TXT" "$CD/cli.out" "$(fsize "$TXT")" -- openssl s_client -connect "127.0.0.1:$PORT" -quiet -no_ign_eof \
+      run_fed cli "$TXT" "$CD/cli.out" "$(fsize "$TXT")" -- openssl s_client -connect "127.0.0.1:$PORT" -quiet -nocommands -no_ign_eof \
         -servername localhost -CAfile "$CA" -verify_return_error -tls1_3 -psk "$KEY" -psk_identity someone-else
       if ! ktlsx_server_sane srv; then fail "$WHY"
       elif ! check_summary "$CD/srv.err" version=TLSv1.3 resumed=0; then fail "$SUM_WHY"
