@@ -183,8 +183,11 @@ static kx_result handle_alert(ktlsx_conn *c, const uint8_t *p, size_t n)
         KX_ENSURE(c->handshake_done, KX_ALERT_UNEXPECTED_MESSAGE, "peer closed the connection during the handshake");
         return KX_OK;
     }
-    /* user_canceled is followed by close_notify; every other alert ends the connection (RFC 8446 §6). */
+    /* user_canceled is followed by close_notify; in TLS 1.3 every other alert ends the
+     * connection (RFC 8446 §6), while TLS 1.2 lets the receiver carry on after a warning
+     * (RFC 5246 §7.2.2; e.g. no_renegotiation). */
     if (p[1] == KX_ALERT_USER_CANCELED) return KX_OK;
+    if (p[0] == 1 && c->version == KTLSX_TLS12 && c->handshake_done) return KX_OK;
     return peer_alert(c, p[1]);
 }
 
