@@ -377,7 +377,7 @@ int cli_parse_endpoint(const char *arg, int allow_empty_host, struct cli_endpoin
     }
     memcpy(ep->host, host, host_len);
     ep->host[host_len] = '\0';
-    strcpy(ep->port, port);
+    memcpy(ep->port, port, strlen(port) + 1); /* length checked above */
     return 0;
 }
 
@@ -460,7 +460,7 @@ int cli_connect_tcp(const struct cli_endpoint *ep, int timeout_ms)
 /* "ADDR:PORT" / "[ADDR]:PORT" of a bound socket, for the log. */
 static void describe_local_address(int fd, char *out, size_t out_len)
 {
-    struct sockaddr_storage ss;
+    struct sockaddr_storage ss = { 0 };
     socklen_t len = sizeof ss;
     char host[NI_MAXHOST];
     char port[NI_MAXSERV];

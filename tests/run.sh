@@ -122,6 +122,18 @@ if (( ! unit_only )); then
   fi
 fi
 
+# -------------------------------------------------------- static analysis ---
+# cppcheck + clang-tidy over the library and the tool (`make lint`); one case.
+if (( ! unit_only )) && [[ ${NO_LINT:-0} != 1 ]]; then
+  section "static analysis (make lint)"
+  if command -v cppcheck >/dev/null && command -v clang-tidy >/dev/null; then
+    if make -s -C "$ROOT" lint >"$LOGS/lint.log" 2>&1; then record PASS lint
+    else record FAIL lint "$(grep -m3 -E 'warning:|error:' "$LOGS/lint.log" | tr '\n' ' ')"; fi
+  else
+    record SKIP lint "cppcheck or clang-tidy not installed"
+  fi
+fi
+
 # ----------------------------------------------------------- interop tests ---
 
 # run_interop PREFIX KTLSX QUICK: run every tests/interop/*.sh
