@@ -47,20 +47,27 @@ wait_size() {
 }
 
 # wait_pid PID SECS: wait for a background process, kill it after SECS;
-# sets WAIT_RC (its exit status; 124 if it had to be killed)
+# sets WAIT_RC (its exit status; 124 if it had to be killed) and WAIT_EL
+# (seconds until it ended).  For a background pipeline PID is its last
+# process; "wait" would also wait for the feeder in front of it, so once
+# PID has ended $KX_STOP is created (kx_feed stops).
 wait_pid() {
-	_e=$(( $(date +%s) + $2 ))
+	_s=$(date +%s)
+	_e=$(( _s + $2 ))
 	while kill -0 "$1" 2>/dev/null; do
 		# a zombie child still answers kill -0: check its state
 		[ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ] && break
 		if [ "$(date +%s)" -ge "$_e" ]; then
 			kill "$1" 2>/dev/null; sleep 0.3; kill -9 "$1" 2>/dev/null
+			touch "$KX_STOP"
 			wait "$1" 2>/dev/null
-			WAIT_RC=124
+			WAIT_RC=124 WAIT_EL=$2
 			return
 		fi
 		sleep 0.1
 	done
+	WAIT_EL=$(( $(date +%s) - _s ))
+	touch "$KX_STOP"
 	wait "$1" 2>/dev/null
 	WAIT_RC=$?
 }

@@ -62,7 +62,8 @@ have() { command -v "$1" >/dev/null 2>&1; }
 wait_port() {
 	_p=$(printf '%04X' "$1") _i=0
 	while [ "$_i" -lt $(( ${2:-10} * 10 )) ]; do
-		grep -q ":$_p 00000000:0000 0A" /proc/net/tcp /proc/net/tcp6 2>/dev/null && return 0
+		# IPv4 or IPv6 (remote 0...0:0000) listener, state 0A
+		grep -q -E ":$_p 0+:0000 0A" /proc/net/tcp /proc/net/tcp6 2>/dev/null && return 0
 		sleep 0.1
 		_i=$((_i + 1))
 	done

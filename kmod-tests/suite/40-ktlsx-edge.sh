@@ -1,0 +1,428 @@
+#!/bin/sh
+# ktlsx --ktls require at the edges of the kTLS hand-over and of the record
+# stream, against OpenSSL (user-space TLS):
+#   tickets      TLS 1.3 s_server sends NewSessionTickets then data at once
+#   finished     s_client's first data right behind its Finished
+#   frag         records of 512 bytes (-max_send_frag) into kTLS RX
+#   sendfile     ktlsx server --sendfile 64 MiB -> s_client (sha256)
+#   keyupdate    OpenSSL sends KeyUpdate mid-stream: continues on >= 6.14
+#                (TlsRxRekeyOk rises), clear error (not a hang) before
+#   key-update-after  ktlsx sends KeyUpdate itself (if the CLI has it)
+#   close_notify peer closes -> ktlsx exits 0
+#   corrupt      a flipped ciphertext byte (busybox nc proxy) -> error exit,
+#                TlsDecryptError, no crash
+# kmod-timeout: 300
+. "$KMOD_LIB"
+. /suite/lib-ktlsx.sh
+
+all="edge-tls13-tickets-then-data edge-tls13-data-with-finished edge-tls12-data-with-finished
+edge-tls13-frag512-to-client edge-tls12-frag512-to-client edge-tls13-frag512-to-server edge-tls12-frag512-to-server
+edge-tls13-sendfile-64m edge-tls12-sendfile-16m edge-tls13-keyupdate-to-server edge-tls13-keyupdate-requested-to-server
+edge-tls13-keyupdate-to-client edge-tls13-key-update-after edge-close_notify-to-client edge-close_notify-to-server
+edge-corrupt-record-to-server edge-corrupt-record-to-client"
+kx_ready $all || exit 0
+if ! have openssl; then for n in $all; do skip "$n" "openssl not in initramfs"; done; exit 0; fi
+
+cd "$KMOD_TMP" || exit 1
+head -c 1048576 /dev/urandom >M1      # 1 MiB
+SHA_M1=$(sha M1)
+port=4600
+SRV="--cert $KMOD_CERT --key $KMOD_KEY"
+
+# crash_or_eio FILE: non-empty if ktlsx's stderr shows EIO or a crash
+crash_or_eio() { grep -a -i -E 'input/output error|EIO|segmentation|aborted|sanitizer|core dumped' "$1" | head -1; }
+
+# --- ktlsx client <- s_server: SRC sent by s_server right after the handshake
+# client_case NAME VER SRC S_SERVER-OPTS...
+client_case() {
+	name=$1 v=$2 src=$3
+	shift 3
+	port=$((port + 1))
+	rm -f B D "$KX_STOP" s.err c.err
+	snap=$KMOD_TMP/snap; tls_stat_snapshot "$snap"
+	n=$(fsize "$src")
+	"$KX_FEED" "$src" D "$n" 60 | timeout 90 openssl s_server -accept "127.0.0.1:$port" $SRV \
+		-naccept 1 -quiet "$@" >B 2>s.err &
+	spid=$!
+	_kmod_bg_pids="$_kmod_bg_pids $spid"
+	wait_port "$port" 15 || { cat s.err; touch "$KX_STOP"; fail "$name" "s_server did not listen"; return; }
+	"$KX_FEED" - D "$n" 60 | timeout 90 ktlsx client "127.0.0.1:$port" --ca "$KMOD_CA" \
+		--tls-version "$v" --ktls require >D 2>c.err
+	crc=$?
+	touch "$KX_STOP"
+	wait_pid "$spid" 15
+	cat c.err s.err
+	p=
+	if [ "$crc" -ne 0 ]; then p="ktlsx client exit $crc: $(grep -v 'handshake ok' c.err | tail -1)"
+	elif [ "$(sha D)" != "$(sha "$src")" ]; then p="received $(fsize D) of $n bytes, sha256 differs"
+	elif [ -n "$(crash_or_eio c.err)" ]; then p="stderr: $(crash_or_eio c.err)"
+	elif ! kx_summary c.err | grep -q 'ktls=tx+rx'; then p="not ktls=tx+rx: $(kx_summary c.err)"
+	elif [ "$(tls_stat_delta "$snap" TlsRxSw)" -lt 1 ]; then p="TlsRxSw did not rise"
+	fi
+	info "$name: $(kx_stat_line "$snap"); $(kx_summary c.err | sed 's/^ktlsx: //')"
+	if [ -n "$p" ]; then fail "$name" "$p"; else pass "$name"; fi
+	rm -f B D
+}
+
+# --- s_client -> ktlsx server --echo: SRC sent by s_client at once ----------
+# server_case NAME VER SRC S_CLIENT-OPTS...
+server_case() {
+	name=$1 v=$2 src=$3
+	shift 3
+	port=$((port + 1))
+	rm -f B s.err c.err "$KX_STOP"
+	snap=$KMOD_TMP/snap; tls_stat_snapshot "$snap"
+	n=$(fsize "$src")
+	timeout 90 ktlsx server --listen "127.0.0.1:$port" $SRV --tls-version "$v" \
+		--ktls require --echo --once 2>s.err &
+	spid=$!
+	_kmod_bg_pids="$_kmod_bg_pids $spid"
+	wait_port "$port" 15 || { cat s.err; fail "$name" "ktlsx server did not listen"; return; }
+	# the data is in the pipe before the connection: s_client writes it
+	# right after its Finished
+	"$KX_FEED" "$src" B "$n" 60 | timeout 90 openssl s_client -connect "127.0.0.1:$port" \
+		-CAfile "$KMOD_CA" -quiet -no_ign_eof -nocommands "$@" >B 2>c.err
+	wait_pid "$spid" 15
+	src_rc=$WAIT_RC
+	cat s.err c.err
+	p=
+	if [ "$src_rc" -ne 0 ]; then p="ktlsx server exit $src_rc: $(grep -v 'handshake ok\|listening' s.err | tail -1)"
+	elif [ "$(sha B)" != "$(sha "$src")" ]; then p="echo: got $(fsize B) of $n bytes back, sha256 differs"
+	elif [ -n "$(crash_or_eio s.err)" ]; then p="stderr: $(crash_or_eio s.err)"
+	elif ! kx_summary s.err | grep -q 'ktls=tx+rx'; then p="not ktls=tx+rx: $(kx_summary s.err)"
+	elif [ "$(tls_stat_delta "$snap" TlsRxSw)" -lt 1 ]; then p="TlsRxSw did not rise"
+	fi
+	info "$name: $(kx_stat_line "$snap"); $(kx_summary s.err | sed 's/^ktlsx: //')"
+	if [ -n "$p" ]; then fail "$name" "$p"; else pass "$name"; fi
+	rm -f B
+}
+
+# tickets: OpenSSL sends 2 NewSessionTickets right after the server Finished,
+# then 1 MiB at once; ktlsx has kTLS RX from the first byte after Finished
+client_case edge-tls13-tickets-then-data 1.3 M1 -tls1_3 -num_tickets 2
+# client data in the same flight as its Finished
+server_case edge-tls13-data-with-finished 1.3 M1 -tls1_3
+server_case edge-tls12-data-with-finished 1.2 M1 -tls1_2
+# small records
+client_case edge-tls13-frag512-to-client 1.3 M1 -tls1_3 -max_send_frag 512
+client_case edge-tls12-frag512-to-client 1.2 M1 -tls1_2 -max_send_frag 512
+server_case edge-tls13-frag512-to-server 1.3 M1 -tls1_3 -max_send_frag 512
+server_case edge-tls12-frag512-to-server 1.2 M1 -tls1_2 -max_send_frag 512
+
+# --- sendfile ---------------------------------------------------------------
+sendfile_case() {
+	name=$1 v=$2 size=$3
+	if ! ktlsx server --help 2>&1 | grep -q -- '--sendfile'; then skip "$name" "ktlsx server has no --sendfile"; return; fi
+	port=$((port + 1))
+	t0=$(date +%s)
+	head -c "$size" /dev/urandom >F
+	want=$(sha F)
+	t1=$(date +%s)
+	rm -f B s.err c.err "$KX_STOP"
+	snap=$KMOD_TMP/snap; tls_stat_snapshot "$snap"
+	timeout 120 ktlsx server --listen "127.0.0.1:$port" $SRV --tls-version "$v" \
+		--ktls require --sendfile F --once 2>s.err &
+	spid=$!
+	_kmod_bg_pids="$_kmod_bg_pids $spid"
+	wait_port "$port" 15 || { cat s.err; fail "$name" "ktlsx server did not listen"; return; }
+	# -quiet implies -ign_eof: s_client reads until the server closes
+	timeout 120 openssl s_client -connect "127.0.0.1:$port" -CAfile "$KMOD_CA" -quiet </dev/null >B 2>c.err
+	crc=$?
+	t2=$(date +%s)
+	wait_pid "$spid" 15
+	src_rc=$WAIT_RC
+	cat s.err c.err
+	got=$(sha B)
+	p=
+	if [ "$src_rc" -ne 0 ]; then p="ktlsx server exit $src_rc: $(grep -v 'handshake ok\|listening' s.err | tail -1)"
+	elif [ "$got" != "$want" ]; then p="s_client got $(fsize B) of $size bytes, sha256 differs (s_client exit $crc)"
+	elif ! kx_summary s.err | grep -q 'ktls=tx'; then p="TX not in the kernel: $(kx_summary s.err)"
+	elif [ "$(tls_stat_delta "$snap" TlsTxSw)" -lt 1 ]; then p="TlsTxSw did not rise"
+	fi
+	info "$name: $((size / 1048576)) MiB: file made in $((t1 - t0))s, sent in $((t2 - t1))s; $(kx_stat_line "$snap"); $(kx_summary s.err | sed 's/^ktlsx: //')"
+	if [ -n "$p" ]; then fail "$name" "$p"; else pass "$name"; fi
+	rm -f B F
+}
+sendfile_case edge-tls13-sendfile-64m 1.3 67108864
+sendfile_case edge-tls12-sendfile-16m 1.2 16777216
+
+# --- KeyUpdate ----------------------------------------------------------------
+# on < 6.14: want a non-zero exit with a message about re-keying, quickly
+rekey_err_ok() { grep -a -i -E 're-?key|6\.14|keyupdate|key update' "$1" | grep -v 'handshake ok' | head -1; }
+
+# s_client -> ktlsx server --echo; s_client's command letter LETTER (k: peer
+# updates its keys, K: and asks ktlsx to update its own) between two lines
+keyupdate_server_case() {
+	name=$1 letter=$2
+	port=$((port + 1))
+	rm -f B s.err c.err "$KX_STOP"
+	snap=$KMOD_TMP/snap; tls_stat_snapshot "$snap"
+	timeout 60 ktlsx server --listen "127.0.0.1:$port" $SRV --tls-version 1.3 \
+		--ktls require --echo --once 2>s.err &
+	spid=$!
+	_kmod_bg_pids="$_kmod_bg_pids $spid"
+	wait_port "$port" 15 || { cat s.err; fail "$name" "ktlsx server did not listen"; return; }
+	# chunks apart so that s_client reads "k\n" alone (a command, not data)
+	( printf 'before-keyupdate\n'; sleep 1.5; printf '%s\n' "$letter"; sleep 1.5
+	  printf 'after-keyupdate\n'; "$KX_FEED" - B 33 12 ) |
+		timeout 40 openssl s_client -connect "127.0.0.1:$port" -CAfile "$KMOD_CA" \
+			-quiet -no_ign_eof -tls1_3 >B 2>c.err &
+	cpid=$!
+	_kmod_bg_pids="$_kmod_bg_pids $cpid"
+	t0=$(date +%s)
+	wait_pid "$spid" 30
+	src_rc=$WAIT_RC
+	el=$(( $(date +%s) - t0 ))
+	touch "$KX_STOP"
+	wait_pid "$cpid" 10
+	cat s.err c.err; echo "--- echoed:"; cat B
+	rxok=$(tls_stat_delta "$snap" TlsRxRekeyOk) txok=$(tls_stat_delta "$snap" TlsTxRekeyOk)
+	rxerr=$(tls_stat_delta "$snap" TlsRxRekeyError)
+	info "$name: server exit $src_rc after ${el}s; TlsRxRekeyOk=+$rxok TlsTxRekeyOk=+$txok TlsRxRekeyError=+$rxerr $(kx_stat_line "$snap"); $(grep -a -c KEYUPDATE c.err) KeyUpdate(s) sent by s_client"
+	if ! grep -q KEYUPDATE c.err; then fail "$name" "s_client did not send a KeyUpdate (no KEYUPDATE on its stderr)"; return; fi
+	if kver_ge 6.14; then
+		p=
+		if [ "$src_rc" -ne 0 ]; then p="ktlsx server exit $src_rc: $(grep -v 'handshake ok\|listening' s.err | tail -1)"
+		elif [ "$(cat B)" != "$(printf 'before-keyupdate\nafter-keyupdate')" ]; then p="echo after the KeyUpdate incomplete: $(tr '\n' '|' <B)"
+		elif [ "$rxok" -lt 1 ]; then p="TlsRxRekeyOk did not rise"
+		elif [ "$letter" = K ] && [ "$txok" -lt 1 ]; then p="update_requested: TlsTxRekeyOk did not rise"
+		fi
+		if [ -n "$p" ]; then fail "$name" "$p"; else pass "$name"; fi
+	else
+		if [ "$src_rc" -eq 124 ]; then fail "$name" "kernel without TLS 1.3 re-key: ktlsx server hung (killed after 30s)"
+		elif [ "$src_rc" -eq 0 ]; then fail "$name" "kernel without TLS 1.3 re-key but ktlsx server exit 0"
+		elif [ "$src_rc" -ge 128 ]; then fail "$name" "ktlsx server died by signal (exit $src_rc)"
+		elif [ -z "$(rekey_err_ok s.err)" ]; then fail "$name" "exit $src_rc without a re-key message: $(tail -1 s.err)"
+		else
+			info "$name: kernel < 6.14: $(rekey_err_ok s.err)"
+			pass "$name"
+		fi
+	fi
+}
+keyupdate_server_case edge-tls13-keyupdate-to-server k
+keyupdate_server_case edge-tls13-keyupdate-requested-to-server K
+
+# s_server (with command letters, so not -quiet) -> ktlsx client: "K" = a
+# KeyUpdate that also asks ktlsx to update its sending keys
+keyupdate_client_case() {
+	name=$1
+	port=$((port + 1))
+	rm -f B D s.err c.err "$KX_STOP"
+	snap=$KMOD_TMP/snap; tls_stat_snapshot "$snap"
+	( sleep 2; printf 'before-keyupdate\n'; sleep 1.5; printf 'K\n'; sleep 1.5
+	  printf 'after-keyupdate\n'; "$KX_FEED" - D 33 12
+	  # and until ktlsx's own line (sent with its updated keys) is in
+	  i=0; while ! grep -q from-client-after B && [ "$i" -lt 50 ] && [ ! -e "$KX_STOP" ]; do
+		sleep 0.2; i=$((i + 1)); done ) |
+		timeout 40 openssl s_server -accept "127.0.0.1:$port" $SRV -naccept 1 -tls1_3 >B 2>s.err &
+	spid=$!
+	_kmod_bg_pids="$_kmod_bg_pids $spid"
+	wait_port "$port" 15 || { cat s.err; touch "$KX_STOP"; fail "$name" "s_server did not listen"; return; }
+	# ktlsx also sends a line after the KeyUpdate: its new TX keys must work
+	( sleep 5.5; printf 'from-client-after\n'; "$KX_FEED" - /nonexistent 1 8 ) |
+		timeout 30 ktlsx client "127.0.0.1:$port" --ca "$KMOD_CA" --tls-version 1.3 --ktls require >D 2>c.err
+	crc=$?
+	touch "$KX_STOP"
+	wait_pid "$spid" 10
+	cat c.err; echo "--- s_server:"; cat B s.err; echo "--- client got:"; cat D
+	rxok=$(tls_stat_delta "$snap" TlsRxRekeyOk) txok=$(tls_stat_delta "$snap" TlsTxRekeyOk)
+	info "$name: client exit $crc; TlsRxRekeyOk=+$rxok TlsTxRekeyOk=+$txok $(kx_stat_line "$snap")"
+	if ! grep -a -q -i 'key.\?update\|SSL_do_handshake -> 1' B s.err; then fail "$name" "s_server did not send a KeyUpdate"; return; fi
+	if kver_ge 6.14; then
+		p=
+		if [ "$crc" -ne 0 ]; then p="ktlsx client exit $crc: $(grep -v 'handshake ok' c.err | tail -1)"
+		elif [ "$(cat D)" != "$(printf 'before-keyupdate\nafter-keyupdate')" ]; then p="data after the KeyUpdate lost: $(tr '\n' '|' <D)"
+		elif ! grep -q 'from-client-after' B; then p="s_server did not get the client's line sent after the KeyUpdate"
+		elif [ "$rxok" -lt 1 ] || [ "$txok" -lt 1 ]; then p="TlsRxRekeyOk +$rxok TlsTxRekeyOk +$txok (want both >= 1)"
+		fi
+		if [ -n "$p" ]; then fail "$name" "$p"; else pass "$name"; fi
+	else
+		if [ "$crc" -eq 124 ] || [ "$crc" -eq 143 ]; then fail "$name" "kernel without TLS 1.3 re-key: ktlsx client hung"
+		elif [ "$crc" -eq 0 ]; then fail "$name" "kernel without TLS 1.3 re-key but ktlsx client exit 0"
+		elif [ "$crc" -ge 128 ]; then fail "$name" "ktlsx client died by signal (exit $crc)"
+		elif [ -z "$(rekey_err_ok c.err)" ]; then fail "$name" "exit $crc without a re-key message: $(tail -1 c.err)"
+		else info "$name: kernel < 6.14: $(rekey_err_ok c.err)"; pass "$name"
+		fi
+	fi
+}
+keyupdate_client_case edge-tls13-keyupdate-to-client
+
+# ktlsx client --key-update-after: ktlsx starts the KeyUpdate (update_requested)
+key_update_after_case() {
+	name=edge-tls13-key-update-after
+	if ! ktlsx client --help 2>&1 | grep -q -- '--key-update-after'; then skip "$name" "ktlsx client has no --key-update-after"; return; fi
+	port=$((port + 1))
+	rm -f B D s.err c.err "$KX_STOP"
+	snap=$KMOD_TMP/snap; tls_stat_snapshot "$snap"
+	n=$(fsize M1)
+	"$KX_FEED" M1 B "$n" 40 | timeout 60 openssl s_server -accept "127.0.0.1:$port" $SRV \
+		-naccept 1 -quiet -tls1_3 >B 2>s.err &
+	spid=$!
+	_kmod_bg_pids="$_kmod_bg_pids $spid"
+	wait_port "$port" 15 || { cat s.err; touch "$KX_STOP"; fail "$name" "s_server did not listen"; return; }
+	"$KX_FEED" M1 D "$n" 40 | timeout 60 ktlsx client "127.0.0.1:$port" --ca "$KMOD_CA" --tls-version 1.3 \
+		--ktls require --key-update-after 65536 >D 2>c.err
+	crc=$?
+	touch "$KX_STOP"
+	wait_pid "$spid" 10
+	cat c.err s.err
+	rxok=$(tls_stat_delta "$snap" TlsRxRekeyOk) txok=$(tls_stat_delta "$snap" TlsTxRekeyOk)
+	info "$name: client exit $crc; TlsTxRekeyOk=+$txok TlsRxRekeyOk=+$rxok $(kx_stat_line "$snap"); $(grep -a 'KeyUpdate' c.err | head -1)"
+	if kver_ge 6.14; then
+		p=
+		if [ "$crc" -ne 0 ]; then p="ktlsx client exit $crc: $(grep -v 'handshake ok' c.err | tail -1)"
+		elif [ "$(sha B)" != "$SHA_M1" ]; then p="s_server got $(fsize B) bytes, sha256 differs"
+		elif [ "$(sha D)" != "$SHA_M1" ]; then p="client got $(fsize D) bytes, sha256 differs"
+		elif [ "$txok" -lt 1 ]; then p="TlsTxRekeyOk did not rise"
+		elif [ "$rxok" -lt 1 ]; then p="TlsRxRekeyOk did not rise (OpenSSL answers update_requested with its own KeyUpdate)"
+		fi
+		if [ -n "$p" ]; then fail "$name" "$p"; else pass "$name"; fi
+	else
+		if [ "$crc" -eq 124 ] || [ "$crc" -eq 143 ]; then fail "$name" "ktlsx client hung"
+		elif [ "$crc" -ge 128 ]; then fail "$name" "ktlsx client died by signal (exit $crc)"
+		elif [ "$crc" -ne 0 ] && [ -n "$(rekey_err_ok c.err)" ]; then info "$name: kernel < 6.14: $(rekey_err_ok c.err)"; pass "$name"
+		else fail "$name" "kernel without TLS 1.3 re-key: exit $crc, want a clear re-key error: $(tail -1 c.err)"
+		fi
+	fi
+	rm -f B D
+}
+key_update_after_case
+
+# --- close_notify ---------------------------------------------------------------
+close_notify_client_case() {
+	name=edge-close_notify-to-client
+	port=$((port + 1))
+	rm -f B D s.err c.err "$KX_STOP"
+	# s_server command "Q": SSL_shutdown (close_notify) and exit
+	( sleep 1.5; printf 'bye\n'; sleep 1; printf 'Q\n'; sleep 10 ) |
+		timeout 30 openssl s_server -accept "127.0.0.1:$port" $SRV -naccept 1 >B 2>s.err &
+	spid=$!
+	_kmod_bg_pids="$_kmod_bg_pids $spid"
+	wait_port "$port" 15 || { cat s.err; fail "$name" "s_server did not listen"; return; }
+	# ktlsx's stdin stays open: only the peer's close_notify can end it
+	"$KX_FEED" - /nonexistent 1 20 | timeout 30 ktlsx client "127.0.0.1:$port" --ca "$KMOD_CA" \
+		--ktls require >D 2>c.err &
+	cpid=$!
+	_kmod_bg_pids="$_kmod_bg_pids $cpid"
+	wait_pid "$cpid" 15
+	crc=$WAIT_RC el=$WAIT_EL
+	touch "$KX_STOP"
+	cat c.err B s.err
+	info "$name: ktlsx client exit $crc ${el}s after connecting"
+	if [ "$crc" -ne 0 ]; then fail "$name" "ktlsx client exit $crc after the peer's close_notify: $(tail -1 c.err)"
+	elif [ "$(cat D)" != bye ]; then fail "$name" "got '$(cat D)' instead of 'bye'"
+	else pass "$name"
+	fi
+}
+close_notify_client_case
+
+close_notify_server_case() {
+	name=edge-close_notify-to-server
+	port=$((port + 1))
+	rm -f B s.err c.err "$KX_STOP"
+	timeout 30 ktlsx server --listen "127.0.0.1:$port" $SRV --ktls require --echo --once 2>s.err &
+	spid=$!
+	_kmod_bg_pids="$_kmod_bg_pids $spid"
+	wait_port "$port" 15 || { cat s.err; fail "$name" "ktlsx server did not listen"; return; }
+	# -no_ign_eof: s_client sends close_notify at stdin EOF (after the echo)
+	( printf 'bye\n'; "$KX_FEED" - B 4 10 ) | timeout 20 openssl s_client -connect "127.0.0.1:$port" \
+		-CAfile "$KMOD_CA" -quiet -no_ign_eof >B 2>c.err
+	wait_pid "$spid" 10
+	src_rc=$WAIT_RC
+	cat s.err c.err
+	if [ "$src_rc" -ne 0 ]; then fail "$name" "ktlsx server --once exit $src_rc after the client's close_notify: $(tail -1 s.err)"
+	elif [ "$(cat B)" != bye ]; then fail "$name" "echo '$(cat B)'"
+	else pass "$name"
+	fi
+}
+close_notify_server_case
+
+# --- a corrupted record ----------------------------------------------------------
+# corrupt_case NAME DIRECTION(to-server|to-client): a busybox nc proxy between
+# OpenSSL and ktlsx flips the byte at offset 6000 of that direction (past the
+# handshake: inside the first 16 KiB application record); bytes before it go
+# through one at a time (dd bs=1), so the handshake is not held back
+corrupt_case() {
+	name=$1 dir=$2
+	if ! busybox nc --help 2>&1 | grep -q -- '-e PROG'; then skip "$name" "busybox nc has no -e"; return; fi
+	port=$((port + 2))
+	front=$port back=$((port - 1))
+	_kmod_cleanup     # nothing of the previous case may be left
+	rm -f B D s.err c.err "$KX_STOP" "$dir.fifo"
+	mkfifo "$dir.fifo"
+	# proxy.sh runs with the accepted connection as stdin/stdout
+	if [ "$dir" = to-server ]; then
+		cat >"proxy-$dir.sh" <<EOT
+#!/bin/sh
+exec 2>/dev/null
+nc 127.0.0.1 $back <$KMOD_TMP/$dir.fifo &
+{ dd bs=1 count=6000; dd bs=1 count=1 | tr '\\000-\\377' '\\001-\\377\\000'; cat; } >$KMOD_TMP/$dir.fifo
+wait
+EOT
+	else
+		cat >"proxy-$dir.sh" <<EOT
+#!/bin/sh
+exec 2>/dev/null 3<&0    # (an & job's stdin would be /dev/null)
+cat <&3 >$KMOD_TMP/$dir.fifo &
+nc 127.0.0.1 $back <$KMOD_TMP/$dir.fifo | { dd bs=1 count=6000; dd bs=1 count=1 | tr '\\000-\\377' '\\001-\\377\\000'; cat; }
+wait
+EOT
+	fi
+	chmod +x "proxy-$dir.sh"
+	head -c 65536 M1 >M64k
+	snap=$KMOD_TMP/snap; tls_stat_snapshot "$snap"
+	if [ "$dir" = to-server ]; then
+		timeout 40 ktlsx server --listen "127.0.0.1:$back" $SRV --tls-version 1.3 --ktls require --echo --once 2>s.err &
+		kpid=$!
+		_kmod_bg_pids="$_kmod_bg_pids $kpid"
+		wait_port "$back" 15 || { cat s.err; fail "$name" "ktlsx server did not listen"; return; }
+		bg timeout 40 busybox nc -l -p "$front" -e "$KMOD_TMP/proxy-$dir.sh"
+		wait_port "$front" 15 || { fail "$name" "nc proxy did not listen"; return; }
+		"$KX_FEED" M64k /nonexistent 1 15 | timeout 30 openssl s_client -connect "127.0.0.1:$front" \
+			-CAfile "$KMOD_CA" -quiet -no_ign_eof -nocommands -tls1_3 >B 2>c.err &
+		opid=$!
+		_kmod_bg_pids="$_kmod_bg_pids $opid"
+		kerr=s.err
+	else
+		"$KX_FEED" M64k /nonexistent 1 15 | timeout 40 openssl s_server -accept "127.0.0.1:$back" $SRV \
+			-naccept 1 -quiet -tls1_3 >B 2>s.err &
+		opid=$!
+		_kmod_bg_pids="$_kmod_bg_pids $opid"
+		wait_port "$back" 15 || { cat s.err; fail "$name" "s_server did not listen"; return; }
+		bg timeout 40 busybox nc -l -p "$front" -e "$KMOD_TMP/proxy-$dir.sh"
+		wait_port "$front" 15 || { fail "$name" "nc proxy did not listen"; return; }
+		"$KX_FEED" - /nonexistent 1 15 | timeout 30 ktlsx client "127.0.0.1:$front" --ca "$KMOD_CA" \
+			--tls-version 1.3 --ktls require >D 2>c.err &
+		kpid=$!
+		_kmod_bg_pids="$_kmod_bg_pids $kpid"
+		kerr=c.err
+	fi
+	# when ktlsx reports the failure, and when it exits
+	t0=$(date +%s) tmsg=-
+	while [ "$(( $(date +%s) - t0 ))" -lt 20 ]; do
+		[ "$tmsg" = - ] && grep -q 'failed' "$kerr" && tmsg=$(( $(date +%s) - t0 ))
+		[ "$(awk '{print $3}' "/proc/$kpid/stat" 2>/dev/null || echo Z)" = Z ] && break
+		sleep 0.2
+	done
+	wait_pid "$kpid" 1
+	krc=$WAIT_RC el=$(( $(date +%s) - t0 ))
+	touch "$KX_STOP"
+	wait_pid "$opid" 5
+	cat s.err c.err
+	de=$(tls_stat_delta "$snap" TlsDecryptError)
+	msg=$(grep -a -v 'handshake ok\|listening' "$kerr" | tail -1)
+	info "$name: ktlsx reported the failure after ${tmsg}s, exit $krc after ${el}s, TlsDecryptError=+$de $(kx_stat_line "$snap"); $msg"
+	if ! kx_summary "$kerr" | grep -q 'ktls=tx+rx'; then fail "$name" "handshake through the proxy did not complete with kTLS: $(tail -1 "$kerr")"
+	elif [ "$krc" -eq 124 ] || [ "$krc" -eq 143 ]; then fail "$name" "ktlsx hung after the corrupted record"
+	elif [ "$krc" -ge 128 ]; then fail "$name" "ktlsx died by signal (exit $krc)"
+	elif [ -n "$(grep -a -i -E 'segmentation|sanitizer|core dumped' "$kerr")" ]; then fail "$name" "crash: $(grep -a -i -E 'segmentation|sanitizer|core dumped' "$kerr" | head -1)"
+	elif [ "$krc" -eq 0 ]; then fail "$name" "ktlsx exit 0 after a corrupted record"
+	elif [ "$de" -lt 1 ]; then fail "$name" "ktlsx exit $krc but TlsDecryptError did not rise: $msg"
+	else pass "$name"
+	fi
+}
+corrupt_case edge-corrupt-record-to-server to-server
+corrupt_case edge-corrupt-record-to-client to-client
+
+rm -f M1 M64k F
+exit 0
