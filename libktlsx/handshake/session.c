@@ -20,7 +20,7 @@ void kx_session_wipe(kx_session *s) { kx_wipe(s, sizeof *s); }
 struct kx_session_cache {
     pthread_mutex_t lock;
     size_t cap, count;
-    uint32_t lifetime_ms;
+    uint64_t lifetime_ms;
     uint64_t clock;        /* LRU stamp */
     struct entry {
         kx_session s;
@@ -40,7 +40,7 @@ kx_session_cache *kx_session_cache_new(size_t entries, uint32_t lifetime_s)
     }
     pthread_mutex_init(&sc->lock, NULL);
     sc->cap = entries;
-    sc->lifetime_ms = lifetime_s * 1000u;
+    sc->lifetime_ms = (uint64_t)lifetime_s * 1000u;
     return sc;
 }
 

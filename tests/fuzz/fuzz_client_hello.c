@@ -86,7 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(c->cookie, hrr_cookie, sizeof hrr_cookie);
         c->cookie_len = sizeof hrr_cookie;
     }
-    fz_run_handler(c, kx_client_hello_handle, KX_HS_CLIENT_HELLO, in, n, 1);
+    fz_run_handler(c, kx_client_hello_handle, KX_HS_CLIENT_HELLO, in, n, 0); /* the handler adds the ClientHello itself */
     ktlsx_conn_free(c);
     return 0;
 }
