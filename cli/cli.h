@@ -52,10 +52,52 @@ enum cli_ktls_mode {
     CLI_KTLS_REQUIRE,  /* fail the connection without it */
 };
 
-/* "auto" / "off" / "require". Returns 0 or -1. */
-int cli_parse_ktls_mode(const char *arg, enum cli_ktls_mode *mode);
 /* A decimal count in [0, max] (no sign, no suffix). Returns 0 or -1. */
 int cli_parse_count(const char *arg, unsigned long long max, unsigned long long *out);
+
+/* getopt_long codes of the options that the client and the server take
+ * the same way (CLI_TLS_LONG_OPTIONS); each subcommand numbers its own
+ * options from CLI_OPT_SUBCOMMAND_FIRST so the two ranges never clash. */
+enum cli_tls_option {
+    CLI_OPT_CA = 256,
+    CLI_OPT_CRL,
+    CLI_OPT_CERT,
+    CLI_OPT_KEY,
+    CLI_OPT_ALPN,
+    CLI_OPT_TLS_VERSION,
+    CLI_OPT_CIPHERS,
+    CLI_OPT_GROUPS,
+    CLI_OPT_KEYLOG,
+    CLI_OPT_TRACE,
+    CLI_OPT_KTLS,
+    CLI_OPT_PSK_IDENTITY,
+    CLI_OPT_PSK_FILE,
+    CLI_OPT_PSK_SHA384,
+    CLI_OPT_PSK_KE,
+    CLI_OPT_LEGACY_RSA_KX,
+    CLI_OPT_SUBCOMMAND_FIRST,
+};
+
+/* The struct option entries for enum cli_tls_option, to splice into a
+ * subcommand's long option table (which then adds its own and the
+ * terminating entry). */
+#define CLI_TLS_LONG_OPTIONS                                                \
+    { "ca", required_argument, NULL, CLI_OPT_CA },                          \
+    { "crl", required_argument, NULL, CLI_OPT_CRL },                        \
+    { "cert", required_argument, NULL, CLI_OPT_CERT },                      \
+    { "key", required_argument, NULL, CLI_OPT_KEY },                        \
+    { "alpn", required_argument, NULL, CLI_OPT_ALPN },                      \
+    { "tls-version", required_argument, NULL, CLI_OPT_TLS_VERSION },        \
+    { "ciphers", required_argument, NULL, CLI_OPT_CIPHERS },                \
+    { "groups", required_argument, NULL, CLI_OPT_GROUPS },                  \
+    { "keylog", required_argument, NULL, CLI_OPT_KEYLOG },                  \
+    { "trace", no_argument, NULL, CLI_OPT_TRACE },                          \
+    { "ktls", required_argument, NULL, CLI_OPT_KTLS },                      \
+    { "psk-identity", required_argument, NULL, CLI_OPT_PSK_IDENTITY },      \
+    { "psk-file", required_argument, NULL, CLI_OPT_PSK_FILE },              \
+    { "psk-sha384", no_argument, NULL, CLI_OPT_PSK_SHA384 },                \
+    { "psk-ke", no_argument, NULL, CLI_OPT_PSK_KE },                        \
+    { "legacy-rsa-kx", no_argument, NULL, CLI_OPT_LEGACY_RSA_KX }
 
 /* TLS settings that the client and the server take the same way. */
 struct cli_tls_options {
@@ -80,6 +122,7 @@ struct cli_tls_options {
     int psk_sha384;
     int psk_ke;        /* also allow psk_ke (no (EC)DHE) */
     int legacy_rsa_kx; /* allow TLS 1.2 RSA key exchange */
+    enum cli_ktls_mode ktls_mode; /* not part of the engine configuration */
     int require_ems;   /* client */
     int fallback_scsv; /* client */
     /* Server resumption; -1 = the engine's default. */
@@ -90,11 +133,16 @@ struct cli_tls_options {
 };
 
 void cli_tls_options_init(struct cli_tls_options *opts);
-/* "1.2" / "1.3" → a single-version range. Returns 0 or -1. */
-int cli_parse_tls_version(const char *arg, struct cli_tls_options *opts);
-/* Record one --cert / --key. Returns 0 or -1 when there are too many. */
-int cli_add_cert_file(struct cli_tls_options *opts, const char *path);
-int cli_add_key_file(struct cli_tls_options *opts, const char *path);
+/* Take getopt_long's `opt` (with its `arg`) when it is one of enum
+ * cli_tls_option, for `ktlsx client` or `ktlsx server` by `role` (a client
+ * presents one certificate chain, a server up to CLI_MAX_CERTS). Returns 1
+ * when taken, 0 when `opt` is the subcommand's own, or -1 after a usage
+ * message for a bad value (exit status 2). */
+int cli_parse_tls_option(enum ktlsx_role role, int opt, const char *arg,
+                         struct cli_tls_options *opts);
+/* After the options: --psk-identity, --psk-file and --psk-sha384 must come
+ * as a whole. Returns -1 to go on, or CLI_EXIT_USAGE after the message. */
+int cli_check_psk_options(enum ktlsx_role role, const struct cli_tls_options *opts);
 
 /* Build the engine configuration. On a failing setter (or an unreadable
  * --psk-file) prints "ktlsx: <reason>" and returns NULL (exit status 2). */

@@ -68,56 +68,26 @@ static const char client_usage[] =
     "stdin ended and the server stayed quiet for 2 s), 1 on a TLS, network\n"
     "or kernel TLS failure, 2 on a bad command line or configuration.\n";
 
+/* The client's own options; the shared ones are enum cli_tls_option. */
 enum client_option {
-    OPT_SNI = 256,
-    OPT_CA,
-    OPT_CRL,
+    OPT_SNI = CLI_OPT_SUBCOMMAND_FIRST,
     OPT_INSECURE,
-    OPT_CERT,
-    OPT_KEY,
-    OPT_ALPN,
-    OPT_TLS_VERSION,
-    OPT_CIPHERS,
-    OPT_GROUPS,
-    OPT_KEYLOG,
-    OPT_TRACE,
-    OPT_KTLS,
     OPT_SESS_IN,
     OPT_SESS_OUT,
-    OPT_PSK_IDENTITY,
-    OPT_PSK_FILE,
-    OPT_PSK_SHA384,
-    OPT_PSK_KE,
     OPT_REQUIRE_EMS,
     OPT_FALLBACK_SCSV,
-    OPT_LEGACY_RSA_KX,
     OPT_KEY_UPDATE_AFTER,
     OPT_HELP,
 };
 
 static const struct option client_long_options[] = {
+    CLI_TLS_LONG_OPTIONS,
     { "sni", required_argument, NULL, OPT_SNI },
-    { "ca", required_argument, NULL, OPT_CA },
-    { "crl", required_argument, NULL, OPT_CRL },
     { "insecure", no_argument, NULL, OPT_INSECURE },
-    { "cert", required_argument, NULL, OPT_CERT },
-    { "key", required_argument, NULL, OPT_KEY },
-    { "alpn", required_argument, NULL, OPT_ALPN },
-    { "tls-version", required_argument, NULL, OPT_TLS_VERSION },
-    { "ciphers", required_argument, NULL, OPT_CIPHERS },
-    { "groups", required_argument, NULL, OPT_GROUPS },
-    { "keylog", required_argument, NULL, OPT_KEYLOG },
-    { "trace", no_argument, NULL, OPT_TRACE },
-    { "ktls", required_argument, NULL, OPT_KTLS },
     { "sess-in", required_argument, NULL, OPT_SESS_IN },
     { "sess-out", required_argument, NULL, OPT_SESS_OUT },
-    { "psk-identity", required_argument, NULL, OPT_PSK_IDENTITY },
-    { "psk-file", required_argument, NULL, OPT_PSK_FILE },
-    { "psk-sha384", no_argument, NULL, OPT_PSK_SHA384 },
-    { "psk-ke", no_argument, NULL, OPT_PSK_KE },
     { "require-ems", no_argument, NULL, OPT_REQUIRE_EMS },
     { "fallback-scsv", no_argument, NULL, OPT_FALLBACK_SCSV },
-    { "legacy-rsa-kx", no_argument, NULL, OPT_LEGACY_RSA_KX },
     { "key-update-after", required_argument, NULL, OPT_KEY_UPDATE_AFTER },
     { "help", no_argument, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
@@ -127,7 +97,6 @@ struct client_options {
     struct cli_tls_options tls;
     struct cli_endpoint server;
     const char *sni; /* NULL: the HOST part of HOST:PORT */
-    enum cli_ktls_mode ktls_mode;
     const char *sess_in;
     const char *sess_out;
     uint64_t key_update_after; /* 0: never */
@@ -139,64 +108,28 @@ static int parse_client_options(int argc, char **argv, struct client_options *op
     const char *target;
     const char *why;
     int opt;
-
+    int status;
     unsigned long long count;
 
     cli_tls_options_init(&opts->tls);
     opts->sni = NULL;
-    opts->ktls_mode = CLI_KTLS_AUTO;
     opts->sess_in = NULL;
     opts->sess_out = NULL;
     opts->key_update_after = 0;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":h", client_long_options, NULL)) != -1) {
+        int taken = cli_parse_tls_option(KTLSX_CLIENT, opt, optarg, &opts->tls);
+
+        if (taken < 0)
+            return CLI_EXIT_USAGE;
+        if (taken > 0)
+            continue;
         switch (opt) {
         case OPT_SNI:
             opts->sni = optarg;
             break;
-        case OPT_CA:
-            opts->tls.ca_file = optarg;
-            break;
-        case OPT_CRL:
-            opts->tls.crl_file = optarg;
-            break;
         case OPT_INSECURE:
             opts->tls.insecure = 1;
-            break;
-        case OPT_CERT:
-            if (opts->tls.cert_count > 0)
-                return cli_usage_error("client", "--cert given more than once");
-            (void)cli_add_cert_file(&opts->tls, optarg);
-            break;
-        case OPT_KEY:
-            if (opts->tls.key_count > 0)
-                return cli_usage_error("client", "--key given more than once");
-            (void)cli_add_key_file(&opts->tls, optarg);
-            break;
-        case OPT_ALPN:
-            opts->tls.alpn = optarg;
-            break;
-        case OPT_TLS_VERSION:
-            if (cli_parse_tls_version(optarg, &opts->tls) < 0)
-                return cli_usage_error("client", "--tls-version must be 1.2 or 1.3, not '%s'",
-                                       optarg);
-            break;
-        case OPT_CIPHERS:
-            opts->tls.ciphers = optarg;
-            break;
-        case OPT_GROUPS:
-            opts->tls.groups = optarg;
-            break;
-        case OPT_KEYLOG:
-            opts->tls.keylog_file = optarg;
-            break;
-        case OPT_TRACE:
-            opts->tls.trace = 1;
-            break;
-        case OPT_KTLS:
-            if (cli_parse_ktls_mode(optarg, &opts->ktls_mode) < 0)
-                return cli_usage_error("client", "--ktls must be auto, off or require, not '%s'",
-                                       optarg);
             break;
         case OPT_SESS_IN:
             opts->sess_in = optarg;
@@ -204,26 +137,11 @@ static int parse_client_options(int argc, char **argv, struct client_options *op
         case OPT_SESS_OUT:
             opts->sess_out = optarg;
             break;
-        case OPT_PSK_IDENTITY:
-            opts->tls.psk_identity = optarg;
-            break;
-        case OPT_PSK_FILE:
-            opts->tls.psk_file = optarg;
-            break;
-        case OPT_PSK_SHA384:
-            opts->tls.psk_sha384 = 1;
-            break;
-        case OPT_PSK_KE:
-            opts->tls.psk_ke = 1;
-            break;
         case OPT_REQUIRE_EMS:
             opts->tls.require_ems = 1;
             break;
         case OPT_FALLBACK_SCSV:
             opts->tls.fallback_scsv = 1;
-            break;
-        case OPT_LEGACY_RSA_KX:
-            opts->tls.legacy_rsa_kx = 1;
             break;
         case OPT_KEY_UPDATE_AFTER:
             if (cli_parse_count(optarg, UINT64_MAX, &count) < 0 || count == 0)
@@ -242,10 +160,9 @@ static int parse_client_options(int argc, char **argv, struct client_options *op
     }
     if (opts->tls.cert_count != opts->tls.key_count)
         return cli_usage_error("client", "--cert and --key go together");
-    if ((opts->tls.psk_identity == NULL) != (opts->tls.psk_file == NULL))
-        return cli_usage_error("client", "--psk-identity and --psk-file go together");
-    if (opts->tls.psk_sha384 && opts->tls.psk_identity == NULL)
-        return cli_usage_error("client", "--psk-sha384 needs --psk-identity and --psk-file");
+    status = cli_check_psk_options(KTLSX_CLIENT, &opts->tls);
+    if (status >= 0)
+        return status;
     if (optind >= argc)
         return cli_usage_error("client", "missing HOST:PORT");
     if (optind + 1 < argc)
@@ -374,7 +291,7 @@ int ktlsx_cmd_client(int argc, char **argv)
         status = CLI_EXIT_USAGE;
         goto out;
     }
-    session.ktls_mode = opts.ktls_mode;
+    session.ktls_mode = opts.tls.ktls_mode;
     session.key_update_after = opts.key_update_after;
 
     session.fd = cli_connect_tcp(&opts.server, CLI_HANDSHAKE_TIMEOUT_MS);

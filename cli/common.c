@@ -64,17 +64,25 @@ int cli_getopt_error(const char *cmd, int opt, char **argv)
     return cli_usage_error(cmd, "unknown option '%s'", word);
 }
 
+/* The subcommand that takes the options of `role`, for usage messages. */
+static const char *role_command(enum ktlsx_role role)
+{
+    return role == KTLSX_CLIENT ? "client" : "server";
+}
+
 void cli_tls_options_init(struct cli_tls_options *opts)
 {
     memset(opts, 0, sizeof *opts);
     opts->min_version = KTLSX_TLS12;
     opts->max_version = KTLSX_TLS13;
     opts->verify_client = KTLSX_VERIFY_NONE;
+    opts->ktls_mode = CLI_KTLS_AUTO;
     opts->tickets = -1;
     opts->session_cache = -1;
 }
 
-int cli_parse_ktls_mode(const char *arg, enum cli_ktls_mode *mode)
+/* "auto" / "off" / "require". Returns 0 or -1. */
+static int parse_ktls_mode(const char *arg, enum cli_ktls_mode *mode)
 {
     if (strcmp(arg, "auto") == 0)
         *mode = CLI_KTLS_AUTO;
@@ -183,7 +191,8 @@ out:
     return result;
 }
 
-int cli_parse_tls_version(const char *arg, struct cli_tls_options *opts)
+/* "1.2" / "1.3" → a single-version range. Returns 0 or -1. */
+static int parse_tls_version(const char *arg, struct cli_tls_options *opts)
 {
     uint16_t version;
 
@@ -198,20 +207,98 @@ int cli_parse_tls_version(const char *arg, struct cli_tls_options *opts)
     return 0;
 }
 
-int cli_add_cert_file(struct cli_tls_options *opts, const char *path)
+/* Record one --cert or --key path in `files` (CLI_MAX_CERTS slots) for
+ * `ktlsx CMD`. Returns 1, or -1 after the usage message. */
+static int add_cert_or_key_file(enum ktlsx_role role, const char *option, const char **files,
+                                size_t *count, const char *path)
 {
-    if (opts->cert_count == CLI_MAX_CERTS)
+    const char *cmd = role_command(role);
+
+    /* A client presents one chain; a server may have one per key type. */
+    if (role == KTLSX_CLIENT && *count > 0) {
+        cli_usage_error(cmd, "%s given more than once", option);
         return -1;
-    opts->cert_files[opts->cert_count++] = path;
-    return 0;
+    }
+    if (*count == CLI_MAX_CERTS) {
+        cli_usage_error(cmd, "at most %d %s options", CLI_MAX_CERTS, option);
+        return -1;
+    }
+    files[(*count)++] = path;
+    return 1;
 }
 
-int cli_add_key_file(struct cli_tls_options *opts, const char *path)
+int cli_parse_tls_option(enum ktlsx_role role, int opt, const char *arg,
+                         struct cli_tls_options *opts)
 {
-    if (opts->key_count == CLI_MAX_CERTS)
-        return -1;
-    opts->key_files[opts->key_count++] = path;
-    return 0;
+    const char *cmd = role_command(role);
+
+    switch (opt) {
+    case CLI_OPT_CA:
+        opts->ca_file = arg;
+        return 1;
+    case CLI_OPT_CRL:
+        opts->crl_file = arg;
+        return 1;
+    case CLI_OPT_CERT:
+        return add_cert_or_key_file(role, "--cert", opts->cert_files, &opts->cert_count, arg);
+    case CLI_OPT_KEY:
+        return add_cert_or_key_file(role, "--key", opts->key_files, &opts->key_count, arg);
+    case CLI_OPT_ALPN:
+        opts->alpn = arg;
+        return 1;
+    case CLI_OPT_TLS_VERSION:
+        if (parse_tls_version(arg, opts) < 0) {
+            cli_usage_error(cmd, "--tls-version must be 1.2 or 1.3, not '%s'", arg);
+            return -1;
+        }
+        return 1;
+    case CLI_OPT_CIPHERS:
+        opts->ciphers = arg;
+        return 1;
+    case CLI_OPT_GROUPS:
+        opts->groups = arg;
+        return 1;
+    case CLI_OPT_KEYLOG:
+        opts->keylog_file = arg;
+        return 1;
+    case CLI_OPT_TRACE:
+        opts->trace = 1;
+        return 1;
+    case CLI_OPT_KTLS:
+        if (parse_ktls_mode(arg, &opts->ktls_mode) < 0) {
+            cli_usage_error(cmd, "--ktls must be auto, off or require, not '%s'", arg);
+            return -1;
+        }
+        return 1;
+    case CLI_OPT_PSK_IDENTITY:
+        opts->psk_identity = arg;
+        return 1;
+    case CLI_OPT_PSK_FILE:
+        opts->psk_file = arg;
+        return 1;
+    case CLI_OPT_PSK_SHA384:
+        opts->psk_sha384 = 1;
+        return 1;
+    case CLI_OPT_PSK_KE:
+        opts->psk_ke = 1;
+        return 1;
+    case CLI_OPT_LEGACY_RSA_KX:
+        opts->legacy_rsa_kx = 1;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+int cli_check_psk_options(enum ktlsx_role role, const struct cli_tls_options *opts)
+{
+    const char *cmd = role_command(role);
+
+    if ((opts->psk_identity == NULL) != (opts->psk_file == NULL))
+        return cli_usage_error(cmd, "--psk-identity and --psk-file go together");
+    if (opts->psk_sha384 && opts->psk_identity == NULL)
+        return cli_usage_error(cmd, "--psk-sha384 needs --psk-identity and --psk-file");
+    return -1;
 }
 
 ktlsx_config *cli_build_config(enum ktlsx_role role, const struct cli_tls_options *opts)

@@ -74,65 +74,35 @@ static const char server_usage[] =
     "Without --echo, --reply or --sendfile, data from the client goes to stdout\n"
     "and stdin goes to the client.\n";
 
+/* The server's own options; the shared ones are enum cli_tls_option. */
 enum server_option {
-    OPT_LISTEN = 256,
-    OPT_CERT,
-    OPT_KEY,
-    OPT_CA,
-    OPT_CRL,
+    OPT_LISTEN = CLI_OPT_SUBCOMMAND_FIRST,
     OPT_VERIFY_CLIENT,
-    OPT_ALPN,
-    OPT_TLS_VERSION,
-    OPT_CIPHERS,
-    OPT_GROUPS,
-    OPT_KEYLOG,
-    OPT_TRACE,
     OPT_ECHO,
     OPT_REPLY,
     OPT_SENDFILE,
     OPT_ONCE,
-    OPT_KTLS,
     OPT_TICKETS,
     OPT_NO_TICKETS,
     OPT_TICKET_KEY_FILE,
     OPT_ROTATE_TICKET_KEYS,
     OPT_SESSION_CACHE,
-    OPT_PSK_IDENTITY,
-    OPT_PSK_FILE,
-    OPT_PSK_SHA384,
-    OPT_PSK_KE,
-    OPT_LEGACY_RSA_KX,
     OPT_HELP,
 };
 
 static const struct option server_long_options[] = {
+    CLI_TLS_LONG_OPTIONS,
     { "listen", required_argument, NULL, OPT_LISTEN },
-    { "cert", required_argument, NULL, OPT_CERT },
-    { "key", required_argument, NULL, OPT_KEY },
-    { "ca", required_argument, NULL, OPT_CA },
-    { "crl", required_argument, NULL, OPT_CRL },
     { "verify-client", required_argument, NULL, OPT_VERIFY_CLIENT },
-    { "alpn", required_argument, NULL, OPT_ALPN },
-    { "tls-version", required_argument, NULL, OPT_TLS_VERSION },
-    { "ciphers", required_argument, NULL, OPT_CIPHERS },
-    { "groups", required_argument, NULL, OPT_GROUPS },
-    { "keylog", required_argument, NULL, OPT_KEYLOG },
-    { "trace", no_argument, NULL, OPT_TRACE },
     { "echo", no_argument, NULL, OPT_ECHO },
     { "reply", required_argument, NULL, OPT_REPLY },
     { "sendfile", required_argument, NULL, OPT_SENDFILE },
     { "once", no_argument, NULL, OPT_ONCE },
-    { "ktls", required_argument, NULL, OPT_KTLS },
     { "tickets", required_argument, NULL, OPT_TICKETS },
     { "no-tickets", no_argument, NULL, OPT_NO_TICKETS },
     { "ticket-key-file", required_argument, NULL, OPT_TICKET_KEY_FILE },
     { "rotate-ticket-keys-every", required_argument, NULL, OPT_ROTATE_TICKET_KEYS },
     { "session-cache", required_argument, NULL, OPT_SESSION_CACHE },
-    { "psk-identity", required_argument, NULL, OPT_PSK_IDENTITY },
-    { "psk-file", required_argument, NULL, OPT_PSK_FILE },
-    { "psk-sha384", no_argument, NULL, OPT_PSK_SHA384 },
-    { "psk-ke", no_argument, NULL, OPT_PSK_KE },
-    { "legacy-rsa-kx", no_argument, NULL, OPT_LEGACY_RSA_KX },
     { "help", no_argument, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
 };
@@ -153,7 +123,6 @@ struct server_options {
     const char *reply_text;
     const char *sendfile_path;
     int once;
-    enum cli_ktls_mode ktls_mode;
     unsigned long long rotate_every_s; /* 0: never */
 };
 
@@ -187,31 +156,24 @@ static int parse_server_options(int argc, char **argv, struct server_options *op
     const char *why;
     unsigned long long count;
     int opt;
+    int status;
 
     memset(opts, 0, sizeof *opts);
     cli_tls_options_init(&opts->tls);
     opts->mode = SERVER_RELAY_STDIO;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":h", server_long_options, NULL)) != -1) {
+        int taken = cli_parse_tls_option(KTLSX_SERVER, opt, optarg, &opts->tls);
+
+        if (taken < 0)
+            return CLI_EXIT_USAGE;
+        if (taken > 0)
+            continue;
         switch (opt) {
         case OPT_LISTEN:
             if (cli_parse_endpoint(optarg, 1, &opts->listen, &why) < 0)
                 return cli_usage_error("server", "--listen '%s': %s", optarg, why);
             opts->have_listen = 1;
-            break;
-        case OPT_CERT:
-            if (cli_add_cert_file(&opts->tls, optarg) < 0)
-                return cli_usage_error("server", "at most %d --cert options", CLI_MAX_CERTS);
-            break;
-        case OPT_KEY:
-            if (cli_add_key_file(&opts->tls, optarg) < 0)
-                return cli_usage_error("server", "at most %d --key options", CLI_MAX_CERTS);
-            break;
-        case OPT_CA:
-            opts->tls.ca_file = optarg;
-            break;
-        case OPT_CRL:
-            opts->tls.crl_file = optarg;
             break;
         case OPT_VERIFY_CLIENT:
             if (strcmp(optarg, "optional") == 0)
@@ -221,26 +183,6 @@ static int parse_server_options(int argc, char **argv, struct server_options *op
             else
                 return cli_usage_error(
                     "server", "--verify-client must be optional or require, not '%s'", optarg);
-            break;
-        case OPT_ALPN:
-            opts->tls.alpn = optarg;
-            break;
-        case OPT_TLS_VERSION:
-            if (cli_parse_tls_version(optarg, &opts->tls) < 0)
-                return cli_usage_error("server", "--tls-version must be 1.2 or 1.3, not '%s'",
-                                       optarg);
-            break;
-        case OPT_CIPHERS:
-            opts->tls.ciphers = optarg;
-            break;
-        case OPT_GROUPS:
-            opts->tls.groups = optarg;
-            break;
-        case OPT_KEYLOG:
-            opts->tls.keylog_file = optarg;
-            break;
-        case OPT_TRACE:
-            opts->tls.trace = 1;
             break;
         case OPT_ECHO:
         case OPT_REPLY:
@@ -258,11 +200,6 @@ static int parse_server_options(int argc, char **argv, struct server_options *op
                 opts->sendfile_path = optarg;
             break;
         }
-        case OPT_KTLS:
-            if (cli_parse_ktls_mode(optarg, &opts->ktls_mode) < 0)
-                return cli_usage_error("server", "--ktls must be auto, off or require, not '%s'",
-                                       optarg);
-            break;
         case OPT_TICKETS:
             if (cli_parse_count(optarg, 255, &count) < 0)
                 return cli_usage_error("server", "--tickets needs a count 0..255, not '%s'",
@@ -290,21 +227,6 @@ static int parse_server_options(int argc, char **argv, struct server_options *op
                                        "--session-cache needs an entry count, not '%s'", optarg);
             opts->tls.session_cache = (long long)count;
             break;
-        case OPT_PSK_IDENTITY:
-            opts->tls.psk_identity = optarg;
-            break;
-        case OPT_PSK_FILE:
-            opts->tls.psk_file = optarg;
-            break;
-        case OPT_PSK_SHA384:
-            opts->tls.psk_sha384 = 1;
-            break;
-        case OPT_PSK_KE:
-            opts->tls.psk_ke = 1;
-            break;
-        case OPT_LEGACY_RSA_KX:
-            opts->tls.legacy_rsa_kx = 1;
-            break;
         case OPT_ONCE:
             opts->once = 1;
             break;
@@ -320,10 +242,9 @@ static int parse_server_options(int argc, char **argv, struct server_options *op
         return cli_usage_error("server", "unexpected argument '%s'", argv[optind]);
     if (!opts->have_listen)
         return cli_usage_error("server", "--listen ADDR:PORT is required");
-    if ((opts->tls.psk_identity == NULL) != (opts->tls.psk_file == NULL))
-        return cli_usage_error("server", "--psk-identity and --psk-file go together");
-    if (opts->tls.psk_sha384 && opts->tls.psk_identity == NULL)
-        return cli_usage_error("server", "--psk-sha384 needs --psk-identity and --psk-file");
+    status = cli_check_psk_options(KTLSX_SERVER, &opts->tls);
+    if (status >= 0)
+        return status;
     /* A PSK-only server (TLS 1.3 external PSK) needs no certificate. */
     if (opts->tls.cert_count == 0 && opts->tls.key_count == 0 && opts->tls.psk_identity == NULL)
         return cli_usage_error("server", "--cert FILE --key FILE is required");
@@ -598,7 +519,7 @@ static int serve_connection(struct server_state *state, int fd)
         fprintf(stderr, "ktlsx: cannot create the connection\n");
         return CLI_EXIT_FAILURE;
     }
-    session.ktls_mode = state->opts->ktls_mode;
+    session.ktls_mode = state->opts->tls.ktls_mode;
     cli_set_nodelay(fd);
     if (cli_session_handshake(&session) < 0) {
         ktlsx_conn_free(session.conn);
