@@ -652,6 +652,17 @@ static int flush_output(struct cli_session *session)
     return 0;
 }
 
+/* flush_output() for the data path: a failure is described in
+ * session->error. Returns 0 or -1. */
+static int flush_output_or_fail(struct cli_session *session)
+{
+    if (flush_output(session) < 0) {
+        set_session_error(session, "send: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static void set_send_timeout(int fd, int timeout_ms)
 {
     struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
@@ -705,10 +716,8 @@ static int send_key_update(struct cli_session *session, int tx_in_kernel)
             (void)flush_output(session);
             return -1;
         }
-        if (flush_output(session) < 0) {
-            set_session_error(session, "send: %s", strerror(errno));
+        if (flush_output_or_fail(session) < 0)
             return -1;
-        }
     }
     fprintf(stderr, "ktlsx: KeyUpdate (update_requested) sent after %llu bytes\n",
             (unsigned long long)session->bytes_sent);
@@ -752,11 +761,7 @@ static int userspace_send_raw(struct cli_session *session, const uint8_t *data, 
         (void)flush_output(session);
         return -1;
     }
-    if (flush_output(session) < 0) {
-        set_session_error(session, "send: %s", strerror(errno));
-        return -1;
-    }
-    return 0;
+    return flush_output_or_fail(session);
 }
 
 static int userspace_send(struct cli_session *session, const void *data, size_t len)
@@ -840,11 +845,7 @@ static int userspace_close_notify(struct cli_session *session)
         set_engine_error(session);
         return -1;
     }
-    if (flush_output(session) < 0) {
-        set_session_error(session, "send: %s", strerror(errno));
-        return -1;
-    }
-    return 0;
+    return flush_output_or_fail(session);
 }
 
 static int userspace_send_file(struct cli_session *session, int file_fd, uint64_t len)
