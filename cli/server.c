@@ -341,17 +341,13 @@ static int head_is_partial_http_method(const struct request_head *head)
     return 0;
 }
 
-/* How waiting for the request ended. */
-enum request_wait {
-    REQUEST_WAIT_DONE,      /* got it, it timed out, or the peer sent close_notify */
-    REQUEST_WAIT_TCP_CLOSED, /* the peer closed TCP: nobody to answer */
-    REQUEST_WAIT_FAILED,    /* reported */
-};
-
 /* Collect the start of the client's first request into `head`, waiting at
- * most wait_ms for it to be long enough to tell HTTP apart. */
-static enum request_wait wait_for_request(struct cli_session *session, struct request_head *head,
-                                          int wait_ms)
+ * most wait_ms for it to be long enough to tell HTTP apart. Returns -1 to
+ * go on and answer (got it, it timed out, or the peer sent close_notify),
+ * or the connection's exit status when there is nothing to answer:
+ * CLI_EXIT_OK when the peer closed TCP, CLI_EXIT_FAILURE after a reported
+ * failure. */
+static int wait_for_request(struct cli_session *session, struct request_head *head, int wait_ms)
 {
     int64_t deadline = cli_now_ms() + wait_ms;
 
@@ -365,22 +361,22 @@ static enum request_wait wait_for_request(struct cli_session *session, struct re
         ready = cli_session_wait_readable(session, (int)left);
         if (ready < 0) {
             cli_session_report_failure(session);
-            return REQUEST_WAIT_FAILED;
+            return CLI_EXIT_FAILURE;
         }
         if (ready == 0)
             break;
         result = session->datapath->recv(session, keep_request_head, head);
         if (result == CLI_RECV_ERROR) {
             cli_session_report_failure(session);
-            return REQUEST_WAIT_FAILED;
+            return CLI_EXIT_FAILURE;
         }
         if (result == CLI_RECV_EOF)
-            return REQUEST_WAIT_TCP_CLOSED;
+            return CLI_EXIT_OK;
         /* After close_notify the peer may still read (TLS allows half-close). */
         if (result == CLI_RECV_CLOSE_NOTIFY)
             break;
     }
-    return REQUEST_WAIT_DONE;
+    return -1;
 }
 
 static int is_http_request(const struct request_head *head)
@@ -404,15 +400,10 @@ static int serve_reply(struct cli_session *session, const char *text)
 {
     struct request_head head = { .len = 0 };
     int sent;
+    int status = wait_for_request(session, &head, REPLY_REQUEST_WAIT_MS);
 
-    switch (wait_for_request(session, &head, REPLY_REQUEST_WAIT_MS)) {
-    case REQUEST_WAIT_FAILED:
-        return CLI_EXIT_FAILURE;
-    case REQUEST_WAIT_TCP_CLOSED:
-        return CLI_EXIT_OK;
-    case REQUEST_WAIT_DONE:
-        break;
-    }
+    if (status >= 0)
+        return status;
 
     if (is_http_request(&head)) {
         size_t text_len = strlen(text);
@@ -455,18 +446,13 @@ static int serve_sendfile(struct cli_session *session, const char *path)
     struct request_head head = { .len = 0 };
     struct stat st;
     int file_fd;
-    int status = CLI_EXIT_FAILURE;
-
     /* An HTTP client asks first; other peers (openssl s_client) wait for
      * us, so do not wait long for them. */
-    switch (wait_for_request(session, &head, SENDFILE_REQUEST_WAIT_MS)) {
-    case REQUEST_WAIT_FAILED:
-        return CLI_EXIT_FAILURE;
-    case REQUEST_WAIT_TCP_CLOSED:
-        return CLI_EXIT_OK;
-    case REQUEST_WAIT_DONE:
-        break;
-    }
+    int status = wait_for_request(session, &head, SENDFILE_REQUEST_WAIT_MS);
+
+    if (status >= 0)
+        return status;
+    status = CLI_EXIT_FAILURE;
     /* Opened per connection: the file may have been replaced meanwhile. */
     file_fd = open(path, O_RDONLY | O_CLOEXEC);
     if (file_fd < 0 || fstat(file_fd, &st) < 0) {
