@@ -19,19 +19,6 @@
 #include "helpers/pki.h"
 #include "helpers/engine_pair.h"
 
-static int group_setup(void **state)
-{
-    (void)state;
-    return kxt_pki_setup();
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    kxt_pki_cleanup();
-    return 0;
-}
-
 typedef struct {
     uint8_t data[4096];
     long len;
@@ -677,5 +664,5 @@ int main(void)
     ADD(test_psk_config_errors);
     ADD(test_psk_ke_config);
 #undef ADD
-    return _cmocka_run_group_tests("test_session", tests, n, group_setup, group_teardown);
+    return _cmocka_run_group_tests("test_session", tests, n, kxt_pki_group_setup, kxt_pki_group_teardown);
 }

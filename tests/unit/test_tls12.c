@@ -19,19 +19,6 @@
 #include "helpers/pki.h"
 #include "helpers/engine_pair.h"
 
-static int group_setup(void **state)
-{
-    (void)state;
-    return kxt_pki_setup();
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    kxt_pki_cleanup();
-    return 0;
-}
-
 static ktlsx_config *client12(const char *suites, const char *groups)
 {
     ktlsx_config *cfg = kxt_client_cfg(suites, groups);
@@ -632,5 +619,5 @@ int main(void)
     ADD(test_renegotiation_refused);
     ADD(test_tls12_unexpected_post_handshake);
 #undef ADD
-    return _cmocka_run_group_tests("test_tls12", tests, n, group_setup, group_teardown);
+    return _cmocka_run_group_tests("test_tls12", tests, n, kxt_pki_group_setup, kxt_pki_group_teardown);
 }

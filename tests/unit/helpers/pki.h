@@ -122,4 +122,18 @@ KXT_UNUSED static void kxt_pki_cleanup(void)
     if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", kxt_pki_dir);
 }
 
+/* cmocka group fixtures for a test program whose tests share the PKI. */
+KXT_UNUSED static int kxt_pki_group_setup(void **state)
+{
+    (void)state;
+    return kxt_pki_setup();
+}
+
+KXT_UNUSED static int kxt_pki_group_teardown(void **state)
+{
+    (void)state;
+    kxt_pki_cleanup();
+    return 0;
+}
+
 #endif
