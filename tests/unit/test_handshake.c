@@ -19,236 +19,7 @@
 
 #include "handshake/conn.h"
 #include "helpers/pki.h"
-
-/* ------------------------------------------------------------- plumbing */
-
-enum feed_mode { FEED_ALL, FEED_WANTED };
-
-typedef struct {
-    ktlsx_config *ccfg, *scfg;
-    ktlsx_conn *c, *s;
-    int cst, sst;
-    kx_buf c2s, s2c;        /* "the network", one buffer per direction */
-    enum feed_mode mode;
-    const char *client_early; /* written by the client the moment its handshake is done */
-} pair;
-
-#define CFG_OK(cfg, expr)                                                                   \
-    do {                                                                                    \
-        if ((expr) != 0) fail_msg("%s: %s", #expr, ktlsx_config_error(cfg));                \
-    } while (0)
-
-static const char *status_name(int st)
-{
-    switch (st) {
-    case KTLSX_WANT_READ: return "WANT_READ";
-    case KTLSX_DONE: return "DONE";
-    case KTLSX_FAILED: return "FAILED";
-    case KTLSX_CLOSED: return "CLOSED";
-    default: return "?";
-    }
-}
-
-static ktlsx_config *server_cfg(const char *cert, const char *suites, const char *groups)
-{
-    ktlsx_config *cfg = ktlsx_config_new(KTLSX_SERVER);
-    assert_non_null(cfg);
-    if (cert) {
-        char crt[64], key[64];
-        snprintf(crt, sizeof crt, "server-%s.pem", cert);
-        snprintf(key, sizeof key, "server-%s.key", cert);
-        CFG_OK(cfg, ktlsx_config_add_cert(cfg, kxt_pki_path(crt), kxt_pki_path(key)));
-    }
-    if (suites) CFG_OK(cfg, ktlsx_config_set_ciphers(cfg, suites));
-    if (groups) CFG_OK(cfg, ktlsx_config_set_groups(cfg, groups));
-    return cfg;
-}
-
-static ktlsx_config *client_cfg(const char *suites, const char *groups)
-{
-    ktlsx_config *cfg = ktlsx_config_new(KTLSX_CLIENT);
-    assert_non_null(cfg);
-    CFG_OK(cfg, ktlsx_config_set_ca_file(cfg, kxt_pki_path("ca.pem")));
-    if (suites) CFG_OK(cfg, ktlsx_config_set_ciphers(cfg, suites));
-    if (groups) CFG_OK(cfg, ktlsx_config_set_groups(cfg, groups));
-    return cfg;
-}
-
-/* Takes ownership of both configurations. */
-static void pair_start(pair *p, ktlsx_config *ccfg, ktlsx_config *scfg, const char *host, enum feed_mode mode)
-{
-    memset(p, 0, sizeof *p);
-    p->ccfg = ccfg;
-    p->scfg = scfg;
-    p->mode = mode;
-    p->c = ktlsx_conn_new(ccfg, host);
-    p->s = ktlsx_conn_new(scfg, NULL);
-    assert_non_null(p->c);
-    assert_non_null(p->s);
-    p->cst = p->sst = KTLSX_WANT_READ;
-}
-
-static void pair_free(pair *p)
-{
-    ktlsx_conn_free(p->c);
-    ktlsx_conn_free(p->s);
-    ktlsx_config_free(p->ccfg);
-    ktlsx_config_free(p->scfg);
-    kx_buf_free(&p->c2s);
-    kx_buf_free(&p->s2c);
-    memset(p, 0, sizeof *p);
-}
-
-/* Move everything `from` wants to send onto the wire. */
-static void move_out(ktlsx_conn *from, kx_buf *wire)
-{
-    const uint8_t *d;
-    size_t n;
-    while ((n = ktlsx_pending_output(from, &d)) > 0) {
-        kx_result r = kx_write_bytes(wire, d, n);
-        assert_false(kx_failed(r));
-        ktlsx_output_done(from, n);
-    }
-}
-
-/* Feed `to` from the wire: all of it, or at most ktlsx_input_wanted(). */
-static bool feed(ktlsx_conn *to, kx_buf *wire, enum feed_mode mode)
-{
-    if (wire->len == 0) return false;
-    size_t n = wire->len;
-    if (mode == FEED_WANTED) {
-        size_t want = ktlsx_input_wanted(to);
-        assert_true(want > 0);
-        if (want < n) n = want;
-    }
-    assert_int_equal(ktlsx_input(to, wire->data, n), 0);
-    kx_buf_consume(wire, n);
-    return true;
-}
-
-/* Everything on the wire into `to`. */
-static void deliver(ktlsx_conn *to, kx_buf *wire)
-{
-    if (wire->len == 0) return;
-    assert_int_equal(ktlsx_input(to, wire->data, wire->len), 0);
-    kx_buf_consume(wire, wire->len);
-}
-
-/* Run both handshakes until neither can make progress. */
-static void pump(pair *p)
-{
-    for (int i = 0; i < 100000; i++) {
-        if (p->cst == KTLSX_WANT_READ) {
-            p->cst = ktlsx_handshake(p->c);
-            if (p->cst == KTLSX_DONE && p->client_early)
-                assert_int_equal(ktlsx_write(p->c, p->client_early, strlen(p->client_early)), 0);
-        }
-        move_out(p->c, &p->c2s);
-        if (p->sst == KTLSX_WANT_READ) p->sst = ktlsx_handshake(p->s);
-        move_out(p->s, &p->s2c);
-        /* The contract: never 0 while WANT_READ. */
-        if (p->cst == KTLSX_WANT_READ) assert_true(ktlsx_input_wanted(p->c) > 0);
-        if (p->sst == KTLSX_WANT_READ) assert_true(ktlsx_input_wanted(p->s) > 0);
-        bool moved = false;
-        if (p->cst == KTLSX_WANT_READ) moved |= feed(p->c, &p->s2c, p->mode);
-        if (p->sst == KTLSX_WANT_READ) moved |= feed(p->s, &p->c2s, p->mode);
-        if (!moved) return;
-    }
-    fail_msg("handshake does not terminate");
-}
-
-static void assert_done(const pair *p)
-{
-    if (p->cst != KTLSX_DONE || p->sst != KTLSX_DONE)
-        fail_msg("client %s (%s, alert %u), server %s (%s, alert %u)", status_name(p->cst), ktlsx_error(p->c),
-                 ktlsx_alert(p->c), status_name(p->sst), ktlsx_error(p->s), ktlsx_alert(p->s));
-}
-
-/* Read until the engine has nothing more; returns bytes read, *last = final return value. */
-static size_t drain_read(ktlsx_conn *c, uint8_t *buf, size_t cap, long *last)
-{
-    size_t n = 0;
-    for (;;) {
-        long r = ktlsx_read(c, buf + n, cap - n);
-        if (r <= 0) {
-            *last = r;
-            return n;
-        }
-        n += (size_t)r;
-        if (n == cap) {
-            *last = 1;
-            return n;
-        }
-    }
-}
-
-/* Send `data` one way and check it arrives intact; whatever the receiver
- * produced meanwhile (a KeyUpdate answer) is put on the wire back. */
-static void send_recv(pair *p, bool from_client, const void *data, size_t len)
-{
-    ktlsx_conn *a = from_client ? p->c : p->s, *b = from_client ? p->s : p->c;
-    kx_buf *fwd = from_client ? &p->c2s : &p->s2c, *back = from_client ? &p->s2c : &p->c2s;
-    assert_int_equal(ktlsx_write(a, data, len), 0);
-    move_out(a, fwd);
-    deliver(b, fwd);
-    uint8_t *got = malloc(len + 1);
-    assert_non_null(got);
-    long last;
-    size_t n = drain_read(b, got, len + 1, &last);
-    if (last != 0) fail_msg("ktlsx_read returned %ld (%s, alert %u)", last, ktlsx_error(b), ktlsx_alert(b));
-    assert_int_equal(n, len);
-    assert_memory_equal(got, data, len);
-    free(got);
-    move_out(b, back);
-}
-
-/* Deliver whatever each side has queued since the handshake (a server may
- * send NewSessionTickets) and let the other process it, until both are quiet. */
-static void settle(pair *p)
-{
-    for (int i = 0; i < 4; i++) {
-        move_out(p->c, &p->c2s);
-        move_out(p->s, &p->s2c);
-        if (p->c2s.len == 0 && p->s2c.len == 0) return;
-        uint8_t tmp[64];
-        deliver(p->s, &p->c2s);
-        deliver(p->c, &p->s2c);
-        long r = ktlsx_read(p->s, tmp, sizeof tmp);
-        if (r != 0) fail_msg("server: unexpected ktlsx_read result %ld (%s)", r, ktlsx_error(p->s));
-        r = ktlsx_read(p->c, tmp, sizeof tmp);
-        if (r != 0) fail_msg("client: unexpected ktlsx_read result %ld (%s)", r, ktlsx_error(p->c));
-    }
-    fail_msg("post-handshake traffic does not settle");
-}
-
-/* Records in a wire buffer: count, and offset of record `idx` (or -1). */
-static size_t count_records(const kx_buf *w)
-{
-    size_t off = 0, n = 0;
-    while (off + 5 <= w->len) {
-        off += 5 + (((size_t)w->data[off + 3] << 8) | w->data[off + 4]);
-        n++;
-    }
-    assert_int_equal(off, w->len);
-    return n;
-}
-
-static long record_offset(const kx_buf *w, size_t idx, uint8_t *type, size_t *body_len)
-{
-    size_t off = 0;
-    *type = 0;
-    *body_len = 0;
-    for (size_t i = 0; off + 5 <= w->len; i++) {
-        size_t len = ((size_t)w->data[off + 3] << 8) | w->data[off + 4];
-        if (i == idx) {
-            *type = w->data[off];
-            *body_len = len;
-            return (long)off;
-        }
-        off += 5 + len;
-    }
-    return -1;
-}
+#include "helpers/engine_pair.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint32_t rnd(void)
@@ -257,21 +28,6 @@ static uint32_t rnd(void)
     rng_state ^= rng_state >> 7;
     rng_state ^= rng_state << 17;
     return (uint32_t)(rng_state >> 11);
-}
-
-/* ----------------------------------------------------------- group fixture */
-
-static int group_setup(void **state)
-{
-    (void)state;
-    return kxt_pki_setup();
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    kxt_pki_cleanup();
-    return 0;
 }
 
 /* -------------------------------------------------- suite x group x cert */
@@ -283,12 +39,12 @@ typedef struct {
     const char *cert;
 } combo;
 
-static void one_combo(const combo *m, enum feed_mode mode)
+static void one_combo(const combo *m, enum kxt_feed_mode mode)
 {
-    pair p;
-    pair_start(&p, client_cfg(m->suite, m->group), server_cfg(m->cert, m->suite, m->group), "localhost", mode);
-    pump(&p);
-    assert_done(&p);
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(m->suite, m->group), kxt_server_cfg(m->cert, m->suite, m->group), "localhost", mode);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
     assert_int_equal(ktlsx_version(p.c), KTLSX_TLS13);
     assert_int_equal(ktlsx_version(p.s), KTLSX_TLS13);
     assert_string_equal(ktlsx_version_name(p.c), "TLSv1.3");
@@ -312,46 +68,46 @@ static void one_combo(const combo *m, enum feed_mode mode)
     assert_int_equal(ktlsx_handshake(p.s), KTLSX_DONE);
 
     /* Application data both ways. */
-    send_recv(&p, true, "ping", 4);
-    send_recv(&p, false, "pong!", 5);
+    kxt_send_recv(&p, true, "ping", 4);
+    kxt_send_recv(&p, false, "pong!", 5);
     /* 100 KiB: several records each way. */
     size_t big_len = 100 * 1024;
     uint8_t *big = malloc(big_len);
     assert_non_null(big);
     for (size_t i = 0; i < big_len; i++) big[i] = (uint8_t)(rnd() >> 3);
     assert_int_equal(ktlsx_write(p.c, big, big_len), 0);
-    move_out(p.c, &p.c2s);
-    assert_true(count_records(&p.c2s) >= 7); /* 2^14 plaintext per record */
-    deliver(p.s, &p.c2s);
+    kxt_move_out(p.c, &p.c2s);
+    assert_true(kxt_count_records(&p.c2s) >= 7); /* 2^14 plaintext per record */
+    kxt_deliver(p.s, &p.c2s);
     uint8_t *got = malloc(big_len + 1);
     assert_non_null(got);
     long last;
-    assert_int_equal(drain_read(p.s, got, big_len + 1, &last), big_len);
+    assert_int_equal(kxt_drain_read(p.s, got, big_len + 1, &last), big_len);
     assert_int_equal(last, 0);
     assert_memory_equal(got, big, big_len);
-    send_recv(&p, false, big, big_len);
+    kxt_send_recv(&p, false, big, big_len);
     free(got);
     free(big);
 
     /* close_notify each way. */
     assert_int_equal(ktlsx_close_notify(p.c), 0);
-    move_out(p.c, &p.c2s);
-    deliver(p.s, &p.c2s);
+    kxt_move_out(p.c, &p.c2s);
+    kxt_deliver(p.s, &p.c2s);
     uint8_t tmp[16];
     assert_int_equal(ktlsx_read(p.s, tmp, sizeof tmp), -KTLSX_CLOSED);
     assert_int_equal(ktlsx_read(p.s, tmp, sizeof tmp), -KTLSX_CLOSED); /* sticky */
     assert_int_equal(ktlsx_close_notify(p.s), 0);
-    move_out(p.s, &p.s2c);
-    deliver(p.c, &p.s2c);
+    kxt_move_out(p.s, &p.s2c);
+    kxt_deliver(p.c, &p.s2c);
     assert_int_equal(ktlsx_read(p.c, tmp, sizeof tmp), -KTLSX_CLOSED);
-    pair_free(&p);
+    kxt_pair_free(&p);
 }
 
 static void test_matrix(void **state)
 {
     const combo *m = *state;
-    one_combo(m, FEED_ALL);
-    one_combo(m, FEED_WANTED);
+    one_combo(m, KXT_FEED_ALL);
+    one_combo(m, KXT_FEED_WANTED);
 }
 
 /* ------------------------------------------------------ HelloRetryRequest */
@@ -359,79 +115,79 @@ static void test_matrix(void **state)
 static void test_hello_retry_request(void **state)
 {
     (void)state;
-    for (int mode = FEED_ALL; mode <= FEED_WANTED; mode++) {
-        pair p;
-        pair_start(&p, client_cfg(NULL, "x25519,P-256"), server_cfg("ecdsa", NULL, "P-256"), "localhost",
-                   (enum feed_mode)mode);
-        pump(&p);
-        assert_done(&p);
+    for (int mode = KXT_FEED_ALL; mode <= KXT_FEED_WANTED; mode++) {
+        kxt_pair p;
+        kxt_pair_start(&p, kxt_client_cfg(NULL, "x25519,P-256"), kxt_server_cfg("ecdsa", NULL, "P-256"), "localhost",
+                   (enum kxt_feed_mode)mode);
+        kxt_pump(&p);
+        kxt_assert_done(&p);
         assert_true(p.c->hrr);
         assert_true(p.s->hrr);
         assert_string_equal(ktlsx_group_name(p.c), "secp256r1");
         assert_string_equal(ktlsx_group_name(p.s), "secp256r1");
-        send_recv(&p, true, "after retry", 11);
-        send_recv(&p, false, "ok", 2);
-        pair_free(&p);
+        kxt_send_recv(&p, true, "after retry", 11);
+        kxt_send_recv(&p, false, "ok", 2);
+        kxt_pair_free(&p);
     }
     /* No HRR when the client's first share is acceptable. */
-    pair p;
-    pair_start(&p, client_cfg(NULL, "x25519,P-256"), server_cfg("ecdsa", NULL, "P-256,x25519"), "localhost", FEED_ALL);
-    pump(&p);
-    assert_done(&p);
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, "x25519,P-256"), kxt_server_cfg("ecdsa", NULL, "P-256,x25519"), "localhost", KXT_FEED_ALL);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
     assert_false(p.c->hrr);
     assert_string_equal(ktlsx_group_name(p.c), "x25519");
-    pair_free(&p);
+    kxt_pair_free(&p);
     /* No group in common at all: handshake_failure, and the client learns why. */
-    pair_start(&p, client_cfg(NULL, "x25519"), server_cfg("ecdsa", NULL, "P-384"), "localhost", FEED_ALL);
-    pump(&p);
+    kxt_pair_start(&p, kxt_client_cfg(NULL, "x25519"), kxt_server_cfg("ecdsa", NULL, "P-384"), "localhost", KXT_FEED_ALL);
+    kxt_pump(&p);
     assert_int_equal(p.sst, KTLSX_FAILED);
     assert_int_equal(ktlsx_alert(p.s), KX_ALERT_HANDSHAKE_FAILURE);
     assert_int_equal(p.cst, KTLSX_FAILED);
     assert_int_equal(ktlsx_alert(p.c), KX_ALERT_HANDSHAKE_FAILURE);
-    pair_free(&p);
+    kxt_pair_free(&p);
 }
 
 /* ------------------------------------------------------------- mutual TLS */
 
 static ktlsx_config *mtls_server(enum ktlsx_verify_client mode)
 {
-    ktlsx_config *cfg = server_cfg("ecdsa", NULL, NULL);
-    CFG_OK(cfg, ktlsx_config_set_ca_file(cfg, kxt_pki_path("ca.pem")));
-    CFG_OK(cfg, ktlsx_config_set_verify_client(cfg, mode));
+    ktlsx_config *cfg = kxt_server_cfg("ecdsa", NULL, NULL);
+    KXT_CFG_OK(cfg, ktlsx_config_set_ca_file(cfg, kxt_pki_path("ca.pem")));
+    KXT_CFG_OK(cfg, ktlsx_config_set_verify_client(cfg, mode));
     return cfg;
 }
 
 static void test_mtls_require_with_cert(void **state)
 {
     (void)state;
-    for (int mode = FEED_ALL; mode <= FEED_WANTED; mode++) {
-        ktlsx_config *cc = client_cfg(NULL, NULL);
-        CFG_OK(cc, ktlsx_config_add_cert(cc, kxt_pki_path("client.pem"), kxt_pki_path("client.key")));
-        pair p;
-        pair_start(&p, cc, mtls_server(KTLSX_VERIFY_REQUIRE), "localhost", (enum feed_mode)mode);
-        pump(&p);
-        assert_done(&p);
+    for (int mode = KXT_FEED_ALL; mode <= KXT_FEED_WANTED; mode++) {
+        ktlsx_config *cc = kxt_client_cfg(NULL, NULL);
+        KXT_CFG_OK(cc, ktlsx_config_add_cert(cc, kxt_pki_path("client.pem"), kxt_pki_path("client.key")));
+        kxt_pair p;
+        kxt_pair_start(&p, cc, mtls_server(KTLSX_VERIFY_REQUIRE), "localhost", (enum kxt_feed_mode)mode);
+        kxt_pump(&p);
+        kxt_assert_done(&p);
         assert_non_null(strstr(ktlsx_peer_subject(p.s), "ktlsx-client"));
         assert_non_null(strstr(ktlsx_peer_subject(p.c), "localhost"));
-        send_recv(&p, true, "authenticated", 13);
-        send_recv(&p, false, "welcome", 7);
-        pair_free(&p);
+        kxt_send_recv(&p, true, "authenticated", 13);
+        kxt_send_recv(&p, false, "welcome", 7);
+        kxt_pair_free(&p);
     }
 }
 
 static void test_mtls_require_without_cert(void **state)
 {
     (void)state;
-    pair p;
-    pair_start(&p, client_cfg(NULL, NULL), mtls_server(KTLSX_VERIFY_REQUIRE), "localhost", FEED_ALL);
-    pump(&p);
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), mtls_server(KTLSX_VERIFY_REQUIRE), "localhost", KXT_FEED_ALL);
+    kxt_pump(&p);
     assert_int_equal(p.sst, KTLSX_FAILED);
     assert_int_equal(ktlsx_alert(p.s), KX_ALERT_CERTIFICATE_REQUIRED);
     assert_string_not_equal(ktlsx_error(p.s), "");
     /* In TLS 1.3 the client finishes first; it learns of the refusal when it reads. */
     assert_int_equal(p.cst, KTLSX_DONE);
     assert_true(p.s2c.len > 0);
-    deliver(p.c, &p.s2c);
+    kxt_deliver(p.c, &p.s2c);
     uint8_t tmp[16];
     assert_int_equal(ktlsx_read(p.c, tmp, sizeof tmp), -KTLSX_FAILED);
     assert_int_equal(ktlsx_alert(p.c), KX_ALERT_CERTIFICATE_REQUIRED);
@@ -440,45 +196,45 @@ static void test_mtls_require_without_cert(void **state)
     const uint8_t *d;
     assert_int_equal(ktlsx_pending_output(p.c, &d), 0);
     assert_int_equal(ktlsx_write(p.c, "x", 1), -1);
-    pair_free(&p);
+    kxt_pair_free(&p);
 }
 
 static void test_mtls_optional_without_cert(void **state)
 {
     (void)state;
-    pair p;
-    pair_start(&p, client_cfg(NULL, NULL), mtls_server(KTLSX_VERIFY_OPTIONAL), "localhost", FEED_WANTED);
-    pump(&p);
-    assert_done(&p);
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), mtls_server(KTLSX_VERIFY_OPTIONAL), "localhost", KXT_FEED_WANTED);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
     assert_string_equal(ktlsx_peer_subject(p.s), "");
-    send_recv(&p, true, "anonymous", 9);
-    pair_free(&p);
+    kxt_send_recv(&p, true, "anonymous", 9);
+    kxt_pair_free(&p);
     /* Optional with a certificate: verified and visible. */
-    ktlsx_config *cc = client_cfg(NULL, NULL);
-    CFG_OK(cc, ktlsx_config_add_cert(cc, kxt_pki_path("client.pem"), kxt_pki_path("client.key")));
-    pair_start(&p, cc, mtls_server(KTLSX_VERIFY_OPTIONAL), "localhost", FEED_ALL);
-    pump(&p);
-    assert_done(&p);
+    ktlsx_config *cc = kxt_client_cfg(NULL, NULL);
+    KXT_CFG_OK(cc, ktlsx_config_add_cert(cc, kxt_pki_path("client.pem"), kxt_pki_path("client.key")));
+    kxt_pair_start(&p, cc, mtls_server(KTLSX_VERIFY_OPTIONAL), "localhost", KXT_FEED_ALL);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
     assert_non_null(strstr(ktlsx_peer_subject(p.s), "ktlsx-client"));
-    pair_free(&p);
+    kxt_pair_free(&p);
 }
 
 /* A client certificate from a CA the server does not trust. */
 static void test_mtls_untrusted_client_cert(void **state)
 {
     (void)state;
-    ktlsx_config *cc = client_cfg(NULL, NULL);
-    CFG_OK(cc, ktlsx_config_add_cert(cc, kxt_pki_path("other.pem"), kxt_pki_path("other.key")));
-    pair p;
-    pair_start(&p, cc, mtls_server(KTLSX_VERIFY_REQUIRE), "localhost", FEED_ALL);
-    pump(&p);
+    ktlsx_config *cc = kxt_client_cfg(NULL, NULL);
+    KXT_CFG_OK(cc, ktlsx_config_add_cert(cc, kxt_pki_path("other.pem"), kxt_pki_path("other.key")));
+    kxt_pair p;
+    kxt_pair_start(&p, cc, mtls_server(KTLSX_VERIFY_REQUIRE), "localhost", KXT_FEED_ALL);
+    kxt_pump(&p);
     assert_int_equal(p.sst, KTLSX_FAILED);
     assert_int_equal(ktlsx_alert(p.s), KX_ALERT_UNKNOWN_CA);
-    deliver(p.c, &p.s2c);
+    kxt_deliver(p.c, &p.s2c);
     uint8_t tmp[4];
     assert_int_equal(ktlsx_read(p.c, tmp, sizeof tmp), -KTLSX_FAILED);
     assert_int_equal(ktlsx_alert(p.c), KX_ALERT_UNKNOWN_CA);
-    pair_free(&p);
+    kxt_pair_free(&p);
 }
 
 /* -------------------------------------------------- client verification */
@@ -486,27 +242,27 @@ static void test_mtls_untrusted_client_cert(void **state)
 static void test_verify_wrong_host(void **state)
 {
     (void)state;
-    pair p;
-    pair_start(&p, client_cfg(NULL, NULL), server_cfg("ecdsa", NULL, NULL), "example.invalid", FEED_ALL);
-    pump(&p);
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "example.invalid", KXT_FEED_ALL);
+    kxt_pump(&p);
     assert_int_equal(p.cst, KTLSX_FAILED);
     assert_int_equal(ktlsx_alert(p.c), KX_ALERT_BAD_CERTIFICATE);
     assert_non_null(strstr(ktlsx_error(p.c), "hostname"));
     /* The server receives the alert. */
     assert_int_equal(p.sst, KTLSX_FAILED);
     assert_int_equal(ktlsx_alert(p.s), KX_ALERT_BAD_CERTIFICATE);
-    pair_free(&p);
+    kxt_pair_free(&p);
     /* An IP literal is verified against the IP SAN (and sent as no SNI). */
-    pair_start(&p, client_cfg(NULL, NULL), server_cfg("rsa", NULL, NULL), "127.0.0.1", FEED_ALL);
-    pump(&p);
-    assert_done(&p);
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("rsa", NULL, NULL), "127.0.0.1", KXT_FEED_ALL);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
     assert_string_equal(ktlsx_sni(p.s), "");
-    pair_free(&p);
-    pair_start(&p, client_cfg(NULL, NULL), server_cfg("rsa", NULL, NULL), "127.0.0.2", FEED_ALL);
-    pump(&p);
+    kxt_pair_free(&p);
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("rsa", NULL, NULL), "127.0.0.2", KXT_FEED_ALL);
+    kxt_pump(&p);
     assert_int_equal(p.cst, KTLSX_FAILED);
     assert_int_equal(ktlsx_alert(p.c), KX_ALERT_BAD_CERTIFICATE);
-    pair_free(&p);
+    kxt_pair_free(&p);
 }
 
 static void test_verify_unknown_ca(void **state)
@@ -514,24 +270,24 @@ static void test_verify_unknown_ca(void **state)
     (void)state;
     ktlsx_config *cc = ktlsx_config_new(KTLSX_CLIENT);
     assert_non_null(cc);
-    CFG_OK(cc, ktlsx_config_set_ca_file(cc, kxt_pki_path("other-ca.pem")));
-    pair p;
-    pair_start(&p, cc, server_cfg("ed25519", NULL, NULL), "localhost", FEED_WANTED);
-    pump(&p);
+    KXT_CFG_OK(cc, ktlsx_config_set_ca_file(cc, kxt_pki_path("other-ca.pem")));
+    kxt_pair p;
+    kxt_pair_start(&p, cc, kxt_server_cfg("ed25519", NULL, NULL), "localhost", KXT_FEED_WANTED);
+    kxt_pump(&p);
     assert_int_equal(p.cst, KTLSX_FAILED);
     assert_int_equal(ktlsx_alert(p.c), KX_ALERT_UNKNOWN_CA);
     assert_string_not_equal(ktlsx_error(p.c), "");
     assert_int_equal(p.sst, KTLSX_FAILED);
     assert_int_equal(ktlsx_alert(p.s), KX_ALERT_UNKNOWN_CA);
-    pair_free(&p);
+    kxt_pair_free(&p);
     /* --insecure: the chain is not checked, the handshake completes. */
     cc = ktlsx_config_new(KTLSX_CLIENT);
-    CFG_OK(cc, ktlsx_config_set_ca_file(cc, kxt_pki_path("other-ca.pem")));
-    CFG_OK(cc, ktlsx_config_set_insecure(cc, 1));
-    pair_start(&p, cc, server_cfg("ed25519", NULL, NULL), "localhost", FEED_ALL);
-    pump(&p);
-    assert_done(&p);
-    pair_free(&p);
+    KXT_CFG_OK(cc, ktlsx_config_set_ca_file(cc, kxt_pki_path("other-ca.pem")));
+    KXT_CFG_OK(cc, ktlsx_config_set_insecure(cc, 1));
+    kxt_pair_start(&p, cc, kxt_server_cfg("ed25519", NULL, NULL), "localhost", KXT_FEED_ALL);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
+    kxt_pair_free(&p);
 }
 
 /* ------------------------------------------------------------------ ALPN */
@@ -539,162 +295,151 @@ static void test_verify_unknown_ca(void **state)
 static void test_alpn(void **state)
 {
     (void)state;
-    ktlsx_config *cc = client_cfg(NULL, NULL), *sc = server_cfg("ecdsa", NULL, NULL);
-    CFG_OK(cc, ktlsx_config_set_alpn(cc, "h2,http/1.1"));
-    CFG_OK(sc, ktlsx_config_set_alpn(sc, "http/1.1"));
-    pair p;
-    pair_start(&p, cc, sc, "localhost", FEED_ALL);
-    pump(&p);
-    assert_done(&p);
+    ktlsx_config *cc = kxt_client_cfg(NULL, NULL), *sc = kxt_server_cfg("ecdsa", NULL, NULL);
+    KXT_CFG_OK(cc, ktlsx_config_set_alpn(cc, "h2,http/1.1"));
+    KXT_CFG_OK(sc, ktlsx_config_set_alpn(sc, "http/1.1"));
+    kxt_pair p;
+    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
     assert_non_null(ktlsx_alpn(p.c));
     assert_non_null(ktlsx_alpn(p.s));
     assert_string_equal(ktlsx_alpn(p.c), "http/1.1");
     assert_string_equal(ktlsx_alpn(p.s), "http/1.1");
-    pair_free(&p);
+    kxt_pair_free(&p);
 
     /* Server preference wins. */
-    cc = client_cfg(NULL, NULL);
-    sc = server_cfg("ecdsa", NULL, NULL);
-    CFG_OK(cc, ktlsx_config_set_alpn(cc, "http/1.1,h2"));
-    CFG_OK(sc, ktlsx_config_set_alpn(sc, "h2,http/1.1"));
-    pair_start(&p, cc, sc, "localhost", FEED_WANTED);
-    pump(&p);
-    assert_done(&p);
+    cc = kxt_client_cfg(NULL, NULL);
+    sc = kxt_server_cfg("ecdsa", NULL, NULL);
+    KXT_CFG_OK(cc, ktlsx_config_set_alpn(cc, "http/1.1,h2"));
+    KXT_CFG_OK(sc, ktlsx_config_set_alpn(sc, "h2,http/1.1"));
+    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_WANTED);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
     assert_string_equal(ktlsx_alpn(p.c), "h2");
-    pair_free(&p);
+    kxt_pair_free(&p);
 
     /* Nothing in common. */
-    cc = client_cfg(NULL, NULL);
-    sc = server_cfg("ecdsa", NULL, NULL);
-    CFG_OK(cc, ktlsx_config_set_alpn(cc, "h2,http/1.1"));
-    CFG_OK(sc, ktlsx_config_set_alpn(sc, "h3"));
-    pair_start(&p, cc, sc, "localhost", FEED_ALL);
-    pump(&p);
+    cc = kxt_client_cfg(NULL, NULL);
+    sc = kxt_server_cfg("ecdsa", NULL, NULL);
+    KXT_CFG_OK(cc, ktlsx_config_set_alpn(cc, "h2,http/1.1"));
+    KXT_CFG_OK(sc, ktlsx_config_set_alpn(sc, "h3"));
+    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+    kxt_pump(&p);
     assert_int_equal(p.sst, KTLSX_FAILED);
     assert_int_equal(ktlsx_alert(p.s), KX_ALERT_NO_APPLICATION_PROTOCOL);
     assert_int_equal(p.cst, KTLSX_FAILED);
     assert_int_equal(ktlsx_alert(p.c), KX_ALERT_NO_APPLICATION_PROTOCOL);
-    pair_free(&p);
+    kxt_pair_free(&p);
 
     /* Client offers ALPN, server has none configured: no ALPN, no failure. */
-    cc = client_cfg(NULL, NULL);
-    CFG_OK(cc, ktlsx_config_set_alpn(cc, "h2"));
-    pair_start(&p, cc, server_cfg("ecdsa", NULL, NULL), "localhost", FEED_ALL);
-    pump(&p);
-    assert_done(&p);
+    cc = kxt_client_cfg(NULL, NULL);
+    KXT_CFG_OK(cc, ktlsx_config_set_alpn(cc, "h2"));
+    kxt_pair_start(&p, cc, kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
     assert_null(ktlsx_alpn(p.c));
     assert_null(ktlsx_alpn(p.s));
-    pair_free(&p);
+    kxt_pair_free(&p);
 }
 
 /* ------------------------------------------------------------- tampering */
 
 /* Client sends its ClientHello, server answers with its first flight. */
-static void first_flight(pair *p)
+static void first_flight(kxt_pair *p)
 {
     p->cst = ktlsx_handshake(p->c);
     assert_int_equal(p->cst, KTLSX_WANT_READ);
-    move_out(p->c, &p->c2s);
-    deliver(p->s, &p->c2s);
+    kxt_move_out(p->c, &p->c2s);
+    kxt_deliver(p->s, &p->c2s);
     p->sst = ktlsx_handshake(p->s);
     assert_int_equal(p->sst, KTLSX_WANT_READ);
-    move_out(p->s, &p->s2c);
-}
-
-static void flip_in_record(kx_buf *w, size_t idx, long at /* <0: from the end of the record */)
-{
-    uint8_t type;
-    size_t len;
-    long off = record_offset(w, idx, &type, &len);
-    assert_true(off >= 0);
-    size_t pos = at >= 0 ? (size_t)off + 5 + (size_t)at : (size_t)off + 5 + len - (size_t)(-at);
-    assert_true(pos < w->len);
-    w->data[pos] ^= 0x01;
+    kxt_move_out(p->s, &p->s2c);
 }
 
 static void test_tamper_server_flight(void **state)
 {
     (void)state;
     /* A byte in the middle of the encrypted flight (EncryptedExtensions..Finished). */
-    pair p;
-    pair_start(&p, client_cfg(NULL, NULL), server_cfg("rsa", NULL, NULL), "localhost", FEED_ALL);
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("rsa", NULL, NULL), "localhost", KXT_FEED_ALL);
     first_flight(&p);
     uint8_t type;
     size_t len;
-    assert_true(record_offset(&p.s2c, 0, &type, &len) == 0);
+    assert_true(kxt_record_offset(&p.s2c, 0, &type, &len) == 0);
     assert_int_equal(type, KX_CT_HANDSHAKE); /* ServerHello in the clear */
-    assert_true(record_offset(&p.s2c, 1, &type, &len) > 0);
+    assert_true(kxt_record_offset(&p.s2c, 1, &type, &len) > 0);
     assert_int_equal(type, KX_CT_APPLICATION_DATA); /* protected */
-    flip_in_record(&p.s2c, 1, (long)len / 2);
-    pump(&p);
+    kxt_flip_in_record(&p.s2c, 1, (long)len / 2);
+    kxt_pump(&p);
     assert_int_equal(p.cst, KTLSX_FAILED);
     assert_int_equal(ktlsx_alert(p.c), KX_ALERT_BAD_RECORD_MAC);
     assert_int_equal(p.sst, KTLSX_FAILED); /* got the client's alert */
     assert_int_equal(ktlsx_alert(p.s), KX_ALERT_BAD_RECORD_MAC);
-    pair_free(&p);
+    kxt_pair_free(&p);
 
     /* The last byte of the last record of the flight: the one carrying Finished. */
-    pair_start(&p, client_cfg(NULL, NULL), server_cfg("ecdsa", NULL, NULL), "localhost", FEED_WANTED);
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_WANTED);
     first_flight(&p);
-    size_t n = count_records(&p.s2c);
+    size_t n = kxt_count_records(&p.s2c);
     assert_true(n >= 2);
-    flip_in_record(&p.s2c, n - 1, -1);
-    pump(&p);
+    kxt_flip_in_record(&p.s2c, n - 1, -1);
+    kxt_pump(&p);
     assert_int_equal(p.cst, KTLSX_FAILED);
     assert_int_equal(ktlsx_alert(p.c), KX_ALERT_BAD_RECORD_MAC);
-    pair_free(&p);
+    kxt_pair_free(&p);
 
     /* The ServerHello random: the client derives other handshake keys and cannot decrypt. */
-    pair_start(&p, client_cfg(NULL, NULL), server_cfg("ecdsa", NULL, NULL), "localhost", FEED_ALL);
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
     first_flight(&p);
-    flip_in_record(&p.s2c, 0, 4 + 2 + 5);
-    pump(&p);
+    kxt_flip_in_record(&p.s2c, 0, 4 + 2 + 5);
+    kxt_pump(&p);
     assert_int_equal(p.cst, KTLSX_FAILED);
     assert_int_equal(ktlsx_alert(p.c), KX_ALERT_BAD_RECORD_MAC);
-    pair_free(&p);
+    kxt_pair_free(&p);
 }
 
 static void test_tamper_client_finished(void **state)
 {
     (void)state;
-    pair p;
-    pair_start(&p, client_cfg(NULL, NULL), server_cfg("ecdsa", NULL, NULL), "localhost", FEED_ALL);
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
     first_flight(&p);
-    deliver(p.c, &p.s2c);
+    kxt_deliver(p.c, &p.s2c);
     p.cst = ktlsx_handshake(p.c);
     assert_int_equal(p.cst, KTLSX_DONE);
-    move_out(p.c, &p.c2s);
-    size_t n = count_records(&p.c2s);
+    kxt_move_out(p.c, &p.c2s);
+    size_t n = kxt_count_records(&p.c2s);
     assert_true(n >= 1);
-    flip_in_record(&p.c2s, n - 1, 3);
-    deliver(p.s, &p.c2s);
+    kxt_flip_in_record(&p.c2s, n - 1, 3);
+    kxt_deliver(p.s, &p.c2s);
     p.sst = ktlsx_handshake(p.s);
     assert_int_equal(p.sst, KTLSX_FAILED);
     assert_int_equal(ktlsx_alert(p.s), KX_ALERT_BAD_RECORD_MAC);
     assert_string_not_equal(ktlsx_error(p.s), "");
-    pair_free(&p);
+    kxt_pair_free(&p);
 }
 
 /* Application data with a flipped byte. */
 static void test_tamper_application_data(void **state)
 {
     (void)state;
-    pair p;
-    pair_start(&p, client_cfg(NULL, NULL), server_cfg("ecdsa", NULL, NULL), "localhost", FEED_ALL);
-    pump(&p);
-    assert_done(&p);
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
     assert_int_equal(ktlsx_write(p.c, "secret", 6), 0);
-    move_out(p.c, &p.c2s);
-    flip_in_record(&p.c2s, 0, 2);
-    deliver(p.s, &p.c2s);
+    kxt_move_out(p.c, &p.c2s);
+    kxt_flip_in_record(&p.c2s, 0, 2);
+    kxt_deliver(p.s, &p.c2s);
     uint8_t tmp[16];
     assert_int_equal(ktlsx_read(p.s, tmp, sizeof tmp), -KTLSX_FAILED);
     assert_int_equal(ktlsx_alert(p.s), KX_ALERT_BAD_RECORD_MAC);
-    move_out(p.s, &p.s2c);
-    deliver(p.c, &p.s2c);
+    kxt_move_out(p.s, &p.s2c);
+    kxt_deliver(p.c, &p.s2c);
     assert_int_equal(ktlsx_read(p.c, tmp, sizeof tmp), -KTLSX_FAILED);
     assert_int_equal(ktlsx_alert(p.c), KX_ALERT_BAD_RECORD_MAC);
-    pair_free(&p);
+    kxt_pair_free(&p);
 }
 
 /* ------------------------------------------------------------- KeyUpdate */
@@ -702,25 +447,25 @@ static void test_tamper_application_data(void **state)
 static void test_key_update(void **state)
 {
     (void)state;
-    pair p;
-    pair_start(&p, client_cfg("TLS_AES_256_GCM_SHA384", NULL), server_cfg("ecdsa", NULL, NULL), "localhost", FEED_ALL);
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg("TLS_AES_256_GCM_SHA384", NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
     assert_int_equal(ktlsx_key_update(p.c, 1), -1); /* not before the handshake */
-    pump(&p);
-    assert_done(&p);
-    settle(&p);
-    send_recv(&p, true, "before", 6);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
+    kxt_settle(&p);
+    kxt_send_recv(&p, true, "before", 6);
     struct ktlsx_traffic_keys ctx0, stx0, k1, k2;
     assert_int_equal(ktlsx_export_keys(p.c, KTLSX_TX, &ctx0), 0);
     assert_int_equal(ktlsx_export_keys(p.s, KTLSX_TX, &stx0), 0);
 
     assert_int_equal(ktlsx_key_update(p.c, 1), 0);
-    send_recv(&p, true, "after update", 12);
+    kxt_send_recv(&p, true, "after update", 12);
     /* The server answered with its own KeyUpdate (no request back). */
     assert_true(p.s2c.len > 0);
-    assert_int_equal(count_records(&p.s2c), 1);
-    send_recv(&p, false, "reply under new keys", 20);
+    assert_int_equal(kxt_count_records(&p.s2c), 1);
+    kxt_send_recv(&p, false, "reply under new keys", 20);
     assert_int_equal(p.c2s.len, 0); /* the answer was not answered */
-    send_recv(&p, true, "and again", 9);
+    kxt_send_recv(&p, true, "and again", 9);
 
     assert_int_equal(ktlsx_export_keys(p.c, KTLSX_TX, &k1), 0);
     assert_int_equal(ktlsx_export_keys(p.s, KTLSX_RX, &k2), 0);
@@ -737,16 +482,16 @@ static void test_key_update(void **state)
 
     /* Server-initiated, not requesting: the client updates its receive keys only. */
     assert_int_equal(ktlsx_key_update(p.s, 0), 0);
-    send_recv(&p, false, "server rekeyed", 14);
+    kxt_send_recv(&p, false, "server rekeyed", 14);
     assert_int_equal(p.c2s.len, 0);
-    send_recv(&p, true, "client still on its keys", 24);
+    kxt_send_recv(&p, true, "client still on its keys", 24);
     /* Several updates in a row, each with data. */
     for (int i = 0; i < 5; i++) {
         assert_int_equal(ktlsx_key_update(p.c, i & 1), 0);
-        send_recv(&p, true, "x", 1);
-        send_recv(&p, false, "y", 1);
+        kxt_send_recv(&p, true, "x", 1);
+        kxt_send_recv(&p, false, "y", 1);
     }
-    pair_free(&p);
+    kxt_pair_free(&p);
 }
 
 /* ------------------------------------------------------------ key export */
@@ -775,18 +520,18 @@ static void test_export_keys(void **state)
         { "TLS_CHACHA20_POLY1305_SHA256", 0x1303, 32 },
     };
     for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) {
-        pair p;
-        pair_start(&p, client_cfg(suites[i].suite, NULL), server_cfg("ecdsa", NULL, NULL), "localhost", FEED_WANTED);
+        kxt_pair p;
+        kxt_pair_start(&p, kxt_client_cfg(suites[i].suite, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_WANTED);
         struct ktlsx_traffic_keys a, b;
         assert_int_equal(ktlsx_export_keys(p.c, KTLSX_TX, &a), -1); /* not before the handshake */
-        pump(&p);
-        assert_done(&p);
+        kxt_pump(&p);
+        kxt_assert_done(&p);
         /* Client TX == server RX right away: nothing else was sent client to server. */
         assert_int_equal(ktlsx_export_keys(p.c, KTLSX_TX, &a), 0);
         assert_int_equal(ktlsx_export_keys(p.s, KTLSX_RX, &b), 0);
         assert_keys_equal(&a, &b);
         /* Server TX == client RX once the client has read all the server sent. */
-        settle(&p);
+        kxt_settle(&p);
         assert_int_equal(ktlsx_export_keys(p.c, KTLSX_TX, &a), 0);
         assert_int_equal(ktlsx_export_keys(p.s, KTLSX_RX, &b), 0);
         assert_int_equal(a.version, KTLSX_TLS13);
@@ -804,20 +549,20 @@ static void test_export_keys(void **state)
 
         /* Three records from the client: TX moves by 3, the server's RX follows once read. */
         for (int r = 0; r < 3; r++) assert_int_equal(ktlsx_write(p.c, "abc", 3), 0);
-        move_out(p.c, &p.c2s);
-        assert_int_equal(count_records(&p.c2s), 3);
+        kxt_move_out(p.c, &p.c2s);
+        assert_int_equal(kxt_count_records(&p.c2s), 3);
         assert_int_equal(ktlsx_export_keys(p.c, KTLSX_TX, &a), 0);
         assert_int_equal(ktlsx_export_keys(p.s, KTLSX_RX, &b), 0);
         assert_true(a.seq == 3);
         assert_true(a.seq - b.seq == 3);
-        deliver(p.s, &p.c2s);
+        kxt_deliver(p.s, &p.c2s);
         uint8_t buf[32];
         long last;
-        assert_int_equal(drain_read(p.s, buf, sizeof buf, &last), 9);
+        assert_int_equal(kxt_drain_read(p.s, buf, sizeof buf, &last), 9);
         assert_int_equal(ktlsx_export_keys(p.s, KTLSX_RX, &b), 0);
         assert_keys_equal(&a, &b);
         assert_true(b.seq == 3);
-        pair_free(&p);
+        kxt_pair_free(&p);
     }
 }
 
@@ -880,13 +625,13 @@ static void test_keylog(void **state)
         char cpath[64], spath[64];
         snprintf(cpath, sizeof cpath, "keylog-client-%zu.txt", i);
         snprintf(spath, sizeof spath, "keylog-server-%zu.txt", i);
-        ktlsx_config *cc = client_cfg(suites[i].suite, NULL), *sc = server_cfg("ecdsa", NULL, NULL);
-        CFG_OK(cc, ktlsx_config_set_keylog_file(cc, kxt_pki_path(cpath)));
-        CFG_OK(sc, ktlsx_config_set_keylog_file(sc, kxt_pki_path(spath)));
-        pair p;
-        pair_start(&p, cc, sc, "localhost", FEED_ALL);
-        pump(&p);
-        assert_done(&p);
+        ktlsx_config *cc = kxt_client_cfg(suites[i].suite, NULL), *sc = kxt_server_cfg("ecdsa", NULL, NULL);
+        KXT_CFG_OK(cc, ktlsx_config_set_keylog_file(cc, kxt_pki_path(cpath)));
+        KXT_CFG_OK(sc, ktlsx_config_set_keylog_file(sc, kxt_pki_path(spath)));
+        kxt_pair p;
+        kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+        kxt_pump(&p);
+        kxt_assert_done(&p);
         size_t clen, slen;
         char *ct = slurp(kxt_pki_path(cpath), &clen), *st = slurp(kxt_pki_path(spath), &slen);
         assert_non_null(ct);
@@ -898,7 +643,7 @@ static void test_keylog(void **state)
         assert_memory_equal(ct, st, clen);
         free(ct);
         free(st);
-        pair_free(&p);
+        kxt_pair_free(&p);
     }
 }
 
@@ -907,7 +652,7 @@ static void test_keylog(void **state)
 static void test_garbage_input(void **state)
 {
     (void)state;
-    ktlsx_config *sc = server_cfg("ecdsa", NULL, NULL);
+    ktlsx_config *sc = kxt_server_cfg("ecdsa", NULL, NULL);
     uint8_t junk[4096];
     for (int iter = 0; iter < 300; iter++) {
         ktlsx_conn *s = ktlsx_conn_new(sc, NULL);
@@ -935,7 +680,7 @@ static void test_garbage_input(void **state)
             assert_int_equal(ktlsx_input(s, NULL, 0), 0);
             st = ktlsx_handshake(s);
         }
-        if (st != KTLSX_FAILED) fail_msg("iteration %d (%zu bytes): status %s", iter, n, status_name(st));
+        if (st != KTLSX_FAILED) fail_msg("iteration %d (%zu bytes): status %s", iter, n, kxt_status_name(st));
         assert_string_not_equal(ktlsx_error(s), "");
         assert_int_equal(ktlsx_input(s, junk, 1), -1); /* failed is sticky */
         assert_int_equal(ktlsx_handshake(s), KTLSX_FAILED);
@@ -951,11 +696,11 @@ static void test_garbage_input(void **state)
 static void test_mutated_client_hello(void **state)
 {
     (void)state;
-    ktlsx_config *cc = client_cfg(NULL, NULL), *sc = server_cfg("ecdsa", NULL, NULL);
+    ktlsx_config *cc = kxt_client_cfg(NULL, NULL), *sc = kxt_server_cfg("ecdsa", NULL, NULL);
     ktlsx_conn *c = ktlsx_conn_new(cc, "localhost");
     assert_int_equal(ktlsx_handshake(c), KTLSX_WANT_READ);
     kx_buf hello = { 0 };
-    move_out(c, &hello);
+    kxt_move_out(c, &hello);
     ktlsx_conn_free(c);
     int failed = 0;
     for (int iter = 0; iter < 500; iter++) {
@@ -988,10 +733,10 @@ static void test_truncated_stream(void **state)
 {
     (void)state;
     /* Server: half a ClientHello, then EOF. */
-    pair p;
-    pair_start(&p, client_cfg(NULL, NULL), server_cfg("ecdsa", NULL, NULL), "localhost", FEED_ALL);
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
     p.cst = ktlsx_handshake(p.c);
-    move_out(p.c, &p.c2s);
+    kxt_move_out(p.c, &p.c2s);
     size_t half = p.c2s.len / 2;
     assert_int_equal(ktlsx_input(p.s, p.c2s.data, half), 0);
     assert_int_equal(ktlsx_handshake(p.s), KTLSX_WANT_READ);
@@ -1001,18 +746,18 @@ static void test_truncated_stream(void **state)
     assert_string_not_equal(ktlsx_error(p.s), "");
     const uint8_t *d;
     assert_true(ktlsx_pending_output(p.s, &d) > 0);
-    pair_free(&p);
+    kxt_pair_free(&p);
 
     /* Server: EOF before anything arrived. */
-    pair_start(&p, client_cfg(NULL, NULL), server_cfg("ecdsa", NULL, NULL), "localhost", FEED_ALL);
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
     assert_int_equal(ktlsx_input_wanted(p.s), 5);
     assert_int_equal(ktlsx_input(p.s, NULL, 0), 0);
     assert_int_equal(ktlsx_handshake(p.s), KTLSX_FAILED);
     assert_string_not_equal(ktlsx_error(p.s), "");
-    pair_free(&p);
+    kxt_pair_free(&p);
 
     /* Client: part of the server's flight, then EOF. */
-    pair_start(&p, client_cfg(NULL, NULL), server_cfg("rsa", NULL, NULL), "localhost", FEED_ALL);
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("rsa", NULL, NULL), "localhost", KXT_FEED_ALL);
     first_flight(&p);
     assert_true(p.s2c.len > 200);
     assert_int_equal(ktlsx_input(p.c, p.s2c.data, p.s2c.len - 100), 0);
@@ -1021,16 +766,16 @@ static void test_truncated_stream(void **state)
     assert_int_equal(ktlsx_input(p.c, NULL, 0), 0);
     assert_int_equal(ktlsx_handshake(p.c), KTLSX_FAILED);
     assert_string_not_equal(ktlsx_error(p.c), "");
-    pair_free(&p);
+    kxt_pair_free(&p);
 
     /* After the handshake: EOF without close_notify reads as closed, not as data. */
-    pair_start(&p, client_cfg(NULL, NULL), server_cfg("ecdsa", NULL, NULL), "localhost", FEED_ALL);
-    pump(&p);
-    assert_done(&p);
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
     assert_int_equal(ktlsx_input(p.s, NULL, 0), 0);
     uint8_t tmp[4];
     assert_int_equal(ktlsx_read(p.s, tmp, sizeof tmp), -KTLSX_CLOSED);
-    pair_free(&p);
+    kxt_pair_free(&p);
 }
 
 /* ---------------------------------------------------------- input_wanted */
@@ -1038,10 +783,10 @@ static void test_truncated_stream(void **state)
 static void test_input_wanted_counts(void **state)
 {
     (void)state;
-    pair p;
-    pair_start(&p, client_cfg(NULL, NULL), server_cfg("ecdsa", NULL, NULL), "localhost", FEED_ALL);
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
     p.cst = ktlsx_handshake(p.c);
-    move_out(p.c, &p.c2s);
+    kxt_move_out(p.c, &p.c2s);
     size_t body = ((size_t)p.c2s.data[3] << 8) | p.c2s.data[4];
     assert_int_equal(ktlsx_input_wanted(p.s), 5);
     assert_int_equal(ktlsx_input(p.s, p.c2s.data, 3), 0);
@@ -1058,11 +803,11 @@ static void test_input_wanted_counts(void **state)
     p.sst = ktlsx_handshake(p.s);
     assert_int_equal(p.sst, KTLSX_WANT_READ);
     assert_int_equal(ktlsx_input_wanted(p.s), 5); /* next: the client's second flight */
-    move_out(p.s, &p.s2c);
-    p.mode = FEED_WANTED;
-    pump(&p);
-    assert_done(&p);
-    pair_free(&p);
+    kxt_move_out(p.s, &p.s2c);
+    p.mode = KXT_FEED_WANTED;
+    kxt_pump(&p);
+    kxt_assert_done(&p);
+    kxt_pair_free(&p);
 }
 
 /* The client sends application data in the same flight as its Finished. */
@@ -1070,65 +815,65 @@ static void test_input_wanted_stops_at_handshake_end(void **state)
 {
     (void)state;
     static const char early[] = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
-    pair p;
-    pair_start(&p, client_cfg(NULL, NULL), server_cfg("ecdsa", NULL, NULL), "localhost", FEED_WANTED);
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_WANTED);
     p.client_early = early;
-    pump(&p);
-    assert_done(&p);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
     /* The engine took nothing past the last handshake record... */
     uint8_t buf[4096];
     assert_int_equal(ktlsx_take_buffered(p.s, buf, sizeof buf), 0);
     /* ...so the application data record is still "in the socket", whole. */
     uint8_t type;
     size_t len;
-    assert_int_equal(count_records(&p.c2s), 1);
-    assert_int_equal(record_offset(&p.c2s, 0, &type, &len), 0);
+    assert_int_equal(kxt_count_records(&p.c2s), 1);
+    assert_int_equal(kxt_record_offset(&p.c2s, 0, &type, &len), 0);
     assert_int_equal(type, KX_CT_APPLICATION_DATA);
     assert_int_equal(len, strlen(early) + 1 + 16);
-    deliver(p.s, &p.c2s);
+    kxt_deliver(p.s, &p.c2s);
     long last;
-    size_t n = drain_read(p.s, buf, sizeof buf, &last);
+    size_t n = kxt_drain_read(p.s, buf, sizeof buf, &last);
     assert_int_equal(last, 0);
     assert_int_equal(n, strlen(early));
     assert_memory_equal(buf, early, n);
-    send_recv(&p, false, "HTTP/1.1 200 OK\r\n\r\n", 19);
-    pair_free(&p);
+    kxt_send_recv(&p, false, "HTTP/1.1 200 OK\r\n\r\n", 19);
+    kxt_pair_free(&p);
 
     /* Feeding everything at once instead: the surplus is handed back by take_buffered. */
-    pair_start(&p, client_cfg(NULL, NULL), server_cfg("ecdsa", NULL, NULL), "localhost", FEED_ALL);
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
     p.client_early = early;
     /* Run until the client is done, then give the server its whole flight in one go. */
     p.cst = ktlsx_handshake(p.c);
-    move_out(p.c, &p.c2s);
-    deliver(p.s, &p.c2s);
+    kxt_move_out(p.c, &p.c2s);
+    kxt_deliver(p.s, &p.c2s);
     p.sst = ktlsx_handshake(p.s);
-    move_out(p.s, &p.s2c);
-    deliver(p.c, &p.s2c);
+    kxt_move_out(p.s, &p.s2c);
+    kxt_deliver(p.c, &p.s2c);
     p.cst = ktlsx_handshake(p.c);
     assert_int_equal(p.cst, KTLSX_DONE);
     assert_int_equal(ktlsx_write(p.c, early, strlen(early)), 0);
-    move_out(p.c, &p.c2s);
-    size_t nrec = count_records(&p.c2s);
+    kxt_move_out(p.c, &p.c2s);
+    size_t nrec = kxt_count_records(&p.c2s);
     assert_true(nrec >= 2);
     size_t app_off;
-    assert_true(record_offset(&p.c2s, nrec - 1, &type, &len) > 0);
+    assert_true(kxt_record_offset(&p.c2s, nrec - 1, &type, &len) > 0);
     app_off = p.c2s.len - (5 + len);
     uint8_t app_rec[256];
     assert_true(5 + len <= sizeof app_rec);
     memcpy(app_rec, p.c2s.data + app_off, 5 + len);
-    deliver(p.s, &p.c2s);
+    kxt_deliver(p.s, &p.c2s);
     p.sst = ktlsx_handshake(p.s);
-    assert_done(&p);
+    kxt_assert_done(&p);
     n = ktlsx_take_buffered(p.s, buf, sizeof buf);
     assert_int_equal(n, 5 + len);
     assert_memory_equal(buf, app_rec, n);
     assert_int_equal(ktlsx_take_buffered(p.s, buf, sizeof buf), 0);
     /* Handed back to the engine, it decrypts as usual. */
     assert_int_equal(ktlsx_input(p.s, app_rec, 5 + len), 0);
-    n = drain_read(p.s, buf, sizeof buf, &last);
+    n = kxt_drain_read(p.s, buf, sizeof buf, &last);
     assert_int_equal(n, strlen(early));
     assert_memory_equal(buf, early, n);
-    pair_free(&p);
+    kxt_pair_free(&p);
 }
 
 /* ------------------------------------------------ record-layer variations */
@@ -1149,12 +894,12 @@ static void wire_insert(kx_buf *w, size_t at, const uint8_t *rec, size_t n)
 static void test_fragmented_client_hello(void **state)
 {
     (void)state;
-    for (int mode = FEED_ALL; mode <= FEED_WANTED; mode++) {
-        pair p;
-        pair_start(&p, client_cfg(NULL, NULL), server_cfg("ecdsa", NULL, NULL), "localhost", (enum feed_mode)mode);
+    for (int mode = KXT_FEED_ALL; mode <= KXT_FEED_WANTED; mode++) {
+        kxt_pair p;
+        kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", (enum kxt_feed_mode)mode);
         p.cst = ktlsx_handshake(p.c);
-        move_out(p.c, &p.c2s);
-        assert_int_equal(count_records(&p.c2s), 1);
+        kxt_move_out(p.c, &p.c2s);
+        assert_int_equal(kxt_count_records(&p.c2s), 1);
         kx_buf split = { 0 };
         const uint8_t *body = p.c2s.data + 5;
         size_t len = p.c2s.len - 5;
@@ -1167,10 +912,10 @@ static void test_fragmented_client_hello(void **state)
         kx_buf_reset(&p.c2s);
         assert_false(kx_failed(kx_write_bytes(&p.c2s, split.data, split.len)));
         kx_buf_free(&split);
-        pump(&p);
-        assert_done(&p);
-        send_recv(&p, true, "fragmented hello", 16);
-        pair_free(&p);
+        kxt_pump(&p);
+        kxt_assert_done(&p);
+        kxt_send_recv(&p, true, "fragmented hello", 16);
+        kxt_pair_free(&p);
     }
 }
 
@@ -1180,39 +925,39 @@ static void test_compat_change_cipher_spec(void **state)
 {
     (void)state;
     static const uint8_t ccs[] = { KX_CT_CHANGE_CIPHER_SPEC, 3, 3, 0, 1, 1 };
-    pair p;
-    pair_start(&p, client_cfg(NULL, NULL), server_cfg("ecdsa", NULL, NULL), "localhost", FEED_WANTED);
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_WANTED);
     first_flight(&p);
     /* Between the plaintext ServerHello and the protected records. */
     uint8_t type;
     size_t len;
-    long off = record_offset(&p.s2c, 1, &type, &len);
+    long off = kxt_record_offset(&p.s2c, 1, &type, &len);
     assert_true(off > 0);
     wire_insert(&p.s2c, (size_t)off, ccs, sizeof ccs);
-    pump(&p);
-    assert_done(&p);
-    pair_free(&p);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
+    kxt_pair_free(&p);
 
     /* Before the client's Finished (the server's receive keys are already in use). */
-    pair_start(&p, client_cfg(NULL, NULL), server_cfg("ecdsa", NULL, NULL), "localhost", FEED_ALL);
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
     first_flight(&p);
-    deliver(p.c, &p.s2c);
+    kxt_deliver(p.c, &p.s2c);
     p.cst = ktlsx_handshake(p.c);
     assert_int_equal(p.cst, KTLSX_DONE);
-    move_out(p.c, &p.c2s);
+    kxt_move_out(p.c, &p.c2s);
     wire_insert(&p.c2s, 0, ccs, sizeof ccs);
-    pump(&p);
-    assert_done(&p);
-    send_recv(&p, true, "ok", 2);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
+    kxt_send_recv(&p, true, "ok", 2);
 
     /* After the handshake it is an unexpected message. */
     kx_buf_reset(&p.c2s);
     assert_false(kx_failed(kx_write_bytes(&p.c2s, ccs, sizeof ccs)));
-    deliver(p.s, &p.c2s);
+    kxt_deliver(p.s, &p.c2s);
     uint8_t tmp[4];
     assert_int_equal(ktlsx_read(p.s, tmp, sizeof tmp), -KTLSX_FAILED);
     assert_int_equal(ktlsx_alert(p.s), KX_ALERT_UNEXPECTED_MESSAGE);
-    pair_free(&p);
+    kxt_pair_free(&p);
 }
 
 /* A server with RSA, ECDSA and Ed25519 certificates picks by the client's
@@ -1220,17 +965,17 @@ static void test_compat_change_cipher_spec(void **state)
 static void test_multi_cert_server(void **state)
 {
     (void)state;
-    ktlsx_config *sc = server_cfg("rsa", NULL, NULL);
-    CFG_OK(sc, ktlsx_config_add_cert(sc, kxt_pki_path("server-ed25519.pem"), kxt_pki_path("server-ed25519.key")));
-    CFG_OK(sc, ktlsx_config_add_cert(sc, kxt_pki_path("server-ecdsa.pem"), kxt_pki_path("server-ecdsa.key")));
-    pair p;
-    pair_start(&p, client_cfg(NULL, NULL), sc, "localhost", FEED_ALL);
-    pump(&p);
-    assert_done(&p);
+    ktlsx_config *sc = kxt_server_cfg("rsa", NULL, NULL);
+    KXT_CFG_OK(sc, ktlsx_config_add_cert(sc, kxt_pki_path("server-ed25519.pem"), kxt_pki_path("server-ed25519.key")));
+    KXT_CFG_OK(sc, ktlsx_config_add_cert(sc, kxt_pki_path("server-ecdsa.pem"), kxt_pki_path("server-ecdsa.key")));
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), sc, "localhost", KXT_FEED_ALL);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
     assert_int_equal(p.s->our_sigalg, KX_SIG_ECDSA_SECP256R1_SHA256);
     assert_int_equal(p.c->peer_sigalg, KX_SIG_ECDSA_SECP256R1_SHA256);
     assert_ptr_equal(p.s->our_cert, &sc->certs[2]);
-    pair_free(&p);
+    kxt_pair_free(&p);
 }
 
 /* ------------------------------------------------------------- API edges */
@@ -1238,8 +983,8 @@ static void test_multi_cert_server(void **state)
 static void test_api_edges(void **state)
 {
     (void)state;
-    pair p;
-    pair_start(&p, client_cfg(NULL, NULL), server_cfg("ecdsa", NULL, NULL), "localhost", FEED_ALL);
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
     uint8_t tmp[8];
     const uint8_t *d;
     assert_int_equal(ktlsx_pending_output(p.c, &d), 0);
@@ -1253,16 +998,16 @@ static void test_api_edges(void **state)
     /* SNI override: sent instead of the verification name. */
     assert_int_equal(ktlsx_conn_set_sni(p.c, "10.0.0.1"), -1);
     assert_int_equal(ktlsx_conn_set_sni(p.c, "sni.example"), 0);
-    pump(&p);
-    assert_done(&p);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
     assert_string_equal(ktlsx_sni(p.s), "sni.example");
     /* A zero-length write is a no-op. */
     assert_int_equal(ktlsx_write(p.c, "", 0), 0);
     assert_int_equal(ktlsx_pending_output(p.c, &d), 0);
     /* Partial reads of one record. */
     assert_int_equal(ktlsx_write(p.c, "0123456789", 10), 0);
-    move_out(p.c, &p.c2s);
-    deliver(p.s, &p.c2s);
+    kxt_move_out(p.c, &p.c2s);
+    kxt_deliver(p.s, &p.c2s);
     assert_int_equal(ktlsx_read(p.s, tmp, 4), 4);
     assert_memory_equal(tmp, "0123", 4);
     assert_int_equal(ktlsx_read(p.s, tmp, 8), 6);
@@ -1274,7 +1019,7 @@ static void test_api_edges(void **state)
     assert_true(total > 3);
     ktlsx_output_done(p.s, 3);
     assert_int_equal(ktlsx_pending_output(p.s, &d), total - 3);
-    pair_free(&p);
+    kxt_pair_free(&p);
 }
 
 /* ktlsx_take_buffered before any input arrived: nothing to hand back.  (Kept
@@ -1282,7 +1027,7 @@ static void test_api_edges(void **state)
 static void test_take_buffered_before_input(void **state)
 {
     (void)state;
-    ktlsx_config *sc = server_cfg("ecdsa", NULL, NULL);
+    ktlsx_config *sc = kxt_server_cfg("ecdsa", NULL, NULL);
     ktlsx_conn *s = ktlsx_conn_new(sc, NULL);
     assert_non_null(s);
     uint8_t tmp[8];
@@ -1338,5 +1083,5 @@ int main(void)
     ADD(test_api_edges);
     ADD(test_take_buffered_before_input);
 #undef ADD
-    return _cmocka_run_group_tests("test_handshake", tests, n, group_setup, group_teardown);
+    return _cmocka_run_group_tests("test_handshake", tests, n, kxt_pki_group_setup, kxt_pki_group_teardown);
 }
