@@ -345,25 +345,13 @@ static void test_alpn(void **state)
 
 /* ------------------------------------------------------------- tampering */
 
-/* Client sends its ClientHello, server answers with its first flight. */
-static void first_flight(kxt_pair *p)
-{
-    p->cst = ktlsx_handshake(p->c);
-    assert_int_equal(p->cst, KTLSX_WANT_READ);
-    kxt_move_out(p->c, &p->c2s);
-    kxt_deliver(p->s, &p->c2s);
-    p->sst = ktlsx_handshake(p->s);
-    assert_int_equal(p->sst, KTLSX_WANT_READ);
-    kxt_move_out(p->s, &p->s2c);
-}
-
 static void test_tamper_server_flight(void **state)
 {
     (void)state;
     /* A byte in the middle of the encrypted flight (EncryptedExtensions..Finished). */
     kxt_pair p;
     kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("rsa", NULL, NULL), "localhost", KXT_FEED_ALL);
-    first_flight(&p);
+    kxt_server_flight_out(&p);
     uint8_t type;
     size_t len;
     assert_true(kxt_record_offset(&p.s2c, 0, &type, &len) == 0);
@@ -380,7 +368,7 @@ static void test_tamper_server_flight(void **state)
 
     /* The last byte of the last record of the flight: the one carrying Finished. */
     kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_WANTED);
-    first_flight(&p);
+    kxt_server_flight_out(&p);
     size_t n = kxt_count_records(&p.s2c);
     assert_true(n >= 2);
     kxt_flip_in_record(&p.s2c, n - 1, -1);
@@ -391,7 +379,7 @@ static void test_tamper_server_flight(void **state)
 
     /* The ServerHello random: the client derives other handshake keys and cannot decrypt. */
     kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
-    first_flight(&p);
+    kxt_server_flight_out(&p);
     kxt_flip_in_record(&p.s2c, 0, 4 + 2 + 5);
     kxt_pump(&p);
     assert_int_equal(p.cst, KTLSX_FAILED);
@@ -404,7 +392,7 @@ static void test_tamper_client_finished(void **state)
     (void)state;
     kxt_pair p;
     kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
-    first_flight(&p);
+    kxt_server_flight_out(&p);
     kxt_deliver(p.c, &p.s2c);
     p.cst = ktlsx_handshake(p.c);
     assert_int_equal(p.cst, KTLSX_DONE);
@@ -758,7 +746,7 @@ static void test_truncated_stream(void **state)
 
     /* Client: part of the server's flight, then EOF. */
     kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("rsa", NULL, NULL), "localhost", KXT_FEED_ALL);
-    first_flight(&p);
+    kxt_server_flight_out(&p);
     assert_true(p.s2c.len > 200);
     assert_int_equal(ktlsx_input(p.c, p.s2c.data, p.s2c.len - 100), 0);
     assert_int_equal(ktlsx_handshake(p.c), KTLSX_WANT_READ);
@@ -927,7 +915,7 @@ static void test_compat_change_cipher_spec(void **state)
     static const uint8_t ccs[] = { KX_CT_CHANGE_CIPHER_SPEC, 3, 3, 0, 1, 1 };
     kxt_pair p;
     kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_WANTED);
-    first_flight(&p);
+    kxt_server_flight_out(&p);
     /* Between the plaintext ServerHello and the protected records. */
     uint8_t type;
     size_t len;
@@ -940,7 +928,7 @@ static void test_compat_change_cipher_spec(void **state)
 
     /* Before the client's Finished (the server's receive keys are already in use). */
     kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
-    first_flight(&p);
+    kxt_server_flight_out(&p);
     kxt_deliver(p.c, &p.s2c);
     p.cst = ktlsx_handshake(p.c);
     assert_int_equal(p.cst, KTLSX_DONE);

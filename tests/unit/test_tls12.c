@@ -33,24 +33,6 @@ static ktlsx_config *server12(const char *cert, const char *suites, const char *
     return cfg;
 }
 
-/* Client writes its ClientHello onto c2s; nothing delivered yet. */
-static void client_hello_out(kxt_pair *p)
-{
-    p->cst = ktlsx_handshake(p->c);
-    assert_int_equal(p->cst, KTLSX_WANT_READ);
-    kxt_move_out(p->c, &p->c2s);
-}
-
-/* ClientHello delivered; the server's first flight sits on s2c. */
-static void server_flight_out(kxt_pair *p)
-{
-    client_hello_out(p);
-    kxt_deliver(p->s, &p->c2s);
-    p->sst = ktlsx_handshake(p->s);
-    if (p->sst != KTLSX_WANT_READ) fail_msg("server: %s (%s)", kxt_status_name(p->sst), ktlsx_error(p->s));
-    kxt_move_out(p->s, &p->s2c);
-}
-
 static void close_both(kxt_pair *p)
 {
     uint8_t tmp[16];
@@ -335,7 +317,7 @@ static void test_downgrade_sentinel(void **state)
         kxt_pair p;
         kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost",
                        (enum kxt_feed_mode)mode);
-        client_hello_out(&p);
+        kxt_client_hello_out(&p);
         assert_true(kxt_strip_hello_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_SUPPORTED_VERSIONS));
         assert_false(kxt_hello_has_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_SUPPORTED_VERSIONS));
         kxt_pump(&p);
@@ -357,7 +339,7 @@ static void test_strip_ems_require(void **state)
     ktlsx_config *cc = client12(NULL, NULL);
     KXT_CFG_OK(cc, ktlsx_config_set_require_ems(cc, 1));
     kxt_pair_start(&p, cc, server12("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
-    server_flight_out(&p);
+    kxt_server_flight_out(&p);
     assert_true(kxt_hello_has_ext(&p.s2c, KX_HS_SERVER_HELLO, KX_EXT_TYPE_EXTENDED_MASTER_SECRET));
     assert_true(kxt_strip_hello_ext(&p.s2c, KX_HS_SERVER_HELLO, KX_EXT_TYPE_EXTENDED_MASTER_SECRET));
     kxt_pump(&p);
@@ -374,7 +356,7 @@ static void test_strip_ems_not_required(void **state)
      * the handshake must still fail (Finished), never complete. */
     kxt_pair p;
     kxt_pair_start(&p, client12(NULL, NULL), server12("rsa", NULL, NULL), "localhost", KXT_FEED_ALL);
-    server_flight_out(&p);
+    kxt_server_flight_out(&p);
     assert_true(kxt_strip_hello_ext(&p.s2c, KX_HS_SERVER_HELLO, KX_EXT_TYPE_EXTENDED_MASTER_SECRET));
     kxt_pump(&p);
     assert_int_equal(p.sst, KTLSX_FAILED);
@@ -385,7 +367,7 @@ static void test_strip_ems_not_required(void **state)
     /* A server that does not do EMS at all (client's EMS offer stripped): works
      * unless the client requires EMS. */
     kxt_pair_start(&p, client12(NULL, NULL), server12("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
-    client_hello_out(&p);
+    kxt_client_hello_out(&p);
     assert_true(kxt_strip_hello_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_EXTENDED_MASTER_SECRET));
     kxt_pump(&p);
     /* The ClientHello the server saw differs from the client's: Finished fails. */
@@ -399,7 +381,7 @@ static void test_tamper_client_finished(void **state)
     (void)state;
     kxt_pair p;
     kxt_pair_start(&p, client12(NULL, NULL), server12("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
-    server_flight_out(&p);
+    kxt_server_flight_out(&p);
     kxt_deliver(p.c, &p.s2c);
     p.cst = ktlsx_handshake(p.c);
     assert_int_equal(p.cst, KTLSX_WANT_READ); /* TLS 1.2: waits for the server's Finished */
@@ -424,7 +406,7 @@ static void test_tamper_server_finished(void **state)
     (void)state;
     kxt_pair p;
     kxt_pair_start(&p, client12(NULL, NULL), server12("rsa", NULL, NULL), "localhost", KXT_FEED_ALL);
-    server_flight_out(&p);
+    kxt_server_flight_out(&p);
     kxt_deliver(p.c, &p.s2c);
     p.cst = ktlsx_handshake(p.c);
     kxt_move_out(p.c, &p.c2s);
@@ -445,7 +427,7 @@ static void test_tamper_server_key_exchange(void **state)
     /* A bit of the server's ECDHE share: the signature check fails (decrypt_error). */
     kxt_pair p;
     kxt_pair_start(&p, client12(NULL, NULL), server12("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
-    server_flight_out(&p);
+    kxt_server_flight_out(&p);
     /* Find the ServerKeyExchange (type 12) in the plaintext flight. */
     size_t off = 5;
     bool found = false;

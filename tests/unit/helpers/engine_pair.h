@@ -248,6 +248,25 @@ KXT_UNUSED static void kxt_settle(kxt_pair *p)
     fail_msg("post-handshake traffic does not settle");
 }
 
+/* Client writes its ClientHello onto c2s; nothing delivered yet. */
+KXT_UNUSED static void kxt_client_hello_out(kxt_pair *p)
+{
+    p->cst = ktlsx_handshake(p->c);
+    assert_int_equal(p->cst, KTLSX_WANT_READ);
+    kxt_move_out(p->c, &p->c2s);
+}
+
+/* ClientHello delivered; the server's first flight sits on s2c (for a man
+ * in the middle to edit before kxt_pump). */
+KXT_UNUSED static void kxt_server_flight_out(kxt_pair *p)
+{
+    kxt_client_hello_out(p);
+    kxt_deliver(p->s, &p->c2s);
+    p->sst = ktlsx_handshake(p->s);
+    if (p->sst != KTLSX_WANT_READ) fail_msg("server: %s (%s)", kxt_status_name(p->sst), ktlsx_error(p->s));
+    kxt_move_out(p->s, &p->s2c);
+}
+
 /* ------------------------------------------------------------- records */
 
 KXT_UNUSED static size_t kxt_count_records(const kx_buf *w)
