@@ -7,7 +7,7 @@
 #   KTLSX_CACHE        download cache (default /var/cache/ktlsx-kmod)
 #   KTLSX_BUILD        project build dir whose bin/ and lib/ go in (default build)
 #   KMOD_ONLY          run only suite scripts whose name contains this
-#   KMOD_VM_TIMEOUT    seconds per VM (default 300)
+#   KMOD_VM_TIMEOUT    seconds per VM (default 600)
 #   KMOD_TEST_TIMEOUT  default seconds per suite script (default 120)
 #   KMOD_PARALLEL      VMs booted at once (default 1; TCG uses ~1 core per vCPU)
 #   KMOD_KVM=1         try KVM (checked with a short boot first; TCG otherwise)
