@@ -103,7 +103,9 @@ static int rekey(ktlsx_conn *c, int fd, int direction, uint8_t *secret)
     kx_wipe_obj(k);
     if (rc != 0)
         return fail(c, KX_ALERT_INTERNAL_ERROR,
-                    "peer updated its keys but this kernel cannot re-key TLS 1.3 (needs Linux 6.14 or later)");
+                    direction == KTLSX_RX
+                        ? "peer updated its keys but this kernel cannot re-key TLS 1.3 (needs Linux 6.14 or later)"
+                        : "our KeyUpdate went out but this kernel cannot re-key TLS 1.3 TX (needs Linux 6.14 or later)");
     return 0;
 }
 
