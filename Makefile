@@ -95,3 +95,16 @@ lint:
 	@out=$$(for f in $(LINT_SRCS); do clang-tidy --quiet $$f -- -std=c17 -D_GNU_SOURCE -Iinclude -Ilibktlsx \
 	  $(shell pkg-config --cflags libnl-genl-3.0) 2>&1; done | grep -E 'warning:|error:'); \
 	  if [ -n "$$out" ]; then echo "$$out"; exit 1; else echo "lint: clean"; fi
+
+# Benchmarks (bench/, docs/benchmarks.md): ktlsx vs OpenSSL measured in the same run.
+# Only the bench binaries link libssl (the reference); libktlsx never does.
+BENCH_SRCS := $(wildcard bench/bench_*.c)
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(O)/bench/%)
+$(O)/bench/%: bench/%.c bench/bench.h $(O)/lib/libktlsx.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(O)/lib/libktlsx.a $(LDFLAGS) -lssl $(LDLIBS)
+
+.PHONY: bench
+BENCH_SECONDS ?= 2
+bench: all $(BENCH_BINS)
+	BENCH_SECONDS=$(BENCH_SECONDS) bench/run.sh $(O)
