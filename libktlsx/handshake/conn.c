@@ -141,9 +141,19 @@ kx_result kx_set_traffic_secret(ktlsx_conn *c, kx_record_dir *dir, const uint8_t
 
 /* ---- input: records ---- */
 
+/* Drop the first n unparsed bytes; the buffer is compacted lazily in ktlsx_input. */
+static void consume_input(ktlsx_conn *c, size_t n)
+{
+    c->in_off += n;
+    if (c->in_off >= c->in.len) {
+        kx_buf_reset(&c->in);
+        c->in_off = 0;
+    }
+}
+
 size_t ktlsx_input_wanted(const ktlsx_conn *c)
 {
-    size_t off = 0;
+    size_t off = c->in_off;
     while (c->in.len - off >= KX_RECORD_HEADER) {
         size_t body = ((size_t)c->in.data[off + 3] << 8) | c->in.data[off + 4];
         if (c->in.len - off < KX_RECORD_HEADER + body) return KX_RECORD_HEADER + body - (c->in.len - off);
@@ -159,6 +169,12 @@ int ktlsx_input(ktlsx_conn *c, const uint8_t *data, size_t len)
         c->eof = true;
         return 0;
     }
+    if (c->in_off && c->in_off >= c->in.len / 2) {
+        /* Compact once the consumed part dominates: amortised O(1) per byte. */
+        memmove(c->in.data, c->in.data + c->in_off, c->in.len - c->in_off);
+        c->in.len -= c->in_off;
+        c->in_off = 0;
+    }
     kx_result r = kx_write_bytes(&c->in, data, len);
     if (kx_failed(r)) {
         kx_conn_fail(c, r);
@@ -169,9 +185,9 @@ int ktlsx_input(ktlsx_conn *c, const uint8_t *data, size_t len)
 
 size_t ktlsx_take_buffered(ktlsx_conn *c, void *buf, size_t len)
 {
-    size_t n = c->in.len < len ? c->in.len : len;
-    if (n) memcpy(buf, c->in.data, n);
-    kx_buf_consume(&c->in, n);
+    size_t n = kx_in_left(c) < len ? kx_in_left(c) : len;
+    if (n) memcpy(buf, c->in.data + c->in_off, n);
+    consume_input(c, n);
     return n;
 }
 
@@ -195,15 +211,16 @@ static kx_result handle_alert(ktlsx_conn *c, const uint8_t *p, size_t n)
 static kx_result read_record(ktlsx_conn *c, bool *got)
 {
     *got = false;
-    if (c->in.len < KX_RECORD_HEADER) return KX_OK;
+    if (kx_in_left(c) < KX_RECORD_HEADER) return KX_OK;
+    uint8_t *rec = c->in.data + c->in_off;
     uint8_t type;
     size_t body_len;
-    KX_GUARD(kx_record_header(c->in.data, &type, &body_len));
+    KX_GUARD(kx_record_header(rec, &type, &body_len));
     size_t rec_len = KX_RECORD_HEADER + body_len;
-    if (c->in.len < rec_len) return KX_OK;
+    if (kx_in_left(c) < rec_len) return KX_OK;
     uint8_t *plain;
     size_t plain_len;
-    KX_GUARD(kx_record_read(&c->rx, c->in.data, rec_len, &type, &plain, &plain_len));
+    KX_GUARD(kx_record_read(&c->rx, rec, rec_len, &type, &plain, &plain_len));
     *got = true;
     kx_result r = KX_OK;
     switch (type) {
@@ -235,7 +252,7 @@ static kx_result read_record(ktlsx_conn *c, bool *got)
     default:
         r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "unknown record type");
     }
-    kx_buf_consume(&c->in, rec_len);
+    consume_input(c, rec_len);
     return r;
 }
 

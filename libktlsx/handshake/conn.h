@@ -139,7 +139,8 @@ struct ktlsx_conn {
     uint8_t alert;
 
     /* ---- bytes in and out ---- */
-    kx_buf in;                  /* raw received bytes, not yet parsed as records */
+    kx_buf in;                  /* raw received bytes; those from in_off on are not yet parsed */
+    size_t in_off;              /* consumed prefix of `in` (no memmove per record: bulk input stays O(n)) */
     kx_buf out;                 /* protected records waiting to be sent */
     kx_buf hs_in;               /* decrypted handshake bytes not yet consumed as messages */
     kx_buf hs_out;              /* handshake messages not yet put into records (same keys) */
@@ -214,6 +215,9 @@ struct ktlsx_conn {
 };
 
 /* ---- helpers shared by the message files ---- */
+
+/* Received bytes not yet taken as records. */
+static inline size_t kx_in_left(const ktlsx_conn *c) { return c->in.len - c->in_off; }
 
 /* Record the failure (first one wins: the state is sticky) and queue the alert. */
 void kx_conn_fail(ktlsx_conn *c, kx_result r);

@@ -37,7 +37,7 @@ int ktlsx_ktls_start(ktlsx_conn *c, int fd, int want, char *why, size_t whylen)
             say(why, whylen, r.reason);
             return 0;
         }
-        if (c->in.len || c->hs_in.len) {
+        if (kx_in_left(c) || c->hs_in.len) {
             /* A partial record (or message) is buffered: the kernel would see the stream
              * mid-record.  Callers that read with ktlsx_input_wanted() never hit this. */
             say(why, whylen, "a partial record is buffered in user space; receive stays in user space");
