@@ -277,7 +277,18 @@ static bool offers_suite(const hello *h, uint16_t id)
 
 /* The certificate and signature algorithm for `suite` (TLS 1.2: the suite
  * fixes the key type; TLS 1.3: any), in the client's preference order. */
-static bool choose_certificate(ktlsx_conn *c, const kx_suite *suite)
+/* RFC 8422 §5.1: in TLS 1.2 the client's supported_groups also limits the
+ * curve of an ECDSA certificate. */
+static bool cert_curve_acceptable(EVP_PKEY *key, const hello *h)
+{
+    char name[64];
+    if (!h->has_groups || !EVP_PKEY_is_a(key, "EC") || !EVP_PKEY_get_group_name(key, name, sizeof name, NULL))
+        return true;
+    uint16_t g = kx_group_by_name(name);
+    return g == 0 || kx_list_has(h->groups, h->group_count, g);
+}
+
+static bool choose_certificate(ktlsx_conn *c, const kx_suite *suite, const hello *h)
 {
     const ktlsx_config *cfg = c->cfg;
     bool tls13 = suite->version == KTLSX_TLS13;
@@ -287,6 +298,7 @@ static bool choose_certificate(ktlsx_conn *c, const kx_suite *suite)
         for (size_t k = 0; k < cfg->cert_count; k++) {
             EVP_PKEY *key = cfg->certs[k].key;
             if (!tls13) {
+                if (!cert_curve_acceptable(key, h)) continue;
                 bool rsa = EVP_PKEY_is_a(key, "RSA") || EVP_PKEY_is_a(key, "RSA-PSS");
                 if ((suite->kex == KX_KX_ECDHE_RSA || suite->kex == KX_KX_RSA) != rsa) continue;
                 if (suite->kex == KX_KX_RSA) { /* no signature: any RSA certificate */
@@ -482,7 +494,7 @@ static kx_result handle_tls13(ktlsx_conn *c, hello *h, bool second_hello)
         KX_ENSURE(kx_has_ext(&h->e, KX_EXT_SIGNATURE_ALGORITHMS), KX_ALERT_MISSING_EXTENSION,
                   "ClientHello has no signature_algorithms");
         KX_ENSURE(cfg->cert_count > 0, KX_ALERT_HANDSHAKE_FAILURE, "no certificate configured and no usable PSK");
-        KX_ENSURE(choose_certificate(c, suite), KX_ALERT_HANDSHAKE_FAILURE,
+        KX_ENSURE(choose_certificate(c, suite, h), KX_ALERT_HANDSHAKE_FAILURE,
                   "no certificate matches the client's signature algorithms");
     }
     bool need_hrr = false;
@@ -557,7 +569,7 @@ static kx_result handle_tls12(ktlsx_conn *c, hello *h)
             const kx_suite *s = kx_suite_by_id(cfg->suites[i]);
             if (!s || s->version != KTLSX_TLS12 || !offers_suite(h, s->id)) continue;
             if (s->kex == KX_KX_RSA && !cfg->legacy_rsa_kx) continue;
-            if (choose_certificate(c, s)) c->suite = s;
+            if (choose_certificate(c, s, h)) c->suite = s;
         }
         KX_ENSURE(c->suite != NULL, KX_ALERT_HANDSHAKE_FAILURE, "no cipher suite in common");
         if (c->suite->kex != KX_KX_RSA) {

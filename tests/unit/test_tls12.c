@@ -556,12 +556,25 @@ static void test_tls12_unexpected_post_handshake(void **state)
     kxt_pair_free(&p);
 }
 
+/* RFC 8422 §5.1: in TLS 1.2 the client's supported_groups also bounds the
+ * ECDSA certificate's curve; a P-256 certificate cannot serve an x25519-only client. */
+static void test_ecdsa_curve_not_offered(void **state)
+{
+    (void)state;
+    kxt_pair p;
+    kxt_pair_start(&p, client12(NULL, "x25519"), server12("ecdsa", NULL, "x25519"), "localhost", KXT_FEED_ALL);
+    kxt_pump(&p);
+    assert_int_equal(ktlsx_handshake(p.s), KTLSX_FAILED);
+    assert_int_equal(ktlsx_alert(p.s), KX_ALERT_HANDSHAKE_FAILURE);
+    kxt_pair_free(&p);
+}
+
 /* ------------------------------------------------------------------ main */
 
 static const combo12 combos[] = {
-    { "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "ecdsa", "x25519", "x25519", false },
-    { "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "ecdsa", "x25519", "x25519", false },
-    { "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "ecdsa", "x25519", "x25519", false },
+    { "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "ecdsa", "x25519,P-256", "x25519", false }, /* P-256: the certificate's curve (RFC 8422) */
+    { "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "ecdsa", "x25519,P-256", "x25519", false }, /* P-256: the certificate's curve (RFC 8422) */
+    { "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "ecdsa", "x25519,P-256", "x25519", false }, /* P-256: the certificate's curve (RFC 8422) */
     { "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "rsa", "x25519", "x25519", false },
     { "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "rsa", "x25519", "x25519", false },
     { "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", "rsa", "x25519", "x25519", false },
@@ -583,6 +596,7 @@ int main(void)
     }
 #define ADD(fn) tests[n++] = (struct CMUnitTest){ #fn, fn, NULL, NULL, NULL }
     ADD(test_trace_flow);
+    ADD(test_ecdsa_curve_not_offered);
     ADD(test_mtls_require);
     ADD(test_mtls_require_without_cert);
     ADD(test_mtls_optional_without_cert);
