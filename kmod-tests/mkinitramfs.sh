@@ -11,6 +11,7 @@
 # Contents: busybox (+ applet links), the kernel's crypto/tls modules
 # (decompressed, with a modules.dep made by depmod), build/bin/* and
 # build/lib/*.so with their shared libraries, openssl, nginx, curl, the
+# kmod-tests/tools/*.c programs (built here, into /usr/bin), the
 # kmod-tests/suite/*.sh scripts, certificates in /certs, /kernel.config and
 # /init (kmod-tests/init.sh).
 set -euo pipefail
@@ -116,6 +117,27 @@ done
 # libssl/libcrypto may dlopen these (engines/providers); cheap to include
 for d in /usr/lib/x86_64-linux-gnu/ossl-modules; do
 	[ -d "$d" ] && for f in "$d"/*.so; do [ -e "$f" ] && copy_bin "$f"; done
+done
+
+# test tools built from kmod-tests/tools/*.c (static if the host's libc
+# allows it, else dynamic with their libraries like the other binaries);
+# compiled into the initramfs build dir, then put into /usr/bin
+TOOLS_OUT=$(dirname "$OUT")/tools
+mkdir -p "$TOOLS_OUT"
+for src in "$KMOD_DIR"/tools/*.c; do
+	[ -f "$src" ] || continue
+	t=$(basename "$src" .c)
+	tmp=$TOOLS_OUT/.$t.$$
+	cflags=(-std=c17 -O2 -Wall -Wextra -Werror)
+	if "${CC:-cc}" "${cflags[@]}" -static -o "$tmp" "$src" 2>"$tmp.err" ||
+		"${CC:-cc}" "${cflags[@]}" -o "$tmp" "$src" 2>>"$tmp.err"; then
+		mv "$tmp" "$TOOLS_OUT/$t"    # atomic: parallel builds for other kernels
+		copy_bin "$TOOLS_OUT/$t" "/usr/bin/$t"
+	else
+		log "warning: $t did not build ($(tail -1 "$tmp.err")); its tests will skip"
+		rm -f "$tmp"
+	fi
+	rm -f "$tmp.err"
 done
 
 # project binaries and shared libraries
