@@ -46,11 +46,18 @@ $(O)/tests/%: tests/unit/%.c $(O)/lib/libktlsx.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Wno-missing-prototypes -o $@ $< $(O)/lib/libktlsx.a $(LDFLAGS) -lcmocka $(LDLIBS)
 
-# libFuzzer targets: clang, ASan+UBSan, the library sources compiled in.
-FUZZ_CFLAGS := -std=c17 -g -O1 -D_GNU_SOURCE -Iinclude -Ilibktlsx -fsanitize=fuzzer,address,undefined
-$(O)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
+# libFuzzer targets: clang, ASan+UBSan.  The library is compiled once with
+# coverage instrumentation (fuzzer-no-link) and linked into every target.
+FUZZ_CFLAGS := -std=c17 -g -O1 -D_GNU_SOURCE -Iinclude -Ilibktlsx -fsanitize=address,undefined
+FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(O)/fuzz/obj/%.o)
+$(O)/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) $(LDLIBS)
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+$(O)/fuzz/libktlsx-fuzz.a: $(FUZZ_LIB_OBJS)
+	rm -f $@ && ar rcs $@ $^
+$(O)/fuzz/%: tests/fuzz/%.c $(O)/fuzz/libktlsx-fuzz.a
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(O)/fuzz/libktlsx-fuzz.a $(LDLIBS)
 
 fuzz-build: $(FUZZ_BINS)
 FUZZ_SECONDS ?= 30
@@ -85,7 +92,7 @@ vm-check: all
 clean:
 	rm -rf build
 
--include $(shell find $(O)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(O)/obj $(O)/fuzz/obj -name '*.d' 2>/dev/null)
 
 # Static analysis of the library and the tool (cppcheck + clang-tidy, config in .clang-tidy).
 LINT_SRCS := $(LIB_SRCS) $(CLI_SRCS)

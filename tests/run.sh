@@ -134,6 +134,26 @@ if (( ! unit_only )) && [[ ${NO_LINT:-0} != 1 ]]; then
   fi
 fi
 
+# ------------------------------------------------------------- fuzz smoke ---
+# Every fuzz target built and run briefly on its seed corpus (`make fuzz` runs
+# them longer): a parser change that crashes on a known input fails here.
+if (( ! unit_only )) && [[ ${NO_FUZZ:-0} != 1 ]]; then
+  section "fuzz smoke (make fuzz FUZZ_SECONDS=${FUZZ_SMOKE_SECONDS:-3})"
+  if command -v clang >/dev/null; then
+    make -s -C "$ROOT" fuzz FUZZ_SECONDS="${FUZZ_SMOKE_SECONDS:-3}" >"$LOGS/fuzz.log" 2>&1
+    frc=$?
+    while IFS= read -r line; do
+      name=${line#* fuzz }; name=${name%% *}
+      case $line in PASS\ fuzz\ *) record PASS "fuzz/$name" ;; FAIL\ fuzz\ *) record FAIL "fuzz/$name" "see build/test-logs/fuzz.log" ;; esac
+    done < <(grep -E '^(PASS|FAIL) fuzz ' "$LOGS/fuzz.log")
+    if (( frc != 0 )) && ! grep -q '^FAIL fuzz ' "$LOGS/fuzz.log"; then
+      record FAIL fuzz-build "make fuzz exited $frc (see build/test-logs/fuzz.log)"
+    fi
+  else
+    record SKIP fuzz "clang not installed"
+  fi
+fi
+
 # ----------------------------------------------------------- interop tests ---
 
 # run_interop PREFIX KTLSX QUICK: run every tests/interop/*.sh
