@@ -286,6 +286,9 @@ KX_RESULT kx_drain_records(ktlsx_conn *c);
 /* Handle complete post-handshake messages in hs_in (user-space record layer). */
 KX_RESULT kx_handle_post_handshake(ktlsx_conn *c);
 
+/* The server's ALPN choice, checked against our offer (encrypted_extensions.c). */
+KX_RESULT kx_accept_server_alpn(ktlsx_conn *c, kx_reader d);
+
 /* After the last handshake message (handshake/complete.c). */
 KX_RESULT kx_handshake_complete(ktlsx_conn *c);
 

@@ -28,14 +28,15 @@ kx_result kx_encrypted_extensions_write(ktlsx_conn *c)
     return KX_OK;
 }
 
-static kx_result accept_alpn(ktlsx_conn *c, kx_reader *d)
+/* The server's ALPN answer (TLS 1.3 EncryptedExtensions, TLS 1.2 ServerHello):
+ * exactly one protocol, and one of ours (RFC 7301 §3.1). */
+kx_result kx_accept_server_alpn(ktlsx_conn *c, kx_reader d)
 {
     kx_reader list, name;
-    KX_GUARD(kx_read_vec(d, 2, 2, 65535, &list));
-    KX_GUARD(kx_reader_done(d));
+    KX_GUARD(kx_read_vec(&d, 2, 2, 65535, &list));
+    KX_GUARD(kx_reader_done(&d));
     KX_GUARD(kx_read_vec(&list, 1, 1, 255, &name));
     KX_ENSURE(kx_reader_left(&list) == 0, KX_ALERT_ILLEGAL_PARAMETER, "server selected more than one protocol");
-    /* The server must pick one of ours (RFC 7301 §3.1). */
     const ktlsx_config *cfg = c->cfg;
     for (size_t i = 0; i < cfg->alpn_len; i += 1 + cfg->alpn[i]) {
         if (cfg->alpn[i] == name.len && memcmp(cfg->alpn + i + 1, name.data, name.len) == 0) {
@@ -56,7 +57,7 @@ kx_result kx_encrypted_extensions_handle(ktlsx_conn *c, kx_reader *body)
     KX_GUARD(kx_exts_parse(&block, KX_IN_EE, c->sent_exts, &e));
     if (kx_has_ext(&e, KX_EXT_SERVER_NAME))
         KX_ENSURE(e.data[KX_EXT_SERVER_NAME].len == 0, KX_ALERT_DECODE_ERROR, "non-empty server_name in EncryptedExtensions");
-    if (kx_has_ext(&e, KX_EXT_ALPN)) KX_GUARD(accept_alpn(c, &e.data[KX_EXT_ALPN]));
+    if (kx_has_ext(&e, KX_EXT_ALPN)) KX_GUARD(kx_accept_server_alpn(c, e.data[KX_EXT_ALPN]));
     kx_trace(c, false, "EncryptedExtensions alpn=%s", c->alpn[0] ? c->alpn : "-");
     return KX_OK;
 }

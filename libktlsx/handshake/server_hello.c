@@ -248,23 +248,6 @@ static kx_result handle_server_hello13(ktlsx_conn *c, uint16_t suite_id, const k
     return enter_handshake_keys(c);
 }
 
-static kx_result accept_alpn12(ktlsx_conn *c, kx_reader d)
-{
-    kx_reader list, name;
-    KX_GUARD(kx_read_vec(&d, 2, 2, 65535, &list));
-    KX_GUARD(kx_read_vec(&list, 1, 1, 255, &name));
-    KX_ENSURE(kx_reader_left(&list) == 0, KX_ALERT_ILLEGAL_PARAMETER, "server selected more than one protocol");
-    const ktlsx_config *cfg = c->cfg;
-    for (size_t i = 0; i < cfg->alpn_len; i += 1 + cfg->alpn[i]) {
-        if (cfg->alpn[i] == name.len && memcmp(cfg->alpn + i + 1, name.data, name.len) == 0) {
-            memcpy(c->alpn, name.data, name.len);
-            c->alpn[name.len] = 0;
-            return KX_OK;
-        }
-    }
-    return KX_FAIL(KX_ALERT_ILLEGAL_PARAMETER, "server selected a protocol we did not offer");
-}
-
 static kx_result handle_server_hello12(ktlsx_conn *c, uint16_t suite_id, const uint8_t random[32], kx_reader sid,
                                        kx_reader *ext_block)
 {
@@ -289,7 +272,7 @@ static kx_result handle_server_hello12(ktlsx_conn *c, uint16_t suite_id, const u
     KX_ENSURE(c->ems || !cfg->require_ems, KX_ALERT_HANDSHAKE_FAILURE,
               "server does not support the extended master secret (RFC 7627), which is required");
     c->send_ticket12 = kx_has_ext(&e, KX_EXT_SESSION_TICKET);
-    if (kx_has_ext(&e, KX_EXT_ALPN)) KX_GUARD(accept_alpn12(c, e.data[KX_EXT_ALPN]));
+    if (kx_has_ext(&e, KX_EXT_ALPN)) KX_GUARD(kx_accept_server_alpn(c, e.data[KX_EXT_ALPN]));
 
     /* Resumed if the server echoed the session ID we offered with a session. */
     const kx_session *s = &c->session;

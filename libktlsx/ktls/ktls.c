@@ -90,9 +90,7 @@ static void put_be64(uint8_t out[8], uint64_t v)
     }
 }
 
-/* snprintf into an optional caller buffer. */
-__attribute__((format(printf, 3, 4)))
-static void say(char *why, size_t whylen, const char *fmt, ...)
+void kx_say(char *why, size_t whylen, const char *fmt, ...)
 {
     if (!why || whylen == 0)
         return;
@@ -114,15 +112,15 @@ size_t kx_ktls_build_crypto_info(const struct ktlsx_traffic_keys *keys, kx_ktls_
     if (!s) {
         if (kx_ktls_suite_find(keys->version == KTLSX_TLS13 ? KTLSX_TLS12 : KTLSX_TLS13,
                                keys->cipher_suite))
-            say(why, whylen, "cipher suite 0x%04x does not belong to %s", keys->cipher_suite,
+            kx_say(why, whylen, "cipher suite 0x%04x does not belong to %s", keys->cipher_suite,
                 version_name(keys->version));
         else
-            say(why, whylen, "cipher suite 0x%04x (%s) has no kernel TLS mapping",
+            kx_say(why, whylen, "cipher suite 0x%04x (%s) has no kernel TLS mapping",
                 keys->cipher_suite, version_name(keys->version));
         return 0;
     }
     if (keys->key_len != s->key_len || keys->iv_len != s->keys_iv_len) {
-        say(why, whylen, "%s keys have key_len %zu / iv_len %zu, expected %u / %u", s->name,
+        kx_say(why, whylen, "%s keys have key_len %zu / iv_len %zu, expected %u / %u", s->name,
             keys->key_len, keys->iv_len, s->key_len, s->keys_iv_len);
         return 0;
     }
@@ -204,9 +202,9 @@ int kx_ktls_enable_ulp(int fd, char *why, size_t whylen)
         return 0;
     const char *m = kx_ktls_ulp_strerror(err);
     if (m)
-        say(why, whylen, "TCP_ULP tls: %s", m);
+        kx_say(why, whylen, "TCP_ULP tls: %s", m);
     else
-        say(why, whylen, "TCP_ULP tls: %s", strerror(err));
+        kx_say(why, whylen, "TCP_ULP tls: %s", strerror(err));
     errno = err;
     return -1;
 }
@@ -244,7 +242,7 @@ int kx_ktls_install(int fd, int direction, const struct ktlsx_traffic_keys *keys
                     char *why, size_t whylen)
 {
     if (direction != KTLSX_TX && direction != KTLSX_RX) {
-        say(why, whylen, "bad direction %d", direction);
+        kx_say(why, whylen, "bad direction %d", direction);
         errno = EINVAL;
         return -1;
     }
@@ -265,10 +263,10 @@ int kx_ktls_install(int fd, int direction, const struct ktlsx_traffic_keys *keys
     const kx_ktls_suite *s = kx_ktls_suite_find(keys->version, keys->cipher_suite);
     const char *m = kx_ktls_install_strerror(err);
     if (err == ENOENT)
-        say(why, whylen, "%s %s %s: kernel crypto API lacks %s", dname,
+        kx_say(why, whylen, "%s %s %s: kernel crypto API lacks %s", dname,
             version_name(keys->version), s->name, s->kernel_alg);
     else
-        say(why, whylen, "%s %s %s: %s", dname, version_name(keys->version), s->name,
+        kx_say(why, whylen, "%s %s %s: %s", dname, version_name(keys->version), s->name,
             m ? m : strerror(err));
     errno = err;
     return -1;

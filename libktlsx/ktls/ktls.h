@@ -185,4 +185,7 @@ int kx_handshake_genl_present(char *why, size_t whylen);
 /* The same query for any family name (at most GENL_NAMSIZ - 1 bytes). */
 int kx_genl_family_present(const char *name, char *why, size_t whylen);
 
+/* Format a reason into an optional caller buffer (why may be NULL). */
+__attribute__((format(printf, 3, 4))) void kx_say(char *why, size_t whylen, const char *fmt, ...);
+
 #endif

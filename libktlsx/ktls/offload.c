@@ -12,21 +12,17 @@
 #include <errno.h>
 #include <string.h>
 
-static void say(char *why, size_t whylen, const char *msg)
-{
-    if (why && whylen) snprintf(why, whylen, "%s", msg);
-}
 
 int ktlsx_ktls_active(const ktlsx_conn *c) { return c->ktls_active; }
 
 int ktlsx_ktls_start(ktlsx_conn *c, int fd, int want, char *why, size_t whylen)
 {
     if (!c->handshake_done || c->failed) {
-        say(why, whylen, "handshake not complete");
+        kx_say(why, whylen, "handshake not complete");
         return 0;
     }
     if (c->out.len) {
-        say(why, whylen, "pending output must be sent before switching to kernel TLS");
+        kx_say(why, whylen, "pending output must be sent before switching to kernel TLS");
         return 0;
     }
     if (want & KTLSX_KTLS_RX) {
@@ -34,17 +30,17 @@ int ktlsx_ktls_start(ktlsx_conn *c, int fd, int want, char *why, size_t whylen)
         kx_result r = kx_drain_records(c);
         if (kx_failed(r)) {
             kx_conn_fail(c, r);
-            say(why, whylen, r.reason);
+            kx_say(why, whylen, "%s", r.reason);
             return 0;
         }
         if (kx_in_left(c) || c->hs_in.len) {
             /* A partial record (or message) is buffered: the kernel would see the stream
              * mid-record.  Callers that read with ktlsx_input_wanted() never hit this. */
-            say(why, whylen, "a partial record is buffered in user space; receive stays in user space");
+            kx_say(why, whylen, "a partial record is buffered in user space; receive stays in user space");
             want &= ~KTLSX_KTLS_RX;
         }
         if (c->out.len) { /* answering a KeyUpdate produced output: it must go first */
-            say(why, whylen, "pending output must be sent before switching to kernel TLS");
+            kx_say(why, whylen, "pending output must be sent before switching to kernel TLS");
             return 0;
         }
     }

@@ -21,16 +21,6 @@
  * <linux/handshake.h>, which older linux-libc-dev packages lack). */
 #define KX_HANDSHAKE_FAMILY "handshake"
 
-__attribute__((format(printf, 3, 4)))
-static void say(char *why, size_t whylen, const char *fmt, ...)
-{
-    if (!why || whylen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-}
 
 static const char *const cipher_names[KX_PROBE_CIPHERS] = {
     "aes-128-gcm", "aes-256-gcm", "chacha20-poly1305"
@@ -88,7 +78,7 @@ int kx_loopback_pair(int *client, int *server, char *why, size_t whylen)
 
 fail:;
     int err = errno;
-    say(why, whylen, "loopback pair: %s: %s", step, strerror(err));
+    kx_say(why, whylen, "loopback pair: %s: %s", step, strerror(err));
     if (l >= 0)
         close(l);
     if (c >= 0)
@@ -149,7 +139,7 @@ int kx_ktls_rekey_supported(char *why, size_t whylen)
         goto out;
     dummy_keys(&k, KTLSX_TLS13, 0x1301, 0x33);
     if (kx_ktls_install(c, KTLSX_TX, &k, buf, sizeof(buf)) != 0) {
-        say(why, whylen, "first key not accepted: %s", buf);
+        kx_say(why, whylen, "first key not accepted: %s", buf);
         goto out;
     }
     /* A KeyUpdate replaces key and IV and restarts the sequence at 0. */
@@ -159,9 +149,9 @@ int kx_ktls_rekey_supported(char *why, size_t whylen)
     } else {
         ret = 0;
         if (errno == EBUSY)
-            say(why, whylen, "kernel refuses a second TLS_TX (re-keying needs Linux >= 6.14)");
+            kx_say(why, whylen, "kernel refuses a second TLS_TX (re-keying needs Linux >= 6.14)");
         else
-            say(why, whylen, "second TLS_TX refused: %s", buf);
+            kx_say(why, whylen, "second TLS_TX refused: %s", buf);
     }
 out:
     close(c);
@@ -187,12 +177,12 @@ int kx_genl_family_present(const char *name, char *why, size_t whylen)
     int fd, ret = -1;
 
     if (namesz > GENL_NAMSIZ) {
-        say(why, whylen, "generic netlink family name too long: %s", name);
+        kx_say(why, whylen, "generic netlink family name too long: %s", name);
         return -1;
     }
     fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
     if (fd < 0) {
-        say(why, whylen, "netlink socket: %s", strerror(errno));
+        kx_say(why, whylen, "netlink socket: %s", strerror(errno));
         return -1;
     }
     /* The controller answers synchronously; the timeout only guards
@@ -214,7 +204,7 @@ int kx_genl_family_present(const char *name, char *why, size_t whylen)
 
     struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
     if (sendto(fd, &req, req.n.nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0) {
-        say(why, whylen, "netlink send: %s", strerror(errno));
+        kx_say(why, whylen, "netlink send: %s", strerror(errno));
         goto out;
     }
     ssize_t n;
@@ -222,7 +212,7 @@ int kx_genl_family_present(const char *name, char *why, size_t whylen)
         n = recv(fd, resp.buf, sizeof(resp.buf), 0);
     while (n < 0 && errno == EINTR);
     if (n < 0) {
-        say(why, whylen, "netlink recv: %s", strerror(errno));
+        kx_say(why, whylen, "netlink recv: %s", strerror(errno));
         goto out;
     }
     /* Walk the messages by hand: NLMSG_OK/NLMSG_NEXT mix signed and
@@ -239,14 +229,14 @@ int kx_genl_family_present(const char *name, char *why, size_t whylen)
         if (h->nlmsg_type == NLMSG_ERROR) {
             const struct nlmsgerr *e = NLMSG_DATA(h);
             if (h->nlmsg_len < NLMSG_LENGTH(sizeof(*e))) {
-                say(why, whylen, "truncated netlink error");
+                kx_say(why, whylen, "truncated netlink error");
                 goto out;
             }
             if (e->error == -ENOENT) {
-                say(why, whylen, "family %s not registered", name);
+                kx_say(why, whylen, "family %s not registered", name);
                 ret = 0;
             } else {
-                say(why, whylen, "CTRL_CMD_GETFAMILY: %s", strerror(-e->error));
+                kx_say(why, whylen, "CTRL_CMD_GETFAMILY: %s", strerror(-e->error));
             }
             goto out;
         }
@@ -267,10 +257,10 @@ int kx_genl_family_present(const char *name, char *why, size_t whylen)
             p += astep;
             alen -= astep;
         }
-        say(why, whylen, "reply without a family id");
+        kx_say(why, whylen, "reply without a family id");
         goto out;
     }
-    say(why, whylen, "no answer to CTRL_CMD_GETFAMILY");
+    kx_say(why, whylen, "no answer to CTRL_CMD_GETFAMILY");
 out:
     close(fd);
     return ret;
@@ -280,7 +270,7 @@ int kx_handshake_genl_present(char *why, size_t whylen)
 {
     int r = kx_genl_family_present(KX_HANDSHAKE_FAMILY, why, whylen);
     if (r == 0)
-        say(why, whylen, "family %s not registered (CONFIG_NET_HANDSHAKE, Linux >= 6.5)",
+        kx_say(why, whylen, "family %s not registered (CONFIG_NET_HANDSHAKE, Linux >= 6.5)",
             KX_HANDSHAKE_FAMILY);
     return r;
 }
