@@ -886,7 +886,14 @@ static int kernel_send_raw(struct cli_session *session, const uint8_t *data, siz
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            set_session_error(session, "send: %s", strerror(errno));
+            /* The kernel poisons the whole socket once a received record
+             * fails authentication, so the error surfaces on the send
+             * side too; name the cause, not just the errno. */
+            if (errno == EBADMSG)
+                set_session_error(session, "send: kernel TLS stopped the connection: a received "
+                                           "record failed authentication (bad_record_mac)");
+            else
+                set_session_error(session, "send: %s", strerror(errno));
             return -1;
         }
         data += n;

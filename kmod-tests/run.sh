@@ -76,7 +76,7 @@ run_vm() {
 	# A kernel that panics before init has printed "booted" never ran a test.
 	# Under TCG with two vCPUs this happens, rarely: CI once saw 7.3 oops at
 	# 1.4 s with RIP inside a 5-byte NOP in the scheduler (a static branch being
-	# patched), while 25 boots in a row here were clean.  Boot again, up to
+	# patched), while 125 boots in a row here were clean.  Boot again, up to
 	# BOOT_ATTEMPTS times, and say so in the report; a panic after "booted" is
 	# a result and is never retried.
 	local attempt rc
