@@ -4,7 +4,7 @@
 #  1. unit tests: every executable build/tests/test_* (cmocka; each test case counts)
 #  2. the same unit tests from build/asan/tests/ (ASan+UBSan), if that build exists
 #  3. every tests/interop/*.sh with KTLSX=build/bin/ktlsx
-#  4. the interop scripts again, QUICK=1, with KTLSX=build/asan/bin/ktlsx (if built)
+#  4. the interop scripts again with KTLSX=build/asan/bin/ktlsx (if built)
 #  5. kmod-tests/run.sh, if present (its last line "N passed, N failed, N skipped"
 #     is added to the totals)
 # --unit-only stops after step 1.  Logs: build/test-logs/ (results.txt lists every case).
@@ -13,7 +13,8 @@
 #
 # Environment: UNIT_TMO (per unit binary, default 300 s), INTEROP_TMO (per
 # interop script, default 1200 s), KMOD_TMO (default 3600 s), ONLY (regex
-# passed to the interop scripts to select cases), NO_ASAN_INTEROP=1, NO_KMOD=1,
+# passed to the interop scripts to select cases), NO_ASAN_INTEROP=1,
+# ASAN_INTEROP_QUICK=1 (a representative subset under ASan), NO_KMOD=1,
 # BUILD (build tree, default build/), KMOD_RUN (default kmod-tests/run.sh).
 set -uo pipefail
 
@@ -25,7 +26,7 @@ unit_only=0
 for a in "$@"; do
   case $a in
     --unit-only) unit_only=1 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $a" >&2; exit 2 ;;
   esac
 done
@@ -190,12 +191,15 @@ if (( ! unit_only )); then
   fi
   run_interop "" "$BUILD/bin/ktlsx" ""
 
+  # The issue asks for the interop tests under ASan+UBSan "once": every case,
+  # not a sample (ASAN_INTEROP_QUICK=1 keeps the old representative subset).
   if [[ ${NO_ASAN_INTEROP:-0} != 1 ]]; then
-    section "interop quick subset under ASan+UBSan (build/asan/bin/ktlsx)"
+    asan_quick=; [[ ${ASAN_INTEROP_QUICK:-0} == 1 ]] && asan_quick=1
+    section "interop tests under ASan+UBSan (build/asan/bin/ktlsx${asan_quick:+, quick subset})"
     if [[ -x $BUILD/asan/bin/ktlsx ]]; then
       ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
       UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
-        run_interop "asan/" "$BUILD/asan/bin/ktlsx" 1
+        run_interop "asan/" "$BUILD/asan/bin/ktlsx" "$asan_quick"
     else
       record SKIP asan-interop "build/asan/bin/ktlsx missing (make asan)"
     fi
