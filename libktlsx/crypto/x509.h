@@ -26,6 +26,9 @@ void kx_certkey_free(kx_certkey *ck);
 typedef struct kx_trust kx_trust;
 kx_trust *kx_trust_new(const char *ca_file, const char *crl_file, char *err, size_t errlen);
 void kx_trust_free(kx_trust *t);
+/* How many intermediates were served from the parsed-certificate cache
+ * (tests and benchmarks). */
+unsigned long kx_trust_cache_hits(kx_trust *t);
 
 /* Verify a peer chain (DER, leaf first).
  *  - host: client side, the name (or IP literal) to match; NULL = no name check.

@@ -492,6 +492,52 @@ static void test_verify_unknown_ca(void **state)
     kx_trust_free(sys);
 }
 
+/* Parsed intermediates are reused only for identical DER, and the chain is
+ * still verified in full each time. */
+static void test_verify_intermediate_cache(void **state)
+{
+    (void)state;
+    char err[256];
+    kx_trust *t = kx_trust_new(path("root.pem"), NULL, err, sizeof(err));
+    assert_non_null(t);
+    assert_int_equal(kx_trust_cache_hits(t), 0);
+    assert_false(kx_failed(verify_files(t, "localhost", 1, "server.pem", "inter.pem")));
+    assert_int_equal(kx_trust_cache_hits(t), 0);
+    assert_false(kx_failed(verify_files(t, "localhost", 1, "server.pem", "inter.pem")));
+    assert_int_equal(kx_trust_cache_hits(t), 1);
+    /* The cached object carries no verdict: a wrong name still fails. */
+    assert_fails(verify_files(t, "example.org", 1, "server.pem", "inter.pem"), KX_ALERT_BAD_CERTIFICATE,
+                 "certificate verify failed: hostname mismatch");
+    assert_int_equal(kx_trust_cache_hits(t), 2);
+
+    /* One byte changed in the intermediate's signature: a different
+     * certificate, parsed afresh, and the chain no longer verifies. */
+    chain c = { 0 };
+    chain_add_file(&c, "server.pem");
+    chain_add_file(&c, "inter.pem");
+    c.der[1][c.len[1] - 1] ^= 0x01;
+    kx_result r = verify(t, &c, "localhost", 1);
+    assert_true(kx_failed(r));
+    assert_int_equal(kx_trust_cache_hits(t), 2);
+    c.der[1][c.len[1] - 1] ^= 0x01;
+    assert_false(kx_failed(verify(t, &c, "localhost", 1)));
+    assert_int_equal(kx_trust_cache_hits(t), 3);
+    chain_free(&c);
+
+    /* Eight other certificates in the intermediate position push the least
+     * recently used entries out (the cache has eight slots). */
+    static const char *const others[] = { "client.pem", "expired.pem", "good-crl.pem", "notyet.pem",
+                                          "other-root.pem", "other.pem", "revoked.pem", "root.pem" };
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+        (void)verify_files(t, "localhost", 1, "server.pem", others[i]);
+    assert_int_equal(kx_trust_cache_hits(t), 3);
+    assert_false(kx_failed(verify_files(t, "localhost", 1, "server.pem", "inter.pem")));
+    assert_int_equal(kx_trust_cache_hits(t), 3);
+    assert_false(kx_failed(verify_files(t, "localhost", 1, "server.pem", "inter.pem")));
+    assert_int_equal(kx_trust_cache_hits(t), 4);
+    kx_trust_free(t);
+}
+
 static void test_verify_garbage(void **state)
 {
     (void)state;
@@ -584,6 +630,7 @@ int main(void)
         cmocka_unit_test(test_verify_validity),
         cmocka_unit_test(test_verify_revoked),
         cmocka_unit_test(test_verify_unknown_ca),
+        cmocka_unit_test(test_verify_intermediate_cache),
         cmocka_unit_test(test_verify_garbage),
         cmocka_unit_test(test_verify_purpose),
         cmocka_unit_test(test_leaf_key),
