@@ -46,6 +46,24 @@ kx_result kx_certificate_write(ktlsx_conn *c)
     return KX_OK;
 }
 
+/* TLS 1.2: the suite names the server's key (RFC 5246 §7.4.2, RFC 8422
+ * §5.3): ECDHE_ECDSA an EC or Ed25519 key, ECDHE_RSA an RSA (or RSA-PSS)
+ * key, RSA key exchange an rsaEncryption key.  A certificate of another kind
+ * contradicts the server's own choice of suite. */
+static kx_result check_server_key_fits_suite(const ktlsx_conn *c)
+{
+    int type = EVP_PKEY_get_base_id(c->peer_key);
+    bool fits = false;
+    switch (c->suite->kex) {
+    case KX_KX_ECDHE_ECDSA: fits = type == EVP_PKEY_EC || type == EVP_PKEY_ED25519; break;
+    case KX_KX_ECDHE_RSA: fits = type == EVP_PKEY_RSA || type == EVP_PKEY_RSA_PSS; break;
+    case KX_KX_RSA: fits = type == EVP_PKEY_RSA; break;
+    case KX_KX_TLS13: break;
+    }
+    KX_ENSURE(fits, KX_ALERT_ILLEGAL_PARAMETER, "server certificate key does not fit the chosen cipher suite");
+    return KX_OK;
+}
+
 kx_result kx_certificate_handle(ktlsx_conn *c, kx_reader *body)
 {
     bool from_server = c->role == KTLSX_CLIENT;
@@ -93,12 +111,16 @@ kx_result kx_certificate_handle(ktlsx_conn *c, kx_reader *body)
 
     EVP_PKEY_free(c->peer_key);
     c->peer_key = NULL;
-    if (from_server && c->cfg->insecure)
-        return kx_cert_leaf_key(der[0], der_len[0], &c->peer_key, c->peer_subject, sizeof c->peer_subject);
-    const char *err = NULL;
-    kx_trust *trust = kx_config_trust(c->cfg, &err);
-    KX_ENSURE(trust != NULL, KX_ALERT_INTERNAL_ERROR, err ? err : "no trust store");
-    const char *host = from_server && c->server_name[0] ? c->server_name : NULL;
-    return kx_trust_verify(trust, der, der_len, n, host, from_server, &c->peer_key, c->peer_subject,
-                           sizeof c->peer_subject);
+    if (from_server && c->cfg->insecure) {
+        KX_GUARD(kx_cert_leaf_key(der[0], der_len[0], &c->peer_key, c->peer_subject, sizeof c->peer_subject));
+    } else {
+        const char *err = NULL;
+        kx_trust *trust = kx_config_trust(c->cfg, &err);
+        KX_ENSURE(trust != NULL, KX_ALERT_INTERNAL_ERROR, err ? err : "no trust store");
+        const char *host = from_server && c->server_name[0] ? c->server_name : NULL;
+        KX_GUARD(kx_trust_verify(trust, der, der_len, n, host, from_server, &c->peer_key, c->peer_subject,
+                                 sizeof c->peer_subject));
+    }
+    if (from_server && !tls13) KX_GUARD(check_server_key_fits_suite(c));
+    return KX_OK;
 }

@@ -63,6 +63,10 @@ kx_result kx_certificate_request_handle(ktlsx_conn *c, kx_reader *body)
     if (c->version == KTLSX_TLS12) return handle_tls12(c, body);
     kx_reader context, block;
     KX_GUARD(kx_read_vec(body, 1, 0, 255, &context));
+    /* RFC 8446 §4.3.2: the context SHALL be empty in the main handshake
+     * (it only tells post-handshake requests apart). */
+    KX_ENSURE(c->handshake_done || context.len == 0, KX_ALERT_ILLEGAL_PARAMETER,
+              "CertificateRequest context is not empty during the handshake");
     KX_GUARD(kx_read_vec(body, 2, 2, 65535, &block));
     kx_exts e;
     KX_GUARD(kx_exts_parse(&block, KX_IN_CR, 0, &e));

@@ -203,7 +203,15 @@ static kx_result handle_alert(ktlsx_conn *c, const uint8_t *p, size_t n)
      * connection (RFC 8446 §6), while TLS 1.2 lets the receiver carry on after a warning
      * (RFC 5246 §7.2.2; e.g. no_renegotiation). */
     if (p[1] == KX_ALERT_USER_CANCELED) return KX_OK;
-    if (p[0] == 1 && c->version == KTLSX_TLS12 && c->handshake_done) return KX_OK;
+    /* Warnings outside TLS 1.3 (including before the version is known: a
+     * TLS 1.2 server may warn unrecognized_name ahead of its ServerHello) are
+     * carried on past, as OpenSSL and GnuTLS do, but only a few in a row so a
+     * peer cannot keep us busy with them. */
+    if (p[0] == 1 && c->version != KTLSX_TLS13) {
+        KX_ENSURE(++c->warning_alerts <= KX_MAX_WARNING_ALERTS, KX_ALERT_UNEXPECTED_MESSAGE,
+                  "too many warning alerts in a row");
+        return KX_OK;
+    }
     return peer_alert(c, p[1]);
 }
 
@@ -223,15 +231,28 @@ static kx_result read_record(ktlsx_conn *c, bool *got)
     KX_GUARD(kx_record_read(&c->rx, rec, rec_len, &type, &plain, &plain_len));
     *got = true;
     kx_result r = KX_OK;
+    if (type != KX_CT_ALERT) c->warning_alerts = 0;
+    /* A handshake message split over records has nothing in between (RFC
+     * 8446 §5.1; TLS 1.2 checks its ChangeCipherSpec the same way).  A peer's
+     * alert is still read: it says why the peer gave up. */
+    if (c->hs_in.len != 0 && type != KX_CT_HANDSHAKE && type != KX_CT_ALERT) {
+        consume_input(c, rec_len);
+        return KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "record interleaved with a fragmented handshake message");
+    }
     switch (type) {
     case KX_CT_CHANGE_CIPHER_SPEC:
         if (plain_len != 1 || plain[0] != 1 || c->handshake_done)
             r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "unexpected change_cipher_spec");
         else if (c->version == KTLSX_TLS12) {
-            /* TLS 1.2: only where the flow expects it, and never inside a handshake message. */
-            if (!c->expect_ccs || c->hs_in.len != 0)
+            /* TLS 1.2: only where the flow expects it. */
+            if (!c->expect_ccs)
                 r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "unexpected change_cipher_spec");
             else c->got_ccs = true;
+        } else if (c->version != KTLSX_TLS13 && !c->hrr) {
+            /* Before any hello has been answered the version is unknown and
+             * no compatibility CCS can be due yet (RFC 8446 §5: it may come
+             * only after the first ClientHello). */
+            r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "change_cipher_spec before the hello");
         }
         /* TLS 1.3: middlebox compatibility (RFC 8446 §5): ignored during the handshake. */
         break;
@@ -414,6 +435,11 @@ static kx_result drive(ktlsx_conn *c)
             }
             m = c->flow[c->flow_pos];
             mi = &msgs[m];
+            /* The rebuilt flow must now expect exactly this message. */
+            if (type != mi->hs_type) {
+                r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "unexpected handshake message");
+                break;
+            }
         }
         r = kx_buf_reserve(&msg, len);
         if (kx_failed(r)) break;
@@ -500,11 +526,11 @@ kx_result kx_handle_post_handshake(ktlsx_conn *c)
             r = kx_key_update_handle(c, &rd);
         else if (c->version == KTLSX_TLS12 &&
                  ((type == KX_HS_CLIENT_HELLO && c->role == KTLSX_SERVER) ||
-                  (type == 0 /* HelloRequest */ && c->role == KTLSX_CLIENT && body == 0))) {
+                  (type == KX_HS_HELLO_REQUEST && c->role == KTLSX_CLIENT && body == 0))) {
             /* Renegotiation is refused with a warning (RFC 5246 §7.2.2): kernel TLS cannot
              * change TLS 1.2 keys mid-connection, so there is no safe way to accept it. */
             kx_trace(c, c->role == KTLSX_SERVER, "%s refused: no_renegotiation",
-                     type == 0 ? "HelloRequest" : "ClientHello");
+                     type == KX_HS_HELLO_REQUEST ? "HelloRequest" : "ClientHello");
             queue_alert(c, 1, KX_ALERT_NO_RENEGOTIATION);
             rd.off = rd.len;
         }

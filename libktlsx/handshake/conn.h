@@ -27,6 +27,8 @@
 #define KX_MAX_NAME 256
 /* Largest handshake message we accept (certificate chains are the big ones). */
 #define KX_MAX_HANDSHAKE_MESSAGE (64 * 1024)
+/* TLS 1.2 warning alerts accepted in a row (OpenSSL allows 5 as well). */
+#define KX_MAX_WARNING_ALERTS 5
 
 struct ktlsx_config {
     enum ktlsx_role role;
@@ -101,6 +103,7 @@ typedef enum {
 
 /* Handshake message types on the wire (RFC 8446 §4). */
 enum {
+    KX_HS_HELLO_REQUEST = 0, /* TLS 1.2 only; refused */
     KX_HS_CLIENT_HELLO = 1,
     KX_HS_SERVER_HELLO = 2,
     KX_HS_NEW_SESSION_TICKET = 4,
@@ -134,6 +137,7 @@ struct ktlsx_conn {
     bool handshake_done;
     bool failed;
     bool peer_closed;           /* close_notify received */
+    uint8_t warning_alerts;     /* TLS 1.2 warnings ignored in a row (bounded: no alert flood) */
     bool eof;                   /* TCP EOF fed */
     const char *error;
     uint8_t alert;
@@ -204,6 +208,7 @@ struct ktlsx_conn {
     bool psk_dhe;               /* TLS 1.3 resumption with (EC)DHE */
     uint8_t psk[KX_MAX_HASH];   /* TLS 1.3 PSK in use */
     size_t psk_len;
+    uint16_t selected_identity; /* TLS 1.3: index of the PSK identity the server chose (pre_shared_key) */
     bool new_session;           /* client: session was refreshed by this connection */
 
     /* ---- kernel TLS ---- */

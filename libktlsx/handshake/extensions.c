@@ -59,12 +59,11 @@ kx_result kx_exts_parse(kx_reader *block, kx_ext_msg msg, uint32_t offered, kx_e
         }
         uint32_t bit = 1u << i;
         KX_ENSURE(!(out->present & bit), KX_ALERT_ILLEGAL_PARAMETER, "duplicate extension");
-        if (!(ext_table[i].allowed & msg)) {
-            /* RFC 8446 §4.2: a recognised extension in the wrong message is illegal_parameter;
-             * in a request we simply ignore it only if it is a TLS 1.2 one in a TLS 1.2-capable CH. */
-            KX_ENSURE(is_request && msg != KX_IN_CH, KX_ALERT_ILLEGAL_PARAMETER, "extension not allowed in this message");
-            continue;
-        }
+        /* RFC 8446 §4.2: a recognised extension in a message that may not
+         * carry it is illegal_parameter, in requests (CertificateRequest,
+         * NewSessionTicket) as much as in responses; only unknown ones are
+         * ignored. */
+        KX_ENSURE(ext_table[i].allowed & msg, KX_ALERT_ILLEGAL_PARAMETER, "extension not allowed in this message");
         if (!is_request)
             KX_ENSURE((offered & bit) || i == KX_EXT_RENEGOTIATION_INFO, KX_ALERT_UNSUPPORTED_EXTENSION,
                       "peer sent an extension we did not offer");

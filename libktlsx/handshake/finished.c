@@ -53,6 +53,7 @@ static kx_result handle_tls12(ktlsx_conn *c, kx_reader *body)
     uint8_t expected[KX_TLS12_VERIFY];
     KX_GUARD(kx_tls12_finished(c->suite, c->master, !from_server, c->th, expected));
     bool ok = kx_ct_equal(expected, got, sizeof expected);
+    kx_wipe(expected, sizeof expected);
     kx_trace(c, !from_server, "Finished");
     KX_ENSURE(ok, KX_ALERT_DECRYPT_ERROR, "Finished verify_data does not match");
     return KX_OK;

@@ -78,10 +78,12 @@ void kx_flow_rebuild(ktlsx_conn *c)
 bool kx_flow_accept_optional(ktlsx_conn *c, uint8_t hs_type)
 {
     /* A CertificateRequest may stand where the server's Certificate (1.3) or
-     * ServerHelloDone (1.2) was due. */
+     * ServerHelloDone (1.2) was due.  In TLS 1.2 it comes after the
+     * Certificate and ServerKeyExchange (RFC 5246 §7.3), never in place of
+     * the Certificate. */
     kx_msg due = c->flow[c->flow_pos];
-    if (c->role == KTLSX_CLIENT && !c->cert_requested && hs_type == KX_HS_CERTIFICATE_REQUEST &&
-        (due == KX_MSG_SERVER_CERTIFICATE || due == KX_MSG_SERVER_HELLO_DONE)) {
+    bool in_place = c->version == KTLSX_TLS13 ? due == KX_MSG_SERVER_CERTIFICATE : due == KX_MSG_SERVER_HELLO_DONE;
+    if (c->role == KTLSX_CLIENT && !c->cert_requested && hs_type == KX_HS_CERTIFICATE_REQUEST && in_place) {
         c->cert_requested = true;
         kx_flow_rebuild(c);
         return true;

@@ -81,6 +81,14 @@ static int send_alert(ktlsx_conn *c, int fd, uint8_t level, uint8_t desc)
     return kx_ktls_send_record(fd, KX_CT_ALERT, a, sizeof a) == (ssize_t)sizeof a ? 0 : -1;
 }
 
+/* A fatal error the peer should hear about: the alert goes out through the
+ * kernel when TX is there (user space may not write records then). */
+static int fail_with_alert(ktlsx_conn *c, int fd, uint8_t alert, const char *reason)
+{
+    if (c->ktls_active & KTLSX_KTLS_TX) (void)send_alert(c, fd, 2, alert);
+    return fail(c, alert, reason);
+}
+
 /* Re-key one kernel direction from its TLS 1.3 traffic secret (kernels >= 6.14). */
 static int rekey(ktlsx_conn *c, int fd, int direction, uint8_t *secret)
 {
@@ -145,19 +153,28 @@ static int handle_messages(ktlsx_conn *c, int fd)
         if (type == KX_HS_NEW_SESSION_TICKET && c->role == KTLSX_CLIENT && c->version == KTLSX_TLS13) {
             kx_result r = kx_new_session_ticket_handle(c, &rd);
             if (kx_failed(r)) rc = fail(c, r.alert, r.reason);
-        } else if (type == KX_HS_KEY_UPDATE && c->version == KTLSX_TLS13 && body == 1 && msg.data[4] <= 1) {
+        } else if (type == KX_HS_KEY_UPDATE && c->version == KTLSX_TLS13 && body != 1) {
+            rc = fail_with_alert(c, fd, KX_ALERT_DECODE_ERROR, "malformed KeyUpdate");
+        } else if (type == KX_HS_KEY_UPDATE && c->version == KTLSX_TLS13 && msg.data[4] > 1) {
+            rc = fail_with_alert(c, fd, KX_ALERT_ILLEGAL_PARAMETER, "bad KeyUpdate request value");
+        } else if (type == KX_HS_KEY_UPDATE && c->version == KTLSX_TLS13 && c->hs_in.len != 0) {
+            /* More handshake bytes in the record after the KeyUpdate: they were
+             * protected with the old key, so the message spans a key change
+             * (RFC 8446 §5.1). */
+            rc = fail_with_alert(c, fd, KX_ALERT_UNEXPECTED_MESSAGE, "KeyUpdate is not at the end of its record");
+        } else if (type == KX_HS_KEY_UPDATE && c->version == KTLSX_TLS13) {
             kx_trace(c, c->role == KTLSX_SERVER, "KeyUpdate request_update=%u (kernel TLS)", msg.data[4]);
             rc = rekey(c, fd, KTLSX_RX, c->role == KTLSX_CLIENT ? c->ks.s_ap : c->ks.c_ap);
             if (rc == 0 && msg.data[4] == 1) {
                 if (c->ktls_active & KTLSX_KTLS_TX) rc = send_key_update(c, fd, false);
                 else rc = fail(c, KX_ALERT_INTERNAL_ERROR, "KeyUpdate requested but TX is not in the kernel");
             }
-        } else if (c->version == KTLSX_TLS12 && (type == KX_HS_CLIENT_HELLO || type == 0)) {
+        } else if (c->version == KTLSX_TLS12 && ((type == KX_HS_CLIENT_HELLO && c->role == KTLSX_SERVER) ||
+                                                 (type == KX_HS_HELLO_REQUEST && c->role == KTLSX_CLIENT))) {
             /* Renegotiation: refused with a warning (kernel TLS cannot change TLS 1.2 keys). */
             rc = send_alert(c, fd, 1, KX_ALERT_NO_RENEGOTIATION);
         } else {
-            send_alert(c, fd, 2, KX_ALERT_UNEXPECTED_MESSAGE);
-            rc = fail(c, KX_ALERT_UNEXPECTED_MESSAGE, "unexpected post-handshake message");
+            rc = fail_with_alert(c, fd, KX_ALERT_UNEXPECTED_MESSAGE, "unexpected post-handshake message");
         }
         kx_buf_free(&msg);
         if (rc) return rc;

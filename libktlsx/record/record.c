@@ -108,7 +108,7 @@ kx_result kx_record_header(const uint8_t hdr[KX_RECORD_HEADER], uint8_t *type, s
     KX_ENSURE(len <= KX_MAX_CIPHERTEXT, KX_ALERT_RECORD_OVERFLOW, "record too long");
     /* Empty handshake/alert/CCS fragments are forbidden (RFC 8446 §5.1, RFC 5246 §6.2.1);
      * an empty application_data record is legal and is how some peers probe. */
-    KX_ENSURE(len > 0 || t == KX_CT_APPLICATION_DATA, KX_ALERT_DECODE_ERROR, "empty non-application record");
+    KX_ENSURE(len > 0 || t == KX_CT_APPLICATION_DATA, KX_ALERT_UNEXPECTED_MESSAGE, "empty non-application record");
     *type = t;
     *body_len = len;
     return KX_OK;

@@ -163,6 +163,20 @@ static void test_unknown_extension(void **state)
     add_ext(&cr, KX_EXT_TYPE_SIGNATURE_ALGORITHMS, "\x00\x02\x04\x03", 4);
     assert_ok(parse(&cr, KX_IN_CR, 0, &e));
     assert_int_equal(e.present, BIT(KX_EXT_SIGNATURE_ALGORITHMS));
+    /* A known extension where it may not stand is illegal_parameter in
+     * requests too: key_share in a CertificateRequest, ALPN in a
+     * NewSessionTicket (RFC 8446 §4.2). */
+    block cr_bad = { .len = 0 };
+    add_ext(&cr_bad, KX_EXT_TYPE_SIGNATURE_ALGORITHMS, "\x00\x02\x04\x03", 4);
+    add_ext(&cr_bad, KX_EXT_TYPE_KEY_SHARE, NULL, 0);
+    assert_alert(parse(&cr_bad, KX_IN_CR, 0, &e), KX_ALERT_ILLEGAL_PARAMETER);
+    block nst_bad = { .len = 0 };
+    add_ext(&nst_bad, KX_EXT_TYPE_ALPN, "\x00\x03\x02h2", 5);
+    assert_alert(parse(&nst_bad, KX_IN_NST, 0, &e), KX_ALERT_ILLEGAL_PARAMETER);
+    block nst_ok = { .len = 0 };
+    add_ext(&nst_ok, 0x1234, "x", 1);
+    add_ext(&nst_ok, KX_EXT_TYPE_EARLY_DATA, "\x00\x00\x40\x00", 4);
+    assert_ok(parse(&nst_ok, KX_IN_NST, 0, &e));
     /* Rejected in ServerHello, HelloRetryRequest and EncryptedExtensions, even when
      * we "offered everything". */
     block resp = { .len = 0 };

@@ -948,6 +948,86 @@ static void test_compat_change_cipher_spec(void **state)
     kxt_pair_free(&p);
 }
 
+/* Before any hello a change_cipher_spec cannot be a compatibility one (RFC
+ * 8446 §5): the server refuses it ahead of the ClientHello. */
+static void test_change_cipher_spec_before_hello(void **state)
+{
+    (void)state;
+    static const uint8_t ccs[] = { KX_CT_CHANGE_CIPHER_SPEC, 3, 3, 0, 1, 1 };
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
+    kxt_client_hello_out(&p);
+    wire_insert(&p.c2s, 0, ccs, sizeof ccs);
+    kxt_pump(&p);
+    kxt_assert_failed(&p, false, KX_ALERT_UNEXPECTED_MESSAGE);
+    kxt_pair_free(&p);
+}
+
+/* Empty handshake and alert records are unexpected messages (RFC 8446 §5.1). */
+static void test_empty_records(void **state)
+{
+    (void)state;
+    static const uint8_t empty[2][5] = { { KX_CT_HANDSHAKE, 3, 3, 0, 0 }, { KX_CT_ALERT, 3, 3, 0, 0 } };
+    for (size_t i = 0; i < 2; i++) {
+        kxt_pair p;
+        kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost",
+                       KXT_FEED_ALL);
+        kxt_client_hello_out(&p);
+        wire_insert(&p.c2s, 0, empty[i], sizeof empty[i]);
+        kxt_pump(&p);
+        kxt_assert_failed(&p, false, KX_ALERT_UNEXPECTED_MESSAGE);
+        kxt_pair_free(&p);
+    }
+}
+
+/* Nothing may stand between the fragments of one handshake message (RFC
+ * 8446 §5.1): a KeyUpdate split around an application data record. */
+static void test_interleaved_handshake_fragments(void **state)
+{
+    (void)state;
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
+    ktlsx_config_set_tickets(p.scfg, 0, 0);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
+    kxt_settle(&p);
+    static const uint8_t key_update[5] = { KX_HS_KEY_UPDATE, 0, 0, 1, 0 };
+    kx_buf w = { 0 };
+    assert_false(kx_failed(kx_record_write(&p.s->tx, KX_CT_HANDSHAKE, key_update, 2, &w)));
+    assert_false(kx_failed(kx_record_write(&p.s->tx, KX_CT_APPLICATION_DATA, (const uint8_t *)"x", 1, &w)));
+    assert_false(kx_failed(kx_record_write(&p.s->tx, KX_CT_HANDSHAKE, key_update + 2, 3, &w)));
+    kxt_deliver(p.c, &w);
+    uint8_t buf[16];
+    long last;
+    size_t n = kxt_drain_read(p.c, buf, sizeof buf, &last);
+    assert_int_equal(n, 0);
+    assert_int_equal(last, -KTLSX_FAILED);
+    assert_int_equal(ktlsx_alert(p.c), KX_ALERT_UNEXPECTED_MESSAGE);
+    kx_buf_free(&w);
+    kxt_pair_free(&p);
+}
+
+/* The CertificateRequest context is empty in the main handshake (RFC 8446
+ * §4.3.2); only post-handshake requests carry one. */
+static void test_certificate_request_context(void **state)
+{
+    (void)state;
+    /* context, then extensions: signature_algorithms = { ecdsa_secp256r1_sha256 } */
+    static const uint8_t with_context[] = { 1, 0xaa, 0, 10, 0, 13, 0, 6, 0, 4, 4, 3, 8, 4 };
+    static const uint8_t empty_context[] = { 0, 0, 10, 0, 13, 0, 6, 0, 4, 4, 3, 8, 4 };
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
+    p.c->version = KTLSX_TLS13;
+    kx_reader r = kx_reader_of(with_context, sizeof with_context);
+    kx_result res = kx_certificate_request_handle(p.c, &r);
+    assert_true(kx_failed(res));
+    assert_int_equal(res.alert, KX_ALERT_ILLEGAL_PARAMETER);
+    r = kx_reader_of(empty_context, sizeof empty_context);
+    assert_false(kx_failed(kx_certificate_request_handle(p.c, &r)));
+    assert_int_equal(p.c->peer_sigalg_count, 2);
+    kxt_pair_free(&p);
+}
+
 /* A server with RSA, ECDSA and Ed25519 certificates picks by the client's
  * signature_algorithms preference (ECDSA first in ours). */
 static void test_multi_cert_server(void **state)
@@ -1067,6 +1147,10 @@ int main(void)
     ADD(test_input_wanted_stops_at_handshake_end);
     ADD(test_fragmented_client_hello);
     ADD(test_compat_change_cipher_spec);
+    ADD(test_change_cipher_spec_before_hello);
+    ADD(test_empty_records);
+    ADD(test_interleaved_handshake_fragments);
+    ADD(test_certificate_request_context);
     ADD(test_multi_cert_server);
     ADD(test_api_edges);
     ADD(test_take_buffered_before_input);

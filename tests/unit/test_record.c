@@ -391,13 +391,15 @@ static void test_header(void **state)
     h[3] = h[4] = 0xff;
     assert_alert(kx_record_header(h, &type, &len), KX_ALERT_RECORD_OVERFLOW);
 
-    /* Empty records: application data only. */
+    /* Empty records: application data only; an empty CCS, alert or
+     * handshake fragment is an unexpected message, not a decoding error
+     * (RFC 8446 §5, §5.1). */
     h[3] = h[4] = 0;
     assert_ok(kx_record_header(h, &type, &len));
     assert_int_equal(len, 0);
     for (uint8_t t = 20; t <= 22; t++) {
         h[0] = t;
-        assert_alert(kx_record_header(h, &type, &len), KX_ALERT_DECODE_ERROR);
+        assert_alert(kx_record_header(h, &type, &len), KX_ALERT_UNEXPECTED_MESSAGE);
     }
 }
 

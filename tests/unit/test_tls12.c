@@ -571,6 +571,104 @@ static void test_ecdsa_curve_not_offered(void **state)
 
 /* ------------------------------------------------------------------ main */
 
+/* Offset of the first handshake message of `hs_type` in a plaintext flight
+ * (walking records and the messages inside them); -1 if absent. */
+static long flight_message(const kx_buf *w, uint8_t hs_type)
+{
+    for (size_t off = 0; off + 5 <= w->len; off += 5 + kxt_get16(w->data + off + 3)) {
+        size_t end = off + 5 + kxt_get16(w->data + off + 3);
+        if (w->data[off] != KX_CT_HANDSHAKE) continue;
+        for (size_t m = off + 5; m + 4 <= end; m += 4 + kxt_get24(w->data + m + 1))
+            if (w->data[m] == hs_type) return (long)m;
+    }
+    return -1;
+}
+
+static void wire_prepend(kx_buf *w, const uint8_t *rec, size_t n)
+{
+    kx_buf tmp = { 0 };
+    assert_false(kx_failed(kx_write_bytes(&tmp, rec, n)));
+    assert_false(kx_failed(kx_write_bytes(&tmp, w->data, w->len)));
+    kx_buf_reset(w);
+    assert_false(kx_failed(kx_write_bytes(w, tmp.data, tmp.len)));
+    kx_buf_free(&tmp);
+}
+
+/* In TLS 1.2 a CertificateRequest follows the Certificate and the
+ * ServerKeyExchange (RFC 5246 §7.3); where the Certificate is due it is an
+ * unexpected message, not a Certificate by another name. */
+static void test_certificate_request_in_place_of_certificate(void **state)
+{
+    (void)state;
+    kxt_pair p;
+    kxt_pair_start(&p, client12(NULL, NULL), server12("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
+    kxt_server_flight_out(&p);
+    long at = flight_message(&p.s2c, KX_HS_CERTIFICATE);
+    assert_true(at > 0);
+    p.s2c.data[at] = KX_HS_CERTIFICATE_REQUEST;
+    kxt_pump(&p);
+    kxt_assert_failed(&p, true, KX_ALERT_UNEXPECTED_MESSAGE);
+    assert_false(p.c->cert_requested);
+    kxt_pair_free(&p);
+}
+
+/* The suite names the server's key type (RFC 5246 §7.4.2, RFC 8422 §5.3): an
+ * RSA certificate under an ECDHE_ECDSA suite is refused at the Certificate. */
+static void test_certificate_key_must_fit_suite(void **state)
+{
+    (void)state;
+    kxt_pair p;
+    kxt_pair_start(&p, client12(NULL, NULL), server12("rsa", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", NULL),
+                   "localhost", KXT_FEED_ALL);
+    kxt_server_flight_out(&p);
+    long sh = flight_message(&p.s2c, KX_HS_SERVER_HELLO);
+    assert_true(sh > 0);
+    size_t suite_at = (size_t)sh + 4 + 2 + 32 + 1 + p.s2c.data[sh + 4 + 2 + 32];
+    assert_int_equal(kxt_get16(p.s2c.data + suite_at), 0xc02f);
+    kxt_put16(p.s2c.data + suite_at, 0xc02b); /* TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 */
+    kxt_pump(&p);
+    kxt_assert_failed(&p, true, KX_ALERT_ILLEGAL_PARAMETER);
+    assert_string_equal(ktlsx_error(p.c), "server certificate key does not fit the chosen cipher suite");
+    kxt_pair_free(&p);
+}
+
+/* TLS 1.2 warning alerts do not end the handshake (a server may warn
+ * unrecognized_name ahead of its ServerHello), but only a few in a row are
+ * tolerated. */
+static void test_warning_alerts(void **state)
+{
+    (void)state;
+    static const uint8_t warning[] = { KX_CT_ALERT, 3, 3, 0, 2, 1, 112 /* unrecognized_name */ };
+    for (size_t count = 1; count <= KX_MAX_WARNING_ALERTS + 1; count += KX_MAX_WARNING_ALERTS) {
+        kxt_pair p;
+        kxt_pair_start(&p, client12(NULL, NULL), server12("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
+        kxt_server_flight_out(&p);
+        for (size_t i = 0; i < count; i++) wire_prepend(&p.s2c, warning, sizeof warning);
+        kxt_pump(&p);
+        if (count <= KX_MAX_WARNING_ALERTS) {
+            kxt_assert_done(&p);
+            kxt_send_recv(&p, true, "after a warning", 15);
+        } else {
+            kxt_assert_failed(&p, true, KX_ALERT_UNEXPECTED_MESSAGE);
+        }
+        kxt_pair_free(&p);
+    }
+}
+
+/* A ChangeCipherSpec before the ServerHello has no place in TLS 1.2. */
+static void test_change_cipher_spec_before_server_hello(void **state)
+{
+    (void)state;
+    static const uint8_t ccs[] = { KX_CT_CHANGE_CIPHER_SPEC, 3, 3, 0, 1, 1 };
+    kxt_pair p;
+    kxt_pair_start(&p, client12(NULL, NULL), server12("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
+    kxt_server_flight_out(&p);
+    wire_prepend(&p.s2c, ccs, sizeof ccs);
+    kxt_pump(&p);
+    kxt_assert_failed(&p, true, KX_ALERT_UNEXPECTED_MESSAGE);
+    kxt_pair_free(&p);
+}
+
 static const combo12 combos[] = {
     { "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "ecdsa", "x25519,P-256", "x25519", false }, /* P-256: the certificate's curve (RFC 8422) */
     { "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "ecdsa", "x25519,P-256", "x25519", false }, /* P-256: the certificate's curve (RFC 8422) */
@@ -614,6 +712,10 @@ int main(void)
     ADD(test_fallback_scsv);
     ADD(test_renegotiation_refused);
     ADD(test_tls12_unexpected_post_handshake);
+    ADD(test_certificate_request_in_place_of_certificate);
+    ADD(test_certificate_key_must_fit_suite);
+    ADD(test_warning_alerts);
+    ADD(test_change_cipher_spec_before_server_hello);
 #undef ADD
     return _cmocka_run_group_tests("test_tls12", tests, n, kxt_pki_group_setup, kxt_pki_group_teardown);
 }
