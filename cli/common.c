@@ -361,8 +361,13 @@ ktlsx_config *cli_build_config(enum ktlsx_role role, const struct cli_tls_option
             ktlsx_config_free(cfg);
             return NULL;
         }
-        failed = ktlsx_config_set_psk(cfg, opts->psk_identity, key, (size_t)key_len,
-                                      opts->psk_sha384) < 0;
+        if (ktlsx_config_set_psk(cfg, opts->psk_identity, key, (size_t)key_len, opts->psk_sha384) < 0) {
+            /* The library's reason, with the file it came from. */
+            fprintf(stderr, "ktlsx: --psk-file %s: %s\n", opts->psk_file, ktlsx_config_error(cfg));
+            OPENSSL_cleanse(key, sizeof key);
+            ktlsx_config_free(cfg);
+            return NULL;
+        }
         OPENSSL_cleanse(key, sizeof key);
     }
     if (failed) {

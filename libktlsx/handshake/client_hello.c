@@ -50,7 +50,20 @@ static kx_result write_psk(ktlsx_conn *c, size_t msg, size_t exts)
     size_t idlen;
     uint32_t age;
     kx_hash_id hash;
+    /* The setter keeps external PSKs within c->psk; should one not fit, fail rather
+     * than quietly leave out the PSK the operator configured. */
+    KX_ENSURE(c->cfg->psk_len <= sizeof c->psk, KX_ALERT_INTERNAL_ERROR, "external PSK longer than the largest hash");
     if (!kx_psk_offer(c, &identity, &idlen, &age, &hash)) return KX_OK;
+    if (c->hrr && hash != c->suite->hash) {
+        /* RFC 8446 §4.1.4: after a HelloRetryRequest only PSKs bound to the hash of
+         * its suite; the binder is computed over the transcript under that hash.
+         * pre_shared_key is left out (it exists only with identities);
+         * psk_key_exchange_modes stays, as it also asks for tickets. */
+        kx_wipe(c->psk, sizeof c->psk);
+        c->psk_len = 0;
+        c->psk_external = false;
+        return KX_OK;
+    }
     kx_buf *o = &c->hs_out;
     size_t hlen = kx_hash_len(hash), x, y, z;
     KX_GUARD(ext_open(c, KX_EXT_PRE_SHARED_KEY, &x));
@@ -398,6 +411,8 @@ static kx_result find_psk(ktlsx_conn *c, const hello *h, psk_choice *pc)
         KX_GUARD(kx_read_vec(&ids, 2, 1, 65535, &id));
         KX_GUARD(kx_read_u32(&ids, &obfuscated_age));
         if (cfg->psk_len && id.len == strlen(cfg->psk_identity) && memcmp(id.data, cfg->psk_identity, id.len) == 0) {
+            KX_ENSURE(cfg->psk_len <= sizeof pc->s.secret, KX_ALERT_INTERNAL_ERROR,
+                      "external PSK longer than the largest hash");
             memcpy(pc->s.secret, cfg->psk, cfg->psk_len);
             pc->s.secret_len = (uint8_t)cfg->psk_len;
             pc->external = true;
@@ -441,17 +456,20 @@ static kx_result use_psk(ktlsx_conn *c, const hello *h, psk_choice *pc)
     bool ok = !kx_failed(r) && kx_ct_equal(expected, binder.data, binder.len);
     kx_wipe(expected, sizeof expected);
     KX_ENSURE(ok, KX_ALERT_DECRYPT_ERROR, "PSK binder does not verify");
+    KX_ENSURE(pc->s.secret_len <= sizeof c->psk, KX_ALERT_INTERNAL_ERROR, "PSK longer than the largest hash");
     memcpy(c->psk, pc->s.secret, pc->s.secret_len);
     c->psk_len = pc->s.secret_len;
     c->psk_external = pc->external;
     c->resumed = true;
     c->session = pc->s;
-    c->session.session_id_len = (uint8_t)pc->index; /* reused as selected_identity */
+    c->selected_identity = pc->index;
     kx_copy_str(c->peer_subject, sizeof c->peer_subject, pc->s.peer_subject);
     return KX_OK;
 }
 
-static kx_result handle_tls13(ktlsx_conn *c, hello *h, bool second_hello)
+/* pc holds the PSK (a copy of the external one, or an opened ticket): the
+ * caller wipes it whichever way this returns. */
+static kx_result choose_tls13(ktlsx_conn *c, hello *h, bool second_hello, psk_choice *pc)
 {
     const ktlsx_config *cfg = c->cfg;
     /* TLS 1.3: legacy_compression_methods must be exactly {null}. */
@@ -463,14 +481,13 @@ static kx_result handle_tls13(ktlsx_conn *c, hello *h, bool second_hello)
         for (size_t i = 0; i < list.len; i++)
             if (list.data[i] < 2) c->psk_modes |= (uint8_t)(1u << list.data[i]);
     }
-    psk_choice pc;
-    KX_GUARD(find_psk(c, h, &pc));
+    KX_GUARD(find_psk(c, h, pc));
     /* Our preference order; a suite with the PSK's hash first, so that the PSK can be used. */
     const kx_suite *suite = NULL;
-    for (int pass = pc.found ? 0 : 1; pass < 2 && !suite; pass++) {
+    for (int pass = pc->found ? 0 : 1; pass < 2 && !suite; pass++) {
         for (size_t i = 0; i < cfg->suite_count && !suite; i++) {
             const kx_suite *s = kx_suite_by_id(cfg->suites[i]);
-            if (s && s->version == KTLSX_TLS13 && offers_suite(h, s->id) && (pass == 1 || s->hash == pc.hash))
+            if (s && s->version == KTLSX_TLS13 && offers_suite(h, s->id) && (pass == 1 || s->hash == pc->hash))
                 suite = s;
         }
     }
@@ -487,9 +504,7 @@ static kx_result handle_tls13(ktlsx_conn *c, hello *h, bool second_hello)
         KX_GUARD(kx_transcript_set_hash(&c->transcript, suite->hash));
     }
     c->resumed = false;
-    kx_result r = use_psk(c, h, &pc);
-    kx_session_wipe(&pc.s);
-    KX_GUARD(r);
+    KX_GUARD(use_psk(c, h, pc));
     if (!c->resumed) {
         KX_ENSURE(kx_has_ext(&h->e, KX_EXT_SIGNATURE_ALGORITHMS), KX_ALERT_MISSING_EXTENSION,
                   "ClientHello has no signature_algorithms");
@@ -506,6 +521,14 @@ static kx_result handle_tls13(ktlsx_conn *c, hello *h, bool second_hello)
     /* A PSK authenticates the server; no CertificateRequest with it (RFC 8446 §4.3.2). */
     c->cert_requested = cfg->verify_client != KTLSX_VERIFY_NONE && !c->resumed;
     return KX_OK;
+}
+
+static kx_result handle_tls13(ktlsx_conn *c, hello *h, bool second_hello)
+{
+    psk_choice pc = { 0 };
+    kx_result r = choose_tls13(c, h, second_hello, &pc);
+    kx_wipe_obj(pc); /* every exit: a failure after find_psk must not leave the PSK on the stack */
+    return r;
 }
 
 /* ---- TLS 1.2 ---- */

@@ -319,7 +319,10 @@ int ktlsx_config_add_ticket_key_file(ktlsx_config *cfg, const char *path)
         rc = config_error(cfg, "%s: cannot derive the ticket key", path);
     kx_wipe(raw, sizeof raw);
     kx_wipe(prk, sizeof prk);
-    if (rc) return rc;
+    if (rc) {
+        kx_wipe_obj(k); /* the expansion may have written part of the key */
+        return rc;
+    }
     k.in_use = true;
     k.created_ms = kx_now_ms();
     pthread_mutex_lock(&cfg->ticket_lock);
@@ -353,10 +356,14 @@ int ktlsx_config_set_psk(ktlsx_config *cfg, const char *identity, const uint8_t 
     size_t need = sha384 ? 48 : 32;
     if (!identity || !*identity || strlen(identity) >= sizeof cfg->psk_identity)
         return config_error(cfg, "psk: identity must be 1..%zu bytes", sizeof cfg->psk_identity - 1);
-    if (len < 16 || len > sizeof cfg->psk)
-        return config_error(cfg, "psk: key must be 16..%zu bytes, not %zu (a %zu-byte key matches its hash)",
-                            sizeof cfg->psk, len, need);
+    /* The key is the TLS 1.3 PSK itself, which the handshake keeps in buffers the
+     * size of the largest hash (SHA-384: KX_MAX_HASH); at least 128 bits. */
+    _Static_assert(KX_MAX_HASH <= sizeof cfg->psk, "cfg->psk must hold a KX_MAX_HASH key");
+    if (len < 16 || len > KX_MAX_HASH)
+        return config_error(cfg, "psk: the key is %zu bytes; it must be 16..%d bytes (%zu bytes match %s)", len,
+                            KX_MAX_HASH, need, sha384 ? "SHA-384" : "SHA-256");
     memcpy(cfg->psk_identity, identity, strlen(identity) + 1);
+    kx_wipe(cfg->psk, sizeof cfg->psk); /* no tail of a longer key set before */
     memcpy(cfg->psk, key, len);
     cfg->psk_len = len;
     cfg->psk_hash = sha384 ? KX_HASH_SHA384 : KX_HASH_SHA256;

@@ -96,7 +96,7 @@ static kx_result write_server_hello13(ktlsx_conn *c, size_t msg, size_t exts)
         KX_GUARD(kx_vec_close(o, 2, x));
     }
     if (c->resumed) {
-        uint8_t sel[2] = { 0, c->session.session_id_len }; /* selected_identity, stashed by choose_psk */
+        uint8_t sel[2] = { (uint8_t)(c->selected_identity >> 8), (uint8_t)c->selected_identity };
         KX_GUARD(write_ext(o, KX_EXT_TYPE_PRE_SHARED_KEY, sel, 2));
     }
     KX_GUARD(kx_vec_close(o, 2, exts));
@@ -219,7 +219,10 @@ static kx_result handle_server_hello13(ktlsx_conn *c, uint16_t suite_id, const k
         uint16_t selected;
         KX_GUARD(kx_read_u16(&d, &selected));
         KX_GUARD(kx_reader_done(&d));
-        KX_ENSURE(c->offered_psk && selected == 0, KX_ALERT_ILLEGAL_PARAMETER, "server selected a PSK we did not offer");
+        /* RFC 8446 §4.2.11: an index into the identities we sent; write_psk sends one. */
+        size_t offered = c->offered_psk ? 1 : 0;
+        KX_ENSURE(selected < offered, KX_ALERT_ILLEGAL_PARAMETER, "server selected a PSK we did not offer");
+        c->selected_identity = selected;
         kx_hash_id psk_hash = c->psk_external ? c->cfg->psk_hash : kx_suite_by_id(c->session.suite)->hash;
         KX_ENSURE(psk_hash == c->suite->hash, KX_ALERT_ILLEGAL_PARAMETER, "server chose a suite the PSK cannot use");
         c->resumed = true;
@@ -252,6 +255,8 @@ static kx_result handle_server_hello12(ktlsx_conn *c, uint16_t suite_id, const u
                                        kx_reader *ext_block)
 {
     const ktlsx_config *cfg = c->cfg;
+    /* RFC 8446 §4.1.4: the ServerHello after a HelloRetryRequest selects the version the retry did. */
+    KX_ENSURE(!c->hrr, KX_ALERT_ILLEGAL_PARAMETER, "TLS 1.2 ServerHello after a HelloRetryRequest");
     KX_ENSURE(cfg->min_version == KTLSX_TLS12, KX_ALERT_PROTOCOL_VERSION,
               "server chose TLS 1.2, which this client does not offer");
     /* RFC 8446 §4.1.3: a TLS 1.3-capable server would never pick 1.2 with us; the sentinel says someone made it. */

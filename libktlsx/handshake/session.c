@@ -19,7 +19,7 @@ void kx_session_wipe(kx_session *s) { kx_wipe(s, sizeof *s); }
 
 struct kx_session_cache {
     pthread_mutex_t lock;
-    size_t cap, count;
+    size_t cap;
     uint64_t lifetime_ms;
     uint64_t clock;        /* LRU stamp */
     struct entry {
@@ -62,9 +62,8 @@ void kx_session_cache_put(kx_session_cache *sc, const kx_session *s)
     for (size_t i = 0; i < sc->cap; i++) {
         struct entry *e = &sc->e[i];
         bool expired = e->s.session_id_len && now - e->s.issued_ms > sc->lifetime_ms;
-        if (!e->s.session_id_len || expired) {
+        if (!e->s.session_id_len || expired) { /* a free slot beats the least recently used */
             slot = i;
-            oldest = 0;
             break;
         }
         if (e->used < oldest) {
@@ -130,12 +129,11 @@ static kx_result read_string(kx_reader *r, char *dst, size_t cap)
     return KX_OK;
 }
 
-kx_result kx_session_decode(const uint8_t *data, size_t len, kx_session *s)
+static kx_result decode_session(const uint8_t *data, size_t len, kx_session *s)
 {
     kx_reader r = kx_reader_of(data, len), v;
     uint16_t magic;
     uint8_t format, ems;
-    memset(s, 0, sizeof *s);
     KX_GUARD(kx_read_u16(&r, &magic));
     KX_GUARD(kx_read_u8(&r, &format));
     KX_ENSURE(magic == SESSION_MAGIC && format == SESSION_FORMAT, KX_ALERT_DECODE_ERROR, "not a ktlsx session");
@@ -163,6 +161,15 @@ kx_result kx_session_decode(const uint8_t *data, size_t len, kx_session *s)
     return KX_OK;
 }
 
+kx_result kx_session_decode(const uint8_t *data, size_t len, kx_session *s)
+{
+    memset(s, 0, sizeof *s);
+    kx_result r = decode_session(data, len, s);
+    /* A blob refused after its secret was read leaves no copy behind. */
+    if (kx_failed(r)) kx_session_wipe(s);
+    return r;
+}
+
 /* ---- tickets: key_name(16) || nonce(12) || AES-256-GCM(session) || tag(16), AAD = key_name ---- */
 
 /* The current sealing key, rotating it when it is older than the schedule. */
@@ -186,12 +193,13 @@ static kx_result current_key(ktlsx_config *cfg, kx_ticket_key *out)
 
 kx_result kx_ticket_seal(ktlsx_conn *c, const kx_session *s, kx_buf *ticket)
 {
-    kx_ticket_key key;
+    kx_ticket_key key = { 0 };
     kx_buf plain = { 0 };
     kx_aead *aead = NULL;
-    KX_GUARD(current_key(c->cfg, &key));
     uint8_t nonce[KX_AEAD_NONCE], *out;
-    kx_result r = kx_random(nonce, sizeof nonce);
+    /* One exit: current_key copies the key out even when it fails, and it must be wiped. */
+    kx_result r = current_key(c->cfg, &key);
+    if (!kx_failed(r)) r = kx_random(nonce, sizeof nonce);
     if (!kx_failed(r)) r = kx_session_encode(s, &plain);
     if (!kx_failed(r)) r = kx_aead_new(&aead, KX_AEAD_AES_256_GCM, key.key, sizeof key.key);
     if (!kx_failed(r)) r = kx_write_bytes(ticket, key.name, sizeof key.name);

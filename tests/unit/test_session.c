@@ -2,7 +2,8 @@
  * TLS 1.2 by session ID (server cache) and by ticket, TLS 1.3 tickets, the
  * ktlsx_get_session / ktlsx_set_session blob, tampered and rotated-out
  * tickets (full handshake, not a failure), ticket key files, the cache bound,
- * external PSKs (good key, wrong key = bad binder), ticket lifetime. */
+ * external PSKs (good key, wrong key = bad binder, length limit), ticket
+ * lifetime, PSKs across a HelloRetryRequest (RFC 8446 §4.1.4), selected_identity. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -610,6 +611,271 @@ static void test_external_psk_hash_mismatch(void **state)
     kxt_pair_free(&p);
 }
 
+/* A key longer than the largest hash (SHA-384) is refused by the setter: the
+ * handshake keeps PSKs in KX_MAX_HASH-byte buffers.  Keys of 32 (SHA-256) and
+ * 48 (SHA-384) bytes, the longest accepted, work end to end. */
+static void test_external_psk_too_long(void **state)
+{
+    (void)state;
+    uint8_t key[64];
+    memset(key, 0x5a, sizeof key);
+    ktlsx_config *cfg = kxt_client_cfg(NULL, NULL);
+    static const size_t too_long[] = { 49, 64 };
+    for (size_t i = 0; i < 2; i++) {
+        for (int sha384 = 0; sha384 < 2; sha384++) {
+            assert_int_equal(ktlsx_config_set_psk(cfg, "id", key, too_long[i], sha384), -1);
+            if (!strstr(ktlsx_config_error(cfg), "16..48 bytes"))
+                fail_msg("error does not give the limit: %s", ktlsx_config_error(cfg));
+        }
+    }
+    assert_int_equal(cfg->psk_len, 0); /* nothing half-set */
+    ktlsx_config_free(cfg);
+
+    for (int sha384 = 0; sha384 < 2; sha384++) {
+        size_t len = sha384 ? 48 : 32;
+        ktlsx_config *cc = kxt_client_cfg(NULL, NULL), *sc = kxt_server_cfg(NULL, NULL, NULL);
+        KXT_CFG_OK(cc, ktlsx_config_set_psk(cc, "client1", key, len, sha384));
+        KXT_CFG_OK(sc, ktlsx_config_set_psk(sc, "client1", key, len, sha384));
+        kxt_pair p;
+        kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+        kxt_pump(&p);
+        kxt_assert_done(&p);
+        assert_int_equal(ktlsx_resumed(p.c), 1);
+        assert_int_equal(ktlsx_resumed(p.s), 1);
+        assert_string_equal(ktlsx_cipher_name(p.c), sha384 ? "TLS_AES_256_GCM_SHA384" : "TLS_AES_128_GCM_SHA256");
+        kxt_settle(&p);
+        kxt_exchange(&p, 1000);
+        kxt_pair_free(&p);
+    }
+}
+
+/* Client side up to its second ClientHello: ClientHello1 to the server, the
+ * HelloRetryRequest back, ClientHello2 on c2s (not delivered).  Returns whether
+ * ClientHello1 offered a PSK. */
+static bool run_to_second_hello(kxt_pair *p)
+{
+    kxt_client_hello_out(p);
+    bool psk1 = kxt_hello_has_ext(&p->c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_PRE_SHARED_KEY);
+    kxt_deliver(p->s, &p->c2s);
+    p->sst = ktlsx_handshake(p->s);
+    assert_int_equal(p->sst, KTLSX_WANT_READ);
+    assert_true(p->s->hrr);
+    kxt_move_out(p->s, &p->s2c);
+    kxt_deliver(p->c, &p->s2c);
+    p->cst = ktlsx_handshake(p->c);
+    assert_int_equal(p->cst, KTLSX_WANT_READ);
+    assert_true(p->c->hrr);
+    kxt_move_out(p->c, &p->c2s);
+    return psk1;
+}
+
+/* RFC 8446 §4.1.4: after a HelloRetryRequest the client offers only PSKs whose
+ * hash is that of the retry's suite.  A SHA-384 PSK (external or a ticket) met
+ * by a retry for a SHA-256 suite is left out of ClientHello2: a full handshake,
+ * and no binder computed over a transcript hash of the wrong length. */
+static void test_psk_dropped_after_hrr_other_hash(void **state)
+{
+    (void)state;
+    /* The server only speaks P-256: the client's x25519 share gets a retry. */
+    ktlsx_config *cc = kxt_client_cfg(NULL, "x25519,P-256");
+    ktlsx_config *sc = kxt_server_cfg("ecdsa", "TLS_AES_128_GCM_SHA256", "P-256");
+    KXT_CFG_OK(cc, ktlsx_config_set_psk(cc, "client1", psk_a, 48, 1));
+    KXT_CFG_OK(sc, ktlsx_config_set_psk(sc, "client1", psk_a, 48, 1));
+    kxt_pair p;
+    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+    assert_true(run_to_second_hello(&p));
+    assert_false(kxt_hello_has_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_PRE_SHARED_KEY));
+    assert_true(kxt_hello_has_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_PSK_KEY_EXCHANGE_MODES));
+    assert_false(p.c->offered_psk);
+    assert_int_equal(p.c->psk_len, 0);
+    assert_memory_equal(p.c->psk, (const uint8_t[KX_MAX_HASH]){ 0 }, KX_MAX_HASH);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
+    assert_int_equal(ktlsx_resumed(p.c), 0);
+    assert_int_equal(ktlsx_resumed(p.s), 0);
+    assert_string_equal(ktlsx_cipher_name(p.c), "TLS_AES_128_GCM_SHA256");
+    kxt_exchange(&p, 1000);
+    kxt_pair_free(&p);
+
+    /* The same with a resumption ticket from a SHA-384 session. */
+    cc = kxt_client_cfg(NULL, "x25519,P-256");
+    sc = kxt_server_cfg("ecdsa", "TLS_AES_256_GCM_SHA384", NULL);
+    blob s1;
+    assert_int_equal(connect_once(cc, sc, NULL, &s1), 0);
+    KXT_CFG_OK(sc, ktlsx_config_set_ciphers(sc, "TLS_AES_128_GCM_SHA256"));
+    KXT_CFG_OK(sc, ktlsx_config_set_groups(sc, "P-256"));
+    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+    p.keep_cfgs = true;
+    assert_int_equal(ktlsx_set_session(p.c, s1.data, (size_t)s1.len), 0);
+    assert_true(run_to_second_hello(&p));
+    assert_false(kxt_hello_has_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_PRE_SHARED_KEY));
+    kxt_pump(&p);
+    kxt_assert_done(&p);
+    assert_int_equal(ktlsx_resumed(p.c), 0);
+    assert_int_equal(ktlsx_resumed(p.s), 0);
+    kxt_pair_free(&p);
+    ktlsx_config_free(cc);
+    ktlsx_config_free(sc);
+}
+
+/* A PSK whose hash is the retry suite's is still offered after a
+ * HelloRetryRequest, its binder over the rewritten transcript; the server
+ * (no certificate: only the PSK can authenticate it) verifies every byte. */
+static void test_psk_kept_after_hrr_same_hash(void **state)
+{
+    (void)state;
+    for (int sha384 = 0; sha384 < 2; sha384++) {
+        const char *suite = sha384 ? "TLS_AES_256_GCM_SHA384" : "TLS_AES_128_GCM_SHA256";
+        ktlsx_config *cc = kxt_client_cfg(NULL, "x25519,P-256"), *sc = kxt_server_cfg(NULL, suite, "P-256");
+        KXT_CFG_OK(cc, ktlsx_config_set_psk(cc, "client1", psk_a, sha384 ? 48 : 32, sha384));
+        KXT_CFG_OK(sc, ktlsx_config_set_psk(sc, "client1", psk_a, sha384 ? 48 : 32, sha384));
+        kxt_pair p;
+        kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+        assert_true(run_to_second_hello(&p));
+        assert_true(kxt_hello_has_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_PRE_SHARED_KEY));
+        kxt_pump(&p);
+        kxt_assert_done(&p);
+        assert_int_equal(ktlsx_resumed(p.c), 1);
+        assert_int_equal(ktlsx_resumed(p.s), 1);
+        assert_string_equal(ktlsx_cipher_name(p.c), suite);
+        assert_string_equal(ktlsx_group_name(p.c), "secp256r1");
+        kxt_exchange(&p, 1000);
+        kxt_pair_free(&p);
+    }
+}
+
+/* RFC 8446 §4.1.4: the ServerHello after a HelloRetryRequest must select the
+ * same version.  A retry from a TLS 1.3 server, then ClientHello2 answered by a
+ * TLS 1.2-only server (no downgrade sentinel: it never spoke 1.3). */
+static void test_tls12_server_hello_after_hrr(void **state)
+{
+    (void)state;
+    ktlsx_config *cc = kxt_client_cfg(NULL, "x25519,P-256");
+    ktlsx_config *s13 = kxt_server_cfg("ecdsa", NULL, "P-256"), *s12 = kxt_server_cfg("ecdsa", NULL, "P-256");
+    KXT_CFG_OK(s12, ktlsx_config_set_versions(s12, KTLSX_TLS12, KTLSX_TLS12));
+    kxt_pair p;
+    kxt_pair_start(&p, cc, s12, "localhost", KXT_FEED_ALL);
+    ktlsx_conn *retry = ktlsx_conn_new(s13, NULL);
+    assert_non_null(retry);
+    kxt_client_hello_out(&p);
+    kxt_deliver(retry, &p.c2s);
+    assert_int_equal(ktlsx_handshake(retry), KTLSX_WANT_READ);
+    assert_true(retry->hrr);
+    kxt_move_out(retry, &p.s2c);
+    kxt_deliver(p.c, &p.s2c);
+    p.cst = ktlsx_handshake(p.c);
+    assert_int_equal(p.cst, KTLSX_WANT_READ);
+    kxt_move_out(p.c, &p.c2s); /* ClientHello2, to the TLS 1.2 server */
+    kxt_pump(&p);
+    kxt_assert_failed(&p, true, KX_ALERT_ILLEGAL_PARAMETER);
+    assert_non_null(strstr(ktlsx_error(p.c), "HelloRetryRequest"));
+    ktlsx_conn_free(retry);
+    ktlsx_config_free(s13);
+    kxt_pair_free(&p);
+}
+
+/* RFC 8446 §4.1.4: the ServerHello after a HelloRetryRequest must also keep
+ * the retry's cipher suite (a man in the middle swaps AES-128 for AES-256). */
+static void test_server_hello_after_hrr_changes_suite(void **state)
+{
+    (void)state;
+    ktlsx_config *cc = kxt_client_cfg(NULL, "x25519,P-256");
+    ktlsx_config *sc = kxt_server_cfg("ecdsa", "TLS_AES_128_GCM_SHA256", "P-256");
+    kxt_pair p;
+    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+    assert_false(run_to_second_hello(&p));
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    kxt_move_out(p.s, &p.s2c);
+    size_t x;
+    assert_true(kxt_hello_exts(&p.s2c, KX_HS_SERVER_HELLO, &x));
+    assert_int_equal(kxt_get16(p.s2c.data + x - 3), 0x1301); /* cipher_suite, compression, extensions */
+    kxt_put16(p.s2c.data + x - 3, 0x1302);
+    kxt_pump(&p);
+    kxt_assert_failed(&p, true, KX_ALERT_ILLEGAL_PARAMETER);
+    assert_non_null(strstr(ktlsx_error(p.c), "HelloRetryRequest"));
+    kxt_pair_free(&p);
+}
+
+/* selected_identity is a 16-bit index (RFC 8446 §4.2.11).  The client's hello is
+ * rewritten to offer 300 unknown identities before the real one (binder
+ * recomputed); the server must answer 300, not 300 mod 256, and our client, which
+ * offered one identity, must refuse that index. */
+static void test_psk_selected_identity_16bit(void **state)
+{
+    (void)state;
+    enum { DUMMIES = 300 };
+    ktlsx_config *cc = kxt_client_cfg(NULL, NULL), *sc = kxt_server_cfg(NULL, NULL, NULL);
+    KXT_CFG_OK(cc, ktlsx_config_set_psk(cc, "client1", psk_a, 32, 0));
+    KXT_CFG_OK(sc, ktlsx_config_set_psk(sc, "client1", psk_a, 32, 0));
+    kxt_pair p;
+    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+    kxt_client_hello_out(&p);
+
+    /* The original hello: pre_shared_key is its last extension. */
+    size_t x;
+    assert_true(kxt_hello_exts(&p.c2s, KX_HS_CLIENT_HELLO, &x));
+    size_t end = x + 2 + kxt_get16(p.c2s.data + x), psk_at = 0;
+    for (size_t at = x + 2; at + 4 <= end; at += 4 + kxt_get16(p.c2s.data + at + 2))
+        if (kxt_get16(p.c2s.data + at) == KX_EXT_TYPE_PRE_SHARED_KEY) psk_at = at;
+    assert_true(psk_at != 0);
+    const uint8_t *ids = p.c2s.data + psk_at + 4; /* identities<7..2^16-1> */
+    size_t ids_len = kxt_get16(ids);
+    assert_int_equal(end, psk_at + 4 + 2 + ids_len + 2 + 1 + 32);
+
+    /* The new handshake message: everything before pre_shared_key, then ours. */
+    kx_buf m = { 0 };
+    assert_false(kx_failed(kx_write_bytes(&m, p.c2s.data + 5, psk_at - 5)));
+    assert_false(kx_failed(kx_write_u16(&m, KX_EXT_TYPE_PRE_SHARED_KEY)));
+    size_t ext_len_at = m.len;
+    assert_false(kx_failed(kx_write_u16(&m, 0)));
+    assert_false(kx_failed(kx_write_u16(&m, DUMMIES * 7 + ids_len)));
+    for (int i = 0; i < DUMMIES; i++) {
+        static const uint8_t dummy[7] = { 0, 1, 'x', 0, 0, 0, 0 };
+        assert_false(kx_failed(kx_write_bytes(&m, dummy, sizeof dummy)));
+    }
+    assert_false(kx_failed(kx_write_bytes(&m, ids + 2, ids_len)));
+    size_t binders_at = m.len;
+    assert_false(kx_failed(kx_write_u16(&m, (DUMMIES + 1) * 33)));
+    for (int i = 0; i <= DUMMIES; i++) {
+        uint8_t b[33] = { 32 };
+        assert_false(kx_failed(kx_write_bytes(&m, b, sizeof b)));
+    }
+    kxt_put16(m.data + ext_len_at, m.len - ext_len_at - 2);
+    kxt_put16(m.data + x - 5, m.len - (x - 5) - 2);
+    kxt_put24(m.data + 1, m.len - 4);
+    /* The real binder, over the hello up to the binders. */
+    ktlsx_conn *fresh = ktlsx_conn_new(cc, "localhost");
+    assert_non_null(fresh);
+    assert_false(kx_failed(kx_psk_binder(fresh, KX_HASH_SHA256, psk_a, 32, true, m.data, binders_at,
+                                         m.data + m.len - 32)));
+    ktlsx_conn_free(fresh);
+    assert_true(m.len <= 16384);
+    uint8_t hdr[5] = { KX_CT_HANDSHAKE, p.c2s.data[1], p.c2s.data[2], 0, 0 };
+    kxt_put16(hdr + 3, m.len);
+    kx_buf_reset(&p.c2s);
+    assert_false(kx_failed(kx_write_bytes(&p.c2s, hdr, sizeof hdr)));
+    assert_false(kx_failed(kx_write_bytes(&p.c2s, m.data, m.len)));
+    kx_buf_free(&m);
+
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    if (p.sst != KTLSX_WANT_READ) fail_msg("server: %s (%s)", kxt_status_name(p.sst), ktlsx_error(p.s));
+    assert_true(p.s->resumed);
+    kxt_move_out(p.s, &p.s2c);
+    /* The ServerHello's pre_shared_key: the full index. */
+    assert_true(kxt_hello_exts(&p.s2c, KX_HS_SERVER_HELLO, &x));
+    end = x + 2 + kxt_get16(p.s2c.data + x);
+    long selected = -1;
+    for (size_t at = x + 2; at + 4 <= end; at += 4 + kxt_get16(p.s2c.data + at + 2))
+        if (kxt_get16(p.s2c.data + at) == KX_EXT_TYPE_PRE_SHARED_KEY && kxt_get16(p.s2c.data + at + 2) == 2)
+            selected = kxt_get16(p.s2c.data + at + 4);
+    assert_int_equal(selected, DUMMIES);
+    kxt_pump(&p);
+    kxt_assert_failed(&p, true, KX_ALERT_ILLEGAL_PARAMETER);
+    kxt_pair_free(&p);
+}
+
 static void test_psk_config_errors(void **state)
 {
     (void)state;
@@ -663,6 +929,12 @@ int main(void)
     ADD(test_external_psk_hash_mismatch);
     ADD(test_psk_config_errors);
     ADD(test_psk_ke_config);
+    ADD(test_external_psk_too_long);
+    ADD(test_psk_dropped_after_hrr_other_hash);
+    ADD(test_psk_kept_after_hrr_same_hash);
+    ADD(test_tls12_server_hello_after_hrr);
+    ADD(test_server_hello_after_hrr_changes_suite);
+    ADD(test_psk_selected_identity_16bit);
 #undef ADD
     return _cmocka_run_group_tests("test_session", tests, n, kxt_pki_group_setup, kxt_pki_group_teardown);
 }
