@@ -474,6 +474,15 @@ static kx_result choose_tls13(ktlsx_conn *c, hello *h, bool second_hello, psk_ch
     const ktlsx_config *cfg = c->cfg;
     /* TLS 1.3: legacy_compression_methods must be exactly {null}. */
     KX_ENSURE(h->comp.len == 1 && h->comp.data[0] == 0, KX_ALERT_ILLEGAL_PARAMETER, "compression offered");
+    /* We never accept 0-RTT (no ticket of ours allows it), but a client with
+     * a provisioned external PSK may send early data right behind its hello
+     * anyway: RFC 8446 §4.2.10 has the server skip it (conn.c, read_record).
+     * A retried hello may not offer it again (§4.1.2). */
+    if (second_hello)
+        KX_ENSURE(!kx_has_ext(&h->e, KX_EXT_EARLY_DATA), KX_ALERT_ILLEGAL_PARAMETER,
+                  "second ClientHello offers early_data");
+    else if (kx_has_ext(&h->e, KX_EXT_EARLY_DATA))
+        c->early_data_skip = KX_MAX_SKIPPED_EARLY_DATA;
     if (kx_has_ext(&h->e, KX_EXT_PSK_KEY_EXCHANGE_MODES)) {
         kx_reader m = h->e.data[KX_EXT_PSK_KEY_EXCHANGE_MODES], list;
         KX_GUARD(kx_read_vec(&m, 1, 1, 255, &list));

@@ -228,7 +228,26 @@ static kx_result read_record(ktlsx_conn *c, bool *got)
     if (kx_in_left(c) < rec_len) return KX_OK;
     uint8_t *plain;
     size_t plain_len;
-    KX_GUARD(kx_record_read(&c->rx, rec, rec_len, &type, &plain, &plain_len));
+    bool protected_on_wire = type == KX_CT_APPLICATION_DATA;
+    kx_result rr = kx_record_read(&c->rx, rec, rec_len, &type, &plain, &plain_len);
+    if (c->early_data_skip > 0 && protected_on_wire) {
+        /* Rejected 0-RTT (RFC 8446 §4.2.10): under the handshake key it fails
+         * to open; after a HelloRetryRequest (no receive key yet) every
+         * protected record before the second ClientHello is early data. */
+        bool undecryptable = c->rx.active && kx_failed(rr) && rr.alert == KX_ALERT_BAD_RECORD_MAC;
+        bool before_keys = !c->rx.active && !kx_failed(rr);
+        if (undecryptable || before_keys) {
+            KX_ENSURE(body_len <= c->early_data_skip, undecryptable ? KX_ALERT_BAD_RECORD_MAC : KX_ALERT_UNEXPECTED_MESSAGE,
+                      "more rejected early data than we skip");
+            c->early_data_skip -= body_len;
+            consume_input(c, rec_len);
+            *got = true;
+            return KX_OK;
+        }
+    }
+    KX_GUARD(rr);
+    /* The first record that opens under the handshake key ends the early data. */
+    if (c->rx.active) c->early_data_skip = 0;
     *got = true;
     kx_result r = KX_OK;
     if (type != KX_CT_ALERT) c->warning_alerts = 0;

@@ -27,6 +27,10 @@
 #define KX_MAX_NAME 256
 /* Largest handshake message we accept (certificate chains are the big ones). */
 #define KX_MAX_HANDSHAKE_MESSAGE (64 * 1024)
+/* Rejected 0-RTT data a server skips before giving up (RFC 8446 §4.2.10 asks
+ * for "up to max_early_data_size"; we never grant any, so this bounds what an
+ * unprovisioned client may send on its own: two full protected records). */
+#define KX_MAX_SKIPPED_EARLY_DATA (2 * (16384 + 256))
 /* TLS 1.2 warning alerts accepted in a row (OpenSSL allows 5 as well). */
 #define KX_MAX_WARNING_ALERTS 5
 
@@ -138,6 +142,7 @@ struct ktlsx_conn {
     bool failed;
     bool peer_closed;           /* close_notify received */
     uint8_t warning_alerts;     /* TLS 1.2 warnings ignored in a row (bounded: no alert flood) */
+    size_t early_data_skip;     /* server: bytes of rejected 0-RTT records it may still skip */
     bool eof;                   /* TCP EOF fed */
     const char *error;
     uint8_t alert;

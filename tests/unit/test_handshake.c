@@ -1028,6 +1028,96 @@ static void test_certificate_request_context(void **state)
     kxt_pair_free(&p);
 }
 
+/* Add an empty early_data extension at the end of the ClientHello that is
+ * the only record on `w` (our client sends no pre_shared_key here, which
+ * would have to stay last). */
+static void offer_early_data(kx_buf *w)
+{
+    static const uint8_t ext[4] = { 0, KX_EXT_TYPE_EARLY_DATA, 0, 0 };
+    assert_int_equal(kxt_count_records(w), 1);
+    size_t at = 5 + 4 + 2 + 32;               /* record, message header, version, random */
+    at += 1 + w->data[at];                    /* session id */
+    at += 2 + kxt_get16(w->data + at);        /* cipher suites */
+    at += 1 + w->data[at];                    /* compression */
+    assert_int_equal(at + 2 + kxt_get16(w->data + at), w->len); /* extensions run to the end */
+    kxt_put16(w->data + at, kxt_get16(w->data + at) + sizeof ext);
+    kxt_put24(w->data + 6, kxt_get24(w->data + 6) + sizeof ext);
+    kxt_put16(w->data + 3, kxt_get16(w->data + 3) + sizeof ext);
+    assert_false(kx_failed(kx_write_bytes(w, ext, sizeof ext)));
+}
+
+/* `count` protected-looking records of `len` bytes that no key opens: what
+ * 0-RTT data looks like to a server that did not accept it. */
+static void add_opaque_records(kx_buf *w, size_t count, size_t len)
+{
+    uint8_t body[16384 + 256];
+    assert_true(len <= sizeof body);
+    for (size_t i = 0; i < sizeof body; i++) body[i] = (uint8_t)(i * 7 + 3);
+    for (size_t i = 0; i < count; i++) {
+        uint8_t hdr[5] = { KX_CT_APPLICATION_DATA, 3, 3, 0, 0 };
+        kxt_put16(hdr + 3, len);
+        assert_false(kx_failed(kx_write_bytes(w, hdr, sizeof hdr)));
+        assert_false(kx_failed(kx_write_bytes(w, body, len)));
+    }
+}
+
+/* A server that does not accept 0-RTT skips the client's early data (RFC
+ * 8446 §4.2.10) instead of failing on it, up to a bound; without an
+ * early_data offer the same records are bad_record_mac.  (Editing the hello
+ * desynchronises the transcripts, so only the server's side is followed: it
+ * must get as far as waiting for the client's Finished.) */
+static void test_rejected_early_data_skipped(void **state)
+{
+    (void)state;
+    struct {
+        bool offer;
+        size_t count, len;
+        int status;
+        uint8_t alert;
+    } cases[] = {
+        { true, 2, 200, KTLSX_WANT_READ, 0 },
+        { true, 2, 16384 + 256, KTLSX_WANT_READ, 0 },
+        { true, 3, 16384 + 256, KTLSX_FAILED, KX_ALERT_BAD_RECORD_MAC }, /* over KX_MAX_SKIPPED_EARLY_DATA */
+        { false, 1, 200, KTLSX_FAILED, KX_ALERT_BAD_RECORD_MAC },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kxt_pair p;
+        kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost",
+                       KXT_FEED_ALL);
+        kxt_client_hello_out(&p);
+        if (cases[i].offer) offer_early_data(&p.c2s);
+        add_opaque_records(&p.c2s, cases[i].count, cases[i].len);
+        kxt_deliver(p.s, &p.c2s);
+        p.sst = ktlsx_handshake(p.s);
+        assert_int_equal(p.sst, cases[i].status);
+        assert_int_equal(ktlsx_alert(p.s), cases[i].alert);
+        kxt_pair_free(&p);
+    }
+
+    /* After a HelloRetryRequest there is no receive key yet: every protected
+     * record before the second ClientHello is skipped, and that hello may
+     * not offer early data again. */
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, "x25519,P-256"), kxt_server_cfg("ecdsa", NULL, "P-256"), "localhost",
+                   KXT_FEED_ALL);
+    kxt_client_hello_out(&p);
+    offer_early_data(&p.c2s);
+    add_opaque_records(&p.c2s, 2, 300);
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    assert_int_equal(p.sst, KTLSX_WANT_READ);
+    kxt_move_out(p.s, &p.s2c); /* the HelloRetryRequest */
+    assert_true(p.s->hrr);
+    kxt_deliver(p.c, &p.s2c);
+    p.cst = ktlsx_handshake(p.c);
+    kxt_move_out(p.c, &p.c2s); /* second ClientHello */
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    assert_int_equal(p.sst, KTLSX_WANT_READ); /* ServerHello..Finished sent, waiting for the client */
+    assert_int_equal(ktlsx_alert(p.s), 0);
+    kxt_pair_free(&p);
+}
+
 /* A server with RSA, ECDSA and Ed25519 certificates picks by the client's
  * signature_algorithms preference (ECDSA first in ours). */
 static void test_multi_cert_server(void **state)
@@ -1151,6 +1241,7 @@ int main(void)
     ADD(test_empty_records);
     ADD(test_interleaved_handshake_fragments);
     ADD(test_certificate_request_context);
+    ADD(test_rejected_early_data_skipped);
     ADD(test_multi_cert_server);
     ADD(test_api_edges);
     ADD(test_take_buffered_before_input);
