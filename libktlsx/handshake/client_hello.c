@@ -478,10 +478,11 @@ static kx_result choose_tls13(ktlsx_conn *c, hello *h, bool second_hello, psk_ch
      * a provisioned external PSK may send early data right behind its hello
      * anyway: RFC 8446 §4.2.10 has the server skip it (conn.c, read_record).
      * A retried hello may not offer it again (§4.1.2). */
-    if (second_hello)
+    if (second_hello) {
         KX_ENSURE(!kx_has_ext(&h->e, KX_EXT_EARLY_DATA), KX_ALERT_ILLEGAL_PARAMETER,
                   "second ClientHello offers early_data");
-    else if (kx_has_ext(&h->e, KX_EXT_EARLY_DATA))
+        c->early_data_skip = 0; /* early data ends with the retry (§4.2.10) */
+    } else if (kx_has_ext(&h->e, KX_EXT_EARLY_DATA))
         c->early_data_skip = KX_MAX_SKIPPED_EARLY_DATA;
     if (kx_has_ext(&h->e, KX_EXT_PSK_KEY_EXCHANGE_MODES)) {
         kx_reader m = h->e.data[KX_EXT_PSK_KEY_EXCHANGE_MODES], list;

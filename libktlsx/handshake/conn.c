@@ -206,13 +206,39 @@ static kx_result handle_alert(ktlsx_conn *c, const uint8_t *p, size_t n)
     /* Warnings outside TLS 1.3 (including before the version is known: a
      * TLS 1.2 server may warn unrecognized_name ahead of its ServerHello) are
      * carried on past, as OpenSSL and GnuTLS do, but only a few in a row so a
-     * peer cannot keep us busy with them. */
-    if (p[0] == 1 && c->version != KTLSX_TLS13) {
+     * peer cannot keep us busy with them.  After a HelloRetryRequest the
+     * version is TLS 1.3 even before the ServerHello says so. */
+    if (p[0] == 1 && c->version != KTLSX_TLS13 && !c->hrr) {
         KX_ENSURE(++c->warning_alerts <= KX_MAX_WARNING_ALERTS, KX_ALERT_UNEXPECTED_MESSAGE,
                   "too many warning alerts in a row");
         return KX_OK;
     }
     return peer_alert(c, p[1]);
+}
+
+/* Drop one record of rejected early data, within the budget; past it the
+ * record is what it looks like: `alert`. */
+static kx_result skip_early_data(ktlsx_conn *c, size_t rec_len, size_t body_len, uint8_t alert, bool *got)
+{
+    KX_ENSURE(body_len <= c->early_data_skip, alert, "more rejected early data than we skip");
+    c->early_data_skip -= body_len;
+    consume_input(c, rec_len);
+    *got = true;
+    return KX_OK;
+}
+
+/* Whether hs_in ends inside a handshake message (complete messages not yet
+ * handled do not count: the handshake can end with one queued). */
+static bool hs_in_partial(const ktlsx_conn *c)
+{
+    size_t off = 0;
+    while (off + 4 <= c->hs_in.len) {
+        const uint8_t *h = c->hs_in.data + off;
+        size_t body = ((size_t)h[1] << 16) | ((size_t)h[2] << 8) | h[3];
+        if (c->hs_in.len - off - 4 < body) return true;
+        off += 4 + body;
+    }
+    return off != c->hs_in.len;
 }
 
 /* Take one complete record from `in` if there is one; *got says whether. */
@@ -229,32 +255,29 @@ static kx_result read_record(ktlsx_conn *c, bool *got)
     uint8_t *plain;
     size_t plain_len;
     bool protected_on_wire = type == KX_CT_APPLICATION_DATA;
-    kx_result rr = kx_record_read(&c->rx, rec, rec_len, &type, &plain, &plain_len);
-    if (c->early_data_skip > 0 && protected_on_wire) {
-        /* Rejected 0-RTT (RFC 8446 §4.2.10): under the handshake key it fails
-         * to open; after a HelloRetryRequest (no receive key yet) every
-         * protected record before the second ClientHello is early data. */
-        bool undecryptable = c->rx.active && kx_failed(rr) && rr.alert == KX_ALERT_BAD_RECORD_MAC;
-        bool before_keys = !c->rx.active && !kx_failed(rr);
-        if (undecryptable || before_keys) {
-            KX_ENSURE(body_len <= c->early_data_skip, undecryptable ? KX_ALERT_BAD_RECORD_MAC : KX_ALERT_UNEXPECTED_MESSAGE,
-                      "more rejected early data than we skip");
-            c->early_data_skip -= body_len;
-            consume_input(c, rec_len);
-            *got = true;
-            return KX_OK;
-        }
+    /* Rejected 0-RTT (RFC 8446 §4.2.10): after a HelloRetryRequest (no
+     * receive key yet) every protected record before the second ClientHello
+     * is early data, judged by its header alone; otherwise it is what fails
+     * to open under the handshake key. */
+    if (c->early_data_skip > 0 && protected_on_wire && !c->rx.active) {
+        KX_ENSURE(body_len <= KX_MAX_PLAINTEXT + 256, KX_ALERT_RECORD_OVERFLOW, "TLS 1.3 record too long");
+        return skip_early_data(c, rec_len, body_len, KX_ALERT_UNEXPECTED_MESSAGE, got);
     }
+    kx_result rr = kx_record_read(&c->rx, rec, rec_len, &type, &plain, &plain_len);
+    if (c->early_data_skip > 0 && protected_on_wire && kx_failed(rr) && rr.alert == KX_ALERT_BAD_RECORD_MAC)
+        return skip_early_data(c, rec_len, body_len, KX_ALERT_BAD_RECORD_MAC, got);
     KX_GUARD(rr);
-    /* The first record that opens under the handshake key ends the early data. */
-    if (c->rx.active) c->early_data_skip = 0;
+    /* The first protected record that opens under the handshake key ends the
+     * early data (a plaintext compatibility CCS, sent between the hello and
+     * the early data, does not). */
+    if (c->rx.active && protected_on_wire) c->early_data_skip = 0;
     *got = true;
     kx_result r = KX_OK;
     if (type != KX_CT_ALERT) c->warning_alerts = 0;
     /* A handshake message split over records has nothing in between (RFC
      * 8446 §5.1; TLS 1.2 checks its ChangeCipherSpec the same way).  A peer's
      * alert is still read: it says why the peer gave up. */
-    if (c->hs_in.len != 0 && type != KX_CT_HANDSHAKE && type != KX_CT_ALERT) {
+    if (type != KX_CT_HANDSHAKE && type != KX_CT_ALERT && hs_in_partial(c)) {
         consume_input(c, rec_len);
         return KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "record interleaved with a fragmented handshake message");
     }
@@ -263,8 +286,8 @@ static kx_result read_record(ktlsx_conn *c, bool *got)
         if (plain_len != 1 || plain[0] != 1 || c->handshake_done)
             r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "unexpected change_cipher_spec");
         else if (c->version == KTLSX_TLS12) {
-            /* TLS 1.2: only where the flow expects it. */
-            if (!c->expect_ccs)
+            /* TLS 1.2: only where the flow expects it, after every handshake message before it. */
+            if (!c->expect_ccs || c->hs_in.len != 0)
                 r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "unexpected change_cipher_spec");
             else c->got_ccs = true;
         } else if (c->version != KTLSX_TLS13 && !c->hrr) {
@@ -395,7 +418,8 @@ static kx_result receive_change_cipher_spec(ktlsx_conn *c, bool *got)
         bool rec;
         r = read_record(c, &rec);
         if (!rec) break;
-        if (!kx_failed(r) && !c->got_ccs)
+        /* A tolerated warning alert may come first; a handshake record may not. */
+        if (!kx_failed(r) && !c->got_ccs && c->hs_in.len != 0)
             r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "handshake message where ChangeCipherSpec was due");
     }
     *got = c->got_ccs;

@@ -639,7 +639,7 @@ static void test_warning_alerts(void **state)
 {
     (void)state;
     static const uint8_t warning[] = { KX_CT_ALERT, 3, 3, 0, 2, 1, 112 /* unrecognized_name */ };
-    for (size_t count = 1; count <= KX_MAX_WARNING_ALERTS + 1; count += KX_MAX_WARNING_ALERTS) {
+    for (size_t count = KX_MAX_WARNING_ALERTS; count <= KX_MAX_WARNING_ALERTS + 1; count++) {
         kxt_pair p;
         kxt_pair_start(&p, client12(NULL, NULL), server12("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
         kxt_server_flight_out(&p);
