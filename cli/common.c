@@ -922,6 +922,9 @@ static int set_nonblocking(int fd, int on)
     return fcntl(fd, F_SETFL, flags);
 }
 
+/* Reads of up to CLI_MAX_PLAINTEXT per wakeup on a kernel TLS socket. */
+#define CLI_RECV_BURST 16
+
 static enum cli_recv_result kernel_recv_impl(struct cli_session *session, cli_sink_fn sink,
                                              void *ctx, int may_flush)
 {
@@ -932,25 +935,33 @@ static enum cli_recv_result kernel_recv_impl(struct cli_session *session, cli_si
     /* Plaintext decrypted before the switch comes first, in order. */
     if (ktlsx_pending_plaintext(session->conn) > 0)
         return userspace_deliver(session, sink, ctx, may_flush);
-    /* Callers come here when the socket is readable, but the readable
-     * record may be a control record (NewSessionTicket, KeyUpdate) that
-     * yields no data: do not block in the next read then. */
-    if (set_nonblocking(session->fd, 1) < 0) {
-        set_session_error(session, "fcntl: %s", strerror(errno));
-        return CLI_RECV_ERROR;
-    }
-    n = ktlsx_ktls_read(session->conn, session->fd, plain, sizeof plain);
-    err = errno;
-    (void)set_nonblocking(session->fd, 0);
-    /* TX in user space: a KeyUpdate answer may be queued. */
-    if (may_flush && flush_output(session) < 0 && n >= 0) {
-        set_session_error(session, "send: %s", strerror(errno));
-        return CLI_RECV_ERROR;
-    }
-    if (n > 0) {
+    /* Drain what the kernel holds (bounded, so stdin still gets its turn)
+     * rather than one read per wakeup: records the kernel has already
+     * decrypted and queued need not make the socket poll readable again,
+     * and waiting for that once stalled a 512-byte-record stream on 7.3. */
+    for (int burst = 0;; burst++) {
+        /* Non-blocking for the read only: the readable record may be a
+         * control record (NewSessionTicket, KeyUpdate) that yields no data,
+         * and after the first read there may be nothing left; the sink (an
+         * echo sends on this socket) runs blocking. */
+        if (set_nonblocking(session->fd, 1) < 0) {
+            set_session_error(session, "fcntl: %s", strerror(errno));
+            return CLI_RECV_ERROR;
+        }
+        n = ktlsx_ktls_read(session->conn, session->fd, plain, sizeof plain);
+        err = errno;
+        (void)set_nonblocking(session->fd, 0);
+        /* TX in user space: a KeyUpdate answer may be queued. */
+        if (may_flush && flush_output(session) < 0 && n >= 0) {
+            set_session_error(session, "send: %s", strerror(errno));
+            return CLI_RECV_ERROR;
+        }
+        if (n <= 0)
+            break;
         if (sink(session, ctx, plain, (size_t)n) < 0)
             return CLI_RECV_ERROR;
-        return CLI_RECV_PROGRESS;
+        if (burst + 1 == CLI_RECV_BURST)
+            return CLI_RECV_PROGRESS;
     }
     if (n == 0)
         return CLI_RECV_CLOSE_NOTIFY;
