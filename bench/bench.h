@@ -88,6 +88,15 @@ BENCH_UNUSED static void pin_to_one_cpu(void)
 }
 
 /* "name  ktlsx X unit  openssl Y unit  ratio R" on stdout (run.sh tees it into results.txt). */
+/* Whether the command line asks for scenario `name` (no arguments: all). */
+BENCH_UNUSED static bool bench_selected(int argc, char **argv, const char *name)
+{
+    if (argc <= 1) return true;
+    for (int a = 1; a < argc; a++)
+        if (strcmp(argv[a], name) == 0) return true;
+    return false;
+}
+
 BENCH_UNUSED static void report(const char *name, double kx, double os, const char *unit)
 {
     printf("%-24s ktlsx %10.1f %-5s openssl %10.1f %-5s ratio %.2f\n", name, kx, unit, os, unit, os > 0 ? kx / os : 0.0);
@@ -247,6 +256,19 @@ BENCH_UNUSED static ktlsx_config *kx_client_cfg(const scenario *sc)
 
 /* ------------------------------------------------------------ OpenSSL side */
 
+/* The scenario's version, suite and groups: the same on both OpenSSL ends. */
+BENCH_UNUSED static void os_set_protocol(SSL_CTX *ctx, const scenario *sc)
+{
+    SSL_CTX_set_min_proto_version(ctx, sc->version);
+    SSL_CTX_set_max_proto_version(ctx, sc->version);
+    if (sc->version == TLS1_3_VERSION) {
+        if (SSL_CTX_set_ciphersuites(ctx, sc->suite) != 1) die("ciphersuites %s", sc->suite);
+    } else if (SSL_CTX_set_cipher_list(ctx, sc->suite) != 1) {
+        die("cipher list %s", sc->suite);
+    }
+    if (SSL_CTX_set1_groups_list(ctx, sc->groups) != 1) die("groups %s", sc->groups);
+}
+
 BENCH_UNUSED static SSL_CTX *os_server_ctx(const scenario *sc)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -256,14 +278,7 @@ BENCH_UNUSED static SSL_CTX *os_server_ctx(const scenario *sc)
     snprintf(key, sizeof key, "server-%s.key", sc->cert);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_path(crt)) != 1) die("server certificate %s", crt);
     if (SSL_CTX_use_PrivateKey_file(ctx, cert_path(key), SSL_FILETYPE_PEM) != 1) die("server key %s", key);
-    SSL_CTX_set_min_proto_version(ctx, sc->version);
-    SSL_CTX_set_max_proto_version(ctx, sc->version);
-    if (sc->version == TLS1_3_VERSION) {
-        if (SSL_CTX_set_ciphersuites(ctx, sc->suite) != 1) die("ciphersuites %s", sc->suite);
-    } else if (SSL_CTX_set_cipher_list(ctx, sc->suite) != 1) {
-        die("cipher list %s", sc->suite);
-    }
-    if (SSL_CTX_set1_groups_list(ctx, sc->groups) != 1) die("groups %s", sc->groups);
+    os_set_protocol(ctx, sc);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
     SSL_CTX_sess_set_cache_size(ctx, 1024);
     SSL_CTX_set_timeout(ctx, 300);
@@ -280,14 +295,7 @@ BENCH_UNUSED static SSL_CTX *os_client_ctx(const scenario *sc)
     if (!ctx) die("SSL_CTX_new");
     if (SSL_CTX_load_verify_locations(ctx, cert_path("ca.pem"), NULL) != 1) die("ca.pem");
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    SSL_CTX_set_min_proto_version(ctx, sc->version);
-    SSL_CTX_set_max_proto_version(ctx, sc->version);
-    if (sc->version == TLS1_3_VERSION) {
-        if (SSL_CTX_set_ciphersuites(ctx, sc->suite) != 1) die("ciphersuites %s", sc->suite);
-    } else if (SSL_CTX_set_cipher_list(ctx, sc->suite) != 1) {
-        die("cipher list %s", sc->suite);
-    }
-    if (SSL_CTX_set1_groups_list(ctx, sc->groups) != 1) die("groups %s", sc->groups);
+    os_set_protocol(ctx, sc);
     /* Sessions are kept by hand (SSL_get1_session), like the ktlsx blob. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     return ctx;

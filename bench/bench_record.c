@@ -123,11 +123,7 @@ int main(int argc, char **argv)
     const char *only = getenv("BENCH_ONLY");
     for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {
         const scenario *sc = &scenarios[i];
-        if (argc > 1) {
-            bool want = false;
-            for (int a = 1; a < argc; a++) want |= strcmp(argv[a], sc->name) == 0;
-            if (!want) continue;
-        }
+        if (!bench_selected(argc, argv, sc->name)) continue;
         double kx = 0, os = 0;
         if (!only || strcmp(only, "ktlsx") == 0) kx = kx_run(sc);
         if (!only || strcmp(only, "openssl") == 0) os = os_run(sc);
