@@ -936,9 +936,8 @@ static enum cli_recv_result kernel_recv_impl(struct cli_session *session, cli_si
     if (ktlsx_pending_plaintext(session->conn) > 0)
         return userspace_deliver(session, sink, ctx, may_flush);
     /* Drain what the kernel holds (bounded, so stdin still gets its turn)
-     * rather than one read per wakeup: records the kernel has already
-     * decrypted and queued need not make the socket poll readable again,
-     * and waiting for that once stalled a 512-byte-record stream on 7.3. */
+     * rather than one read per wakeup: with small records one poll per
+     * record would dominate the read path. */
     for (int burst = 0;; burst++) {
         /* Non-blocking for the read only: the readable record may be a
          * control record (NewSessionTicket, KeyUpdate) that yields no data,

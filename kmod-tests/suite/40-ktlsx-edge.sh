@@ -41,20 +41,29 @@ client_case() {
 	rm -f B D "$KX_STOP" s.err c.err
 	snap=$KMOD_TMP/snap; tls_stat_snapshot "$snap"
 	n=$(fsize "$src")
+	# -nbio: s_server selects on stdin and the socket together; when both are
+	# readable before the handshake is done, its SSL_write of stdin finishes
+	# the handshake and it then calls SSL_read on the stale "socket
+	# readable" — blocking for good on a socket that has nothing more (the
+	# client sends nothing).  Seen as a 60 s stall after the first 16 KiB
+	# stdin chunk (both TCP queues empty, s_server in tcp_recvmsg).  A
+	# non-blocking socket turns that read into WANT_READ and the loop goes on.
 	"$KX_FEED" "$src" D "$n" 60 | timeout 90 openssl s_server -accept "127.0.0.1:$port" $SRV \
-		-naccept 1 -quiet "$@" >B 2>s.err &
+		-naccept 1 -nbio -quiet "$@" >B 2>s.err &
 	spid=$!
 	_kmod_bg_pids="$_kmod_bg_pids $spid"
 	wait_port "$port" 15 || { cat s.err; touch "$KX_STOP"; fail "$name" "s_server did not listen"; return; }
+	kx_watch_start D 10
 	"$KX_FEED" - D "$n" 60 | timeout 90 ktlsx client "127.0.0.1:$port" --ca "$KMOD_CA" \
 		--tls-version "$v" --ktls require >D 2>c.err
 	crc=$?
+	kx_watch_stop
 	touch "$KX_STOP"
 	wait_pid "$spid" 15
 	cat c.err s.err
 	p=
 	if [ "$crc" -ne 0 ]; then p="ktlsx client exit $crc: $(grep -v 'handshake ok' c.err | tail -1)"
-	elif [ "$(sha D)" != "$(sha "$src")" ]; then p="received $(fsize D) of $n bytes, sha256 differs"
+	elif [ "$(sha D)" != "$(sha "$src")" ]; then p="received $(fsize D) of $n bytes, sha256 differs${KX_STALL:+; $KX_STALL}"
 	elif [ -n "$(crash_or_eio c.err)" ]; then p="stderr: $(crash_or_eio c.err)"
 	elif ! kx_summary c.err | grep -q 'ktls=tx+rx'; then p="not ktls=tx+rx: $(kx_summary c.err)"
 	elif [ "$(tls_stat_delta "$snap" TlsRxSw)" -lt 1 ]; then p="TlsRxSw did not rise"
@@ -80,14 +89,16 @@ server_case() {
 	wait_port "$port" 15 || { cat s.err; fail "$name" "ktlsx server did not listen"; return; }
 	# the data is in the pipe before the connection: s_client writes it
 	# right after its Finished
+	kx_watch_start B 10
 	"$KX_FEED" "$src" B "$n" 60 | timeout 90 openssl s_client -connect "127.0.0.1:$port" \
 		-CAfile "$KMOD_CA" -quiet -no_ign_eof -nocommands "$@" >B 2>c.err
+	kx_watch_stop
 	wait_pid "$spid" 15
 	src_rc=$WAIT_RC
 	cat s.err c.err
 	p=
 	if [ "$src_rc" -ne 0 ]; then p="ktlsx server exit $src_rc: $(grep -v 'handshake ok\|listening' s.err | tail -1)"
-	elif [ "$(sha B)" != "$(sha "$src")" ]; then p="echo: got $(fsize B) of $n bytes back, sha256 differs"
+	elif [ "$(sha B)" != "$(sha "$src")" ]; then p="echo: got $(fsize B) of $n bytes back, sha256 differs${KX_STALL:+; $KX_STALL}"
 	elif [ -n "$(crash_or_eio s.err)" ]; then p="stderr: $(crash_or_eio s.err)"
 	elif ! kx_summary s.err | grep -q 'ktls=tx+rx'; then p="not ktls=tx+rx: $(kx_summary s.err)"
 	elif [ "$(tls_stat_delta "$snap" TlsRxSw)" -lt 1 ]; then p="TlsRxSw did not rise"
@@ -370,7 +381,7 @@ corrupt_case() {
 		wait_port "$back" 15 || { cat s.err; fail "$name" "ktlsx server did not listen"; return; }
 	else
 		"$KX_FEED" M64k /nonexistent 1 15 | timeout 40 openssl s_server -accept "127.0.0.1:$back" $SRV \
-			-naccept 1 -quiet -tls1_3 >B 2>s.err &
+			-naccept 1 -nbio -quiet -tls1_3 >B 2>s.err &  # -nbio: see client_case
 		opid=$!
 		_kmod_bg_pids="$_kmod_bg_pids $opid"
 		wait_port "$back" 15 || { cat s.err; fail "$name" "s_server did not listen"; return; }

@@ -148,3 +148,41 @@ kx_ready() {
 	for _n in "$@"; do skip "$_n" "$_why"; done
 	return 1
 }
+
+# A transfer that stops is a question of which end waits for what.
+#   kx_watch_start FILE SECS; ...transfer...; kx_watch_stop
+# When FILE has not grown for SECS, writes once to $KMOD_TMP/stall what
+# each ktlsx/openssl/nginx process waits in (wchan) and the send/receive
+# queues of the established TCP sockets; kx_watch_stop sets KX_STALL to
+# that report in one line ("" if there was no stall).
+kx_watch_start() {
+	rm -f "$KMOD_TMP/stall"
+	(
+		_last=-1 _same=0
+		while :; do
+			_sz=$(fsize "$1")
+			if [ "$_sz" = "$_last" ]; then _same=$((_same + 1)); else _same=0 _last=$_sz; fi
+			if [ "$_same" -eq $(($2 * 5)) ]; then
+				{
+					printf 'stalled at %s bytes for %ss:' "$_sz" "$2"
+					for _p in $(pidof ktlsx openssl nginx 2>/dev/null); do
+						printf ' %s(%s)=%s' "$(cut -d' ' -f2 /proc/$_p/stat 2>/dev/null)" "$_p" \
+							"$(cat /proc/$_p/wchan 2>/dev/null)"
+					done
+					# established sockets: local port -> remote port tx/rx queue (hex)
+					awk 'NR > 1 && $4 == "01" { split($2, l, ":"); split($3, r, ":"); split($5, q, ":");
+						printf " tcp %d->%d tx=%d rx=%d", ("0x" l[2]) + 0, ("0x" r[2]) + 0, ("0x" q[1]) + 0, ("0x" q[2]) + 0 }' \
+						/proc/net/tcp 2>/dev/null
+				} >"$KMOD_TMP/stall"
+			fi
+			sleep 0.2
+		done
+	) &
+	KX_WATCHER=$!
+	_kmod_bg_pids="$_kmod_bg_pids $KX_WATCHER"
+}
+kx_watch_stop() {
+	kill "$KX_WATCHER" 2>/dev/null
+	wait "$KX_WATCHER" 2>/dev/null
+	KX_STALL=$(cat "$KMOD_TMP/stall" 2>/dev/null)
+}
