@@ -173,8 +173,9 @@ keyupdate_server_case() {
 	spid=$!
 	_kmod_bg_pids="$_kmod_bg_pids $spid"
 	wait_port "$port" 15 || { cat s.err; fail "$name" "ktlsx server did not listen"; return; }
-	# chunks apart so that s_client reads "k\n" alone (a command, not data)
-	( printf 'before-keyupdate\n'; sleep 1.5; printf '%s\n' "$letter"; sleep 1.5
+	# chunks apart so that s_client reads "k\n" alone (a command, not data),
+	# from the end of the handshake on
+	( kx_wait_handshake s.err; printf 'before-keyupdate\n'; sleep 1.5; printf '%s\n' "$letter"; sleep 1.5
 	  printf 'after-keyupdate\n'; "$KX_FEED" - B 33 12 ) |
 		timeout 40 openssl s_client -connect "127.0.0.1:$port" -CAfile "$KMOD_CA" \
 			-quiet -no_ign_eof -tls1_3 >B 2>c.err &
@@ -220,17 +221,22 @@ keyupdate_client_case() {
 	port=$((port + 1))
 	rm -f B D s.err c.err "$KX_STOP"
 	snap=$KMOD_TMP/snap; tls_stat_snapshot "$snap"
-	( sleep 2; printf 'before-keyupdate\n'; sleep 1.5; printf 'K\n'; sleep 1.5
+	# -nbio: see client_case (s_server would block on a stale readable flag)
+	( kx_wait_handshake c.err; sleep 0.3; printf 'before-keyupdate\n'; sleep 1.5; printf 'K\n'; sleep 1.5
 	  printf 'after-keyupdate\n'; "$KX_FEED" - D 33 12
 	  # and until ktlsx's own line (sent with its updated keys) is in
 	  i=0; while ! grep -q from-client-after B && [ "$i" -lt 50 ] && [ ! -e "$KX_STOP" ]; do
 		sleep 0.2; i=$((i + 1)); done ) |
-		timeout 40 openssl s_server -accept "127.0.0.1:$port" $SRV -naccept 1 -tls1_3 >B 2>s.err &
+		timeout 40 openssl s_server -accept "127.0.0.1:$port" $SRV -naccept 1 -nbio -tls1_3 >B 2>s.err &
 	spid=$!
 	_kmod_bg_pids="$_kmod_bg_pids $spid"
 	wait_port "$port" 15 || { cat s.err; touch "$KX_STOP"; fail "$name" "s_server did not listen"; return; }
 	# ktlsx also sends a line after the KeyUpdate: its new TX keys must work
-	( sleep 5.5; printf 'from-client-after\n'; "$KX_FEED" - /nonexistent 1 8 ) |
+	# (once the line s_server sent after its KeyUpdate has arrived, or
+	# ktlsx has said more than "handshake ok": its error on kernels < 6.14)
+	( i=0; while ! grep -q after-keyupdate D 2>/dev/null && [ "$(cat c.err 2>/dev/null | grep -a -c .)" -le 1 ] &&
+		[ "$i" -lt 100 ]; do sleep 0.2; i=$((i + 1)); done
+	  printf 'from-client-after\n'; "$KX_FEED" - /nonexistent 1 8 ) |
 		timeout 30 ktlsx client "127.0.0.1:$port" --ca "$KMOD_CA" --tls-version 1.3 --ktls require >D 2>c.err
 	crc=$?
 	touch "$KX_STOP"
@@ -305,8 +311,9 @@ close_notify_client_case() {
 	port=$((port + 1))
 	rm -f B D s.err c.err "$KX_STOP"
 	# s_server command "Q": SSL_shutdown (close_notify) and exit
-	( sleep 1.5; printf 'bye\n'; sleep 1; printf 'Q\n'; sleep 10 ) |
-		timeout 30 openssl s_server -accept "127.0.0.1:$port" $SRV -naccept 1 >B 2>s.err &
+	# -nbio and "bye" after the handshake: see client_case
+	( kx_wait_handshake c.err; sleep 0.3; printf 'bye\n'; sleep 1; printf 'Q\n'; sleep 10 ) |
+		timeout 30 openssl s_server -accept "127.0.0.1:$port" $SRV -naccept 1 -nbio >B 2>s.err &
 	spid=$!
 	_kmod_bg_pids="$_kmod_bg_pids $spid"
 	wait_port "$port" 15 || { cat s.err; fail "$name" "s_server did not listen"; return; }

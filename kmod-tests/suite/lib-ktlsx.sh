@@ -92,6 +92,19 @@ kx_names() {
 	fi
 }
 
+# kx_wait_handshake FILE [SECS]: until ktlsx's stderr FILE has its
+# "handshake ok" line (1 after SECS, default 20).  Scripted peer input waits
+# for this rather than for a fixed sleep: a slow handshake under TCG would
+# otherwise let command lines pile up into one read (s_client/s_server take
+# "k\n" as a command only when it comes alone).
+kx_wait_handshake() {
+	_e=$(( $(date +%s) + ${2:-20} ))
+	while ! grep -a -q 'ktlsx: handshake ok' "$1" 2>/dev/null; do
+		[ "$(date +%s)" -ge "$_e" ] && return 1
+		sleep 0.1
+	done
+}
+
 # kx_summary FILE: ktlsx's "handshake ok" line from its stderr
 kx_summary() { grep -a 'ktlsx: handshake ok' "$1" 2>/dev/null | tail -1; }
 
