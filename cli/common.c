@@ -912,16 +912,6 @@ static int kernel_send(struct cli_session *session, const void *data, size_t len
     return send_counted(session, data, len, kernel_send_raw, 1);
 }
 
-static int set_nonblocking(int fd, int on)
-{
-    int flags = fcntl(fd, F_GETFL);
-
-    if (flags < 0)
-        return -1;
-    flags = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
-    return fcntl(fd, F_SETFL, flags);
-}
-
 /* Reads of up to CLI_MAX_PLAINTEXT per wakeup on a kernel TLS socket. */
 #define CLI_RECV_BURST 16
 
@@ -939,17 +929,13 @@ static enum cli_recv_result kernel_recv_impl(struct cli_session *session, cli_si
      * rather than one read per wakeup: with small records one poll per
      * record would dominate the read path. */
     for (int burst = 0;; burst++) {
-        /* Non-blocking for the read only: the readable record may be a
-         * control record (NewSessionTicket, KeyUpdate) that yields no data,
-         * and after the first read there may be nothing left; the sink (an
-         * echo sends on this socket) runs blocking. */
-        if (set_nonblocking(session->fd, 1) < 0) {
-            set_session_error(session, "fcntl: %s", strerror(errno));
-            return CLI_RECV_ERROR;
-        }
-        n = ktlsx_ktls_read(session->conn, session->fd, plain, sizeof plain);
+        /* Non-blocking for the read only (MSG_DONTWAIT, no fcntl per read):
+         * the readable record may be a control record (NewSessionTicket,
+         * KeyUpdate) that yields no data, and after the first read there may
+         * be nothing left; the sink (an echo sends on this socket) and any
+         * KeyUpdate answer run blocking. */
+        n = ktlsx_ktls_recv(session->conn, session->fd, plain, sizeof plain, MSG_DONTWAIT);
         err = errno;
-        (void)set_nonblocking(session->fd, 0);
         /* TX in user space: a KeyUpdate answer may be queued. */
         if (may_flush && flush_output(session) < 0 && n >= 0) {
             set_session_error(session, "send: %s", strerror(errno));

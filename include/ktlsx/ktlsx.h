@@ -218,6 +218,10 @@ size_t ktlsx_pending_plaintext(const ktlsx_conn *conn);
  * ktlsx_error naming the alert).  Returns bytes read, 0 at end, -1 on error
  * (errno EAGAIN passes through for non-blocking sockets). */
 long ktlsx_ktls_read(ktlsx_conn *conn, int fd, void *buf, size_t len);
+/* ktlsx_ktls_read with recvmsg FLAGS, e.g. MSG_DONTWAIT: a non-blocking read
+ * on a blocking socket, without fcntl; anything this sends in answer (a
+ * KeyUpdate, an alert) is still sent blocking. */
+long ktlsx_ktls_recv(ktlsx_conn *conn, int fd, void *buf, size_t len, int flags);
 /* Send close_notify / a KeyUpdate through a kernel-TLS socket (TX in the kernel). */
 int ktlsx_ktls_close_notify(ktlsx_conn *conn, int fd);
 int ktlsx_ktls_key_update(ktlsx_conn *conn, int fd, int request_update);

@@ -284,7 +284,7 @@ int kx_ktls_install_pair(int fd, const struct ktlsx_traffic_keys *tx,
 
 /* ---- data path ---- */
 
-ssize_t kx_ktls_recv_record(int fd, void *buf, size_t len, uint8_t *record_type)
+ssize_t kx_ktls_recv_record(int fd, void *buf, size_t len, uint8_t *record_type, int flags)
 {
     /* Aligned storage for one cmsg carrying the one-byte record type. */
     union {
@@ -301,7 +301,7 @@ ssize_t kx_ktls_recv_record(int fd, void *buf, size_t len, uint8_t *record_type)
         msg.msg_iovlen = 1;
         msg.msg_control = ctl.buf;
         msg.msg_controllen = sizeof(ctl.buf);
-        n = recvmsg(fd, &msg, 0);
+        n = recvmsg(fd, &msg, flags);
     } while (n < 0 && errno == EINTR);
     if (n < 0)
         return -1;

@@ -130,7 +130,7 @@ const char *kx_ktls_install_strerror(int err);
  * Returns bytes received, 0 at EOF, -1 with errno (EINTR is retried;
  * EKEYEXPIRED = a KeyUpdate arrived and the new RX key must be installed;
  * EBADMSG = record failed authentication). */
-ssize_t kx_ktls_recv_record(int fd, void *buf, size_t len, uint8_t *record_type);
+ssize_t kx_ktls_recv_record(int fd, void *buf, size_t len, uint8_t *record_type, int flags);
 
 /* sendmsg with a TLS_SET_RECORD_TYPE cmsg, so the kernel encrypts `buf` as
  * records of `record_type` (close_notify alerts, KeyUpdate handshake

@@ -184,11 +184,16 @@ static int handle_messages(ktlsx_conn *c, int fd)
 
 long ktlsx_ktls_read(ktlsx_conn *c, int fd, void *buf, size_t len)
 {
+    return ktlsx_ktls_recv(c, fd, buf, len, 0);
+}
+
+long ktlsx_ktls_recv(ktlsx_conn *c, int fd, void *buf, size_t len, int flags)
+{
     if (c->failed) return -1;
     if (c->peer_closed) return 0;
     for (;;) {
         uint8_t type = KX_CT_APPLICATION_DATA;
-        ssize_t n = kx_ktls_recv_record(fd, buf, len, &type);
+        ssize_t n = kx_ktls_recv_record(fd, buf, len, &type, flags);
         if (n < 0) {
             if (errno == EBADMSG) return fail(c, KX_ALERT_BAD_RECORD_MAC, "kernel TLS: record failed authentication");
             if (errno == EMSGSIZE) return fail(c, KX_ALERT_RECORD_OVERFLOW, "kernel TLS: record too large");
