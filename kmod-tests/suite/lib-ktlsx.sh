@@ -124,19 +124,19 @@ kx_check_summary() {
 #   kx_sample_start; ...transfer...; kx_sample_stop  -> KX_CUR_TX KX_CUR_RX (max seen)
 kx_sample_start() {
 	rm -f "$KMOD_TMP/cur"
-	(
-		mt=0 mr=0
-		while :; do
-			v=$(awk '$1 == "TlsCurrTxSw" { t = $2 } $1 == "TlsCurrRxSw" { r = $2 } END { print t + 0, r + 0 }' /proc/net/tls_stat)
-			t=${v% *} r=${v#* }
-			[ "$t" -gt "$mt" ] && mt=$t
-			[ "$r" -gt "$mr" ] && mr=$r
-			echo "$mt $mr" >"$KMOD_TMP/cur.tmp" && mv "$KMOD_TMP/cur.tmp" "$KMOD_TMP/cur"
-			sleep 0.1
-		done
-	) &
-	KX_SAMPLER=$!
-	_kmod_bg_pids="$_kmod_bg_pids $KX_SAMPLER"
+	bg _kx_sample_loop
+	KX_SAMPLER=$BG_PID
+}
+_kx_sample_loop() {
+	mt=0 mr=0
+	while :; do
+		v=$(awk '$1 == "TlsCurrTxSw" { t = $2 } $1 == "TlsCurrRxSw" { r = $2 } END { print t + 0, r + 0 }' /proc/net/tls_stat)
+		t=${v% *} r=${v#* }
+		[ "$t" -gt "$mt" ] && mt=$t
+		[ "$r" -gt "$mr" ] && mr=$r
+		echo "$mt $mr" >"$KMOD_TMP/cur.tmp" && mv "$KMOD_TMP/cur.tmp" "$KMOD_TMP/cur"
+		sleep 0.1
+	done
 }
 kx_sample_stop() {
 	kill "$KX_SAMPLER" 2>/dev/null
@@ -170,29 +170,29 @@ kx_ready() {
 # that report in one line ("" if there was no stall).
 kx_watch_start() {
 	rm -f "$KMOD_TMP/stall"
-	(
-		_last=-1 _same=0
-		while :; do
-			_sz=$(fsize "$1")
-			if [ "$_sz" = "$_last" ]; then _same=$((_same + 1)); else _same=0 _last=$_sz; fi
-			if [ "$_same" -eq $(($2 * 5)) ]; then
-				{
-					printf 'stalled at %s bytes for %ss:' "$_sz" "$2"
-					for _p in $(pidof ktlsx openssl nginx 2>/dev/null); do
-						printf ' %s(%s)=%s' "$(cut -d' ' -f2 /proc/$_p/stat 2>/dev/null)" "$_p" \
-							"$(cat /proc/$_p/wchan 2>/dev/null)"
-					done
-					# established sockets: local port -> remote port tx/rx queue (hex)
-					awk 'NR > 1 && $4 == "01" { split($2, l, ":"); split($3, r, ":"); split($5, q, ":");
-						printf " tcp %d->%d tx=%d rx=%d", ("0x" l[2]) + 0, ("0x" r[2]) + 0, ("0x" q[1]) + 0, ("0x" q[2]) + 0 }' \
-						/proc/net/tcp 2>/dev/null
-				} >"$KMOD_TMP/stall"
-			fi
-			sleep 0.2
-		done
-	) &
-	KX_WATCHER=$!
-	_kmod_bg_pids="$_kmod_bg_pids $KX_WATCHER"
+	bg _kx_watch_loop "$1" "$2"
+	KX_WATCHER=$BG_PID
+}
+_kx_watch_loop() {
+	_last=-1 _same=0
+	while :; do
+		_sz=$(fsize "$1")
+		if [ "$_sz" = "$_last" ]; then _same=$((_same + 1)); else _same=0 _last=$_sz; fi
+		if [ "$_same" -eq $(($2 * 5)) ]; then
+			{
+				printf 'stalled at %s bytes for %ss:' "$_sz" "$2"
+				for _p in $(pidof ktlsx openssl nginx 2>/dev/null); do
+					printf ' %s(%s)=%s' "$(cut -d' ' -f2 /proc/$_p/stat 2>/dev/null)" "$_p" \
+						"$(cat /proc/$_p/wchan 2>/dev/null)"
+				done
+				# established sockets: local port -> remote port tx/rx queue (hex)
+				awk 'NR > 1 && $4 == "01" { split($2, l, ":"); split($3, r, ":"); split($5, q, ":");
+					printf " tcp %d->%d tx=%d rx=%d", ("0x" l[2]) + 0, ("0x" r[2]) + 0, ("0x" q[1]) + 0, ("0x" q[2]) + 0 }' \
+					/proc/net/tcp 2>/dev/null
+			} >"$KMOD_TMP/stall"
+		fi
+		sleep 0.2
+	done
 }
 kx_watch_stop() {
 	kill "$KX_WATCHER" 2>/dev/null

@@ -25,15 +25,23 @@ typedef struct {
     long len;
 } blob;
 
+/* A pair on shared configurations (the caller frees them), the client
+ * carrying the session SESS (none if NULL). */
+static void start_on_shared_cfgs(kxt_pair *p, ktlsx_config *cc, ktlsx_config *sc, enum kxt_feed_mode feed,
+                                 const blob *sess)
+{
+    kxt_pair_start(p, cc, sc, "localhost", feed);
+    p->keep_cfgs = true;
+    if (sess) assert_int_equal(ktlsx_set_session(p->c, sess->data, (size_t)sess->len), 0);
+}
+
 /* One connection on shared configurations; data both ways; the session blob
  * out (sess_out may be NULL), the session in (sess_in may be NULL).  Returns
  * ktlsx_resumed of the client (asserting both sides agree). */
 static int connect_once(ktlsx_config *cc, ktlsx_config *sc, const blob *sess_in, blob *sess_out)
 {
     kxt_pair p;
-    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
-    p.keep_cfgs = true;
-    if (sess_in) assert_int_equal(ktlsx_set_session(p.c, sess_in->data, (size_t)sess_in->len), 0);
+    start_on_shared_cfgs(&p, cc, sc, KXT_FEED_ALL, sess_in);
     kxt_pump(&p);
     kxt_assert_done(&p);
     int resumed = ktlsx_resumed(p.c);
@@ -189,9 +197,7 @@ static void test_tls13_resumed_details(void **state)
     assert_int_equal(connect_once(cc, sc, NULL, &s1), 0);
     ktlsx_config_set_trace(cc, t.f);
     kxt_pair p;
-    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_WANTED);
-    p.keep_cfgs = true;
-    assert_int_equal(ktlsx_set_session(p.c, s1.data, (size_t)s1.len), 0);
+    start_on_shared_cfgs(&p, cc, sc, KXT_FEED_WANTED, &s1);
     kxt_pump(&p);
     kxt_assert_done(&p);
     assert_int_equal(ktlsx_resumed(p.c), 1);
@@ -279,8 +285,7 @@ static void test_session_blob_api(void **state)
     assert_int_equal(ktlsx_set_session(s, s1.data, (size_t)s1.len), -1);
     ktlsx_conn_free(s);
     kxt_pair p;
-    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
-    p.keep_cfgs = true;
+    start_on_shared_cfgs(&p, cc, sc, KXT_FEED_ALL, NULL);
     p.cst = ktlsx_handshake(p.c);
     assert_int_equal(ktlsx_set_session(p.c, s1.data, (size_t)s1.len), -1);
     kxt_pump(&p);
@@ -340,9 +345,7 @@ static void test_tampered_secret(void **state)
         assert_int_equal(connect_once(cc, sc, NULL, &s1), 0);
         s1.data[3 + 4 + 1 + 3] ^= 0x01; /* inside the secret */
         kxt_pair p;
-        kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
-        p.keep_cfgs = true;
-        assert_int_equal(ktlsx_set_session(p.c, s1.data, (size_t)s1.len), 0);
+        start_on_shared_cfgs(&p, cc, sc, KXT_FEED_ALL, &s1);
         kxt_pump(&p);
         assert_int_equal(p.sst, KTLSX_FAILED);
         assert_int_equal(p.cst, KTLSX_FAILED);
@@ -470,8 +473,7 @@ static void test_session_cache_bound(void **state)
     KXT_CFG_OK(sc, ktlsx_config_set_session_cache(sc, 0, 0));
     blob d;
     kxt_pair p;
-    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
-    p.keep_cfgs = true;
+    start_on_shared_cfgs(&p, cc, sc, KXT_FEED_ALL, NULL);
     kxt_pump(&p);
     kxt_assert_done(&p);
     /* Neither an ID nor a ticket: nothing to resume from. */
@@ -704,9 +706,7 @@ static void test_psk_dropped_after_hrr_other_hash(void **state)
     assert_int_equal(connect_once(cc, sc, NULL, &s1), 0);
     KXT_CFG_OK(sc, ktlsx_config_set_ciphers(sc, "TLS_AES_128_GCM_SHA256"));
     KXT_CFG_OK(sc, ktlsx_config_set_groups(sc, "P-256"));
-    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
-    p.keep_cfgs = true;
-    assert_int_equal(ktlsx_set_session(p.c, s1.data, (size_t)s1.len), 0);
+    start_on_shared_cfgs(&p, cc, sc, KXT_FEED_ALL, &s1);
     assert_true(run_to_second_hello(&p));
     assert_false(kxt_hello_has_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_PRE_SHARED_KEY));
     kxt_pump(&p);
