@@ -174,7 +174,11 @@ int64_t cli_now_ms(void);
 /* write() the whole buffer, retrying on EINTR and partial writes. */
 int cli_write_all(int fd, const void *data, size_t len);
 
-/* ---- TLS session over a connected socket ---- */
+/* ---- TLS session over a connected socket ----
+ *
+ * The TLS work is libktlsx's socket layer (ktlsx_socket): handshake with a
+ * deadline, kernel TLS or user-space records, control records.  What stays
+ * here is the tool's own: its messages, --key-update-after, the stdio relay. */
 
 struct cli_session;
 
@@ -190,29 +194,10 @@ enum cli_recv_result {
     CLI_RECV_ERROR,        /* TLS or I/O failure, described in session->error */
 };
 
-/* How application data moves once the handshake is done: through the
- * engine's user-space record layer or through kernel TLS, chosen for each
- * direction separately.  The strategy is picked in one place,
- * cli_select_datapath() in common.c. */
-struct cli_datapath {
-    const char *ktls_state; /* printed as ktls=<state> in the summary line */
-    /* Encrypt and send everything. Returns 0 or -1 (session->error set). */
-    int (*send)(struct cli_session *session, const void *data, size_t len);
-    /* Call when the socket is readable: one read from the socket, and every
-     * plaintext byte it completes goes to `sink`. */
-    enum cli_recv_result (*recv)(struct cli_session *session, cli_sink_fn sink, void *ctx);
-    /* Send close_notify. Returns 0 or -1 (session->error set). */
-    int (*close_notify)(struct cli_session *session);
-    /* Send exactly `len` bytes of `file_fd` from its current offset:
-     * sendfile(2) when TX is in the kernel, else read() and encrypt in
-     * 64 KiB chunks. Returns 0 or -1 (session->error set). */
-    int (*send_file)(struct cli_session *session, int file_fd, uint64_t len);
-};
-
 struct cli_session {
     int fd;
-    ktlsx_conn *conn;
-    const struct cli_datapath *datapath; /* set by cli_session_handshake */
+    ktlsx_conn *conn;                    /* prepared by the caller; the socket owns it after the handshake starts */
+    ktlsx_socket *sock;                  /* set by cli_session_handshake */
     enum cli_ktls_mode ktls_mode;        /* set before cli_session_handshake */
     /* --key-update-after: after this many application bytes sent (0 = never),
      * send one KeyUpdate with request_update = 1. */
@@ -221,6 +206,17 @@ struct cli_session {
     int key_update_done;
     char error[512];
 };
+
+/* Free the socket and the connection (the fd stays open). */
+void cli_session_free(struct cli_session *session);
+/* Encrypt and send everything. Returns 0 or -1 (session->error set). */
+int cli_session_send(struct cli_session *session, const void *data, size_t len);
+/* Call when the socket is readable: read what has arrived, and every
+ * plaintext byte goes to `sink`. */
+enum cli_recv_result cli_session_recv(struct cli_session *session, cli_sink_fn sink, void *ctx);
+/* Send exactly `len` bytes of `file_fd` from its current offset: sendfile(2)
+ * when TX is in the kernel, else read and encrypt. Returns 0 or -1. */
+int cli_session_send_file(struct cli_session *session, int file_fd, uint64_t len);
 
 /* A cli_sink_fn that writes the plaintext to stdout. */
 int cli_sink_to_stdout(struct cli_session *session, void *ctx, const uint8_t *data, size_t len);

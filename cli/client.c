@@ -313,7 +313,7 @@ int ktlsx_cmd_client(int argc, char **argv)
 out:
     if (session.fd >= 0)
         close(session.fd);
-    ktlsx_conn_free(session.conn);
+    cli_session_free(&session);
     ktlsx_config_free(cfg);
     return status;
 }

@@ -25,18 +25,11 @@
 /* --session-cache N: entry lifetime (the engine's default). */
 #define CLI_SESSION_CACHE_LIFETIME_S 300
 
-/* Largest TLS record on the wire: 5-byte header + 2^14 plaintext + the
- * TLS 1.2 ciphertext expansion allowance (2048). */
-#define CLI_MAX_RECORD_WIRE (5 + 16384 + 2048)
 /* Largest plaintext fragment of one record. */
 #define CLI_MAX_PLAINTEXT 16384
-/* --sendfile without kernel TX: read and encrypt this much at a time. */
-#define CLI_FILE_CHUNK (64 * 1024)
 /* Largest --psk-file accepted (the key is far smaller; this bounds the read). */
 #define CLI_MAX_PSK_FILE 4096
 
-/* The record-sized buffers below are static rather than on the stack: the
- * tool is single-threaded and serves one connection at a time. */
 
 /* ---- command line ---- */
 
@@ -125,7 +118,7 @@ static int hex_digit(int c)
  * Returns its length, or -1 after printing a message naming the file. */
 static long read_psk_file(const char *path, uint8_t *key, size_t cap)
 {
-    static char text[CLI_MAX_PSK_FILE + 1];
+    char text[CLI_MAX_PSK_FILE + 1];
     size_t text_len = 0;
     size_t key_len = 0;
     int high = -1;
@@ -301,6 +294,15 @@ int cli_check_psk_options(enum ktlsx_role role, const struct cli_tls_options *op
     return -1;
 }
 
+/* The library's log lines in the tool's voice ("ktlsx: kernel TLS
+ * unavailable, using user-space records: ..."). */
+static void log_to_stderr(void *arg, int level, const char *line)
+{
+    (void)arg;
+    if (level <= KTLSX_LOG_WARNING)
+        fprintf(stderr, "ktlsx: %s\n", line);
+}
+
 ktlsx_config *cli_build_config(enum ktlsx_role role, const struct cli_tls_options *opts)
 {
     ktlsx_config *cfg = ktlsx_config_new(role);
@@ -378,6 +380,7 @@ ktlsx_config *cli_build_config(enum ktlsx_role role, const struct cli_tls_option
     }
     if (opts->trace)
         ktlsx_config_set_trace(cfg, stderr);
+    (void)ktlsx_config_set_log(cfg, log_to_stderr, NULL);
     return cfg;
 }
 
@@ -626,65 +629,22 @@ static void set_session_error(struct cli_session *session, const char *fmt, ...)
     va_end(ap);
 }
 
-/* The engine's reason and the alert that went with it. */
-static void set_engine_error(struct cli_session *session)
+/* The socket layer's reason for its last failure. */
+static void take_socket_error(struct cli_session *session)
 {
-    const char *reason = ktlsx_error(session->conn);
-    const char *alert = ktlsx_alert_name(ktlsx_alert(session->conn));
+    const char *why = ktlsx_socket_error(session->sock);
 
-    set_session_error(session, "%s (alert %s)", reason != NULL ? reason : "unknown error",
-                      alert != NULL ? alert : "?");
+    set_session_error(session, "%s", why[0] != '\0' ? why : "unknown error");
 }
 
-/* Send everything the engine has queued. Returns 0, or -1 with errno set
- * (EAGAIN/EWOULDBLOCK when the handshake send timeout expired). */
-static int flush_output(struct cli_session *session)
+void cli_session_free(struct cli_session *session)
 {
-    const uint8_t *data;
-    size_t len;
-
-    while ((len = ktlsx_pending_output(session->conn, &data)) > 0) {
-        /* MSG_NOSIGNAL: a peer that went away is an error to report, not a
-         * reason to die of SIGPIPE. */
-        ssize_t n = send(session->fd, data, len, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        ktlsx_output_done(session->conn, (size_t)n);
-    }
-    return 0;
-}
-
-/* flush_output() for the data path: a failure is described in
- * session->error. Returns 0 or -1. */
-static int flush_output_or_fail(struct cli_session *session)
-{
-    if (flush_output(session) < 0) {
-        set_session_error(session, "send: %s", strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-static void set_send_timeout(int fd, int timeout_ms)
-{
-    struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
-
-    (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-}
-
-/* The reason of a failed kernel TLS call: the engine's (with its alert)
- * when it recorded one, else errno's. */
-static void set_ktls_error(struct cli_session *session, const char *what, int err)
-{
-    const char *reason = ktlsx_error(session->conn);
-
-    if (reason != NULL && reason[0] != '\0')
-        set_engine_error(session);
+    if (session->sock != NULL)
+        ktlsx_socket_free(session->sock); /* frees the connection too */
     else
-        set_session_error(session, "%s: %s", what, err != 0 ? strerror(err) : "failed");
+        ktlsx_conn_free(session->conn);
+    session->sock = NULL;
+    session->conn = NULL;
 }
 
 /* -- --key-update-after -- */
@@ -702,7 +662,7 @@ static size_t bytes_before_key_update(const struct cli_session *session, size_t 
     return left < len ? (size_t)left : len;
 }
 
-static int send_key_update(struct cli_session *session, int tx_in_kernel)
+static int send_key_update(struct cli_session *session)
 {
     session->key_update_done = 1;
     if (ktlsx_version(session->conn) != KTLSX_TLS13) {
@@ -710,374 +670,93 @@ static int send_key_update(struct cli_session *session, int tx_in_kernel)
                 ktlsx_version_name(session->conn));
         return 0;
     }
-    if (tx_in_kernel) {
-        if (ktlsx_ktls_key_update(session->conn, session->fd, 1) < 0) {
-            set_ktls_error(session, "KeyUpdate", errno);
-            return -1;
-        }
-    } else {
-        if (ktlsx_key_update(session->conn, 1) < 0) {
-            set_engine_error(session);
-            (void)flush_output(session);
-            return -1;
-        }
-        if (flush_output_or_fail(session) < 0)
-            return -1;
+    if (ktlsx_socket_key_update(session->sock, 1) == KTLSX_IO_FAILED ||
+        ktlsx_socket_flush(session->sock) < 0) {
+        take_socket_error(session);
+        return -1;
     }
     fprintf(stderr, "ktlsx: KeyUpdate (update_requested) sent after %llu bytes\n",
             (unsigned long long)session->bytes_sent);
     return 0;
 }
 
-typedef int (*raw_send_fn)(struct cli_session *session, const uint8_t *data, size_t len);
-
-/* Send through `raw`, counting the bytes and slipping in the KeyUpdate of
- * --key-update-after exactly after that many bytes. */
-static int send_counted(struct cli_session *session, const void *data, size_t len, raw_send_fn raw,
-                        int tx_in_kernel)
+int cli_session_send(struct cli_session *session, const void *data, size_t len)
 {
     const uint8_t *p = data;
 
+    /* The KeyUpdate of --key-update-after goes exactly after that many bytes. */
     while (len > 0) {
         size_t now = bytes_before_key_update(session, len);
 
         if (now == 0) {
-            if (send_key_update(session, tx_in_kernel) < 0)
+            if (send_key_update(session) < 0)
                 return -1;
             continue;
         }
-        if (raw(session, p, now) < 0)
+        if (ktlsx_socket_write(session->sock, p, now) < 0) {
+            take_socket_error(session);
             return -1;
+        }
         session->bytes_sent += now;
         p += now;
         len -= now;
     }
     if (bytes_before_key_update(session, 1) == 0)
-        return send_key_update(session, tx_in_kernel);
+        return send_key_update(session);
     return 0;
 }
 
-/* -- data path: records sealed and opened by the engine in user space -- */
-
-static int userspace_send_raw(struct cli_session *session, const uint8_t *data, size_t len)
+int cli_session_send_file(struct cli_session *session, int file_fd, uint64_t len)
 {
-    if (ktlsx_write(session->conn, data, len) < 0) {
-        set_engine_error(session);
-        (void)flush_output(session);
+    off_t start = lseek(file_fd, 0, SEEK_CUR);
+    int64_t offset = start < 0 ? 0 : (int64_t)start;
+
+    if (ktlsx_socket_sendfile(session->sock, file_fd, &offset, len) < 0) {
+        take_socket_error(session);
         return -1;
     }
-    return flush_output_or_fail(session);
-}
-
-static int userspace_send(struct cli_session *session, const void *data, size_t len)
-{
-    return send_counted(session, data, len, userspace_send_raw, 0);
-}
-
-/* Hand every plaintext byte the engine can decrypt now to `sink`. With
- * TX in user space, output the engine queued on the way (KeyUpdate answer,
- * alert) is sent; with TX in the kernel it must not be (it is not sealed
- * with the kernel's record state). */
-static enum cli_recv_result userspace_deliver(struct cli_session *session, cli_sink_fn sink,
-                                              void *ctx, int may_flush)
-{
-    static uint8_t plain[CLI_MAX_PLAINTEXT];
-
-    for (;;) {
-        long got = ktlsx_read(session->conn, plain, sizeof plain);
-
-        if (got > 0) {
-            if (sink(session, ctx, plain, (size_t)got) < 0)
-                return CLI_RECV_ERROR;
-            continue;
-        }
-        /* Post-handshake messages (KeyUpdate) and failures (the alert)
-         * may have queued output. */
-        if (may_flush && flush_output(session) < 0 && got == 0) {
-            set_session_error(session, "send: %s", strerror(errno));
-            return CLI_RECV_ERROR;
-        }
-        if (got == 0)
-            return CLI_RECV_PROGRESS;
-        if (got == -KTLSX_CLOSED)
-            return CLI_RECV_CLOSE_NOTIFY;
-        set_engine_error(session);
-        return CLI_RECV_ERROR;
-    }
-}
-
-static enum cli_recv_result userspace_recv_impl(struct cli_session *session, cli_sink_fn sink,
-                                                void *ctx, int may_flush)
-{
-    static uint8_t wire[CLI_MAX_RECORD_WIRE];
-    ssize_t n;
-
-    /* Plaintext left from before a kernel TLS switch comes first. */
-    if (ktlsx_pending_plaintext(session->conn) > 0)
-        return userspace_deliver(session, sink, ctx, may_flush);
-    /* No kernel TLS will take over this direction any more, so there is no
-     * reason to read record by record: take whatever has arrived. */
-    do
-        n = read(session->fd, wire, sizeof wire);
-    while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        set_session_error(session, "read: %s", strerror(errno));
-        return CLI_RECV_ERROR;
-    }
-    if (n == 0)
-        return CLI_RECV_EOF;
-    /* A failure here shows up as -KTLSX_FAILED from ktlsx_read. */
-    (void)ktlsx_input(session->conn, wire, (size_t)n);
-    return userspace_deliver(session, sink, ctx, may_flush);
-}
-
-static enum cli_recv_result userspace_recv(struct cli_session *session, cli_sink_fn sink,
-                                           void *ctx)
-{
-    return userspace_recv_impl(session, sink, ctx, 1);
-}
-
-/* RX in user space while TX is in the kernel. */
-static enum cli_recv_result userspace_recv_kernel_tx(struct cli_session *session,
-                                                     cli_sink_fn sink, void *ctx)
-{
-    return userspace_recv_impl(session, sink, ctx, 0);
-}
-
-static int userspace_close_notify(struct cli_session *session)
-{
-    if (ktlsx_close_notify(session->conn) < 0) {
-        set_engine_error(session);
-        return -1;
-    }
-    return flush_output_or_fail(session);
-}
-
-static int userspace_send_file(struct cli_session *session, int file_fd, uint64_t len)
-{
-    static uint8_t chunk[CLI_FILE_CHUNK];
-
-    while (len > 0) {
-        size_t want = len < sizeof chunk ? (size_t)len : sizeof chunk;
-        ssize_t n = read(file_fd, chunk, want);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            set_session_error(session, "reading the file: %s", strerror(errno));
-            return -1;
-        }
-        if (n == 0) {
-            set_session_error(session, "the file ended %llu bytes early",
-                              (unsigned long long)len);
-            return -1;
-        }
-        /* The datapath's send: TX may still be in the kernel (RX is not). */
-        if (session->datapath->send(session, chunk, (size_t)n) < 0)
-            return -1;
-        len -= (uint64_t)n;
-    }
+    session->bytes_sent += len;
     return 0;
 }
 
-/* -- data path: records sealed and/or opened by kernel TLS -- */
-
-static int kernel_send_raw(struct cli_session *session, const uint8_t *data, size_t len)
-{
-    while (len > 0) {
-        /* Plain bytes: the kernel cuts and seals the records. */
-        ssize_t n = send(session->fd, data, len, MSG_NOSIGNAL);
-
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            /* The kernel poisons the whole socket once a received record
-             * fails authentication, so the error surfaces on the send
-             * side too; name the cause, not just the errno. */
-            if (errno == EBADMSG)
-                set_session_error(session, "send: kernel TLS stopped the connection: a received "
-                                           "record failed authentication (bad_record_mac)");
-            else
-                set_session_error(session, "send: %s", strerror(errno));
-            return -1;
-        }
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static int kernel_send(struct cli_session *session, const void *data, size_t len)
-{
-    return send_counted(session, data, len, kernel_send_raw, 1);
-}
-
-/* Reads of up to CLI_MAX_PLAINTEXT per wakeup on a kernel TLS socket. */
+/* Reads per readable wakeup: a kernel-TLS socket hands over one record per
+ * read, so a burst drains what arrived instead of returning to poll for each. */
 #define CLI_RECV_BURST 16
 
-static enum cli_recv_result kernel_recv_impl(struct cli_session *session, cli_sink_fn sink,
-                                             void *ctx, int may_flush)
+enum cli_recv_result cli_session_recv(struct cli_session *session, cli_sink_fn sink, void *ctx)
 {
-    static uint8_t plain[CLI_MAX_PLAINTEXT];
-    long n;
-    int err;
+    uint8_t plain[CLI_MAX_PLAINTEXT];
 
-    /* Plaintext decrypted before the switch comes first, in order. */
-    if (ktlsx_pending_plaintext(session->conn) > 0)
-        return userspace_deliver(session, sink, ctx, may_flush);
-    /* Drain what the kernel holds (bounded, so stdin still gets its turn)
-     * rather than one read per wakeup: with small records one poll per
-     * record would dominate the read path. */
-    for (int burst = 0;; burst++) {
-        /* Non-blocking for the read only (MSG_DONTWAIT, no fcntl per read):
-         * the readable record may be a control record (NewSessionTicket,
-         * KeyUpdate) that yields no data, and after the first read there may
-         * be nothing left; the sink (an echo sends on this socket) and any
-         * KeyUpdate answer run blocking. */
-        n = ktlsx_ktls_recv(session->conn, session->fd, plain, sizeof plain, MSG_DONTWAIT);
-        err = errno;
-        /* TX in user space: a KeyUpdate answer may be queued. */
-        if (may_flush && flush_output(session) < 0 && n >= 0) {
-            set_session_error(session, "send: %s", strerror(errno));
-            return CLI_RECV_ERROR;
-        }
-        if (n <= 0)
-            break;
-        if (sink(session, ctx, plain, (size_t)n) < 0)
-            return CLI_RECV_ERROR;
-        if (burst + 1 == CLI_RECV_BURST)
+    for (int burst = 0; burst < CLI_RECV_BURST; burst++) {
+        size_t got = 0;
+
+        switch (ktlsx_socket_read_step(session->sock, plain, sizeof plain, &got)) {
+        case KTLSX_IO_OK:
+            if (sink(session, ctx, plain, got) < 0)
+                return CLI_RECV_ERROR;
+            continue;
+        case KTLSX_IO_WANT_READ:
             return CLI_RECV_PROGRESS;
-    }
-    if (n == 0)
-        return CLI_RECV_CLOSE_NOTIFY;
-    if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)
-        return CLI_RECV_PROGRESS;
-    set_ktls_error(session, "kernel TLS read", err);
-    return CLI_RECV_ERROR;
-}
-
-static enum cli_recv_result kernel_recv(struct cli_session *session, cli_sink_fn sink, void *ctx)
-{
-    return kernel_recv_impl(session, sink, ctx, 0);
-}
-
-/* RX in the kernel while TX is in user space. */
-static enum cli_recv_result kernel_recv_user_tx(struct cli_session *session, cli_sink_fn sink,
-                                                void *ctx)
-{
-    return kernel_recv_impl(session, sink, ctx, 1);
-}
-
-static int kernel_close_notify(struct cli_session *session)
-{
-    if (ktlsx_ktls_close_notify(session->conn, session->fd) < 0) {
-        set_ktls_error(session, "close_notify", errno);
-        return -1;
-    }
-    return 0;
-}
-
-/* Zero-copy: the kernel reads the file and seals the records itself. */
-static int kernel_send_file(struct cli_session *session, int file_fd, uint64_t len)
-{
-    while (len > 0) {
-        size_t now = len < 0x7ffff000 ? (size_t)len : 0x7ffff000;
-        ssize_t n = sendfile(session->fd, file_fd, NULL, now);
-
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            set_session_error(session, "sendfile: %s", strerror(errno));
-            return -1;
+        case KTLSX_IO_WANT_WRITE:
+            /* An answer (KeyUpdate) waits for room: send it, then read on. */
+            if (ktlsx_socket_flush(session->sock) < 0) {
+                take_socket_error(session);
+                return CLI_RECV_ERROR;
+            }
+            continue;
+        case KTLSX_IO_CLOSED:
+            return ktlsx_socket_clean_close(session->sock) ? CLI_RECV_CLOSE_NOTIFY : CLI_RECV_EOF;
+        default:
+            take_socket_error(session);
+            return CLI_RECV_ERROR;
         }
-        if (n == 0) {
-            set_session_error(session, "sendfile: the file ended %llu bytes early",
-                              (unsigned long long)len);
-            return -1;
-        }
-        session->bytes_sent += (uint64_t)n;
-        len -= (uint64_t)n;
     }
-    return 0;
-}
-
-static const struct cli_datapath userspace_datapath = {
-    .ktls_state = "off",
-    .send = userspace_send,
-    .recv = userspace_recv,
-    .close_notify = userspace_close_notify,
-    .send_file = userspace_send_file,
-};
-
-static const struct cli_datapath ktls_tx_rx_datapath = {
-    .ktls_state = "tx+rx",
-    .send = kernel_send,
-    .recv = kernel_recv,
-    .close_notify = kernel_close_notify,
-    .send_file = kernel_send_file,
-};
-
-static const struct cli_datapath ktls_tx_datapath = {
-    .ktls_state = "tx",
-    .send = kernel_send,
-    .recv = userspace_recv_kernel_tx,
-    .close_notify = kernel_close_notify,
-    .send_file = kernel_send_file,
-};
-
-static const struct cli_datapath ktls_rx_datapath = {
-    .ktls_state = "rx",
-    .send = userspace_send,
-    .recv = kernel_recv_user_tx,
-    .close_notify = userspace_close_notify,
-    .send_file = userspace_send_file,
-};
-
-/* The one place that decides how application data flows after the
- * handshake (all handshake output has been flushed, and the handshake was
- * read record by record, so nothing is stranded in user space).
- * Returns NULL with session->error set when the connection must fail. */
-static const struct cli_datapath *cli_select_datapath(struct cli_session *session)
-{
-    char why[256] = "";
-    int active;
-
-    if (session->ktls_mode == CLI_KTLS_OFF)
-        return &userspace_datapath;
-    active = ktlsx_ktls_start(session->conn, session->fd, KTLSX_KTLS_TX | KTLSX_KTLS_RX, why,
-                              sizeof why);
-    if (why[0] == '\0')
-        snprintf(why, sizeof why, "no reason given");
-    if (active < 0) {
-        /* TX went into the kernel, RX did not: the socket is unusable. */
-        set_session_error(session, "%s", why);
-        return NULL;
-    }
-    if (active == 0) {
-        if (session->ktls_mode == CLI_KTLS_REQUIRE) {
-            set_session_error(session, "kernel TLS required (--ktls require) but unavailable: %s",
-                              why);
-            return NULL;
-        }
-        fprintf(stderr, "ktlsx: kernel TLS unavailable, using user-space records: %s\n", why);
-        return &userspace_datapath;
-    }
-    /* Each direction on its own: what the engine says is in the kernel. */
-    switch (ktlsx_ktls_active(session->conn) & (KTLSX_KTLS_TX | KTLSX_KTLS_RX)) {
-    case KTLSX_KTLS_TX | KTLSX_KTLS_RX:
-        return &ktls_tx_rx_datapath;
-    case KTLSX_KTLS_TX:
-        return &ktls_tx_datapath;
-    case KTLSX_KTLS_RX:
-        return &ktls_rx_datapath;
-    default:
-        return &userspace_datapath;
-    }
+    return CLI_RECV_PROGRESS;
 }
 
 int cli_session_has_buffered(const struct cli_session *session)
 {
-    return ktlsx_pending_plaintext(session->conn) > 0;
+    return ktlsx_socket_pending_plaintext(session->sock) > 0;
 }
 
 int cli_session_wait_readable(struct cli_session *session, int timeout_ms)
@@ -1115,111 +794,46 @@ static void print_handshake_summary(const struct cli_session *session)
             "ktls=%s\n",
             version != NULL ? version : "?", cipher != NULL ? cipher : "?",
             group != NULL ? group : "-", ktlsx_resumed(conn), alpn != NULL ? alpn : "-",
-            peer != NULL ? peer : "", session->datapath->ktls_state);
+            peer != NULL ? peer : "", ktlsx_socket_ktls_name(session->sock));
     fflush(stderr);
 }
 
-/* One handshake read: at most ktlsx_input_wanted() bytes (so that nothing
- * past the handshake is pulled out of the socket) before `deadline`.
- * Returns bytes read, 0 on EOF, -1 with session->error set. */
-static ssize_t read_handshake_input(struct cli_session *session, uint8_t *buf, size_t cap,
-                                    int64_t deadline)
-{
-    size_t wanted = ktlsx_input_wanted(session->conn);
-    struct pollfd pfd = { .fd = session->fd, .events = POLLIN };
-
-    if (wanted == 0 || wanted > cap)
-        wanted = cap;
-    for (;;) {
-        int ready = poll(&pfd, 1, ms_until(deadline));
-        ssize_t n;
-
-        if (ready < 0 && errno == EINTR)
-            continue;
-        if (ready < 0) {
-            set_session_error(session, "poll: %s", strerror(errno));
-            return -1;
-        }
-        if (ready == 0) {
-            set_session_error(session, "timed out after %d s waiting for the peer",
-                              CLI_HANDSHAKE_TIMEOUT_MS / 1000);
-            return -1;
-        }
-        n = read(session->fd, buf, wanted);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            set_session_error(session, "read: %s", strerror(errno));
-            return -1;
-        }
-        return n;
-    }
-}
-
-/* Returns 0 when the handshake is done, -1 with session->error set. */
-static int drive_handshake(struct cli_session *session)
-{
-    static uint8_t buf[CLI_MAX_RECORD_WIRE];
-    int64_t deadline = cli_now_ms() + CLI_HANDSHAKE_TIMEOUT_MS;
-    int peer_closed = 0;
-
-    for (;;) {
-        int status = ktlsx_handshake(session->conn);
-        int flushed = flush_output(session);
-        ssize_t n;
-
-        if (status == KTLSX_FAILED) {
-            set_engine_error(session);
-            return -1;
-        }
-        if (flushed < 0) {
-            set_session_error(session, "send: %s",
-                              errno == EAGAIN || errno == EWOULDBLOCK
-                                  ? "timed out"
-                                  : strerror(errno));
-            return -1;
-        }
-        if (status == KTLSX_DONE)
-            return 0;
-        if (status != KTLSX_WANT_READ) {
-            set_session_error(session, "unexpected engine status %d", status);
-            return -1;
-        }
-        /* The engine was told about the EOF and still wants input: it
-         * cannot have any, so stop rather than spin on read() == 0. */
-        if (peer_closed) {
-            set_session_error(session, "connection closed by peer");
-            return -1;
-        }
-        n = read_handshake_input(session, buf, sizeof buf, deadline);
-        if (n < 0)
-            return -1;
-        if (n == 0) {
-            peer_closed = 1;
-            (void)ktlsx_input(session->conn, NULL, 0);
-            continue;
-        }
-        /* On failure the next ktlsx_handshake() says FAILED with the reason. */
-        (void)ktlsx_input(session->conn, buf, (size_t)n);
-    }
-}
+static const enum ktlsx_ktls_mode socket_ktls_mode[] = {
+    [CLI_KTLS_AUTO] = KTLSX_KTLS_MODE_AUTO,
+    [CLI_KTLS_OFF] = KTLSX_KTLS_MODE_OFF,
+    [CLI_KTLS_REQUIRE] = KTLSX_KTLS_MODE_REQUIRE,
+};
 
 int cli_session_handshake(struct cli_session *session)
 {
     int rc;
 
-    /* Bound blocking sends too: a peer that stops reading must not stall
-     * the handshake past its deadline. */
-    set_send_timeout(session->fd, CLI_HANDSHAKE_TIMEOUT_MS);
-    rc = drive_handshake(session);
-    set_send_timeout(session->fd, 0);
-    if (rc < 0) {
+    session->sock = ktlsx_socket_wrap(session->conn, session->fd);
+    if (session->sock == NULL) {
+        fprintf(stderr, "ktlsx: handshake failed: cannot allocate the TLS socket\n");
+        return -1;
+    }
+    if (ktlsx_socket_set_ktls(session->sock, socket_ktls_mode[session->ktls_mode],
+                              KTLSX_KTLS_TX | KTLSX_KTLS_RX) < 0 ||
+        ktlsx_socket_set_timeouts(session->sock, CLI_HANDSHAKE_TIMEOUT_MS, 0) < 0) {
+        take_socket_error(session);
         fprintf(stderr, "ktlsx: handshake failed: %s\n", session->error);
         return -1;
     }
-    session->datapath = cli_select_datapath(session);
-    if (session->datapath == NULL) {
-        cli_session_report_failure(session);
+    rc = ktlsx_socket_handshake(session->sock);
+    if (rc != KTLSX_IO_OK) {
+        take_socket_error(session);
+        /* The engine finished and the data path could not be set up (kernel
+         * TLS required, or half installed): the connection failed, not the
+         * handshake. */
+        if (ktlsx_handshake(session->conn) == KTLSX_DONE && rc == KTLSX_IO_FAILED) {
+            if (session->ktls_mode == CLI_KTLS_REQUIRE && ktlsx_socket_ktls(session->sock) == 0)
+                set_session_error(session, "kernel TLS required (--ktls require) but unavailable: %s",
+                                  ktlsx_socket_ktls_why(session->sock));
+            cli_session_report_failure(session);
+        } else {
+            fprintf(stderr, "ktlsx: handshake failed: %s\n", session->error);
+        }
         return -1;
     }
     print_handshake_summary(session);
@@ -1255,7 +869,7 @@ void cli_session_finish(struct cli_session *session, cli_sink_fn sink, void *ctx
 {
     int64_t deadline;
 
-    if (session->datapath->close_notify(session) < 0)
+    if (ktlsx_socket_shutdown(session->sock) < 0)
         return;
     if (shutdown(session->fd, SHUT_WR) < 0)
         return;
@@ -1269,7 +883,7 @@ void cli_session_finish(struct cli_session *session, cli_sink_fn sink, void *ctx
     for (;;) {
         if (cli_session_wait_readable(session, ms_until(deadline)) <= 0)
             return;
-        if (session->datapath->recv(session, sink, ctx) != CLI_RECV_PROGRESS)
+        if (cli_session_recv(session, sink, ctx) != CLI_RECV_PROGRESS)
             return;
     }
 }
@@ -1288,7 +902,7 @@ static int socket_has_send_room(int fd)
 
 int cli_relay_stdio(struct cli_session *session, int *stdin_open, int idle_after_stdin_eof_ms)
 {
-    static uint8_t chunk[CLI_MAX_PLAINTEXT];
+    uint8_t chunk[CLI_MAX_PLAINTEXT];
     int64_t quiet_since = cli_now_ms(); /* last data from the peer, or stdin EOF */
     /* Set while the socket buffer is full: stop taking stdin and keep
      * reading the peer instead. A peer that echoes and blocks on sending to
@@ -1329,7 +943,7 @@ int cli_relay_stdio(struct cli_session *session, int *stdin_open, int idle_after
         if (pfds[0].revents & POLLOUT)
             send_blocked = 0;
         if (buffered || (pfds[0].revents & ~POLLOUT)) {
-            switch (session->datapath->recv(session, cli_sink_to_stdout, NULL)) {
+            switch (cli_session_recv(session, cli_sink_to_stdout, NULL)) {
             case CLI_RECV_PROGRESS:
                 quiet_since = cli_now_ms();
                 break;
@@ -1359,7 +973,7 @@ int cli_relay_stdio(struct cli_session *session, int *stdin_open, int idle_after
                 quiet_since = cli_now_ms();
                 continue;
             }
-            if (session->datapath->send(session, chunk, (size_t)n) < 0) {
+            if (cli_session_send(session, chunk, (size_t)n) < 0) {
                 cli_session_report_failure(session);
                 return CLI_EXIT_FAILURE;
             }

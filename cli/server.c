@@ -272,7 +272,7 @@ static int parse_server_options(int argc, char **argv, struct server_options *op
 static int echo_back(struct cli_session *session, void *ctx, const uint8_t *data, size_t len)
 {
     (void)ctx;
-    return session->datapath->send(session, data, len);
+    return cli_session_send(session, data, len);
 }
 
 static int serve_echo(struct cli_session *session)
@@ -284,7 +284,7 @@ static int serve_echo(struct cli_session *session)
             cli_session_report_failure(session);
             return CLI_EXIT_FAILURE;
         }
-        switch (session->datapath->recv(session, echo_back, NULL)) {
+        switch (cli_session_recv(session, echo_back, NULL)) {
         case CLI_RECV_PROGRESS:
             break;
         case CLI_RECV_CLOSE_NOTIFY:
@@ -365,7 +365,7 @@ static int wait_for_request(struct cli_session *session, struct request_head *he
         }
         if (ready == 0)
             break;
-        result = session->datapath->recv(session, keep_request_head, head);
+        result = cli_session_recv(session, keep_request_head, head);
         if (result == CLI_RECV_ERROR) {
             cli_session_report_failure(session);
             return CLI_EXIT_FAILURE;
@@ -426,10 +426,10 @@ static int serve_reply(struct cli_session *session, const char *text)
             response[header_len + text_len] = '\n';
             response_len += body_len;
         }
-        sent = session->datapath->send(session, response, response_len);
+        sent = cli_session_send(session, response, response_len);
         free(response);
     } else {
-        sent = session->datapath->send(session, text, strlen(text));
+        sent = cli_session_send(session, text, strlen(text));
     }
     if (sent < 0) {
         cli_session_report_failure(session);
@@ -470,7 +470,7 @@ static int serve_sendfile(struct cli_session *session, const char *path)
         int header_len = format_http_header(header, sizeof header, (uint64_t)st.st_size,
                                             "application/octet-stream");
 
-        if (session->datapath->send(session, header, (size_t)header_len) < 0)
+        if (cli_session_send(session, header, (size_t)header_len) < 0)
             goto out;
         /* A response to HEAD carries the headers of GET but no body. */
         if (head_starts_with(&head, "HEAD ")) {
@@ -478,7 +478,7 @@ static int serve_sendfile(struct cli_session *session, const char *path)
             goto out;
         }
     }
-    if (session->datapath->send_file(session, file_fd, (uint64_t)st.st_size) < 0)
+    if (cli_session_send_file(session, file_fd, (uint64_t)st.st_size) < 0)
         goto out;
     status = CLI_EXIT_OK;
 out:
@@ -508,7 +508,7 @@ static int serve_connection(struct server_state *state, int fd)
     session.ktls_mode = state->opts->tls.ktls_mode;
     cli_set_nodelay(fd);
     if (cli_session_handshake(&session) < 0) {
-        ktlsx_conn_free(session.conn);
+        cli_session_free(&session);
         return CLI_EXIT_FAILURE;
     }
     switch (state->opts->mode) {
@@ -527,7 +527,7 @@ static int serve_connection(struct server_state *state, int fd)
         status = cli_relay_stdio(&session, &state->stdin_open, -1);
         break;
     }
-    ktlsx_conn_free(session.conn);
+    cli_session_free(&session);
     return status;
 }
 

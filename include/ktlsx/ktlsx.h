@@ -211,20 +211,171 @@ int ktlsx_ktls_active(const ktlsx_conn *conn);
 size_t ktlsx_pending_plaintext(const ktlsx_conn *conn);
 
 /* Read application data from a kernel-TLS socket (RX in the kernel).
- * Control records are handled here: NewSessionTicket (stored for
- * ktlsx_get_session), KeyUpdate (the kernel is re-keyed where it can be,
- * kernels >= 6.14; elsewhere the connection fails with a clear error),
- * close_notify (returns 0 = end of stream), fatal alerts (returns -1 with
- * ktlsx_error naming the alert).  Returns bytes read, 0 at end, -1 on error
- * (errno EAGAIN passes through for non-blocking sockets). */
-long ktlsx_ktls_read(ktlsx_conn *conn, int fd, void *buf, size_t len);
-/* ktlsx_ktls_read with recvmsg FLAGS, e.g. MSG_DONTWAIT: a non-blocking read
- * on a blocking socket, without fcntl; anything this sends in answer (a
- * KeyUpdate, an alert) is still sent blocking. */
+ * Control records are handed to ktlsx_ktls_record (below): NewSessionTicket
+ * (stored for ktlsx_get_session), KeyUpdate (the kernel is re-keyed where it
+ * can be, kernels >= 6.14; elsewhere the connection fails with a clear
+ * error), close_notify (returns 0 = end of stream), fatal alerts (returns -1
+ * with ktlsx_error naming the alert).  Answers (a KeyUpdate, an alert) are
+ * sent with the same `flags`: with MSG_DONTWAIT neither the read nor an
+ * answer ever blocks, and an answer the socket cannot take yet stays queued
+ * (ktlsx_ktls_pending) for the next call or ktlsx_ktls_flush.  Returns
+ * bytes read, 0 at end, -1 on error (errno EAGAIN passes through). */
 long ktlsx_ktls_recv(ktlsx_conn *conn, int fd, void *buf, size_t len, int flags);
-/* Send close_notify / a KeyUpdate through a kernel-TLS socket (TX in the kernel). */
+/* ktlsx_ktls_recv with flags 0 (blocking socket: blocks as read(2) does). */
+long ktlsx_ktls_read(ktlsx_conn *conn, int fd, void *buf, size_t len);
+/* The record-driven entry, for callers that read records themselves (an
+ * io_uring recvmsg completion with its TLS_GET_RECORD_TYPE cmsg): hand one
+ * record's plaintext and type.  Returns 1 for application data (the bytes
+ * are the caller's, untouched), 0 for a control record the engine took (its
+ * answer, if any, is queued: ktlsx_ktls_flush), -KTLSX_CLOSED at close_notify,
+ * -1 on failure (ktlsx_error; an alert may be queued).  `fd` is used only to
+ * install the next RX key after the peer's KeyUpdate (a setsockopt, never
+ * blocking).  The same dispatcher serves ktlsx_read on user-space records. */
+int ktlsx_ktls_record(ktlsx_conn *conn, int fd, uint8_t type, const void *data, size_t len);
+/* Send the queued control records (alerts, KeyUpdate, close_notify) through
+ * a kernel-TLS socket, re-keying TX after our KeyUpdate.  flags: 0 blocks,
+ * MSG_DONTWAIT never does.  Returns 0 when the queue is empty, 1 when the
+ * socket took only part (errno EAGAIN: wait for POLLOUT and call again),
+ * -1 on error. */
+int ktlsx_ktls_flush(ktlsx_conn *conn, int fd, int flags);
+/* Bytes of control records still queued for ktlsx_ktls_flush. */
+size_t ktlsx_ktls_pending(const ktlsx_conn *conn);
+/* Queue and send (blocking) close_notify / a KeyUpdate through a kernel-TLS
+ * socket (TX in the kernel). */
 int ktlsx_ktls_close_notify(ktlsx_conn *conn, int fd);
 int ktlsx_ktls_key_update(ktlsx_conn *conn, int fd, int request_update);
+
+/* ---- log sink ---- */
+
+/* Levels as syslog numbers them. */
+enum ktlsx_log_level { KTLSX_LOG_ERROR = 3, KTLSX_LOG_WARNING = 4, KTLSX_LOG_INFO = 6, KTLSX_LOG_DEBUG = 7 };
+/* One line (no newline) from the library: kernel TLS unavailable and the
+ * fallback taken, a socket cut at its deadline.  Called from whichever thread
+ * drives the connection; `line` is valid during the call only. */
+typedef void (*ktlsx_log_fn)(void *arg, int level, const char *line);
+/* Route the library's log lines to `fn` (NULL: the default, warnings and
+ * errors as one line on stderr). Returns 0. */
+int ktlsx_config_set_log(ktlsx_config *cfg, ktlsx_log_fn fn, void *arg);
+
+/* ---- the TLS socket: a connection over a connected TCP fd ----
+ *
+ * ktlsx_socket runs the handshake on the fd, then moves the record layer
+ * into the kernel (kernel TLS: TX and RX separately, as the mode allows) or
+ * keeps it in user space, and carries application data through whichever
+ * path is active behind the same calls.  Two ways to drive it:
+ *
+ *  - step calls (ktlsx_socket_*_step) never block or sleep, whatever the
+ *    fd's O_NONBLOCK flag (they use MSG_DONTWAIT; only sendfile(2), which has
+ *    no such flag, needs an O_NONBLOCK fd to be non-blocking).  Each returns
+ *    an enum ktlsx_io; on WANT_READ / WANT_WRITE wait until the fd is
+ *    readable / writable (epoll, io_uring POLL_ADD) and call the same step
+ *    again.  Nothing loops on EAGAIN inside.  Deadlines are the caller's to
+ *    watch: ktlsx_socket_timeout_ms() says how long until the current one,
+ *    and the next step after it fails the socket (KTLSX_IO_TIMEOUT).
+ *  - blocking calls (ktlsx_socket_handshake, _read, _write, _sendfile,
+ *    _shutdown) loop over the steps with poll(2) and cut a silent peer at
+ *    the handshake timeout (default 30 s) or the idle timeout (default none).
+ *
+ * A socket belongs to one thread at a time; any number of sockets may share
+ * one configuration across threads.  The fd is the caller's: never closed
+ * here. */
+
+typedef struct ktlsx_socket ktlsx_socket;
+
+enum ktlsx_io {
+    KTLSX_IO_OK = 0,         /* done; byte counts in the out-parameter */
+    KTLSX_IO_WANT_READ = 1,  /* wait for the fd to be readable, call again */
+    KTLSX_IO_WANT_WRITE = 2, /* wait for the fd to be writable, call again */
+    KTLSX_IO_CLOSED = 3,     /* the peer ended the stream (close_notify, or TCP EOF: ktlsx_socket_error says which) */
+    KTLSX_IO_FAILED = 4,     /* the connection failed: ktlsx_socket_error; close the fd */
+    KTLSX_IO_TIMEOUT = 5,    /* a deadline passed: handshake or idle timeout; close the fd */
+};
+
+/* What to do with kernel TLS once the handshake is done. */
+enum ktlsx_ktls_mode {
+    KTLSX_KTLS_MODE_AUTO = 0,    /* use it where the kernel takes it; else user-space records and one log line saying why */
+    KTLSX_KTLS_MODE_OFF = 1,     /* user-space records only */
+    KTLSX_KTLS_MODE_REQUIRE = 2, /* fail the connection without it */
+};
+
+/* A socket for connected TCP `fd` with a new connection on `cfg` (takes its
+ * own reference to nothing: cfg must outlive the socket).  `server_name`: as
+ * for ktlsx_conn_new.  NULL on allocation failure. */
+ktlsx_socket *ktlsx_socket_new(ktlsx_config *cfg, int fd, const char *server_name);
+/* A socket around an existing connection (one prepared with ktlsx_set_session
+ * or ktlsx_conn_set_sni, or an imported one); the socket owns `conn` from now
+ * on, and frees it with itself. */
+ktlsx_socket *ktlsx_socket_wrap(ktlsx_conn *conn, int fd);
+/* Frees the socket and its connection; the fd stays open. */
+void ktlsx_socket_free(ktlsx_socket *sock);
+ktlsx_conn *ktlsx_socket_conn(const ktlsx_socket *sock);
+int ktlsx_socket_fd(const ktlsx_socket *sock);
+
+/* Kernel TLS mode and which directions to move (KTLSX_KTLS_TX | KTLSX_KTLS_RX,
+ * the default). Before the handshake completes. Returns 0 or -1 (bad value). */
+int ktlsx_socket_set_ktls(ktlsx_socket *sock, enum ktlsx_ktls_mode mode, int directions);
+/* handshake_ms: from the first handshake call to its end (default 30000);
+ * idle_ms: how long a blocking read/write waits for the peer (default 0 = no
+ * limit). Negative values are refused (-1). */
+int ktlsx_socket_set_timeouts(ktlsx_socket *sock, int handshake_ms, int idle_ms);
+
+/* ---- step calls: never block ---- */
+int ktlsx_socket_handshake_step(ktlsx_socket *sock);
+/* Up to `len` bytes of application data into `buf`; *got = bytes (> 0 with
+ * KTLSX_IO_OK).  Control records (tickets, KeyUpdate, alerts) are handled
+ * here; an answer they need goes out with the next step (or _flush_step). */
+int ktlsx_socket_read_step(ktlsx_socket *sock, void *buf, size_t len, size_t *got);
+/* Takes up to `len` bytes; *sent = how many (the rest: call again).  With
+ * user-space records the bytes taken are sealed and may still wait in the
+ * socket's queue: ktlsx_socket_pending_output() / _flush_step. */
+int ktlsx_socket_write_step(ktlsx_socket *sock, const void *buf, size_t len, size_t *sent);
+/* Send up to `len` bytes of `file_fd` from *offset (advanced): sendfile(2)
+ * when TX is in the kernel (zero copy), else read + seal.  *sent = 0 with
+ * KTLSX_IO_OK means the file ended. */
+int ktlsx_socket_sendfile_step(ktlsx_socket *sock, int file_fd, int64_t *offset, size_t len, size_t *sent);
+/* Send what is queued (records, KeyUpdate answers, alerts). OK when empty. */
+int ktlsx_socket_flush_step(ktlsx_socket *sock);
+/* Queue close_notify (once) and flush it. OK when it is on the wire. */
+int ktlsx_socket_shutdown_step(ktlsx_socket *sock);
+/* Queue a KeyUpdate (TLS 1.3; request_update = 1 asks the peer to update too)
+ * and try to flush it: OK, WANT_WRITE (queued) or FAILED. */
+int ktlsx_socket_key_update(ktlsx_socket *sock, int request_update);
+/* Bytes queued for the peer (wait for POLLOUT and flush while non-zero). */
+size_t ktlsx_socket_pending_output(const ktlsx_socket *sock);
+/* Received data waiting in user space (plaintext, or whole records not yet
+ * opened): non-zero means a read_step returns data without the fd being
+ * readable, so an event loop must not wait for the fd first. */
+size_t ktlsx_socket_pending_plaintext(const ktlsx_socket *sock);
+/* Milliseconds until the current deadline (the handshake timeout, or
+ * the idle timeout since the last byte moved), 0 if it has passed, -1 if none.
+ * A step that finds nothing to do after its deadline returns KTLSX_IO_TIMEOUT. */
+int ktlsx_socket_timeout_ms(const ktlsx_socket *sock);
+
+/* ---- blocking calls: poll(2) with the deadlines ---- */
+/* KTLSX_IO_OK, _FAILED, _TIMEOUT or _CLOSED (peer left mid-handshake). */
+int ktlsx_socket_handshake(ktlsx_socket *sock);
+/* Bytes read (> 0), 0 at the end of the stream, -1 on failure or idle timeout. */
+long ktlsx_socket_read(ktlsx_socket *sock, void *buf, size_t len);
+/* All `len` bytes, or -1. */
+int ktlsx_socket_write(ktlsx_socket *sock, const void *buf, size_t len);
+/* Exactly `len` bytes of `file_fd` from *offset (advanced), or -1 (also when the file ends early). */
+int ktlsx_socket_sendfile(ktlsx_socket *sock, int file_fd, int64_t *offset, uint64_t len);
+/* Everything queued on the wire, or -1. */
+int ktlsx_socket_flush(ktlsx_socket *sock);
+/* close_notify on the wire (the TCP connection stays open), or -1. */
+int ktlsx_socket_shutdown(ktlsx_socket *sock);
+
+/* ---- state ---- */
+/* Why the last call failed, timed out or closed: one line, "" if none. */
+const char *ktlsx_socket_error(const ktlsx_socket *sock);
+/* The stream ended with the peer's close_notify (1) or a bare TCP close (0). */
+int ktlsx_socket_clean_close(const ktlsx_socket *sock);
+/* Directions in the kernel (KTLSX_KTLS_TX | KTLSX_KTLS_RX), and as text:
+ * "tx+rx", "tx", "rx" or "off". */
+int ktlsx_socket_ktls(const ktlsx_socket *sock);
+const char *ktlsx_socket_ktls_name(const ktlsx_socket *sock);
+/* Why a direction is not in the kernel ("" when both are, or mode is off). */
+const char *ktlsx_socket_ktls_why(const ktlsx_socket *sock);
 
 #ifdef __cplusplus
 }

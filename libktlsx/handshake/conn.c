@@ -53,6 +53,7 @@ void ktlsx_conn_free(ktlsx_conn *c)
     kx_buf_free(&c->hs_out);
     kx_buf_free(&c->app_in);
     kx_buf_free(&c->ticket);
+    kx_buf_free(&c->ctl_out);
     kx_buf_free(&c->kex_pub);
     kx_record_clear(&c->tx);
     kx_record_clear(&c->rx);
@@ -67,13 +68,22 @@ void ktlsx_conn_free(ktlsx_conn *c)
 
 /* ---- failure and alerts ---- */
 
-static void queue_alert(ktlsx_conn *c, uint8_t level, uint8_t desc)
+kx_result kx_control_queue(ktlsx_conn *c, uint8_t type, const uint8_t *data, size_t len)
 {
-    /* With TX in the kernel, a record built here would go out in the clear:
-     * alerts then go through ktlsx_ktls_* (which has the socket). */
-    if (c->ktls_active & KTLSX_KTLS_TX) return;
+    KX_ENSURE(len <= 0xffff, KX_ALERT_INTERNAL_ERROR, "control record too large");
+    KX_GUARD(kx_write_u8(&c->ctl_out, type));
+    KX_GUARD(kx_write_u16(&c->ctl_out, (uint16_t)len));
+    return kx_write_bytes(&c->ctl_out, data, len);
+}
+
+void kx_queue_alert(ktlsx_conn *c, uint8_t level, uint8_t desc)
+{
     uint8_t alert[2] = { level, desc };
-    kx_result r = kx_record_write(&c->tx, KX_CT_ALERT, alert, sizeof alert, &c->out);
+    /* With TX in the kernel a record built here would carry the wrong keys:
+     * the alert waits for the kernel instead (ktlsx_ktls_flush). */
+    kx_result r = (c->ktls_active & KTLSX_KTLS_TX)
+                      ? kx_control_queue(c, KX_CT_ALERT, alert, sizeof alert)
+                      : kx_record_write(&c->tx, KX_CT_ALERT, alert, sizeof alert, &c->out);
     (void)r; /* nothing more can be done if even the alert cannot be built */
 }
 
@@ -85,7 +95,7 @@ void kx_conn_fail(ktlsx_conn *c, kx_result r)
     c->alert = r.alert;
     /* A half-built flight must not go out ahead of the alert. */
     kx_buf_reset(&c->hs_out);
-    queue_alert(c, 2, r.alert);
+    kx_queue_alert(c, 2, r.alert);
 }
 
 /* The peer told us it failed: remember why, send nothing back. */
@@ -272,51 +282,49 @@ static kx_result read_record(ktlsx_conn *c, bool *got)
      * the early data, does not). */
     if (c->rx.active && protected_on_wire) c->early_data_skip = 0;
     *got = true;
-    kx_result r = KX_OK;
+    kx_result r = kx_receive_plaintext(c, type, plain, plain_len, true);
+    consume_input(c, rec_len);
+    return r;
+}
+
+kx_result kx_receive_plaintext(ktlsx_conn *c, uint8_t type, const uint8_t *plain, size_t plain_len, bool keep_app_data)
+{
     if (type != KX_CT_ALERT) c->warning_alerts = 0;
     /* A handshake message split over records has nothing in between (RFC
      * 8446 §5.1; TLS 1.2 checks its ChangeCipherSpec the same way).  A peer's
      * alert is still read: it says why the peer gave up. */
-    if (type != KX_CT_HANDSHAKE && type != KX_CT_ALERT && hs_in_partial(c)) {
-        consume_input(c, rec_len);
+    if (type != KX_CT_HANDSHAKE && type != KX_CT_ALERT && hs_in_partial(c))
         return KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "record interleaved with a fragmented handshake message");
-    }
     switch (type) {
     case KX_CT_CHANGE_CIPHER_SPEC:
         if (plain_len != 1 || plain[0] != 1 || c->handshake_done)
-            r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "unexpected change_cipher_spec");
-        else if (c->version == KTLSX_TLS12) {
+            return KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "unexpected change_cipher_spec");
+        if (c->version == KTLSX_TLS12) {
             /* TLS 1.2: only where the flow expects it, after every handshake message before it. */
-            if (!c->expect_ccs || c->hs_in.len != 0)
-                r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "unexpected change_cipher_spec");
-            else c->got_ccs = true;
+            KX_ENSURE(c->expect_ccs && c->hs_in.len == 0, KX_ALERT_UNEXPECTED_MESSAGE, "unexpected change_cipher_spec");
+            c->got_ccs = true;
         } else if (c->version != KTLSX_TLS13 && !c->hrr) {
             /* Before any hello has been answered the version is unknown and
              * no compatibility CCS can be due yet (RFC 8446 §5: it may come
              * only after the first ClientHello). */
-            r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "change_cipher_spec before the hello");
+            return KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "change_cipher_spec before the hello");
         }
         /* TLS 1.3: middlebox compatibility (RFC 8446 §5): ignored during the handshake. */
-        break;
+        return KX_OK;
     case KX_CT_ALERT:
-        r = handle_alert(c, plain, plain_len);
-        break;
+        return handle_alert(c, plain, plain_len);
     case KX_CT_HANDSHAKE:
-        if (plain_len == 0) r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "empty handshake record");
-        else if (c->hs_in.len + plain_len > KX_MAX_HANDSHAKE_MESSAGE + 4)
-            r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "handshake message too large");
-        else r = kx_write_bytes(&c->hs_in, plain, plain_len);
-        break;
+        KX_ENSURE(plain_len != 0, KX_ALERT_UNEXPECTED_MESSAGE, "empty handshake record");
+        KX_ENSURE(c->hs_in.len + plain_len <= KX_MAX_HANDSHAKE_MESSAGE + 4, KX_ALERT_UNEXPECTED_MESSAGE,
+                  "handshake message too large");
+        return kx_write_bytes(&c->hs_in, plain, plain_len);
     case KX_CT_APPLICATION_DATA:
         /* No 0-RTT: application data before the handshake completes is a protocol error. */
-        if (!c->handshake_done) r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "application data during the handshake");
-        else r = kx_write_bytes(&c->app_in, plain, plain_len);
-        break;
+        KX_ENSURE(c->handshake_done, KX_ALERT_UNEXPECTED_MESSAGE, "application data during the handshake");
+        return keep_app_data ? kx_write_bytes(&c->app_in, plain, plain_len) : KX_OK;
     default:
-        r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "unknown record type");
+        return KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "unknown record type");
     }
-    consume_input(c, rec_len);
-    return r;
 }
 
 /* The next complete handshake message.  *got = false: more input needed.
@@ -350,7 +358,7 @@ static kx_result next_message(ktlsx_conn *c, uint8_t *type, const uint8_t **msg,
 
 /* Drop the message just handled from hs_in.  Done before the handler runs so
  * that a key change inside the handler sees whether the record had more. */
-static void take_message(ktlsx_conn *c, size_t len, kx_buf *scratch)
+void kx_take_message(ktlsx_conn *c, size_t len, kx_buf *scratch)
 {
     kx_buf_reset(scratch);
     kx_result r = kx_write_bytes(scratch, c->hs_in.data, len);
@@ -486,7 +494,7 @@ static kx_result drive(ktlsx_conn *c)
         }
         r = kx_buf_reserve(&msg, len);
         if (kx_failed(r)) break;
-        take_message(c, len, &msg);
+        kx_take_message(c, len, &msg);
         if (mi->hash_before) {
             r = kx_transcript_hash(&c->transcript, c->th);
             if (kx_failed(r)) break;
@@ -547,46 +555,6 @@ int ktlsx_write(ktlsx_conn *c, const void *data, size_t len)
     return 0;
 }
 
-kx_result kx_handle_post_handshake(ktlsx_conn *c)
-{
-    kx_buf msg = { 0 };
-    kx_result r = KX_OK;
-    while (c->hs_in.len >= 4) {
-        size_t body = ((size_t)c->hs_in.data[1] << 16) | ((size_t)c->hs_in.data[2] << 8) | c->hs_in.data[3];
-        if (body > KX_MAX_HANDSHAKE_MESSAGE) {
-            r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "handshake message too large");
-            break;
-        }
-        if (c->hs_in.len < 4 + body) break;
-        uint8_t type = c->hs_in.data[0];
-        r = kx_buf_reserve(&msg, 4 + body);
-        if (kx_failed(r)) break;
-        take_message(c, 4 + body, &msg);
-        kx_reader rd = kx_reader_of(msg.data + 4, body);
-        if (type == KX_HS_NEW_SESSION_TICKET && c->role == KTLSX_CLIENT && c->version == KTLSX_TLS13)
-            r = kx_new_session_ticket_handle(c, &rd);
-        else if (type == KX_HS_KEY_UPDATE && c->version == KTLSX_TLS13)
-            r = kx_key_update_handle(c, &rd);
-        else if (c->version == KTLSX_TLS12 &&
-                 ((type == KX_HS_CLIENT_HELLO && c->role == KTLSX_SERVER) ||
-                  (type == KX_HS_HELLO_REQUEST && c->role == KTLSX_CLIENT && body == 0))) {
-            /* Renegotiation is refused with a warning (RFC 5246 §7.2.2): kernel TLS cannot
-             * change TLS 1.2 keys mid-connection, so there is no safe way to accept it. */
-            kx_trace(c, c->role == KTLSX_SERVER, "%s refused: no_renegotiation",
-                     type == KX_HS_HELLO_REQUEST ? "HelloRequest" : "ClientHello");
-            queue_alert(c, 1, KX_ALERT_NO_RENEGOTIATION);
-            rd.off = rd.len;
-        }
-        else
-            r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "unexpected post-handshake message");
-        if (kx_failed(r)) break;
-        r = kx_reader_done(&rd);
-        if (kx_failed(r)) break;
-    }
-    kx_buf_free(&msg);
-    return r;
-}
-
 long ktlsx_read(ktlsx_conn *c, void *buf, size_t len)
 {
     if (c->failed) return -KTLSX_FAILED;
@@ -631,7 +599,7 @@ size_t ktlsx_pending_plaintext(const ktlsx_conn *c) { return c->app_in.len - c->
 int ktlsx_close_notify(ktlsx_conn *c)
 {
     if (c->failed) return -1;
-    queue_alert(c, 1, KX_ALERT_CLOSE_NOTIFY);
+    kx_queue_alert(c, 1, KX_ALERT_CLOSE_NOTIFY);
     return 0;
 }
 

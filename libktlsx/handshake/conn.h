@@ -79,7 +79,14 @@ struct ktlsx_config {
     FILE *keylog;
     pthread_mutex_t keylog_lock;
     FILE *trace;
+
+    /* log sink (handshake/log.c): NULL = one line on stderr */
+    ktlsx_log_fn log_fn;
+    void *log_arg;
 };
+
+/* One log line through the configuration's sink (handshake/log.c). */
+void kx_log(const ktlsx_config *cfg, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Messages of every flow; the order here is not the order on the wire. */
 typedef enum {
@@ -220,9 +227,18 @@ struct ktlsx_conn {
     int ktls_active;            /* KTLSX_KTLS_TX | KTLSX_KTLS_RX now in the kernel */
 
     /* ---- post-handshake ---- */
-    bool key_update_pending;    /* peer asked for an update we still owe */
     kx_buf ticket;              /* last NewSessionTicket received (raw body) */
+    /* With TX in the kernel the engine cannot seal records itself: what it must
+     * send (alerts, KeyUpdate) waits here as plaintext control records until the
+     * caller's socket flushes them through the kernel (ktlsx_ktls_flush).  Entries:
+     * type (1 byte; KX_CTL_REKEY_TX = re-key TX now), length (2), bytes. */
+    kx_buf ctl_out;
+    size_t ctl_out_sent;        /* bytes of the first entry's payload already sent */
+    bool rekey_rx_due;          /* RX is in the kernel and the peer updated its keys */
 };
+
+/* ctl_out entry type: not a record but "derive the next TX secret and install it". */
+#define KX_CTL_REKEY_TX 0
 
 /* ---- helpers shared by the message files ---- */
 
@@ -293,8 +309,24 @@ bool kx_psk_offer(ktlsx_conn *c, const uint8_t **identity, size_t *idlen, uint32
 /* Decrypt every complete record already received (application data is kept
  * for ktlsx_read, post-handshake messages are handled). */
 KX_RESULT kx_drain_records(ktlsx_conn *c);
-/* Handle complete post-handshake messages in hs_in (user-space record layer). */
+
+/* The one receive path for record contents, whichever record layer opened the
+ * record (the engine's, or the kernel's, handing us the type from its cmsg):
+ * alerts, handshake bytes (into hs_in), ChangeCipherSpec, application data
+ * (appended to app_in when keep_app_data, else only checked: the kernel path
+ * hands it to the caller directly). */
+KX_RESULT kx_receive_plaintext(ktlsx_conn *c, uint8_t type, const uint8_t *plain, size_t len, bool keep_app_data);
+/* The one post-handshake dispatcher (post_handshake.c): handle the complete
+ * messages in hs_in — NewSessionTicket, KeyUpdate, refused renegotiation.
+ * Whatever must be sent is queued (records in `out`, or control records in
+ * ctl_out when TX is in the kernel); nothing is sent from here. */
 KX_RESULT kx_handle_post_handshake(ktlsx_conn *c);
+/* Queue an alert: a record under the current keys, or a control record when TX is in the kernel. */
+void kx_queue_alert(ktlsx_conn *c, uint8_t level, uint8_t desc);
+/* Queue a plaintext control record for a kernel TX (see ctl_out). */
+KX_RESULT kx_control_queue(ktlsx_conn *c, uint8_t type, const uint8_t *data, size_t len);
+/* Move the first `len` bytes of hs_in (one message) into `scratch` (reserved by the caller). */
+void kx_take_message(ktlsx_conn *c, size_t len, kx_buf *scratch);
 
 /* The server's ALPN choice, checked against our offer (encrypted_extensions.c). */
 KX_RESULT kx_accept_server_alpn(ktlsx_conn *c, kx_reader d);

@@ -323,7 +323,7 @@ ssize_t kx_ktls_recv_record(int fd, void *buf, size_t len, uint8_t *record_type,
     return n;
 }
 
-ssize_t kx_ktls_send_record(int fd, uint8_t record_type, const void *buf, size_t len)
+ssize_t kx_ktls_send_record(int fd, uint8_t record_type, const void *buf, size_t len, int flags)
 {
     const uint8_t *p = buf;
     size_t done = 0;
@@ -348,7 +348,7 @@ ssize_t kx_ktls_send_record(int fd, uint8_t record_type, const void *buf, size_t
         *(unsigned char *)CMSG_DATA(c) = record_type;
         msg.msg_controllen = c->cmsg_len;
 
-        ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+        ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | flags);
         if (n < 0) {
             if (errno == EINTR)
                 continue;

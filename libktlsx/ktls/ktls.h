@@ -134,9 +134,10 @@ ssize_t kx_ktls_recv_record(int fd, void *buf, size_t len, uint8_t *record_type,
 
 /* sendmsg with a TLS_SET_RECORD_TYPE cmsg, so the kernel encrypts `buf` as
  * records of `record_type` (close_notify alerts, KeyUpdate handshake
- * messages).  Sends everything unless an error occurs; returns len, the
- * partial count if an error follows some progress, or -1 with errno. */
-ssize_t kx_ktls_send_record(int fd, uint8_t record_type, const void *buf, size_t len);
+ * messages).  Sends everything unless an error occurs (with MSG_DONTWAIT in
+ * `flags`: EAGAIN); returns len, the partial count if an error follows some
+ * progress, or -1 with errno. */
+ssize_t kx_ktls_send_record(int fd, uint8_t record_type, const void *buf, size_t len, int flags);
 
 /* ---- probing (probe.c) ---- */
 

@@ -10,6 +10,7 @@
 #include "ktls/ktls.h"
 #include "core/wipe.h"
 #include <errno.h>
+#include <sys/socket.h>
 #include <string.h>
 
 
@@ -63,35 +64,24 @@ int ktlsx_ktls_start(ktlsx_conn *c, int fd, int want, char *why, size_t whylen)
     return done;
 }
 
-/* ---- control records on a kernel-TLS socket ---- */
+/* ---- control records on a kernel-TLS socket ----
+ *
+ * The engine's post-handshake dispatcher (handshake/post_handshake.c) decides;
+ * this part only moves bytes and keys between it and the kernel: records in
+ * (recvmsg + TLS_GET_RECORD_TYPE), queued control records out (sendmsg +
+ * TLS_SET_RECORD_TYPE, never blocking unless the caller asks), re-keys. */
 
 static int fail(ktlsx_conn *c, uint8_t alert, const char *reason)
 {
-    if (!c->failed) {
-        c->failed = true;
-        c->alert = alert;
-        c->error = reason;
-    }
+    kx_conn_fail(c, KX_FAIL(alert, reason));
     return -1;
 }
 
-static int send_alert(ktlsx_conn *c, int fd, uint8_t level, uint8_t desc)
+/* Re-key one kernel direction from its next TLS 1.3 traffic secret (kernels >= 6.14). */
+static int rekey(ktlsx_conn *c, int fd, int direction)
 {
-    uint8_t a[2] = { level, desc };
-    return kx_ktls_send_record(fd, KX_CT_ALERT, a, sizeof a) == (ssize_t)sizeof a ? 0 : -1;
-}
-
-/* A fatal error the peer should hear about: the alert goes out through the
- * kernel when TX is there (user space may not write records then). */
-static int fail_with_alert(ktlsx_conn *c, int fd, uint8_t alert, const char *reason)
-{
-    if (c->ktls_active & KTLSX_KTLS_TX) (void)send_alert(c, fd, 2, alert);
-    return fail(c, alert, reason);
-}
-
-/* Re-key one kernel direction from its TLS 1.3 traffic secret (kernels >= 6.14). */
-static int rekey(ktlsx_conn *c, int fd, int direction, uint8_t *secret)
-{
+    bool tx = direction == KTLSX_TX;
+    uint8_t *secret = (c->role == KTLSX_CLIENT) == tx ? c->ks.c_ap : c->ks.s_ap;
     if (kx_failed(kx_tls13_next_traffic_secret(c->suite->hash, secret)))
         return fail(c, KX_ALERT_INTERNAL_ERROR, "key update derivation failed");
     struct ktlsx_traffic_keys k = { 0 };
@@ -107,19 +97,42 @@ static int rekey(ktlsx_conn *c, int fd, int direction, uint8_t *secret)
     kx_wipe_obj(k);
     if (rc != 0)
         return fail(c, KX_ALERT_INTERNAL_ERROR,
-                    direction == KTLSX_RX
-                        ? "peer updated its keys but this kernel cannot re-key TLS 1.3 (needs Linux 6.14 or later)"
-                        : "our KeyUpdate went out but this kernel cannot re-key TLS 1.3 TX (needs Linux 6.14 or later)");
+                    tx ? "our KeyUpdate went out but this kernel cannot re-key TLS 1.3 TX (needs Linux 6.14 or later)"
+                       : "peer updated its keys but this kernel cannot re-key TLS 1.3 (needs Linux 6.14 or later)");
     return 0;
 }
 
-static int send_key_update(ktlsx_conn *c, int fd, bool request)
+size_t ktlsx_ktls_pending(const ktlsx_conn *c) { return c->ctl_out.len; }
+
+int ktlsx_ktls_flush(ktlsx_conn *c, int fd, int flags)
 {
-    uint8_t msg[5] = { KX_HS_KEY_UPDATE, 0, 0, 1, request ? 1 : 0 };
-    if (kx_ktls_send_record(fd, KX_CT_HANDSHAKE, msg, sizeof msg) != (ssize_t)sizeof msg)
-        return fail(c, KX_ALERT_INTERNAL_ERROR, "sending KeyUpdate failed");
-    kx_trace(c, c->role == KTLSX_CLIENT, "KeyUpdate request_update=%d (kernel TLS)", request);
-    return rekey(c, fd, KTLSX_TX, c->role == KTLSX_CLIENT ? c->ks.c_ap : c->ks.s_ap);
+    while (c->ctl_out.len >= 3) {
+        const uint8_t *e = c->ctl_out.data;
+        uint8_t type = e[0];
+        size_t len = ((size_t)e[1] << 8) | e[2];
+        if (type == KX_CTL_REKEY_TX) {
+            kx_buf_consume(&c->ctl_out, 3);
+            /* A failed re-key leaves nothing sensible to send after it. */
+            if (rekey(c, fd, KTLSX_TX) != 0) {
+                kx_buf_reset(&c->ctl_out);
+                return -1;
+            }
+            continue;
+        }
+        ssize_t n = kx_ktls_send_record(fd, type, e + 3 + c->ctl_out_sent, len - c->ctl_out_sent, flags);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return 1;
+            return -1;
+        }
+        c->ctl_out_sent += (size_t)n;
+        if (c->ctl_out_sent < len) {
+            errno = EAGAIN;
+            return 1;
+        }
+        c->ctl_out_sent = 0;
+        kx_buf_consume(&c->ctl_out, 3 + len);
+    }
+    return 0;
 }
 
 int ktlsx_ktls_key_update(ktlsx_conn *c, int fd, int request_update)
@@ -127,59 +140,37 @@ int ktlsx_ktls_key_update(ktlsx_conn *c, int fd, int request_update)
     if (c->failed) return -1;
     if (c->version != KTLSX_TLS13) return fail(c, KX_ALERT_INTERNAL_ERROR, "KeyUpdate exists only in TLS 1.3");
     if (!(c->ktls_active & KTLSX_KTLS_TX)) return fail(c, KX_ALERT_INTERNAL_ERROR, "TX is not in kernel TLS");
-    return send_key_update(c, fd, request_update != 0);
+    kx_result r = kx_key_update_write(c, request_update != 0);
+    if (kx_failed(r)) return fail(c, r.alert, r.reason);
+    if (ktlsx_ktls_flush(c, fd, 0) != 0) return c->failed ? -1 : fail(c, KX_ALERT_INTERNAL_ERROR, "sending KeyUpdate failed");
+    return 0;
 }
 
 int ktlsx_ktls_close_notify(ktlsx_conn *c, int fd)
 {
     if (!(c->ktls_active & KTLSX_KTLS_TX)) return fail(c, KX_ALERT_INTERNAL_ERROR, "TX is not in kernel TLS");
-    if (send_alert(c, fd, 1, KX_ALERT_CLOSE_NOTIFY) != 0) return fail(c, KX_ALERT_INTERNAL_ERROR, "sending close_notify failed");
+    if (ktlsx_close_notify(c) != 0 || ktlsx_ktls_flush(c, fd, 0) != 0)
+        return fail(c, KX_ALERT_INTERNAL_ERROR, "sending close_notify failed");
     return 0;
 }
 
-/* Complete handshake messages received through the kernel. */
-static int handle_messages(ktlsx_conn *c, int fd)
+int ktlsx_ktls_record(ktlsx_conn *c, int fd, uint8_t type, const void *data, size_t len)
 {
-    while (c->hs_in.len >= 4) {
-        size_t body = ((size_t)c->hs_in.data[1] << 16) | ((size_t)c->hs_in.data[2] << 8) | c->hs_in.data[3];
-        if (body > KX_MAX_HANDSHAKE_MESSAGE) return fail(c, KX_ALERT_UNEXPECTED_MESSAGE, "handshake message too large");
-        if (c->hs_in.len < 4 + body) return 0;
-        uint8_t type = c->hs_in.data[0];
-        kx_buf msg = { 0 };
-        if (kx_failed(kx_write_bytes(&msg, c->hs_in.data, 4 + body))) return fail(c, KX_ALERT_INTERNAL_ERROR, "out of memory");
-        kx_buf_consume(&c->hs_in, 4 + body);
-        kx_reader rd = kx_reader_of(msg.data + 4, body);
-        int rc = 0;
-        if (type == KX_HS_NEW_SESSION_TICKET && c->role == KTLSX_CLIENT && c->version == KTLSX_TLS13) {
-            kx_result r = kx_new_session_ticket_handle(c, &rd);
-            if (kx_failed(r)) rc = fail(c, r.alert, r.reason);
-        } else if (type == KX_HS_KEY_UPDATE && c->version == KTLSX_TLS13 && body != 1) {
-            rc = fail_with_alert(c, fd, KX_ALERT_DECODE_ERROR, "malformed KeyUpdate");
-        } else if (type == KX_HS_KEY_UPDATE && c->version == KTLSX_TLS13 && msg.data[4] > 1) {
-            rc = fail_with_alert(c, fd, KX_ALERT_ILLEGAL_PARAMETER, "bad KeyUpdate request value");
-        } else if (type == KX_HS_KEY_UPDATE && c->version == KTLSX_TLS13 && c->hs_in.len != 0) {
-            /* More handshake bytes in the record after the KeyUpdate: they were
-             * protected with the old key, so the message spans a key change
-             * (RFC 8446 §5.1). */
-            rc = fail_with_alert(c, fd, KX_ALERT_UNEXPECTED_MESSAGE, "KeyUpdate is not at the end of its record");
-        } else if (type == KX_HS_KEY_UPDATE && c->version == KTLSX_TLS13) {
-            kx_trace(c, c->role == KTLSX_SERVER, "KeyUpdate request_update=%u (kernel TLS)", msg.data[4]);
-            rc = rekey(c, fd, KTLSX_RX, c->role == KTLSX_CLIENT ? c->ks.s_ap : c->ks.c_ap);
-            if (rc == 0 && msg.data[4] == 1) {
-                if (c->ktls_active & KTLSX_KTLS_TX) rc = send_key_update(c, fd, false);
-                else rc = fail(c, KX_ALERT_INTERNAL_ERROR, "KeyUpdate requested but TX is not in the kernel");
-            }
-        } else if (c->version == KTLSX_TLS12 && ((type == KX_HS_CLIENT_HELLO && c->role == KTLSX_SERVER) ||
-                                                 (type == KX_HS_HELLO_REQUEST && c->role == KTLSX_CLIENT))) {
-            /* Renegotiation: refused with a warning (kernel TLS cannot change TLS 1.2 keys). */
-            rc = send_alert(c, fd, 1, KX_ALERT_NO_RENEGOTIATION);
-        } else {
-            rc = fail_with_alert(c, fd, KX_ALERT_UNEXPECTED_MESSAGE, "unexpected post-handshake message");
-        }
-        kx_buf_free(&msg);
-        if (rc) return rc;
+    if (c->failed) return -1;
+    kx_result r = kx_receive_plaintext(c, type, data, len, false);
+    if (!kx_failed(r) && type == KX_CT_APPLICATION_DATA) return 1;
+    if (!kx_failed(r)) r = kx_handle_post_handshake(c);
+    if (kx_failed(r)) {
+        /* A fatal alert from the peer has already marked the connection; anything
+         * else is ours to report, and its alert waits in ctl_out. */
+        kx_conn_fail(c, r);
+        return -1;
     }
-    return 0;
+    if (c->rekey_rx_due) {
+        c->rekey_rx_due = false;
+        if (rekey(c, fd, KTLSX_RX) != 0) return -1;
+    }
+    return c->peer_closed ? -KTLSX_CLOSED : 0;
 }
 
 long ktlsx_ktls_read(ktlsx_conn *c, int fd, void *buf, size_t len)
@@ -189,9 +180,14 @@ long ktlsx_ktls_read(ktlsx_conn *c, int fd, void *buf, size_t len)
 
 long ktlsx_ktls_recv(ktlsx_conn *c, int fd, void *buf, size_t len, int flags)
 {
-    if (c->failed) return -1;
+    if (c->failed) {
+        (void)ktlsx_ktls_flush(c, fd, flags | MSG_DONTWAIT); /* the alert, if it still waits */
+        return -1;
+    }
     if (c->peer_closed) return 0;
     for (;;) {
+        /* Answers owed from earlier records go first (a blocked one stays queued). */
+        if (ktlsx_ktls_flush(c, fd, flags) < 0) return c->failed ? -1 : fail(c, KX_ALERT_INTERNAL_ERROR, "sending a control record failed");
         uint8_t type = KX_CT_APPLICATION_DATA;
         ssize_t n = kx_ktls_recv_record(fd, buf, len, &type, flags);
         if (n < 0) {
@@ -200,29 +196,14 @@ long ktlsx_ktls_recv(ktlsx_conn *c, int fd, void *buf, size_t len, int flags)
             return -1; /* errno as the kernel set it (EAGAIN, ECONNRESET, ...) */
         }
         if (n == 0) return 0;
-        switch (type) {
-        case KX_CT_APPLICATION_DATA:
-            return n;
-        case KX_CT_ALERT: {
-            const uint8_t *a = buf;
-            if (n < 2) return fail(c, KX_ALERT_DECODE_ERROR, "malformed alert");
-            if (a[1] == KX_ALERT_CLOSE_NOTIFY) {
-                c->peer_closed = true;
-                return 0;
-            }
-            if (a[1] == KX_ALERT_USER_CANCELED || (c->version == KTLSX_TLS12 && a[0] == 1)) continue; /* warnings */
-            c->failed = true;
-            c->alert = a[1];
-            c->error = "received fatal alert from peer";
+        int rc = ktlsx_ktls_record(c, fd, type, buf, (size_t)n);
+        if (rc == 1) return n;
+        if (rc == -KTLSX_CLOSED) return 0;
+        if (rc < 0) {
+            int err = errno;
+            (void)ktlsx_ktls_flush(c, fd, flags | MSG_DONTWAIT);
+            errno = err;
             return -1;
-        }
-        case KX_CT_HANDSHAKE:
-            if (kx_failed(kx_write_bytes(&c->hs_in, buf, (size_t)n))) return fail(c, KX_ALERT_INTERNAL_ERROR, "out of memory");
-            if (handle_messages(c, fd) != 0) return -1;
-            continue;
-        default:
-            send_alert(c, fd, 2, KX_ALERT_UNEXPECTED_MESSAGE);
-            return fail(c, KX_ALERT_UNEXPECTED_MESSAGE, "unexpected record type on kernel TLS socket");
         }
     }
 }

@@ -515,7 +515,7 @@ static void test_record_plumbing(void **state)
     errno = 0;
     assert_int_equal(kx_ktls_recv_record(s, buf, sizeof(buf), &type, MSG_DONTWAIT), -1);
     assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
-    assert_int_equal(kx_ktls_send_record(c, 21, alert, sizeof(alert)), 2);
+    assert_int_equal(kx_ktls_send_record(c, 21, alert, sizeof(alert), 0), 2);
     assert_int_equal(kx_ktls_recv_record(s, buf, sizeof(buf), &type, 0), 2);
     assert_memory_equal(buf, alert, 2);
     assert_int_equal(type, 23);
