@@ -28,6 +28,11 @@
 extern "C" {
 #endif
 
+/* Everything declared here is the exported API of libktlsx.so; the library
+ * is compiled with -fvisibility=hidden, so a declaration needs no per-symbol
+ * macro to be exported as long as it sits between push and pop. */
+#pragma GCC visibility push(default)
+
 #define KTLSX_VERSION_STRING "0.1.0"
 
 typedef struct ktlsx_config ktlsx_config;
@@ -225,6 +230,8 @@ long ktlsx_ktls_recv(ktlsx_conn *conn, int fd, void *buf, size_t len, int flags)
 /* Send close_notify / a KeyUpdate through a kernel-TLS socket (TX in the kernel). */
 int ktlsx_ktls_close_notify(ktlsx_conn *conn, int fd);
 int ktlsx_ktls_key_update(ktlsx_conn *conn, int fd, int request_update);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }
