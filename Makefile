@@ -34,9 +34,61 @@ $(O)/lib/libktlsx.a: $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(O)/lib/libktlsx.so: $(LIB_OBJS)
+# ---- 1.0 packaging: exported symbols, soname, install (pkg-config, man pages) ----
+# The shared library exports the public API only: objects are compiled with
+# hidden visibility (ktlsx.h makes its own declarations default-visible) and
+# the version script keeps anything else out, so internal kx_* names cannot
+# become ABI by accident.  The static library is built from the same objects;
+# hidden visibility does not affect static linking, so tests, fuzzers and
+# benchmarks keep reaching internal symbols through it.
+SOVERSION := 1
+SOLIB := libktlsx.so.$(SOVERSION).0.0
+VERSION := $(shell sed -n 's/^\#define KTLSX_VERSION_STRING "\(.*\)"/\1/p' include/ktlsx/ktlsx.h)
+$(LIB_OBJS): CFLAGS += -fvisibility=hidden
+
+$(O)/lib/$(SOLIB): $(LIB_OBJS) libktlsx/libktlsx.map
 	@mkdir -p $(dir $@)
-	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) -shared $(LDFLAGS) -Wl,-soname,libktlsx.so.$(SOVERSION) -Wl,--version-script=libktlsx/libktlsx.map \
+	  -Wl,--no-undefined -o $@ $(LIB_OBJS) $(LDLIBS)
+
+$(O)/lib/libktlsx.so: $(O)/lib/$(SOLIB)
+	ln -sf $(SOLIB) $(O)/lib/libktlsx.so.$(SOVERSION)
+	ln -sf libktlsx.so.$(SOVERSION) $@
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+
+# Generated at install time: the paths in it are those of this PREFIX.
+.PHONY: install uninstall $(O)/ktlsx.pc
+$(O)/ktlsx.pc: libktlsx/ktlsx.pc.in
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+	  -e 's|@VERSION@|$(VERSION)|g' $< > $@
+
+install: $(O)/lib/libktlsx.a $(O)/lib/libktlsx.so $(O)/bin/ktlsx $(O)/ktlsx.pc
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/ktlsx \
+	  $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
+	install -m 644 include/ktlsx/*.h $(DESTDIR)$(INCLUDEDIR)/ktlsx/
+	install -m 644 $(O)/lib/libktlsx.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(O)/lib/$(SOLIB) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(SOLIB) $(DESTDIR)$(LIBDIR)/libktlsx.so.$(SOVERSION)
+	ln -sf libktlsx.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libktlsx.so
+	install -m 644 $(O)/ktlsx.pc $(DESTDIR)$(PKGCONFIGDIR)/
+	install -m 755 $(O)/bin/ktlsx $(DESTDIR)$(BINDIR)/
+	install -m 644 docs/man/ktlsx.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 docs/man/libktlsx.3 $(DESTDIR)$(MANDIR)/man3/
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/ktlsx/,$(notdir $(wildcard include/ktlsx/*.h)))
+	-rmdir $(DESTDIR)$(INCLUDEDIR)/ktlsx
+	rm -f $(DESTDIR)$(LIBDIR)/libktlsx.a $(DESTDIR)$(LIBDIR)/$(SOLIB) $(DESTDIR)$(LIBDIR)/libktlsx.so.$(SOVERSION) \
+	  $(DESTDIR)$(LIBDIR)/libktlsx.so $(DESTDIR)$(PKGCONFIGDIR)/ktlsx.pc $(DESTDIR)$(BINDIR)/ktlsx \
+	  $(DESTDIR)$(MANDIR)/man1/ktlsx.1 $(DESTDIR)$(MANDIR)/man3/libktlsx.3
+# ---- end of 1.0 packaging ----
 
 $(O)/bin/ktlsx: $(CLI_OBJS) $(O)/lib/libktlsx.a
 	@mkdir -p $(dir $@)

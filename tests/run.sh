@@ -2,7 +2,9 @@
 # tests/run.sh [--unit-only] — the ktlsx test runner (`make check`, `make unit`).
 #
 #  1. unit tests: every executable build/tests/test_* (cmocka; each test case counts)
-#  2. the same unit tests from build/asan/tests/ (ASan+UBSan), if that build exists
+#  2. the same unit tests from build/asan/tests/ (ASan+UBSan), if that build exists;
+#     then static analysis (make lint), the public API and packaging
+#     (tests/api/exports.sh) and a fuzz smoke run
 #  3. every tests/interop/*.sh with KTLSX=build/bin/ktlsx
 #  4. the interop scripts again with KTLSX=build/asan/bin/ktlsx (if built)
 #  5. kmod-tests/run.sh, if present (its last line "N passed, N failed, N skipped"
@@ -14,7 +16,7 @@
 # Environment: UNIT_TMO (per unit binary, default 300 s), INTEROP_TMO (per
 # interop script, default 1200 s), KMOD_TMO (default 3600 s), ONLY (regex
 # passed to the interop scripts to select cases), NO_ASAN_INTEROP=1,
-# ASAN_INTEROP_QUICK=1 (a representative subset under ASan), NO_KMOD=1,
+# ASAN_INTEROP_QUICK=1 (a representative subset under ASan), NO_KMOD=1, NO_API=1,
 # BUILD (build tree, default build/), KMOD_RUN (default kmod-tests/run.sh).
 set -uo pipefail
 
@@ -26,7 +28,7 @@ unit_only=0
 for a in "$@"; do
   case $a in
     --unit-only) unit_only=1 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $a" >&2; exit 2 ;;
   esac
 done
@@ -132,6 +134,24 @@ if (( ! unit_only )) && [[ ${NO_LINT:-0} != 1 ]]; then
     else record FAIL lint "$(grep -m3 -E 'warning:|error:' "$LOGS/lint.log" | tr '\n' ' ')"; fi
   else
     record SKIP lint "cppcheck or clang-tidy not installed"
+  fi
+fi
+
+# ------------------------------------------------------------- public API ---
+# libktlsx.so exports only ktlsx_*, has its soname, and installs into a
+# DESTDIR that a pkg-config user can build and run against (tests/api/exports.sh).
+if (( ! unit_only )) && [[ ${NO_API:-0} != 1 ]]; then
+  section "public API and packaging (tests/api/exports.sh)"
+  bash "$ROOT/tests/api/exports.sh" "$BUILD" >"$LOGS/api.log" 2>&1
+  arc=$?
+  while IFS= read -r line; do
+    case $line in
+      PASS\ *) record PASS "api/${line#PASS }" ;;
+      FAIL\ *) name=${line#FAIL }; record FAIL "api/${name%%:*}" "${name#*: }" ;;
+    esac
+  done < <(grep -E '^(PASS|FAIL) ' "$LOGS/api.log")
+  if (( arc != 0 )) && ! grep -q '^FAIL ' "$LOGS/api.log"; then
+    record FAIL api "tests/api/exports.sh exited $arc (see build/test-logs/api.log)"
   fi
 fi
 

@@ -28,6 +28,11 @@
 extern "C" {
 #endif
 
+/* Everything declared here is the exported API of libktlsx.so; the library
+ * is compiled with -fvisibility=hidden, so a declaration needs no per-symbol
+ * macro to be exported as long as it sits between push and pop. */
+#pragma GCC visibility push(default)
+
 #define KTLSX_VERSION_STRING "0.1.0"
 
 typedef struct ktlsx_config ktlsx_config;
@@ -82,7 +87,8 @@ void ktlsx_config_set_trace(ktlsx_config *cfg, FILE *out);
 /* ---- resumption and PSKs ---- */
 
 /* Server: TLS 1.2 session-ID cache, bounded in entries (LRU) and lifetime; 0 entries turns it off.
- * Default: 1024 entries, 300 s. */
+ * Default: 1024 entries, 300 s.  The entries (about 2.4 KB each) are allocated when the first
+ * session is stored, so a configuration that never completes a TLS 1.2 full handshake costs little. */
 int ktlsx_config_set_session_cache(ktlsx_config *cfg, size_t entries, unsigned lifetime_s);
 /* Server: session tickets. count = NewSessionTickets per TLS 1.3 connection (TLS 1.2 sends one);
  * 0 turns tickets off in both versions. Default 2, lifetime 7200 s. */
@@ -153,6 +159,58 @@ int ktlsx_key_update(ktlsx_conn *conn, int request_update);
 /* Raw bytes received but not yet consumed as records (only when the caller
  * fed more than ktlsx_input_wanted()). Copies up to len; returns count. */
 size_t ktlsx_take_buffered(ktlsx_conn *conn, void *buf, size_t len);
+
+/* ---- 1.0: memory inputs and the peer's chain ---- */
+
+/* OpenSSL's EVP_PKEY, declared here so this header needs no OpenSSL header. */
+struct evp_pkey_st;
+
+/* Add a certificate chain and its private key from memory (keyring blobs,
+ * secrets managers) instead of files; the server picks among several as with
+ * ktlsx_config_add_cert, which reads its files and takes this same path.
+ *   chain: PEM (one or more CERTIFICATE blocks, leaf first) or DER (one
+ *          certificate, or several DER certificates one after the other,
+ *          leaf first); the format is detected.
+ *   key:   PEM or DER, PKCS#8 or the traditional RSA/EC form; not encrypted.
+ * The key must match the leaf (refused with a message otherwise).  Both
+ * buffers are only read during the call: the configuration keeps its own
+ * copies, and the caller still owns (and should wipe) `key`.
+ * Returns 0, or -1 with ktlsx_config_error() naming the buffer and the problem
+ * (empty, no certificate found, cannot parse, key does not match, ...). */
+int ktlsx_config_add_cert_mem(ktlsx_config *cfg, const uint8_t *chain, size_t chain_len, const uint8_t *key,
+                              size_t key_len);
+/* The same with a private key object (an EVP_PKEY, e.g. from a provider or an
+ * HSM): the configuration takes its own reference (EVP_PKEY_up_ref), so the
+ * caller may free its reference at once.  The key must hold the private half
+ * and match the leaf.  Returns 0 or -1 as above. */
+int ktlsx_config_add_cert_pkey(ktlsx_config *cfg, const uint8_t *chain, size_t chain_len, struct evp_pkey_st *key);
+/* Trust anchors from memory: PEM (CERTIFICATE blocks; CRL blocks in the same
+ * bundle are taken too) or DER (certificates one after the other).  Replaces
+ * what ktlsx_config_set_ca_file set, and vice versa; the bytes are copied.
+ * An empty buffer is refused: ktlsx_config_set_ca_file(cfg, NULL) selects the
+ * system store.  Returns 0 or -1 (the previous trust anchors stay). */
+int ktlsx_config_set_ca_mem(ktlsx_config *cfg, const uint8_t *ca, size_t len);
+/* Revocation lists from memory: PEM (X509 CRL blocks) or DER (CRLs one after
+ * the other); the peer's leaf is checked against them.  Replaces what
+ * ktlsx_config_set_crl_file set, and vice versa; the bytes are copied.
+ * Returns 0 or -1 (the previous CRLs stay). */
+int ktlsx_config_set_crl_mem(ktlsx_config *cfg, const uint8_t *crl, size_t len);
+
+/* The peer's certificate chain as it sent it, DER, leaf = index 0 (server:
+ * the client's chain, when it sent one).  Kept from the peer's Certificate
+ * message, TLS 1.3 and TLS 1.2, before it is verified: also with
+ * ktlsx_config_set_insecure, and after a failed verification (to log what
+ * was refused; the handshake has failed then).
+ * A resumed connection (session ID, ticket) and one on an external PSK carry
+ * no Certificate message: the count is 0 then, as with OpenSSL's
+ * SSL_get_peer_cert_chain on a resumed session; ktlsx_peer_subject still
+ * names the subject remembered in the session.
+ * Returns the number of certificates (0: none, or conn is NULL). */
+size_t ktlsx_peer_cert_count(const ktlsx_conn *conn);
+/* Certificate `i` (0 = leaf) of that chain and its length in *len; NULL (and
+ * *len = 0) when i >= ktlsx_peer_cert_count().  The bytes belong to the
+ * connection and stay valid until ktlsx_conn_free(). */
+const uint8_t *ktlsx_peer_cert_der(const ktlsx_conn *conn, size_t i, size_t *len);
 
 /* ---- results ---- */
 
@@ -376,6 +434,7 @@ int ktlsx_socket_ktls(const ktlsx_socket *sock);
 const char *ktlsx_socket_ktls_name(const ktlsx_socket *sock);
 /* Why a direction is not in the kernel ("" when both are, or mode is off). */
 const char *ktlsx_socket_ktls_why(const ktlsx_socket *sock);
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

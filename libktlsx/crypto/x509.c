@@ -1,4 +1,4 @@
-/* Certificates and private keys: PEM loading, chain verification with an
+/* Certificates and private keys: loading from files or memory (PEM or DER), chain verification with an
  * X509_STORE, and the X509_V_ERR_* -> TLS alert mapping.
  *
  * All libcrypto errors raised here are confined with ERR_set_mark /
@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -64,17 +65,80 @@ static int pem_at_end(void)
     return e == 0 || (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE);
 }
 
-/* Open for reading, reporting the OS reason: "no such file" is the most
- * common configuration mistake and deserves a precise message. */
-static BIO *open_file(const char *path, char *err, size_t errlen)
+/* Read a whole file into memory (the file variants then take the memory
+ * path, so files and buffers are parsed by the same code).  `secret`: the
+ * bytes are a private key, so every buffer they pass through is wiped.
+ * Reports the OS reason: "no such file" is the most common configuration
+ * mistake and deserves a precise message. */
+#define KX_MAX_INPUT_FILE (64u << 20) /* far above any chain, key or CA bundle */
+
+int kx_read_file(const char *path, bool secret, uint8_t **data, size_t *len, char *err, size_t errlen)
 {
+    *data = NULL;
+    *len = 0;
     errno = 0;
-    BIO *b = BIO_new_file(path, "r");
-    if (b == NULL) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
         int e = errno;
         set_err(err, errlen, "%s: cannot open: %s", path, e ? strerror(e) : "unknown error");
+        return -1;
     }
-    return b;
+    if (secret) setvbuf(f, NULL, _IONBF, 0); /* no stdio buffer holding key bytes after fclose */
+    size_t cap = 0, n = 0;
+    uint8_t *buf = NULL;
+    int rc = -1;
+    for (;;) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 4096;
+            if (cap >= KX_MAX_INPUT_FILE) {
+                set_err(err, errlen, "%s: larger than %u bytes", path, KX_MAX_INPUT_FILE);
+                goto out;
+            }
+            /* By hand rather than realloc, so the old block can be wiped. */
+            uint8_t *nbuf = OPENSSL_malloc(ncap);
+            if (nbuf == NULL) {
+                set_err(err, errlen, "%s: out of memory", path);
+                goto out;
+            }
+            if (n) memcpy(nbuf, buf, n);
+            OPENSSL_clear_free(buf, cap);
+            buf = nbuf;
+            cap = ncap;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    if (ferror(f)) {
+        set_err(err, errlen, "%s: read error", path);
+        goto out;
+    }
+    rc = 0;
+out:
+    fclose(f);
+    if (rc < 0) {
+        OPENSSL_clear_free(buf, cap);
+        return -1;
+    }
+    *data = buf;
+    *len = n;
+    return 0;
+}
+
+/* PEM if a PEM header appears anywhere (leading comments or whitespace are
+ * common in PEM files); otherwise DER, which always starts with a SEQUENCE. */
+static bool looks_pem(const uint8_t *data, size_t len)
+{
+    static const char begin[] = "-----BEGIN ";
+    return memmem(data, len, begin, sizeof(begin) - 1) != NULL;
+}
+
+static bool looks_der(const uint8_t *data, size_t len) { return len >= 2 && data[0] == 0x30; }
+
+/* A read-only BIO over the caller's bytes (no copy). */
+static BIO *mem_bio(const uint8_t *data, size_t len)
+{
+    return len <= INT_MAX ? BIO_new_mem_buf(data, (int)len) : NULL;
 }
 
 /* ---------------------------------------------------------------- certkey */
@@ -89,115 +153,202 @@ static int no_password(char *buf, int size, int rwflag, void *u)
     return -1;
 }
 
-static int load_chain(kx_certkey *ck, const char *path, char *err, size_t errlen)
+static int add_chain_cert(kx_certkey *ck, X509 *x, const char *name, char *err, size_t errlen)
 {
-    BIO *b = open_file(path, err, errlen);
-    if (b == NULL) return -1;
-    int rc = -1;
-    for (;;) {
-        X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
-        if (x == NULL) {
-            if (!pem_at_end()) {
-                set_err(err, errlen, "%s: cannot parse certificate #%zu", path, ck->count + 1);
-                goto out;
-            }
-            break;
-        }
-        if (ck->count == KX_MAX_CHAIN) {
-            X509_free(x);
-            set_err(err, errlen, "%s: too many certificates (at most %d)", path, KX_MAX_CHAIN);
-            goto out;
-        }
-        unsigned char *der = NULL;
-        int n = i2d_X509(x, &der);
+    if (ck->count == KX_MAX_CHAIN) {
         X509_free(x);
-        if (n <= 0) {
-            set_err(err, errlen, "%s: cannot encode certificate #%zu", path, ck->count + 1);
-            goto out;
+        set_err(err, errlen, "%s: too many certificates (at most %d)", name, KX_MAX_CHAIN);
+        return -1;
+    }
+    unsigned char *der = NULL;
+    int n = i2d_X509(x, &der);
+    X509_free(x);
+    if (n <= 0) {
+        set_err(err, errlen, "%s: cannot encode certificate #%zu", name, ck->count + 1);
+        return -1;
+    }
+    ck->der[ck->count] = der;
+    ck->der_len[ck->count] = (size_t)n;
+    ck->count++;
+    return 0;
+}
+
+/* PEM blocks (leaf first), or DER certificates one after the other. */
+static int load_chain(kx_certkey *ck, const kx_input *in, char *err, size_t errlen)
+{
+    if (looks_pem(in->data, in->len)) {
+        BIO *b = mem_bio(in->data, in->len);
+        if (b == NULL) {
+            set_err(err, errlen, "%s: out of memory", in->name);
+            return -1;
         }
-        ck->der[ck->count] = der;
-        ck->der_len[ck->count] = (size_t)n;
-        ck->count++;
+        int rc = 0;
+        X509 *x;
+        while (rc == 0 && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL)
+            rc = add_chain_cert(ck, x, in->name, err, errlen);
+        if (rc == 0 && !pem_at_end()) {
+            set_err(err, errlen, "%s: cannot parse certificate #%zu", in->name, ck->count + 1);
+            rc = -1;
+        }
+        BIO_free(b);
+        if (rc < 0) return -1;
+    } else if (looks_der(in->data, in->len)) {
+        const unsigned char *p = in->data, *end = in->data + in->len;
+        while (p < end) {
+            const unsigned char *start = p;
+            X509 *x = d2i_X509(NULL, &p, end - p);
+            if (x == NULL || p <= start) {
+                X509_free(x);
+                set_err(err, errlen, "%s: cannot parse certificate #%zu (DER)", in->name, ck->count + 1);
+                return -1;
+            }
+            if (add_chain_cert(ck, x, in->name, err, errlen) < 0) return -1;
+        }
     }
     if (ck->count == 0) {
-        set_err(err, errlen, "%s: no certificate found", path);
-        goto out;
+        set_err(err, errlen, "%s: no certificate found", in->name);
+        return -1;
     }
+    return 0;
+}
+
+/* After a failed PEM key load: did the input hold a PEM header labelled as a
+ * private key at all ("-----BEGIN [RSA |EC |ENCRYPTED ]PRIVATE KEY-----")?
+ * The decoder reports "unsupported" both for input without a key and for a
+ * corrupt or truncated one, and the user needs to know which. */
+static int has_key_block(const kx_input *in)
+{
+    static const char label[] = "PRIVATE KEY-----";
+    const uint8_t *p = in->data, *end = in->data + in->len;
+    const uint8_t *hit;
+    while ((hit = memmem(p, (size_t)(end - p), label, sizeof(label) - 1)) != NULL) {
+        /* Only a BEGIN line counts: look back to the start of the line. */
+        const uint8_t *line = hit;
+        while (line > in->data && line[-1] != '\n') line--;
+        if ((size_t)(hit - line) >= 11 && memcmp(line, "-----BEGIN ", 11) == 0) return 1;
+        p = hit + 1;
+    }
+    return 0;
+}
+
+/* PEM or DER; PKCS#8 or the traditional per-algorithm forms.  Both decoders
+ * go through the OSSL_DECODER machinery, so every key type the providers know
+ * (RSA, RSA-PSS, EC, Ed25519, ...) loads. */
+static int load_key(kx_certkey *ck, const kx_input *in, char *err, size_t errlen)
+{
+    if (looks_pem(in->data, in->len)) {
+        BIO *b = mem_bio(in->data, in->len);
+        if (b == NULL) {
+            set_err(err, errlen, "%s: out of memory", in->name);
+            return -1;
+        }
+        int wanted_password = 0;
+        ck->key = PEM_read_bio_PrivateKey(b, NULL, no_password, &wanted_password);
+        BIO_free(b);
+        if (ck->key != NULL) return 0;
+        if (wanted_password)
+            set_err(err, errlen, "%s: private key is encrypted (not supported)", in->name);
+        else if (!has_key_block(in))
+            set_err(err, errlen, "%s: no private key found", in->name);
+        else
+            set_err(err, errlen, "%s: cannot parse private key", in->name);
+        return -1;
+    }
+    if (!looks_der(in->data, in->len) || in->len > LONG_MAX) {
+        set_err(err, errlen, "%s: no private key found (neither PEM nor DER)", in->name);
+        return -1;
+    }
+    const unsigned char *p = in->data;
+    ck->key = d2i_AutoPrivateKey(NULL, &p, (long)in->len);
+    if (ck->key != NULL && p != in->data + in->len) {
+        EVP_PKEY_free(ck->key);
+        ck->key = NULL;
+    }
+    if (ck->key != NULL) return 0;
+    set_err(err, errlen, "%s: cannot parse private key (DER)", in->name);
+    return -1;
+}
+
+/* The private half is there: a public key that matches the leaf would pass
+ * X509_check_private_key and fail only at the first signature. */
+static int key_is_private(EVP_PKEY *key)
+{
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
+    int ok = ctx != NULL && EVP_PKEY_private_check(ctx) == 1;
+    EVP_PKEY_CTX_free(ctx);
+    return ok;
+}
+
+/* Every certificate/key loader ends here: the key must belong to the leaf. */
+static int check_key_matches(kx_certkey *ck, const char *cert_name, const char *key_name, char *err, size_t errlen)
+{
+    const unsigned char *p = ck->der[0];
+    X509 *leaf = d2i_X509(NULL, &p, (long)ck->der_len[0]);
+    if (leaf == NULL) {
+        set_err(err, errlen, "%s: cannot parse certificate #1", cert_name);
+        return -1;
+    }
+    int match = X509_check_private_key(leaf, ck->key);
+    X509_free(leaf);
+    if (match != 1) {
+        set_err(err, errlen, "%s: private key does not match certificate", key_name);
+        return -1;
+    }
+    return 0;
+}
+
+int kx_certkey_load_mem(kx_certkey *ck, const kx_input *chain, const kx_input *key, char *err, size_t errlen)
+{
+    memset(ck, 0, sizeof(*ck));
+    ERR_set_mark();
+    int rc = -1;
+    if (load_chain(ck, chain, err, errlen) < 0) goto out;
+    if (load_key(ck, key, err, errlen) < 0) goto out;
+    if (check_key_matches(ck, chain->name, key->name, err, errlen) < 0) goto out;
     rc = 0;
 out:
-    BIO_free(b);
+    ERR_pop_to_mark();
+    if (rc < 0) kx_certkey_free(ck);
     return rc;
 }
 
-/* After a failed key load: did the file hold a PEM block labelled as a
- * private key at all?  The decoder reports "unsupported" both for a file
- * without a key and for a corrupt one, and the user needs to know which. */
-static int has_key_block(const char *path)
+int kx_certkey_load_pkey(kx_certkey *ck, const kx_input *chain, EVP_PKEY *key, const char *key_name, char *err,
+                         size_t errlen)
 {
-    BIO *b = BIO_new_file(path, "r");
-    if (b == NULL) return 0;
-    int found = 0;
-    char *name = NULL, *header = NULL;
-    unsigned char *data = NULL;
-    long len = 0;
-    while (!found && PEM_read_bio(b, &name, &header, &data, &len) == 1) {
-        size_t n = strlen(name);
-        static const char suffix[] = "PRIVATE KEY";
-        found = n >= sizeof(suffix) - 1 && strcmp(name + n - (sizeof(suffix) - 1), suffix) == 0;
-        OPENSSL_free(name);
-        OPENSSL_free(header);
-        OPENSSL_clear_free(data, (size_t)len);
-        name = header = NULL;
-        data = NULL;
+    memset(ck, 0, sizeof(*ck));
+    ERR_set_mark();
+    int rc = -1;
+    if (load_chain(ck, chain, err, errlen) < 0) goto out;
+    if (!EVP_PKEY_up_ref(key)) {
+        set_err(err, errlen, "%s: cannot take a reference", key_name);
+        goto out;
     }
-    BIO_free(b);
-    return found;
-}
-
-static int load_key(kx_certkey *ck, const char *path, char *err, size_t errlen)
-{
-    BIO *b = open_file(path, err, errlen);
-    if (b == NULL) return -1;
-    int wanted_password = 0;
-    /* PEM_read_bio_PrivateKey goes through the OSSL_DECODER machinery, so
-     * PKCS#8 and the traditional "RSA/EC PRIVATE KEY" forms of every key
-     * type the providers know (RSA, RSA-PSS, EC, Ed25519, ...) all load. */
-    ck->key = PEM_read_bio_PrivateKey(b, NULL, no_password, &wanted_password);
-    BIO_free(b);
-    if (ck->key != NULL) return 0;
-    if (wanted_password)
-        set_err(err, errlen, "%s: private key is encrypted (not supported)", path);
-    else if (!has_key_block(path))
-        set_err(err, errlen, "%s: no private key found", path);
-    else
-        set_err(err, errlen, "%s: cannot parse private key", path);
-    return -1;
+    ck->key = key;
+    if (!key_is_private(key)) {
+        set_err(err, errlen, "%s: not a private key (public part only)", key_name);
+        goto out;
+    }
+    if (check_key_matches(ck, chain->name, key_name, err, errlen) < 0) goto out;
+    rc = 0;
+out:
+    ERR_pop_to_mark();
+    if (rc < 0) kx_certkey_free(ck);
+    return rc;
 }
 
 int kx_certkey_load(kx_certkey *ck, const char *cert_file, const char *key_file, char *err, size_t errlen)
 {
     memset(ck, 0, sizeof(*ck));
-    ERR_set_mark();
+    uint8_t *chain = NULL, *key = NULL;
+    size_t chain_len = 0, key_len = 0;
     int rc = -1;
-    if (load_chain(ck, cert_file, err, errlen) < 0) goto out;
-    if (load_key(ck, key_file, err, errlen) < 0) goto out;
-
-    const unsigned char *p = ck->der[0];
-    X509 *leaf = d2i_X509(NULL, &p, (long)ck->der_len[0]);
-    if (leaf == NULL) {
-        set_err(err, errlen, "%s: cannot parse certificate #1", cert_file);
-        goto out;
+    if (kx_read_file(cert_file, false, &chain, &chain_len, err, errlen) == 0 &&
+        kx_read_file(key_file, true, &key, &key_len, err, errlen) == 0) {
+        kx_input c = { chain, chain_len, cert_file }, k = { key, key_len, key_file };
+        rc = kx_certkey_load_mem(ck, &c, &k, err, errlen);
     }
-    int match = X509_check_private_key(leaf, ck->key);
-    X509_free(leaf);
-    if (match != 1) {
-        set_err(err, errlen, "%s: private key does not match certificate", key_file);
-        goto out;
-    }
-    rc = 0;
-out:
-    ERR_pop_to_mark();
-    if (rc < 0) kx_certkey_free(ck);
+    OPENSSL_free(chain);
+    OPENSSL_clear_free(key, key_len);
     return rc;
 }
 
@@ -215,75 +366,134 @@ void kx_certkey_free(kx_certkey *ck)
 
 /* ------------------------------------------------------------------ trust */
 
-static int load_crls(X509_STORE *store, const char *path, char *err, size_t errlen)
+/* Trust anchors: PEM (certificates, and CRLs where a bundle carries them,
+ * as X509_STORE_load_file did) or DER certificates one after the other.
+ * Returns the number of certificates added, -1 on a parse failure. */
+static int load_cas(X509_STORE *store, const kx_input *in)
 {
-    BIO *b = open_file(path, err, errlen);
-    if (b == NULL) return -1;
-    int rc = -1;
+    int certs = 0;
+    if (looks_pem(in->data, in->len)) {
+        BIO *b = mem_bio(in->data, in->len);
+        if (b == NULL) return -1;
+        STACK_OF(X509_INFO) *infos = PEM_X509_INFO_read_bio(b, NULL, NULL, NULL);
+        BIO_free(b);
+        if (infos == NULL) return -1;
+        for (int i = 0; i < sk_X509_INFO_num(infos) && certs >= 0; i++) {
+            X509_INFO *info = sk_X509_INFO_value(infos, i);
+            if (info->x509 != NULL) certs = X509_STORE_add_cert(store, info->x509) ? certs + 1 : -1;
+            if (certs >= 0 && info->crl != NULL && !X509_STORE_add_crl(store, info->crl)) certs = -1;
+        }
+        sk_X509_INFO_pop_free(infos, X509_INFO_free);
+        return certs;
+    }
+    if (!looks_der(in->data, in->len)) return 0;
+    const unsigned char *p = in->data, *end = in->data + in->len;
+    while (p < end) {
+        const unsigned char *start = p;
+        X509 *x = d2i_X509(NULL, &p, end - p);
+        int ok = x != NULL && p > start && X509_STORE_add_cert(store, x);
+        X509_free(x); /* the store holds its own reference */
+        if (!ok) return -1;
+        certs++;
+    }
+    return certs;
+}
+
+static int add_crl(X509_STORE *store, X509_CRL *crl, size_t n, const char *name, char *err, size_t errlen)
+{
+    int ok = X509_STORE_add_crl(store, crl);
+    X509_CRL_free(crl); /* the store holds its own reference */
+    if (!ok) set_err(err, errlen, "%s: cannot add CRL #%zu", name, n + 1);
+    return ok ? 0 : -1;
+}
+
+/* CRLs: PEM blocks, or DER CRLs one after the other. */
+static int load_crls(X509_STORE *store, const kx_input *in, char *err, size_t errlen)
+{
     size_t n = 0;
-    for (;;) {
-        X509_CRL *crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL);
-        if (crl == NULL) {
-            if (!pem_at_end()) {
-                set_err(err, errlen, "%s: cannot parse CRL #%zu", path, n + 1);
-                goto out;
+    if (looks_pem(in->data, in->len)) {
+        BIO *b = mem_bio(in->data, in->len);
+        if (b == NULL) {
+            set_err(err, errlen, "%s: out of memory", in->name);
+            return -1;
+        }
+        int rc = 0;
+        X509_CRL *crl;
+        while (rc == 0 && (crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL)) != NULL)
+            if ((rc = add_crl(store, crl, n, in->name, err, errlen)) == 0) n++;
+        if (rc == 0 && !pem_at_end()) {
+            set_err(err, errlen, "%s: cannot parse CRL #%zu", in->name, n + 1);
+            rc = -1;
+        }
+        BIO_free(b);
+        if (rc < 0) return -1;
+    } else if (looks_der(in->data, in->len)) {
+        const unsigned char *p = in->data, *end = in->data + in->len;
+        while (p < end) {
+            const unsigned char *start = p;
+            X509_CRL *crl = d2i_X509_CRL(NULL, &p, end - p);
+            if (crl == NULL || p <= start) {
+                X509_CRL_free(crl);
+                set_err(err, errlen, "%s: cannot parse CRL #%zu (DER)", in->name, n + 1);
+                return -1;
             }
-            break;
+            if (add_crl(store, crl, n, in->name, err, errlen) < 0) return -1;
+            n++;
         }
-        int ok = X509_STORE_add_crl(store, crl);
-        X509_CRL_free(crl); /* the store holds its own reference */
-        if (!ok) {
-            set_err(err, errlen, "%s: cannot add CRL #%zu", path, n + 1);
-            goto out;
-        }
-        n++;
     }
     if (n == 0) {
-        set_err(err, errlen, "%s: no CRL found", path);
-        goto out;
+        set_err(err, errlen, "%s: no CRL found", in->name);
+        return -1;
     }
     /* Leaf-only checking: intermediates would need their issuers' CRLs too,
      * and a missing one fails closed (unable to get certificate CRL). */
     if (!X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK)) {
-        set_err(err, errlen, "%s: cannot enable CRL checking", path);
-        goto out;
+        set_err(err, errlen, "%s: cannot enable CRL checking", in->name);
+        return -1;
     }
-    rc = 0;
-out:
-    BIO_free(b);
-    return rc;
+    return 0;
 }
 
-kx_trust *kx_trust_new(const char *ca_file, const char *crl_file, char *err, size_t errlen)
+kx_trust *kx_trust_new_mem(const kx_input *ca, const kx_input *crl, char *err, size_t errlen)
 {
     ERR_set_mark();
     kx_trust *t = OPENSSL_zalloc(sizeof(*t));
     if (t == NULL || (t->store = X509_STORE_new()) == NULL ||
         (t->cache_lock = CRYPTO_THREAD_lock_new()) == NULL) {
-        set_err(err, errlen, "%s: out of memory", ca_file ? ca_file : "trust store");
+        set_err(err, errlen, "%s: out of memory", ca != NULL ? ca->name : "trust store");
         goto fail;
     }
-    if (ca_file != NULL) {
-        /* Probe first so a missing/unreadable file gets the OS reason rather
-         * than X509_STORE_load_file's bare failure. */
-        BIO *probe = open_file(ca_file, err, errlen);
-        if (probe == NULL) goto fail;
-        BIO_free(probe);
-        if (!X509_STORE_load_file(t->store, ca_file)) {
-            set_err(err, errlen, "%s: no usable CA certificate found", ca_file);
+    if (ca != NULL) {
+        if (load_cas(t->store, ca) <= 0) {
+            set_err(err, errlen, "%s: no usable CA certificate found", ca->name);
             goto fail;
         }
     } else if (!X509_STORE_set_default_paths(t->store)) {
         set_err(err, errlen, "%s: cannot load the system trust store", X509_get_default_cert_file());
         goto fail;
     }
-    if (crl_file != NULL && load_crls(t->store, crl_file, err, errlen) < 0) goto fail;
+    if (crl != NULL && load_crls(t->store, crl, err, errlen) < 0) goto fail;
     ERR_pop_to_mark();
     return t;
 fail:
     ERR_pop_to_mark();
     kx_trust_free(t);
     return NULL;
+}
+
+kx_trust *kx_trust_new(const char *ca_file, const char *crl_file, char *err, size_t errlen)
+{
+    uint8_t *ca = NULL, *crl = NULL;
+    size_t ca_len = 0, crl_len = 0;
+    kx_trust *t = NULL;
+    if ((ca_file == NULL || kx_read_file(ca_file, false, &ca, &ca_len, err, errlen) == 0) &&
+        (crl_file == NULL || kx_read_file(crl_file, false, &crl, &crl_len, err, errlen) == 0)) {
+        kx_input ca_in = { ca, ca_len, ca_file }, crl_in = { crl, crl_len, crl_file };
+        t = kx_trust_new_mem(ca_file ? &ca_in : NULL, crl_file ? &crl_in : NULL, err, errlen);
+    }
+    OPENSSL_free(ca);
+    OPENSSL_free(crl);
+    return t;
 }
 
 void kx_trust_free(kx_trust *t)

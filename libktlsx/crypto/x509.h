@@ -4,6 +4,7 @@
 #define KX_CRYPTO_X509_H
 
 #include "core/buf.h"
+#include <stdbool.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -17,13 +18,38 @@ typedef struct {
     EVP_PKEY *key;  /* private key; matches der[0] */
 } kx_certkey;
 
-/* Load PEM chain + PEM key; checks the key matches the leaf.
- * On failure writes "FILE: problem" into err and returns -1. */
+/* Bytes to parse, and the name error messages give them (a file name, or
+ * e.g. "CA buffer" for memory input). */
+typedef struct {
+    const uint8_t *data;
+    size_t len;
+    const char *name;
+} kx_input;
+
+/* Read a whole file into memory (OPENSSL_malloc'ed; the caller frees it,
+ * with OPENSSL_clear_free when `secret`, and then every intermediate copy has
+ * been wiped already).  On failure "FILE: reason" in err and -1. */
+int kx_read_file(const char *path, bool secret, uint8_t **data, size_t *len, char *err, size_t errlen);
+
+/* Load a chain (PEM blocks, leaf first, or DER certificates one after the
+ * other) and a private key (PEM or DER, PKCS#8 or traditional); formats are
+ * detected.  Checks the key matches the leaf.  On failure writes
+ * "NAME: problem" into err, leaves *ck empty and returns -1. */
+int kx_certkey_load_mem(kx_certkey *ck, const kx_input *chain, const kx_input *key, char *err, size_t errlen);
+/* The same with a key object: takes its own reference on `key`, which must
+ * hold the private half. */
+int kx_certkey_load_pkey(kx_certkey *ck, const kx_input *chain, EVP_PKEY *key, const char *key_name, char *err,
+                         size_t errlen);
+/* The same from files: reads them (the key's bytes are wiped after) and
+ * parses them as kx_certkey_load_mem does. */
 int kx_certkey_load(kx_certkey *ck, const char *cert_file, const char *key_file, char *err, size_t errlen);
 void kx_certkey_free(kx_certkey *ck);
 
-/* Trust: an X509_STORE with the CA file (or the system default paths) and an optional CRL. */
+/* Trust: an X509_STORE with the CA certificates (or the system default
+ * paths when ca is NULL) and optional CRLs (crl NULL: none); PEM or DER. */
 typedef struct kx_trust kx_trust;
+kx_trust *kx_trust_new_mem(const kx_input *ca, const kx_input *crl, char *err, size_t errlen);
+/* The same from files (read, then parsed as kx_trust_new_mem does). */
 kx_trust *kx_trust_new(const char *ca_file, const char *crl_file, char *err, size_t errlen);
 void kx_trust_free(kx_trust *t);
 /* How many intermediates were served from the parsed-certificate cache

@@ -1,5 +1,6 @@
 /* Certificate (RFC 8446 §4.4.2): the server's chain, and the client's when asked. */
 #include "handshake/conn.h"
+#include <openssl/crypto.h>
 #include <string.h>
 
 /* Client: the first configured certificate that can sign with one of the
@@ -64,6 +65,47 @@ static kx_result check_server_key_fits_suite(const ktlsx_conn *c)
     return KX_OK;
 }
 
+/* ---- the peer's chain, kept for ktlsx_peer_cert_der ---- */
+
+void kx_peer_chain_clear(ktlsx_conn *c)
+{
+    if (c->peer_chain) OPENSSL_clear_free(c->peer_chain, c->peer_chain_off[c->peer_cert_count]);
+    c->peer_chain = NULL;
+    c->peer_cert_count = 0;
+    memset(c->peer_chain_off, 0, sizeof c->peer_chain_off);
+}
+
+/* One copy of the received DER: the handshake buffer holding the message is
+ * reused for the next one. */
+static kx_result keep_peer_chain(ktlsx_conn *c, const uint8_t *const *der, const size_t *der_len, size_t n)
+{
+    kx_peer_chain_clear(c);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) total += der_len[i]; /* bounded by KX_MAX_HANDSHAKE_MESSAGE */
+    uint8_t *p = OPENSSL_malloc(total ? total : 1);
+    KX_ENSURE(p != NULL, KX_ALERT_INTERNAL_ERROR, "out of memory");
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        c->peer_chain_off[i] = off;
+        memcpy(p + off, der[i], der_len[i]);
+        off += der_len[i];
+    }
+    c->peer_chain_off[n] = off;
+    c->peer_chain = p;
+    c->peer_cert_count = n;
+    return KX_OK;
+}
+
+size_t ktlsx_peer_cert_count(const ktlsx_conn *c) { return c ? c->peer_cert_count : 0; }
+
+const uint8_t *ktlsx_peer_cert_der(const ktlsx_conn *c, size_t i, size_t *len)
+{
+    if (len) *len = 0;
+    if (!c || i >= c->peer_cert_count) return NULL;
+    if (len) *len = c->peer_chain_off[i + 1] - c->peer_chain_off[i];
+    return c->peer_chain + c->peer_chain_off[i];
+}
+
 kx_result kx_certificate_handle(ktlsx_conn *c, kx_reader *body)
 {
     bool from_server = c->role == KTLSX_CLIENT;
@@ -109,6 +151,8 @@ kx_result kx_certificate_handle(ktlsx_conn *c, kx_reader *body)
         return KX_OK;
     }
 
+    /* Kept before verification, so that a caller can log the chain it refused. */
+    KX_GUARD(keep_peer_chain(c, der, der_len, n));
     EVP_PKEY_free(c->peer_key);
     c->peer_key = NULL;
     if (from_server && c->cfg->insecure) {

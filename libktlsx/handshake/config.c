@@ -76,6 +76,8 @@ void ktlsx_config_free(ktlsx_config *cfg)
     kx_trust_free(cfg->trust);
     free(cfg->ca_file);
     free(cfg->crl_file);
+    OPENSSL_free(cfg->ca_data);
+    OPENSSL_free(cfg->crl_data);
     if (cfg->keylog) fclose(cfg->keylog);
     kx_session_cache_free(cfg->session_cache);
     kx_wipe(cfg->ticket_keys, sizeof cfg->ticket_keys);
@@ -88,46 +90,134 @@ void ktlsx_config_free(ktlsx_config *cfg)
 
 const char *ktlsx_config_error(const ktlsx_config *cfg) { return cfg->error; }
 
+/* Names the memory inputs carry in messages. */
+#define CHAIN_BUFFER "certificate chain buffer"
+#define KEY_BUFFER "private key buffer"
+#define CA_BUFFER "CA buffer"
+#define CRL_BUFFER "CRL buffer"
+
+static int cert_slot_free(ktlsx_config *cfg, const char *name)
+{
+    if (cfg->cert_count < KX_MAX_CERTS) return 0;
+    return config_error(cfg, "%s: too many certificates (at most %d)", name, KX_MAX_CERTS);
+}
+
 int ktlsx_config_add_cert(ktlsx_config *cfg, const char *cert_file, const char *key_file)
 {
-    if (cfg->cert_count == KX_MAX_CERTS)
-        return config_error(cfg, "%s: too many certificates (at most %d)", cert_file, KX_MAX_CERTS);
+    if (!cfg) return -1;
+    if (!cert_file || !key_file) return config_error(cfg, "add_cert: %s file is NULL", cert_file ? "key" : "certificate");
+    if (cert_slot_free(cfg, cert_file) != 0) return -1;
     if (kx_certkey_load(&cfg->certs[cfg->cert_count], cert_file, key_file, cfg->error, sizeof cfg->error) != 0)
         return -1;
     cfg->cert_count++;
     return 0;
 }
 
-static int replace_string(char **slot, const char *v)
+int ktlsx_config_add_cert_mem(ktlsx_config *cfg, const uint8_t *chain, size_t chain_len, const uint8_t *key,
+                              size_t key_len)
 {
-    char *copy = v ? strdup(v) : NULL;
-    if (v && !copy) return -1;
-    free(*slot);
-    *slot = copy;
+    if (!cfg) return -1;
+    if (!chain || chain_len == 0) return config_error(cfg, CHAIN_BUFFER ": empty (%zu bytes)", chain ? chain_len : 0);
+    if (!key || key_len == 0) return config_error(cfg, KEY_BUFFER ": empty (%zu bytes)", key ? key_len : 0);
+    if (cert_slot_free(cfg, CHAIN_BUFFER) != 0) return -1;
+    kx_input c = { chain, chain_len, CHAIN_BUFFER }, k = { key, key_len, KEY_BUFFER };
+    if (kx_certkey_load_mem(&cfg->certs[cfg->cert_count], &c, &k, cfg->error, sizeof cfg->error) != 0) return -1;
+    cfg->cert_count++;
     return 0;
 }
 
-/* Build the trust store now, so that a bad CA or CRL file is reported by the
- * setter rather than by the first handshake. */
-static int rebuild_trust(ktlsx_config *cfg)
+int ktlsx_config_add_cert_pkey(ktlsx_config *cfg, const uint8_t *chain, size_t chain_len, struct evp_pkey_st *key)
 {
-    kx_trust *t = kx_trust_new(cfg->ca_file, cfg->crl_file, cfg->error, sizeof cfg->error);
-    if (!t) return -1;
+    if (!cfg) return -1;
+    if (!chain || chain_len == 0) return config_error(cfg, CHAIN_BUFFER ": empty (%zu bytes)", chain ? chain_len : 0);
+    if (!key) return config_error(cfg, "EVP_PKEY: NULL");
+    if (cert_slot_free(cfg, CHAIN_BUFFER) != 0) return -1;
+    kx_input c = { chain, chain_len, CHAIN_BUFFER };
+    if (kx_certkey_load_pkey(&cfg->certs[cfg->cert_count], &c, key, "EVP_PKEY", cfg->error, sizeof cfg->error) != 0)
+        return -1;
+    cfg->cert_count++;
+    return 0;
+}
+
+/* Set the CA (is_ca) or the CRL input to `data` (copied; NULL = the system
+ * store / no CRL) and rebuild the trust store from it and the other input
+ * now, so that bad input is reported by the setter rather than by the first
+ * handshake.  On failure the previous inputs and store stay. */
+static int set_trust_input(ktlsx_config *cfg, bool is_ca, const uint8_t *data, size_t len, const char *name)
+{
+    uint8_t *copy = NULL;
+    char *name_copy = NULL;
+    if (data) {
+        copy = OPENSSL_memdup(data, len);
+        name_copy = strdup(name);
+        if (!copy || !name_copy) {
+            OPENSSL_free(copy);
+            free(name_copy);
+            return config_error(cfg, "%s: out of memory", name);
+        }
+    }
+    kx_input ca = { cfg->ca_data, cfg->ca_len, cfg->ca_file }, crl = { cfg->crl_data, cfg->crl_len, cfg->crl_file };
+    kx_input *in = is_ca ? &ca : &crl;
+    *in = (kx_input){ copy, len, name_copy };
+    kx_trust *t = kx_trust_new_mem(ca.data ? &ca : NULL, crl.data ? &crl : NULL, cfg->error, sizeof cfg->error);
+    if (!t) {
+        OPENSSL_free(copy);
+        free(name_copy);
+        return -1;
+    }
+    uint8_t **slot = is_ca ? &cfg->ca_data : &cfg->crl_data;
+    char **name_slot = is_ca ? &cfg->ca_file : &cfg->crl_file;
+    OPENSSL_free(*slot);
+    free(*name_slot);
+    *slot = copy;
+    *name_slot = name_copy;
+    *(is_ca ? &cfg->ca_len : &cfg->crl_len) = len;
     kx_trust_free(cfg->trust);
     cfg->trust = t;
     return 0;
 }
 
+/* The file variants read the file and take the memory path. */
+static int set_trust_file(ktlsx_config *cfg, bool is_ca, const char *path)
+{
+    if (!path) return set_trust_input(cfg, is_ca, NULL, 0, NULL);
+    uint8_t *data;
+    size_t len;
+    if (kx_read_file(path, false, &data, &len, cfg->error, sizeof cfg->error) != 0) return -1;
+    int rc = len ? set_trust_input(cfg, is_ca, data, len, path)
+                 : config_error(cfg, "%s: %s (empty file)", path, is_ca ? "no usable CA certificate found" : "no CRL found");
+    OPENSSL_free(data);
+    return rc;
+}
+
 int ktlsx_config_set_ca_file(ktlsx_config *cfg, const char *ca_file)
 {
-    if (replace_string(&cfg->ca_file, ca_file) != 0) return config_error(cfg, "out of memory");
-    return rebuild_trust(cfg);
+    if (!cfg) return -1;
+    return set_trust_file(cfg, true, ca_file);
 }
 
 int ktlsx_config_set_crl_file(ktlsx_config *cfg, const char *crl_file)
 {
-    if (replace_string(&cfg->crl_file, crl_file) != 0) return config_error(cfg, "out of memory");
-    return rebuild_trust(cfg);
+    if (!cfg) return -1;
+    return set_trust_file(cfg, false, crl_file);
+}
+
+int ktlsx_config_set_ca_mem(ktlsx_config *cfg, const uint8_t *ca, size_t len)
+{
+    if (!cfg) return -1;
+    if (!ca || len == 0)
+        return config_error(cfg, CA_BUFFER ": empty (%zu bytes; ktlsx_config_set_ca_file(cfg, NULL) selects the "
+                                 "system store)", ca ? len : 0);
+    return set_trust_input(cfg, true, ca, len, CA_BUFFER);
+}
+
+int ktlsx_config_set_crl_mem(ktlsx_config *cfg, const uint8_t *crl, size_t len)
+{
+    if (!cfg) return -1;
+    if (!crl || len == 0)
+        return config_error(cfg, CRL_BUFFER ": empty (%zu bytes; ktlsx_config_set_crl_file(cfg, NULL) removes "
+                                 "the CRLs)", crl ? len : 0);
+    return set_trust_input(cfg, false, crl, len, CRL_BUFFER);
 }
 
 int ktlsx_config_set_insecure(ktlsx_config *cfg, int insecure)
@@ -266,7 +356,8 @@ kx_trust *kx_config_trust(ktlsx_config *cfg, const char **err)
     pthread_mutex_lock(&cfg->trust_lock);
     if (!cfg->trust) {
         char buf[256];
-        cfg->trust = kx_trust_new(NULL, cfg->crl_file, buf, sizeof buf);
+        kx_input crl = { cfg->crl_data, cfg->crl_len, cfg->crl_file };
+        cfg->trust = kx_trust_new_mem(NULL, cfg->crl_data ? &crl : NULL, buf, sizeof buf);
         if (!cfg->trust) *err = "cannot load the system trust store";
     }
     pthread_mutex_unlock(&cfg->trust_lock);

@@ -62,6 +62,7 @@ void ktlsx_conn_free(ktlsx_conn *c)
     kx_transcript_free(&c->transcript);
     kx_tls13_ks_wipe(&c->ks);
     kx_session_wipe(&c->session);
+    kx_peer_chain_clear(c);
     kx_wipe(c, sizeof *c);
     free(c);
 }

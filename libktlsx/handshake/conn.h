@@ -83,6 +83,12 @@ struct ktlsx_config {
     /* log sink (handshake/log.c): NULL = one line on stderr */
     ktlsx_log_fn log_fn;
     void *log_arg;
+    /* ---- 1.0: memory inputs (ktlsx_config_set_ca_mem / _crl_mem) ----
+     * The trust store is built from the CA and the CRL input together, so
+     * setting one rebuilds it from the other's bytes kept here; ca_file and
+     * crl_file above then name the inputs in messages (a path or "CA buffer"). */
+    uint8_t *ca_data, *crl_data;      /* NULL: system store / no CRL */
+    size_t ca_len, crl_len;
 };
 
 /* One log line through the configuration's sink (handshake/log.c). */
@@ -235,6 +241,11 @@ struct ktlsx_conn {
     kx_buf ctl_out;
     size_t ctl_out_sent;        /* bytes of the first entry's payload already sent */
     bool rekey_rx_due;          /* RX is in the kernel and the peer updated its keys */
+
+    /* ---- 1.0: the peer's certificate chain (ktlsx_peer_cert_der) ---- */
+    uint8_t *peer_chain;        /* the peer's DER certificates back to back (one allocation) */
+    size_t peer_chain_off[KX_MAX_CHAIN + 1]; /* certificate i is [off[i], off[i + 1]) */
+    size_t peer_cert_count;
 };
 
 /* ctl_out entry type: not a record but "derive the next TX secret and install it". */
@@ -277,6 +288,9 @@ void kx_flow_rebuild(ktlsx_conn *c);
  * message of this flow, adjust the flow and return true. */
 bool kx_flow_accept_optional(ktlsx_conn *c, uint8_t hs_type);
 const char *kx_msg_name(kx_msg m);
+
+/* Forget the peer's certificate chain (certificate.c; wiped). */
+void kx_peer_chain_clear(ktlsx_conn *c);
 
 /* The verification store (config.c); NULL with *err set if it cannot be loaded. */
 kx_trust *kx_config_trust(ktlsx_config *cfg, const char **err);

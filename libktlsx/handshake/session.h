@@ -38,10 +38,13 @@ typedef struct {
     bool in_use;
 } kx_ticket_key;
 
-/* A bounded LRU cache of TLS 1.2 sessions by session ID. */
+/* A bounded LRU cache of TLS 1.2 sessions by session ID.  Its entries are
+ * allocated by the first put (a new cache costs a few dozen bytes). */
 typedef struct kx_session_cache kx_session_cache;
 
 kx_session_cache *kx_session_cache_new(size_t entries, uint32_t lifetime_s);
+/* Whether the entries exist yet (tests: the allocation is deferred to first use). */
+bool kx_session_cache_allocated(kx_session_cache *sc);
 void kx_session_cache_free(kx_session_cache *sc);
 void kx_session_cache_put(kx_session_cache *sc, const kx_session *s);
 /* Copies the session out if found and fresh; returns true then. */

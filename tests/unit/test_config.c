@@ -14,6 +14,13 @@
 
 #include "handshake/conn.h"
 #include "helpers/pki.h"
+#include "helpers/engine_pair.h"
+
+#include <time.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 /* The call fails and the message mentions `needle`. */
 #define assert_setter_fails(cfg, expr, needle)                                            \
@@ -224,6 +231,471 @@ static void test_ca_crl_keylog_files(void **state)
     assert_setter_ok(cfg, ktlsx_config_set_keylog_file(cfg, kxt_pki_path("keys2.log")));
 }
 
+/* ---- 1.0: certificates, keys, CAs and CRLs from memory ----
+ * Each input as PEM and as DER, and refused when mismatched, garbage,
+ * truncated or empty with a message naming the buffer; handshakes on
+ * memory-loaded certificates, trust anchors and CRLs. */
+
+typedef struct {
+    uint8_t *data;
+    size_t len;
+} bytes;
+
+static void bytes_free(bytes *b)
+{
+    if (b->data) OPENSSL_cleanse(b->data, b->len); /* some of them are keys */
+    free(b->data);
+    b->data = NULL;
+    b->len = 0;
+}
+
+static bytes slurp(const char *name)
+{
+    bytes b = { 0 };
+    FILE *f = fopen(kxt_pki_path(name), "rb");
+    assert_non_null(f);
+    size_t cap = 0;
+    for (;;) {
+        if (b.len == cap) {
+            cap = cap ? cap * 2 : 4096;
+            b.data = realloc(b.data, cap);
+            assert_non_null(b.data);
+        }
+        size_t n = fread(b.data + b.len, 1, cap - b.len, f);
+        if (n == 0) break;
+        b.len += n;
+    }
+    fclose(f);
+    return b;
+}
+
+static bytes from_bio(BIO *bio)
+{
+    char *p;
+    long n = BIO_get_mem_data(bio, &p);
+    assert_true(n > 0);
+    bytes b = { malloc((size_t)n), (size_t)n };
+    assert_non_null(b.data);
+    memcpy(b.data, p, (size_t)n);
+    BIO_free(bio);
+    return b;
+}
+
+/* Every certificate of a PEM file as DER, one after the other. */
+static bytes chain_der(const char *name)
+{
+    BIO *in = BIO_new_file(kxt_pki_path(name), "r"), *out = BIO_new(BIO_s_mem());
+    assert_non_null(in);
+    X509 *x;
+    while ((x = PEM_read_bio_X509(in, NULL, NULL, NULL)) != NULL) {
+        assert_int_equal(i2d_X509_bio(out, x), 1);
+        X509_free(x);
+    }
+    ERR_clear_error(); /* the end-of-PEM marker */
+    BIO_free(in);
+    return from_bio(out);
+}
+
+static X509 *read_cert(const char *name)
+{
+    BIO *in = BIO_new_file(kxt_pki_path(name), "r");
+    assert_non_null(in);
+    X509 *x = PEM_read_bio_X509(in, NULL, NULL, NULL);
+    BIO_free(in);
+    assert_non_null(x);
+    return x;
+}
+
+static EVP_PKEY *read_key(const char *name)
+{
+    BIO *in = BIO_new_file(kxt_pki_path(name), "r");
+    assert_non_null(in);
+    EVP_PKEY *k = PEM_read_bio_PrivateKey(in, NULL, NULL, NULL);
+    BIO_free(in);
+    assert_non_null(k);
+    return k;
+}
+
+/* A key file as DER: PKCS#8, or the traditional per-algorithm form. */
+static bytes key_der(const char *name, bool pkcs8)
+{
+    EVP_PKEY *k = read_key(name);
+    BIO *out = BIO_new(BIO_s_mem());
+    assert_non_null(out);
+    if (pkcs8)
+        assert_int_equal(i2d_PKCS8PrivateKey_bio(out, k, NULL, NULL, 0, NULL, NULL), 1);
+    else
+        assert_int_equal(i2d_PrivateKey_bio(out, k), 1);
+    EVP_PKEY_free(k);
+    return from_bio(out);
+}
+
+/* A CRL issued by the intermediate CA (which issued every leaf), revoking
+ * `revoked_leaf` (a PEM file) or nothing; PEM or DER. */
+static bytes make_crl(const char *revoked_leaf, bool pem)
+{
+    X509 *issuer = read_cert("int.pem");
+    EVP_PKEY *ikey = read_key("int.key");
+    X509_CRL *crl = X509_CRL_new();
+    assert_non_null(crl);
+    assert_int_equal(X509_CRL_set_version(crl, X509_CRL_VERSION_2), 1);
+    assert_int_equal(X509_CRL_set_issuer_name(crl, X509_get_subject_name(issuer)), 1);
+    ASN1_TIME *t = ASN1_TIME_adj(NULL, time(NULL), 0, -3600);
+    assert_int_equal(X509_CRL_set1_lastUpdate(crl, t), 1);
+    ASN1_TIME_adj(t, time(NULL), 1, 0);
+    assert_int_equal(X509_CRL_set1_nextUpdate(crl, t), 1);
+    if (revoked_leaf) {
+        X509 *leaf = read_cert(revoked_leaf);
+        X509_REVOKED *r = X509_REVOKED_new();
+        assert_int_equal(X509_REVOKED_set_serialNumber(r, X509_get_serialNumber(leaf)), 1);
+        ASN1_TIME_adj(t, time(NULL), 0, -60);
+        assert_int_equal(X509_REVOKED_set_revocationDate(r, t), 1);
+        assert_int_equal(X509_CRL_add0_revoked(crl, r), 1);
+        X509_free(leaf);
+    }
+    ASN1_TIME_free(t);
+    /* An authority key identifier, as real CAs include; OpenSSL matches on it. */
+    X509V3_CTX ctx;
+    X509V3_set_ctx(&ctx, issuer, NULL, NULL, crl, 0);
+    X509_EXTENSION *akid = X509V3_EXT_conf_nid(NULL, &ctx, NID_authority_key_identifier, "keyid:always");
+    assert_non_null(akid);
+    assert_int_equal(X509_CRL_add_ext(crl, akid, -1), 1);
+    X509_EXTENSION_free(akid);
+    assert_true(X509_CRL_sign(crl, ikey, EVP_sha256()) > 0);
+    BIO *out = BIO_new(BIO_s_mem());
+    assert_int_equal(pem ? PEM_write_bio_X509_CRL(out, crl) : i2d_X509_CRL_bio(out, crl), 1);
+    X509_CRL_free(crl);
+    EVP_PKEY_free(ikey);
+    X509_free(issuer);
+    return from_bio(out);
+}
+
+/* The loaded chain is the file's chain, DER for DER. */
+static void assert_cert_is(const ktlsx_config *cfg, size_t idx, const char *pem_file)
+{
+    bytes want = chain_der(pem_file);
+    const kx_certkey *ck = &cfg->certs[idx];
+    size_t off = 0;
+    for (size_t i = 0; i < ck->count; i++) {
+        assert_true(off + ck->der_len[i] <= want.len);
+        assert_memory_equal(ck->der[i], want.data + off, ck->der_len[i]);
+        off += ck->der_len[i];
+    }
+    assert_int_equal(off, want.len);
+    bytes_free(&want);
+}
+
+static void test_cert_mem_pem(void **state)
+{
+    ktlsx_config *cfg = *state;
+    bytes chain = slurp("server-ecdsa.pem"), key = slurp("server-ecdsa.key");
+    assert_setter_ok(cfg, ktlsx_config_add_cert_mem(cfg, chain.data, chain.len, key.data, key.len));
+    assert_int_equal(cfg->cert_count, 1);
+    assert_int_equal(cfg->certs[0].count, 2); /* leaf + intermediate */
+    assert_cert_is(cfg, 0, "server-ecdsa.pem");
+    /* RSA and Ed25519 as well (PKCS#8 PEM keys from genpkey). */
+    bytes_free(&chain);
+    bytes_free(&key);
+    chain = slurp("server-rsa.pem");
+    key = slurp("server-rsa.key");
+    assert_setter_ok(cfg, ktlsx_config_add_cert_mem(cfg, chain.data, chain.len, key.data, key.len));
+    bytes_free(&chain);
+    bytes_free(&key);
+    chain = slurp("server-ed25519.pem");
+    key = slurp("server-ed25519.key");
+    assert_setter_ok(cfg, ktlsx_config_add_cert_mem(cfg, chain.data, chain.len, key.data, key.len));
+    assert_int_equal(cfg->cert_count, 3);
+    assert_cert_is(cfg, 2, "server-ed25519.pem");
+    bytes_free(&chain);
+    bytes_free(&key);
+}
+
+static void test_cert_mem_der(void **state)
+{
+    ktlsx_config *cfg = *state;
+    /* One DER certificate; a PKCS#8 DER key. */
+    bytes leaf = chain_der("server-ecdsa-leaf.pem"), key8 = key_der("server-ecdsa.key", true);
+    assert_setter_ok(cfg, ktlsx_config_add_cert_mem(cfg, leaf.data, leaf.len, key8.data, key8.len));
+    assert_int_equal(cfg->certs[0].count, 1);
+    assert_cert_is(cfg, 0, "server-ecdsa-leaf.pem");
+    /* Concatenated DER certificates (leaf, intermediate); the traditional EC key form. */
+    bytes chain = chain_der("server-ecdsa.pem"), keyt = key_der("server-ecdsa.key", false);
+    assert_true(keyt.len != key8.len || memcmp(keyt.data, key8.data, keyt.len) != 0); /* really another form */
+    assert_setter_ok(cfg, ktlsx_config_add_cert_mem(cfg, chain.data, chain.len, keyt.data, keyt.len));
+    assert_int_equal(cfg->certs[1].count, 2);
+    assert_cert_is(cfg, 1, "server-ecdsa.pem");
+    bytes_free(&chain);
+    bytes_free(&keyt);
+    /* RSA: traditional (PKCS#1) DER key. */
+    chain = chain_der("server-rsa.pem");
+    keyt = key_der("server-rsa.key", false);
+    assert_setter_ok(cfg, ktlsx_config_add_cert_mem(cfg, chain.data, chain.len, keyt.data, keyt.len));
+    bytes_free(&chain);
+    bytes_free(&keyt);
+    /* Ed25519: PKCS#8 is its only form. */
+    chain = chain_der("server-ed25519.pem");
+    bytes_free(&key8);
+    key8 = key_der("server-ed25519.key", true);
+    assert_setter_ok(cfg, ktlsx_config_add_cert_mem(cfg, chain.data, chain.len, key8.data, key8.len));
+    assert_int_equal(cfg->cert_count, 4);
+    bytes_free(&chain);
+    bytes_free(&key8);
+    bytes_free(&leaf);
+}
+
+static void test_cert_mem_refused(void **state)
+{
+    ktlsx_config *cfg = *state;
+    bytes pem = slurp("server-ecdsa.pem"), key = slurp("server-ecdsa.key");
+    bytes der = chain_der("server-ecdsa.pem"), kder = key_der("server-ecdsa.key", true);
+    bytes other_key = slurp("client.key");
+    static const uint8_t garbage[] = "this is neither PEM nor DER, just some text";
+
+    /* Mismatched key. */
+    assert_setter_fails(cfg, ktlsx_config_add_cert_mem(cfg, pem.data, pem.len, other_key.data, other_key.len),
+                        "private key buffer: private key does not match certificate");
+    /* Garbage. */
+    assert_setter_fails(cfg, ktlsx_config_add_cert_mem(cfg, garbage, sizeof garbage, key.data, key.len),
+                        "certificate chain buffer: no certificate found");
+    assert_setter_fails(cfg, ktlsx_config_add_cert_mem(cfg, pem.data, pem.len, garbage, sizeof garbage),
+                        "private key buffer: no private key found");
+    /* A key where the chain belongs and the other way round. */
+    assert_setter_fails(cfg, ktlsx_config_add_cert_mem(cfg, key.data, key.len, key.data, key.len),
+                        "certificate chain buffer: no certificate found");
+    assert_setter_fails(cfg, ktlsx_config_add_cert_mem(cfg, pem.data, pem.len, pem.data, pem.len),
+                        "private key buffer: no private key found");
+    /* Truncated: PEM and DER, chain and key. */
+    assert_setter_fails(cfg, ktlsx_config_add_cert_mem(cfg, pem.data, pem.len / 3, key.data, key.len),
+                        "certificate chain buffer: cannot parse certificate #1");
+    assert_setter_fails(cfg, ktlsx_config_add_cert_mem(cfg, der.data, der.len - 10, key.data, key.len),
+                        "certificate chain buffer: cannot parse certificate #2 (DER)");
+    assert_setter_fails(cfg, ktlsx_config_add_cert_mem(cfg, der.data, 100, key.data, key.len),
+                        "certificate chain buffer: cannot parse certificate #1 (DER)");
+    assert_setter_fails(cfg, ktlsx_config_add_cert_mem(cfg, pem.data, pem.len, key.data, key.len / 2),
+                        "private key buffer: cannot parse private key");
+    assert_setter_fails(cfg, ktlsx_config_add_cert_mem(cfg, pem.data, pem.len, kder.data, kder.len - 1),
+                        "private key buffer: cannot parse private key (DER)");
+    /* DER with trailing bytes is not a key plus padding. */
+    uint8_t padded[512];
+    assert_true(kder.len + 4 <= sizeof padded);
+    memcpy(padded, kder.data, kder.len);
+    memset(padded + kder.len, 0, 4);
+    assert_setter_fails(cfg, ktlsx_config_add_cert_mem(cfg, pem.data, pem.len, padded, kder.len + 4),
+                        "private key buffer: cannot parse private key (DER)");
+    /* Empty. */
+    assert_setter_fails(cfg, ktlsx_config_add_cert_mem(cfg, pem.data, 0, key.data, key.len),
+                        "certificate chain buffer: empty");
+    assert_setter_fails(cfg, ktlsx_config_add_cert_mem(cfg, NULL, 10, key.data, key.len),
+                        "certificate chain buffer: empty");
+    assert_setter_fails(cfg, ktlsx_config_add_cert_mem(cfg, pem.data, pem.len, key.data, 0),
+                        "private key buffer: empty");
+    assert_setter_fails(cfg, ktlsx_config_add_cert_mem(cfg, pem.data, pem.len, NULL, 0),
+                        "private key buffer: empty");
+    assert_int_equal(ktlsx_config_add_cert_mem(NULL, pem.data, pem.len, key.data, key.len), -1);
+    /* Encrypted keys are named as such. */
+    EVP_PKEY *k = read_key("server-ecdsa.key");
+    BIO *enc = BIO_new(BIO_s_mem());
+    assert_int_equal(PEM_write_bio_PKCS8PrivateKey(enc, k, EVP_aes_128_cbc(), NULL, 0, NULL, (void *)"pass"), 1);
+    EVP_PKEY_free(k);
+    bytes encb = from_bio(enc);
+    assert_setter_fails(cfg, ktlsx_config_add_cert_mem(cfg, pem.data, pem.len, encb.data, encb.len),
+                        "private key buffer: private key is encrypted");
+    /* Nothing was added, and nothing is left on OpenSSL's error queue. */
+    assert_int_equal(cfg->cert_count, 0);
+    assert_int_equal(ERR_peek_error(), 0);
+    /* The file variant still names its files (it takes the same path). */
+    assert_setter_fails(cfg, ktlsx_config_add_cert(cfg, kxt_pki_path("server-ecdsa.pem"), kxt_pki_path("client.key")),
+                        "client.key: private key does not match certificate");
+    assert_setter_fails(cfg, ktlsx_config_add_cert(cfg, NULL, kxt_pki_path("client.key")), "certificate file is NULL");
+    bytes_free(&encb);
+    bytes_free(&pem);
+    bytes_free(&key);
+    bytes_free(&der);
+    bytes_free(&kder);
+    bytes_free(&other_key);
+}
+
+static void test_cert_pkey(void **state)
+{
+    ktlsx_config *cfg = *state;
+    bytes pem = slurp("server-ecdsa.pem"), der = chain_der("server-ecdsa.pem");
+    EVP_PKEY *k = read_key("server-ecdsa.key");
+    assert_setter_ok(cfg, ktlsx_config_add_cert_pkey(cfg, pem.data, pem.len, k));
+    assert_setter_ok(cfg, ktlsx_config_add_cert_pkey(cfg, der.data, der.len, k));
+    assert_int_equal(cfg->cert_count, 2);
+    assert_ptr_equal(cfg->certs[0].key, k); /* its own reference on the caller's key */
+    EVP_PKEY_free(k); /* the caller's reference goes; the configuration's stay */
+    assert_int_equal(EVP_PKEY_get_bits(cfg->certs[1].key), 256);
+
+    EVP_PKEY *other = read_key("client.key");
+    assert_setter_fails(cfg, ktlsx_config_add_cert_pkey(cfg, pem.data, pem.len, other),
+                        "EVP_PKEY: private key does not match certificate");
+    assert_setter_fails(cfg, ktlsx_config_add_cert_pkey(cfg, pem.data, pem.len, NULL), "EVP_PKEY: NULL");
+    assert_setter_fails(cfg, ktlsx_config_add_cert_pkey(cfg, NULL, 0, other), "certificate chain buffer: empty");
+    assert_setter_fails(cfg, ktlsx_config_add_cert_pkey(cfg, pem.data, 40, other),
+                        "certificate chain buffer: cannot parse certificate #1");
+    /* The public half alone matches the leaf but cannot sign. */
+    X509 *leaf = read_cert("server-ecdsa.pem");
+    EVP_PKEY *pub = X509_get_pubkey(leaf);
+    assert_non_null(pub);
+    assert_setter_fails(cfg, ktlsx_config_add_cert_pkey(cfg, pem.data, pem.len, pub), "EVP_PKEY: not a private key");
+    assert_int_equal(cfg->cert_count, 2);
+    assert_int_equal(ERR_peek_error(), 0);
+    /* Refusals took no reference: these are the last ones. */
+    EVP_PKEY_free(pub);
+    EVP_PKEY_free(other);
+    X509_free(leaf);
+    bytes_free(&pem);
+    bytes_free(&der);
+}
+
+static void test_ca_mem(void **state)
+{
+    ktlsx_config *cfg = *state;
+    bytes pem = slurp("ca.pem"), der = chain_der("ca.pem"), key = slurp("ca.key");
+    assert_setter_ok(cfg, ktlsx_config_set_ca_mem(cfg, pem.data, pem.len));
+    assert_non_null(cfg->trust);
+    assert_setter_ok(cfg, ktlsx_config_set_ca_mem(cfg, der.data, der.len));
+    /* Two roots in one PEM bundle, and two DER certificates back to back. */
+    bytes two = slurp("ca.pem"), other = slurp("other-ca.pem");
+    two.data = realloc(two.data, two.len + other.len);
+    memcpy(two.data + two.len, other.data, other.len);
+    two.len += other.len;
+    assert_setter_ok(cfg, ktlsx_config_set_ca_mem(cfg, two.data, two.len));
+    bytes two_der = chain_der("other-ca.pem");
+    bytes both_der = { malloc(der.len + two_der.len), der.len + two_der.len };
+    memcpy(both_der.data, der.data, der.len);
+    memcpy(both_der.data + der.len, two_der.data, two_der.len);
+    assert_setter_ok(cfg, ktlsx_config_set_ca_mem(cfg, both_der.data, both_der.len));
+
+    kx_trust *kept = cfg->trust;
+    static const uint8_t garbage[] = "not a certificate";
+    assert_setter_fails(cfg, ktlsx_config_set_ca_mem(cfg, garbage, sizeof garbage), "CA buffer: no usable CA certificate found");
+    assert_setter_fails(cfg, ktlsx_config_set_ca_mem(cfg, key.data, key.len), "CA buffer: no usable CA certificate found");
+    assert_setter_fails(cfg, ktlsx_config_set_ca_mem(cfg, pem.data, pem.len / 2), "CA buffer: no usable CA certificate found");
+    assert_setter_fails(cfg, ktlsx_config_set_ca_mem(cfg, der.data, der.len - 1), "CA buffer: no usable CA certificate found");
+    assert_setter_fails(cfg, ktlsx_config_set_ca_mem(cfg, der.data, 0), "CA buffer: empty");
+    assert_setter_fails(cfg, ktlsx_config_set_ca_mem(cfg, NULL, 5), "CA buffer: empty");
+    assert_int_equal(ktlsx_config_set_ca_mem(NULL, pem.data, pem.len), -1);
+    /* A refusal leaves the previous trust anchors in place. */
+    assert_ptr_equal(cfg->trust, kept);
+    assert_int_equal(cfg->ca_len, both_der.len);
+    assert_int_equal(ERR_peek_error(), 0);
+    /* The file setter replaces the memory one and back to the system store with NULL. */
+    assert_setter_ok(cfg, ktlsx_config_set_ca_file(cfg, kxt_pki_path("ca.pem")));
+    assert_int_equal(cfg->ca_len, pem.len);
+    assert_setter_ok(cfg, ktlsx_config_set_ca_file(cfg, NULL));
+    assert_null(cfg->ca_data);
+    bytes_free(&pem);
+    bytes_free(&der);
+    bytes_free(&key);
+    bytes_free(&two);
+    bytes_free(&other);
+    bytes_free(&two_der);
+    bytes_free(&both_der);
+}
+
+static void test_crl_mem(void **state)
+{
+    ktlsx_config *cfg = *state;
+    bytes pem = make_crl("client-leaf.pem", true), der = make_crl(NULL, false), ca = slurp("ca.pem");
+    assert_setter_ok(cfg, ktlsx_config_set_ca_mem(cfg, ca.data, ca.len));
+    assert_setter_ok(cfg, ktlsx_config_set_crl_mem(cfg, pem.data, pem.len));
+    assert_setter_ok(cfg, ktlsx_config_set_crl_mem(cfg, der.data, der.len));
+    kx_trust *kept = cfg->trust;
+    static const uint8_t garbage[] = "no revocation here";
+    assert_setter_fails(cfg, ktlsx_config_set_crl_mem(cfg, garbage, sizeof garbage), "CRL buffer: no CRL found");
+    assert_setter_fails(cfg, ktlsx_config_set_crl_mem(cfg, ca.data, ca.len), "CRL buffer: no CRL found");
+    assert_setter_fails(cfg, ktlsx_config_set_crl_mem(cfg, pem.data, pem.len - 40), "CRL buffer: cannot parse CRL #1");
+    assert_setter_fails(cfg, ktlsx_config_set_crl_mem(cfg, der.data, der.len - 3), "CRL buffer: cannot parse CRL #1 (DER)");
+    assert_setter_fails(cfg, ktlsx_config_set_crl_mem(cfg, der.data, 0), "CRL buffer: empty");
+    assert_setter_fails(cfg, ktlsx_config_set_crl_mem(cfg, NULL, 0), "CRL buffer: empty");
+    assert_ptr_equal(cfg->trust, kept);
+    assert_int_equal(cfg->crl_len, der.len);
+    /* The CA's name is kept for messages; the CRL file setter names its file. */
+    const char *bad = kxt_pki_path("server-ecdsa.key");
+    assert_setter_fails(cfg, ktlsx_config_set_crl_file(cfg, bad), bad);
+    assert_setter_ok(cfg, ktlsx_config_set_crl_file(cfg, NULL));
+    assert_null(cfg->crl_data);
+    assert_int_equal(ERR_peek_error(), 0);
+    bytes_free(&pem);
+    bytes_free(&der);
+    bytes_free(&ca);
+}
+
+/* A TLS 1.3 and a TLS 1.2 handshake on a server certificate, key and client
+ * trust anchors loaded from memory, DER and PEM. */
+static void test_handshake_mem(void **state)
+{
+    (void)state;
+    for (int v = 0; v < 2; v++) {
+        uint16_t ver = v ? KTLSX_TLS12 : KTLSX_TLS13;
+        bytes chain = chain_der("server-rsa.pem"), key = key_der("server-rsa.key", v == 0);
+        bytes ca = v ? slurp("ca.pem") : chain_der("ca.pem");
+        ktlsx_config *sc = ktlsx_config_new(KTLSX_SERVER), *cc = ktlsx_config_new(KTLSX_CLIENT);
+        KXT_CFG_OK(sc, ktlsx_config_add_cert_mem(sc, chain.data, chain.len, key.data, key.len));
+        KXT_CFG_OK(cc, ktlsx_config_set_ca_mem(cc, ca.data, ca.len));
+        KXT_CFG_OK(cc, ktlsx_config_set_versions(cc, ver, ver));
+        bytes_free(&chain); /* the configurations keep their own copies */
+        bytes_free(&key);
+        bytes_free(&ca);
+        kxt_pair p;
+        kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+        kxt_pump(&p);
+        kxt_assert_done(&p);
+        assert_int_equal(ktlsx_version(p.c), ver);
+        assert_string_equal(ktlsx_peer_subject(p.c), "CN=localhost,O=ktlsx test");
+        kxt_send_recv(&p, true, "from memory", 11);
+        kxt_pair_free(&p);
+    }
+    /* The same client against a server whose certificate another CA issued: refused. */
+    bytes ca = slurp("ca.pem");
+    ktlsx_config *cc = ktlsx_config_new(KTLSX_CLIENT);
+    KXT_CFG_OK(cc, ktlsx_config_set_ca_mem(cc, ca.data, ca.len));
+    ktlsx_config *sc = ktlsx_config_new(KTLSX_SERVER);
+    KXT_CFG_OK(sc, ktlsx_config_add_cert(sc, kxt_pki_path("other.pem"), kxt_pki_path("other.key")));
+    kxt_pair p;
+    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+    kxt_pump(&p);
+    kxt_assert_failed(&p, true, KX_ALERT_UNKNOWN_CA);
+    kxt_pair_free(&p);
+    bytes_free(&ca);
+}
+
+/* mTLS with the client's certificate as an EVP_PKEY and the server's CA and
+ * CRL from memory: a CRL revoking the client's certificate refuses it. */
+static void test_handshake_mem_crl(void **state)
+{
+    (void)state;
+    for (int revoked = 0; revoked < 2; revoked++) {
+        for (int pem = 0; pem < 2; pem++) {
+            bytes crl = make_crl(revoked ? "client-leaf.pem" : "server-ecdsa-leaf.pem", pem);
+            bytes ca = slurp("ca.pem"), cchain = slurp("client.pem");
+            ktlsx_config *sc = kxt_server_cfg("ecdsa", NULL, NULL);
+            KXT_CFG_OK(sc, ktlsx_config_set_ca_mem(sc, ca.data, ca.len));
+            KXT_CFG_OK(sc, ktlsx_config_set_crl_mem(sc, crl.data, crl.len));
+            KXT_CFG_OK(sc, ktlsx_config_set_verify_client(sc, KTLSX_VERIFY_REQUIRE));
+            ktlsx_config *cc = kxt_client_cfg(NULL, NULL);
+            EVP_PKEY *k = read_key("client.key");
+            KXT_CFG_OK(cc, ktlsx_config_add_cert_pkey(cc, cchain.data, cchain.len, k));
+            EVP_PKEY_free(k);
+            kxt_pair p;
+            kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+            kxt_pump(&p);
+            if (revoked) {
+                kxt_assert_failed(&p, false, KX_ALERT_CERTIFICATE_REVOKED);
+            } else {
+                kxt_assert_done(&p);
+                assert_non_null(strstr(ktlsx_peer_subject(p.s), "ktlsx-client"));
+            }
+            kxt_pair_free(&p);
+            bytes_free(&crl);
+            bytes_free(&ca);
+            bytes_free(&cchain);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -235,6 +707,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_alpn_and_verify_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cert_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_crl_keylog_files, setup, teardown),
+        /* 1.0: memory inputs */
+        cmocka_unit_test_setup_teardown(test_cert_mem_pem, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cert_mem_der, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cert_mem_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cert_pkey, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ca_mem, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crl_mem, setup, teardown),
+        cmocka_unit_test(test_handshake_mem),
+        cmocka_unit_test(test_handshake_mem_crl),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "handshake/conn.h"
@@ -902,6 +904,111 @@ static void test_psk_ke_config(void **state)
     ktlsx_config_free(sc);
 }
 
+/* ------------------------------------------- the cache costs nothing until used */
+
+/* ASan replaces malloc, and glibc's mallinfo2 then sees none of it: the byte
+ * bound is checked in the plain build, the deferral itself in both. */
+#if defined(__SANITIZE_ADDRESS__)
+#define HEAP_MEASURABLE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HEAP_MEASURABLE 0
+#endif
+#endif
+#ifndef HEAP_MEASURABLE
+#define HEAP_MEASURABLE 1
+#endif
+
+/* Bytes the process has allocated: the main arena plus mmap'ed blocks (the
+ * cache's 2.4 MB calloc is one of those). */
+static size_t heap_in_use(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+}
+
+/* A new server configuration may cost at most this much heap. */
+#define SERVER_CONFIG_HEAP_BOUND (64 * 1024)
+
+static void test_server_config_heap_cost(void **state)
+{
+    (void)state;
+    /* One-time library set-up (algorithm fetches) is not the configuration's cost. */
+    ktlsx_config_free(ktlsx_config_new(KTLSX_SERVER));
+    size_t before = heap_in_use();
+    ktlsx_config *sc = ktlsx_config_new(KTLSX_SERVER);
+    assert_non_null(sc);
+    size_t cost = heap_in_use() - before;
+    assert_non_null(sc->session_cache); /* the cache is on by default ... */
+    assert_false(kx_session_cache_allocated(sc->session_cache)); /* ... but not allocated */
+    if (HEAP_MEASURABLE && cost >= SERVER_CONFIG_HEAP_BOUND)
+        fail_msg("ktlsx_config_new(KTLSX_SERVER) costs %zu bytes of heap (bound %d)", cost, SERVER_CONFIG_HEAP_BOUND);
+    print_message("ktlsx_config_new(KTLSX_SERVER): %zu bytes of heap%s\n", cost,
+                  HEAP_MEASURABLE ? "" : " (not measurable under ASan)");
+
+    /* Session-ID resumption still works: the first full TLS 1.2 handshake
+     * allocates the cache, the second connection resumes from it. */
+    KXT_CFG_OK(sc, ktlsx_config_add_cert(sc, kxt_pki_path("server-ecdsa.pem"), kxt_pki_path("server-ecdsa.key")));
+    KXT_CFG_OK(sc, ktlsx_config_set_versions(sc, KTLSX_TLS12, KTLSX_TLS12));
+    KXT_CFG_OK(sc, ktlsx_config_set_tickets(sc, 0, 0)); /* session IDs only */
+    assert_false(kx_session_cache_allocated(sc->session_cache));
+    ktlsx_config *cc = client_v(KTLSX_TLS12, KTLSX_TLS12);
+    blob s1;
+    assert_int_equal(connect_once(cc, sc, NULL, &s1), 0);
+    assert_true(kx_session_cache_allocated(sc->session_cache));
+    /* The measurement sees the cache once it exists (so the bound above means something). */
+    if (HEAP_MEASURABLE && heap_in_use() - before < 1024 * sizeof(kx_session))
+        fail_msg("heap grew by %zu bytes only after the cache was filled", heap_in_use() - before);
+    assert_int_equal(connect_once(cc, sc, &s1, NULL), 1);
+    ktlsx_config_free(cc);
+    ktlsx_config_free(sc);
+}
+
+/* The first put allocates the entries; configurations are shared by the
+ * connections of many threads, so first puts race. */
+#define RACE_THREADS 8
+#define RACE_PUTS 16
+
+static void *race_put(void *arg)
+{
+    kx_session_cache *cache = arg;
+    static unsigned next_id;
+    for (int i = 0; i < RACE_PUTS; i++) {
+        kx_session s = { 0 };
+        unsigned id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
+        s.session_id_len = 32;
+        memcpy(s.session_id, &id, sizeof id);
+        s.issued_ms = kx_now_ms();
+        s.secret_len = 48;
+        s.version = KTLSX_TLS12;
+        kx_session_cache_put(cache, &s);
+    }
+    return NULL;
+}
+
+static void test_session_cache_first_use_race(void **state)
+{
+    (void)state;
+    kx_session_cache *cache = kx_session_cache_new(RACE_THREADS * RACE_PUTS, 300);
+    assert_non_null(cache);
+    assert_false(kx_session_cache_allocated(cache));
+    kx_session out;
+    uint8_t id[32] = { 1 };
+    assert_false(kx_session_cache_get(cache, id, sizeof id, &out)); /* a get before any put finds nothing */
+    assert_false(kx_session_cache_allocated(cache));                /* and allocates nothing */
+    pthread_t t[RACE_THREADS];
+    for (int i = 0; i < RACE_THREADS; i++) assert_int_equal(pthread_create(&t[i], NULL, race_put, cache), 0);
+    for (int i = 0; i < RACE_THREADS; i++) assert_int_equal(pthread_join(t[i], NULL), 0);
+    assert_true(kx_session_cache_allocated(cache));
+    /* Room for all of them: every session put is there (none lost to a second allocation). */
+    for (unsigned n = 1; n <= RACE_THREADS * RACE_PUTS; n++) {
+        memset(id, 0, sizeof id);
+        memcpy(id, &n, sizeof n);
+        if (!kx_session_cache_get(cache, id, sizeof id, &out)) fail_msg("session %u was lost", n);
+    }
+    kx_session_cache_free(cache);
+}
+
 int main(void)
 {
     static struct CMUnitTest tests[64];
@@ -922,6 +1029,8 @@ int main(void)
     ADD(test_ticket_key_file_errors);
     ADD(test_session_cache_bound);
     ADD(test_session_cache_lifetime);
+    ADD(test_server_config_heap_cost);
+    ADD(test_session_cache_first_use_race);
     ADD(test_ticket_lifetime);
     ADD(test_external_psk);
     ADD(test_external_psk_wrong_key);
