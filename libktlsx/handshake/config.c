@@ -66,12 +66,19 @@ ktlsx_config *ktlsx_config_new(enum ktlsx_role role)
     cfg->ticket_rotate_s = 3600; /* with KX_TICKET_KEYS kept, a ticket opens for up to 3 hours */
     cfg->psk_hash = KX_HASH_SHA256;
     if (role == KTLSX_SERVER) cfg->session_cache = kx_session_cache_new(1024, 300);
+    /* 1.0: configuration lifetime (handshake/hooks.c): the caller's reference. */
+    atomic_init(&cfg->refs, 1);
+    atomic_init(&cfg->conns, 0);
+    pthread_rwlock_init(&cfg->change_lock, NULL);
     return cfg;
 }
 
 void ktlsx_config_free(ktlsx_config *cfg)
 {
     if (!cfg) return;
+    /* Drops one reference (1.0: configuration lifetime); the last one frees. */
+    if (atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) != 1) return;
+    pthread_rwlock_destroy(&cfg->change_lock);
     for (size_t i = 0; i < cfg->cert_count; i++) kx_certkey_free(&cfg->certs[i]);
     kx_trust_free(cfg->trust);
     free(cfg->ca_file);
@@ -90,6 +97,7 @@ const char *ktlsx_config_error(const ktlsx_config *cfg) { return cfg->error; }
 
 int ktlsx_config_add_cert(ktlsx_config *cfg, const char *cert_file, const char *key_file)
 {
+    KX_CONFIG_CHANGE(cfg);
     if (cfg->cert_count == KX_MAX_CERTS)
         return config_error(cfg, "%s: too many certificates (at most %d)", cert_file, KX_MAX_CERTS);
     if (kx_certkey_load(&cfg->certs[cfg->cert_count], cert_file, key_file, cfg->error, sizeof cfg->error) != 0)
@@ -120,24 +128,28 @@ static int rebuild_trust(ktlsx_config *cfg)
 
 int ktlsx_config_set_ca_file(ktlsx_config *cfg, const char *ca_file)
 {
+    KX_CONFIG_CHANGE(cfg);
     if (replace_string(&cfg->ca_file, ca_file) != 0) return config_error(cfg, "out of memory");
     return rebuild_trust(cfg);
 }
 
 int ktlsx_config_set_crl_file(ktlsx_config *cfg, const char *crl_file)
 {
+    KX_CONFIG_CHANGE(cfg);
     if (replace_string(&cfg->crl_file, crl_file) != 0) return config_error(cfg, "out of memory");
     return rebuild_trust(cfg);
 }
 
 int ktlsx_config_set_insecure(ktlsx_config *cfg, int insecure)
 {
+    KX_CONFIG_CHANGE(cfg);
     cfg->insecure = insecure != 0;
     return 0;
 }
 
 int ktlsx_config_set_verify_client(ktlsx_config *cfg, enum ktlsx_verify_client mode)
 {
+    KX_CONFIG_CHANGE(cfg);
     if (mode != KTLSX_VERIFY_NONE && mode != KTLSX_VERIFY_OPTIONAL && mode != KTLSX_VERIFY_REQUIRE)
         return config_error(cfg, "verify-client: unknown mode %d", (int)mode);
     cfg->verify_client = mode;
@@ -179,6 +191,7 @@ static int add_suite(ktlsx_config *cfg, const char *name)
 
 int ktlsx_config_set_ciphers(ktlsx_config *cfg, const char *list)
 {
+    KX_CONFIG_CHANGE(cfg);
     uint16_t saved[KX_MAX_SUITES];
     size_t saved_n = cfg->suite_count;
     memcpy(saved, cfg->suites, sizeof saved);
@@ -202,6 +215,7 @@ static int add_group(ktlsx_config *cfg, const char *name)
 
 int ktlsx_config_set_groups(ktlsx_config *cfg, const char *list)
 {
+    KX_CONFIG_CHANGE(cfg);
     uint16_t saved[KX_MAX_GROUPS];
     size_t saved_n = cfg->group_count;
     memcpy(saved, cfg->groups, sizeof saved);
@@ -226,6 +240,7 @@ static int add_alpn(ktlsx_config *cfg, const char *name)
 
 int ktlsx_config_set_alpn(ktlsx_config *cfg, const char *list)
 {
+    KX_CONFIG_CHANGE(cfg);
     cfg->alpn_len = 0;
     if (!list || !*list) return 0;
     /* ALPN names may contain ':' in theory, but no registered one does; ',' and ':' both separate. */
@@ -238,6 +253,7 @@ int ktlsx_config_set_alpn(ktlsx_config *cfg, const char *list)
 
 int ktlsx_config_set_versions(ktlsx_config *cfg, uint16_t min, uint16_t max)
 {
+    KX_CONFIG_CHANGE(cfg);
     if ((min != KTLSX_TLS12 && min != KTLSX_TLS13) || (max != KTLSX_TLS12 && max != KTLSX_TLS13) || min > max)
         return config_error(cfg, "tls-version: unsupported range 0x%04x..0x%04x (TLS 1.2 and 1.3 only)", min, max);
     cfg->min_version = min;
@@ -247,6 +263,7 @@ int ktlsx_config_set_versions(ktlsx_config *cfg, uint16_t min, uint16_t max)
 
 int ktlsx_config_set_keylog_file(ktlsx_config *cfg, const char *path)
 {
+    KX_CONFIG_CHANGE(cfg);
     FILE *f = fopen(path, "a");
     if (!f) return config_error(cfg, "%s: cannot open key log file: %s", path, strerror(errno));
     /* Key log lines are secrets: one line per write, flushed at once. */
@@ -256,7 +273,12 @@ int ktlsx_config_set_keylog_file(ktlsx_config *cfg, const char *path)
     return 0;
 }
 
-void ktlsx_config_set_trace(ktlsx_config *cfg, FILE *out) { cfg->trace = out; }
+int ktlsx_config_set_trace(ktlsx_config *cfg, FILE *out)
+{
+    KX_CONFIG_CHANGE(cfg);
+    cfg->trace = out;
+    return 0;
+}
 
 /* The trust store for peer verification: the system default unless a CA file
  * was configured.  Loaded on first need, once, under a lock (connections may
@@ -277,6 +299,7 @@ kx_trust *kx_config_trust(ktlsx_config *cfg, const char **err)
 
 int ktlsx_config_set_session_cache(ktlsx_config *cfg, size_t entries, unsigned lifetime_s)
 {
+    KX_CONFIG_CHANGE(cfg);
     kx_session_cache *sc = NULL;
     if (entries) {
         sc = kx_session_cache_new(entries, lifetime_s);
@@ -289,6 +312,7 @@ int ktlsx_config_set_session_cache(ktlsx_config *cfg, size_t entries, unsigned l
 
 int ktlsx_config_set_tickets(ktlsx_config *cfg, unsigned count, unsigned lifetime_s)
 {
+    KX_CONFIG_CHANGE(cfg);
     /* RFC 8446 §4.6.1: lifetimes over seven days are not allowed. */
     if (lifetime_s > 604800) return config_error(cfg, "tickets: lifetime %u s exceeds 7 days", lifetime_s);
     cfg->tickets_enabled = count > 0;
@@ -299,6 +323,7 @@ int ktlsx_config_set_tickets(ktlsx_config *cfg, unsigned count, unsigned lifetim
 
 int ktlsx_config_add_ticket_key_file(ktlsx_config *cfg, const char *path)
 {
+    KX_CONFIG_CHANGE(cfg);
     FILE *f = fopen(path, "rb");
     if (!f) return config_error(cfg, "%s: cannot open ticket key file: %s", path, strerror(errno));
     uint8_t raw[81];
@@ -353,6 +378,7 @@ int ktlsx_config_rotate_ticket_keys(ktlsx_config *cfg)
 
 int ktlsx_config_set_psk(ktlsx_config *cfg, const char *identity, const uint8_t *key, size_t len, int sha384)
 {
+    KX_CONFIG_CHANGE(cfg);
     size_t need = sha384 ? 48 : 32;
     if (!identity || !*identity || strlen(identity) >= sizeof cfg->psk_identity)
         return config_error(cfg, "psk: identity must be 1..%zu bytes", sizeof cfg->psk_identity - 1);
@@ -370,12 +396,28 @@ int ktlsx_config_set_psk(ktlsx_config *cfg, const char *identity, const uint8_t 
     return 0;
 }
 
-int ktlsx_config_set_psk_ke(ktlsx_config *cfg, int allow) { cfg->psk_ke = allow != 0; return 0; }
-int ktlsx_config_set_require_ems(ktlsx_config *cfg, int require) { cfg->require_ems = require != 0; return 0; }
-int ktlsx_config_set_fallback_scsv(ktlsx_config *cfg, int send) { cfg->fallback_scsv = send != 0; return 0; }
+int ktlsx_config_set_psk_ke(ktlsx_config *cfg, int allow)
+{
+    KX_CONFIG_CHANGE(cfg);
+    cfg->psk_ke = allow != 0;
+    return 0;
+}
+int ktlsx_config_set_require_ems(ktlsx_config *cfg, int require)
+{
+    KX_CONFIG_CHANGE(cfg);
+    cfg->require_ems = require != 0;
+    return 0;
+}
+int ktlsx_config_set_fallback_scsv(ktlsx_config *cfg, int send)
+{
+    KX_CONFIG_CHANGE(cfg);
+    cfg->fallback_scsv = send != 0;
+    return 0;
+}
 
 int ktlsx_config_set_legacy_rsa_kx(ktlsx_config *cfg, int allow)
 {
+    KX_CONFIG_CHANGE(cfg);
     cfg->legacy_rsa_kx = allow != 0;
     if (!allow) return 0;
     /* Enabling it adds the RSA suites at the end of the list (least preferred). */
