@@ -56,7 +56,9 @@ enum ktlsx_verify_client { KTLSX_VERIFY_NONE = 0, KTLSX_VERIFY_OPTIONAL = 1, KTL
 
 /* ---- configuration (shared by many connections, read-only once in use) ---- */
 
+/* Returns a configuration holding one reference (see "configuration lifetime" below). */
 ktlsx_config *ktlsx_config_new(enum ktlsx_role role);
+/* Drops one reference; the last one frees the configuration.  NULL is ignored. */
 void ktlsx_config_free(ktlsx_config *cfg);
 
 /* Every setter returns 0 on success or -1 with a one-line message in
@@ -82,7 +84,7 @@ int ktlsx_config_set_versions(ktlsx_config *cfg, uint16_t min, uint16_t max);
 /* NSS key log file; "-" is not allowed. Also honoured: SSLKEYLOGFILE (read by the caller). */
 int ktlsx_config_set_keylog_file(ktlsx_config *cfg, const char *path);
 /* Trace one line per handshake message (direction + key fields) to `out`. */
-void ktlsx_config_set_trace(ktlsx_config *cfg, FILE *out);
+int ktlsx_config_set_trace(ktlsx_config *cfg, FILE *out);
 
 /* ---- resumption and PSKs ---- */
 
@@ -111,10 +113,119 @@ int ktlsx_config_set_legacy_rsa_kx(ktlsx_config *cfg, int allow);
 /* Client: send TLS_FALLBACK_SCSV (RFC 7507), for a deliberate fallback retry. */
 int ktlsx_config_set_fallback_scsv(ktlsx_config *cfg, int send);
 
+/* ---- 1.0: configuration lifetime and hooks ---- */
+
+/* Lifetime.  A configuration is reference counted: ktlsx_config_new returns it
+ * with one reference (the caller's), ktlsx_config_ref adds one, ktlsx_config_free
+ * drops one and frees the configuration when the last is gone.  Every
+ * connection holds a reference from ktlsx_conn_new until ktlsx_conn_free, so a
+ * daemon reloads by building a new configuration, starting new connections on
+ * it and calling ktlsx_config_free on the old one: connections still running
+ * on the old configuration keep it alive until they are freed.  Both calls are
+ * thread-safe (atomic counter).
+ *
+ * The "in use" rule: from the moment a connection is created from a
+ * configuration until the last such connection is freed, the configuration is
+ * *in use* and read by those connections without locks, so every
+ * ktlsx_config_set_* / ktlsx_config_add_* call refuses it: it returns -1 and
+ * ktlsx_config_error() says "configuration is in use by N connections: build
+ * a new one".  Once all its connections are freed the setters work again.
+ * The exceptions, safe while in use (they take a lock):
+ *   ktlsx_config_rotate_ticket_keys.
+ * A setter and ktlsx_conn_new on the same configuration may run on different
+ * threads: a connection never starts on a half-changed configuration (the
+ * setter either finishes first or is refused).  ktlsx_config_error() itself
+ * is one buffer per configuration: read it on the thread that called the setter. */
+ktlsx_config *ktlsx_config_ref(ktlsx_config *cfg); /* returns cfg; NULL-safe */
+
+/* Virtual hosts (server).  `fn` is called once per connection, when the
+ * ClientHello has been parsed and before anything is chosen from the
+ * configuration (protocol version, cipher suite, group, certificate, ALPN,
+ * PSK, client verification); `server_name` is the SNI host name, or NULL when
+ * the client sent none.  Inside it, ktlsx_conn_set_config may move the
+ * connection to another configuration, which then governs the whole handshake.
+ * Return 0 to continue, or a TLS alert number (1..255, e.g. 112
+ * unrecognized_name) to abort the handshake with that alert; any other value
+ * aborts with internal_error.  Not called again for the second ClientHello
+ * after a HelloRetryRequest.  fn = NULL removes the callback.  The callback
+ * runs on the thread driving the handshake; `arg` is passed through. */
+typedef int (*ktlsx_sni_fn)(ktlsx_conn *conn, const char *server_name, void *arg);
+int ktlsx_config_set_sni_callback(ktlsx_config *cfg, ktlsx_sni_fn fn, void *arg);
+/* Move `conn` to `cfg` (like OpenSSL's SSL_set_SSL_CTX): takes a reference on
+ * cfg and drops the connection's reference on the old one (which may free it).
+ * Allowed only before the connection has sent or answered anything: on a
+ * server, from the SNI callback (or before the first ktlsx_handshake); on a
+ * client, before the first ktlsx_handshake.  `cfg` must have the connection's
+ * role.  Returns 0, or -1 (connection unchanged) with the reason in
+ * ktlsx_error(conn); cfg then counts as in use from here on. */
+int ktlsx_conn_set_config(ktlsx_conn *conn, ktlsx_config *cfg);
+
+/* External PSKs looked up by identity (server, TLS 1.3; e.g. NVMe/TCP keys
+ * from a keyring).  Called for each identity the client offers that is
+ * neither a ticket this server issued nor the identity set with
+ * ktlsx_config_set_psk, in the client's order, until one is found.
+ * `identity` is the raw identity (not NUL-terminated; 1..65535 bytes).  The
+ * callback writes the key into `key` (room for *key_len = 64 bytes on entry),
+ * sets *key_len to its length (16..48 bytes) and *sha384 to 1 for a SHA-384
+ * PSK (0 = SHA-256, the preset), and returns 1; or returns 0 when it does not
+ * know the identity.  The library verifies the binder in constant time and
+ * wipes its copies of the key right after use; a key of a length outside
+ * 16..48 fails the handshake with internal_error.  Unknown identities
+ * continue as an unknown ktlsx_config_set_psk identity does: a full
+ * handshake when a certificate is configured, else handshake_failure.
+ * fn = NULL removes the callback. */
+typedef int (*ktlsx_psk_fn)(ktlsx_conn *conn, const uint8_t *identity, size_t identity_len, uint8_t *key,
+                            size_t *key_len, int *sha384, void *arg);
+int ktlsx_config_set_psk_callback(ktlsx_config *cfg, ktlsx_psk_fn fn, void *arg);
+
+/* An extra verification step on the peer's certificate chain (both roles,
+ * TLS 1.2 and 1.3), called whenever the peer sends a non-empty Certificate,
+ * after the library's own verification (trust anchors, CRL, host name on a
+ * client), as OpenSSL's SSL_CTX_set_verify callback is: `chain_ok` is 1 if
+ * that verification passed, 0 if it failed or was skipped
+ * (ktlsx_config_set_insecure).  `der[i]`/`der_len[i]` is the chain as sent,
+ * leaf first, `count` entries; valid during the call only.
+ * Return 0 to accept the chain, or a TLS alert number (1..255, e.g. 42
+ * bad_certificate, 49 access_denied) to abort with that alert; any other
+ * value aborts with internal_error.  Returning 0 with chain_ok = 0 overrides
+ * the library's verdict (e.g. to accept a pinned self-signed leaf), so a
+ * callback that only adds checks must return an alert when chain_ok is 0.  Not called for a
+ * resumed session (no certificate is sent) or an empty client Certificate.
+ * fn = NULL removes the callback. */
+typedef int (*ktlsx_verify_fn)(ktlsx_conn *conn, int chain_ok, const uint8_t *const *der, const size_t *der_len,
+                               size_t count, void *arg);
+int ktlsx_config_set_verify_callback(ktlsx_config *cfg, ktlsx_verify_fn fn, void *arg);
+
+/* An external session store (server, TLS 1.2 session IDs), e.g. shared by
+ * several processes.  The in-process session cache (if any) is asked first,
+ * the store on a miss.  After each full handshake with the extended master
+ * secret the session goes to both: put(key = session ID, 32 bytes; session =
+ * an opaque blob holding the master secret -- store it like a private key;
+ * lifetime_s = how long it may be resumed, the ticket lifetime).  A
+ * ClientHello offering a session ID not in the cache calls get, which copies
+ * the blob into buf (cap bytes) and returns its length, or -1 when it has
+ * none.  A handshake that resumed a session and then failed calls remove.
+ * The store's bytes are treated as untrusted (lengths checked, decoded
+ * strictly, the session must carry the requested ID and be fresh): whatever
+ * it returns, the worst outcome is a full handshake.  put returns 0 (its
+ * result is otherwise ignored); remove may be NULL.  The functions are called
+ * from the threads driving handshakes, concurrently: they must be thread-safe.
+ * TLS 1.3 resumption uses stateless tickets and never touches the store.
+ * The struct is copied; store = NULL removes it.  Servers only. */
+struct ktlsx_session_store {
+    int (*put)(void *arg, const uint8_t *key, size_t key_len, const uint8_t *session, size_t len,
+               unsigned lifetime_s);
+    long (*get)(void *arg, const uint8_t *key, size_t key_len, uint8_t *buf, size_t cap); /* length, or -1 */
+    void (*remove)(void *arg, const uint8_t *key, size_t key_len);
+    void *arg;
+};
+int ktlsx_config_set_session_store(ktlsx_config *cfg, const struct ktlsx_session_store *store);
+
 /* ---- connection ---- */
 
 /* `server_name`: client only; used for SNI (unless an IP literal) and for
- * host name / IP verification. May be NULL. */
+ * host name / IP verification. May be NULL.  The connection holds a
+ * reference on cfg until ktlsx_conn_free (cfg is in use meanwhile). */
 ktlsx_conn *ktlsx_conn_new(ktlsx_config *cfg, const char *server_name);
 void ktlsx_conn_free(ktlsx_conn *conn);
 /* Override the SNI sent (client) while verifying against server_name. */
@@ -312,7 +423,8 @@ enum ktlsx_log_level { KTLSX_LOG_ERROR = 3, KTLSX_LOG_WARNING = 4, KTLSX_LOG_INF
  * drives the connection; `line` is valid during the call only. */
 typedef void (*ktlsx_log_fn)(void *arg, int level, const char *line);
 /* Route the library's log lines to `fn` (NULL: the default, warnings and
- * errors as one line on stderr). Returns 0. */
+ * errors as one line on stderr). A setter like the others: 0, or -1 while
+ * the configuration is in use. */
 int ktlsx_config_set_log(ktlsx_config *cfg, ktlsx_log_fn fn, void *arg);
 
 /* ---- the TLS socket: a connection over a connected TCP fd ----

@@ -155,6 +155,8 @@ kx_result kx_certificate_handle(ktlsx_conn *c, kx_reader *body)
     KX_GUARD(keep_peer_chain(c, der, der_len, n));
     EVP_PKEY_free(c->peer_key);
     c->peer_key = NULL;
+    kx_result chain = KX_OK;
+    bool chain_ok = false; /* verified and passed */
     if (from_server && c->cfg->insecure) {
         KX_GUARD(kx_cert_leaf_key(der[0], der_len[0], &c->peer_key, c->peer_subject, sizeof c->peer_subject));
     } else {
@@ -162,9 +164,12 @@ kx_result kx_certificate_handle(ktlsx_conn *c, kx_reader *body)
         kx_trust *trust = kx_config_trust(c->cfg, &err);
         KX_ENSURE(trust != NULL, KX_ALERT_INTERNAL_ERROR, err ? err : "no trust store");
         const char *host = from_server && c->server_name[0] ? c->server_name : NULL;
-        KX_GUARD(kx_trust_verify(trust, der, der_len, n, host, from_server, &c->peer_key, c->peer_subject,
-                                 sizeof c->peer_subject));
+        chain = kx_trust_verify(trust, der, der_len, n, host, from_server, &c->peer_key, c->peer_subject,
+                                sizeof c->peer_subject);
+        chain_ok = !kx_failed(chain);
     }
+    /* The application's verify callback has the last word (1.0 hooks). */
+    KX_GUARD(kx_hook_verify(c, chain_ok, chain, der, der_len, n));
     if (from_server && !tls13) KX_GUARD(check_server_key_fits_suite(c));
     return KX_OK;
 }

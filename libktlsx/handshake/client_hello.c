@@ -401,7 +401,7 @@ static kx_result find_psk(ktlsx_conn *c, const hello *h, psk_choice *pc)
     /* RFC 8446 §4.2.9: a PSK offer without psk_key_exchange_modes is an error. */
     KX_ENSURE(kx_has_ext(&h->e, KX_EXT_PSK_KEY_EXCHANGE_MODES), KX_ALERT_MISSING_EXTENSION,
               "pre_shared_key without psk_key_exchange_modes");
-    bool dhe = c->psk_modes & 2, ke = (c->psk_modes & 1) && (cfg->psk_ke || cfg->psk_len);
+    bool dhe = c->psk_modes & 2, ke = (c->psk_modes & 1) && (cfg->psk_ke || cfg->psk_len || cfg->psk_fn);
     if (!dhe && !ke) return KX_OK;
     kx_reader d = h->e.data[KX_EXT_PRE_SHARED_KEY], ids;
     KX_GUARD(kx_read_vec(&d, 2, 7, 65535, &ids));
@@ -417,7 +417,7 @@ static kx_result find_psk(ktlsx_conn *c, const hello *h, psk_choice *pc)
             pc->s.secret_len = (uint8_t)cfg->psk_len;
             pc->external = true;
             pc->hash = cfg->psk_hash;
-        } else if (cfg->tickets_enabled && kx_ticket_open(c, id.data, id.len, &pc->s)) {
+        } else if (cfg->tickets_enabled && (dhe || cfg->psk_ke) && kx_ticket_open(c, id.data, id.len, &pc->s)) {
             const kx_suite *ss = kx_suite_by_id(pc->s.suite);
             /* The ticket's age as the client sees it must match ours (RFC 8446 §4.2.11.1, 10 s window). */
             int64_t skew = (int64_t)(uint32_t)(obfuscated_age - pc->s.age_add) - (int64_t)(kx_now_ms() - pc->s.issued_ms);
@@ -427,7 +427,12 @@ static kx_result find_psk(ktlsx_conn *c, const hello *h, psk_choice *pc)
             }
             pc->hash = ss->hash;
         } else {
-            continue;
+            /* External PSKs by identity from the application (1.0 hooks). */
+            bool known;
+            KX_GUARD(kx_hook_psk(c, id.data, id.len, &known, pc->s.secret, sizeof pc->s.secret, &pc->s.secret_len,
+                                 &pc->hash));
+            if (!known) continue;
+            pc->external = true;
         }
         pc->found = true;
         pc->index = index;
@@ -551,6 +556,7 @@ static kx_result resume_tls12(ktlsx_conn *c, const hello *h)
     if (kx_has_ext(&h->e, KX_EXT_SESSION_TICKET) && h->e.data[KX_EXT_SESSION_TICKET].len && cfg->tickets_enabled)
         found = kx_ticket_open(c, h->e.data[KX_EXT_SESSION_TICKET].data, h->e.data[KX_EXT_SESSION_TICKET].len, &s);
     if (!found) found = kx_session_cache_get(cfg->session_cache, h->sid.data, h->sid.len, &s);
+    if (!found) found = kx_store_get(c, h->sid.data, h->sid.len, &s); /* external store, behind the cache */
     if (!found) return KX_OK;
     const kx_suite *suite = kx_suite_by_id(s.suite);
     /* RFC 7627 §5.3: resume only sessions that used EMS, and only when this hello offers it. */
@@ -614,7 +620,7 @@ static kx_result handle_tls12(ktlsx_conn *c, hello *h)
         c->ems = c->offered_ems;
         c->cert_requested = cfg->verify_client != KTLSX_VERIFY_NONE;
         /* A new session ID when we can resume by it; echoing is only for resumption. */
-        c->session_id_len = cfg->session_cache ? 32 : 0;
+        c->session_id_len = cfg->session_cache || kx_store_enabled(cfg) ? 32 : 0;
         if (c->session_id_len) KX_GUARD(kx_random(c->session_id, c->session_id_len));
     } else {
         c->cert_requested = false;
@@ -652,6 +658,11 @@ kx_result kx_client_hello_handle(ktlsx_conn *c, kx_reader *body)
         memcpy(c->client_random, random, 32);
         c->session_id_len = h.sid.len;
         memcpy(c->session_id, h.sid.data, h.sid.len);
+        /* Virtual hosts (1.0 hooks): the SNI callback may move the connection to
+         * another configuration, so it runs before anything below reads one. */
+        if (kx_has_ext(&h.e, KX_EXT_SERVER_NAME)) KX_GUARD(parse_sni(c, h.e.data[KX_EXT_SERVER_NAME]));
+        KX_GUARD(kx_hook_sni(c));
+        cfg = c->cfg;
     }
 
     /* Version (RFC 8446 §4.2.1): supported_versions if present, else legacy_version. */
@@ -683,7 +694,6 @@ kx_result kx_client_hello_handle(ktlsx_conn *c, kx_reader *body)
     if (c->version == KTLSX_TLS13 && kx_has_ext(&h.e, KX_EXT_SIGNATURE_ALGORITHMS))
         KX_GUARD(read_u16_list(h.e.data[KX_EXT_SIGNATURE_ALGORITHMS], 2, c->peer_sigalgs, KX_MAX_SIGALGS,
                                &c->peer_sigalg_count));
-    if (!second_hello && kx_has_ext(&h.e, KX_EXT_SERVER_NAME)) KX_GUARD(parse_sni(c, h.e.data[KX_EXT_SERVER_NAME]));
     c->alpn[0] = 0;
     if (kx_has_ext(&h.e, KX_EXT_ALPN)) KX_GUARD(choose_alpn(c, h.e.data[KX_EXT_ALPN]));
 

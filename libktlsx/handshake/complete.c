@@ -61,7 +61,10 @@ static void record_tls12_session(ktlsx_conn *c)
         s->session_id_len = (uint8_t)c->session_id_len;
         s->lifetime = c->cfg->ticket_lifetime;
         /* RFC 7627 §5.3: sessions without EMS are not resumed, so not cached either. */
-        if (c->ems) kx_session_cache_put(c->cfg->session_cache, s);
+        if (c->ems) {
+            kx_session_cache_put(c->cfg->session_cache, s);
+            kx_store_put(c, s); /* external session store (1.0 hooks) */
+        }
     } else {
         c->new_session = s->session_id_len > 0 || s->ticket_len > 0;
     }

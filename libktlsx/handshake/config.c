@@ -66,12 +66,19 @@ ktlsx_config *ktlsx_config_new(enum ktlsx_role role)
     cfg->ticket_rotate_s = 3600; /* with KX_TICKET_KEYS kept, a ticket opens for up to 3 hours */
     cfg->psk_hash = KX_HASH_SHA256;
     if (role == KTLSX_SERVER) cfg->session_cache = kx_session_cache_new(1024, 300);
+    /* 1.0: configuration lifetime (handshake/hooks.c): the caller's reference. */
+    atomic_init(&cfg->refs, 1);
+    atomic_init(&cfg->conns, 0);
+    pthread_rwlock_init(&cfg->change_lock, NULL);
     return cfg;
 }
 
 void ktlsx_config_free(ktlsx_config *cfg)
 {
     if (!cfg) return;
+    /* Drops one reference (1.0: configuration lifetime); the last one frees. */
+    if (atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) != 1) return;
+    pthread_rwlock_destroy(&cfg->change_lock);
     for (size_t i = 0; i < cfg->cert_count; i++) kx_certkey_free(&cfg->certs[i]);
     kx_trust_free(cfg->trust);
     free(cfg->ca_file);
@@ -105,6 +112,7 @@ static int cert_slot_free(ktlsx_config *cfg, const char *name)
 int ktlsx_config_add_cert(ktlsx_config *cfg, const char *cert_file, const char *key_file)
 {
     if (!cfg) return -1;
+    KX_CONFIG_CHANGE(cfg);
     if (!cert_file || !key_file) return config_error(cfg, "add_cert: %s file is NULL", cert_file ? "key" : "certificate");
     if (cert_slot_free(cfg, cert_file) != 0) return -1;
     if (kx_certkey_load(&cfg->certs[cfg->cert_count], cert_file, key_file, cfg->error, sizeof cfg->error) != 0)
@@ -117,6 +125,7 @@ int ktlsx_config_add_cert_mem(ktlsx_config *cfg, const uint8_t *chain, size_t ch
                               size_t key_len)
 {
     if (!cfg) return -1;
+    KX_CONFIG_CHANGE(cfg);
     if (!chain || chain_len == 0) return config_error(cfg, CHAIN_BUFFER ": empty (%zu bytes)", chain ? chain_len : 0);
     if (!key || key_len == 0) return config_error(cfg, KEY_BUFFER ": empty (%zu bytes)", key ? key_len : 0);
     if (cert_slot_free(cfg, CHAIN_BUFFER) != 0) return -1;
@@ -129,6 +138,7 @@ int ktlsx_config_add_cert_mem(ktlsx_config *cfg, const uint8_t *chain, size_t ch
 int ktlsx_config_add_cert_pkey(ktlsx_config *cfg, const uint8_t *chain, size_t chain_len, struct evp_pkey_st *key)
 {
     if (!cfg) return -1;
+    KX_CONFIG_CHANGE(cfg);
     if (!chain || chain_len == 0) return config_error(cfg, CHAIN_BUFFER ": empty (%zu bytes)", chain ? chain_len : 0);
     if (!key) return config_error(cfg, "EVP_PKEY: NULL");
     if (cert_slot_free(cfg, CHAIN_BUFFER) != 0) return -1;
@@ -193,18 +203,21 @@ static int set_trust_file(ktlsx_config *cfg, bool is_ca, const char *path)
 int ktlsx_config_set_ca_file(ktlsx_config *cfg, const char *ca_file)
 {
     if (!cfg) return -1;
+    KX_CONFIG_CHANGE(cfg);
     return set_trust_file(cfg, true, ca_file);
 }
 
 int ktlsx_config_set_crl_file(ktlsx_config *cfg, const char *crl_file)
 {
     if (!cfg) return -1;
+    KX_CONFIG_CHANGE(cfg);
     return set_trust_file(cfg, false, crl_file);
 }
 
 int ktlsx_config_set_ca_mem(ktlsx_config *cfg, const uint8_t *ca, size_t len)
 {
     if (!cfg) return -1;
+    KX_CONFIG_CHANGE(cfg);
     if (!ca || len == 0)
         return config_error(cfg, CA_BUFFER ": empty (%zu bytes; ktlsx_config_set_ca_file(cfg, NULL) selects the "
                                  "system store)", ca ? len : 0);
@@ -214,6 +227,7 @@ int ktlsx_config_set_ca_mem(ktlsx_config *cfg, const uint8_t *ca, size_t len)
 int ktlsx_config_set_crl_mem(ktlsx_config *cfg, const uint8_t *crl, size_t len)
 {
     if (!cfg) return -1;
+    KX_CONFIG_CHANGE(cfg);
     if (!crl || len == 0)
         return config_error(cfg, CRL_BUFFER ": empty (%zu bytes; ktlsx_config_set_crl_file(cfg, NULL) removes "
                                  "the CRLs)", crl ? len : 0);
@@ -222,12 +236,14 @@ int ktlsx_config_set_crl_mem(ktlsx_config *cfg, const uint8_t *crl, size_t len)
 
 int ktlsx_config_set_insecure(ktlsx_config *cfg, int insecure)
 {
+    KX_CONFIG_CHANGE(cfg);
     cfg->insecure = insecure != 0;
     return 0;
 }
 
 int ktlsx_config_set_verify_client(ktlsx_config *cfg, enum ktlsx_verify_client mode)
 {
+    KX_CONFIG_CHANGE(cfg);
     if (mode != KTLSX_VERIFY_NONE && mode != KTLSX_VERIFY_OPTIONAL && mode != KTLSX_VERIFY_REQUIRE)
         return config_error(cfg, "verify-client: unknown mode %d", (int)mode);
     cfg->verify_client = mode;
@@ -269,6 +285,7 @@ static int add_suite(ktlsx_config *cfg, const char *name)
 
 int ktlsx_config_set_ciphers(ktlsx_config *cfg, const char *list)
 {
+    KX_CONFIG_CHANGE(cfg);
     uint16_t saved[KX_MAX_SUITES];
     size_t saved_n = cfg->suite_count;
     memcpy(saved, cfg->suites, sizeof saved);
@@ -292,6 +309,7 @@ static int add_group(ktlsx_config *cfg, const char *name)
 
 int ktlsx_config_set_groups(ktlsx_config *cfg, const char *list)
 {
+    KX_CONFIG_CHANGE(cfg);
     uint16_t saved[KX_MAX_GROUPS];
     size_t saved_n = cfg->group_count;
     memcpy(saved, cfg->groups, sizeof saved);
@@ -316,6 +334,7 @@ static int add_alpn(ktlsx_config *cfg, const char *name)
 
 int ktlsx_config_set_alpn(ktlsx_config *cfg, const char *list)
 {
+    KX_CONFIG_CHANGE(cfg);
     cfg->alpn_len = 0;
     if (!list || !*list) return 0;
     /* ALPN names may contain ':' in theory, but no registered one does; ',' and ':' both separate. */
@@ -328,6 +347,7 @@ int ktlsx_config_set_alpn(ktlsx_config *cfg, const char *list)
 
 int ktlsx_config_set_versions(ktlsx_config *cfg, uint16_t min, uint16_t max)
 {
+    KX_CONFIG_CHANGE(cfg);
     if ((min != KTLSX_TLS12 && min != KTLSX_TLS13) || (max != KTLSX_TLS12 && max != KTLSX_TLS13) || min > max)
         return config_error(cfg, "tls-version: unsupported range 0x%04x..0x%04x (TLS 1.2 and 1.3 only)", min, max);
     cfg->min_version = min;
@@ -337,6 +357,7 @@ int ktlsx_config_set_versions(ktlsx_config *cfg, uint16_t min, uint16_t max)
 
 int ktlsx_config_set_keylog_file(ktlsx_config *cfg, const char *path)
 {
+    KX_CONFIG_CHANGE(cfg);
     FILE *f = fopen(path, "a");
     if (!f) return config_error(cfg, "%s: cannot open key log file: %s", path, strerror(errno));
     /* Key log lines are secrets: one line per write, flushed at once. */
@@ -346,7 +367,12 @@ int ktlsx_config_set_keylog_file(ktlsx_config *cfg, const char *path)
     return 0;
 }
 
-void ktlsx_config_set_trace(ktlsx_config *cfg, FILE *out) { cfg->trace = out; }
+int ktlsx_config_set_trace(ktlsx_config *cfg, FILE *out)
+{
+    KX_CONFIG_CHANGE(cfg);
+    cfg->trace = out;
+    return 0;
+}
 
 /* The trust store for peer verification: the system default unless a CA file
  * was configured.  Loaded on first need, once, under a lock (connections may
@@ -368,6 +394,7 @@ kx_trust *kx_config_trust(ktlsx_config *cfg, const char **err)
 
 int ktlsx_config_set_session_cache(ktlsx_config *cfg, size_t entries, unsigned lifetime_s)
 {
+    KX_CONFIG_CHANGE(cfg);
     kx_session_cache *sc = NULL;
     if (entries) {
         sc = kx_session_cache_new(entries, lifetime_s);
@@ -380,6 +407,7 @@ int ktlsx_config_set_session_cache(ktlsx_config *cfg, size_t entries, unsigned l
 
 int ktlsx_config_set_tickets(ktlsx_config *cfg, unsigned count, unsigned lifetime_s)
 {
+    KX_CONFIG_CHANGE(cfg);
     /* RFC 8446 §4.6.1: lifetimes over seven days are not allowed. */
     if (lifetime_s > 604800) return config_error(cfg, "tickets: lifetime %u s exceeds 7 days", lifetime_s);
     cfg->tickets_enabled = count > 0;
@@ -390,6 +418,7 @@ int ktlsx_config_set_tickets(ktlsx_config *cfg, unsigned count, unsigned lifetim
 
 int ktlsx_config_add_ticket_key_file(ktlsx_config *cfg, const char *path)
 {
+    KX_CONFIG_CHANGE(cfg);
     FILE *f = fopen(path, "rb");
     if (!f) return config_error(cfg, "%s: cannot open ticket key file: %s", path, strerror(errno));
     uint8_t raw[81];
@@ -444,6 +473,7 @@ int ktlsx_config_rotate_ticket_keys(ktlsx_config *cfg)
 
 int ktlsx_config_set_psk(ktlsx_config *cfg, const char *identity, const uint8_t *key, size_t len, int sha384)
 {
+    KX_CONFIG_CHANGE(cfg);
     size_t need = sha384 ? 48 : 32;
     if (!identity || !*identity || strlen(identity) >= sizeof cfg->psk_identity)
         return config_error(cfg, "psk: identity must be 1..%zu bytes", sizeof cfg->psk_identity - 1);
@@ -461,12 +491,28 @@ int ktlsx_config_set_psk(ktlsx_config *cfg, const char *identity, const uint8_t 
     return 0;
 }
 
-int ktlsx_config_set_psk_ke(ktlsx_config *cfg, int allow) { cfg->psk_ke = allow != 0; return 0; }
-int ktlsx_config_set_require_ems(ktlsx_config *cfg, int require) { cfg->require_ems = require != 0; return 0; }
-int ktlsx_config_set_fallback_scsv(ktlsx_config *cfg, int send) { cfg->fallback_scsv = send != 0; return 0; }
+int ktlsx_config_set_psk_ke(ktlsx_config *cfg, int allow)
+{
+    KX_CONFIG_CHANGE(cfg);
+    cfg->psk_ke = allow != 0;
+    return 0;
+}
+int ktlsx_config_set_require_ems(ktlsx_config *cfg, int require)
+{
+    KX_CONFIG_CHANGE(cfg);
+    cfg->require_ems = require != 0;
+    return 0;
+}
+int ktlsx_config_set_fallback_scsv(ktlsx_config *cfg, int send)
+{
+    KX_CONFIG_CHANGE(cfg);
+    cfg->fallback_scsv = send != 0;
+    return 0;
+}
 
 int ktlsx_config_set_legacy_rsa_kx(ktlsx_config *cfg, int allow)
 {
+    KX_CONFIG_CHANGE(cfg);
     cfg->legacy_rsa_kx = allow != 0;
     if (!allow) return 0;
     /* Enabling it adds the RSA suites at the end of the list (least preferred). */

@@ -23,8 +23,10 @@ void kx_copy_str(char *dst, size_t cap, const char *src)
 
 ktlsx_conn *ktlsx_conn_new(ktlsx_config *cfg, const char *server_name)
 {
+    if (!cfg) return NULL;
     ktlsx_conn *c = calloc(1, sizeof *c);
     if (!c) return NULL;
+    kx_config_attach(cfg); /* a reference, and cfg is in use until ktlsx_conn_free */
     c->cfg = cfg;
     c->role = cfg->role;
     kx_transcript_init(&c->transcript);
@@ -63,6 +65,7 @@ void ktlsx_conn_free(ktlsx_conn *c)
     kx_tls13_ks_wipe(&c->ks);
     kx_session_wipe(&c->session);
     kx_peer_chain_clear(c);
+    kx_config_detach(c->cfg); /* may free the configuration: nothing below reads it */
     kx_wipe(c, sizeof *c);
     free(c);
 }
@@ -525,6 +528,7 @@ int ktlsx_handshake(ktlsx_conn *c)
     kx_result r = drive(c);
     if (kx_failed(r)) {
         kx_conn_fail(c, r);
+        kx_store_remove(c); /* a resumed session that failed is not offered again (session store) */
         return KTLSX_FAILED;
     }
     return c->handshake_done ? KTLSX_DONE : KTLSX_WANT_READ;

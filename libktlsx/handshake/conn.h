@@ -17,6 +17,7 @@
 #include "handshake/extensions.h"
 #include "handshake/session.h"
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #define KX_MAX_CERTS 4
@@ -89,6 +90,17 @@ struct ktlsx_config {
      * crl_file above then name the inputs in messages (a path or "CA buffer"). */
     uint8_t *ca_data, *crl_data;      /* NULL: system store / no CRL */
     size_t ca_len, crl_len;
+    /* ---- 1.0: configuration lifetime and hooks (handshake/hooks.c) ---- */
+    atomic_uint refs;                 /* ktlsx_config_ref / ktlsx_config_free; freed at 0 */
+    atomic_uint conns;                /* connections on it: "in use" while > 0, setters refuse */
+    pthread_rwlock_t change_lock;     /* setters hold it for writing, ktlsx_conn_new for reading */
+    ktlsx_sni_fn sni_fn;              /* virtual hosts: may move the connection to another config */
+    void *sni_arg;
+    ktlsx_psk_fn psk_fn;              /* external PSKs by identity */
+    void *psk_arg;
+    ktlsx_verify_fn verify_fn;        /* extra step after the library's chain verification */
+    void *verify_arg;
+    struct ktlsx_session_store store; /* TLS 1.2 session IDs behind session_cache; store.get NULL = none */
 };
 
 /* One log line through the configuration's sink (handshake/log.c). */
@@ -291,6 +303,32 @@ const char *kx_msg_name(kx_msg m);
 
 /* Forget the peer's certificate chain (certificate.c; wiped). */
 void kx_peer_chain_clear(ktlsx_conn *c);
+/* ---- 1.0: configuration lifetime and hooks (handshake/hooks.c) ---- */
+/* Setters: take the configuration for a change (write lock) or refuse with
+ * "in use" in cfg->error; the guard releases the lock when it goes out of
+ * scope, so one line at the top of a setter covers every return path. */
+typedef struct { ktlsx_config *cfg; } kx_config_change;
+bool kx_config_change_begin(ktlsx_config *cfg, kx_config_change *g);
+void kx_config_change_end(kx_config_change *g);
+#define KX_CONFIG_CHANGE(cfg)                                                                   \
+    kx_config_change kx_change__ __attribute__((cleanup(kx_config_change_end))) = { NULL };    \
+    if (!kx_config_change_begin((cfg), &kx_change__)) return -1
+/* A connection starts / stops using cfg (reference + in-use count). */
+void kx_config_attach(ktlsx_config *cfg);
+void kx_config_detach(ktlsx_config *cfg);
+/* Hook points in the handshake. */
+KX_RESULT kx_hook_sni(ktlsx_conn *c);
+/* PSK callback for one offered identity: *found, and the key in secret/len/hash. */
+KX_RESULT kx_hook_psk(ktlsx_conn *c, const uint8_t *id, size_t idlen, bool *found, uint8_t *secret,
+                      size_t cap, uint8_t *len, kx_hash_id *hash);
+/* After the library's chain verification: `chain` is its verdict (returned as
+ * is without a callback), chain_ok whether it verified and passed. */
+KX_RESULT kx_hook_verify(ktlsx_conn *c, bool chain_ok, kx_result chain, const uint8_t *const *der,
+                         const size_t *der_len, size_t n);
+bool kx_store_enabled(const ktlsx_config *cfg);
+void kx_store_put(ktlsx_conn *c, const kx_session *s);
+bool kx_store_get(ktlsx_conn *c, const uint8_t *id, size_t idlen, kx_session *out);
+void kx_store_remove(ktlsx_conn *c);
 
 /* The verification store (config.c); NULL with *err set if it cannot be loaded. */
 kx_trust *kx_config_trust(ktlsx_config *cfg, const char **err);

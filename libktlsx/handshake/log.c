@@ -8,6 +8,8 @@
 
 int ktlsx_config_set_log(ktlsx_config *cfg, ktlsx_log_fn fn, void *arg)
 {
+    if (!cfg) return -1;
+    KX_CONFIG_CHANGE(cfg);
     cfg->log_fn = fn;
     cfg->log_arg = arg;
     return 0;

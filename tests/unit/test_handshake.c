@@ -986,8 +986,9 @@ static void test_interleaved_handshake_fragments(void **state)
 {
     (void)state;
     kxt_pair p;
-    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
-    ktlsx_config_set_tickets(p.scfg, 0, 0);
+    ktlsx_config *sc = kxt_server_cfg("ecdsa", NULL, NULL);
+    KXT_CFG_OK(sc, ktlsx_config_set_tickets(sc, 0, 0)); /* before the connection: it is in use afterwards */
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), sc, "localhost", KXT_FEED_ALL);
     kxt_pump(&p);
     kxt_assert_done(&p);
     kxt_settle(&p);

@@ -10,7 +10,9 @@
  *   server-ed25519.pem/.key     Ed25519 leaf    /
  *   client.pem/.key             CN=ktlsx-client, EKU clientAuth, issued by int (+ int)
  *   other-ca.pem                an unrelated root CA
- *   other.pem/.key              localhost leaf issued by other-ca */
+ *   other.pem/.key              localhost leaf issued by other-ca
+ *   vhost-a.pem/.key            ECDSA leaf for DNS:a.example \ virtual hosts (test_hooks.c),
+ *   vhost-b.pem/.key            ECDSA leaf for DNS:b.example / issued by int; .pem = leaf + int */
 #ifndef KXT_HELPERS_PKI_H
 #define KXT_HELPERS_PKI_H
 
@@ -55,6 +57,16 @@ static const char kxt_pki_script[] =
     "keyUsage = critical, digitalSignature\n"
     "extendedKeyUsage = serverAuth, clientAuth\n"
     "subjectAltName = DNS:localhost, IP:127.0.0.1\n"
+    "[ vhost_a ]\n"
+    "basicConstraints = critical, CA:FALSE\n"
+    "keyUsage = critical, digitalSignature\n"
+    "extendedKeyUsage = serverAuth\n"
+    "subjectAltName = DNS:a.example\n"
+    "[ vhost_b ]\n"
+    "basicConstraints = critical, CA:FALSE\n"
+    "keyUsage = critical, digitalSignature\n"
+    "extendedKeyUsage = serverAuth\n"
+    "subjectAltName = DNS:b.example\n"
     "CNF\n"
     "ec() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -pkeyopt ec_param_enc:named_curve -out \"$1\"; }\n"
     "sign() { openssl x509 -req -in \"$2\" -CA \"$1.pem\" -CAkey \"$1.key\" -CAcreateserial -out \"$3\" -days 30 -sha256 -extfile ext.cnf -extensions \"$4\"; }\n"
@@ -81,6 +93,12 @@ static const char kxt_pki_script[] =
     "ec other.key\n"
     "openssl req -new -key other.key -subj '/O=unrelated/CN=localhost' -out other.csr\n"
     "sign other-ca other.csr other.pem leaf_both\n"
+    "for v in a b; do\n"
+    "  ec vhost-$v.key\n"
+    "  openssl req -new -key vhost-$v.key -subj \"/O=ktlsx test/CN=$v.example\" -out vhost-$v.csr\n"
+    "  sign int vhost-$v.csr vhost-$v-leaf.pem vhost_$v\n"
+    "  cat vhost-$v-leaf.pem int.pem > vhost-$v.pem\n"
+    "done\n"
     "openssl verify -CAfile ca.pem -untrusted int.pem -purpose sslserver server-rsa-leaf.pem server-ecdsa-leaf.pem server-ed25519-leaf.pem\n"
     "openssl verify -CAfile ca.pem -untrusted int.pem -purpose sslclient client-leaf.pem\n";
 
