@@ -58,6 +58,20 @@ static const suite_case tls12_chacha = { "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305
 
 /* ---- helpers ---- */
 
+/* KTLSX_EXPORT_SEED_DIR=dir makes every export also a file there: the seeds
+ * of tests/fuzz/corpus/fuzz_import come from real exports this way. */
+static void dump_seed(const blob *b)
+{
+    static unsigned count;
+    const char *dir = getenv("KTLSX_EXPORT_SEED_DIR");
+    if (!dir) return;
+    char path[512];
+    snprintf(path, sizeof path, "%s/export-%02u-%s-%s-%04x", dir, count++, b->data[5] ? "server" : "client",
+             b->data[7] == 4 ? "tls13" : "tls12", (unsigned)(b->data[8] << 8 | b->data[9]));
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(b->data, 1, b->len, f) != b->len || fclose(f) != 0) fail_msg("cannot write %s", path);
+}
+
 static void export_ok(const ktlsx_conn *c, blob *b)
 {
     const char *why = "unset";
@@ -66,6 +80,7 @@ static void export_ok(const ktlsx_conn *c, blob *b)
     assert_null(why);
     assert_true((size_t)n <= KTLSX_EXPORT_MAX);
     b->len = (size_t)n;
+    dump_seed(b);
 }
 
 static ktlsx_conn *import_ok(ktlsx_config *cfg, const blob *b)
@@ -82,7 +97,7 @@ static void import_fails(ktlsx_config *cfg, const uint8_t *data, size_t len, con
 {
     uint8_t copy[KTLSX_EXPORT_MAX + 16];
     assert_true(len <= sizeof copy);
-    memcpy(copy, data, len);
+    if (data) memcpy(copy, data, len);
     const char *why = NULL;
     ktlsx_conn *c = ktlsx_conn_import(cfg, data, len, &why);
     if (c) {
@@ -90,7 +105,7 @@ static void import_fails(ktlsx_config *cfg, const uint8_t *data, size_t len, con
         fail_msg("import of a blob with %s (len %zu) succeeded", what, len);
     }
     if (!why || !*why) fail_msg("import of a blob with %s failed without a reason", what);
-    assert_memory_equal(copy, data, len);
+    if (data) assert_memory_equal(copy, data, len);
 }
 
 static void configure(ktlsx_config *ccfg, ktlsx_config *scfg, const suite_case *sc)
