@@ -355,6 +355,53 @@ struct ktlsx_traffic_keys {
 enum ktlsx_direction { KTLSX_TX = 0, KTLSX_RX = 1 };
 int ktlsx_export_keys(const ktlsx_conn *conn, enum ktlsx_direction dir, struct ktlsx_traffic_keys *out);
 
+/* ---- 1.0: handing a connection to another process ---- */
+
+/* A process that ran the handshake (ktlsxd) hands the socket (SCM_RIGHTS)
+ * and a blob describing the post-handshake state to another process, which
+ * rebuilds the connection from it and carries on: answers KeyUpdate, stores
+ * NewSessionTickets, and (where kernel TLS is missing) carries the data in
+ * user-space records.  The blob holds the protocol version, cipher suite,
+ * group, the TLS 1.3 application traffic secrets and resumption master
+ * secret or the TLS 1.2 record keys, master secret, session ID and EMS flag,
+ * both record sequence numbers, which directions are in the kernel, the
+ * session ktlsx_get_session would return, ALPN, SNI / server name and the
+ * peer's subject.  It is versioned: a libktlsx of another blob format
+ * refuses it cleanly.  It holds secrets: whoever holds a copy wipes it
+ * (OPENSSL_cleanse) once done.  Neither side's private key is in it. */
+
+/* A buffer of this size always holds an export. */
+#define KTLSX_EXPORT_MAX 4096
+
+/* Serialize the post-handshake state of `conn` into buf[0..cap).  The
+ * connection must be DONE, not failed, the peer must not have closed, and
+ * the engine must hold nothing the other process would miss: no pending
+ * output (flush it), no buffered input or partial record (read the
+ * handshake record by record with ktlsx_input_wanted), no decrypted data not
+ * yet ktlsx_read.  `conn` is not changed, so a refused export may be retried
+ * once the cause is gone.  Returns the blob's length, or -1 with a one-line
+ * reason in *why (why may be NULL; the string is static): NULL conn or buf,
+ * not exportable (as above), or cap too small (nothing is written then). */
+long ktlsx_conn_export(const ktlsx_conn *conn, uint8_t *buf, size_t cap, const char **why);
+
+/* A connection in the state `blob` describes, on `cfg` (which must have the
+ * blob's role; it needs no certificate or private key; its version and
+ * cipher lists are not re-applied, the exporting side negotiated).  The
+ * blob is read as untrusted input and not modified: the caller wipes it.
+ * After import: ktlsx_handshake answers DONE; ktlsx_read / ktlsx_write /
+ * ktlsx_key_update / ktlsx_close_notify work on the directions that were in
+ * user space, continuing their sequence numbers; ktlsx_ktls_active reports
+ * the directions the kernel owns and ktlsx_ktls_* work on them (the fd
+ * arrives separately); ktlsx_get_session and the result getters answer as on
+ * the original.  The connection holds a pointer to `cfg` (keep it alive as
+ * for ktlsx_conn_new); free it with ktlsx_conn_free.  Returns NULL on a NULL
+ * argument, out of memory, or a truncated, forged or inconsistent blob
+ * (wrong magic or format version, role other than cfg's, unknown suite or
+ * group, suite not of the version, secret/key/IV lengths not those of the
+ * suite, keys for a direction the kernel owns, unknown flags, bad names,
+ * trailing bytes), with a one-line reason in *why (why may be NULL). */
+ktlsx_conn *ktlsx_conn_import(ktlsx_config *cfg, const uint8_t *blob, size_t len, const char **why);
+
 /* ---- kernel TLS offload ---- */
 
 #define KTLSX_KTLS_TX 1
