@@ -417,7 +417,7 @@ static kx_result find_psk(ktlsx_conn *c, const hello *h, psk_choice *pc)
             pc->s.secret_len = (uint8_t)cfg->psk_len;
             pc->external = true;
             pc->hash = cfg->psk_hash;
-        } else if (cfg->tickets_enabled && (dhe || cfg->psk_ke) && kx_ticket_open(c, id.data, id.len, &pc->s)) {
+        } else if (cfg->tickets_enabled && (dhe || cfg->psk_ke) && kx_ticket_open(&c->cfg->tickets, id.data, id.len, &pc->s)) {
             const kx_suite *ss = kx_suite_by_id(pc->s.suite);
             /* The ticket's age as the client sees it must match ours (RFC 8446 §4.2.11.1, 10 s window). */
             int64_t skew = (int64_t)(uint32_t)(obfuscated_age - pc->s.age_add) - (int64_t)(kx_now_ms() - pc->s.issued_ms);
@@ -554,7 +554,7 @@ static kx_result resume_tls12(ktlsx_conn *c, const hello *h)
     kx_session s;
     bool found = false;
     if (kx_has_ext(&h->e, KX_EXT_SESSION_TICKET) && h->e.data[KX_EXT_SESSION_TICKET].len && cfg->tickets_enabled)
-        found = kx_ticket_open(c, h->e.data[KX_EXT_SESSION_TICKET].data, h->e.data[KX_EXT_SESSION_TICKET].len, &s);
+        found = kx_ticket_open(&c->cfg->tickets, h->e.data[KX_EXT_SESSION_TICKET].data, h->e.data[KX_EXT_SESSION_TICKET].len, &s);
     if (!found) found = kx_session_cache_get(cfg->session_cache, h->sid.data, h->sid.len, &s);
     if (!found) found = kx_store_get(c, h->sid.data, h->sid.len, &s); /* external store, behind the cache */
     if (!found) return KX_OK;

@@ -6,43 +6,6 @@
 #include "core/wipe.h"
 #include <string.h>
 
-static kx_result send_tls13_tickets(ktlsx_conn *c)
-{
-    const ktlsx_config *cfg = c->cfg;
-    /* Only for clients that said they can resume (psk_key_exchange_modes), and never for external PSKs. */
-    bool usable = (c->psk_modes & 2) || ((c->psk_modes & 1) && cfg->psk_ke);
-    if (!cfg->tickets_enabled || cfg->tickets13 == 0 || !usable || c->psk_external) return KX_OK;
-    for (unsigned i = 0; i < cfg->tickets13; i++) {
-        uint8_t nonce[8];
-        for (int b = 0; b < 8; b++) nonce[b] = (uint8_t)((uint64_t)i >> (56 - 8 * b));
-        kx_session s = { 0 };
-        s.version = KTLSX_TLS13;
-        s.suite = c->suite->id;
-        s.secret_len = (uint8_t)c->ks.hlen;
-        s.issued_ms = kx_now_ms();
-        s.lifetime = cfg->ticket_lifetime;
-        kx_copy_str(s.alpn, sizeof s.alpn, c->alpn);
-        kx_copy_str(s.peer_subject, sizeof s.peer_subject, c->peer_subject);
-        kx_buf ticket = { 0 };
-        size_t msg;
-        kx_result r = kx_random(&s.age_add, sizeof s.age_add);
-        if (!kx_failed(r)) r = kx_tls13_ticket_psk(c->suite->hash, c->ks.resumption, nonce, sizeof nonce, s.secret);
-        if (!kx_failed(r)) r = kx_ticket_seal(c, &s, &ticket);
-        if (!kx_failed(r)) r = kx_hs_begin(c, KX_HS_NEW_SESSION_TICKET, &msg);
-        if (!kx_failed(r)) r = kx_write_u32(&c->hs_out, s.lifetime);
-        if (!kx_failed(r)) r = kx_write_u32(&c->hs_out, s.age_add);
-        if (!kx_failed(r)) r = kx_write_vec(&c->hs_out, 1, nonce, sizeof nonce);
-        if (!kx_failed(r)) r = kx_write_vec(&c->hs_out, 2, ticket.data, ticket.len);
-        if (!kx_failed(r)) r = kx_write_u16(&c->hs_out, 0);
-        if (!kx_failed(r)) r = kx_hs_end(c, msg);
-        kx_buf_free(&ticket);
-        kx_session_wipe(&s);
-        KX_GUARD(r);
-        kx_trace(c, false, "NewSessionTicket lifetime=%u", cfg->ticket_lifetime);
-    }
-    return kx_hs_flush(c);
-}
-
 /* TLS 1.2: the session this connection can be resumed from. */
 static void record_tls12_session(ktlsx_conn *c)
 {
@@ -78,7 +41,7 @@ kx_result kx_handshake_complete(ktlsx_conn *c)
         record_tls12_session(c);
         kx_wipe_obj(c->keys12);
     } else if (c->role == KTLSX_SERVER) {
-        KX_GUARD(send_tls13_tickets(c));
+        KX_GUARD(kx_new_session_tickets13_write(c));
     }
     /* The transcript (and any raw copy kept for TLS 1.2 CertificateVerify) is no longer needed. */
     kx_transcript_free(&c->transcript);

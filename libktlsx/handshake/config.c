@@ -59,11 +59,10 @@ ktlsx_config *ktlsx_config_new(enum ktlsx_role role)
     cfg->sigalg_count = sizeof default_sigalgs / sizeof default_sigalgs[0];
     cfg->min_version = KTLSX_TLS12;
     cfg->max_version = KTLSX_TLS13;
-    pthread_mutex_init(&cfg->ticket_lock, NULL);
     cfg->tickets_enabled = true;
     cfg->tickets13 = 2;          /* as OpenSSL: one per parallel connection a browser might open */
     cfg->ticket_lifetime = 7200;
-    cfg->ticket_rotate_s = 3600; /* with KX_TICKET_KEYS kept, a ticket opens for up to 3 hours */
+    kx_ticket_keys_init(&cfg->tickets, 3600); /* with KX_TICKET_KEYS kept, a ticket opens for up to 3 hours */
     cfg->psk_hash = KX_HASH_SHA256;
     if (role == KTLSX_SERVER) cfg->session_cache = kx_session_cache_new(1024, 300);
     /* 1.0: configuration lifetime (handshake/hooks.c): the caller's reference. */
@@ -87,9 +86,8 @@ void ktlsx_config_free(ktlsx_config *cfg)
     OPENSSL_free(cfg->crl_data);
     if (cfg->keylog) fclose(cfg->keylog);
     kx_session_cache_free(cfg->session_cache);
-    kx_wipe(cfg->ticket_keys, sizeof cfg->ticket_keys);
+    kx_ticket_keys_free(&cfg->tickets);
     kx_wipe(cfg->psk, sizeof cfg->psk);
-    pthread_mutex_destroy(&cfg->ticket_lock);
     pthread_mutex_destroy(&cfg->trust_lock);
     pthread_mutex_destroy(&cfg->keylog_lock);
     free(cfg);
@@ -443,31 +441,15 @@ int ktlsx_config_add_ticket_key_file(ktlsx_config *cfg, const char *path)
         kx_wipe_obj(k); /* the expansion may have written part of the key */
         return rc;
     }
-    k.in_use = true;
     k.created_ms = kx_now_ms();
-    pthread_mutex_lock(&cfg->ticket_lock);
-    /* File keys: the operator rotates them; the first file loaded seals. */
-    size_t slot = 0;
-    while (slot < KX_TICKET_KEYS && cfg->ticket_keys[slot].in_use && cfg->ticket_rotate_s == 0) slot++;
-    if (slot == KX_TICKET_KEYS) slot = KX_TICKET_KEYS - 1;
-    if (cfg->ticket_rotate_s) memset(cfg->ticket_keys, 0, sizeof cfg->ticket_keys); /* random keys give way */
-    cfg->ticket_keys[slot] = k;
-    cfg->ticket_rotate_s = 0;
-    pthread_mutex_unlock(&cfg->ticket_lock);
+    kx_ticket_keys_add(&cfg->tickets, &k);
     kx_wipe_obj(k);
     return 0;
 }
 
 int ktlsx_config_rotate_ticket_keys(ktlsx_config *cfg)
 {
-    pthread_mutex_lock(&cfg->ticket_lock);
-    memmove(&cfg->ticket_keys[1], &cfg->ticket_keys[0], (KX_TICKET_KEYS - 1) * sizeof cfg->ticket_keys[0]);
-    kx_ticket_key *k = &cfg->ticket_keys[0];
-    int rc = kx_failed(kx_random(k->name, sizeof k->name)) || kx_failed(kx_random(k->key, sizeof k->key)) ? -1 : 0;
-    k->in_use = rc == 0;
-    k->created_ms = kx_now_ms();
-    pthread_mutex_unlock(&cfg->ticket_lock);
-    if (rc) return config_error(cfg, "ticket keys: no randomness");
+    if (kx_failed(kx_ticket_keys_rotate(&cfg->tickets))) return config_error(cfg, "ticket keys: no randomness");
     return 0;
 }
 

@@ -12,10 +12,10 @@
 #include "crypto/crypto.h"
 #include "crypto/x509.h"
 #include "record/record.h"
-#include "tls13/key_schedule.h"
-#include "tls12/key_schedule.h"
+#include "keysched/tls13.h"
+#include "keysched/tls12.h"
 #include "handshake/extensions.h"
-#include "handshake/session.h"
+#include "session/session.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -60,9 +60,7 @@ struct ktlsx_config {
 
     /* resumption (server) */
     kx_session_cache *session_cache;  /* TLS 1.2 session IDs; NULL = off */
-    kx_ticket_key ticket_keys[KX_TICKET_KEYS]; /* [0] seals; all open */
-    uint32_t ticket_rotate_s;         /* 0 = never (keys from a file are rotated by the operator) */
-    pthread_mutex_t ticket_lock;
+    kx_ticket_keys tickets;           /* session/ticket.c: seal with [0], open with all */
     bool tickets_enabled;
     unsigned tickets13;               /* NewSessionTickets per TLS 1.3 connection */
     uint32_t ticket_lifetime;
@@ -352,6 +350,8 @@ KX_MESSAGE(server_hello_done);
 KX_MESSAGE(client_key_exchange);
 KX_MESSAGE(change_cipher_spec);
 KX_MESSAGE(new_session_ticket12);
+/* TLS 1.3 NewSessionTickets after the server's handshake (new_session_ticket.c). */
+KX_RESULT kx_new_session_tickets13_write(ktlsx_conn *c);
 
 /* PSK binders (handshake/psk.c). partial_ch: the ClientHello up to its binders. */
 KX_RESULT kx_psk_binder(ktlsx_conn *c, kx_hash_id h, const uint8_t *psk, size_t psklen, bool external,
@@ -386,12 +386,10 @@ KX_RESULT kx_accept_server_alpn(ktlsx_conn *c, kx_reader d);
 /* After the last handshake message (handshake/complete.c). */
 KX_RESULT kx_handshake_complete(ktlsx_conn *c);
 
-/* TLS 1.2 pieces shared by several message files (handshake/tls12.c). */
-KX_RESULT kx_tls12_derive_keys(ktlsx_conn *c, const uint8_t *pms, size_t pmslen);
 /* ServerHello.random sentinel for a TLS 1.2 ServerHello from a 1.3-capable server (RFC 8446 §4.1.3). */
 extern const uint8_t kx_downgrade_tls12[8];
 /* Post-handshake messages. */
-KX_RESULT kx_new_session_ticket_handle(ktlsx_conn *c, kx_reader *body);
+KX_RESULT kx_new_session_ticket13_handle(ktlsx_conn *c, kx_reader *body);
 KX_RESULT kx_key_update_write(ktlsx_conn *c, bool request_update);
 KX_RESULT kx_key_update_handle(ktlsx_conn *c, kx_reader *body);
 

@@ -9,45 +9,10 @@
  * it is sealed into `out`; with TX in the kernel it waits in ctl_out for the
  * caller's socket; with RX in the kernel a peer's KeyUpdate leaves
  * rekey_rx_due for the socket that can install the next key.  Nothing here
- * sends or blocks. */
+ * sends or blocks.  NewSessionTicket itself lives in new_session_ticket.c. */
 #include "handshake/conn.h"
 #include "core/wipe.h"
 #include <string.h>
-
-kx_result kx_new_session_ticket_handle(ktlsx_conn *c, kx_reader *body)
-{
-    uint32_t lifetime, age_add;
-    kx_reader nonce, ticket, block;
-    KX_GUARD(kx_read_u32(body, &lifetime));
-    KX_GUARD(kx_read_u32(body, &age_add));
-    KX_GUARD(kx_read_vec(body, 1, 0, 255, &nonce));
-    KX_GUARD(kx_read_vec(body, 2, 1, 65535, &ticket));
-    KX_GUARD(kx_read_vec(body, 2, 0, 65535, &block));
-    /* The whole message is checked before anything it says is kept. */
-    KX_GUARD(kx_reader_done(body));
-    kx_exts e;
-    KX_GUARD(kx_exts_parse(&block, KX_IN_NST, 0, &e));
-    /* RFC 8446 §4.6.1: at most seven days. */
-    KX_ENSURE(lifetime <= 604800, KX_ALERT_ILLEGAL_PARAMETER, "ticket lifetime over seven days");
-    kx_trace(c, false, "NewSessionTicket lifetime=%u ticket_len=%zu", lifetime, ticket.len);
-    if (ticket.len > KX_SESSION_MAX_TICKET || lifetime == 0) return KX_OK; /* unusable: ignore, as RFC allows */
-    /* The newest ticket wins: each carries its own PSK derived from the resumption secret. */
-    kx_session *s = &c->session;
-    kx_session_wipe(s);
-    s->version = KTLSX_TLS13;
-    s->suite = c->suite->id;
-    s->secret_len = (uint8_t)c->ks.hlen;
-    KX_GUARD(kx_tls13_ticket_psk(c->suite->hash, c->ks.resumption, nonce.data, nonce.len, s->secret));
-    s->issued_ms = kx_now_ms();
-    s->lifetime = lifetime;
-    s->age_add = age_add;
-    memcpy(s->ticket, ticket.data, ticket.len);
-    s->ticket_len = (uint16_t)ticket.len;
-    kx_copy_str(s->alpn, sizeof s->alpn, c->alpn);
-    kx_copy_str(s->peer_subject, sizeof s->peer_subject, c->peer_subject);
-    c->new_session = true;
-    return KX_OK;
-}
 
 static uint8_t *tx_secret(ktlsx_conn *c) { return c->role == KTLSX_CLIENT ? c->ks.c_ap : c->ks.s_ap; }
 static uint8_t *rx_secret(ktlsx_conn *c) { return c->role == KTLSX_CLIENT ? c->ks.s_ap : c->ks.c_ap; }
@@ -123,7 +88,7 @@ kx_result kx_handle_post_handshake(ktlsx_conn *c)
         kx_reader rd = kx_reader_of(msg.data + 4, body);
         bool tls13 = c->version == KTLSX_TLS13, tls12 = c->version == KTLSX_TLS12;
         if (type == KX_HS_NEW_SESSION_TICKET && c->role == KTLSX_CLIENT && tls13)
-            r = kx_new_session_ticket_handle(c, &rd);
+            r = kx_new_session_ticket13_handle(c, &rd);
         else if (type == KX_HS_KEY_UPDATE && tls13)
             r = kx_key_update_handle(c, &rd);
         else if (tls12 && ((type == KX_HS_CLIENT_HELLO && c->role == KTLSX_SERVER) ||

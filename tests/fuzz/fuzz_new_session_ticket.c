@@ -2,7 +2,7 @@
  *
  * Input: byte 0 selects the mode, the rest is the data.
  *   mode % 2 == 0: the rest is a NewSessionTicket body for
- *                  kx_new_session_ticket_handle
+ *                  kx_new_session_ticket13_handle
  *   mode % 2 == 1: the rest is raw records fed through ktlsx_input and
  *                  ktlsx_read on a connection whose handshake is done (plaintext
  *                  receive direction, TLS_AES_128_GCM_SHA256 secrets), so
@@ -39,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (!(mode & 1)) {
         if (size - 1 <= KX_MAX_HANDSHAKE_MESSAGE)
-            fz_run_handler(c, kx_new_session_ticket_handle, KX_HS_NEW_SESSION_TICKET, data + 1, size - 1, 0);
+            fz_run_handler(c, kx_new_session_ticket13_handle, KX_HS_NEW_SESSION_TICKET, data + 1, size - 1, 0);
         ktlsx_conn_free(c);
         return 0;
     }

@@ -141,7 +141,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (mode == 2) {
         uint8_t *t = malloc(KX_TICKET_KEY_NAME + n);
         if (!t) abort();
-        memcpy(t, fz12_srv_rotated->ticket_keys[0].name, KX_TICKET_KEY_NAME);
+        memcpy(t, fz12_srv_rotated->tickets.keys[0].name, KX_TICKET_KEY_NAME);
         if (n) memcpy(t + KX_TICKET_KEY_NAME, in, n);
         open_ticket(c, t, KX_TICKET_KEY_NAME + n);
         free(t);

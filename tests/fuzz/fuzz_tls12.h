@@ -15,7 +15,7 @@
 #define KTLSX_FUZZ_TLS12_H
 
 #include "fuzz_common.h"
-#include "handshake/session.h"
+#include "session/session.h"
 #include <openssl/rsa.h>
 #include <time.h>
 

@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "tls13/key_schedule.h"
+#include "keysched/tls13.h"
 #include <ctype.h>
 #include <string.h>
 

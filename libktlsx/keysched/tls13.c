@@ -7,7 +7,7 @@
  * Each extracted secret is wiped once the next stage has been derived from
  * it: nothing later in a handshake needs it, and a memory disclosure then
  * yields only the traffic secrets still in use. */
-#include "tls13/key_schedule.h"
+#include "keysched/tls13.h"
 #include "core/wipe.h"
 #include <string.h>
 

@@ -2,10 +2,11 @@
  * secret) and what a server keeps (the session-ID cache) or seals into a
  * ticket (RFC 5077 / RFC 8446 §4.6.1).  Tickets are AEAD-protected under a
  * named key; keys rotate and may come from a file shared by several servers. */
-#ifndef KX_HANDSHAKE_SESSION_H
-#define KX_HANDSHAKE_SESSION_H
+#ifndef KX_SESSION_SESSION_H
+#define KX_SESSION_SESSION_H
 
 #include "core/buf.h"
+#include "crypto/crypto.h"
 #include <stdbool.h>
 #include <stdint.h>
 #include <pthread.h>
@@ -57,15 +58,23 @@ void kx_session_wipe(kx_session *s);
 KX_RESULT kx_session_encode(const kx_session *s, kx_buf *out);
 KX_RESULT kx_session_decode(const uint8_t *data, size_t len, kx_session *s);
 
-struct ktlsx_conn;
-/* Seal the connection's session into a ticket under the current key. */
-KX_RESULT kx_session_ticket_seal(struct ktlsx_conn *c, kx_buf *ticket);
-/* Seal an explicit session (TLS 1.3 tickets carry a per-ticket PSK). */
-KX_RESULT kx_ticket_seal(struct ktlsx_conn *c, const kx_session *s, kx_buf *ticket);
+/* The ticket keys of one configuration: [0] seals, all open. */
+typedef struct {
+    kx_ticket_key keys[KX_TICKET_KEYS];
+    uint32_t rotate_s;         /* 0 = never (keys from a file are rotated by the operator) */
+    pthread_mutex_t lock;
+} kx_ticket_keys;
+
+void kx_ticket_keys_init(kx_ticket_keys *tk, uint32_t rotate_s);
+void kx_ticket_keys_free(kx_ticket_keys *tk);
+/* A key from a shared file (stops the random schedule). */
+void kx_ticket_keys_add(kx_ticket_keys *tk, const kx_ticket_key *k);
+/* Start sealing with a fresh random key; the previous ones still open. */
+KX_RESULT kx_ticket_keys_rotate(kx_ticket_keys *tk);
+/* Seal a session into a ticket under the current key (rotating first when due). */
+KX_RESULT kx_ticket_seal(kx_ticket_keys *tk, const kx_session *s, kx_buf *ticket);
 /* Open a ticket; false if the key is unknown (rotated out), the tag fails,
  * or the session expired: the caller falls back to a full handshake. */
-bool kx_ticket_open(struct ktlsx_conn *c, const uint8_t *ticket, size_t len, kx_session *out);
-/* Client: remember a TLS 1.2 ticket from NewSessionTicket. */
-KX_RESULT kx_session_store_ticket12(struct ktlsx_conn *c, uint32_t lifetime, const uint8_t *ticket, size_t len);
+bool kx_ticket_open(kx_ticket_keys *tk, const uint8_t *ticket, size_t len, kx_session *out);
 
 #endif

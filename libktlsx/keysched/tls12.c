@@ -1,4 +1,4 @@
-#include "tls12/key_schedule.h"
+#include "keysched/tls12.h"
 #include "core/wipe.h"
 #include <string.h>
 
