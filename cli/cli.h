@@ -22,11 +22,14 @@ enum {
 /* A peer that stalls during the handshake (or a connect that never
  * completes) is cut after this long, so nothing hangs forever. */
 #define CLI_HANDSHAKE_TIMEOUT_MS 30000
+/* A client whose stdin has ended stops once the peer has been quiet this long. */
+#define CLI_CLIENT_IDLE_AFTER_STDIN_EOF_MS 2000
 
 /* ---- subcommands ---- */
 
 int ktlsx_cmd_client(int argc, char **argv);
 int ktlsx_cmd_server(int argc, char **argv);
+int ktlsx_cmd_adopt(int argc, char **argv);
 
 /* `ktlsx probe` (probe.c) */
 #include "probe.h"
@@ -217,6 +220,16 @@ enum cli_recv_result cli_session_recv(struct cli_session *session, cli_sink_fn s
 /* Send exactly `len` bytes of `file_fd` from its current offset: sendfile(2)
  * when TX is in the kernel, else read and encrypt. Returns 0 or -1. */
 int cli_session_send_file(struct cli_session *session, int file_fd, uint64_t len);
+
+/* --sess-out: save the connection's session (mode 0600). Returns 0 or -1
+ * (reported); no session is reported but not an error. */
+int cli_save_session(const ktlsx_conn *conn, const char *path);
+
+/* --handoff (handoff.c): export the established connection, start `ktlsx
+ * adopt` and hand it the socket and the state over a unix socket; this
+ * process then forgets the connection and waits. Returns the adopting
+ * process's exit status (or 1 when the hand-off itself failed). */
+int cli_handoff(struct cli_session *session, const char *sess_out);
 
 /* A cli_sink_fn that writes the plaintext to stdout. */
 int cli_sink_to_stdout(struct cli_session *session, void *ctx, const uint8_t *data, size_t len);

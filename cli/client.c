@@ -17,7 +17,6 @@
  * before we close. Closing at once would be wrong: servers such as
  * `openssl s_server` and `gnutls-serv --echo` may drop the connection on
  * close_notify before they have answered everything we sent. */
-#define CLIENT_IDLE_AFTER_STDIN_EOF_MS 2000
 
 /* Largest saved session accepted or written (tickets are far smaller). */
 #define CLIENT_MAX_SESSION (64 * 1024)
@@ -62,6 +61,10 @@ static const char client_usage[] =
     "  --key-update-after BYTES\n"
     "                         after sending BYTES of data, send one KeyUpdate\n"
     "                         asking the server to update too (TLS 1.3)\n"
+    "  --handoff              after the handshake, hand the connection (socket\n"
+    "                         and TLS state) to a new 'ktlsx adopt' process over\n"
+    "                         a unix socket, as ktlsxd hands sockets back; that\n"
+    "                         process carries the data (and --sess-out)\n"
     "  --help                 show this help\n"
     "\n"
     "Exit status: 0 when the connection ended normally (server closed, or\n"
@@ -77,6 +80,7 @@ enum client_option {
     OPT_REQUIRE_EMS,
     OPT_FALLBACK_SCSV,
     OPT_KEY_UPDATE_AFTER,
+    OPT_HANDOFF,
     OPT_HELP,
 };
 
@@ -89,6 +93,7 @@ static const struct option client_long_options[] = {
     { "require-ems", no_argument, NULL, OPT_REQUIRE_EMS },
     { "fallback-scsv", no_argument, NULL, OPT_FALLBACK_SCSV },
     { "key-update-after", required_argument, NULL, OPT_KEY_UPDATE_AFTER },
+    { "handoff", no_argument, NULL, OPT_HANDOFF },
     { "help", no_argument, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
 };
@@ -100,6 +105,7 @@ struct client_options {
     const char *sess_in;
     const char *sess_out;
     uint64_t key_update_after; /* 0: never */
+    int handoff;               /* --handoff: a `ktlsx adopt` process carries the data */
 };
 
 /* Returns -1 to go on, or the exit status (help shown, usage error). */
@@ -116,6 +122,7 @@ static int parse_client_options(int argc, char **argv, struct client_options *op
     opts->sess_in = NULL;
     opts->sess_out = NULL;
     opts->key_update_after = 0;
+    opts->handoff = 0;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":h", client_long_options, NULL)) != -1) {
         int taken = cli_parse_tls_option(KTLSX_CLIENT, opt, optarg, &opts->tls);
@@ -149,6 +156,9 @@ static int parse_client_options(int argc, char **argv, struct client_options *op
                                        "--key-update-after needs a byte count > 0, not '%s'",
                                        optarg);
             opts->key_update_after = count;
+            break;
+        case OPT_HANDOFF:
+            opts->handoff = 1;
             break;
         case OPT_HELP:
         case 'h':
@@ -224,7 +234,7 @@ out:
 
 /* --sess-out: save the connection's session (mode 0600). Returns 0 or -1
  * (reported). No session is reported but not an error. */
-static int save_session(const ktlsx_conn *conn, const char *path)
+int cli_save_session(const ktlsx_conn *conn, const char *path)
 {
     uint8_t *blob = malloc(CLIENT_MAX_SESSION);
     long len;
@@ -301,14 +311,18 @@ int ktlsx_cmd_client(int argc, char **argv)
     }
     if (cli_session_handshake(&session) < 0) {
         status = CLI_EXIT_FAILURE;
+    } else if (opts.handoff) {
+        /* The adopting process saves the session; this one keeps nothing. */
+        status = cli_handoff(&session, opts.sess_out);
+        opts.sess_out = NULL;
     } else {
         stdin_open = 1;
-        status = cli_relay_stdio(&session, &stdin_open, CLIENT_IDLE_AFTER_STDIN_EOF_MS);
+        status = cli_relay_stdio(&session, &stdin_open, CLI_CLIENT_IDLE_AFTER_STDIN_EOF_MS);
     }
     /* TLS 1.3 tickets arrive after the handshake: save at the very end.
      * A failed save is reported; the exit status stays the connection's. */
     if (opts.sess_out != NULL)
-        (void)save_session(session.conn, opts.sess_out);
+        (void)cli_save_session(session.conn, opts.sess_out);
 
 out:
     if (session.fd >= 0)

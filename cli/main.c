@@ -14,6 +14,8 @@ static const char main_usage[] =
     "                           accept connections (echo, fixed reply, file\n"
     "                           or stdio)\n"
     "  probe                    report what this host supports (kernel TLS, ...)\n"
+    "  adopt --fd N             continue a connection handed over on unix socket\n"
+    "                           N (see client --handoff)\n"
     "\n"
     "  --version                print the version\n"
     "  --help                   show this help; COMMAND --help for its options\n";
@@ -45,6 +47,8 @@ int main(int argc, char **argv)
         return ktlsx_cmd_client(argc - 1, argv + 1);
     if (strcmp(command, "server") == 0)
         return ktlsx_cmd_server(argc - 1, argv + 1);
+    if (strcmp(command, "adopt") == 0)
+        return ktlsx_cmd_adopt(argc - 1, argv + 1);
     if (strcmp(command, "probe") == 0)
         return ktlsx_cmd_probe(argc - 1, argv + 1);
     fprintf(stderr, "ktlsx: unknown command '%s'\n", command);

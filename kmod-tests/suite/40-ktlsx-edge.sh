@@ -9,9 +9,11 @@
 #                (TlsRxRekeyOk rises), clear error (not a hang) before
 #   key-update-after  ktlsx sends KeyUpdate itself (if the CLI has it)
 #   close_notify peer closes -> ktlsx exits 0
+#   handoff      ktlsx client --handoff: a fresh `ktlsx adopt` process takes the
+#                kernel-TLS socket + state, gets data, KeyUpdate (>= 6.14), a ticket
 #   corrupt      a flipped ciphertext byte (kmod-tests/tools/corrupt-proxy.c)
 #                -> error exit naming bad_record_mac, TlsDecryptError, no crash
-# kmod-timeout: 300
+# kmod-timeout: 360
 . "$KMOD_LIB"
 . /suite/lib-ktlsx.sh
 
@@ -19,7 +21,7 @@ all="edge-tls13-tickets-then-data edge-tls13-data-with-finished edge-tls12-data-
 edge-tls13-frag512-to-client edge-tls12-frag512-to-client edge-tls13-frag512-to-server edge-tls12-frag512-to-server
 edge-tls13-sendfile-64m edge-tls12-sendfile-16m edge-tls13-keyupdate-to-server edge-tls13-keyupdate-requested-to-server
 edge-tls13-keyupdate-to-client edge-tls13-key-update-after edge-close_notify-to-client edge-close_notify-to-server
-edge-corrupt-record-to-server edge-corrupt-record-to-client"
+edge-corrupt-record-to-server edge-corrupt-record-to-client edge-tls13-handoff edge-tls12-handoff"
 kx_ready $all || exit 0
 if ! have openssl; then for n in $all; do skip "$n" "openssl not in initramfs"; done; exit 0; fi
 
@@ -263,6 +265,56 @@ keyupdate_client_case() {
 	fi
 }
 keyupdate_client_case edge-tls13-keyupdate-to-client
+
+# ktlsx client --handoff: the handshake in one process, kernel TLS installed,
+# then socket + state handed over a unix socket to a fresh `ktlsx adopt`
+# process, which must carry on with kernel TLS: the server's data, on >= 6.14
+# its KeyUpdate (update_requested: our line after it goes out under the new
+# key), and its NewSessionTicket (saved with --sess-out, then resumed).
+handoff_case() {
+	name=$1 v=$2
+	if ! ktlsx client --help 2>&1 | grep -q -- '--handoff'; then skip "$name" "ktlsx client has no --handoff"; return; fi
+	port=$((port + 1))
+	rm -f B D s.err c.err r.err sess "$KX_STOP"
+	snap=$KMOD_TMP/snap; tls_stat_snapshot "$snap"
+	ku=; [ "$v" = 1.3 ] && kver_ge 6.14 && ku=K
+	flag=-tls1_3; [ "$v" = 1.2 ] && flag=-tls1_2
+	( i=0; while ! grep -q 'adopted connection' c.err 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.2; i=$((i + 1)); done
+	  printf 'before-keyupdate\n'; sleep 1
+	  [ -n "$ku" ] && { printf 'K\n'; sleep 1; }
+	  printf 'after-keyupdate\n'
+	  i=0; while [ ! -e "$KX_STOP" ] && [ "$i" -lt 150 ]; do sleep 0.2; i=$((i + 1)); done ) |
+		timeout 60 openssl s_server -accept "127.0.0.1:$port" $SRV -naccept 2 -nbio $flag >B 2>s.err &
+	spid=$!
+	_kmod_bg_pids="$_kmod_bg_pids $spid"
+	wait_port "$port" 15 || { cat s.err; touch "$KX_STOP"; fail "$name" "s_server did not listen"; return; }
+	( i=0; while ! grep -q after-keyupdate D 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.2; i=$((i + 1)); done
+	  printf 'from-client-after\n' ) |
+		timeout 40 ktlsx client "127.0.0.1:$port" --ca "$KMOD_CA" --tls-version "$v" --ktls require \
+			--handoff --sess-out sess >D 2>c.err
+	crc=$?
+	echo | timeout 20 ktlsx client "127.0.0.1:$port" --ca "$KMOD_CA" --tls-version "$v" --ktls require \
+		--sess-in sess >/dev/null 2>r.err
+	rrc=$?
+	touch "$KX_STOP"
+	wait_pid "$spid" 10
+	cat c.err r.err; echo "--- s_server:"; cat B s.err; echo "--- client got:"; cat D
+	rxok=$(tls_stat_delta "$snap" TlsRxRekeyOk)
+	info "$name: client exit $crc, resume exit $rrc; TlsRxRekeyOk=+$rxok $(kx_stat_line "$snap")"
+	want=$(printf 'before-keyupdate\nafter-keyupdate')
+	p=
+	if [ "$crc" -ne 0 ]; then p="ktlsx client --handoff exit $crc: $(grep -v 'handshake ok' c.err | tail -1)"
+	elif ! grep -q 'adopted connection.*ktls=tx+rx' c.err; then p="adopting process not on kernel TLS: $(grep -a 'adopt' c.err | tail -1)"
+	elif [ "$(cat D)" != "$want" ]; then p="adopting process got: $(tr '\n' '|' <D)"
+	elif ! grep -q from-client-after B; then p="s_server did not get the line sent after its KeyUpdate"
+	elif [ -n "$ku" ] && [ "$rxok" -lt 1 ]; then p="TlsRxRekeyOk +$rxok (want >= 1)"
+	elif [ ! -s sess ]; then p="no session saved (NewSessionTicket not stored by the adopting process)"
+	elif [ "$rrc" -ne 0 ] || ! grep -q 'resumed=1' r.err; then p="the saved session did not resume: exit $rrc $(tail -1 r.err)"
+	fi
+	if [ -n "$p" ]; then fail "$name" "$p"; else pass "$name"; fi
+}
+handoff_case edge-tls13-handoff 1.3
+handoff_case edge-tls12-handoff 1.2
 
 # ktlsx client --key-update-after: ktlsx starts the KeyUpdate (update_requested)
 key_update_after_case() {
