@@ -249,8 +249,18 @@ size_t ktlsx_input_wanted(const ktlsx_conn *conn);
  * of 0 means the peer closed the TCP connection. */
 int ktlsx_input(ktlsx_conn *conn, const uint8_t *data, size_t len);
 
-/* Bytes waiting to be sent. Returns the count (0 = nothing). */
+/* Bytes waiting to be sent. Returns the count (0 = nothing) and points
+ * *data at them.  Lifetime: those bytes stay where they are, unchanged, until
+ * the next ktlsx_output_done (or ktlsx_conn_free) — whatever else is called
+ * meanwhile: ktlsx_input, ktlsx_read, ktlsx_write, ktlsx_handshake may queue
+ * more output (an alert, a KeyUpdate answer, more data), and it queues
+ * behind, in another buffer.  So an asynchronous send (io_uring) may read
+ * them while more input is fed.  Calling ktlsx_pending_output again before
+ * ktlsx_output_done returns the same bytes. */
 size_t ktlsx_pending_output(ktlsx_conn *conn, const uint8_t **data);
+/* `n` of the bytes ktlsx_pending_output returned have been sent (n larger
+ * than that count is taken as all of them).  Invalidates that pointer; ask
+ * again for the rest and for what was queued meanwhile. */
 void ktlsx_output_done(ktlsx_conn *conn, size_t n);
 
 /* ---- application data in the user-space record layer ---- */

@@ -51,6 +51,7 @@ void ktlsx_conn_free(ktlsx_conn *c)
     if (!c) return;
     kx_buf_free(&c->in);
     kx_buf_free(&c->out);
+    kx_buf_free(&c->out_lent);
     kx_buf_free(&c->hs_in);
     kx_buf_free(&c->hs_out);
     kx_buf_free(&c->app_in);
@@ -540,11 +541,22 @@ const char *kx_msg_name(kx_msg m) { return m < KX_MSG_END ? msgs[m].name : "end"
 
 size_t ktlsx_pending_output(ktlsx_conn *c, const uint8_t **data)
 {
-    *data = c->out.data;
-    return c->out.len;
+    if (c->out_lent.len == 0 && c->out.len > 0) {
+        /* Lend the queued records as they are; whatever is queued while they
+         * are out (an alert, a KeyUpdate answer, more data) goes into the
+         * other buffer, so the lent bytes neither move nor change. */
+        kx_buf spare = c->out_lent;
+        c->out_lent = c->out;
+        c->out = spare;
+    }
+    *data = c->out_lent.data;
+    return c->out_lent.len;
 }
 
-void ktlsx_output_done(ktlsx_conn *c, size_t n) { kx_buf_consume(&c->out, n); }
+void ktlsx_output_done(ktlsx_conn *c, size_t n)
+{
+    kx_buf_consume(&c->out_lent, n < c->out_lent.len ? n : c->out_lent.len);
+}
 
 /* ---- application data (user-space record layer) ---- */
 

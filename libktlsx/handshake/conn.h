@@ -174,6 +174,9 @@ struct ktlsx_conn {
     kx_buf in;                  /* raw received bytes; those from in_off on are not yet parsed */
     size_t in_off;              /* consumed prefix of `in` (no memmove per record: bulk input stays O(n)) */
     kx_buf out;                 /* protected records waiting to be sent */
+    kx_buf out_lent;            /* records handed out by ktlsx_pending_output and not yet
+                                 * acknowledged: never moved or grown while lent (an io_uring
+                                 * send may be reading them); new records queue in `out` */
     kx_buf hs_in;               /* decrypted handshake bytes not yet consumed as messages */
     kx_buf hs_out;              /* handshake messages not yet put into records (same keys) */
     kx_buf app_in;              /* decrypted application data not yet read */
@@ -262,6 +265,9 @@ struct ktlsx_conn {
 #define KX_CTL_REKEY_TX 0
 
 /* ---- helpers shared by the message files ---- */
+
+/* Records queued for the peer, lent or not. */
+static inline size_t kx_out_pending(const ktlsx_conn *c) { return c->out_lent.len + c->out.len; }
 
 /* Received bytes not yet taken as records. */
 static inline size_t kx_in_left(const ktlsx_conn *c) { return c->in.len - c->in_off; }

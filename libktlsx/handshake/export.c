@@ -47,7 +47,7 @@ static const char *not_exportable(const ktlsx_conn *c)
     if (c->failed) return "connection has failed";
     if (!c->handshake_done) return "handshake not complete";
     if (c->peer_closed || c->eof) return "peer already closed the connection";
-    if (c->out.len || c->hs_out.len || c->ctl_out.len || c->rekey_rx_due) return "pending output must be sent before export";
+    if (kx_out_pending(c) || c->hs_out.len || c->ctl_out.len || c->rekey_rx_due) return "pending output must be sent before export";
     /* Bytes or messages the engine holds would be lost: the importer only sees the socket. */
     if (kx_in_left(c) || c->hs_in.len) return "unread input is buffered in the engine";
     if (c->app_in.len - c->app_in_off) return "decrypted data not yet read (ktlsx_read it first)";

@@ -85,7 +85,7 @@ int ktlsx_conn_set_config(ktlsx_conn *c, ktlsx_config *cfg)
     /* Nothing sent and nothing chosen yet: a server is at most handling the
      * first ClientHello (flow_pos moves on once its handler returns), a client
      * has not written its ClientHello. */
-    bool fresh = c->flow_pos == 0 && !c->hrr && !c->failed && !c->handshake_done && c->out.len == 0 &&
+    bool fresh = c->flow_pos == 0 && !c->hrr && !c->failed && !c->handshake_done && kx_out_pending(c) == 0 &&
                  c->hs_out.len == 0;
     if (!fresh) {
         c->error = "ktlsx_conn_set_config: too late, the handshake has gone past the ClientHello";

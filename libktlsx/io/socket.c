@@ -236,7 +236,7 @@ static void flush_alert(ktlsx_socket *s) { (void)flush_all(s); }
 
 size_t ktlsx_socket_pending_output(const ktlsx_socket *s)
 {
-    return s->conn->out.len + ktlsx_ktls_pending(s->conn);
+    return kx_out_pending(s->conn) + ktlsx_ktls_pending(s->conn);
 }
 
 /* Complete records already received into the engine and not yet opened: a
@@ -414,7 +414,7 @@ int ktlsx_socket_read_step(ktlsx_socket *s, void *buf, size_t len, size_t *got)
             return KTLSX_IO_OK;
         }
     }
-    if (s->conn->out.len > SOCKET_OUTPUT_HIGH) {
+    if (kx_out_pending(s->conn) > SOCKET_OUTPUT_HIGH) {
         int rc = flush_records(s);
         if (rc != KTLSX_IO_OK) return rc == KTLSX_IO_WANT_WRITE ? wait_or_timeout(s, rc) : rc;
     }

@@ -22,7 +22,7 @@ int ktlsx_ktls_start(ktlsx_conn *c, int fd, int want, char *why, size_t whylen)
         kx_say(why, whylen, "handshake not complete");
         return 0;
     }
-    if (c->out.len) {
+    if (kx_out_pending(c)) {
         kx_say(why, whylen, "pending output must be sent before switching to kernel TLS");
         return 0;
     }
@@ -40,7 +40,7 @@ int ktlsx_ktls_start(ktlsx_conn *c, int fd, int want, char *why, size_t whylen)
             kx_say(why, whylen, "a partial record is buffered in user space; receive stays in user space");
             want &= ~KTLSX_KTLS_RX;
         }
-        if (c->out.len) { /* answering a KeyUpdate produced output: it must go first */
+        if (kx_out_pending(c)) { /* answering a KeyUpdate produced output: it must go first */
             kx_say(why, whylen, "pending output must be sent before switching to kernel TLS");
             return 0;
         }

@@ -1202,6 +1202,61 @@ static void test_take_buffered_before_input(void **state)
 
 /* ------------------------------------------------------------------ main */
 
+/* The bytes ktlsx_pending_output lends stay put and unchanged until
+ * ktlsx_output_done, while more input is fed and more output queued (an
+ * io_uring send may still be reading them); what was queued meanwhile comes
+ * next, in order. */
+static void test_pending_output_lifetime(void **state)
+{
+    (void)state;
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
+    kxt_settle(&p);
+    /* The server has data out "on the wire" (lent, not yet acknowledged). */
+    static uint8_t big[40000];
+    for (size_t i = 0; i < sizeof big; i++) big[i] = (uint8_t)(i * 7);
+    assert_int_equal(ktlsx_write(p.s, big, sizeof big), 0);
+    const uint8_t *lent;
+    size_t lent_len = ktlsx_pending_output(p.s, &lent);
+    assert_true(lent_len > sizeof big);
+    uint8_t *copy = malloc(lent_len);
+    assert_non_null(copy);
+    memcpy(copy, lent, lent_len);
+    /* Meanwhile: the client asks for a KeyUpdate; feeding it makes the server
+     * queue its answer, and the server writes more. */
+    assert_int_equal(ktlsx_key_update(p.c, 1), 0);
+    kxt_move_out(p.c, &p.c2s);
+    kxt_deliver(p.s, &p.c2s);
+    uint8_t tmp[16];
+    assert_int_equal(ktlsx_read(p.s, tmp, sizeof tmp), 0);
+    assert_int_equal(ktlsx_write(p.s, big, sizeof big), 0);
+    /* Same pointer, same bytes, same count. */
+    const uint8_t *again;
+    assert_int_equal(ktlsx_pending_output(p.s, &again), lent_len);
+    assert_ptr_equal(again, lent);
+    assert_memory_equal(lent, copy, lent_len);
+    /* Now acknowledge it in two steps; then the queued records follow. */
+    kx_result r = kx_write_bytes(&p.s2c, lent, 100);
+    assert_false(kx_failed(r));
+    ktlsx_output_done(p.s, 100);
+    kxt_move_out(p.s, &p.s2c);
+    assert_memory_equal(p.s2c.data, copy, lent_len);
+    assert_true(p.s2c.len > lent_len);
+    free(copy);
+    /* The client reads both writes, in order, across the server's KeyUpdate. */
+    kxt_deliver(p.c, &p.s2c);
+    static uint8_t got[2 * sizeof big];
+    size_t n = 0;
+    long k;
+    while ((k = ktlsx_read(p.c, got + n, sizeof got - n)) > 0) n += (size_t)k;
+    assert_int_equal(n, 2 * sizeof big);
+    assert_memory_equal(got, big, sizeof big);
+    assert_memory_equal(got + sizeof big, big, sizeof big);
+    kxt_pair_free(&p);
+}
+
 static const char *const matrix_suites[] = { "TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
                                              "TLS_CHACHA20_POLY1305_SHA256" };
 static const char *const matrix_groups[][2] = { { "x25519", "x25519" }, { "P-256", "secp256r1" }, { "P-384", "secp384r1" } };
@@ -1234,6 +1289,7 @@ int main(void)
     ADD(test_tamper_client_finished);
     ADD(test_tamper_application_data);
     ADD(test_key_update);
+    ADD(test_pending_output_lifetime);
     ADD(test_export_keys);
     ADD(test_keylog);
     ADD(test_garbage_input);
