@@ -90,6 +90,16 @@ uninstall:
 	  $(DESTDIR)$(MANDIR)/man1/ktlsx.1 $(DESTDIR)$(MANDIR)/man3/libktlsx.3
 # ---- end of 1.0 packaging ----
 
+# ---- the tool sees only the public API ----
+# cli/ is a user of the library like any other: it is compiled without
+# -Ilibktlsx, so an #include of an internal header fails to build instead of
+# slipping in (the pattern rule below wins over $(O)/obj/%.o for cli/).
+CLI_CFLAGS = $(filter-out -Ilibktlsx,$(CFLAGS))
+$(O)/obj/cli/%.o: cli/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CLI_CFLAGS) -MMD -MP -c $< -o $@
+# ---- end of the tool's public-API rule ----
+
 $(O)/bin/ktlsx: $(CLI_OBJS) $(O)/lib/libktlsx.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(O)/lib/libktlsx.a $(LDLIBS)

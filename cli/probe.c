@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "ktls/ktls.h"
+#include <ktlsx/ktlsx.h>
 
 static void usage(FILE *out)
 {
@@ -25,13 +25,14 @@ static void usage(FILE *out)
           out);
 }
 
-/* "yes" or "no (why)" for one verdict. */
-static void print_verdict_line(const char *key, const kx_probe_verdict *v)
+/* Every line of the library's report goes to stdout as it is: the format is
+ * the library's (ktlsx_probe_lines), stable for the scripts that parse it. */
+static void print_line(void *arg, int level, const char *line)
 {
-    if (v->accepted)
-        printf("%s: yes\n", key);
-    else
-        printf("%s: no (%s)\n", key, v->why);
+    (void)level;
+    FILE *out = arg;
+    fputs(line, out);
+    fputc('\n', out);
 }
 
 int ktlsx_cmd_probe(int argc, char **argv)
@@ -46,43 +47,9 @@ int ktlsx_cmd_probe(int argc, char **argv)
         return 2;
     }
 
-    kx_probe_report r;
-    kx_ktls_probe(&r);
-
-    printf("kernel: %s\n", r.kernel);
-    if (r.ulp)
-        printf("tls-ulp: yes\n");
-    else
-        printf("tls-ulp: no (%s)\n", r.ulp_why);
-
-    static const char *const vnames[KX_PROBE_VERSIONS] = { "tls12", "tls13" };
-    for (int v = 0; v < KX_PROBE_VERSIONS; v++) {
-        for (int c = 0; c < KX_PROBE_CIPHERS; c++) {
-            const kx_probe_verdict *tx = &r.tx[v][c], *rx = &r.rx[v][c];
-            printf("%s-%s: tx=%s rx=%s", vnames[v], kx_probe_cipher_name(c),
-                   tx->accepted ? "yes" : "no", rx->accepted ? "yes" : "no");
-            /* One reason is enough when both directions failed alike. */
-            if (!tx->accepted && !rx->accepted && strcmp(tx->why, rx->why) == 0)
-                printf(" (%s)", tx->why);
-            else {
-                if (!tx->accepted)
-                    printf(" (tx: %s)", tx->why);
-                if (!rx->accepted)
-                    printf(" (rx: %s)", rx->why);
-            }
-            putchar('\n');
-        }
-    }
-    print_verdict_line("tls13-rekey", &r.rekey);
-    if (r.handshake_genl == 1)
-        printf("handshake-genl: yes\n");
-    else
-        printf("handshake-genl: no (%s)\n", r.genl_why);
-
-    if (r.usable)
-        printf("ktls: usable\n");
-    else
-        printf("ktls: unavailable (%s)\n", r.why);
+    struct ktlsx_probe_report r;
+    int usable = ktlsx_probe(&r);
+    (void)ktlsx_probe_lines(&r, print_line, stdout);
     fflush(stdout);
-    return r.usable ? 0 : 1;
+    return usable == 1 ? 0 : 1;
 }

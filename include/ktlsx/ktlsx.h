@@ -603,6 +603,62 @@ int ktlsx_socket_ktls(const ktlsx_socket *sock);
 const char *ktlsx_socket_ktls_name(const ktlsx_socket *sock);
 /* Why a direction is not in the kernel ("" when both are, or mode is off). */
 const char *ktlsx_socket_ktls_why(const ktlsx_socket *sock);
+
+/* ---- 1.0: what the kernel offers (kernel TLS probe) ----
+ *
+ * A program that uses kernel TLS (a daemon, a file server) says at start
+ * what this kernel can do; `ktlsx probe` prints the same report.  The probe
+ * tries each thing for real on loopback TCP sockets of the calling process
+ * (TCP_ULP "tls", then TLS_TX and TLS_RX with dummy keys per TLS version and
+ * cipher, a second TLS_TX for TLS 1.3 re-keying) and asks generic netlink
+ * for the "handshake" family, since distribution kernels backport features
+ * and version numbers do not tell.  No record is ever sent.  It normally
+ * takes milliseconds (a netlink socket that never answers is cut after 2 s),
+ * needs no privileges, and may run on any thread. */
+
+#define KTLSX_PROBE_VERSIONS 2 /* index 0: TLS 1.2, 1: TLS 1.3 */
+#define KTLSX_PROBE_CIPHERS 3  /* index 0: aes-128-gcm, 1: aes-256-gcm, 2: chacha20-poly1305 */
+
+struct ktlsx_probe_verdict {
+    int accepted;  /* 1 the kernel took it, 0 not */
+    char why[256]; /* when not: the reason, one line (e.g. "skipped: no tls ULP") */
+};
+
+struct ktlsx_probe_report {
+    char kernel[160]; /* "Linux 6.12.38" (uname sysname and release) */
+    int ulp;          /* 1 the tls ULP attaches to a TCP socket, 0 not (ulp_why says why) */
+    char ulp_why[256];
+    /* Per [version][cipher] (indices above) and direction. */
+    struct ktlsx_probe_verdict tx[KTLSX_PROBE_VERSIONS][KTLSX_PROBE_CIPHERS];
+    struct ktlsx_probe_verdict rx[KTLSX_PROBE_VERSIONS][KTLSX_PROBE_CIPHERS];
+    struct ktlsx_probe_verdict rekey; /* TLS 1.3 KeyUpdate in the kernel (Linux >= 6.14 or a backport) */
+    int handshake_genl;               /* "handshake" netlink family: 1 present, 0 absent, -1 query failed */
+    char genl_why[256];
+    int usable;                       /* 1: ULP and TLS 1.3 aes-128-gcm in both directions */
+    char why[320];                    /* when not usable: why, one line */
+};
+
+/* Run the probe and fill *report (overwritten entirely).  Returns
+ * report->usable (1 or 0), or -1 with errno EINVAL when report is NULL. */
+int ktlsx_probe(struct ktlsx_probe_report *report);
+/* Name of cipher index i ("aes-128-gcm", ...), "?" outside 0..KTLSX_PROBE_CIPHERS-1. */
+const char *ktlsx_probe_cipher_name(int i);
+/* The report as text, one line per capability (no newline), each handed to
+ * `fn` as a ktlsx_log_fn sink gets its lines, so a daemon can pass the
+ * function it gave ktlsx_config_set_log:
+ *   kernel: Linux 6.12.38
+ *   tls-ulp: yes                            or  tls-ulp: no (why)
+ *   tls12-aes-128-gcm: tx=yes rx=yes        (6 lines: tls12/tls13 x the ciphers; a "no"
+ *   ...                                      is followed by "(why)" or "(tx: why) (rx: why)")
+ *   tls13-rekey: yes                        or  tls13-rekey: no (why)
+ *   handshake-genl: yes                     or  handshake-genl: no (why)
+ *   ktls: usable                            or  ktls: unavailable (why)
+ * Every line is at KTLSX_LOG_INFO except "ktls: unavailable", at
+ * KTLSX_LOG_WARNING.  This is the output of `ktlsx probe`, which scripts
+ * parse: the format is stable.  `line` is valid during the call only.
+ * Returns 0, or -1 with errno EINVAL when report or fn is NULL. */
+int ktlsx_probe_lines(const struct ktlsx_probe_report *report, ktlsx_log_fn fn, void *arg);
+/* ---- end of the kernel TLS probe ---- */
 #pragma GCC visibility pop
 
 #ifdef __cplusplus

@@ -1,7 +1,8 @@
 /* What happens once the last handshake message is through: the server hands
  * out resumption state (TLS 1.3 NewSessionTickets, the TLS 1.2 session
  * cache), the client records what it can resume later, and the handshake-only
- * state is dropped. */
+ * state is dropped (kx_release_handshake_memory, also run by ktlsx_ktls_start
+ * once the kernel holds the record keys). */
 #include "handshake/conn.h"
 #include "core/wipe.h"
 #include <string.h>
@@ -43,8 +44,50 @@ kx_result kx_handshake_complete(ktlsx_conn *c)
     } else if (c->role == KTLSX_SERVER) {
         KX_GUARD(kx_new_session_tickets13_write(c));
     }
-    /* The transcript (and any raw copy kept for TLS 1.2 CertificateVerify) is no longer needed. */
+    kx_release_handshake_memory(c);
+    return KX_OK;
+}
+
+/* An empty buffer's allocation goes back to the heap; one still holding
+ * bytes (a flight not yet sent, records not yet read) stays as it is. */
+static void release_if_empty(kx_buf *b)
+{
+    if (b->len == 0) kx_buf_free(b);
+}
+
+void kx_release_handshake_memory(ktlsx_conn *c)
+{
+    /* The transcript (and any raw copy kept for TLS 1.2 CertificateVerify): Finished is done. */
     kx_transcript_free(&c->transcript);
     kx_transcript_init(&c->transcript);
-    return KX_OK;
+    /* Key exchange and authentication are over: nothing signs, verifies or derives again. */
+    EVP_PKEY_free(c->kex_key);
+    c->kex_key = NULL;
+    kx_buf_free(&c->kex_pub);
+    EVP_PKEY_free(c->peer_key);
+    c->peer_key = NULL;
+    kx_wipe(c->ecdhe, sizeof c->ecdhe);
+    c->ecdhe_len = 0;
+    kx_wipe(c->psk, sizeof c->psk);
+    c->psk_len = 0;
+    /* TLS 1.3: the resumption secret is derived (finished.c), and no call exports keying
+     * material, so only the application traffic and resumption secrets stay. */
+    kx_wipe(c->ks.master, sizeof c->ks.master);
+    kx_wipe(c->ks.exporter, sizeof c->ks.exporter);
+    /* Byte buffers: the handshake grew them to its largest flight (the certificate
+     * chain); post-handshake messages and records are small and allocate afresh. */
+    if (kx_in_left(c) == 0) {
+        kx_buf_free(&c->in);
+        c->in_off = 0;
+    }
+    if (c->app_in_off == c->app_in.len) {
+        kx_buf_free(&c->app_in);
+        c->app_in_off = 0;
+    }
+    release_if_empty(&c->out);
+    release_if_empty(&c->out_lent);
+    release_if_empty(&c->hs_in);
+    release_if_empty(&c->hs_out);
+    release_if_empty(&c->ctl_out);
+    kx_buf_free(&c->ticket);
 }

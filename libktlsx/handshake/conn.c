@@ -135,7 +135,12 @@ kx_result kx_hs_flush(ktlsx_conn *c)
 {
     if (c->hs_out.len == 0) return KX_OK;
     KX_GUARD(kx_record_write(&c->tx, KX_CT_HANDSHAKE, c->hs_out.data, c->hs_out.len, &c->out));
-    kx_buf_reset(&c->hs_out);
+    /* After the handshake only the odd KeyUpdate or ticket passes through here:
+     * not worth keeping an allocation for the connection's lifetime. */
+    if (c->handshake_done)
+        kx_buf_free(&c->hs_out);
+    else
+        kx_buf_reset(&c->hs_out);
     return KX_OK;
 }
 

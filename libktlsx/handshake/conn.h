@@ -391,6 +391,17 @@ KX_RESULT kx_accept_server_alpn(ktlsx_conn *c, kx_reader d);
 
 /* After the last handshake message (handshake/complete.c). */
 KX_RESULT kx_handshake_complete(ktlsx_conn *c);
+/* ---- memory: what a finished connection keeps (handshake/complete.c) ----
+ * Frees and wipes what only the handshake needed: the transcript, the
+ * ephemeral key and its share, the peer's public key, the master and
+ * exporter secrets of TLS 1.3, and every byte buffer that is empty (in, out,
+ * hs_in, hs_out, app_in, ctl_out: they grow back if post-handshake traffic
+ * needs them).  Keeps what the post-handshake paths and the getters read:
+ * the traffic and resumption secrets, the TLS 1.2 master secret and session
+ * ID (export), the session, suite, version, names and the peer chain.
+ * Called when the handshake completes and when ktlsx_ktls_start has moved a
+ * direction into the kernel; safe to call again at any point after. */
+void kx_release_handshake_memory(ktlsx_conn *c);
 
 /* ServerHello.random sentinel for a TLS 1.2 ServerHello from a 1.3-capable server (RFC 8446 §4.1.3). */
 extern const uint8_t kx_downgrade_tls12[8];

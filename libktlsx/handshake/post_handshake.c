@@ -101,5 +101,8 @@ kx_result kx_handle_post_handshake(ktlsx_conn *c)
         if (kx_failed(r)) break;
     }
     kx_buf_free(&msg);
+    /* Post-handshake messages are rare: a drained hs_in gives its allocation back
+     * rather than keeping it for the connection's lifetime. */
+    if (c->handshake_done && c->hs_in.len == 0) kx_buf_free(&c->hs_in);
     return r;
 }

@@ -141,26 +141,11 @@ ssize_t kx_ktls_send_record(int fd, uint8_t record_type, const void *buf, size_t
 
 /* ---- probing (probe.c) ---- */
 
-enum { KX_PROBE_VERSIONS = 2, KX_PROBE_CIPHERS = 3 };
-
-typedef struct {
-    int accepted;          /* 1 yes, 0 no */
-    char why[256];         /* reason when not accepted */
-} kx_probe_verdict;
-
-typedef struct {
-    char kernel[160];                 /* uname: sysname release */
-    int ulp;                          /* 1 tls ULP attaches, 0 not */
-    char ulp_why[256];
-    /* [0] TLS 1.2, [1] TLS 1.3; ciphers in kx_probe_cipher_name order */
-    kx_probe_verdict tx[KX_PROBE_VERSIONS][KX_PROBE_CIPHERS];
-    kx_probe_verdict rx[KX_PROBE_VERSIONS][KX_PROBE_CIPHERS];
-    kx_probe_verdict rekey;           /* TLS 1.3 second TLS_TX accepted */
-    int handshake_genl;               /* 1 present, 0 absent, -1 query failed */
-    char genl_why[256];
-    int usable;                       /* ULP + TLS 1.3 AES-128-GCM TX and RX */
-    char why[320];
-} kx_probe_report;
+/* The report is the public struct (ktlsx_probe, ktlsx_probe_lines); these
+ * names keep the module's own spelling. */
+enum { KX_PROBE_VERSIONS = KTLSX_PROBE_VERSIONS, KX_PROBE_CIPHERS = KTLSX_PROBE_CIPHERS };
+typedef struct ktlsx_probe_verdict kx_probe_verdict;
+typedef struct ktlsx_probe_report kx_probe_report;
 
 /* Cipher name of probe column i ("aes-128-gcm", ...). */
 const char *kx_probe_cipher_name(int i);

@@ -61,6 +61,9 @@ int ktlsx_ktls_start(ktlsx_conn *c, int fd, int want, char *why, size_t whylen)
     if (done & KTLSX_KTLS_TX) kx_record_clear(&c->tx);
     if (done & KTLSX_KTLS_RX) kx_record_clear(&c->rx);
     c->ktls_active = done;
+    /* What the handshake left behind (buffers it grew, keys it no longer uses) is
+     * not needed by a connection whose records the kernel now carries. */
+    if (done) kx_release_handshake_memory(c);
     return done;
 }
 

@@ -322,3 +322,79 @@ int kx_ktls_probe(kx_probe_report *r)
                  !tx->accepted ? tx->why : rx->why);
     return r->usable;
 }
+
+/* ---- the public face: ktlsx_probe and its report as text ---- */
+
+int ktlsx_probe(struct ktlsx_probe_report *report)
+{
+    if (!report) {
+        errno = EINVAL;
+        return -1;
+    }
+    return kx_ktls_probe(report);
+}
+
+const char *ktlsx_probe_cipher_name(int i) { return kx_probe_cipher_name(i); }
+
+/* Longest line: a cipher line with two different reasons. */
+#define KX_PROBE_LINE (64 + 2 * sizeof(((kx_probe_verdict *)0)->why))
+
+static void verdict_line(char *line, size_t cap, const char *key, const kx_probe_verdict *v)
+{
+    if (v->accepted)
+        snprintf(line, cap, "%s: yes", key);
+    else
+        snprintf(line, cap, "%s: no (%s)", key, v->why);
+}
+
+/* "tls13-aes-128-gcm: tx=yes rx=no (rx: why)": one reason when both failed alike. */
+static void cipher_line(char *line, size_t cap, int v, int i, const kx_probe_verdict *tx,
+                        const kx_probe_verdict *rx)
+{
+    static const char *const vnames[KX_PROBE_VERSIONS] = { "tls12", "tls13" };
+    size_t n = (size_t)snprintf(line, cap, "%s-%s: tx=%s rx=%s", vnames[v], kx_probe_cipher_name(i),
+                                tx->accepted ? "yes" : "no", rx->accepted ? "yes" : "no");
+    if (n >= cap) return;
+    if (!tx->accepted && !rx->accepted && strcmp(tx->why, rx->why) == 0) {
+        snprintf(line + n, cap - n, " (%s)", tx->why);
+        return;
+    }
+    if (!tx->accepted) n += (size_t)snprintf(line + n, cap - n, " (tx: %s)", tx->why);
+    if (!rx->accepted && n < cap) snprintf(line + n, cap - n, " (rx: %s)", rx->why);
+}
+
+int ktlsx_probe_lines(const struct ktlsx_probe_report *r, ktlsx_log_fn fn, void *arg)
+{
+    if (!r || !fn) {
+        errno = EINVAL;
+        return -1;
+    }
+    char line[KX_PROBE_LINE];
+    snprintf(line, sizeof line, "kernel: %s", r->kernel);
+    fn(arg, KTLSX_LOG_INFO, line);
+    if (r->ulp)
+        snprintf(line, sizeof line, "tls-ulp: yes");
+    else
+        snprintf(line, sizeof line, "tls-ulp: no (%s)", r->ulp_why);
+    fn(arg, KTLSX_LOG_INFO, line);
+    for (int v = 0; v < KX_PROBE_VERSIONS; v++)
+        for (int i = 0; i < KX_PROBE_CIPHERS; i++) {
+            cipher_line(line, sizeof line, v, i, &r->tx[v][i], &r->rx[v][i]);
+            fn(arg, KTLSX_LOG_INFO, line);
+        }
+    verdict_line(line, sizeof line, "tls13-rekey", &r->rekey);
+    fn(arg, KTLSX_LOG_INFO, line);
+    if (r->handshake_genl == 1)
+        snprintf(line, sizeof line, "handshake-genl: yes");
+    else
+        snprintf(line, sizeof line, "handshake-genl: no (%s)", r->genl_why);
+    fn(arg, KTLSX_LOG_INFO, line);
+    if (r->usable) {
+        snprintf(line, sizeof line, "ktls: usable");
+        fn(arg, KTLSX_LOG_INFO, line);
+    } else {
+        snprintf(line, sizeof line, "ktls: unavailable (%s)", r->why);
+        fn(arg, KTLSX_LOG_WARNING, line);
+    }
+    return 0;
+}

@@ -1,13 +1,15 @@
 /* Kernel TLS offload module: crypto_info layout per suite, refusal of
  * unknown suites, errno explanations, install order, the probe logic (run
  * against a fake kernel, since the build machine may lack the tls module),
- * the record-type cmsg plumbing and the generic netlink query. */
+ * the record-type cmsg plumbing and the generic netlink query; the public
+ * probe (ktlsx_probe) and its text, byte for byte what `ktlsx probe` printed. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -496,6 +498,149 @@ static void test_rekey_supported_api(void **state)
     kx_ktls_set_setsockopt(NULL);
 }
 
+/* ---- the public probe and its text (ktlsx_probe, ktlsx_probe_lines) ---- */
+
+/* The text `ktlsx probe` printed before the report moved into the library,
+ * written the way the tool wrote it (kmod-tests/suite/20-ktlsx-probe.sh
+ * parses it): the library must produce exactly these bytes. */
+static void old_cli_text(FILE *out, const kx_probe_report *r)
+{
+    fprintf(out, "kernel: %s\n", r->kernel);
+    if (r->ulp)
+        fprintf(out, "tls-ulp: yes\n");
+    else
+        fprintf(out, "tls-ulp: no (%s)\n", r->ulp_why);
+    static const char *const vnames[2] = { "tls12", "tls13" };
+    static const char *const cnames[3] = { "aes-128-gcm", "aes-256-gcm", "chacha20-poly1305" };
+    for (int v = 0; v < 2; v++)
+        for (int c = 0; c < 3; c++) {
+            const kx_probe_verdict *tx = &r->tx[v][c], *rx = &r->rx[v][c];
+            fprintf(out, "%s-%s: tx=%s rx=%s", vnames[v], cnames[c], tx->accepted ? "yes" : "no",
+                    rx->accepted ? "yes" : "no");
+            if (!tx->accepted && !rx->accepted && strcmp(tx->why, rx->why) == 0)
+                fprintf(out, " (%s)", tx->why);
+            else {
+                if (!tx->accepted) fprintf(out, " (tx: %s)", tx->why);
+                if (!rx->accepted) fprintf(out, " (rx: %s)", rx->why);
+            }
+            fputc('\n', out);
+        }
+    if (r->rekey.accepted)
+        fprintf(out, "tls13-rekey: yes\n");
+    else
+        fprintf(out, "tls13-rekey: no (%s)\n", r->rekey.why);
+    if (r->handshake_genl == 1)
+        fprintf(out, "handshake-genl: yes\n");
+    else
+        fprintf(out, "handshake-genl: no (%s)\n", r->genl_why);
+    if (r->usable)
+        fprintf(out, "ktls: usable\n");
+    else
+        fprintf(out, "ktls: unavailable (%s)\n", r->why);
+}
+
+typedef struct {
+    FILE *out;
+    int lines, warnings, last_level;
+} line_sink;
+
+static void collect_line(void *arg, int level, const char *line)
+{
+    line_sink *k = arg;
+    assert_null(strchr(line, '\n'));
+    fprintf(k->out, "%s\n", line);
+    k->lines++;
+    k->last_level = level;
+    if (level == KTLSX_LOG_WARNING) k->warnings++;
+    else assert_int_equal(level, KTLSX_LOG_INFO);
+}
+
+static void assert_text_as_before(const kx_probe_report *r)
+{
+    char *want = NULL, *got = NULL;
+    size_t want_len = 0, got_len = 0;
+    FILE *w = open_memstream(&want, &want_len);
+    line_sink k = { open_memstream(&got, &got_len), 0, 0, 0 };
+    assert_non_null(w);
+    assert_non_null(k.out);
+    old_cli_text(w, r);
+    assert_int_equal(ktlsx_probe_lines(r, collect_line, &k), 0);
+    fclose(w);
+    fclose(k.out);
+    assert_string_equal(got, want);
+    assert_int_equal(k.lines, 11);
+    assert_int_equal(k.warnings, r->usable ? 0 : 1);
+    assert_int_equal(k.last_level, r->usable ? KTLSX_LOG_INFO : KTLSX_LOG_WARNING);
+    free(want);
+    free(got);
+}
+
+static void test_probe_text_every_kernel(void **state)
+{
+    (void)state;
+    kx_probe_report r;
+    /* All there; ChaCha and re-keying missing; no TLS 1.3; no ULP at all. */
+    for (int variant = 0; variant < 4; variant++) {
+        memset(&kern, 0, sizeof(kern));
+        kern.rekey = variant == 0;
+        kern.no_chacha = variant == 1;
+        kern.no_tls13 = variant == 2;
+        kern.no_ulp = variant == 3;
+        run_probe(&r);
+        assert_text_as_before(&r);
+    }
+    /* Directions failing differently, and one failing alone, both ways round. */
+    r.tx[1][1].accepted = 1;
+    r.rx[1][1].accepted = 0;
+    snprintf(r.rx[1][1].why, sizeof(r.rx[1][1].why), "rx refused here");
+    r.tx[0][2].accepted = 0;
+    r.rx[0][2].accepted = 0;
+    snprintf(r.tx[0][2].why, sizeof(r.tx[0][2].why), "one reason");
+    snprintf(r.rx[0][2].why, sizeof(r.rx[0][2].why), "another reason");
+    r.tx[0][0].accepted = 0;
+    r.rx[0][0].accepted = 1;
+    snprintf(r.tx[0][0].why, sizeof(r.tx[0][0].why), "tx refused here");
+    r.handshake_genl = -1;
+    snprintf(r.genl_why, sizeof(r.genl_why), "netlink recv: timed out");
+    assert_text_as_before(&r);
+    /* Reasons as long as the report holds: nothing is cut that the old text kept. */
+    memset(r.tx[1][2].why, 'x', sizeof(r.tx[1][2].why) - 1);
+    r.tx[1][2].why[sizeof(r.tx[1][2].why) - 1] = 0;
+    memset(r.rx[1][2].why, 'y', sizeof(r.rx[1][2].why) - 1);
+    r.rx[1][2].why[sizeof(r.rx[1][2].why) - 1] = 0;
+    r.tx[1][2].accepted = r.rx[1][2].accepted = 0;
+    memset(r.why, 'z', sizeof(r.why) - 1);
+    r.why[sizeof(r.why) - 1] = 0;
+    r.usable = 0;
+    assert_text_as_before(&r);
+}
+
+static void test_probe_public_api(void **state)
+{
+    (void)state;
+    memset(&kern, 0, sizeof(kern));
+    kern.rekey = 1;
+    struct ktlsx_probe_report r;
+    kx_ktls_set_setsockopt(fake_kernel);
+    assert_int_equal(ktlsx_probe(&r), 1);
+    kx_ktls_set_setsockopt(NULL);
+    assert_int_equal(r.usable, 1);
+    assert_int_equal(r.rx[1][2].accepted, 1);
+    assert_string_equal(ktlsx_probe_cipher_name(0), "aes-128-gcm");
+    assert_string_equal(ktlsx_probe_cipher_name(2), "chacha20-poly1305");
+    assert_string_equal(ktlsx_probe_cipher_name(KTLSX_PROBE_CIPHERS), "?");
+    assert_string_equal(ktlsx_probe_cipher_name(-1), "?");
+    errno = 0;
+    assert_int_equal(ktlsx_probe(NULL), -1);
+    assert_int_equal(errno, EINVAL);
+    errno = 0;
+    assert_int_equal(ktlsx_probe_lines(NULL, collect_line, NULL), -1);
+    assert_int_equal(errno, EINVAL);
+    errno = 0;
+    assert_int_equal(ktlsx_probe_lines(&r, NULL, NULL), -1);
+    assert_int_equal(errno, EINVAL);
+}
+
 /* ---- data path plumbing on a plain TCP pair ---- */
 
 /* Without kTLS the kernel ignores the SOL_TLS cmsg and returns none, so
@@ -560,6 +705,8 @@ int main(void)
         cmocka_unit_test(test_probe_no_tls13),
         cmocka_unit_test(test_probe_no_ulp),
         cmocka_unit_test(test_rekey_supported_api),
+        cmocka_unit_test(test_probe_text_every_kernel),
+        cmocka_unit_test(test_probe_public_api),
         cmocka_unit_test(test_record_plumbing),
         cmocka_unit_test(test_genl_query),
     };
