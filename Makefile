@@ -177,3 +177,21 @@ $(O)/bench/%: bench/%.c bench/bench.h $(O)/lib/libktlsx.a
 BENCH_SECONDS ?= 2
 bench: all $(BENCH_BINS)
 	BENCH_SECONDS=$(BENCH_SECONDS) bench/run.sh $(O)
+
+# ---- examples (examples/: echo-server, https-get) and their concurrency test (issue 7) ----
+# The examples link the shared library, as a user's program does: the link then
+# fails if an example reaches past the public API (libktlsx.so exports ktlsx_*
+# only), and the rpath finds the library of the same build tree, plain or ASan,
+# without LD_LIBRARY_PATH.  The test driver links libssl (as bench/ does, for
+# the OpenSSL clients) and the static library, like the other test programs.
+EXAMPLE_SRCS := $(wildcard examples/*.c)
+EXAMPLE_BINS := $(EXAMPLE_SRCS:examples/%.c=$(O)/bin/%)
+all: $(EXAMPLE_BINS) $(O)/tests/echo_load
+$(EXAMPLE_BINS): $(O)/bin/%: $(O)/obj/examples/%.o $(O)/lib/libktlsx.so
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< -L$(O)/lib -lktlsx -Wl,-rpath,'$$ORIGIN/../lib'
+$(O)/tests/echo_load: tests/examples/echo_load.c $(O)/lib/libktlsx.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(O)/lib/libktlsx.a $(LDFLAGS) -lssl $(LDLIBS)
+LINT_SRCS += $(EXAMPLE_SRCS)
+# ---- end of examples ----

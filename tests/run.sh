@@ -6,7 +6,8 @@
 #     then static analysis (make lint), the public API and packaging
 #     (tests/api/exports.sh) and a fuzz smoke run
 #  3. every tests/interop/*.sh with KTLSX=build/bin/ktlsx
-#  4. the interop scripts again with KTLSX=build/asan/bin/ktlsx (if built)
+#  4. the interop scripts again with KTLSX=build/asan/bin/ktlsx (if built);
+#     then tests/examples/echo_server.sh with build/bin and with build/asan/bin
 #  5. kmod-tests/run.sh, if present (its last line "N passed, N failed, N skipped"
 #     is added to the totals)
 # --unit-only stops after step 1.  Logs: build/test-logs/ (results.txt lists every case).
@@ -16,7 +17,7 @@
 # Environment: UNIT_TMO (per unit binary, default 300 s), INTEROP_TMO (per
 # interop script, default 1200 s), KMOD_TMO (default 3600 s), ONLY (regex
 # passed to the interop scripts to select cases), NO_ASAN_INTEROP=1,
-# ASAN_INTEROP_QUICK=1 (a representative subset under ASan), NO_KMOD=1, NO_API=1,
+# ASAN_INTEROP_QUICK=1 (a representative subset under ASan), NO_KMOD=1, NO_API=1, NO_EXAMPLES=1,
 # BUILD (build tree, default build/), KMOD_RUN (default kmod-tests/run.sh).
 set -uo pipefail
 
@@ -223,6 +224,41 @@ if (( ! unit_only )); then
     else
       record SKIP asan-interop "build/asan/bin/ktlsx missing (make asan)"
     fi
+  fi
+
+  # ---------------------------------------------------------------- examples ---
+  # examples/echo-server under 500 concurrent clients (OpenSSL and ktlsx ones,
+  # stallers, garbage) and examples/https-get: tests/examples/echo_server.sh,
+  # with the plain build, then again with the ASan+UBSan build of the examples
+  # and of the driver (a longer handshake deadline there: the sanitizers slow
+  # the well-behaved clients, which must all finish before it).
+  if [[ ${NO_EXAMPLES:-0} != 1 ]]; then
+    section "examples (tests/examples/echo_server.sh: build/bin, then build/asan/bin)"
+    for ex_tree in "$BUILD" "$BUILD/asan"; do
+      ex_prefix=; ex_hs=${ECHO_HS_MS:-5000}
+      [[ $ex_tree == "$BUILD/asan" ]] && { ex_prefix=asan/; ex_hs=${ECHO_ASAN_HS_MS:-12000}; }
+      if [[ ! -x $ex_tree/bin/echo-server || ! -x $ex_tree/tests/echo_load ]]; then
+        record SKIP "${ex_prefix}echo_server" "${ex_tree#$ROOT/}/bin/echo-server or tests/echo_load missing (make${ex_prefix:+ asan})"
+        continue
+      fi
+      ex_rf=$LOGS/examples-results/${ex_prefix%/}echo_server.txt ex_log=$LOGS/examples-${ex_prefix%/}echo_server.log
+      mkdir -p "$(dirname "$ex_rf")"; : >"$ex_rf"
+      echo "--- tests/examples/echo_server.sh (${ex_tree#$ROOT/}, handshake timeout ${ex_hs} ms)"
+      EXAMPLES_BIN=$ex_tree/bin ECHO_LOAD=$ex_tree/tests/echo_load ECHO_HS_MS=$ex_hs NAME_PREFIX=$ex_prefix \
+      RESULTS_FILE=$ex_rf KTLSX=$ex_tree/bin/ktlsx \
+      ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
+      UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+        timeout -k 10 300 bash "$ROOT/tests/examples/echo_server.sh" 2>&1 </dev/null | tee "$ex_log"
+      ex_rc=${PIPESTATUS[0]}
+      ex_p=$(grep -c '^PASS ' "$ex_rf"); ex_f=$(grep -c '^FAIL ' "$ex_rf"); ex_s=$(grep -c '^SKIP ' "$ex_rf")
+      cat "$ex_rf" >>"$RESULTS"
+      P=$((P + ex_p)) F=$((F + ex_f)) S=$((S + ex_s))
+      if (( ex_rc != 0 && ex_f == 0 )); then
+        record FAIL "${ex_prefix}echo_server" "script exited with status $ex_rc (see ${ex_log#$ROOT/})"
+      elif (( ex_p + ex_f + ex_s == 0 )) && [[ -z ${ONLY:-} ]]; then
+        record FAIL "${ex_prefix}echo_server" "script reported no cases"
+      fi
+    done
   fi
 
   # ------------------------------------------------------------- kmod tests ---
