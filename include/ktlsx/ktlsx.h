@@ -525,9 +525,10 @@ enum ktlsx_ktls_mode {
     KTLSX_KTLS_MODE_REQUIRE = 2, /* fail the connection without it */
 };
 
-/* A socket for connected TCP `fd` with a new connection on `cfg` (takes its
- * own reference to nothing: cfg must outlive the socket).  `server_name`: as
- * for ktlsx_conn_new.  NULL on allocation failure. */
+/* A socket for connected TCP `fd` with a new connection on `cfg` (the
+ * connection holds a reference on cfg, as ktlsx_conn_new does: the caller may
+ * drop its own).  `server_name`: as for ktlsx_conn_new.  NULL on allocation
+ * failure or a bad argument. */
 ktlsx_socket *ktlsx_socket_new(ktlsx_config *cfg, int fd, const char *server_name);
 /* A socket around an existing connection (one prepared with ktlsx_set_session
  * or ktlsx_conn_set_sni, or an imported one); the socket owns `conn` from now
