@@ -12,14 +12,14 @@
 # Cases: echo_server/{openssl,ktlsx,stalled,garbage,no-waiting} (the driver's verdicts),
 #   echo_server/driver, echo_server/server-exit, echo_server/https-get, echo_server/https-get-untrusted
 # Environment (besides tests/lib.sh's): EXAMPLES_BIN (default build/bin), ECHO_LOAD (default
-#   build/tests/echo_load), ECHO_HS_MS (the server's handshake timeout, default 5000), ECHO_SLACK_MS
+#   build/tests/echo_load), ECHO_HS_MS (the server's handshake timeout, default 12000), ECHO_SLACK_MS
 #   (how late after it a stalled client may be cut, default 1500), ECHO_CLIENTS ("openssl ktlsx
 #   stall garbage", default "200 200 50 50").
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 BIN=${EXAMPLES_BIN:-$ROOT/build/bin}
 LOAD=${ECHO_LOAD:-$ROOT/build/tests/echo_load}
-HS_MS=${ECHO_HS_MS:-5000}
+HS_MS=${ECHO_HS_MS:-12000}
 SLACK_MS=${ECHO_SLACK_MS:-1500}
 read -r N_OSSL N_KTLSX N_STALL N_GARBAGE <<<"${ECHO_CLIENTS:-200 200 50 50}"
 N_ALL=$((N_OSSL + N_KTLSX + N_STALL + N_GARBAGE))
