@@ -301,11 +301,6 @@ int ktlsx_socket_handshake_step(ktlsx_socket *s)
         if (rc == KTLSX_IO_FAILED) return rc;
         if (rc == KTLSX_IO_WANT_WRITE) return wait_or_timeout(s, rc);
         if (status == KTLSX_DONE) return choose_data_path(s);
-        if (s->tcp_eof) {
-            set_error(s, "connection closed by peer during the handshake");
-            s->failed = true;
-            return KTLSX_IO_CLOSED;
-        }
         /* Record by record: never pull bytes past the last handshake record
          * out of the socket, so kernel TLS can take over the rest. */
         uint8_t buf[SOCKET_WIRE_MAX];
@@ -315,7 +310,15 @@ int ktlsx_socket_handshake_step(ktlsx_socket *s)
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return wait_or_timeout(s, KTLSX_IO_WANT_READ);
         if (n < 0) return io_failed(s, "read", errno);
-        if (n == 0) s->tcp_eof = true;
+        if (n == 0) {
+            /* The engine still wanted bytes and the peer is gone.  Feeding it
+             * the EOF would turn this into FAILED (handshake_failure, an alert
+             * nobody is left to hear); the caller is promised CLOSED. */
+            s->tcp_eof = true;
+            set_error(s, "connection closed by peer during the handshake");
+            s->failed = true;
+            return KTLSX_IO_CLOSED;
+        }
         /* A failure shows up as FAILED from the next ktlsx_handshake. */
         (void)ktlsx_input(s->conn, buf, (size_t)n);
         kx_wipe(buf, (size_t)n);

@@ -510,6 +510,38 @@ static void test_handshake_no_timeout(void **state)
     spair_close(&p);
 }
 
+/* A peer that closes TCP during the handshake ends it with CLOSED, as the
+ * header promises for the blocking handshake, and the error says so. */
+static void test_handshake_peer_closes(void **state)
+{
+    (void)state;
+    spair p;
+    spair_cfgs(&p, false);
+    loopback(&p.cfd, &p.sfd);
+    p.c = ktlsx_socket_new(p.ccfg, p.cfd, "localhost");
+    close(p.sfd);
+    p.sfd = -1;
+    int rc = ktlsx_socket_handshake(p.c);
+    if (rc != KTLSX_IO_CLOSED) fail_msg("handshake: %d (%s), not CLOSED", rc, ktlsx_socket_error(p.c));
+    expect_error(p.c, "closed by peer during the handshake");
+    assert_int_equal(ktlsx_socket_clean_close(p.c), 0);
+    assert_int_equal(ktlsx_socket_handshake_step(p.c), KTLSX_IO_FAILED);
+    ktlsx_socket_free(p.c);
+    p.c = NULL;
+    close(p.cfd);
+
+    /* The server: the client sends half a ClientHello and leaves. */
+    loopback(&p.cfd, &p.sfd);
+    p.s = ktlsx_socket_new(p.scfg, p.sfd, NULL);
+    const uint8_t half[] = { 0x16, 0x03, 0x01, 0x01, 0x00, 0x01, 0x00, 0x00 };
+    assert_int_equal(write(p.cfd, half, sizeof half), (ssize_t)sizeof half);
+    close(p.cfd);
+    p.cfd = -1;
+    rc = ktlsx_socket_handshake(p.s);
+    if (rc != KTLSX_IO_CLOSED) fail_msg("handshake: %d (%s), not CLOSED", rc, ktlsx_socket_error(p.s));
+    spair_close(&p);
+}
+
 /* Garbage from the peer: FAILED, and the peer sees a fatal alert. */
 static void test_garbage_peer(void **state)
 {
@@ -1142,6 +1174,7 @@ int main(void)
         cmocka_unit_test(test_handshake_step_never_blocks),
         cmocka_unit_test(test_handshake_timeout),
         cmocka_unit_test(test_handshake_no_timeout),
+        cmocka_unit_test(test_handshake_peer_closes),
         cmocka_unit_test(test_garbage_peer),
         cmocka_unit_test(test_bulk_steps_tls13),
         cmocka_unit_test(test_bulk_steps_tls12),
