@@ -368,6 +368,9 @@ static int read_user_records(ktlsx_socket *s, void *buf, size_t len, size_t *got
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return wait_or_timeout(s, KTLSX_IO_WANT_READ);
         if (r < 0) return io_failed(s, "read", errno);
         if (r == 0) s->tcp_eof = true;
+        /* Idle means no byte moved, not no record completed: a large record
+         * arriving slowly keeps the connection alive. */
+        if (r > 0) s->last_activity = now_ms();
         (void)ktlsx_input(s->conn, wire, (size_t)r); /* failures surface from ktlsx_read */
         kx_wipe(wire, (size_t)r);
     }

@@ -691,6 +691,40 @@ static void test_idle_timeout_read(void **state)
     spair_close(&p);
 }
 
+/* The idle timeout counts from the last byte that moved: a record arriving
+ * slowly, in pieces, is not idleness. */
+static void test_idle_timeout_counts_partial_records(void **state)
+{
+    (void)state;
+    spair p;
+    spair_open(&p, false, KTLSX_KTLS_MODE_OFF);
+    spair_handshake(&p);
+    assert_int_equal(ktlsx_socket_set_timeouts(p.s, 30000, 500), 0);
+    uint8_t b[64];
+    size_t got;
+    /* Let the tickets go by; then the idle clock starts from a quiet socket. */
+    assert_int_equal(ktlsx_socket_read_step(p.c, b, sizeof b, &got), KTLSX_IO_WANT_READ);
+    assert_int_equal(ktlsx_socket_read_step(p.s, b, sizeof b, &got), KTLSX_IO_WANT_READ);
+    /* A sealed record from the client, sent by hand in two halves. */
+    ktlsx_conn *cc = ktlsx_socket_conn(p.c);
+    assert_int_equal(ktlsx_write(cc, "slow", 4), 0);
+    const uint8_t *rec;
+    size_t len = ktlsx_pending_output(cc, &rec);
+    assert_true(len > 10);
+    usleep(300 * 1000);
+    assert_int_equal(write(p.cfd, rec, 5), 5);
+    usleep(20 * 1000);
+    assert_int_equal(ktlsx_socket_read_step(p.s, b, sizeof b, &got), KTLSX_IO_WANT_READ);
+    usleep(300 * 1000); /* 600 ms since the handshake, 320 ms since bytes moved */
+    int rc = ktlsx_socket_read_step(p.s, b, sizeof b, &got);
+    if (rc != KTLSX_IO_WANT_READ) fail_msg("read_step %d (%s): bytes had moved 320 ms ago", rc, ktlsx_socket_error(p.s));
+    assert_int_equal(write(p.cfd, rec + 5, len - 5), (ssize_t)(len - 5));
+    ktlsx_output_done(cc, len);
+    read_steps(p.s, b, 4);
+    assert_memory_equal(b, "slow", 4);
+    spair_close(&p);
+}
+
 /* Data left inside after a short read comes out of the next read_step
  * without the fd being readable, and pending_plaintext says so. */
 static void run_pending_plaintext(bool tls12)
@@ -1181,6 +1215,7 @@ int main(void)
         cmocka_unit_test(test_blocking_calls_tls13),
         cmocka_unit_test(test_blocking_calls_tls12),
         cmocka_unit_test(test_idle_timeout_read),
+        cmocka_unit_test(test_idle_timeout_counts_partial_records),
         cmocka_unit_test(test_pending_plaintext_tls13),
         cmocka_unit_test(test_pending_plaintext_tls12),
         cmocka_unit_test(test_sendfile_tls13),
