@@ -512,7 +512,7 @@ enum ktlsx_io {
 enum ktlsx_ktls_mode {
     KTLSX_KTLS_MODE_AUTO = 0,    /* use it where the kernel takes it; else user-space records and one log line saying why */
     KTLSX_KTLS_MODE_OFF = 1,     /* user-space records only */
-    KTLSX_KTLS_MODE_REQUIRE = 2, /* fail the connection without it */
+    KTLSX_KTLS_MODE_REQUIRE = 2, /* fail the connection unless every direction asked for went in */
 };
 
 /* A socket for connected TCP `fd` with a new connection on `cfg` (takes its

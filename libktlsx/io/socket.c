@@ -275,12 +275,16 @@ static int choose_data_path(ktlsx_socket *s)
         s->failed = true;
         return KTLSX_IO_FAILED;
     }
-    if (active == 0) {
-        if (s->ktls_mode == KTLSX_KTLS_MODE_REQUIRE) {
+    if (active != s->ktls_want && s->ktls_mode == KTLSX_KTLS_MODE_REQUIRE) {
+        /* Required means every direction asked for, not just one of them. */
+        if (active == 0)
             set_error(s, "kernel TLS required but unavailable: %s", why);
-            s->failed = true;
-            return KTLSX_IO_FAILED;
-        }
+        else
+            set_error(s, "kernel TLS required but only %s went into the kernel: %s", ktlsx_socket_ktls_name(s), why);
+        s->failed = true;
+        return KTLSX_IO_FAILED;
+    }
+    if (active == 0) {
         kx_log(s->conn->cfg, KTLSX_LOG_WARNING, "kernel TLS unavailable, using user-space records: %s", why);
     } else if (active != s->ktls_want) {
         kx_log(s->conn->cfg, KTLSX_LOG_WARNING, "kernel TLS %s only, the other direction in user space: %s",

@@ -1159,7 +1159,7 @@ static void test_fake_kernel_data_path(void **state)
     spair_close(&p);
 }
 
-/* Only TX goes in: auto mode says which and why. */
+/* Only TX goes in: auto mode says which and why; require mode fails. */
 static void test_fake_kernel_tx_only(void **state)
 {
     (void)state;
@@ -1180,6 +1180,20 @@ static void test_fake_kernel_tx_only(void **state)
     assert_non_null(strstr(l, ktlsx_socket_ktls_why(p.s)));
     spair_close(&p);
 
+    /* require asked for both directions and got one: the connection fails. */
+    memset(&fk, 0, sizeof fk);
+    fk.refuse_rx = 1;
+    spair_open(&p, false, KTLSX_KTLS_MODE_REQUIRE);
+    assert_int_equal(ktlsx_socket_set_ktls(p.c, KTLSX_KTLS_MODE_OFF, 0), 0);
+    kx_ktls_set_setsockopt(fake_kernel);
+    int rc, rs;
+    handshake_steps(p.c, p.s, &rc, &rs);
+    kx_ktls_set_setsockopt(NULL);
+    assert_int_equal(rs, KTLSX_IO_FAILED);
+    expect_error(p.s, "kernel TLS required but only tx went into the kernel");
+    expect_error(p.s, ktlsx_socket_ktls_why(p.s));
+    spair_close(&p);
+
     /* require with TX only asked for is satisfied by TX. */
     memset(&fk, 0, sizeof fk);
     fk.refuse_rx = 1;
@@ -1187,7 +1201,6 @@ static void test_fake_kernel_tx_only(void **state)
     assert_int_equal(ktlsx_socket_set_ktls(p.c, KTLSX_KTLS_MODE_OFF, 0), 0);
     assert_int_equal(ktlsx_socket_set_ktls(p.s, KTLSX_KTLS_MODE_REQUIRE, KTLSX_KTLS_TX), 0);
     kx_ktls_set_setsockopt(fake_kernel);
-    int rc, rs;
     handshake_steps(p.c, p.s, &rc, &rs);
     kx_ktls_set_setsockopt(NULL);
     assert_int_equal(rs, KTLSX_IO_OK);
