@@ -495,7 +495,10 @@ int ktlsx_config_set_log(ktlsx_config *cfg, ktlsx_log_fn fn, void *arg);
  *
  * A socket belongs to one thread at a time; any number of sockets may share
  * one configuration across threads.  The fd is the caller's: never closed
- * here. */
+ * here.  Wrong arguments never crash: a NULL socket gets FAILED / -1 (getters
+ * answer NULL, -1, 0 or ""); a NULL buffer, out-parameter, file or offset is
+ * refused with FAILED / -1 and ktlsx_socket_error naming it, and the
+ * connection is not failed by it. */
 
 typedef struct ktlsx_socket ktlsx_socket;
 

@@ -129,12 +129,22 @@ void ktlsx_socket_free(ktlsx_socket *s)
     free(s);
 }
 
-ktlsx_conn *ktlsx_socket_conn(const ktlsx_socket *s) { return s->conn; }
-int ktlsx_socket_fd(const ktlsx_socket *s) { return s->fd; }
-const char *ktlsx_socket_error(const ktlsx_socket *s) { return s->error; }
-const char *ktlsx_socket_ktls_why(const ktlsx_socket *s) { return s->ktls_why; }
-int ktlsx_socket_ktls(const ktlsx_socket *s) { return s->conn->ktls_active & (KTLSX_KTLS_TX | KTLSX_KTLS_RX); }
-int ktlsx_socket_clean_close(const ktlsx_socket *s) { return s->conn->peer_closed; }
+/* A NULL socket is a caller's mistake that must not crash: the getters
+ * answer "nothing", the calls FAILED / -1. */
+ktlsx_conn *ktlsx_socket_conn(const ktlsx_socket *s) { return s ? s->conn : NULL; }
+int ktlsx_socket_fd(const ktlsx_socket *s) { return s ? s->fd : -1; }
+const char *ktlsx_socket_error(const ktlsx_socket *s) { return s ? s->error : "no socket (NULL)"; }
+const char *ktlsx_socket_ktls_why(const ktlsx_socket *s) { return s ? s->ktls_why : ""; }
+int ktlsx_socket_ktls(const ktlsx_socket *s) { return s ? s->conn->ktls_active & (KTLSX_KTLS_TX | KTLSX_KTLS_RX) : 0; }
+int ktlsx_socket_clean_close(const ktlsx_socket *s) { return s ? s->conn->peer_closed : 0; }
+
+/* Wrong arguments are refused with a message naming them; the connection is
+ * not failed by them (the next call with good arguments works). */
+#define REFUSE(s, ...)                                                  \
+    do {                                                                \
+        set_error((s), __VA_ARGS__);                                    \
+        return KTLSX_IO_FAILED;                                         \
+    } while (0)
 
 const char *ktlsx_socket_ktls_name(const ktlsx_socket *s)
 {
@@ -144,6 +154,7 @@ const char *ktlsx_socket_ktls_name(const ktlsx_socket *s)
 
 int ktlsx_socket_set_ktls(ktlsx_socket *s, enum ktlsx_ktls_mode mode, int directions)
 {
+    if (!s) return -1;
     if (mode != KTLSX_KTLS_MODE_AUTO && mode != KTLSX_KTLS_MODE_OFF && mode != KTLSX_KTLS_MODE_REQUIRE) {
         set_error(s, "kernel TLS mode %d is not auto, off or require", (int)mode);
         return -1;
@@ -163,6 +174,7 @@ int ktlsx_socket_set_ktls(ktlsx_socket *s, enum ktlsx_ktls_mode mode, int direct
 
 int ktlsx_socket_set_timeouts(ktlsx_socket *s, int handshake_ms, int idle_ms)
 {
+    if (!s) return -1;
     if (handshake_ms < 0 || idle_ms < 0) {
         set_error(s, "timeouts must be >= 0 ms (0 = none), not %d / %d", handshake_ms, idle_ms);
         return -1;
@@ -180,7 +192,7 @@ static int64_t current_deadline(const ktlsx_socket *s)
 
 int ktlsx_socket_timeout_ms(const ktlsx_socket *s)
 {
-    int64_t deadline = current_deadline(s);
+    int64_t deadline = s ? current_deadline(s) : 0;
     if (!deadline) return -1;
     int64_t left = deadline - now_ms();
     return left < 0 ? 0 : left > 0x7fffffff ? 0x7fffffff : (int)left;
@@ -236,6 +248,7 @@ static void flush_alert(ktlsx_socket *s) { (void)flush_all(s); }
 
 size_t ktlsx_socket_pending_output(const ktlsx_socket *s)
 {
+    if (!s) return 0;
     return s->conn->out.len + ktlsx_ktls_pending(s->conn);
 }
 
@@ -252,6 +265,7 @@ static size_t whole_records_buffered(const ktlsx_conn *c)
 
 size_t ktlsx_socket_pending_plaintext(const ktlsx_socket *s)
 {
+    if (!s) return 0;
     return ktlsx_pending_plaintext(s->conn) + whole_records_buffered(s->conn);
 }
 
@@ -295,6 +309,7 @@ static int choose_data_path(ktlsx_socket *s)
 
 int ktlsx_socket_handshake_step(ktlsx_socket *s)
 {
+    if (!s) return KTLSX_IO_FAILED;
     if (s->failed) return KTLSX_IO_FAILED;
     if (s->ready) return KTLSX_IO_OK;
     if (!s->handshake_deadline) s->handshake_deadline = now_ms() + s->handshake_ms;
@@ -412,7 +427,9 @@ static int read_kernel_records(ktlsx_socket *s, void *buf, size_t len, size_t *g
 
 int ktlsx_socket_read_step(ktlsx_socket *s, void *buf, size_t len, size_t *got)
 {
+    if (!s || !got) return KTLSX_IO_FAILED;
     *got = 0;
+    if (!buf && len) REFUSE(s, "read: no buffer (NULL) for %zu bytes", len);
     NEED_READY(s);
     if (len == 0) return KTLSX_IO_OK;
     /* Plaintext decrypted before the switch to kernel TLS (or kept from a
@@ -436,13 +453,16 @@ int ktlsx_socket_read_step(ktlsx_socket *s, void *buf, size_t len, size_t *got)
 
 int ktlsx_socket_flush_step(ktlsx_socket *s)
 {
+    if (!s) return KTLSX_IO_FAILED;
     int rc = flush_all(s);
     return rc == KTLSX_IO_WANT_WRITE ? wait_or_timeout(s, rc) : rc;
 }
 
 int ktlsx_socket_write_step(ktlsx_socket *s, const void *buf, size_t len, size_t *sent)
 {
+    if (!s || !sent) return KTLSX_IO_FAILED;
     *sent = 0;
+    if (!buf && len) REFUSE(s, "write: no buffer (NULL) for %zu bytes", len);
     NEED_READY(s);
     /* Whatever was queued first goes first. */
     int rc = ktlsx_socket_flush_step(s);
@@ -471,7 +491,11 @@ int ktlsx_socket_write_step(ktlsx_socket *s, const void *buf, size_t len, size_t
 
 int ktlsx_socket_sendfile_step(ktlsx_socket *s, int file_fd, int64_t *offset, size_t len, size_t *sent)
 {
+    if (!s || !sent) return KTLSX_IO_FAILED;
     *sent = 0;
+    if (file_fd < 0) REFUSE(s, "sendfile: file descriptor %d is not open", file_fd);
+    if (!offset) REFUSE(s, "sendfile: no offset (NULL)");
+    if (*offset < 0) REFUSE(s, "sendfile: offset %lld is negative", (long long)*offset);
     NEED_READY(s);
     int rc = ktlsx_socket_flush_step(s);
     if (rc != KTLSX_IO_OK || len == 0) return rc;
@@ -514,6 +538,7 @@ int ktlsx_socket_sendfile_step(ktlsx_socket *s, int file_fd, int64_t *offset, si
 
 int ktlsx_socket_shutdown_step(ktlsx_socket *s)
 {
+    if (!s) return KTLSX_IO_FAILED;
     NEED_READY(s);
     if (!s->close_notify_queued) {
         if (ktlsx_close_notify(s->conn) < 0) return engine_failed(s);
@@ -524,6 +549,7 @@ int ktlsx_socket_shutdown_step(ktlsx_socket *s)
 
 int ktlsx_socket_key_update(ktlsx_socket *s, int request_update)
 {
+    if (!s) return KTLSX_IO_FAILED;
     NEED_READY(s);
     if (ktlsx_version(s->conn) != KTLSX_TLS13) {
         set_error(s, "%s has no KeyUpdate", ktlsx_version_name(s->conn));

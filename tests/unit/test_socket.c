@@ -341,6 +341,77 @@ static void test_new_wrap_free_accessors(void **state)
     spair_close(&p); /* frees the wrapped conn with its socket; the fds are ours */
 }
 
+/* Wrong arguments never crash: a NULL socket answers "nothing" / FAILED /
+ * -1; a NULL buffer, out-parameter, bad file or offset is refused with a
+ * message naming it, and the connection carries on. */
+static void test_bad_arguments(void **state)
+{
+    (void)state;
+    size_t n = 7;
+    int64_t off = 0;
+    uint8_t b[8];
+    assert_null(ktlsx_socket_conn(NULL));
+    assert_int_equal(ktlsx_socket_fd(NULL), -1);
+    assert_non_null(ktlsx_socket_error(NULL));
+    assert_string_equal(ktlsx_socket_ktls_why(NULL), "");
+    assert_string_equal(ktlsx_socket_ktls_name(NULL), "off");
+    assert_int_equal(ktlsx_socket_ktls(NULL), 0);
+    assert_int_equal(ktlsx_socket_clean_close(NULL), 0);
+    assert_int_equal(ktlsx_socket_pending_output(NULL), 0);
+    assert_int_equal(ktlsx_socket_pending_plaintext(NULL), 0);
+    assert_int_equal(ktlsx_socket_timeout_ms(NULL), -1);
+    assert_int_equal(ktlsx_socket_set_ktls(NULL, KTLSX_KTLS_MODE_OFF, 0), -1);
+    assert_int_equal(ktlsx_socket_set_timeouts(NULL, 1, 1), -1);
+    assert_int_equal(ktlsx_socket_handshake_step(NULL), KTLSX_IO_FAILED);
+    assert_int_equal(ktlsx_socket_read_step(NULL, b, sizeof b, &n), KTLSX_IO_FAILED);
+    assert_int_equal(ktlsx_socket_write_step(NULL, b, sizeof b, &n), KTLSX_IO_FAILED);
+    assert_int_equal(ktlsx_socket_sendfile_step(NULL, 0, &off, 1, &n), KTLSX_IO_FAILED);
+    assert_int_equal(ktlsx_socket_flush_step(NULL), KTLSX_IO_FAILED);
+    assert_int_equal(ktlsx_socket_shutdown_step(NULL), KTLSX_IO_FAILED);
+    assert_int_equal(ktlsx_socket_key_update(NULL, 1), KTLSX_IO_FAILED);
+    assert_int_equal(ktlsx_socket_handshake(NULL), KTLSX_IO_FAILED);
+    assert_int_equal(ktlsx_socket_read(NULL, b, sizeof b), -1);
+    assert_int_equal(ktlsx_socket_write(NULL, b, sizeof b), -1);
+    assert_int_equal(ktlsx_socket_sendfile(NULL, 0, &off, 1), -1);
+    assert_int_equal(ktlsx_socket_flush(NULL), -1);
+    assert_int_equal(ktlsx_socket_shutdown(NULL), -1);
+
+    spair p;
+    spair_open(&p, false, KTLSX_KTLS_MODE_OFF);
+    spair_handshake(&p);
+    assert_int_equal(ktlsx_socket_read_step(p.s, b, sizeof b, NULL), KTLSX_IO_FAILED);
+    assert_int_equal(ktlsx_socket_write_step(p.s, b, sizeof b, NULL), KTLSX_IO_FAILED);
+    assert_int_equal(ktlsx_socket_sendfile_step(p.s, 0, &off, 1, NULL), KTLSX_IO_FAILED);
+    assert_int_equal(ktlsx_socket_read_step(p.s, NULL, 5, &n), KTLSX_IO_FAILED);
+    expect_error(p.s, "no buffer (NULL) for 5 bytes");
+    assert_int_equal(ktlsx_socket_read(p.s, NULL, 6), -1);
+    expect_error(p.s, "for 6 bytes");
+    assert_int_equal(ktlsx_socket_write_step(p.s, NULL, 9, &n), KTLSX_IO_FAILED);
+    expect_error(p.s, "no buffer (NULL) for 9 bytes");
+    assert_int_equal(ktlsx_socket_write(p.s, NULL, 3), -1);
+    int ffd;
+    unlink(tmp_file((const uint8_t *)"abc", 3, &ffd));
+    assert_int_equal(ktlsx_socket_sendfile_step(p.s, -3, &off, 1, &n), KTLSX_IO_FAILED);
+    expect_error(p.s, "file descriptor -3");
+    assert_int_equal(ktlsx_socket_sendfile_step(p.s, ffd, NULL, 1, &n), KTLSX_IO_FAILED);
+    expect_error(p.s, "no offset");
+    off = -42;
+    assert_int_equal(ktlsx_socket_sendfile_step(p.s, ffd, &off, 1, &n), KTLSX_IO_FAILED);
+    expect_error(p.s, "offset -42 is negative");
+    assert_int_equal(ktlsx_socket_sendfile(p.s, ffd, &off, 1), -1);
+    assert_int_equal(off, -42);
+    /* None of that failed the connection. */
+    off = 0;
+    assert_int_equal(ktlsx_socket_sendfile(p.s, ffd, &off, 3), 0);
+    read_steps(p.c, b, 3);
+    assert_memory_equal(b, "abc", 3);
+    assert_int_equal(ktlsx_socket_write(p.c, "def", 3), 0);
+    read_steps(p.s, b, 3);
+    assert_memory_equal(b, "def", 3);
+    close(ffd);
+    spair_close(&p);
+}
+
 /* ---- kernel TLS modes on a host without kernel TLS ---- */
 
 static void run_modes(bool tls12)
@@ -1215,6 +1286,7 @@ int main(void)
     if (getenv("KXT_FILTER")) cmocka_set_test_filter(getenv("KXT_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_wrap_free_accessors),
+        cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_ktls_modes_tls13),
         cmocka_unit_test(test_ktls_modes_tls12),
         cmocka_unit_test(test_setters_refuse_bad_values),
