@@ -505,7 +505,10 @@ int ktlsx_config_set_log(ktlsx_config *cfg, ktlsx_log_fn fn, void *arg);
  *
  * A socket belongs to one thread at a time; any number of sockets may share
  * one configuration across threads.  The fd is the caller's: never closed
- * here. */
+ * here.  Wrong arguments never crash: a NULL socket gets FAILED / -1 (getters
+ * answer NULL, -1, 0 or ""); a NULL buffer, out-parameter, file or offset is
+ * refused with FAILED / -1 and ktlsx_socket_error naming it, and the
+ * connection is not failed by it. */
 
 typedef struct ktlsx_socket ktlsx_socket;
 
@@ -522,7 +525,7 @@ enum ktlsx_io {
 enum ktlsx_ktls_mode {
     KTLSX_KTLS_MODE_AUTO = 0,    /* use it where the kernel takes it; else user-space records and one log line saying why */
     KTLSX_KTLS_MODE_OFF = 1,     /* user-space records only */
-    KTLSX_KTLS_MODE_REQUIRE = 2, /* fail the connection without it */
+    KTLSX_KTLS_MODE_REQUIRE = 2, /* fail the connection unless every direction asked for went in */
 };
 
 /* A socket for connected TCP `fd` with a new connection on `cfg` (the

@@ -129,12 +129,22 @@ void ktlsx_socket_free(ktlsx_socket *s)
     free(s);
 }
 
-ktlsx_conn *ktlsx_socket_conn(const ktlsx_socket *s) { return s->conn; }
-int ktlsx_socket_fd(const ktlsx_socket *s) { return s->fd; }
-const char *ktlsx_socket_error(const ktlsx_socket *s) { return s->error; }
-const char *ktlsx_socket_ktls_why(const ktlsx_socket *s) { return s->ktls_why; }
-int ktlsx_socket_ktls(const ktlsx_socket *s) { return s->conn->ktls_active & (KTLSX_KTLS_TX | KTLSX_KTLS_RX); }
-int ktlsx_socket_clean_close(const ktlsx_socket *s) { return s->conn->peer_closed; }
+/* A NULL socket is a caller's mistake that must not crash: the getters
+ * answer "nothing", the calls FAILED / -1. */
+ktlsx_conn *ktlsx_socket_conn(const ktlsx_socket *s) { return s ? s->conn : NULL; }
+int ktlsx_socket_fd(const ktlsx_socket *s) { return s ? s->fd : -1; }
+const char *ktlsx_socket_error(const ktlsx_socket *s) { return s ? s->error : "no socket (NULL)"; }
+const char *ktlsx_socket_ktls_why(const ktlsx_socket *s) { return s ? s->ktls_why : ""; }
+int ktlsx_socket_ktls(const ktlsx_socket *s) { return s ? s->conn->ktls_active & (KTLSX_KTLS_TX | KTLSX_KTLS_RX) : 0; }
+int ktlsx_socket_clean_close(const ktlsx_socket *s) { return s ? s->conn->peer_closed : 0; }
+
+/* Wrong arguments are refused with a message naming them; the connection is
+ * not failed by them (the next call with good arguments works). */
+#define REFUSE(s, ...)                                                  \
+    do {                                                                \
+        set_error((s), __VA_ARGS__);                                    \
+        return KTLSX_IO_FAILED;                                         \
+    } while (0)
 
 const char *ktlsx_socket_ktls_name(const ktlsx_socket *s)
 {
@@ -144,6 +154,7 @@ const char *ktlsx_socket_ktls_name(const ktlsx_socket *s)
 
 int ktlsx_socket_set_ktls(ktlsx_socket *s, enum ktlsx_ktls_mode mode, int directions)
 {
+    if (!s) return -1;
     if (mode != KTLSX_KTLS_MODE_AUTO && mode != KTLSX_KTLS_MODE_OFF && mode != KTLSX_KTLS_MODE_REQUIRE) {
         set_error(s, "kernel TLS mode %d is not auto, off or require", (int)mode);
         return -1;
@@ -163,6 +174,7 @@ int ktlsx_socket_set_ktls(ktlsx_socket *s, enum ktlsx_ktls_mode mode, int direct
 
 int ktlsx_socket_set_timeouts(ktlsx_socket *s, int handshake_ms, int idle_ms)
 {
+    if (!s) return -1;
     if (handshake_ms < 0 || idle_ms < 0) {
         set_error(s, "timeouts must be >= 0 ms (0 = none), not %d / %d", handshake_ms, idle_ms);
         return -1;
@@ -180,7 +192,7 @@ static int64_t current_deadline(const ktlsx_socket *s)
 
 int ktlsx_socket_timeout_ms(const ktlsx_socket *s)
 {
-    int64_t deadline = current_deadline(s);
+    int64_t deadline = s ? current_deadline(s) : 0;
     if (!deadline) return -1;
     int64_t left = deadline - now_ms();
     return left < 0 ? 0 : left > 0x7fffffff ? 0x7fffffff : (int)left;
@@ -236,6 +248,7 @@ static void flush_alert(ktlsx_socket *s) { (void)flush_all(s); }
 
 size_t ktlsx_socket_pending_output(const ktlsx_socket *s)
 {
+    if (!s) return 0;
     return kx_out_pending(s->conn) + ktlsx_ktls_pending(s->conn);
 }
 
@@ -252,6 +265,7 @@ static size_t whole_records_buffered(const ktlsx_conn *c)
 
 size_t ktlsx_socket_pending_plaintext(const ktlsx_socket *s)
 {
+    if (!s) return 0;
     return ktlsx_pending_plaintext(s->conn) + whole_records_buffered(s->conn);
 }
 
@@ -275,12 +289,16 @@ static int choose_data_path(ktlsx_socket *s)
         s->failed = true;
         return KTLSX_IO_FAILED;
     }
-    if (active == 0) {
-        if (s->ktls_mode == KTLSX_KTLS_MODE_REQUIRE) {
+    if (active != s->ktls_want && s->ktls_mode == KTLSX_KTLS_MODE_REQUIRE) {
+        /* Required means every direction asked for, not just one of them. */
+        if (active == 0)
             set_error(s, "kernel TLS required but unavailable: %s", why);
-            s->failed = true;
-            return KTLSX_IO_FAILED;
-        }
+        else
+            set_error(s, "kernel TLS required but only %s went into the kernel: %s", ktlsx_socket_ktls_name(s), why);
+        s->failed = true;
+        return KTLSX_IO_FAILED;
+    }
+    if (active == 0) {
         kx_log(s->conn->cfg, KTLSX_LOG_WARNING, "kernel TLS unavailable, using user-space records: %s", why);
     } else if (active != s->ktls_want) {
         kx_log(s->conn->cfg, KTLSX_LOG_WARNING, "kernel TLS %s only, the other direction in user space: %s",
@@ -291,6 +309,7 @@ static int choose_data_path(ktlsx_socket *s)
 
 int ktlsx_socket_handshake_step(ktlsx_socket *s)
 {
+    if (!s) return KTLSX_IO_FAILED;
     if (s->failed) return KTLSX_IO_FAILED;
     if (s->ready) return KTLSX_IO_OK;
     if (!s->handshake_deadline) s->handshake_deadline = now_ms() + s->handshake_ms;
@@ -301,11 +320,6 @@ int ktlsx_socket_handshake_step(ktlsx_socket *s)
         if (rc == KTLSX_IO_FAILED) return rc;
         if (rc == KTLSX_IO_WANT_WRITE) return wait_or_timeout(s, rc);
         if (status == KTLSX_DONE) return choose_data_path(s);
-        if (s->tcp_eof) {
-            set_error(s, "connection closed by peer during the handshake");
-            s->failed = true;
-            return KTLSX_IO_CLOSED;
-        }
         /* Record by record: never pull bytes past the last handshake record
          * out of the socket, so kernel TLS can take over the rest. */
         uint8_t buf[SOCKET_WIRE_MAX];
@@ -315,7 +329,15 @@ int ktlsx_socket_handshake_step(ktlsx_socket *s)
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return wait_or_timeout(s, KTLSX_IO_WANT_READ);
         if (n < 0) return io_failed(s, "read", errno);
-        if (n == 0) s->tcp_eof = true;
+        if (n == 0) {
+            /* The engine still wanted bytes and the peer is gone.  Feeding it
+             * the EOF would turn this into FAILED (handshake_failure, an alert
+             * nobody is left to hear); the caller is promised CLOSED. */
+            s->tcp_eof = true;
+            set_error(s, "connection closed by peer during the handshake");
+            s->failed = true;
+            return KTLSX_IO_CLOSED;
+        }
         /* A failure shows up as FAILED from the next ktlsx_handshake. */
         (void)ktlsx_input(s->conn, buf, (size_t)n);
         kx_wipe(buf, (size_t)n);
@@ -365,6 +387,9 @@ static int read_user_records(ktlsx_socket *s, void *buf, size_t len, size_t *got
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return wait_or_timeout(s, KTLSX_IO_WANT_READ);
         if (r < 0) return io_failed(s, "read", errno);
         if (r == 0) s->tcp_eof = true;
+        /* Idle means no byte moved, not no record completed: a large record
+         * arriving slowly keeps the connection alive. */
+        if (r > 0) s->last_activity = now_ms();
         (void)ktlsx_input(s->conn, wire, (size_t)r); /* failures surface from ktlsx_read */
         kx_wipe(wire, (size_t)r);
     }
@@ -402,7 +427,9 @@ static int read_kernel_records(ktlsx_socket *s, void *buf, size_t len, size_t *g
 
 int ktlsx_socket_read_step(ktlsx_socket *s, void *buf, size_t len, size_t *got)
 {
+    if (!s || !got) return KTLSX_IO_FAILED;
     *got = 0;
+    if (!buf && len) REFUSE(s, "read: no buffer (NULL) for %zu bytes", len);
     NEED_READY(s);
     if (len == 0) return KTLSX_IO_OK;
     /* Plaintext decrypted before the switch to kernel TLS (or kept from a
@@ -426,13 +453,16 @@ int ktlsx_socket_read_step(ktlsx_socket *s, void *buf, size_t len, size_t *got)
 
 int ktlsx_socket_flush_step(ktlsx_socket *s)
 {
+    if (!s) return KTLSX_IO_FAILED;
     int rc = flush_all(s);
     return rc == KTLSX_IO_WANT_WRITE ? wait_or_timeout(s, rc) : rc;
 }
 
 int ktlsx_socket_write_step(ktlsx_socket *s, const void *buf, size_t len, size_t *sent)
 {
+    if (!s || !sent) return KTLSX_IO_FAILED;
     *sent = 0;
+    if (!buf && len) REFUSE(s, "write: no buffer (NULL) for %zu bytes", len);
     NEED_READY(s);
     /* Whatever was queued first goes first. */
     int rc = ktlsx_socket_flush_step(s);
@@ -461,7 +491,11 @@ int ktlsx_socket_write_step(ktlsx_socket *s, const void *buf, size_t len, size_t
 
 int ktlsx_socket_sendfile_step(ktlsx_socket *s, int file_fd, int64_t *offset, size_t len, size_t *sent)
 {
+    if (!s || !sent) return KTLSX_IO_FAILED;
     *sent = 0;
+    if (file_fd < 0) REFUSE(s, "sendfile: file descriptor %d is not open", file_fd);
+    if (!offset) REFUSE(s, "sendfile: no offset (NULL)");
+    if (*offset < 0) REFUSE(s, "sendfile: offset %lld is negative", (long long)*offset);
     NEED_READY(s);
     int rc = ktlsx_socket_flush_step(s);
     if (rc != KTLSX_IO_OK || len == 0) return rc;
@@ -504,6 +538,7 @@ int ktlsx_socket_sendfile_step(ktlsx_socket *s, int file_fd, int64_t *offset, si
 
 int ktlsx_socket_shutdown_step(ktlsx_socket *s)
 {
+    if (!s) return KTLSX_IO_FAILED;
     NEED_READY(s);
     if (!s->close_notify_queued) {
         if (ktlsx_close_notify(s->conn) < 0) return engine_failed(s);
@@ -514,6 +549,7 @@ int ktlsx_socket_shutdown_step(ktlsx_socket *s)
 
 int ktlsx_socket_key_update(ktlsx_socket *s, int request_update)
 {
+    if (!s) return KTLSX_IO_FAILED;
     NEED_READY(s);
     if (ktlsx_version(s->conn) != KTLSX_TLS13) {
         set_error(s, "%s has no KeyUpdate", ktlsx_version_name(s->conn));

@@ -160,6 +160,8 @@ int ktlsx_ktls_close_notify(ktlsx_conn *c, int fd)
 int ktlsx_ktls_record(ktlsx_conn *c, int fd, uint8_t type, const void *data, size_t len)
 {
     if (c->failed) return -1;
+    /* RFC 8446 §6.1: whatever follows close_notify is ignored, as ktlsx_read does. */
+    if (c->peer_closed) return -KTLSX_CLOSED;
     kx_result r = kx_receive_plaintext(c, type, data, len, false);
     if (!kx_failed(r) && type == KX_CT_APPLICATION_DATA) return 1;
     if (!kx_failed(r)) r = kx_handle_post_handshake(c);
