@@ -265,7 +265,8 @@ void ktlsx_output_done(ktlsx_conn *conn, size_t n);
 
 /* ---- application data in the user-space record layer ---- */
 
-/* Encrypt `len` bytes into pending output. Returns 0 or -1. */
+/* Encrypt `len` bytes into pending output. Returns 0 or -1 (failed, or TX
+ * is in the kernel: then write plaintext to the socket). */
 int ktlsx_write(ktlsx_conn *conn, const void *data, size_t len);
 /* Decrypt what has been fed. Returns bytes copied (>0), 0 if more input is
  * needed, or -KTLSX_CLOSED on close_notify, -KTLSX_FAILED on error (alert
@@ -452,11 +453,15 @@ long ktlsx_ktls_read(ktlsx_conn *conn, int fd, void *buf, size_t len);
 /* The record-driven entry, for callers that read records themselves (an
  * io_uring recvmsg completion with its TLS_GET_RECORD_TYPE cmsg): hand one
  * record's plaintext and type.  Returns 1 for application data (the bytes
- * are the caller's, untouched), 0 for a control record the engine took (its
- * answer, if any, is queued: ktlsx_ktls_flush), -KTLSX_CLOSED at close_notify,
- * -1 on failure (ktlsx_error; an alert may be queued).  `fd` is used only to
- * install the next RX key after the peer's KeyUpdate (a setsockopt, never
- * blocking).  The same dispatcher serves ktlsx_read on user-space records. */
+ * are the caller's, untouched), 0 for a control record the engine took,
+ * -KTLSX_CLOSED at close_notify (and for anything after it), -1 on failure
+ * (ktlsx_error; an alert may be queued).  An answer it needs (a KeyUpdate,
+ * an alert) is queued where TX lives: with TX in the kernel for
+ * ktlsx_ktls_flush, with TX in user space as a sealed record in
+ * ktlsx_pending_output.  A peer's requests while our answer is still queued
+ * get no second answer (RFC 8446 §4.6.3).  `fd` is used only to install the
+ * next RX key after the peer's KeyUpdate (a setsockopt, never blocking).
+ * The same dispatcher serves ktlsx_read on user-space records. */
 int ktlsx_ktls_record(ktlsx_conn *conn, int fd, uint8_t type, const void *data, size_t len);
 /* Send the queued control records (alerts, KeyUpdate, close_notify) through
  * a kernel-TLS socket, re-keying TX after our KeyUpdate.  flags: 0 blocks,
@@ -545,7 +550,8 @@ int ktlsx_socket_fd(const ktlsx_socket *sock);
 /* Kernel TLS mode and which directions to move (KTLSX_KTLS_TX | KTLSX_KTLS_RX,
  * the default). Before the handshake completes. Returns 0 or -1 (bad value). */
 int ktlsx_socket_set_ktls(ktlsx_socket *sock, enum ktlsx_ktls_mode mode, int directions);
-/* handshake_ms: from the first handshake call to its end (default 30000);
+/* handshake_ms: from the first handshake call to its end (default 30000;
+ * fixed at that first call: a later change applies to the idle timeout only);
  * idle_ms: how long a blocking read/write waits for the peer (default 0 = no
  * limit). Negative values are refused (-1). */
 int ktlsx_socket_set_timeouts(ktlsx_socket *sock, int handshake_ms, int idle_ms);

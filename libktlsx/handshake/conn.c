@@ -567,8 +567,11 @@ void ktlsx_output_done(ktlsx_conn *c, size_t n)
 
 int ktlsx_write(ktlsx_conn *c, const void *data, size_t len)
 {
-    if (c->failed || !c->handshake_done) return -1;
+    /* With TX in the kernel a record sealed here would carry stale keys: the
+     * caller writes plaintext to the socket instead. */
+    if (c->failed || !c->handshake_done || (c->ktls_active & KTLSX_KTLS_TX)) return -1;
     if (len == 0) return 0;
+    c->key_update_answered = false;
     kx_result r = kx_record_write(&c->tx, KX_CT_APPLICATION_DATA, data, len, &c->out);
     if (kx_failed(r)) {
         kx_conn_fail(c, r);

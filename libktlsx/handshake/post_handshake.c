@@ -32,7 +32,9 @@ kx_result kx_key_update_write(ktlsx_conn *c, bool request_update)
         /* The message goes out under the kernel's current key, then the kernel
          * gets the next one: both happen when the socket flushes ctl_out. */
         KX_GUARD(kx_control_queue(c, KX_CT_HANDSHAKE, msg, sizeof msg));
-        return kx_control_queue(c, KX_CTL_REKEY_TX, NULL, 0);
+        KX_GUARD(kx_control_queue(c, KX_CTL_REKEY_TX, NULL, 0));
+        if (c->key_updates_queued < UINT8_MAX) c->key_updates_queued++;
+        return KX_OK;
     }
     KX_GUARD(kx_write_bytes(&c->hs_out, msg, sizeof msg));
     /* The KeyUpdate itself goes out under the old keys (set_traffic_secret flushes first). */
@@ -54,8 +56,14 @@ kx_result kx_key_update_handle(ktlsx_conn *c, kx_reader *body)
         c->rekey_rx_due = true; /* the kernel holds RX and waits for its next key */
     else
         KX_GUARD(update_secret(c, &c->rx, rx_secret(c)));
-    /* Answer a request once; our answer does not request in turn (no ping-pong). */
-    if (request) KX_GUARD(kx_key_update_write(c, false));
+    /* Answer a request once; our answer does not request in turn (no ping-pong).
+     * While we are silent (our KeyUpdate still queued for the kernel, or sent
+     * with no data since) one update answers every request (RFC 8446 §4.6.3),
+     * so a peer flooding requests cannot grow our queue. */
+    if (request && !c->key_updates_queued && !c->key_update_answered) {
+        KX_GUARD(kx_key_update_write(c, false));
+        if (!(c->ktls_active & KTLSX_KTLS_TX)) c->key_update_answered = true;
+    }
     return KX_OK;
 }
 

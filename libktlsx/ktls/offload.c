@@ -115,6 +115,7 @@ int ktlsx_ktls_flush(ktlsx_conn *c, int fd, int flags)
         size_t len = ((size_t)e[1] << 8) | e[2];
         if (type == KX_CTL_REKEY_TX) {
             kx_buf_consume(&c->ctl_out, 3);
+            if (c->key_updates_queued) c->key_updates_queued--;
             /* A failed re-key leaves nothing sensible to send after it. */
             if (rekey(c, fd, KTLSX_TX) != 0) {
                 kx_buf_reset(&c->ctl_out);

@@ -83,6 +83,9 @@ static const ph_case cases[] = {
     { "NewSessionTicket without its extensions block", false, 1, { { HS, 32, { 4, 0, 0, 28, NST_BODY }, V_FAILED } },
       KX_ALERT_DECODE_ERROR, C_NO_SESSION | C_OUR_ALERT },
     { "KeyUpdate(update_requested)", false, 1, { { HS, 5, { 24, 0, 0, 1, 1 }, V_TAKEN } }, 0, C_REKEY_RX | C_ANSWER },
+    /* RFC 8446 §4.6.3: while our answer is still queued, more requests get no second one. */
+    { "two KeyUpdate(update_requested) while silent: one answer", false, 2,
+      { { HS, 5, { 24, 0, 0, 1, 1 }, V_TAKEN }, { HS, 5, { 24, 0, 0, 1, 1 }, V_TAKEN } }, 0, C_ANSWER },
     { "KeyUpdate(update_not_requested)", false, 1, { { HS, 5, { 24, 0, 0, 1, 0 }, V_TAKEN } }, 0,
       C_REKEY_RX | C_NOTHING },
     { "KeyUpdate split over two records", false, 2,
@@ -277,6 +280,11 @@ static void run_user(const ph_case *k)
         if (v == V_APP) {
             assert_int_equal(n, r->len);
             assert_memory_equal(buf, r->data, r->len);
+        }
+        /* A KeyUpdate sender moves its TX on before its next record. */
+        if (r->type == HS && r->len == 5 && r->data[0] == 24 && v == V_TAKEN && i + 1 < k->nrecs) {
+            assert_false(kx_failed(kx_tls13_next_traffic_secret(p.s->suite->hash, p.s->ks.s_ap)));
+            assert_false(kx_failed(kx_set_traffic_secret(p.s, &p.s->tx, p.s->ks.s_ap)));
         }
     }
     kx_buf_free(&wire);
