@@ -571,7 +571,6 @@ int ktlsx_write(ktlsx_conn *c, const void *data, size_t len)
      * caller writes plaintext to the socket instead. */
     if (c->failed || !c->handshake_done || (c->ktls_active & KTLSX_KTLS_TX)) return -1;
     if (len == 0) return 0;
-    c->key_update_answered = false;
     kx_result r = kx_record_write(&c->tx, KX_CT_APPLICATION_DATA, data, len, &c->out);
     if (kx_failed(r)) {
         kx_conn_fail(c, r);

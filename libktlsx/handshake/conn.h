@@ -254,10 +254,9 @@ struct ktlsx_conn {
     kx_buf ctl_out;
     size_t ctl_out_sent;        /* bytes of the first entry's payload already sent */
     bool rekey_rx_due;          /* RX is in the kernel and the peer updated its keys */
-    /* KeyUpdate answers (RFC 8446 §4.6.3: a side that is silent answers any number
-     * of update_requested with one update): */
-    uint8_t key_updates_queued; /* ours waiting in ctl_out (kernel TX) */
-    bool key_update_answered;   /* user-space TX: an answer went out and no data since */
+    /* Our KeyUpdates waiting in ctl_out (kernel TX): one of them answers every
+     * update_requested received meanwhile (RFC 8446 §4.6.3). */
+    uint8_t key_updates_queued;
 
     /* ---- 1.0: the peer's certificate chain (ktlsx_peer_cert_der) ---- */
     uint8_t *peer_chain;        /* the peer's DER certificates back to back (one allocation) */

@@ -57,13 +57,13 @@ kx_result kx_key_update_handle(ktlsx_conn *c, kx_reader *body)
     else
         KX_GUARD(update_secret(c, &c->rx, rx_secret(c)));
     /* Answer a request once; our answer does not request in turn (no ping-pong).
-     * While we are silent (our KeyUpdate still queued for the kernel, or sent
-     * with no data since) one update answers every request (RFC 8446 §4.6.3),
-     * so a peer flooding requests cannot grow our queue. */
-    if (request && !c->key_updates_queued && !c->key_update_answered) {
-        KX_GUARD(kx_key_update_write(c, false));
-        if (!(c->ktls_active & KTLSX_KTLS_TX)) c->key_update_answered = true;
-    }
+     * While a KeyUpdate of ours still waits in the queue for the kernel, it
+     * answers every request received meanwhile (RFC 8446 §4.6.3: one update
+     * from a side that is silent), so a peer flooding requests cannot grow the
+     * queue.  With TX in user space the answer is sealed at once; its cost is
+     * one record per record the peer sends, and the socket layer stops reading
+     * while its output backs up. */
+    if (request && !c->key_updates_queued) KX_GUARD(kx_key_update_write(c, false));
     return KX_OK;
 }
 

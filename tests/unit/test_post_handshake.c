@@ -83,8 +83,9 @@ static const ph_case cases[] = {
     { "NewSessionTicket without its extensions block", false, 1, { { HS, 32, { 4, 0, 0, 28, NST_BODY }, V_FAILED } },
       KX_ALERT_DECODE_ERROR, C_NO_SESSION | C_OUR_ALERT },
     { "KeyUpdate(update_requested)", false, 1, { { HS, 5, { 24, 0, 0, 1, 1 }, V_TAKEN } }, 0, C_REKEY_RX | C_ANSWER },
-    /* RFC 8446 §4.6.3: while our answer is still queued, more requests get no second one. */
-    { "two KeyUpdate(update_requested) while silent: one answer", false, 2,
+    /* RFC 8446 §4.6.3: while our answer still waits for the kernel, more requests get no second
+     * one (user-space TX seals each answer at once: the peer reads both, and stays in sync). */
+    { "two KeyUpdate(update_requested) before our answer went out", false, 2,
       { { HS, 5, { 24, 0, 0, 1, 1 }, V_TAKEN }, { HS, 5, { 24, 0, 0, 1, 1 }, V_TAKEN } }, 0, C_ANSWER },
     { "KeyUpdate(update_not_requested)", false, 1, { { HS, 5, { 24, 0, 0, 1, 0 }, V_TAKEN } }, 0,
       C_REKEY_RX | C_NOTHING },
