@@ -10,6 +10,8 @@
  * Usage: bench_handshake [SCENARIO...]   (default: all); BENCH_SECONDS, BENCH_CERTS. */
 #include "bench.h"
 
+#include <openssl/pem.h>
+
 /* TLS 1.2: P-256 is listed after x25519 because a TLS 1.2 ECDSA certificate's curve
  * must be among the client's supported_groups (RFC 8422 §5.1.1; OpenSSL enforces it);
  * the key exchange still uses x25519. */
@@ -128,6 +130,373 @@ static double os_run(const scenario *sc)
     return (double)n / (t - t0);
 }
 
+
+/* ============================================================ server / client split
+ * Issue 14: the client and the server on two threads, handing the turn to
+ * each other (only the side holding the turn touches the wires), each
+ * measuring its own CPU time (CLOCK_THREAD_CPUTIME_ID) and counting its own
+ * malloc calls.  The crypto bound of each side is measured in the same run
+ * from libcrypto calls timed in a loop, like `openssl speed`: ECDSA P-256
+ * sign / verify of a 32-byte digest and X25519 derive, each with its context
+ * prepared once. */
+#include <pthread.h>
+
+/* ---- malloc counter: every malloc/calloc/realloc of the thread, libcrypto's included ---- */
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+static __thread unsigned long thread_mallocs;
+void *malloc(size_t n)
+{
+    thread_mallocs++;
+    return __libc_malloc(n);
+}
+void *calloc(size_t n, size_t m)
+{
+    thread_mallocs++;
+    return __libc_calloc(n, m);
+}
+void *realloc(void *p, size_t n)
+{
+    thread_mallocs++;
+    return __libc_realloc(p, n);
+}
+
+static double thread_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* One side of a connection, for either library. */
+typedef struct side side;
+struct side {
+    bool is_server;
+    /* ktlsx */
+    ktlsx_config *cfg;
+    ktlsx_conn *kc;
+    const uint8_t *sess;
+    long sess_len;
+    wire *in, *out;
+    /* OpenSSL */
+    SSL_CTX *ctx;
+    SSL *ssl;
+    SSL_SESSION *os_sess;
+    os_net *net;
+    bool resume;
+};
+
+static void side_new(side *sd)
+{
+    if (sd->cfg) {
+        sd->kc = ktlsx_conn_new(sd->cfg, sd->is_server ? NULL : "localhost");
+        if (!sd->kc) die("ktlsx_conn_new");
+        if (sd->sess_len > 0 && ktlsx_set_session(sd->kc, sd->sess, (size_t)sd->sess_len) != 0)
+            die("ktlsx_set_session");
+    } else {
+        sd->ssl = SSL_new(sd->ctx);
+        if (!sd->ssl) die("SSL_new");
+        BIO *rd = sd->is_server ? sd->net->c2s : sd->net->s2c, *wr = sd->is_server ? sd->net->s2c : sd->net->c2s;
+        BIO_up_ref(rd);
+        BIO_up_ref(wr);
+        SSL_set_bio(sd->ssl, rd, wr);
+        if (sd->is_server) {
+            SSL_set_accept_state(sd->ssl);
+        } else {
+            SSL_set_connect_state(sd->ssl);
+            if (SSL_set_tlsext_host_name(sd->ssl, "localhost") != 1 || SSL_set1_host(sd->ssl, "localhost") != 1)
+                die("SNI / host");
+            if (sd->os_sess && SSL_set_session(sd->ssl, sd->os_sess) != 1) die("SSL_set_session");
+        }
+    }
+}
+
+/* Take what arrived, advance, send: 1 done, 0 wants more. */
+static int side_step(side *sd)
+{
+    if (sd->kc) {
+        kx_feed(sd->kc, sd->in);
+        int st = ktlsx_handshake(sd->kc);
+        kx_move(sd->kc, sd->out);
+        if (st == KTLSX_FAILED) die("ktlsx %s: %s", sd->is_server ? "server" : "client", ktlsx_error(sd->kc));
+        if (st == KTLSX_DONE && sd->resume && !ktlsx_resumed(sd->kc)) die("ktlsx: not resumed");
+        return st == KTLSX_DONE;
+    }
+    int r = SSL_do_handshake(sd->ssl);
+    if (r != 1 && !os_want(sd->ssl, r)) die("OpenSSL %s handshake failed", sd->is_server ? "server" : "client");
+    if (r == 1 && sd->resume && !SSL_session_reused(sd->ssl)) die("OpenSSL: not resumed");
+    return r == 1;
+}
+
+static void side_free(side *sd)
+{
+    if (sd->kc) ktlsx_conn_free(sd->kc);
+    if (sd->ssl) {
+        SSL_set_shutdown(sd->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+        SSL_free(sd->ssl);
+    }
+    sd->kc = NULL;
+    sd->ssl = NULL;
+}
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int turn; /* 0 client, 1 server */
+    bool stop, server_done;
+    side *server;
+    double cpu;             /* server: CPU seconds over its handshakes */
+    unsigned long mallocs, n;
+} pingpong;
+
+static void pass_turn(pingpong *pp, int to)
+{
+    pthread_mutex_lock(&pp->mu);
+    pp->turn = to;
+    pthread_cond_broadcast(&pp->cv);
+    while (pp->turn == to) pthread_cond_wait(&pp->cv, &pp->mu);
+    pthread_mutex_unlock(&pp->mu);
+}
+
+static void *server_thread(void *arg)
+{
+    pingpong *pp = arg;
+    side *sd = pp->server;
+    pthread_mutex_lock(&pp->mu);
+    while (pp->turn != 1) pthread_cond_wait(&pp->cv, &pp->mu);
+    pthread_mutex_unlock(&pp->mu);
+    double c0 = thread_cpu_s();
+    unsigned long m0 = thread_mallocs;
+    for (;;) {
+        if (pp->stop) break;
+        if (!sd->kc && !sd->ssl) side_new(sd);
+        if (side_step(sd)) {
+            side_free(sd);
+            pp->server_done = true;
+            pp->n++;
+        }
+        pp->cpu = thread_cpu_s() - c0;
+        pp->mallocs = thread_mallocs - m0;
+        pass_turn(pp, 0);
+    }
+    return NULL;
+}
+
+typedef struct {
+    double cpu_s, mallocs;   /* per handshake */
+} side_cost;
+
+/* Handshakes for `seconds` of wall time; per-handshake CPU and mallocs of each side. */
+static void split_run(side *client, side *server, double seconds, side_cost *cc, side_cost *sc)
+{
+    pingpong pp = { .turn = 0, .server = server };
+    pthread_mutex_init(&pp.mu, NULL);
+    pthread_cond_init(&pp.cv, NULL);
+    pthread_t th;
+    if (pthread_create(&th, NULL, server_thread, &pp) != 0) die("pthread_create");
+    double end = now_s() + seconds, c0 = thread_cpu_s();
+    unsigned long m0 = thread_mallocs, n = 0;
+    do {
+        pp.server_done = false;
+        side_new(client);
+        bool cdone = side_step(client);
+        for (int i = 0; !(cdone && pp.server_done); i++) {
+            if (i == 64) die("split handshake does not terminate");
+            pass_turn(&pp, 1);
+            if (!cdone) cdone = side_step(client);
+        }
+        side_free(client);
+        if (client->in) {
+            wire_clear(client->in);
+            wire_clear(client->out);
+        } else {
+            os_net_clear(client->net);
+        }
+        n++;
+    } while (now_s() < end);
+    double ccpu = thread_cpu_s() - c0;
+    unsigned long cm = thread_mallocs - m0;
+    pthread_mutex_lock(&pp.mu);
+    pp.stop = true;
+    pp.turn = 1;
+    pthread_cond_broadcast(&pp.cv);
+    pthread_mutex_unlock(&pp.mu);
+    pthread_join(th, NULL);
+    if (pp.n != n) die("split: %lu client vs %lu server handshakes", n, pp.n);
+    cc->cpu_s = ccpu / (double)n;
+    cc->mallocs = (double)cm / (double)n;
+    sc->cpu_s = pp.cpu / (double)n;
+    sc->mallocs = (double)pp.mallocs / (double)n;
+}
+
+/* ---- the crypto bound, measured like `openssl speed` ---- */
+
+static EVP_PKEY *load_pem_key(const char *file, bool priv)
+{
+    FILE *f = fopen(cert_path(file), "r");
+    if (!f) die("open %s", file);
+    EVP_PKEY *k = NULL;
+    if (priv) {
+        k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    } else {
+        X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+        if (x) k = X509_get_pubkey(x);
+        X509_free(x);
+    }
+    fclose(f);
+    if (!k) die("key %s", file);
+    return k;
+}
+
+/* Seconds per operation of `op` over about `seconds` of CPU time. */
+typedef int (*bench_op)(void *);
+static double time_op(bench_op op, void *arg, double seconds)
+{
+    unsigned long n = 0;
+    double t0 = thread_cpu_s(), t;
+    do {
+        for (int i = 0; i < 16; i++)
+            if (op(arg) <= 0) die("crypto bound: operation failed");
+        n += 16;
+    } while ((t = thread_cpu_s()) - t0 < seconds);
+    return (t - t0) / (double)n;
+}
+
+typedef struct {
+    EVP_PKEY_CTX *ctx;
+    uint8_t dgst[32], sig[80];
+    size_t siglen;
+} sig_op;
+
+static int op_sign(void *a)
+{
+    sig_op *o = a;
+    size_t len = sizeof o->sig;
+    return EVP_PKEY_sign(o->ctx, o->sig, &len, o->dgst, sizeof o->dgst);
+}
+
+static int op_verify(void *a)
+{
+    sig_op *o = a;
+    return EVP_PKEY_verify(o->ctx, o->sig, o->siglen, o->dgst, sizeof o->dgst);
+}
+
+static int op_derive(void *a)
+{
+    uint8_t out[32];
+    size_t len = sizeof out;
+    return EVP_PKEY_derive(a, out, &len);
+}
+
+typedef struct {
+    double sign, verify, x25519; /* seconds per operation */
+} crypto_costs;
+
+static crypto_costs measure_crypto(double seconds)
+{
+    crypto_costs cc;
+    EVP_PKEY *priv = load_pem_key("server-ecdsa.key", true), *pub = load_pem_key("server-ecdsa.pem", false);
+    sig_op s = { 0 }, v = { 0 };
+    memset(s.dgst, 0x5a, sizeof s.dgst);
+    s.ctx = EVP_PKEY_CTX_new_from_pkey(NULL, priv, NULL);
+    if (!s.ctx || EVP_PKEY_sign_init(s.ctx) <= 0) die("sign init");
+    cc.sign = time_op(op_sign, &s, seconds);
+    v = s;
+    v.siglen = sizeof v.sig;
+    if (EVP_PKEY_sign(s.ctx, v.sig, &v.siglen, v.dgst, sizeof v.dgst) <= 0) die("sign");
+    v.ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pub, NULL);
+    if (!v.ctx || EVP_PKEY_verify_init(v.ctx) <= 0) die("verify init");
+    cc.verify = time_op(op_verify, &v, seconds);
+    EVP_PKEY *a = EVP_PKEY_Q_keygen(NULL, NULL, "X25519"), *b = EVP_PKEY_Q_keygen(NULL, NULL, "X25519");
+    EVP_PKEY_CTX *d = a && b ? EVP_PKEY_CTX_new_from_pkey(NULL, a, NULL) : NULL;
+    if (!d || EVP_PKEY_derive_init(d) <= 0 || EVP_PKEY_derive_set_peer(d, b) <= 0) die("x25519 init");
+    cc.x25519 = time_op(op_derive, d, seconds);
+    EVP_PKEY_CTX_free(s.ctx);
+    EVP_PKEY_CTX_free(v.ctx);
+    EVP_PKEY_CTX_free(d);
+    EVP_PKEY_free(a);
+    EVP_PKEY_free(b);
+    EVP_PKEY_free(priv);
+    EVP_PKEY_free(pub);
+    return cc;
+}
+
+/* ---- the split scenarios ---- */
+
+typedef struct {
+    const char *name;
+    const scenario *sc;
+} split_scenario;
+
+static void split_kx(const scenario *sc, double seconds, side_cost *cc, side_cost *scost)
+{
+    wire c2s = { 0 }, s2c = { 0 };
+    kx_bench b = { 0 };
+    b.cc = kx_client_cfg(sc);
+    b.sc = kx_server_cfg(sc);
+    if (sc->resume) kx_one(&b, true);
+    side client = { .is_server = false, .cfg = b.cc, .sess = b.sess, .sess_len = b.sess_len, .in = &s2c,
+                    .out = &c2s, .resume = sc->resume != 0 };
+    side server = { .is_server = true, .cfg = b.sc, .in = &c2s, .out = &s2c, .resume = sc->resume != 0 };
+    side_cost wc, ws;
+    split_run(&client, &server, bench_warmup(), &wc, &ws);
+    split_run(&client, &server, seconds, cc, scost);
+    ktlsx_config_free(b.cc);
+    ktlsx_config_free(b.sc);
+    wire_free(&b.c2s);
+    wire_free(&b.s2c);
+    wire_free(&c2s);
+    wire_free(&s2c);
+}
+
+static void split_os(const scenario *sc, double seconds, side_cost *cc, side_cost *scost)
+{
+    os_bench b = { 0 };
+    b.cctx = os_client_ctx(sc);
+    b.sctx = os_server_ctx(sc);
+    os_net_init(&b.net);
+    if (sc->resume) os_one(&b, true);
+    side client = { .is_server = false, .ctx = b.cctx, .os_sess = b.sess, .net = &b.net, .resume = sc->resume != 0 };
+    side server = { .is_server = true, .ctx = b.sctx, .net = &b.net, .resume = sc->resume != 0 };
+    side_cost wc, ws;
+    split_run(&client, &server, bench_warmup(), &wc, &ws);
+    split_run(&client, &server, seconds, cc, scost);
+    SSL_SESSION_free(b.sess);
+    os_net_free(&b.net);
+    SSL_CTX_free(b.cctx);
+    SSL_CTX_free(b.sctx);
+}
+
+static void run_split(const scenario *sc, const char *tag, const crypto_costs *cr, const char *only, bool verbose)
+{
+    side_cost kc = { 0 }, ks = { 0 }, oc = { 0 }, os = { 0 };
+    double secs = bench_seconds();
+    if (!only || strcmp(only, "ktlsx") == 0) split_kx(sc, secs, &kc, &ks);
+    if (!only || strcmp(only, "openssl") == 0) split_os(sc, secs, &oc, &os);
+    /* Server: 1 sign + 2 X25519 (full), 2 X25519 (psk_dhe_ke); client: 3 verifies + 2 X25519, or 2 X25519. */
+    double sbound = 2 * cr->x25519 + (sc->resume ? 0 : cr->sign);
+    double cbound = 2 * cr->x25519 + (sc->resume ? 0 : 3 * cr->verify);
+    char name[64];
+    struct {
+        const char *who;
+        side_cost *k, *o;
+        double bound;
+    } rows[] = { { "srv", &ks, &os, sbound }, { "cli", &kc, &oc, cbound } };
+    for (size_t i = 0; i < 2; i++) {
+        double kcpu = rows[i].k->cpu_s, ocpu = rows[i].o->cpu_s;
+        snprintf(name, sizeof name, "%s-%s", rows[i].who, tag);
+        report(name, kcpu > 0 ? 1 / kcpu : 0, ocpu > 0 ? 1 / ocpu : 0, "hs/s");
+        snprintf(name, sizeof name, "%s-%s-bound", rows[i].who, tag);
+        report(name, kcpu > 0 ? 100 * rows[i].bound / kcpu : 0, ocpu > 0 ? 100 * rows[i].bound / ocpu : 0, "%");
+        snprintf(name, sizeof name, "%s-%s-malloc", rows[i].who, tag);
+        report(name, rows[i].k->mallocs, rows[i].o->mallocs, "calls");
+        if (verbose)
+            fprintf(stderr, "  %s: CPU per handshake ktlsx %.1f us, openssl %.1f us, crypto bound %.1f us\n", name,
+                    kcpu * 1e6, ocpu * 1e6, rows[i].bound * 1e6);
+    }
+}
+
 int main(int argc, char **argv)
 {
     pin_to_one_cpu();
@@ -148,6 +517,21 @@ int main(int argc, char **argv)
         if (verbose)
             fprintf(stderr, "  %s wire bytes c2s/s2c: ktlsx %zu/%zu, openssl %zu/%zu\n", sc->name, kc, ks, last_c2s,
                     last_s2c);
+    }
+    /* Issue 14: each side on its own thread, CPU time per handshake and share of its crypto bound. */
+    static const struct {
+        const char *tag;
+        size_t scenario;
+    } splits[] = { { "tls13-ecdsa", 0 }, { "tls13-resume", 3 } };
+    bool any = false;
+    for (size_t i = 0; i < sizeof splits / sizeof splits[0]; i++) any |= bench_selected(argc, argv, splits[i].tag);
+    if (any) {
+        crypto_costs cr = measure_crypto(bench_seconds() / 4);
+        printf("# crypto bound, this run (libcrypto, context prepared once): ECDSA P-256 sign %.1f us, verify %.1f us, "
+               "X25519 %.1f us\n", cr.sign * 1e6, cr.verify * 1e6, cr.x25519 * 1e6);
+        for (size_t i = 0; i < sizeof splits / sizeof splits[0]; i++)
+            if (bench_selected(argc, argv, splits[i].tag))
+                run_split(&scenarios[splits[i].scenario], splits[i].tag, &cr, only, verbose);
     }
     return 0;
 }

@@ -669,6 +669,27 @@ const char *ktlsx_probe_cipher_name(int i);
  * Returns 0, or -1 with errno EINVAL when report or fn is NULL. */
 int ktlsx_probe_lines(const struct ktlsx_probe_report *report, ktlsx_log_fn fn, void *arg);
 /* ---- end of the kernel TLS probe ---- */
+
+/* ---- issue 14: verified-chain cache ----
+ * Peer chains that passed verification are remembered, per configuration and
+ * trust store, so that the same chain (byte for byte, in the same role) is not
+ * rebuilt and re-verified by every handshake.  The host name / IP check still
+ * runs on every connection, and so does the verify callback
+ * (ktlsx_config_set_verify_callback) with chain_ok as a full verification
+ * would give it.  An entry is used only while every certificate of the
+ * verified chain (trust anchor included) is within its validity and before
+ * the earliest nextUpdate of the configured CRLs; setting a CA or CRL
+ * (ktlsx_config_set_ca_file / _ca_mem / _crl_file / _crl_mem) empties it.
+ * Chains that failed are never cached.
+ * entries: how many chains, least recently used dropped first; 0 turns the
+ * cache off.  At most 65536.  Default: 256 (each entry holds the parsed
+ * leaf, its key and its subject, about 2–3 KB).
+ * Returns 0, or -1 with the reason in ktlsx_config_error(cfg) (too many
+ * entries, or configuration in use); -1 when cfg is NULL. */
+#define KTLSX_VERIFY_CACHE_DEFAULT 256
+#define KTLSX_VERIFY_CACHE_MAX 65536
+int ktlsx_config_set_verify_cache(ktlsx_config *cfg, size_t entries);
+/* ---- end of the verified-chain cache ---- */
 #pragma GCC visibility pop
 
 #ifdef __cplusplus

@@ -15,9 +15,11 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 
@@ -39,12 +41,38 @@ struct chain_cache_slot {
     uint64_t last_use;
 };
 
+/* Verified chains (issue 14): X509_verify_cert is about half of a full
+ * handshake pair, and a client reconnecting to one server (or a server
+ * verifying the same client again) presents the same chain every time.  An
+ * entry records that these exact DER bytes, in this role, passed
+ * verification against this store; a kx_trust is never modified after it is
+ * built (a CA or CRL change builds a new one), so the store's generation is
+ * the kx_trust itself and a change drops every entry with it.  The name check
+ * is per connection and runs on every hit.  An entry is used only inside
+ * [latest notBefore, earliest notAfter] of the built chain (trust anchor
+ * included) and before the earliest CRL nextUpdate of the store. */
+struct verified_chain {
+    uint8_t key[SHA256_DIGEST_LENGTH]; /* role byte, then length + DER of each certificate */
+    X509 *leaf;                        /* for the per-connection name check */
+    EVP_PKEY *pub;                     /* the leaf's key, handed out with a new reference */
+    char *subject;
+    time_t not_before, not_after;
+    uint64_t last_use; /* 0: free */
+};
+
 struct kx_trust {
     X509_STORE *store;
     CRYPTO_RWLOCK *cache_lock; /* one trust store serves every connection of a config */
     struct chain_cache_slot cache[KX_CHAIN_CACHE_SLOTS];
     uint64_t cache_clock;
     unsigned long cache_hits;
+    /* ---- verified-chain cache (issue 14), under cache_lock ---- */
+    struct verified_chain *vc;
+    size_t vc_cap;          /* 0: off */
+    unsigned long vc_hits;
+    time_t crl_next_update; /* earliest nextUpdate of the store's CRLs; 0: no bound */
+    EVP_MD *sha256;         /* fetched once: no provider lookup per handshake */
+    time_t fixed_now;       /* tests: the verification time; 0 = the clock */
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -454,6 +482,36 @@ static int load_crls(X509_STORE *store, const kx_input *in, char *err, size_t er
     return 0;
 }
 
+/* ASN1_TIME as seconds since the epoch; false when unreadable. */
+static bool asn1_to_time(const ASN1_TIME *a, time_t *out)
+{
+    struct tm tm;
+    if (a == NULL || ASN1_TIME_to_tm(a, &tm) != 1) return false;
+    *out = timegm(&tm);
+    return *out != (time_t)-1;
+}
+
+/* The earliest nextUpdate of the store's CRLs (the store is complete once
+ * built, so this is fixed for its lifetime): after it, a CRL may have been
+ * superseded, so no verified chain may be served from the cache past it.
+ * 0 when there are no CRLs; a CRL without nextUpdate bounds nothing. */
+static time_t earliest_crl_next_update(X509_STORE *store)
+{
+    time_t earliest = 0;
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
+    for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+        X509_CRL *crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, i));
+        time_t next;
+        if (crl == NULL) continue;
+        if (!asn1_to_time(X509_CRL_get0_nextUpdate(crl), &next)) {
+            if (X509_CRL_get0_nextUpdate(crl) != NULL) return 1; /* unreadable: serve nothing from the cache */
+            continue;
+        }
+        if (earliest == 0 || next < earliest) earliest = next;
+    }
+    return earliest;
+}
+
 kx_trust *kx_trust_new_mem(const kx_input *ca, const kx_input *crl, char *err, size_t errlen)
 {
     ERR_set_mark();
@@ -473,6 +531,11 @@ kx_trust *kx_trust_new_mem(const kx_input *ca, const kx_input *crl, char *err, s
         goto fail;
     }
     if (crl != NULL && load_crls(t->store, crl, err, errlen) < 0) goto fail;
+    if ((t->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL) {
+        set_err(err, errlen, "%s: SHA-256 unavailable", ca != NULL ? ca->name : "trust store");
+        goto fail;
+    }
+    t->crl_next_update = earliest_crl_next_update(t->store);
     ERR_pop_to_mark();
     return t;
 fail:
@@ -496,6 +559,55 @@ kx_trust *kx_trust_new(const char *ca_file, const char *crl_file, char *err, siz
     return t;
 }
 
+static void vc_drop(struct verified_chain *e)
+{
+    X509_free(e->leaf);
+    EVP_PKEY_free(e->pub);
+    OPENSSL_free(e->subject);
+    memset(e, 0, sizeof(*e));
+}
+
+static void vc_clear(kx_trust *t)
+{
+    for (size_t i = 0; i < t->vc_cap; i++)
+        if (t->vc[i].last_use != 0) vc_drop(&t->vc[i]);
+}
+
+int kx_trust_set_verify_cache(kx_trust *t, size_t entries)
+{
+    if (t == NULL) return -1;
+    if (entries == t->vc_cap) return 0;
+    struct verified_chain *vc = NULL;
+    if (entries > 0 && (vc = OPENSSL_zalloc(entries * sizeof(*vc))) == NULL) return -1;
+    if (!CRYPTO_THREAD_write_lock(t->cache_lock)) {
+        OPENSSL_free(vc);
+        return -1;
+    }
+    vc_clear(t);
+    OPENSSL_free(t->vc);
+    t->vc = vc;
+    t->vc_cap = entries;
+    CRYPTO_THREAD_unlock(t->cache_lock);
+    return 0;
+}
+
+unsigned long kx_trust_verify_cache_hits(kx_trust *t)
+{
+    unsigned long hits = 0;
+    if (t != NULL && CRYPTO_THREAD_read_lock(t->cache_lock)) {
+        hits = t->vc_hits;
+        CRYPTO_THREAD_unlock(t->cache_lock);
+    }
+    return hits;
+}
+
+void kx_trust_set_time(kx_trust *t, time_t now)
+{
+    if (t != NULL) t->fixed_now = now;
+}
+
+static time_t trust_now(const kx_trust *t) { return t->fixed_now != 0 ? t->fixed_now : time(NULL); }
+
 void kx_trust_free(kx_trust *t)
 {
     if (t == NULL) return;
@@ -503,6 +615,9 @@ void kx_trust_free(kx_trust *t)
         X509_free(t->cache[i].cert);
         OPENSSL_free(t->cache[i].der);
     }
+    vc_clear(t);
+    OPENSSL_free(t->vc);
+    EVP_MD_free(t->sha256);
     CRYPTO_THREAD_lock_free(t->cache_lock);
     X509_STORE_free(t->store);
     OPENSSL_free(t);
@@ -771,28 +886,70 @@ static void format_subject(X509 *x, char *out, size_t outlen)
     BIO_free(b);
 }
 
-/* Set the name the leaf must carry.  IP literals are matched against iPAddress
- * SANs (set1_host would compare them as DNS names, which RFC 6125 forbids);
- * a bracketed IPv6 literal ("[::1]", as in a URL) is accepted too. */
-static int set_peer_name(X509_VERIFY_PARAM *vp, const char *host)
+/* The IP literal `host` names, copied into ip (a bracketed IPv6 literal,
+ * "[::1]" as in a URL, unwrapped), or NULL when host is a DNS name. */
+static const char *ip_literal(const char *host, char *ip, size_t iplen)
 {
     unsigned char addr[16];
-    char ip[INET6_ADDRSTRLEN + 1];
     size_t n = strlen(host);
-    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof(ip)) {
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < iplen) {
         memcpy(ip, host + 1, n - 2);
         ip[n - 2] = '\0';
-        if (inet_pton(AF_INET6, ip, addr) == 1) return X509_VERIFY_PARAM_set1_ip_asc(vp, ip);
+        if (inet_pton(AF_INET6, ip, addr) == 1) return ip;
     }
-    if (inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1)
-        return X509_VERIFY_PARAM_set1_ip_asc(vp, host);
-    /* Same policy as browsers and curl: "*" must be the whole left label. */
-    X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if (inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1) return host;
+    return NULL;
+}
+
+/* Same policy as browsers and curl: "*" must be the whole left label. */
+#define KX_HOST_FLAGS X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS
+
+/* Set the name the leaf must carry.  IP literals are matched against iPAddress
+ * SANs (set1_host would compare them as DNS names, which RFC 6125 forbids). */
+static int set_peer_name(X509_VERIFY_PARAM *vp, const char *host)
+{
+    char ip[INET6_ADDRSTRLEN + 1];
+    const char *lit = ip_literal(host, ip, sizeof(ip));
+    if (lit != NULL) return X509_VERIFY_PARAM_set1_ip_asc(vp, lit);
+    X509_VERIFY_PARAM_set_hostflags(vp, KX_HOST_FLAGS);
     return X509_VERIFY_PARAM_set1_host(vp, host, 0);
 }
 
+/* The name check of a chain served from the verified-chain cache: what
+ * X509_verify_cert's check_id does with the parameters set_peer_name sets,
+ * with the same errors. */
+static kx_result check_peer_name(X509 *leaf, const char *host)
+{
+    char ip[INET6_ADDRSTRLEN + 1];
+    const char *lit = ip_literal(host, ip, sizeof(ip));
+    if (lit != NULL) {
+        if (X509_check_ip_asc(leaf, lit, 0) == 1) return KX_OK;
+        return KX_FAIL(verify_alert(X509_V_ERR_IP_ADDRESS_MISMATCH), verify_reason(X509_V_ERR_IP_ADDRESS_MISMATCH));
+    }
+    if (X509_check_host(leaf, host, 0, KX_HOST_FLAGS, NULL) == 1) return KX_OK;
+    return KX_FAIL(verify_alert(X509_V_ERR_HOSTNAME_MISMATCH), verify_reason(X509_V_ERR_HOSTNAME_MISMATCH));
+}
+
+/* Validity window of a built chain: [latest notBefore, earliest notAfter]. */
+static bool chain_window(STACK_OF(X509) *built, time_t *not_before, time_t *not_after)
+{
+    *not_before = 0;
+    *not_after = 0;
+    for (int i = 0; i < sk_X509_num(built); i++) {
+        X509 *x = sk_X509_value(built, i);
+        time_t nb, na;
+        if (!asn1_to_time(X509_get0_notBefore(x), &nb) || !asn1_to_time(X509_get0_notAfter(x), &na)) return false;
+        if (i == 0 || nb > *not_before) *not_before = nb;
+        if (i == 0 || na < *not_after) *not_after = na;
+    }
+    return sk_X509_num(built) > 0;
+}
+
+/* Full verification.  window (may be NULL): on success, the validity window
+ * of the chain X509_verify_cert built, for the verified-chain cache; set to
+ * {0, 0} when it cannot be read (then the chain is not cached). */
 static kx_result verify_chain(kx_trust *t, X509 *leaf, STACK_OF(X509) *untrusted, const char *host,
-                              int peer_is_server)
+                              int peer_is_server, time_t window[2])
 {
     X509_STORE_CTX *ctx = X509_STORE_CTX_new();
     if (ctx == NULL) return KX_FAIL(KX_ALERT_INTERNAL_ERROR, "out of memory");
@@ -810,6 +967,8 @@ static kx_result verify_chain(kx_trust *t, X509 *leaf, STACK_OF(X509) *untrusted
         r = KX_FAIL(KX_ALERT_INTERNAL_ERROR, "certificate verification setup failed");
         goto out;
     }
+    /* Tests move the clock (kx_trust_set_time); the cache judges by the same time. */
+    if (t->fixed_now != 0) X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx), t->fixed_now);
     if (host != NULL && !set_peer_name(X509_STORE_CTX_get0_param(ctx), host)) {
         r = KX_FAIL(KX_ALERT_INTERNAL_ERROR, "cannot set the name to verify");
         goto out;
@@ -822,10 +981,120 @@ static kx_result verify_chain(kx_trust *t, X509 *leaf, STACK_OF(X509) *untrusted
             r = KX_FAIL(KX_ALERT_INTERNAL_ERROR, "certificate verify failed");
         else
             r = KX_FAIL(verify_alert(e), verify_reason(e));
+    } else if (window != NULL && !chain_window(X509_STORE_CTX_get0_chain(ctx), &window[0], &window[1])) {
+        window[0] = window[1] = 0;
     }
 out:
     X509_STORE_CTX_free(ctx);
     return r;
+}
+
+/* The cache key: SHA-256 over the role and every certificate's length and
+ * DER, so that neither a changed byte nor a different split of the same
+ * bytes into certificates can match an entry. */
+static bool chain_key(kx_trust *t, const uint8_t *const *der, const size_t *der_len, size_t count,
+                      int peer_is_server, uint8_t key[SHA256_DIGEST_LENGTH])
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    uint8_t role = peer_is_server ? 1 : 0;
+    bool ok = md != NULL && EVP_DigestInit_ex(md, t->sha256, NULL) && EVP_DigestUpdate(md, &role, 1);
+    for (size_t i = 0; ok && i < count; i++) {
+        uint8_t len[4] = { (uint8_t)(der_len[i] >> 24), (uint8_t)(der_len[i] >> 16), (uint8_t)(der_len[i] >> 8),
+                           (uint8_t)der_len[i] };
+        ok = der[i] != NULL && der_len[i] <= 0xffffff && EVP_DigestUpdate(md, len, sizeof(len)) &&
+             EVP_DigestUpdate(md, der[i], der_len[i]);
+    }
+    ok = ok && EVP_DigestFinal_ex(md, key, NULL);
+    EVP_MD_CTX_free(md);
+    return ok;
+}
+
+/* A cached verdict for `key` usable at `now`: new references to the leaf and
+ * its key, and the subject.  An entry past its window is dropped. */
+static bool vc_lookup(kx_trust *t, const uint8_t *key, time_t now, X509 **leaf, EVP_PKEY **pub, char *subject,
+                      size_t subjectlen)
+{
+    bool hit = false;
+    if (!CRYPTO_THREAD_write_lock(t->cache_lock)) return false;
+    for (size_t i = 0; i < t->vc_cap; i++) {
+        struct verified_chain *e = &t->vc[i];
+        if (e->last_use == 0 || memcmp(e->key, key, SHA256_DIGEST_LENGTH) != 0) continue;
+        bool fresh = now >= e->not_before && now < e->not_after &&
+                     (t->crl_next_update == 0 || now < t->crl_next_update);
+        if (!fresh) {
+            vc_drop(e);
+        } else if (X509_up_ref(e->leaf)) {
+            if (!EVP_PKEY_up_ref(e->pub)) {
+                X509_free(e->leaf);
+                break;
+            }
+            *leaf = e->leaf;
+            *pub = e->pub;
+            if (subject != NULL && subjectlen > 0) {
+                size_t n = strlen(e->subject);
+                if (n >= subjectlen) n = subjectlen - 1;
+                memcpy(subject, e->subject, n);
+                subject[n] = '\0';
+            }
+            e->last_use = ++t->cache_clock;
+            t->vc_hits++;
+            hit = true;
+        }
+        break;
+    }
+    CRYPTO_THREAD_unlock(t->cache_lock);
+    return hit;
+}
+
+/* Remember a verified chain in a free or the least recently used entry. */
+static void vc_insert(kx_trust *t, const uint8_t *key, X509 *leaf, EVP_PKEY *pub, const char *subject,
+                      const time_t window[2])
+{
+    if (window[1] <= window[0]) return;
+    char *subj = OPENSSL_strdup(subject);
+    if (subj == NULL) return;
+    if (!X509_up_ref(leaf)) {
+        OPENSSL_free(subj);
+        return;
+    }
+    if (!EVP_PKEY_up_ref(pub)) {
+        X509_free(leaf);
+        OPENSSL_free(subj);
+        return;
+    }
+    if (!CRYPTO_THREAD_write_lock(t->cache_lock)) {
+        X509_free(leaf);
+        EVP_PKEY_free(pub);
+        OPENSSL_free(subj);
+        return;
+    }
+    struct verified_chain *victim = NULL;
+    for (size_t i = 0; i < t->vc_cap; i++) {
+        struct verified_chain *e = &t->vc[i];
+        /* Another connection verified the same chain meanwhile: replace it. */
+        if (e->last_use != 0 && memcmp(e->key, key, SHA256_DIGEST_LENGTH) == 0) {
+            victim = e;
+            break;
+        }
+        if (victim == NULL || e->last_use < victim->last_use) victim = e;
+    }
+    struct verified_chain old = { 0 };
+    if (victim != NULL) {
+        old = *victim;
+        memcpy(victim->key, key, SHA256_DIGEST_LENGTH);
+        victim->leaf = leaf;
+        victim->pub = pub;
+        victim->subject = subj;
+        victim->not_before = window[0];
+        victim->not_after = window[1];
+        victim->last_use = ++t->cache_clock;
+        leaf = NULL, pub = NULL, subj = NULL;
+    }
+    CRYPTO_THREAD_unlock(t->cache_lock);
+    if (old.last_use != 0) vc_drop(&old);
+    X509_free(leaf);
+    EVP_PKEY_free(pub);
+    OPENSSL_free(subj);
 }
 
 kx_result kx_trust_verify(kx_trust *t, const uint8_t *const *der, const size_t *der_len, size_t count,
@@ -843,8 +1112,24 @@ kx_result kx_trust_verify(kx_trust *t, const uint8_t *const *der, const size_t *
     ERR_set_mark();
     kx_result r = KX_OK;
     X509 *leaf = NULL;
-    STACK_OF(X509) *untrusted = sk_X509_new_null();
-    if (untrusted == NULL) {
+    EVP_PKEY *pub = NULL;
+    STACK_OF(X509) *untrusted = NULL;
+    uint8_t key[SHA256_DIGEST_LENGTH];
+    /* Read without the lock: only a setter changes it, never during handshakes. */
+    bool cache = t->vc_cap > 0 && chain_key(t, der, der_len, count, peer_is_server, key);
+    time_t now = trust_now(t);
+
+    if (cache && vc_lookup(t, key, now, &leaf, &pub, subject, subjectlen)) {
+        if (host != NULL) r = check_peer_name(leaf, host);
+        if (!kx_failed(r) && leaf_pub != NULL) {
+            *leaf_pub = pub;
+            pub = NULL;
+        }
+        if (kx_failed(r) && subject != NULL && subjectlen > 0) subject[0] = '\0';
+        goto out;
+    }
+
+    if ((untrusted = sk_X509_new_null()) == NULL) {
         r = KX_FAIL(KX_ALERT_INTERNAL_ERROR, "out of memory");
         goto out;
     }
@@ -865,15 +1150,31 @@ kx_result kx_trust_verify(kx_trust *t, const uint8_t *const *der, const size_t *
             goto out;
         }
     }
-    r = verify_chain(t, leaf, untrusted, host, peer_is_server);
+    time_t window[2] = { 0, 0 };
+    r = verify_chain(t, leaf, untrusted, host, peer_is_server, window);
     if (kx_failed(r)) goto out;
-    if (leaf_pub != NULL && (*leaf_pub = X509_get_pubkey(leaf)) == NULL) {
+    if ((pub = X509_get_pubkey(leaf)) == NULL) {
         r = KX_FAIL(KX_ALERT_UNSUPPORTED_CERTIFICATE, "unsupported certificate public key");
         goto out;
     }
-    format_subject(leaf, subject, subjectlen);
+    /* Cached only after passing with whatever name was asked: without the
+     * name the same chain passes too, and every hit checks its own name. */
+    char subj[256];
+    format_subject(leaf, subj, sizeof(subj));
+    if (subject != NULL && subjectlen > 0) {
+        size_t n = strlen(subj);
+        if (n >= subjectlen) n = subjectlen - 1;
+        memcpy(subject, subj, n);
+        subject[n] = '\0';
+    }
+    if (cache) vc_insert(t, key, leaf, pub, subj, window);
+    if (leaf_pub != NULL) {
+        *leaf_pub = pub;
+        pub = NULL;
+    }
 out:
     X509_free(leaf);
+    EVP_PKEY_free(pub);
     sk_X509_pop_free(untrusted, X509_free);
     ERR_pop_to_mark();
     return r;

@@ -5,6 +5,7 @@
 
 #include "core/buf.h"
 #include <stdbool.h>
+#include <time.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -55,6 +56,19 @@ void kx_trust_free(kx_trust *t);
 /* How many intermediates were served from the parsed-certificate cache
  * (tests and benchmarks). */
 unsigned long kx_trust_cache_hits(kx_trust *t);
+
+/* Verified-chain cache (issue 14): up to `entries` chains that passed
+ * kx_trust_verify are not verified again while every certificate of the built
+ * chain is valid and before the earliest CRL nextUpdate; the name check still
+ * runs each time.  0 (the default of a new trust store) turns it off; a
+ * changed size empties it.  Not to be called while another thread verifies
+ * with `t`.  -1 when out of memory (the cache is then off). */
+int kx_trust_set_verify_cache(kx_trust *t, size_t entries);
+/* Verifications answered from that cache (tests and benchmarks). */
+unsigned long kx_trust_verify_cache_hits(kx_trust *t);
+/* Tests: verify (and judge cache entries) as of `now` instead of the clock;
+ * 0 returns to the clock. */
+void kx_trust_set_time(kx_trust *t, time_t now);
 
 /* Verify a peer chain (DER, leaf first).
  *  - host: client side, the name (or IP literal) to match; NULL = no name check.

@@ -69,6 +69,8 @@ ktlsx_config *ktlsx_config_new(enum ktlsx_role role)
     atomic_init(&cfg->refs, 1);
     atomic_init(&cfg->conns, 0);
     pthread_rwlock_init(&cfg->change_lock, NULL);
+    /* issue 14: verified-chain cache */
+    cfg->verify_cache_entries = KTLSX_VERIFY_CACHE_DEFAULT;
     return cfg;
 }
 
@@ -384,8 +386,25 @@ kx_trust *kx_config_trust(ktlsx_config *cfg, const char **err)
         cfg->trust = kx_trust_new_mem(NULL, cfg->crl_data ? &crl : NULL, buf, sizeof buf);
         if (!cfg->trust) *err = "cannot load the system trust store";
     }
+    /* issue 14: a new store (CA or CRL set) or a new size starts an empty
+     * cache.  Sizes only change while no connection uses cfg, so no other
+     * thread is verifying with this store now.  Out of memory leaves the
+     * cache off, which costs speed only. */
+    if (cfg->trust) (void)kx_trust_set_verify_cache(cfg->trust, cfg->verify_cache_entries);
     pthread_mutex_unlock(&cfg->trust_lock);
     return cfg->trust;
+}
+
+/* ---- issue 14: verified-chain cache ---- */
+
+int ktlsx_config_set_verify_cache(ktlsx_config *cfg, size_t entries)
+{
+    if (!cfg) return -1;
+    KX_CONFIG_CHANGE(cfg);
+    if (entries > KTLSX_VERIFY_CACHE_MAX)
+        return config_error(cfg, "verify cache entries: %zu (at most %u)", entries, KTLSX_VERIFY_CACHE_MAX);
+    cfg->verify_cache_entries = entries;
+    return 0;
 }
 
 /* ---- resumption and PSKs ---- */

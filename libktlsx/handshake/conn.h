@@ -99,6 +99,9 @@ struct ktlsx_config {
     ktlsx_verify_fn verify_fn;        /* extra step after the library's chain verification */
     void *verify_arg;
     struct ktlsx_session_store store; /* TLS 1.2 session IDs behind session_cache; store.get NULL = none */
+    /* ---- issue 14: verified-chain cache (crypto/x509.c), applied to the
+     * trust store by kx_config_trust ---- */
+    size_t verify_cache_entries;      /* 0 = off */
 };
 
 /* One log line through the configuration's sink (handshake/log.c). */

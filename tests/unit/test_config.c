@@ -696,6 +696,100 @@ static void test_handshake_mem_crl(void **state)
     }
 }
 
+/* ---- issue 14: verified-chain cache (ktlsx_config_set_verify_cache) ---- */
+
+static void test_verify_cache_setter(void **state)
+{
+    (void)state;
+    assert_int_equal(ktlsx_config_set_verify_cache(NULL, 4), -1);
+    ktlsx_config *cfg = ktlsx_config_new(KTLSX_CLIENT);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->verify_cache_entries, KTLSX_VERIFY_CACHE_DEFAULT);
+    assert_int_equal(ktlsx_config_set_verify_cache(cfg, KTLSX_VERIFY_CACHE_MAX + 1), -1);
+    assert_string_equal(ktlsx_config_error(cfg), "verify cache entries: 65537 (at most 65536)");
+    assert_int_equal(cfg->verify_cache_entries, KTLSX_VERIFY_CACHE_DEFAULT);
+    assert_int_equal(ktlsx_config_set_verify_cache(cfg, 0), 0);
+    assert_int_equal(cfg->verify_cache_entries, 0);
+    assert_int_equal(ktlsx_config_set_verify_cache(cfg, KTLSX_VERIFY_CACHE_MAX), 0);
+    ktlsx_config_free(cfg);
+}
+
+struct verify_calls {
+    int calls, ok;
+};
+
+static int count_verify(ktlsx_conn *conn, int chain_ok, const uint8_t *const *der, const size_t *der_len,
+                        size_t count, void *arg)
+{
+    (void)conn, (void)der, (void)der_len, (void)count;
+    struct verify_calls *v = arg;
+    v->calls++;
+    v->ok += chain_ok != 0;
+    return chain_ok ? 0 : 42;
+}
+
+/* One client handshake with the server configuration `sc` (kept) for `host`. */
+static void cache_handshake(ktlsx_config *cc, ktlsx_config *sc, const char *host, int expect_alert)
+{
+    kxt_pair p;
+    kxt_pair_start(&p, cc, sc, host, KXT_FEED_ALL);
+    p.keep_cfgs = true;
+    kxt_pump(&p);
+    if (expect_alert == 0) kxt_assert_done(&p);
+    else kxt_assert_failed(&p, true, (uint8_t)expect_alert);
+    kxt_pair_free(&p);
+}
+
+/* Handshakes through the cache: the verify callback runs on every connection
+ * with the verdict of a full verification, another host name is refused on a
+ * cached chain, a CRL or CA change empties the cache, 0 turns it off. */
+static void test_verify_cache_handshakes(void **state)
+{
+    (void)state;
+    ktlsx_config *sc = kxt_server_cfg("ecdsa", NULL, NULL);
+    ktlsx_config *cc = kxt_client_cfg(NULL, NULL);
+    struct verify_calls v = { 0, 0 };
+    KXT_CFG_OK(cc, ktlsx_config_set_verify_callback(cc, count_verify, &v));
+    for (int i = 0; i < 3; i++) cache_handshake(cc, sc, "localhost", 0);
+    assert_int_equal(kx_trust_verify_cache_hits(cc->trust), 2);
+    assert_int_equal(v.calls, 3);
+    assert_int_equal(v.ok, 3);
+    /* The server's cached chain for another name: chain_ok 0, the callback refuses. */
+    cache_handshake(cc, sc, "other.example", KX_ALERT_BAD_CERTIFICATE);
+    assert_int_equal(kx_trust_verify_cache_hits(cc->trust), 3);
+    assert_int_equal(v.calls, 4);
+    assert_int_equal(v.ok, 3);
+    cache_handshake(cc, sc, "127.0.0.1", 0);
+    assert_int_equal(v.ok, 4);
+
+    /* A CRL revoking the server's leaf after it was cached: refused at once. */
+    bytes crl = make_crl("server-ecdsa-leaf.pem", 1);
+    KXT_CFG_OK(cc, ktlsx_config_set_crl_mem(cc, crl.data, crl.len));
+    bytes_free(&crl);
+    cache_handshake(cc, sc, "localhost", KX_ALERT_BAD_CERTIFICATE); /* the callback's alert */
+    assert_int_equal(kx_trust_verify_cache_hits(cc->trust), 0);
+    KXT_CFG_OK(cc, ktlsx_config_set_verify_callback(cc, NULL, NULL));
+    cache_handshake(cc, sc, "localhost", KX_ALERT_CERTIFICATE_REVOKED);
+    cache_handshake(cc, sc, "localhost", KX_ALERT_CERTIFICATE_REVOKED);
+    assert_int_equal(kx_trust_verify_cache_hits(cc->trust), 0);
+    KXT_CFG_OK(cc, ktlsx_config_set_crl_file(cc, NULL));
+    cache_handshake(cc, sc, "localhost", 0);
+    cache_handshake(cc, sc, "localhost", 0);
+    assert_int_equal(kx_trust_verify_cache_hits(cc->trust), 1);
+
+    /* Another CA: the cached chain does not carry over. */
+    KXT_CFG_OK(cc, ktlsx_config_set_ca_file(cc, kxt_pki_path("other-ca.pem")));
+    cache_handshake(cc, sc, "localhost", KX_ALERT_UNKNOWN_CA);
+    KXT_CFG_OK(cc, ktlsx_config_set_ca_file(cc, kxt_pki_path("ca.pem")));
+
+    /* Off. */
+    KXT_CFG_OK(cc, ktlsx_config_set_verify_cache(cc, 0));
+    for (int i = 0; i < 2; i++) cache_handshake(cc, sc, "localhost", 0);
+    assert_int_equal(kx_trust_verify_cache_hits(cc->trust), 0);
+    ktlsx_config_free(cc);
+    ktlsx_config_free(sc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -716,6 +810,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crl_mem, setup, teardown),
         cmocka_unit_test(test_handshake_mem),
         cmocka_unit_test(test_handshake_mem_crl),
+        /* issue 14: verified-chain cache */
+        cmocka_unit_test(test_verify_cache_setter),
+        cmocka_unit_test(test_verify_cache_handshakes),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -89,6 +90,7 @@ static const char gen_script[] =
     "$CA -days 30 -out good-crl.pem\n"
     "openssl ca -config ca.cnf -revoke revoked.pem\n"
     "openssl ca -config ca.cnf -gencrl -out crl.pem\n"
+    "openssl ca -config ca.cnf -gencrl -crlhours 1 -out crl-1h.pem\n"
     "# A localhost certificate from an unrelated CA.\n"
     "openssl req $Q -x509 $EC -keyout other-root.key -out other-root.pem -days 30 -subj \"/CN=other root\" -extensions v3_ca\n"
     "openssl x509 -req -in server.csr -CA other-root.pem -CAkey other-root.key -set_serial 12 -days 30 -out other.pem -extfile ca.cnf -extensions v3_server\n"
@@ -538,6 +540,194 @@ static void test_verify_intermediate_cache(void **state)
     kx_trust_free(t);
 }
 
+/* ---- verified-chain cache (issue 14) ---- */
+
+/* A trust store over `ca` (+ `crl`) with a verified-chain cache of `entries`. */
+static kx_trust *cached_trust(const char *ca, const char *crl, size_t entries)
+{
+    char err[256];
+    kx_trust *t = kx_trust_new(path(ca), crl != NULL ? path(crl) : NULL, err, sizeof(err));
+    assert_non_null(t);
+    assert_int_equal(kx_trust_set_verify_cache(t, entries), 0);
+    return t;
+}
+
+/* A hit gives what a full verification gives (key, subject), and the name is
+ * checked on every hit with a full verification's errors. */
+static void test_verified_cache_hit_and_name(void **state)
+{
+    (void)state;
+    kx_trust *t = cached_trust("root.pem", NULL, 8);
+    chain c = { 0 };
+    chain_add_file(&c, "server.pem");
+    chain_add_file(&c, "inter.pem");
+    for (int round = 0; round < 2; round++) {
+        EVP_PKEY *pub = NULL;
+        char subject[256];
+        kx_result r = kx_trust_verify(t, (const uint8_t *const *)c.der, c.len, c.n, "localhost", 1, &pub, subject,
+                                      sizeof(subject));
+        assert_false(kx_failed(r));
+        assert_non_null(pub);
+        assert_int_equal(EVP_PKEY_get_base_id(pub), EVP_PKEY_RSA);
+        assert_string_equal(subject, "CN=localhost,O=ktlsx test");
+        EVP_PKEY_free(pub);
+        assert_int_equal(kx_trust_verify_cache_hits(t), (unsigned long)round);
+    }
+    /* The cached chain used for other names: refused, as without the cache. */
+    assert_fails(verify(t, &c, "example.com", 1), KX_ALERT_BAD_CERTIFICATE,
+                 "certificate verify failed: hostname mismatch");
+    assert_fails(verify(t, &c, "127.0.0.2", 1), KX_ALERT_BAD_CERTIFICATE,
+                 "certificate verify failed: IP address mismatch");
+    assert_fails(verify(t, &c, "[::1]", 1), KX_ALERT_BAD_CERTIFICATE, "certificate verify failed: IP address mismatch");
+    assert_fails(verify(t, &c, "*.localhost", 1), KX_ALERT_BAD_CERTIFICATE,
+                 "certificate verify failed: hostname mismatch");
+    assert_int_equal(kx_trust_verify_cache_hits(t), 5);
+    assert_false(kx_failed(verify(t, &c, "127.0.0.1", 1)));
+    assert_false(kx_failed(verify(t, &c, NULL, 1)));
+    assert_int_equal(kx_trust_verify_cache_hits(t), 7);
+    /* Another role is another key: the server leaf is not a client certificate. */
+    assert_fails(verify(t, &c, NULL, 0), KX_ALERT_UNSUPPORTED_CERTIFICATE,
+                 "certificate verify failed: unsuitable certificate purpose");
+    assert_int_equal(kx_trust_verify_cache_hits(t), 7);
+    /* The truncated subject buffer of a hit, as test_verify_good_chain does it on a miss. */
+    char tiny[8];
+    assert_false(kx_failed(kx_trust_verify(t, (const uint8_t *const *)c.der, c.len, c.n, "localhost", 1, NULL, tiny,
+                                           sizeof(tiny))));
+    assert_string_equal(tiny, "CN=loca");
+    chain_free(&c);
+    kx_trust_free(t);
+}
+
+/* One byte changed anywhere in the chain is another chain: verified in full
+ * (and refused), never answered from the entry of the original. */
+static void test_verified_cache_changed_chain(void **state)
+{
+    (void)state;
+    kx_trust *t = cached_trust("root.pem", NULL, 8);
+    chain c = { 0 };
+    chain_add_file(&c, "server.pem");
+    chain_add_file(&c, "inter.pem");
+    assert_false(kx_failed(verify(t, &c, "localhost", 1)));
+    for (size_t i = 0; i < c.n; i++) {
+        c.der[i][c.len[i] - 1] ^= 0x01; /* last byte of the signature */
+        assert_true(kx_failed(verify(t, &c, "localhost", 1)));
+        c.der[i][c.len[i] - 1] ^= 0x01;
+    }
+    assert_int_equal(kx_trust_verify_cache_hits(t), 0);
+    /* The leaf alone (no intermediate) is not the cached chain either. */
+    c.n = 1;
+    assert_fails(verify(t, &c, "localhost", 1), KX_ALERT_UNKNOWN_CA,
+                 "certificate verify failed: unable to get local issuer certificate");
+    c.n = 2;
+    assert_false(kx_failed(verify(t, &c, "localhost", 1)));
+    assert_int_equal(kx_trust_verify_cache_hits(t), 1);
+    chain_free(&c);
+    kx_trust_free(t);
+}
+
+/* A different trust store has its own (empty) cache: what one store accepted
+ * says nothing to another. */
+static void test_verified_cache_other_store(void **state)
+{
+    (void)state;
+    kx_trust *a = cached_trust("root.pem", NULL, 8), *b = cached_trust("other-root.pem", NULL, 8);
+    assert_false(kx_failed(verify_files(a, "localhost", 1, "server.pem", "inter.pem")));
+    assert_false(kx_failed(verify_files(a, "localhost", 1, "server.pem", "inter.pem")));
+    assert_int_equal(kx_trust_verify_cache_hits(a), 1);
+    assert_fails(verify_files(b, "localhost", 1, "server.pem", "inter.pem"), KX_ALERT_UNKNOWN_CA,
+                 "certificate verify failed: unable to get local issuer certificate");
+    assert_int_equal(kx_trust_verify_cache_hits(b), 0);
+    kx_trust_free(a);
+    kx_trust_free(b);
+}
+
+/* Entries expire with the earliest notAfter of the chain (and are not used
+ * before the latest notBefore): past it the chain is verified again, and fails. */
+static void test_verified_cache_expiry(void **state)
+{
+    (void)state;
+    kx_trust *t = cached_trust("root.pem", NULL, 8);
+    time_t now = time(NULL);
+    kx_trust_set_time(t, now);
+    assert_false(kx_failed(verify_files(t, "localhost", 1, "server.pem", "inter.pem")));
+    assert_false(kx_failed(verify_files(t, "localhost", 1, "server.pem", "inter.pem")));
+    assert_int_equal(kx_trust_verify_cache_hits(t), 1);
+    /* Everything was issued for 30 days. */
+    kx_trust_set_time(t, now + 31 * 86400);
+    assert_fails(verify_files(t, "localhost", 1, "server.pem", "inter.pem"), KX_ALERT_CERTIFICATE_EXPIRED,
+                 "certificate verify failed: certificate has expired");
+    assert_int_equal(kx_trust_verify_cache_hits(t), 1);
+    /* The expired entry was dropped: back at `now`, a full verification first. */
+    kx_trust_set_time(t, now);
+    assert_false(kx_failed(verify_files(t, "localhost", 1, "server.pem", "inter.pem")));
+    assert_int_equal(kx_trust_verify_cache_hits(t), 1);
+    kx_trust_set_time(t, now - 2 * 86400);
+    assert_fails(verify_files(t, "localhost", 1, "server.pem", "inter.pem"), KX_ALERT_CERTIFICATE_EXPIRED,
+                 "certificate verify failed: certificate is not yet valid");
+    assert_int_equal(kx_trust_verify_cache_hits(t), 1);
+    kx_trust_free(t);
+}
+
+/* With CRLs: a revoked leaf is never cached; a good one is served only until
+ * the CRL's nextUpdate, after which the full verification reports the stale CRL. */
+static void test_verified_cache_crl(void **state)
+{
+    (void)state;
+    kx_trust *t = cached_trust("root.pem", "crl-1h.pem", 8);
+    time_t now = time(NULL);
+    kx_trust_set_time(t, now);
+    for (int i = 0; i < 2; i++)
+        assert_fails(verify_files(t, "localhost", 1, "revoked.pem", "inter.pem"), KX_ALERT_CERTIFICATE_REVOKED,
+                     "certificate verify failed: certificate revoked");
+    assert_false(kx_failed(verify_files(t, "localhost", 1, "good-crl.pem", "inter.pem")));
+    assert_false(kx_failed(verify_files(t, "localhost", 1, "good-crl.pem", "inter.pem")));
+    assert_int_equal(kx_trust_verify_cache_hits(t), 1);
+    kx_trust_set_time(t, now + 2 * 3600);
+    assert_fails(verify_files(t, "localhost", 1, "good-crl.pem", "inter.pem"), KX_ALERT_CERTIFICATE_EXPIRED,
+                 "certificate verify failed: CRL has expired");
+    assert_int_equal(kx_trust_verify_cache_hits(t), 1);
+    kx_trust_free(t);
+
+    /* Cached without a CRL, then a store with the CRL (what a CRL change
+     * builds): the revoked leaf is refused at once. */
+    kx_trust *before = cached_trust("root.pem", NULL, 8);
+    assert_false(kx_failed(verify_files(before, "localhost", 1, "revoked.pem", "inter.pem")));
+    assert_false(kx_failed(verify_files(before, "localhost", 1, "revoked.pem", "inter.pem")));
+    assert_int_equal(kx_trust_verify_cache_hits(before), 1);
+    kx_trust_free(before);
+    kx_trust *after = cached_trust("root.pem", "crl.pem", 8);
+    assert_fails(verify_files(after, "localhost", 1, "revoked.pem", "inter.pem"), KX_ALERT_CERTIFICATE_REVOKED,
+                 "certificate verify failed: certificate revoked");
+    kx_trust_free(after);
+}
+
+/* Bounded, least recently used out first; 0 = off; a new size starts empty. */
+static void test_verified_cache_lru_and_off(void **state)
+{
+    (void)state;
+    kx_trust *t = cached_trust("root.pem", NULL, 2);
+    assert_false(kx_failed(verify_files(t, "localhost", 1, "server.pem", "inter.pem")));   /* A */
+    assert_false(kx_failed(verify_files(t, "localhost", 1, "good-crl.pem", "inter.pem"))); /* B */
+    assert_false(kx_failed(verify_files(t, "localhost", 1, "server.pem", "inter.pem")));   /* A hit */
+    assert_int_equal(kx_trust_verify_cache_hits(t), 1);
+    assert_false(kx_failed(verify_files(t, "localhost", 1, "revoked.pem", "inter.pem"))); /* C evicts B */
+    assert_false(kx_failed(verify_files(t, "localhost", 1, "server.pem", "inter.pem")));  /* A hit */
+    assert_int_equal(kx_trust_verify_cache_hits(t), 2);
+    assert_false(kx_failed(verify_files(t, "localhost", 1, "good-crl.pem", "inter.pem"))); /* B: miss */
+    assert_int_equal(kx_trust_verify_cache_hits(t), 2);
+
+    assert_int_equal(kx_trust_set_verify_cache(t, 4), 0);
+    assert_false(kx_failed(verify_files(t, "localhost", 1, "server.pem", "inter.pem")));
+    assert_int_equal(kx_trust_verify_cache_hits(t), 2);
+    assert_int_equal(kx_trust_set_verify_cache(t, 0), 0);
+    for (int i = 0; i < 3; i++)
+        assert_false(kx_failed(verify_files(t, "localhost", 1, "server.pem", "inter.pem")));
+    assert_int_equal(kx_trust_verify_cache_hits(t), 2);
+    assert_int_equal(kx_trust_set_verify_cache(NULL, 4), -1);
+    assert_int_equal(kx_trust_verify_cache_hits(NULL), 0);
+    kx_trust_free(t);
+}
+
 static void test_verify_garbage(void **state)
 {
     (void)state;
@@ -631,6 +821,12 @@ int main(void)
         cmocka_unit_test(test_verify_revoked),
         cmocka_unit_test(test_verify_unknown_ca),
         cmocka_unit_test(test_verify_intermediate_cache),
+        cmocka_unit_test(test_verified_cache_hit_and_name),
+        cmocka_unit_test(test_verified_cache_changed_chain),
+        cmocka_unit_test(test_verified_cache_other_store),
+        cmocka_unit_test(test_verified_cache_expiry),
+        cmocka_unit_test(test_verified_cache_crl),
+        cmocka_unit_test(test_verified_cache_lru_and_off),
         cmocka_unit_test(test_verify_garbage),
         cmocka_unit_test(test_verify_purpose),
         cmocka_unit_test(test_leaf_key),
