@@ -110,7 +110,8 @@ $(O)/tests/%: tests/unit/%.c $(O)/lib/libktlsx.a
 
 # libFuzzer targets: clang, ASan+UBSan.  The library is compiled once with
 # coverage instrumentation (fuzzer-no-link) and linked into every target.
-FUZZ_CFLAGS := -std=c17 -g -O1 -D_GNU_SOURCE -Iinclude -Ilibktlsx -fsanitize=address,undefined
+FUZZ_CFLAGS := -std=c17 -g -O1 -D_GNU_SOURCE -Iinclude -Ilibktlsx -fsanitize=address,undefined \
+  -Werror=incompatible-pointer-types -Werror=implicit-function-declaration -Werror=int-conversion
 FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(O)/fuzz/obj/%.o)
 $(O)/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -76,7 +76,7 @@ static void fix_psk(ktlsx_conn *c, uint8_t *body, size_t n)
             keys[count].len = cfg->psk_len;
             keys[count].hash = cfg->psk_hash;
             keys[count].external = keys[count].usable = true;
-        } else if (id.len && kx_ticket_open(c, id.data, id.len, &s)) {
+        } else if (id.len && kx_ticket_open(&c->cfg->tickets, id.data, id.len, &s)) {
             const kx_suite *suite = kx_suite_by_id(s.suite);
             uint32_t a = (uint32_t)(kx_now_ms() - s.issued_ms) + s.age_add;
             age[0] = (uint8_t)(a >> 24), age[1] = (uint8_t)(a >> 16), age[2] = (uint8_t)(a >> 8), age[3] = (uint8_t)a;

@@ -1,5 +1,5 @@
 /* TLS 1.2 NewSessionTicket (RFC 5077 §3.3), as handled by a client after
- * its Finished, then kx_session_store_ticket12.
+ * its Finished, then the ticket is stored (new_session_ticket.c).
  *
  * Input: byte 0 selects the mode, the rest is the body.
  *   bit 0: the client already holds a session (offered a ticket / ID), so

@@ -79,7 +79,7 @@ static void open_ticket(ktlsx_conn *c, const uint8_t *t, size_t n)
     if (!copy) abort();
     if (n) memcpy(copy, t, n);
     kx_session s;
-    if (kx_ticket_open(c, copy, n, &s)) {
+    if (kx_ticket_open(&c->cfg->tickets, copy, n, &s)) {
         if (kx_suite_by_id(s.suite) == NULL || s.secret_len > sizeof s.secret) abort();
         kx_session_wipe(&s);
     }
@@ -149,9 +149,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         kx_session s, back;
         session_from(in, n, &s);
         kx_buf t = { 0 };
-        kx_result r = kx_ticket_seal(c, &s, &t);
+        kx_result r = kx_ticket_seal(&c->cfg->tickets, &s, &t);
         if (kx_failed(r)) abort();
-        if (!kx_ticket_open(c, t.data, t.len, &back)) {
+        if (!kx_ticket_open(&c->cfg->tickets, t.data, t.len, &back)) {
             fprintf(stderr, "fuzz: a sealed ticket does not open\n");
             abort();
         }
@@ -162,7 +162,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* Any flipped bit must make it fail (key name, nonce, ciphertext or tag). */
         size_t bit = n ? (size_t)in[n - 1] * 131 % (t.len * 8) : 0;
         t.data[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-        if (kx_ticket_open(c, t.data, t.len, &back)) {
+        if (kx_ticket_open(&c->cfg->tickets, t.data, t.len, &back)) {
             fprintf(stderr, "fuzz: a tampered ticket opens (bit %zu)\n", bit);
             abort();
         }
