@@ -357,8 +357,10 @@ static void test_tamper_server_flight(void **state)
     assert_true(kxt_record_offset(&p.s2c, 0, &type, &len) == 0);
     assert_int_equal(type, KX_CT_HANDSHAKE); /* ServerHello in the clear */
     assert_true(kxt_record_offset(&p.s2c, 1, &type, &len) > 0);
+    assert_int_equal(type, KX_CT_CHANGE_CIPHER_SPEC); /* compatibility mode (RFC 8446 D.4) */
+    assert_true(kxt_record_offset(&p.s2c, 2, &type, &len) > 0);
     assert_int_equal(type, KX_CT_APPLICATION_DATA); /* protected */
-    kxt_flip_in_record(&p.s2c, 1, (long)len / 2);
+    kxt_flip_in_record(&p.s2c, 2, (long)len / 2);
     kxt_pump(&p);
     assert_int_equal(p.cst, KTLSX_FAILED);
     assert_int_equal(ktlsx_alert(p.c), KX_ALERT_BAD_RECORD_MAC);
@@ -963,6 +965,83 @@ static void test_change_cipher_spec_before_hello(void **state)
     kxt_pair_free(&p);
 }
 
+/* The server's side of middlebox compatibility mode (RFC 8446 Appendix D.4):
+ * a ClientHello with a non-empty legacy_session_id gets exactly one dummy
+ * change_cipher_spec, right after the server's first handshake record — the
+ * ServerHello, or the HelloRetryRequest (then not again after the second
+ * ServerHello).  An empty session ID gets none. */
+static void assert_record(const kx_buf *w, size_t idx, uint8_t want_type, uint8_t hs_type)
+{
+    uint8_t type;
+    size_t len;
+    long off = kxt_record_offset(w, idx, &type, &len);
+    if (off < 0) fail_msg("record %zu missing", idx);
+    if (type != want_type) fail_msg("record %zu has type %u, expected %u", idx, type, want_type);
+    if (want_type == KX_CT_CHANGE_CIPHER_SPEC) {
+        assert_int_equal(len, 1);
+        assert_int_equal(w->data[off + 5], 1);
+    }
+    if (hs_type) assert_int_equal(w->data[off + 5], hs_type);
+}
+
+static void test_server_compat_change_cipher_spec(void **state)
+{
+    (void)state;
+    /* ServerHello, then the CCS, then the protected flight. */
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_WANTED);
+    kxt_client_hello_out(&p);
+    assert_int_equal(p.c2s.data[9 + 2 + 32], 32); /* our client runs in compatibility mode */
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    assert_int_equal(p.sst, KTLSX_WANT_READ);
+    kxt_move_out(p.s, &p.s2c);
+    assert_record(&p.s2c, 0, KX_CT_HANDSHAKE, KX_HS_SERVER_HELLO);
+    assert_record(&p.s2c, 1, KX_CT_CHANGE_CIPHER_SPEC, 0);
+    assert_record(&p.s2c, 2, KX_CT_APPLICATION_DATA, 0);
+    assert_int_equal(kxt_count_records_of_type(&p.s2c, KX_CT_CHANGE_CIPHER_SPEC), 1);
+    kxt_pump(&p); /* the client reads past it, record by record */
+    kxt_assert_done(&p);
+    kxt_send_recv(&p, true, "compat", 6);
+    kxt_pair_free(&p);
+
+    /* HelloRetryRequest, then the CCS; the second ServerHello has none after it. */
+    kxt_pair_start(&p, kxt_client_cfg(NULL, "x25519,P-256"), kxt_server_cfg("ecdsa", NULL, "P-256"), "localhost",
+                   KXT_FEED_WANTED);
+    kxt_server_flight_out(&p);
+    assert_true(p.s->hrr);
+    assert_int_equal(kxt_count_records(&p.s2c), 2);
+    assert_record(&p.s2c, 0, KX_CT_HANDSHAKE, KX_HS_SERVER_HELLO);
+    assert_record(&p.s2c, 1, KX_CT_CHANGE_CIPHER_SPEC, 0);
+    kxt_deliver(p.c, &p.s2c);
+    p.cst = ktlsx_handshake(p.c);
+    assert_int_equal(p.cst, KTLSX_WANT_READ);
+    kxt_move_out(p.c, &p.c2s);
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    assert_int_equal(p.sst, KTLSX_WANT_READ);
+    kxt_move_out(p.s, &p.s2c);
+    assert_record(&p.s2c, 0, KX_CT_HANDSHAKE, KX_HS_SERVER_HELLO);
+    assert_record(&p.s2c, 1, KX_CT_APPLICATION_DATA, 0);
+    assert_int_equal(kxt_count_records_of_type(&p.s2c, KX_CT_CHANGE_CIPHER_SPEC), 0);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
+    kxt_pair_free(&p);
+
+    /* An empty legacy_session_id: no compatibility mode, no CCS. */
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
+    kxt_client_hello_out(&p);
+    kxt_client_hello_set_session_id(&p.c2s, NULL, 0);
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    assert_int_equal(p.sst, KTLSX_WANT_READ);
+    kxt_move_out(p.s, &p.s2c);
+    assert_record(&p.s2c, 0, KX_CT_HANDSHAKE, KX_HS_SERVER_HELLO);
+    assert_record(&p.s2c, 1, KX_CT_APPLICATION_DATA, 0);
+    assert_int_equal(kxt_count_records_of_type(&p.s2c, KX_CT_CHANGE_CIPHER_SPEC), 0);
+    kxt_pair_free(&p);
+}
+
 /* Empty handshake and alert records are unexpected messages (RFC 8446 §5.1). */
 static void test_empty_records(void **state)
 {
@@ -1300,6 +1379,7 @@ int main(void)
     ADD(test_fragmented_client_hello);
     ADD(test_compat_change_cipher_spec);
     ADD(test_change_cipher_spec_before_hello);
+    ADD(test_server_compat_change_cipher_spec);
     ADD(test_empty_records);
     ADD(test_interleaved_handshake_fragments);
     ADD(test_certificate_request_context);
