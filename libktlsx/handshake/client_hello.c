@@ -649,6 +649,10 @@ kx_result kx_client_hello_handle(ktlsx_conn *c, kx_reader *body)
     /* pre_shared_key must be the last extension (RFC 8446 §4.2.11). */
     KX_ENSURE(!kx_has_ext(&h.e, KX_EXT_PRE_SHARED_KEY) || h.e.psk_last, KX_ALERT_ILLEGAL_PARAMETER,
               "pre_shared_key is not the last extension");
+    /* RFC 8446 Appendix D.5: SSL 3.0 or older in legacy_version aborts the
+     * handshake whatever supported_versions offers (RFC 7568 retired SSL 3.0);
+     * checked once the message has parsed, so a malformed one is decode_error. */
+    KX_ENSURE(h.legacy_version > 0x0300, KX_ALERT_PROTOCOL_VERSION, "ClientHello legacy_version is SSL 3.0 or older");
 
     if (second_hello) {
         KX_ENSURE(memcmp(random, c->client_random, 32) == 0 && h.sid.len == c->session_id_len &&

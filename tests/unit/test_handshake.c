@@ -1042,6 +1042,46 @@ static void test_server_compat_change_cipher_spec(void **state)
     kxt_pair_free(&p);
 }
 
+/* RFC 8446 Appendix D.5: a ClientHello whose legacy_version is SSL 3.0
+ * (0x0300) or older gets protocol_version, even though supported_versions
+ * offers TLS 1.3 (or, to a TLS 1.2-only server, TLS 1.2).  0x0301 is what
+ * many clients send and still leads to a ServerHello. */
+static void hello_with_legacy_version(uint16_t legacy, uint16_t server_max, bool want_ok)
+{
+    kxt_pair p;
+    ktlsx_config *sc = kxt_server_cfg("ecdsa", NULL, NULL);
+    KXT_CFG_OK(sc, ktlsx_config_set_versions(sc, KTLSX_TLS12, server_max));
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), sc, "localhost", KXT_FEED_ALL);
+    kxt_client_hello_out(&p);
+    assert_true(kxt_hello_has_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_SUPPORTED_VERSIONS));
+    kxt_put16(p.c2s.data + 9, legacy);
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    if (want_ok) {
+        if (p.sst != KTLSX_WANT_READ) fail_msg("legacy_version %#x: %s (%s)", legacy, kxt_status_name(p.sst), ktlsx_error(p.s));
+        assert_int_equal(ktlsx_version(p.s), server_max);
+    } else {
+        kxt_assert_failed(&p, false, KX_ALERT_PROTOCOL_VERSION);
+        /* The alert is all that goes out: no ServerHello ahead of it. */
+        kxt_move_out(p.s, &p.s2c);
+        assert_int_equal(kxt_count_records(&p.s2c), 1);
+        assert_int_equal(p.s2c.data[0], KX_CT_ALERT);
+    }
+    kxt_pair_free(&p);
+}
+
+static void test_legacy_version_ssl3(void **state)
+{
+    (void)state;
+    static const uint16_t refused[] = { 0x0300, 0x0200, 0x0002, 0x0000 };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        hello_with_legacy_version(refused[i], KTLSX_TLS13, false);
+        hello_with_legacy_version(refused[i], KTLSX_TLS12, false);
+    }
+    hello_with_legacy_version(0x0301, KTLSX_TLS13, true);
+    hello_with_legacy_version(0x0301, KTLSX_TLS12, true);
+}
+
 /* Empty handshake and alert records are unexpected messages (RFC 8446 §5.1). */
 static void test_empty_records(void **state)
 {
@@ -1380,6 +1420,7 @@ int main(void)
     ADD(test_compat_change_cipher_spec);
     ADD(test_change_cipher_spec_before_hello);
     ADD(test_server_compat_change_cipher_spec);
+    ADD(test_legacy_version_ssl3);
     ADD(test_empty_records);
     ADD(test_interleaved_handshake_fragments);
     ADD(test_certificate_request_context);
