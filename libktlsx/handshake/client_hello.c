@@ -575,6 +575,22 @@ static kx_result resume_tls12(ktlsx_conn *c, const hello *h)
     return KX_OK;
 }
 
+/* ec_point_formats (RFC 8422 §5.1.2): a list that leaves out uncompressed
+ * points, from a client naming any curve, aborts with illegal_parameter; we
+ * answer with the extension only if the client sent it (§5.2). */
+static kx_result check_point_formats(ktlsx_conn *c, const hello *h)
+{
+    c->offered_point_formats = kx_has_ext(&h->e, KX_EXT_EC_POINT_FORMATS);
+    if (!c->offered_point_formats) return KX_OK;
+    kx_reader d = h->e.data[KX_EXT_EC_POINT_FORMATS], list;
+    KX_GUARD(kx_read_vec(&d, 1, 1, 255, &list));
+    KX_GUARD(kx_reader_done(&d));
+    bool uncompressed = memchr(list.data, 0, list.len) != NULL;
+    KX_ENSURE(uncompressed || !h->has_groups, KX_ALERT_ILLEGAL_PARAMETER,
+              "ec_point_formats lacks the uncompressed format");
+    return KX_OK;
+}
+
 static kx_result handle_tls12(ktlsx_conn *c, hello *h)
 {
     const ktlsx_config *cfg = c->cfg;
@@ -583,6 +599,7 @@ static kx_result handle_tls12(ktlsx_conn *c, hello *h)
     KX_ENSURE(has_null, KX_ALERT_ILLEGAL_PARAMETER, "client does not offer null compression");
     c->offered_ems = kx_has_ext(&h->e, KX_EXT_EXTENDED_MASTER_SECRET);
     c->client_offered_ticket = kx_has_ext(&h->e, KX_EXT_SESSION_TICKET);
+    KX_GUARD(check_point_formats(c, h));
     /* RFC 5746: the extension (empty on an initial handshake) or the SCSV. */
     if (kx_has_ext(&h->e, KX_EXT_RENEGOTIATION_INFO)) {
         KX_ENSURE(h->e.data[KX_EXT_RENEGOTIATION_INFO].len == 1 && h->e.data[KX_EXT_RENEGOTIATION_INFO].data[0] == 0,

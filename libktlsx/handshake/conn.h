@@ -259,6 +259,9 @@ struct ktlsx_conn {
     uint8_t *peer_chain;        /* the peer's DER certificates back to back (one allocation) */
     size_t peer_chain_off[KX_MAX_CHAIN + 1]; /* certificate i is [off[i], off[i + 1]) */
     size_t peer_cert_count;
+
+    /* ---- conformance (issue 13, helper conf-a) ---- */
+    bool offered_point_formats; /* server: the TLS 1.2 ClientHello carried ec_point_formats (RFC 8422 §5.2) */
 };
 
 /* ctl_out entry type: not a record but "derive the next TX secret and install it". */

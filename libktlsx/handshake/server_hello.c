@@ -133,7 +133,11 @@ static kx_result write_server_hello12(ktlsx_conn *c, size_t msg, size_t exts)
     size_t x, y;
     if (c->secure_renegotiation) KX_GUARD(write_ext(o, KX_EXT_TYPE_RENEGOTIATION_INFO, "\0", 1));
     if (c->ems) KX_GUARD(write_ext(o, KX_EXT_TYPE_EXTENDED_MASTER_SECRET, NULL, 0));
-    if (c->suite->kex != KX_KX_RSA && !c->resumed) KX_GUARD(write_ext(o, KX_EXT_TYPE_EC_POINT_FORMATS, "\1\0", 2));
+    /* Only in answer to the client's own (RFC 8422 §5.2, RFC 5246 §7.4.1.4): like every
+     * extension here, it is sent only when the ClientHello carried it (renegotiation_info
+     * may answer the SCSV instead, RFC 5746 §3.6). */
+    if (c->suite->kex != KX_KX_RSA && !c->resumed && c->offered_point_formats)
+        KX_GUARD(write_ext(o, KX_EXT_TYPE_EC_POINT_FORMATS, "\1\0", 2));
     if (c->send_ticket12) KX_GUARD(write_ext(o, KX_EXT_TYPE_SESSION_TICKET, NULL, 0));
     if (c->alpn[0]) {
         KX_GUARD(kx_write_u16(o, KX_EXT_TYPE_ALPN));

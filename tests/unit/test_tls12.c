@@ -569,6 +569,94 @@ static void test_ecdsa_curve_not_offered(void **state)
     kxt_pair_free(&p);
 }
 
+/* ---------------------------------------- ServerHello answers only what was asked */
+
+/* The extension types of the hello at the start of `w`. */
+static size_t hello_ext_types(const kx_buf *w, uint8_t hs_type, uint16_t *types, size_t cap)
+{
+    size_t x, n = 0;
+    assert_true(kxt_hello_exts(w, hs_type, &x));
+    size_t end = x + 2 + kxt_get16(w->data + x);
+    for (size_t p = x + 2; p + 4 <= end; p += 4 + kxt_get16(w->data + p + 2)) {
+        assert_true(n < cap);
+        types[n++] = kxt_get16(w->data + p);
+    }
+    return n;
+}
+
+/* RFC 5246 §7.4.1.4, RFC 8422 §5.2: an extension may appear in the
+ * ServerHello only if the ClientHello carried it.  The client's hello loses
+ * `strip` (0: nothing) on the way; the server's ServerHello must then answer
+ * only what is left.  ALPN, tickets and the session cache are on, so every
+ * extension the server knows how to answer is in play. */
+static void server_hello_answers_only_offers(uint16_t strip)
+{
+    kxt_pair p;
+    ktlsx_config *cc = client12(NULL, NULL), *sc = server12("ecdsa", NULL, NULL);
+    KXT_CFG_OK(cc, ktlsx_config_set_alpn(cc, "h2,http/1.1"));
+    KXT_CFG_OK(sc, ktlsx_config_set_alpn(sc, "http/1.1"));
+    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+    kxt_client_hello_out(&p);
+    if (strip) assert_true(kxt_strip_hello_ext(&p.c2s, KX_HS_CLIENT_HELLO, strip));
+    uint16_t offered[32], answered[32];
+    size_t n_offered = hello_ext_types(&p.c2s, KX_HS_CLIENT_HELLO, offered, 32);
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    if (p.sst != KTLSX_WANT_READ) fail_msg("strip %#x: server %s (%s)", strip, kxt_status_name(p.sst), ktlsx_error(p.s));
+    kxt_move_out(p.s, &p.s2c);
+    size_t n_answered = hello_ext_types(&p.s2c, KX_HS_SERVER_HELLO, answered, 32);
+    for (size_t i = 0; i < n_answered; i++)
+        if (!kx_list_has(offered, n_offered, answered[i]))
+            fail_msg("ServerHello carries extension %#x, which the ClientHello (less %#x) did not", answered[i], strip);
+    if (!strip) { /* the control: each of them is answered when offered */
+        static const uint16_t expect[] = { KX_EXT_TYPE_RENEGOTIATION_INFO, KX_EXT_TYPE_EXTENDED_MASTER_SECRET,
+                                           KX_EXT_TYPE_EC_POINT_FORMATS, KX_EXT_TYPE_SESSION_TICKET, KX_EXT_TYPE_ALPN };
+        for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++)
+            if (!kx_list_has(answered, n_answered, expect[i])) fail_msg("ServerHello lacks extension %#x", expect[i]);
+        kxt_pump(&p);
+        kxt_assert_done(&p);
+    }
+    kxt_pair_free(&p);
+}
+
+static void test_server_hello_unsolicited_extensions(void **state)
+{
+    (void)state;
+    server_hello_answers_only_offers(0);
+    server_hello_answers_only_offers(KX_EXT_TYPE_EC_POINT_FORMATS);
+    server_hello_answers_only_offers(KX_EXT_TYPE_EXTENDED_MASTER_SECRET);
+    server_hello_answers_only_offers(KX_EXT_TYPE_SESSION_TICKET);
+    server_hello_answers_only_offers(KX_EXT_TYPE_ALPN);
+    server_hello_answers_only_offers(KX_EXT_TYPE_RENEGOTIATION_INFO);
+    server_hello_answers_only_offers(KX_EXT_TYPE_SERVER_NAME);
+}
+
+/* RFC 8422 §5.1.2: ec_point_formats without the uncompressed format, from a
+ * client that names curves, is illegal_parameter; with it, anything else
+ * listed too is fine. */
+static void point_formats(const uint8_t *body, size_t len, bool want_ok)
+{
+    kxt_pair p;
+    kxt_pair_start(&p, client12(NULL, NULL), server12("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
+    kxt_client_hello_out(&p);
+    assert_true(kxt_replace_hello_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_EC_POINT_FORMATS, body, len));
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    if (want_ok)
+        assert_int_equal(p.sst, KTLSX_WANT_READ);
+    else
+        kxt_assert_failed(&p, false, KX_ALERT_ILLEGAL_PARAMETER);
+    kxt_pair_free(&p);
+}
+
+static void test_point_formats_need_uncompressed(void **state)
+{
+    (void)state;
+    point_formats((const uint8_t *)"\x01\x01", 2, false);     /* ansiX962_compressed_prime only */
+    point_formats((const uint8_t *)"\x02\x01\x02", 3, false); /* both compressed forms */
+    point_formats((const uint8_t *)"\x02\x01\x00", 3, true);  /* uncompressed among them */
+}
+
 /* ------------------------------------------------------------------ main */
 
 /* Offset of the first handshake message of `hs_type` in a plaintext flight
@@ -716,6 +804,8 @@ int main(void)
     ADD(test_certificate_key_must_fit_suite);
     ADD(test_warning_alerts);
     ADD(test_change_cipher_spec_before_server_hello);
+    ADD(test_server_hello_unsolicited_extensions);
+    ADD(test_point_formats_need_uncompressed);
 #undef ADD
     return _cmocka_run_group_tests("test_tls12", tests, n, kxt_pki_group_setup, kxt_pki_group_teardown);
 }
