@@ -208,15 +208,27 @@ kx_result kx_client_hello_write(ktlsx_conn *c)
 
 /* ======================= server: handle ======================= */
 
+/* Room for every distinct group the library implements (crypto/suites.c). */
+#define KX_HELLO_GROUPS 16
+
 /* What the parsed ClientHello offers, for the version-specific choices. */
 typedef struct {
     uint16_t legacy_version;
     kx_reader suites, comp, sid;
     kx_exts e;
-    uint16_t groups[32];
+    /* supported_groups, read to its end: the groups this library implements,
+     * each once, in the client's order (unknown ones cannot be chosen or
+     * checked against a certificate, and keeping them would cap the list). */
+    uint16_t groups[KX_HELLO_GROUPS];
     size_t group_count;
     bool has_groups;
 } hello;
+
+static bool implemented_group(uint16_t v, const void *arg)
+{
+    (void)arg;
+    return kx_group_name(v) != NULL;
+}
 
 static kx_result parse_sni(ktlsx_conn *c, kx_reader data)
 {
@@ -264,19 +276,13 @@ static kx_result choose_alpn(ktlsx_conn *c, kx_reader data)
     return KX_FAIL(KX_ALERT_NO_APPLICATION_PROTOCOL, "no application protocol in common");
 }
 
-static kx_result read_u16_list(kx_reader data, int prefix, uint16_t *out, size_t cap, size_t *count)
+/* signature_algorithms (RFC 8446 §4.2.3), read to its end. */
+static kx_result read_sigalgs_ext(ktlsx_conn *c, const hello *h)
 {
-    kx_reader list;
-    KX_GUARD(kx_read_vec(&data, prefix, 2, 65534, &list));
-    KX_GUARD(kx_reader_done(&data));
-    KX_ENSURE(list.len % 2 == 0, KX_ALERT_DECODE_ERROR, "odd-length list");
-    *count = 0;
-    while (kx_reader_left(&list)) {
-        uint16_t v;
-        KX_GUARD(kx_read_u16(&list, &v));
-        if (*count < cap) out[(*count)++] = v;
-    }
-    return KX_OK;
+    kx_reader d = h->e.data[KX_EXT_SIGNATURE_ALGORITHMS], list;
+    KX_GUARD(kx_read_vec(&d, 2, 2, 65534, &list));
+    KX_GUARD(kx_reader_done(&d));
+    return kx_read_peer_sigalgs(c, list);
 }
 
 static bool offers_suite(const hello *h, uint16_t id)
@@ -342,18 +348,23 @@ static kx_result choose_group13(ktlsx_conn *c, const hello *h, bool second_hello
     kx_reader shares_ext = h->e.data[KX_EXT_KEY_SHARE], shares;
     KX_GUARD(kx_read_vec(&shares_ext, 2, 0, 65535, &shares));
     KX_GUARD(kx_reader_done(&shares_ext));
-    uint16_t seen[32], chosen = 0;
-    size_t nseen = 0, chosen_len = 0;
+    uint16_t seen[KX_HELLO_GROUPS], chosen = 0;
+    size_t nseen = 0, nshares = 0, chosen_len = 0;
     const uint8_t *chosen_share = NULL;
     while (kx_reader_left(&shares)) {
         uint16_t g;
         kx_reader key;
         KX_GUARD(kx_read_u16(&shares, &g));
         KX_GUARD(kx_read_vec(&shares, 2, 1, 65535, &key));
+        nshares++;
+        /* A share for a group we do not implement can be neither used nor
+         * checked against the (filtered) supported_groups: skipped, as the
+         * checks below are a MAY of RFC 8446 §4.2.8. */
+        if (!implemented_group(g, NULL)) continue;
         /* RFC 8446 §4.2.8: no duplicate groups; each share's group must be in supported_groups. */
         KX_ENSURE(!kx_list_has(seen, nseen, g), KX_ALERT_ILLEGAL_PARAMETER, "duplicate key share");
         KX_ENSURE(kx_list_has(h->groups, h->group_count, g), KX_ALERT_ILLEGAL_PARAMETER, "key share for an unoffered group");
-        if (nseen < 32) seen[nseen++] = g;
+        seen[nseen++] = g; /* distinct and in h->groups: fits */
         if (!chosen && kx_list_has(cfg->groups, cfg->group_count, g)) {
             chosen = g;
             chosen_share = key.data;
@@ -361,7 +372,7 @@ static kx_result choose_group13(ktlsx_conn *c, const hello *h, bool second_hello
         }
     }
     if (second_hello)
-        KX_ENSURE(nseen == 1 && chosen == c->kex_group, KX_ALERT_ILLEGAL_PARAMETER,
+        KX_ENSURE(nshares == 1 && chosen == c->kex_group, KX_ALERT_ILLEGAL_PARAMETER,
                   "second ClientHello lacks the requested key share");
     if (!chosen) {
         for (size_t i = 0; i < cfg->group_count; i++) {
@@ -608,8 +619,7 @@ static kx_result handle_tls12(ktlsx_conn *c, hello *h)
     }
     if (offers_suite(h, TLS_EMPTY_RENEGOTIATION_INFO_SCSV)) c->secure_renegotiation = true;
     if (kx_has_ext(&h->e, KX_EXT_SIGNATURE_ALGORITHMS)) {
-        KX_GUARD(read_u16_list(h->e.data[KX_EXT_SIGNATURE_ALGORITHMS], 2, c->peer_sigalgs, KX_MAX_SIGALGS,
-                               &c->peer_sigalg_count));
+        KX_GUARD(read_sigalgs_ext(c, h));
     } else {
         /* RFC 5246 §7.4.1.4.1: absent means SHA-1, which we do not sign with; offer SHA-256 as OpenSSL does. */
         static const uint16_t fallback[] = { KX_SIG_RSA_PKCS1_SHA256, KX_SIG_ECDSA_SECP256R1_SHA256 };
@@ -709,12 +719,13 @@ kx_result kx_client_hello_handle(ktlsx_conn *c, kx_reader *body)
               "client signalled a fallback but we support a higher version");
 
     if (kx_has_ext(&h.e, KX_EXT_SUPPORTED_GROUPS)) {
-        KX_GUARD(read_u16_list(h.e.data[KX_EXT_SUPPORTED_GROUPS], 2, h.groups, 32, &h.group_count));
+        kx_reader d = h.e.data[KX_EXT_SUPPORTED_GROUPS], list;
+        KX_GUARD(kx_read_vec(&d, 2, 2, 65534, &list));
+        KX_GUARD(kx_reader_done(&d));
+        KX_GUARD(kx_read_u16_list_kept(list, implemented_group, NULL, h.groups, KX_HELLO_GROUPS, &h.group_count));
         h.has_groups = true;
     }
-    if (c->version == KTLSX_TLS13 && kx_has_ext(&h.e, KX_EXT_SIGNATURE_ALGORITHMS))
-        KX_GUARD(read_u16_list(h.e.data[KX_EXT_SIGNATURE_ALGORITHMS], 2, c->peer_sigalgs, KX_MAX_SIGALGS,
-                               &c->peer_sigalg_count));
+    if (c->version == KTLSX_TLS13 && kx_has_ext(&h.e, KX_EXT_SIGNATURE_ALGORITHMS)) KX_GUARD(read_sigalgs_ext(c, &h));
     c->alpn[0] = 0;
     if (kx_has_ext(&h.e, KX_EXT_ALPN)) KX_GUARD(choose_alpn(c, h.e.data[KX_EXT_ALPN]));
 

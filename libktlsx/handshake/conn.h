@@ -406,6 +406,14 @@ KX_RESULT kx_handshake_complete(ktlsx_conn *c);
  * direction into the kernel; safe to call again at any point after. */
 void kx_release_handshake_memory(ktlsx_conn *c);
 
+/* ---- conformance (issue 13, helper conf-a) ----
+ * The peer's signature_algorithms list (ClientHello or CertificateRequest
+ * body, `list` = the vector's contents) read to its end into
+ * c->peer_sigalgs, keeping the peer's order but only the schemes the
+ * configuration accepts (every choice is made among those anyway), so no
+ * usable scheme is lost to a long list (certificate_request.c). */
+KX_RESULT kx_read_peer_sigalgs(ktlsx_conn *c, kx_reader list);
+
 /* ServerHello.random sentinel for a TLS 1.2 ServerHello from a 1.3-capable server (RFC 8446 §4.1.3). */
 extern const uint8_t kx_downgrade_tls12[8];
 /* Post-handshake messages. */

@@ -1082,6 +1082,57 @@ static void test_legacy_version_ssl3(void **state)
     hello_with_legacy_version(0x0301, KTLSX_TLS12, true);
 }
 
+/* Long lists are read to the end (RFC 8446 §4.2.3, §4.2.7): 40 unknown
+ * groups before x25519 and 30 unknown schemes before ecdsa_secp256r1_sha256
+ * (as GREASE-heavy or future clients send) still find the group of the key
+ * share and the certificate.  The edit changes the transcript, so the test
+ * stops at the server's flight: the ServerHello and the choices it made. */
+static size_t long_list(uint8_t *b, size_t unknown, uint16_t first_unknown, uint16_t last)
+{
+    size_t n = 2;
+    for (size_t i = 0; i < unknown; i++) {
+        uint16_t v = (uint16_t)(first_unknown + i);
+        b[n++] = (uint8_t)(v >> 8);
+        b[n++] = (uint8_t)v;
+    }
+    b[n++] = (uint8_t)(last >> 8);
+    b[n++] = (uint8_t)last;
+    kxt_put16(b, n - 2);
+    return n;
+}
+
+static void test_long_hello_lists(void **state)
+{
+    (void)state;
+    uint8_t groups[2 + 2 * 41], sigalgs[2 + 2 * 31];
+    /* 0x0a0a.. (GREASE-like) and 0x0700.. are no groups or schemes we know. */
+    size_t glen = long_list(groups, 40, 0x0a0a, KX_GROUP_X25519);
+    size_t slen = long_list(sigalgs, 30, 0x0700, KX_SIG_ECDSA_SECP256R1_SHA256);
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, "x25519"), kxt_server_cfg("ecdsa", NULL, "x25519,P-256"), "localhost",
+                   KXT_FEED_ALL);
+    kxt_client_hello_out(&p);
+    assert_true(kxt_replace_hello_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_SUPPORTED_GROUPS, groups, glen));
+    assert_true(kxt_replace_hello_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_SIGNATURE_ALGORITHMS, sigalgs, slen));
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    if (p.sst != KTLSX_WANT_READ) fail_msg("server: %s (%s, alert %u)", kxt_status_name(p.sst), ktlsx_error(p.s), ktlsx_alert(p.s));
+    assert_false(p.s->hrr); /* the share the client sent was found usable */
+    assert_int_equal(p.s->group, KX_GROUP_X25519);
+    assert_int_equal(p.s->our_sigalg, KX_SIG_ECDSA_SECP256R1_SHA256);
+    kxt_pair_free(&p);
+
+    /* With no usable entry at all, the failure names the real reason. */
+    slen = long_list(sigalgs, 30, 0x0700, 0x0701);
+    kxt_pair_start(&p, kxt_client_cfg(NULL, "x25519"), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
+    kxt_client_hello_out(&p);
+    assert_true(kxt_replace_hello_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_SIGNATURE_ALGORITHMS, sigalgs, slen));
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    kxt_assert_failed(&p, false, KX_ALERT_HANDSHAKE_FAILURE);
+    kxt_pair_free(&p);
+}
+
 /* Empty handshake and alert records are unexpected messages (RFC 8446 §5.1). */
 static void test_empty_records(void **state)
 {
@@ -1421,6 +1472,7 @@ int main(void)
     ADD(test_change_cipher_spec_before_hello);
     ADD(test_server_compat_change_cipher_spec);
     ADD(test_legacy_version_ssl3);
+    ADD(test_long_hello_lists);
     ADD(test_empty_records);
     ADD(test_interleaved_handshake_fragments);
     ADD(test_certificate_request_context);

@@ -682,6 +682,68 @@ static void wire_prepend(kx_buf *w, const uint8_t *rec, size_t n)
     kx_buf_free(&tmp);
 }
 
+/* --------------------------------------------- long lists are read to the end */
+
+static size_t long_list12(uint8_t *b, size_t unknown, uint16_t first_unknown, uint16_t last)
+{
+    size_t n = 2;
+    for (size_t i = 0; i < unknown; i++) {
+        kxt_put16(b + n, (uint16_t)(first_unknown + i));
+        n += 2;
+    }
+    kxt_put16(b + n, last);
+    n += 2;
+    kxt_put16(b, n - 2);
+    return n;
+}
+
+/* RFC 5246 §7.4.1.4.1, RFC 8422 §5.1.1: the usable group and scheme sit at
+ * the end of long lists.  Server side: the ClientHello's supported_groups and
+ * signature_algorithms; client side: a CertificateRequest's
+ * supported_signature_algorithms.  Edits change the transcript, so each case
+ * stops at the choices made. */
+static void test_long_lists12(void **state)
+{
+    (void)state;
+    uint8_t groups[2 + 2 * 41], sigalgs[2 + 2 * 31];
+    size_t glen = long_list12(groups, 40, 0x0a0a, KX_GROUP_SECP256R1);
+    size_t slen = long_list12(sigalgs, 30, 0x0700, KX_SIG_ECDSA_SECP256R1_SHA256);
+    kxt_pair p;
+    kxt_pair_start(&p, client12(NULL, NULL), server12("ecdsa", NULL, "x25519,P-256"), "localhost", KXT_FEED_ALL);
+    kxt_client_hello_out(&p);
+    assert_true(kxt_replace_hello_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_SUPPORTED_GROUPS, groups, glen));
+    assert_true(kxt_replace_hello_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_SIGNATURE_ALGORITHMS, sigalgs, slen));
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    if (p.sst != KTLSX_WANT_READ) fail_msg("server: %s (%s)", kxt_status_name(p.sst), ktlsx_error(p.s));
+    assert_int_equal(p.s->group, KX_GROUP_SECP256R1);           /* the P-256 certificate's curve was offered */
+    assert_int_equal(p.s->our_sigalg, KX_SIG_ECDSA_SECP256R1_SHA256);
+    kxt_pair_free(&p);
+
+    /* The client's CertificateVerify scheme from a long CertificateRequest list. */
+    ktlsx_config *cc = client12(NULL, NULL);
+    KXT_CFG_OK(cc, ktlsx_config_add_cert(cc, kxt_pki_path("client.pem"), kxt_pki_path("client.key")));
+    kxt_pair_start(&p, cc, mtls_server12("ecdsa", KTLSX_VERIFY_REQUIRE), "localhost", KXT_FEED_ALL);
+    kxt_server_flight_out(&p);
+    long m = flight_message(&p.s2c, KX_HS_CERTIFICATE_REQUEST);
+    assert_true(m > 0 && (size_t)m < (size_t)5 + kxt_get16(p.s2c.data + 3)); /* in the first record */
+    size_t list = (size_t)m + 4 + 1 + p.s2c.data[m + 4];            /* past the certificate types */
+    size_t old = 2 + kxt_get16(p.s2c.data + list);
+    kx_buf w = { 0 };
+    assert_false(kx_failed(kx_write_bytes(&w, p.s2c.data, list)));
+    assert_false(kx_failed(kx_write_bytes(&w, sigalgs, slen)));
+    assert_false(kx_failed(kx_write_bytes(&w, p.s2c.data + list + old, p.s2c.len - list - old)));
+    kxt_put16(w.data + 3, kxt_get16(w.data + 3) + slen - old);
+    kxt_put24(w.data + m + 1, kxt_get24(w.data + m + 1) + slen - old);
+    kxt_deliver(p.c, &w);
+    kx_buf_free(&w);
+    p.cst = ktlsx_handshake(p.c);
+    if (p.cst != KTLSX_WANT_READ) fail_msg("client: %s (%s)", kxt_status_name(p.cst), ktlsx_error(p.c));
+    assert_true(p.c->cert_requested);
+    assert_int_equal(p.c->our_sigalg, KX_SIG_ECDSA_SECP256R1_SHA256);
+    kxt_pair_free(&p);
+}
+
 /* In TLS 1.2 a CertificateRequest follows the Certificate and the
  * ServerKeyExchange (RFC 5246 §7.3); where the Certificate is due it is an
  * unexpected message, not a Certificate by another name. */
@@ -806,6 +868,7 @@ int main(void)
     ADD(test_change_cipher_spec_before_server_hello);
     ADD(test_server_hello_unsolicited_extensions);
     ADD(test_point_formats_need_uncompressed);
+    ADD(test_long_lists12);
 #undef ADD
     return _cmocka_run_group_tests("test_tls12", tests, n, kxt_pki_group_setup, kxt_pki_group_teardown);
 }
