@@ -311,6 +311,17 @@ static bool choose_certificate(ktlsx_conn *c, const kx_suite *suite, const hello
 {
     const ktlsx_config *cfg = c->cfg;
     bool tls13 = suite->version == KTLSX_TLS13;
+    if (!tls13 && suite->kex == KX_KX_RSA) {
+        /* RSA key transport signs nothing: any RSA certificate, whatever
+         * signature_algorithms says (or whether it was sent at all). */
+        for (size_t k = 0; k < cfg->cert_count; k++) {
+            if (EVP_PKEY_is_a(cfg->certs[k].key, "RSA")) {
+                c->our_cert = &cfg->certs[k];
+                return true;
+            }
+        }
+        return false;
+    }
     for (size_t i = 0; i < c->peer_sigalg_count; i++) {
         uint16_t s = c->peer_sigalgs[i];
         if (!kx_list_has(cfg->sigalgs, cfg->sigalg_count, s)) continue;
@@ -319,11 +330,7 @@ static bool choose_certificate(ktlsx_conn *c, const kx_suite *suite, const hello
             if (!tls13) {
                 if (!cert_curve_acceptable(key, h)) continue;
                 bool rsa = EVP_PKEY_is_a(key, "RSA") || EVP_PKEY_is_a(key, "RSA-PSS");
-                if ((suite->kex == KX_KX_ECDHE_RSA || suite->kex == KX_KX_RSA) != rsa) continue;
-                if (suite->kex == KX_KX_RSA) { /* no signature: any RSA certificate */
-                    c->our_cert = &cfg->certs[k];
-                    return true;
-                }
+                if ((suite->kex == KX_KX_ECDHE_RSA) != rsa) continue;
             }
             if (kx_sigalg_fits_key(s, key, tls13)) {
                 c->our_cert = &cfg->certs[k];
@@ -618,14 +625,17 @@ static kx_result handle_tls12(ktlsx_conn *c, hello *h)
         c->secure_renegotiation = true;
     }
     if (offers_suite(h, TLS_EMPTY_RENEGOTIATION_INFO_SCSV)) c->secure_renegotiation = true;
-    if (kx_has_ext(&h->e, KX_EXT_SIGNATURE_ALGORITHMS)) {
-        KX_GUARD(read_sigalgs_ext(c, h));
-    } else {
-        /* RFC 5246 §7.4.1.4.1: absent means SHA-1, which we do not sign with; offer SHA-256 as OpenSSL does. */
-        static const uint16_t fallback[] = { KX_SIG_RSA_PKCS1_SHA256, KX_SIG_ECDSA_SECP256R1_SHA256 };
-        memcpy(c->peer_sigalgs, fallback, sizeof fallback);
-        c->peer_sigalg_count = 2;
-    }
+    /* RFC 5246 §7.4.1.4.1: no signature_algorithms means {sha1,rsa} and
+     * {sha1,ecdsa} only, and RFC 9155 §2 forbids SHA-1 signatures: the server
+     * must abort with handshake_failure unless it signs nothing.  So with the
+     * extension absent no scheme is usable (signing with one the client never
+     * allowed is what we used to do); only RSA key transport, which has no
+     * ServerKeyExchange, can still be chosen.  OpenSSL at its default security
+     * level does the same: SHA-1 signatures are refused, a suite that needs
+     * none may proceed. */
+    bool has_sigalgs = kx_has_ext(&h->e, KX_EXT_SIGNATURE_ALGORITHMS);
+    c->peer_sigalg_count = 0;
+    if (has_sigalgs) KX_GUARD(read_sigalgs_ext(c, h));
     c->resumed = false;
     KX_GUARD(resume_tls12(c, h));
     if (!c->resumed) {
@@ -637,6 +647,9 @@ static kx_result handle_tls12(ktlsx_conn *c, hello *h)
             if (s->kex == KX_KX_RSA && !cfg->legacy_rsa_kx) continue;
             if (choose_certificate(c, s, h)) c->suite = s;
         }
+        KX_ENSURE(c->suite != NULL || has_sigalgs, KX_ALERT_HANDSHAKE_FAILURE,
+                  "TLS 1.2 ClientHello without signature_algorithms allows only SHA-1 signatures, which we do "
+                  "not make (RFC 9155); only RSA key transport could proceed");
         KX_ENSURE(c->suite != NULL, KX_ALERT_HANDSHAKE_FAILURE, "no cipher suite in common");
         if (c->suite->kex != KX_KX_RSA) {
             c->group = 0;

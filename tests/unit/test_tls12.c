@@ -744,6 +744,60 @@ static void test_long_lists12(void **state)
     kxt_pair_free(&p);
 }
 
+/* ------------------------------- no signature_algorithms (RFC 9155 §2) */
+
+/* A TLS 1.2 ClientHello without signature_algorithms allows only SHA-1
+ * signatures (RFC 5246 §7.4.1.4.1), which RFC 9155 forbids: a server that
+ * would have to sign (ECDHE) aborts with handshake_failure and says why;
+ * RSA key transport signs nothing and may proceed, as with OpenSSL. */
+static void test_no_signature_algorithms(void **state)
+{
+    (void)state;
+    static const char *const certs[] = { "ecdsa", "rsa" };
+    for (size_t i = 0; i < 2; i++) {
+        kxt_pair p;
+        kxt_pair_start(&p, client12(NULL, NULL), server12(certs[i], NULL, NULL), "localhost", KXT_FEED_ALL);
+        kxt_client_hello_out(&p);
+        assert_true(kxt_strip_hello_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_SIGNATURE_ALGORITHMS));
+        kxt_deliver(p.s, &p.c2s);
+        p.sst = ktlsx_handshake(p.s);
+        kxt_assert_failed(&p, false, KX_ALERT_HANDSHAKE_FAILURE);
+        assert_non_null(strstr(ktlsx_error(p.s), "signature_algorithms"));
+        assert_non_null(strstr(ktlsx_error(p.s), "RFC 9155"));
+        kxt_move_out(p.s, &p.s2c);
+        assert_int_equal(kxt_count_records(&p.s2c), 1); /* the alert, no ServerKeyExchange signed with anything */
+        assert_int_equal(p.s2c.data[0], KX_CT_ALERT);
+        kxt_pair_free(&p);
+    }
+
+    /* RSA key transport offered and allowed on both sides: it is chosen over ECDHE_RSA. */
+    ktlsx_config *cc = client12(NULL, NULL), *sc = server12("rsa", NULL, NULL);
+    KXT_CFG_OK(cc, ktlsx_config_set_legacy_rsa_kx(cc, 1));
+    KXT_CFG_OK(sc, ktlsx_config_set_legacy_rsa_kx(sc, 1));
+    kxt_pair p;
+    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+    kxt_client_hello_out(&p);
+    assert_true(kxt_strip_hello_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_SIGNATURE_ALGORITHMS));
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    if (p.sst != KTLSX_WANT_READ) fail_msg("server: %s (%s)", kxt_status_name(p.sst), ktlsx_error(p.s));
+    assert_non_null(strstr(ktlsx_cipher_name(p.s), "TLS_RSA_WITH_"));
+    kxt_move_out(p.s, &p.s2c);
+    assert_true(flight_message(&p.s2c, KX_HS_SERVER_KEY_EXCHANGE) < 0);
+    kxt_pair_free(&p);
+
+    /* Control: with the extension, the same configurations keep ECDHE. */
+    cc = client12(NULL, NULL);
+    sc = server12("rsa", NULL, NULL);
+    KXT_CFG_OK(cc, ktlsx_config_set_legacy_rsa_kx(cc, 1));
+    KXT_CFG_OK(sc, ktlsx_config_set_legacy_rsa_kx(sc, 1));
+    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
+    assert_non_null(strstr(ktlsx_cipher_name(p.s), "ECDHE_RSA"));
+    kxt_pair_free(&p);
+}
+
 /* In TLS 1.2 a CertificateRequest follows the Certificate and the
  * ServerKeyExchange (RFC 5246 §7.3); where the Certificate is due it is an
  * unexpected message, not a Certificate by another name. */
@@ -869,6 +923,7 @@ int main(void)
     ADD(test_server_hello_unsolicited_extensions);
     ADD(test_point_formats_need_uncompressed);
     ADD(test_long_lists12);
+    ADD(test_no_signature_algorithms);
 #undef ADD
     return _cmocka_run_group_tests("test_tls12", tests, n, kxt_pki_group_setup, kxt_pki_group_teardown);
 }
