@@ -513,7 +513,8 @@ static void test_renegotiation_refused(void **state)
     kxt_pair_start(&p, client12(NULL, NULL), sc, "localhost", KXT_FEED_ALL);
     kxt_pump(&p);
     kxt_assert_done(&p);
-    static const uint8_t ch[] = { KX_HS_CLIENT_HELLO, 0, 0, 6, 3, 3, 0, 0, 0, 0 };
+    /* Well formed (a malformed one is a decode_error: test_post_handshake.c). */
+    static const uint8_t ch[4 + 41] = { KX_HS_CLIENT_HELLO, 0, 0, 41, 3, 3, [38] = 0, 0, 2, 0xc0, 0x2b, 1, 0 };
     send_raw_handshake(p.c, ch, sizeof ch);
     kxt_move_out(p.c, &p.c2s);
     check_refusal(&p, false);
