@@ -2,6 +2,18 @@
 #include "handshake/conn.h"
 #include <string.h>
 
+static bool configured_sigalg(uint16_t v, const void *arg)
+{
+    const ktlsx_config *cfg = arg;
+    return kx_list_has(cfg->sigalgs, cfg->sigalg_count, v);
+}
+
+kx_result kx_read_peer_sigalgs(ktlsx_conn *c, kx_reader list)
+{
+    return kx_read_u16_list_kept(list, configured_sigalg, c->cfg, c->peer_sigalgs, KX_MAX_SIGALGS,
+                                 &c->peer_sigalg_count);
+}
+
 /* TLS 1.2 (RFC 5246 §7.4.4): certificate types, signature algorithms, CA names. */
 static kx_result write_tls12(ktlsx_conn *c)
 {
@@ -25,13 +37,7 @@ static kx_result handle_tls12(ktlsx_conn *c, kx_reader *body)
     KX_GUARD(kx_read_vec(body, 1, 1, 255, &types));
     KX_GUARD(kx_read_vec(body, 2, 2, 65534, &list));
     KX_GUARD(kx_read_vec(body, 2, 0, 65535, &cas));
-    KX_ENSURE(list.len % 2 == 0, KX_ALERT_DECODE_ERROR, "odd signature algorithm list");
-    c->peer_sigalg_count = 0;
-    while (kx_reader_left(&list)) {
-        uint16_t s;
-        KX_GUARD(kx_read_u16(&list, &s));
-        if (c->peer_sigalg_count < KX_MAX_SIGALGS) c->peer_sigalgs[c->peer_sigalg_count++] = s;
-    }
+    KX_GUARD(kx_read_peer_sigalgs(c, list));
     kx_trace(c, false, "CertificateRequest sigalgs=%zu", c->peer_sigalg_count);
     return KX_OK;
 }
@@ -75,13 +81,7 @@ kx_result kx_certificate_request_handle(ktlsx_conn *c, kx_reader *body)
     kx_reader d = e.data[KX_EXT_SIGNATURE_ALGORITHMS], list;
     KX_GUARD(kx_read_vec(&d, 2, 2, 65534, &list));
     KX_GUARD(kx_reader_done(&d));
-    KX_ENSURE(list.len % 2 == 0, KX_ALERT_DECODE_ERROR, "odd signature algorithm list");
-    c->peer_sigalg_count = 0;
-    while (kx_reader_left(&list)) {
-        uint16_t s;
-        KX_GUARD(kx_read_u16(&list, &s));
-        if (c->peer_sigalg_count < KX_MAX_SIGALGS) c->peer_sigalgs[c->peer_sigalg_count++] = s;
-    }
+    KX_GUARD(kx_read_peer_sigalgs(c, list));
     memcpy(c->cr_context, context.data, context.len);
     c->cr_context_len = context.len;
     kx_trace(c, false, "CertificateRequest sigalgs=%zu", c->peer_sigalg_count);

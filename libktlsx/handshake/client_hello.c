@@ -208,15 +208,27 @@ kx_result kx_client_hello_write(ktlsx_conn *c)
 
 /* ======================= server: handle ======================= */
 
+/* Room for every distinct group the library implements (crypto/suites.c). */
+#define KX_HELLO_GROUPS 16
+
 /* What the parsed ClientHello offers, for the version-specific choices. */
 typedef struct {
     uint16_t legacy_version;
     kx_reader suites, comp, sid;
     kx_exts e;
-    uint16_t groups[32];
+    /* supported_groups, read to its end: the groups this library implements,
+     * each once, in the client's order (unknown ones cannot be chosen or
+     * checked against a certificate, and keeping them would cap the list). */
+    uint16_t groups[KX_HELLO_GROUPS];
     size_t group_count;
     bool has_groups;
 } hello;
+
+static bool implemented_group(uint16_t v, const void *arg)
+{
+    (void)arg;
+    return kx_group_name(v) != NULL;
+}
 
 static kx_result parse_sni(ktlsx_conn *c, kx_reader data)
 {
@@ -264,19 +276,13 @@ static kx_result choose_alpn(ktlsx_conn *c, kx_reader data)
     return KX_FAIL(KX_ALERT_NO_APPLICATION_PROTOCOL, "no application protocol in common");
 }
 
-static kx_result read_u16_list(kx_reader data, int prefix, uint16_t *out, size_t cap, size_t *count)
+/* signature_algorithms (RFC 8446 §4.2.3), read to its end. */
+static kx_result read_sigalgs_ext(ktlsx_conn *c, const hello *h)
 {
-    kx_reader list;
-    KX_GUARD(kx_read_vec(&data, prefix, 2, 65534, &list));
-    KX_GUARD(kx_reader_done(&data));
-    KX_ENSURE(list.len % 2 == 0, KX_ALERT_DECODE_ERROR, "odd-length list");
-    *count = 0;
-    while (kx_reader_left(&list)) {
-        uint16_t v;
-        KX_GUARD(kx_read_u16(&list, &v));
-        if (*count < cap) out[(*count)++] = v;
-    }
-    return KX_OK;
+    kx_reader d = h->e.data[KX_EXT_SIGNATURE_ALGORITHMS], list;
+    KX_GUARD(kx_read_vec(&d, 2, 2, 65534, &list));
+    KX_GUARD(kx_reader_done(&d));
+    return kx_read_peer_sigalgs(c, list);
 }
 
 static bool offers_suite(const hello *h, uint16_t id)
@@ -305,6 +311,17 @@ static bool choose_certificate(ktlsx_conn *c, const kx_suite *suite, const hello
 {
     const ktlsx_config *cfg = c->cfg;
     bool tls13 = suite->version == KTLSX_TLS13;
+    if (!tls13 && suite->kex == KX_KX_RSA) {
+        /* RSA key transport signs nothing: any RSA certificate, whatever
+         * signature_algorithms says (or whether it was sent at all). */
+        for (size_t k = 0; k < cfg->cert_count; k++) {
+            if (EVP_PKEY_is_a(cfg->certs[k].key, "RSA")) {
+                c->our_cert = &cfg->certs[k];
+                return true;
+            }
+        }
+        return false;
+    }
     for (size_t i = 0; i < c->peer_sigalg_count; i++) {
         uint16_t s = c->peer_sigalgs[i];
         if (!kx_list_has(cfg->sigalgs, cfg->sigalg_count, s)) continue;
@@ -313,11 +330,7 @@ static bool choose_certificate(ktlsx_conn *c, const kx_suite *suite, const hello
             if (!tls13) {
                 if (!cert_curve_acceptable(key, h)) continue;
                 bool rsa = EVP_PKEY_is_a(key, "RSA") || EVP_PKEY_is_a(key, "RSA-PSS");
-                if ((suite->kex == KX_KX_ECDHE_RSA || suite->kex == KX_KX_RSA) != rsa) continue;
-                if (suite->kex == KX_KX_RSA) { /* no signature: any RSA certificate */
-                    c->our_cert = &cfg->certs[k];
-                    return true;
-                }
+                if ((suite->kex == KX_KX_ECDHE_RSA) != rsa) continue;
             }
             if (kx_sigalg_fits_key(s, key, tls13)) {
                 c->our_cert = &cfg->certs[k];
@@ -342,18 +355,23 @@ static kx_result choose_group13(ktlsx_conn *c, const hello *h, bool second_hello
     kx_reader shares_ext = h->e.data[KX_EXT_KEY_SHARE], shares;
     KX_GUARD(kx_read_vec(&shares_ext, 2, 0, 65535, &shares));
     KX_GUARD(kx_reader_done(&shares_ext));
-    uint16_t seen[32], chosen = 0;
-    size_t nseen = 0, chosen_len = 0;
+    uint16_t seen[KX_HELLO_GROUPS], chosen = 0;
+    size_t nseen = 0, nshares = 0, chosen_len = 0;
     const uint8_t *chosen_share = NULL;
     while (kx_reader_left(&shares)) {
         uint16_t g;
         kx_reader key;
         KX_GUARD(kx_read_u16(&shares, &g));
         KX_GUARD(kx_read_vec(&shares, 2, 1, 65535, &key));
+        nshares++;
+        /* A share for a group we do not implement can be neither used nor
+         * checked against the (filtered) supported_groups: skipped, as the
+         * checks below are a MAY of RFC 8446 §4.2.8. */
+        if (!implemented_group(g, NULL)) continue;
         /* RFC 8446 §4.2.8: no duplicate groups; each share's group must be in supported_groups. */
         KX_ENSURE(!kx_list_has(seen, nseen, g), KX_ALERT_ILLEGAL_PARAMETER, "duplicate key share");
         KX_ENSURE(kx_list_has(h->groups, h->group_count, g), KX_ALERT_ILLEGAL_PARAMETER, "key share for an unoffered group");
-        if (nseen < 32) seen[nseen++] = g;
+        seen[nseen++] = g; /* distinct and in h->groups: fits */
         if (!chosen && kx_list_has(cfg->groups, cfg->group_count, g)) {
             chosen = g;
             chosen_share = key.data;
@@ -361,7 +379,7 @@ static kx_result choose_group13(ktlsx_conn *c, const hello *h, bool second_hello
         }
     }
     if (second_hello)
-        KX_ENSURE(nseen == 1 && chosen == c->kex_group, KX_ALERT_ILLEGAL_PARAMETER,
+        KX_ENSURE(nshares == 1 && chosen == c->kex_group, KX_ALERT_ILLEGAL_PARAMETER,
                   "second ClientHello lacks the requested key share");
     if (!chosen) {
         for (size_t i = 0; i < cfg->group_count; i++) {
@@ -575,6 +593,22 @@ static kx_result resume_tls12(ktlsx_conn *c, const hello *h)
     return KX_OK;
 }
 
+/* ec_point_formats (RFC 8422 §5.1.2): a list that leaves out uncompressed
+ * points, from a client naming any curve, aborts with illegal_parameter; we
+ * answer with the extension only if the client sent it (§5.2). */
+static kx_result check_point_formats(ktlsx_conn *c, const hello *h)
+{
+    c->offered_point_formats = kx_has_ext(&h->e, KX_EXT_EC_POINT_FORMATS);
+    if (!c->offered_point_formats) return KX_OK;
+    kx_reader d = h->e.data[KX_EXT_EC_POINT_FORMATS], list;
+    KX_GUARD(kx_read_vec(&d, 1, 1, 255, &list));
+    KX_GUARD(kx_reader_done(&d));
+    bool uncompressed = memchr(list.data, 0, list.len) != NULL;
+    KX_ENSURE(uncompressed || !h->has_groups, KX_ALERT_ILLEGAL_PARAMETER,
+              "ec_point_formats lacks the uncompressed format");
+    return KX_OK;
+}
+
 static kx_result handle_tls12(ktlsx_conn *c, hello *h)
 {
     const ktlsx_config *cfg = c->cfg;
@@ -583,6 +617,7 @@ static kx_result handle_tls12(ktlsx_conn *c, hello *h)
     KX_ENSURE(has_null, KX_ALERT_ILLEGAL_PARAMETER, "client does not offer null compression");
     c->offered_ems = kx_has_ext(&h->e, KX_EXT_EXTENDED_MASTER_SECRET);
     c->client_offered_ticket = kx_has_ext(&h->e, KX_EXT_SESSION_TICKET);
+    KX_GUARD(check_point_formats(c, h));
     /* RFC 5746: the extension (empty on an initial handshake) or the SCSV. */
     if (kx_has_ext(&h->e, KX_EXT_RENEGOTIATION_INFO)) {
         KX_ENSURE(h->e.data[KX_EXT_RENEGOTIATION_INFO].len == 1 && h->e.data[KX_EXT_RENEGOTIATION_INFO].data[0] == 0,
@@ -590,15 +625,17 @@ static kx_result handle_tls12(ktlsx_conn *c, hello *h)
         c->secure_renegotiation = true;
     }
     if (offers_suite(h, TLS_EMPTY_RENEGOTIATION_INFO_SCSV)) c->secure_renegotiation = true;
-    if (kx_has_ext(&h->e, KX_EXT_SIGNATURE_ALGORITHMS)) {
-        KX_GUARD(read_u16_list(h->e.data[KX_EXT_SIGNATURE_ALGORITHMS], 2, c->peer_sigalgs, KX_MAX_SIGALGS,
-                               &c->peer_sigalg_count));
-    } else {
-        /* RFC 5246 §7.4.1.4.1: absent means SHA-1, which we do not sign with; offer SHA-256 as OpenSSL does. */
-        static const uint16_t fallback[] = { KX_SIG_RSA_PKCS1_SHA256, KX_SIG_ECDSA_SECP256R1_SHA256 };
-        memcpy(c->peer_sigalgs, fallback, sizeof fallback);
-        c->peer_sigalg_count = 2;
-    }
+    /* RFC 5246 §7.4.1.4.1: no signature_algorithms means {sha1,rsa} and
+     * {sha1,ecdsa} only, and RFC 9155 §2 forbids SHA-1 signatures: the server
+     * must abort with handshake_failure unless it signs nothing.  So with the
+     * extension absent no scheme is usable (signing with one the client never
+     * allowed is what we used to do); only RSA key transport, which has no
+     * ServerKeyExchange, can still be chosen.  OpenSSL at its default security
+     * level does the same: SHA-1 signatures are refused, a suite that needs
+     * none may proceed. */
+    bool has_sigalgs = kx_has_ext(&h->e, KX_EXT_SIGNATURE_ALGORITHMS);
+    c->peer_sigalg_count = 0;
+    if (has_sigalgs) KX_GUARD(read_sigalgs_ext(c, h));
     c->resumed = false;
     KX_GUARD(resume_tls12(c, h));
     if (!c->resumed) {
@@ -610,6 +647,9 @@ static kx_result handle_tls12(ktlsx_conn *c, hello *h)
             if (s->kex == KX_KX_RSA && !cfg->legacy_rsa_kx) continue;
             if (choose_certificate(c, s, h)) c->suite = s;
         }
+        KX_ENSURE(c->suite != NULL || has_sigalgs, KX_ALERT_HANDSHAKE_FAILURE,
+                  "TLS 1.2 ClientHello without signature_algorithms allows only SHA-1 signatures, which we do "
+                  "not make (RFC 9155); only RSA key transport could proceed");
         KX_ENSURE(c->suite != NULL, KX_ALERT_HANDSHAKE_FAILURE, "no cipher suite in common");
         if (c->suite->kex != KX_KX_RSA) {
             c->group = 0;
@@ -649,6 +689,10 @@ kx_result kx_client_hello_handle(ktlsx_conn *c, kx_reader *body)
     /* pre_shared_key must be the last extension (RFC 8446 §4.2.11). */
     KX_ENSURE(!kx_has_ext(&h.e, KX_EXT_PRE_SHARED_KEY) || h.e.psk_last, KX_ALERT_ILLEGAL_PARAMETER,
               "pre_shared_key is not the last extension");
+    /* RFC 8446 Appendix D.5: SSL 3.0 or older in legacy_version aborts the
+     * handshake whatever supported_versions offers (RFC 7568 retired SSL 3.0);
+     * checked once the message has parsed, so a malformed one is decode_error. */
+    KX_ENSURE(h.legacy_version > 0x0300, KX_ALERT_PROTOCOL_VERSION, "ClientHello legacy_version is SSL 3.0 or older");
 
     if (second_hello) {
         KX_ENSURE(memcmp(random, c->client_random, 32) == 0 && h.sid.len == c->session_id_len &&
@@ -688,12 +732,13 @@ kx_result kx_client_hello_handle(ktlsx_conn *c, kx_reader *body)
               "client signalled a fallback but we support a higher version");
 
     if (kx_has_ext(&h.e, KX_EXT_SUPPORTED_GROUPS)) {
-        KX_GUARD(read_u16_list(h.e.data[KX_EXT_SUPPORTED_GROUPS], 2, h.groups, 32, &h.group_count));
+        kx_reader d = h.e.data[KX_EXT_SUPPORTED_GROUPS], list;
+        KX_GUARD(kx_read_vec(&d, 2, 2, 65534, &list));
+        KX_GUARD(kx_reader_done(&d));
+        KX_GUARD(kx_read_u16_list_kept(list, implemented_group, NULL, h.groups, KX_HELLO_GROUPS, &h.group_count));
         h.has_groups = true;
     }
-    if (c->version == KTLSX_TLS13 && kx_has_ext(&h.e, KX_EXT_SIGNATURE_ALGORITHMS))
-        KX_GUARD(read_u16_list(h.e.data[KX_EXT_SIGNATURE_ALGORITHMS], 2, c->peer_sigalgs, KX_MAX_SIGALGS,
-                               &c->peer_sigalg_count));
+    if (c->version == KTLSX_TLS13 && kx_has_ext(&h.e, KX_EXT_SIGNATURE_ALGORITHMS)) KX_GUARD(read_sigalgs_ext(c, &h));
     c->alpn[0] = 0;
     if (kx_has_ext(&h.e, KX_EXT_ALPN)) KX_GUARD(choose_alpn(c, h.e.data[KX_EXT_ALPN]));
 

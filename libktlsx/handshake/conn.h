@@ -265,6 +265,9 @@ struct ktlsx_conn {
     uint8_t *peer_chain;        /* the peer's DER certificates back to back (one allocation) */
     size_t peer_chain_off[KX_MAX_CHAIN + 1]; /* certificate i is [off[i], off[i + 1]) */
     size_t peer_cert_count;
+
+    /* ---- conformance (issue 13, helper conf-a) ---- */
+    bool offered_point_formats; /* server: the TLS 1.2 ClientHello carried ec_point_formats (RFC 8422 §5.2) */
 };
 
 /* ctl_out entry type: not a record but "derive the next TX secret and install it". */
@@ -408,6 +411,14 @@ KX_RESULT kx_handshake_complete(ktlsx_conn *c);
  * Called when the handshake completes and when ktlsx_ktls_start has moved a
  * direction into the kernel; safe to call again at any point after. */
 void kx_release_handshake_memory(ktlsx_conn *c);
+
+/* ---- conformance (issue 13, helper conf-a) ----
+ * The peer's signature_algorithms list (ClientHello or CertificateRequest
+ * body, `list` = the vector's contents) read to its end into
+ * c->peer_sigalgs, keeping the peer's order but only the schemes the
+ * configuration accepts (every choice is made among those anyway), so no
+ * usable scheme is lost to a long list (certificate_request.c). */
+KX_RESULT kx_read_peer_sigalgs(ktlsx_conn *c, kx_reader list);
 
 /* ServerHello.random sentinel for a TLS 1.2 ServerHello from a 1.3-capable server (RFC 8446 §4.1.3). */
 extern const uint8_t kx_downgrade_tls12[8];

@@ -74,3 +74,21 @@ kx_result kx_exts_parse(kx_reader *block, kx_ext_msg msg, uint32_t offered, kx_e
     }
     return KX_OK;
 }
+
+kx_result kx_read_u16_list_kept(kx_reader list, kx_u16_keep_fn keep, const void *arg, uint16_t *out, size_t cap,
+                                size_t *count)
+{
+    KX_ENSURE(list.len >= 2 && list.len % 2 == 0, KX_ALERT_DECODE_ERROR, "malformed list of code points");
+    *count = 0;
+    while (kx_reader_left(&list)) {
+        uint16_t v;
+        KX_GUARD(kx_read_u16(&list, &v));
+        if (!keep(v, arg)) continue;
+        bool dup = false;
+        for (size_t i = 0; i < *count && !dup; i++) dup = out[i] == v;
+        if (dup) continue;
+        KX_ENSURE(*count < cap, KX_ALERT_INTERNAL_ERROR, "more supported code points than room for them");
+        out[(*count)++] = v;
+    }
+    return KX_OK;
+}

@@ -84,6 +84,18 @@ static inline bool kx_has_ext(const kx_exts *e, kx_ext i) { return (e->present >
  * (bitmask of kx_ext; used for responses: only what we offered may come back). */
 KX_RESULT kx_exts_parse(kx_reader *block, kx_ext_msg msg, uint32_t offered, kx_exts *out);
 
+/* ---- conformance (issue 13): lists read to the end ----
+ * Read a list of 16-bit code points (the body of a supported_groups,
+ * signature_algorithms or similar vector: even length, at least one entry)
+ * to its very end, keeping in `out` only the entries `keep` accepts, each
+ * once, in the peer's order.  Long lists (unknown or GREASE values first) lose
+ * nothing we could use: what is kept is bounded by what we support, not by
+ * position.  `cap` must hold every distinct value `keep` accepts; should it
+ * not, the call fails (internal_error) rather than drop a usable entry. */
+typedef bool (*kx_u16_keep_fn)(uint16_t v, const void *arg);
+KX_RESULT kx_read_u16_list_kept(kx_reader list, kx_u16_keep_fn keep, const void *arg, uint16_t *out, size_t cap,
+                                size_t *count);
+
 /* Code point of a dense index. */
 uint16_t kx_ext_type(kx_ext i);
 const char *kx_ext_name(kx_ext i);

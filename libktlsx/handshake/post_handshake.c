@@ -67,14 +67,35 @@ kx_result kx_key_update_handle(ktlsx_conn *c, kx_reader *body)
     return KX_OK;
 }
 
+/* A renegotiating ClientHello has the shape of RFC 5246 §7.4.1.2 (its
+ * contents do not matter: it is refused either way). */
+static kx_result check_client_hello_shape(kx_reader *body)
+{
+    uint16_t version;
+    const uint8_t *random;
+    kx_reader v;
+    KX_GUARD(kx_read_u16(body, &version));
+    KX_GUARD(kx_read_bytes(body, 32, &random));
+    KX_GUARD(kx_read_vec(body, 1, 0, 32, &v));
+    KX_GUARD(kx_read_vec(body, 2, 2, 65534, &v));
+    KX_GUARD(kx_read_vec(body, 1, 1, 255, &v));
+    if (kx_reader_left(body)) KX_GUARD(kx_read_vec(body, 2, 0, 65535, &v));
+    return kx_reader_done(body);
+}
+
 /* TLS 1.2 renegotiation is refused with a warning (RFC 5246 §7.2.2): kernel TLS
- * cannot change TLS 1.2 keys mid-connection, so there is no safe way to accept it. */
+ * cannot change TLS 1.2 keys mid-connection, so there is no safe way to accept it.
+ * Like every post-handshake message, a malformed one is a decode_error and
+ * earns no answer: HelloRequest is empty (§7.4.1.1). */
 static kx_result refuse_renegotiation(ktlsx_conn *c, uint8_t type, kx_reader *body)
 {
+    if (type == KX_HS_HELLO_REQUEST)
+        KX_ENSURE(kx_reader_left(body) == 0, KX_ALERT_DECODE_ERROR, "HelloRequest is not empty");
+    else
+        KX_GUARD(check_client_hello_shape(body));
     kx_trace(c, c->role == KTLSX_SERVER, "%s refused: no_renegotiation",
              type == KX_HS_HELLO_REQUEST ? "HelloRequest" : "ClientHello");
     kx_queue_alert(c, 1, KX_ALERT_NO_RENEGOTIATION);
-    body->off = body->len;
     return KX_OK;
 }
 
@@ -100,7 +121,7 @@ kx_result kx_handle_post_handshake(ktlsx_conn *c)
         else if (type == KX_HS_KEY_UPDATE && tls13)
             r = kx_key_update_handle(c, &rd);
         else if (tls12 && ((type == KX_HS_CLIENT_HELLO && c->role == KTLSX_SERVER) ||
-                           (type == KX_HS_HELLO_REQUEST && c->role == KTLSX_CLIENT && body == 0)))
+                           (type == KX_HS_HELLO_REQUEST && c->role == KTLSX_CLIENT)))
             r = refuse_renegotiation(c, type, &rd);
         else
             r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "unexpected post-handshake message");

@@ -38,6 +38,21 @@ static kx_result enter_handshake_keys(ktlsx_conn *c)
 
 /* ======================= server: write ======================= */
 
+/* RFC 8446 Appendix D.4: a client that sends a non-empty legacy_session_id
+ * runs in middlebox compatibility mode, and the server MUST then send one
+ * dummy change_cipher_spec record right after its first handshake record:
+ * the HelloRetryRequest if there is one (and not again after the second
+ * ServerHello), else the ServerHello.  It goes out in the clear, before any
+ * protected record. */
+static kx_result write_compat_ccs(ktlsx_conn *c)
+{
+    if (c->session_id_len == 0) return KX_OK;
+    KX_GUARD(kx_hs_flush(c)); /* the hello is a record of its own, ahead of the CCS */
+    KX_GUARD(kx_record_write(&c->tx, KX_CT_CHANGE_CIPHER_SPEC, (const uint8_t *)"\1", 1, &c->out));
+    kx_trace(c, false, "ChangeCipherSpec (middlebox compatibility)");
+    return KX_OK;
+}
+
 static kx_result write_hello_start(ktlsx_conn *c, const uint8_t random[32], size_t *msg, size_t *exts)
 {
     kx_buf *o = &c->hs_out;
@@ -81,7 +96,7 @@ kx_result kx_hello_retry_request_write(ktlsx_conn *c)
     KX_GUARD(kx_vec_close(o, 2, exts));
     KX_GUARD(kx_hs_end(c, msg));
     kx_trace(c, false, "HelloRetryRequest cipher=%s group=%s", c->suite->name, kx_group_name(c->kex_group));
-    return KX_OK;
+    return write_compat_ccs(c);
 }
 
 static kx_result write_server_hello13(ktlsx_conn *c, size_t msg, size_t exts)
@@ -108,6 +123,7 @@ static kx_result write_server_hello13(ktlsx_conn *c, size_t msg, size_t exts)
              c->group ? kx_group_name(c->group) : "-", c->resumed ? " psk=1" : "");
     /* ServerHello goes out in the clear; everything after it under handshake keys. */
     KX_GUARD(kx_hs_flush(c));
+    if (!c->hrr) KX_GUARD(write_compat_ccs(c)); /* after a retry it followed the HelloRetryRequest */
     return enter_handshake_keys(c);
 }
 
@@ -117,7 +133,11 @@ static kx_result write_server_hello12(ktlsx_conn *c, size_t msg, size_t exts)
     size_t x, y;
     if (c->secure_renegotiation) KX_GUARD(write_ext(o, KX_EXT_TYPE_RENEGOTIATION_INFO, "\0", 1));
     if (c->ems) KX_GUARD(write_ext(o, KX_EXT_TYPE_EXTENDED_MASTER_SECRET, NULL, 0));
-    if (c->suite->kex != KX_KX_RSA && !c->resumed) KX_GUARD(write_ext(o, KX_EXT_TYPE_EC_POINT_FORMATS, "\1\0", 2));
+    /* Only in answer to the client's own (RFC 8422 §5.2, RFC 5246 §7.4.1.4): like every
+     * extension here, it is sent only when the ClientHello carried it (renegotiation_info
+     * may answer the SCSV instead, RFC 5746 §3.6). */
+    if (c->suite->kex != KX_KX_RSA && !c->resumed && c->offered_point_formats)
+        KX_GUARD(write_ext(o, KX_EXT_TYPE_EC_POINT_FORMATS, "\1\0", 2));
     if (c->send_ticket12) KX_GUARD(write_ext(o, KX_EXT_TYPE_SESSION_TICKET, NULL, 0));
     if (c->alpn[0]) {
         KX_GUARD(kx_write_u16(o, KX_EXT_TYPE_ALPN));

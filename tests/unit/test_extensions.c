@@ -28,6 +28,52 @@
     } while (0)
 
 #define BIT(e) (1u << (e))
+
+/* ---- kx_read_u16_list_kept (issue 13): whole lists, filtered, not capped ---- */
+
+static bool keep_even(uint16_t v, const void *arg)
+{
+    (void)arg;
+    return v % 2 == 0;
+}
+
+static size_t put_u16s(uint8_t *b, const uint16_t *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        b[2 * i] = (uint8_t)(v[i] >> 8);
+        b[2 * i + 1] = (uint8_t)v[i];
+    }
+    return 2 * n;
+}
+
+static void test_u16_list_kept(void **state)
+{
+    (void)state;
+    /* 200 entries we do not keep, then the ones we do, with repeats. */
+    uint16_t v[210];
+    size_t n = 0;
+    for (int i = 0; i < 200; i++) v[n++] = (uint16_t)(2 * i + 1);
+    v[n++] = 0x0a0a;
+    v[n++] = 0x001d;
+    v[n++] = 0x0a0a; /* a repeat: kept once */
+    v[n++] = 0x0018;
+    uint8_t b[2 * 210];
+    size_t len = put_u16s(b, v, n);
+    uint16_t out[2], got[3];
+    size_t count = 99;
+    assert_ok(kx_read_u16_list_kept(kx_reader_of(b, len), keep_even, NULL, out, 2, &count));
+    assert_int_equal(count, 2);
+    assert_int_equal(out[0], 0x0a0a);
+    assert_int_equal(out[1], 0x0018);
+    /* Nothing kept is not an error: the caller decides what an empty choice means. */
+    assert_ok(kx_read_u16_list_kept(kx_reader_of(b, 2 * 200), keep_even, NULL, out, 2, &count));
+    assert_int_equal(count, 0);
+    /* Too little room for what is kept fails loudly instead of dropping an entry. */
+    assert_alert(kx_read_u16_list_kept(kx_reader_of(b, len), keep_even, NULL, out, 1, &count), KX_ALERT_INTERNAL_ERROR);
+    /* Odd or empty lists are malformed. */
+    assert_alert(kx_read_u16_list_kept(kx_reader_of(b, len - 1), keep_even, NULL, got, 3, &count), KX_ALERT_DECODE_ERROR);
+    assert_alert(kx_read_u16_list_kept(kx_reader_of(b, 0), keep_even, NULL, got, 3, &count), KX_ALERT_DECODE_ERROR);
+}
 #define ALL_OFFERED 0xffffffffu
 
 /* An extension block under construction. */
@@ -284,6 +330,7 @@ int main(void)
         cmocka_unit_test(test_unsolicited),
         cmocka_unit_test(test_psk_position),
         cmocka_unit_test(test_malformed_block),
+        cmocka_unit_test(test_u16_list_kept),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -357,8 +357,10 @@ static void test_tamper_server_flight(void **state)
     assert_true(kxt_record_offset(&p.s2c, 0, &type, &len) == 0);
     assert_int_equal(type, KX_CT_HANDSHAKE); /* ServerHello in the clear */
     assert_true(kxt_record_offset(&p.s2c, 1, &type, &len) > 0);
+    assert_int_equal(type, KX_CT_CHANGE_CIPHER_SPEC); /* compatibility mode (RFC 8446 D.4) */
+    assert_true(kxt_record_offset(&p.s2c, 2, &type, &len) > 0);
     assert_int_equal(type, KX_CT_APPLICATION_DATA); /* protected */
-    kxt_flip_in_record(&p.s2c, 1, (long)len / 2);
+    kxt_flip_in_record(&p.s2c, 2, (long)len / 2);
     kxt_pump(&p);
     assert_int_equal(p.cst, KTLSX_FAILED);
     assert_int_equal(ktlsx_alert(p.c), KX_ALERT_BAD_RECORD_MAC);
@@ -963,6 +965,174 @@ static void test_change_cipher_spec_before_hello(void **state)
     kxt_pair_free(&p);
 }
 
+/* The server's side of middlebox compatibility mode (RFC 8446 Appendix D.4):
+ * a ClientHello with a non-empty legacy_session_id gets exactly one dummy
+ * change_cipher_spec, right after the server's first handshake record — the
+ * ServerHello, or the HelloRetryRequest (then not again after the second
+ * ServerHello).  An empty session ID gets none. */
+static void assert_record(const kx_buf *w, size_t idx, uint8_t want_type, uint8_t hs_type)
+{
+    uint8_t type;
+    size_t len;
+    long off = kxt_record_offset(w, idx, &type, &len);
+    if (off < 0) fail_msg("record %zu missing", idx);
+    if (type != want_type) fail_msg("record %zu has type %u, expected %u", idx, type, want_type);
+    if (want_type == KX_CT_CHANGE_CIPHER_SPEC) {
+        assert_int_equal(len, 1);
+        assert_int_equal(w->data[off + 5], 1);
+    }
+    if (hs_type) assert_int_equal(w->data[off + 5], hs_type);
+}
+
+static void test_server_compat_change_cipher_spec(void **state)
+{
+    (void)state;
+    /* ServerHello, then the CCS, then the protected flight. */
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_WANTED);
+    kxt_client_hello_out(&p);
+    assert_int_equal(p.c2s.data[9 + 2 + 32], 32); /* our client runs in compatibility mode */
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    assert_int_equal(p.sst, KTLSX_WANT_READ);
+    kxt_move_out(p.s, &p.s2c);
+    assert_record(&p.s2c, 0, KX_CT_HANDSHAKE, KX_HS_SERVER_HELLO);
+    assert_record(&p.s2c, 1, KX_CT_CHANGE_CIPHER_SPEC, 0);
+    assert_record(&p.s2c, 2, KX_CT_APPLICATION_DATA, 0);
+    assert_int_equal(kxt_count_records_of_type(&p.s2c, KX_CT_CHANGE_CIPHER_SPEC), 1);
+    kxt_pump(&p); /* the client reads past it, record by record */
+    kxt_assert_done(&p);
+    kxt_send_recv(&p, true, "compat", 6);
+    kxt_pair_free(&p);
+
+    /* HelloRetryRequest, then the CCS; the second ServerHello has none after it. */
+    kxt_pair_start(&p, kxt_client_cfg(NULL, "x25519,P-256"), kxt_server_cfg("ecdsa", NULL, "P-256"), "localhost",
+                   KXT_FEED_WANTED);
+    kxt_server_flight_out(&p);
+    assert_true(p.s->hrr);
+    assert_int_equal(kxt_count_records(&p.s2c), 2);
+    assert_record(&p.s2c, 0, KX_CT_HANDSHAKE, KX_HS_SERVER_HELLO);
+    assert_record(&p.s2c, 1, KX_CT_CHANGE_CIPHER_SPEC, 0);
+    kxt_deliver(p.c, &p.s2c);
+    p.cst = ktlsx_handshake(p.c);
+    assert_int_equal(p.cst, KTLSX_WANT_READ);
+    kxt_move_out(p.c, &p.c2s);
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    assert_int_equal(p.sst, KTLSX_WANT_READ);
+    kxt_move_out(p.s, &p.s2c);
+    assert_record(&p.s2c, 0, KX_CT_HANDSHAKE, KX_HS_SERVER_HELLO);
+    assert_record(&p.s2c, 1, KX_CT_APPLICATION_DATA, 0);
+    assert_int_equal(kxt_count_records_of_type(&p.s2c, KX_CT_CHANGE_CIPHER_SPEC), 0);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
+    kxt_pair_free(&p);
+
+    /* An empty legacy_session_id: no compatibility mode, no CCS. */
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
+    kxt_client_hello_out(&p);
+    kxt_client_hello_set_session_id(&p.c2s, NULL, 0);
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    assert_int_equal(p.sst, KTLSX_WANT_READ);
+    kxt_move_out(p.s, &p.s2c);
+    assert_record(&p.s2c, 0, KX_CT_HANDSHAKE, KX_HS_SERVER_HELLO);
+    assert_record(&p.s2c, 1, KX_CT_APPLICATION_DATA, 0);
+    assert_int_equal(kxt_count_records_of_type(&p.s2c, KX_CT_CHANGE_CIPHER_SPEC), 0);
+    kxt_pair_free(&p);
+}
+
+/* RFC 8446 Appendix D.5: a ClientHello whose legacy_version is SSL 3.0
+ * (0x0300) or older gets protocol_version, even though supported_versions
+ * offers TLS 1.3 (or, to a TLS 1.2-only server, TLS 1.2).  0x0301 is what
+ * many clients send and still leads to a ServerHello. */
+static void hello_with_legacy_version(uint16_t legacy, uint16_t server_max, bool want_ok)
+{
+    kxt_pair p;
+    ktlsx_config *sc = kxt_server_cfg("ecdsa", NULL, NULL);
+    KXT_CFG_OK(sc, ktlsx_config_set_versions(sc, KTLSX_TLS12, server_max));
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), sc, "localhost", KXT_FEED_ALL);
+    kxt_client_hello_out(&p);
+    assert_true(kxt_hello_has_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_SUPPORTED_VERSIONS));
+    kxt_put16(p.c2s.data + 9, legacy);
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    if (want_ok) {
+        if (p.sst != KTLSX_WANT_READ) fail_msg("legacy_version %#x: %s (%s)", legacy, kxt_status_name(p.sst), ktlsx_error(p.s));
+        assert_int_equal(ktlsx_version(p.s), server_max);
+    } else {
+        kxt_assert_failed(&p, false, KX_ALERT_PROTOCOL_VERSION);
+        /* The alert is all that goes out: no ServerHello ahead of it. */
+        kxt_move_out(p.s, &p.s2c);
+        assert_int_equal(kxt_count_records(&p.s2c), 1);
+        assert_int_equal(p.s2c.data[0], KX_CT_ALERT);
+    }
+    kxt_pair_free(&p);
+}
+
+static void test_legacy_version_ssl3(void **state)
+{
+    (void)state;
+    static const uint16_t refused[] = { 0x0300, 0x0200, 0x0002, 0x0000 };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        hello_with_legacy_version(refused[i], KTLSX_TLS13, false);
+        hello_with_legacy_version(refused[i], KTLSX_TLS12, false);
+    }
+    hello_with_legacy_version(0x0301, KTLSX_TLS13, true);
+    hello_with_legacy_version(0x0301, KTLSX_TLS12, true);
+}
+
+/* Long lists are read to the end (RFC 8446 §4.2.3, §4.2.7): 40 unknown
+ * groups before x25519 and 30 unknown schemes before ecdsa_secp256r1_sha256
+ * (as GREASE-heavy or future clients send) still find the group of the key
+ * share and the certificate.  The edit changes the transcript, so the test
+ * stops at the server's flight: the ServerHello and the choices it made. */
+static size_t long_list(uint8_t *b, size_t unknown, uint16_t first_unknown, uint16_t last)
+{
+    size_t n = 2;
+    for (size_t i = 0; i < unknown; i++) {
+        uint16_t v = (uint16_t)(first_unknown + i);
+        b[n++] = (uint8_t)(v >> 8);
+        b[n++] = (uint8_t)v;
+    }
+    b[n++] = (uint8_t)(last >> 8);
+    b[n++] = (uint8_t)last;
+    kxt_put16(b, n - 2);
+    return n;
+}
+
+static void test_long_hello_lists(void **state)
+{
+    (void)state;
+    uint8_t groups[2 + 2 * 41], sigalgs[2 + 2 * 31];
+    /* 0x0a0a.. (GREASE-like) and 0x0700.. are no groups or schemes we know. */
+    size_t glen = long_list(groups, 40, 0x0a0a, KX_GROUP_X25519);
+    size_t slen = long_list(sigalgs, 30, 0x0700, KX_SIG_ECDSA_SECP256R1_SHA256);
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, "x25519"), kxt_server_cfg("ecdsa", NULL, "x25519,P-256"), "localhost",
+                   KXT_FEED_ALL);
+    kxt_client_hello_out(&p);
+    assert_true(kxt_replace_hello_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_SUPPORTED_GROUPS, groups, glen));
+    assert_true(kxt_replace_hello_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_SIGNATURE_ALGORITHMS, sigalgs, slen));
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    if (p.sst != KTLSX_WANT_READ) fail_msg("server: %s (%s, alert %u)", kxt_status_name(p.sst), ktlsx_error(p.s), ktlsx_alert(p.s));
+    assert_false(p.s->hrr); /* the share the client sent was found usable */
+    assert_int_equal(p.s->group, KX_GROUP_X25519);
+    assert_int_equal(p.s->our_sigalg, KX_SIG_ECDSA_SECP256R1_SHA256);
+    kxt_pair_free(&p);
+
+    /* With no usable entry at all, the failure names the real reason. */
+    slen = long_list(sigalgs, 30, 0x0700, 0x0701);
+    kxt_pair_start(&p, kxt_client_cfg(NULL, "x25519"), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
+    kxt_client_hello_out(&p);
+    assert_true(kxt_replace_hello_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_SIGNATURE_ALGORITHMS, sigalgs, slen));
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    kxt_assert_failed(&p, false, KX_ALERT_HANDSHAKE_FAILURE);
+    kxt_pair_free(&p);
+}
+
 /* Empty handshake and alert records are unexpected messages (RFC 8446 §5.1). */
 static void test_empty_records(void **state)
 {
@@ -1300,6 +1470,9 @@ int main(void)
     ADD(test_fragmented_client_hello);
     ADD(test_compat_change_cipher_spec);
     ADD(test_change_cipher_spec_before_hello);
+    ADD(test_server_compat_change_cipher_spec);
+    ADD(test_legacy_version_ssl3);
+    ADD(test_long_hello_lists);
     ADD(test_empty_records);
     ADD(test_interleaved_handshake_fragments);
     ADD(test_certificate_request_context);

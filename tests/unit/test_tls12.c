@@ -513,7 +513,8 @@ static void test_renegotiation_refused(void **state)
     kxt_pair_start(&p, client12(NULL, NULL), sc, "localhost", KXT_FEED_ALL);
     kxt_pump(&p);
     kxt_assert_done(&p);
-    static const uint8_t ch[] = { KX_HS_CLIENT_HELLO, 0, 0, 6, 3, 3, 0, 0, 0, 0 };
+    /* Well formed (a malformed one is a decode_error: test_post_handshake.c). */
+    static const uint8_t ch[4 + 41] = { KX_HS_CLIENT_HELLO, 0, 0, 41, 3, 3, [38] = 0, 0, 2, 0xc0, 0x2b, 1, 0 };
     send_raw_handshake(p.c, ch, sizeof ch);
     kxt_move_out(p.c, &p.c2s);
     check_refusal(&p, false);
@@ -569,6 +570,94 @@ static void test_ecdsa_curve_not_offered(void **state)
     kxt_pair_free(&p);
 }
 
+/* ---------------------------------------- ServerHello answers only what was asked */
+
+/* The extension types of the hello at the start of `w`. */
+static size_t hello_ext_types(const kx_buf *w, uint8_t hs_type, uint16_t *types, size_t cap)
+{
+    size_t x, n = 0;
+    assert_true(kxt_hello_exts(w, hs_type, &x));
+    size_t end = x + 2 + kxt_get16(w->data + x);
+    for (size_t p = x + 2; p + 4 <= end; p += 4 + kxt_get16(w->data + p + 2)) {
+        assert_true(n < cap);
+        types[n++] = kxt_get16(w->data + p);
+    }
+    return n;
+}
+
+/* RFC 5246 §7.4.1.4, RFC 8422 §5.2: an extension may appear in the
+ * ServerHello only if the ClientHello carried it.  The client's hello loses
+ * `strip` (0: nothing) on the way; the server's ServerHello must then answer
+ * only what is left.  ALPN, tickets and the session cache are on, so every
+ * extension the server knows how to answer is in play. */
+static void server_hello_answers_only_offers(uint16_t strip)
+{
+    kxt_pair p;
+    ktlsx_config *cc = client12(NULL, NULL), *sc = server12("ecdsa", NULL, NULL);
+    KXT_CFG_OK(cc, ktlsx_config_set_alpn(cc, "h2,http/1.1"));
+    KXT_CFG_OK(sc, ktlsx_config_set_alpn(sc, "http/1.1"));
+    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+    kxt_client_hello_out(&p);
+    if (strip) assert_true(kxt_strip_hello_ext(&p.c2s, KX_HS_CLIENT_HELLO, strip));
+    uint16_t offered[32], answered[32];
+    size_t n_offered = hello_ext_types(&p.c2s, KX_HS_CLIENT_HELLO, offered, 32);
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    if (p.sst != KTLSX_WANT_READ) fail_msg("strip %#x: server %s (%s)", strip, kxt_status_name(p.sst), ktlsx_error(p.s));
+    kxt_move_out(p.s, &p.s2c);
+    size_t n_answered = hello_ext_types(&p.s2c, KX_HS_SERVER_HELLO, answered, 32);
+    for (size_t i = 0; i < n_answered; i++)
+        if (!kx_list_has(offered, n_offered, answered[i]))
+            fail_msg("ServerHello carries extension %#x, which the ClientHello (less %#x) did not", answered[i], strip);
+    if (!strip) { /* the control: each of them is answered when offered */
+        static const uint16_t expect[] = { KX_EXT_TYPE_RENEGOTIATION_INFO, KX_EXT_TYPE_EXTENDED_MASTER_SECRET,
+                                           KX_EXT_TYPE_EC_POINT_FORMATS, KX_EXT_TYPE_SESSION_TICKET, KX_EXT_TYPE_ALPN };
+        for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++)
+            if (!kx_list_has(answered, n_answered, expect[i])) fail_msg("ServerHello lacks extension %#x", expect[i]);
+        kxt_pump(&p);
+        kxt_assert_done(&p);
+    }
+    kxt_pair_free(&p);
+}
+
+static void test_server_hello_unsolicited_extensions(void **state)
+{
+    (void)state;
+    server_hello_answers_only_offers(0);
+    server_hello_answers_only_offers(KX_EXT_TYPE_EC_POINT_FORMATS);
+    server_hello_answers_only_offers(KX_EXT_TYPE_EXTENDED_MASTER_SECRET);
+    server_hello_answers_only_offers(KX_EXT_TYPE_SESSION_TICKET);
+    server_hello_answers_only_offers(KX_EXT_TYPE_ALPN);
+    server_hello_answers_only_offers(KX_EXT_TYPE_RENEGOTIATION_INFO);
+    server_hello_answers_only_offers(KX_EXT_TYPE_SERVER_NAME);
+}
+
+/* RFC 8422 §5.1.2: ec_point_formats without the uncompressed format, from a
+ * client that names curves, is illegal_parameter; with it, anything else
+ * listed too is fine. */
+static void point_formats(const uint8_t *body, size_t len, bool want_ok)
+{
+    kxt_pair p;
+    kxt_pair_start(&p, client12(NULL, NULL), server12("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
+    kxt_client_hello_out(&p);
+    assert_true(kxt_replace_hello_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_EC_POINT_FORMATS, body, len));
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    if (want_ok)
+        assert_int_equal(p.sst, KTLSX_WANT_READ);
+    else
+        kxt_assert_failed(&p, false, KX_ALERT_ILLEGAL_PARAMETER);
+    kxt_pair_free(&p);
+}
+
+static void test_point_formats_need_uncompressed(void **state)
+{
+    (void)state;
+    point_formats((const uint8_t *)"\x01\x01", 2, false);     /* ansiX962_compressed_prime only */
+    point_formats((const uint8_t *)"\x02\x01\x02", 3, false); /* both compressed forms */
+    point_formats((const uint8_t *)"\x02\x01\x00", 3, true);  /* uncompressed among them */
+}
+
 /* ------------------------------------------------------------------ main */
 
 /* Offset of the first handshake message of `hs_type` in a plaintext flight
@@ -592,6 +681,122 @@ static void wire_prepend(kx_buf *w, const uint8_t *rec, size_t n)
     kx_buf_reset(w);
     assert_false(kx_failed(kx_write_bytes(w, tmp.data, tmp.len)));
     kx_buf_free(&tmp);
+}
+
+/* --------------------------------------------- long lists are read to the end */
+
+static size_t long_list12(uint8_t *b, size_t unknown, uint16_t first_unknown, uint16_t last)
+{
+    size_t n = 2;
+    for (size_t i = 0; i < unknown; i++) {
+        kxt_put16(b + n, (uint16_t)(first_unknown + i));
+        n += 2;
+    }
+    kxt_put16(b + n, last);
+    n += 2;
+    kxt_put16(b, n - 2);
+    return n;
+}
+
+/* RFC 5246 §7.4.1.4.1, RFC 8422 §5.1.1: the usable group and scheme sit at
+ * the end of long lists.  Server side: the ClientHello's supported_groups and
+ * signature_algorithms; client side: a CertificateRequest's
+ * supported_signature_algorithms.  Edits change the transcript, so each case
+ * stops at the choices made. */
+static void test_long_lists12(void **state)
+{
+    (void)state;
+    uint8_t groups[2 + 2 * 41], sigalgs[2 + 2 * 31];
+    size_t glen = long_list12(groups, 40, 0x0a0a, KX_GROUP_SECP256R1);
+    size_t slen = long_list12(sigalgs, 30, 0x0700, KX_SIG_ECDSA_SECP256R1_SHA256);
+    kxt_pair p;
+    kxt_pair_start(&p, client12(NULL, NULL), server12("ecdsa", NULL, "x25519,P-256"), "localhost", KXT_FEED_ALL);
+    kxt_client_hello_out(&p);
+    assert_true(kxt_replace_hello_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_SUPPORTED_GROUPS, groups, glen));
+    assert_true(kxt_replace_hello_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_SIGNATURE_ALGORITHMS, sigalgs, slen));
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    if (p.sst != KTLSX_WANT_READ) fail_msg("server: %s (%s)", kxt_status_name(p.sst), ktlsx_error(p.s));
+    assert_int_equal(p.s->group, KX_GROUP_SECP256R1);           /* the P-256 certificate's curve was offered */
+    assert_int_equal(p.s->our_sigalg, KX_SIG_ECDSA_SECP256R1_SHA256);
+    kxt_pair_free(&p);
+
+    /* The client's CertificateVerify scheme from a long CertificateRequest list. */
+    ktlsx_config *cc = client12(NULL, NULL);
+    KXT_CFG_OK(cc, ktlsx_config_add_cert(cc, kxt_pki_path("client.pem"), kxt_pki_path("client.key")));
+    kxt_pair_start(&p, cc, mtls_server12("ecdsa", KTLSX_VERIFY_REQUIRE), "localhost", KXT_FEED_ALL);
+    kxt_server_flight_out(&p);
+    long m = flight_message(&p.s2c, KX_HS_CERTIFICATE_REQUEST);
+    assert_true(m > 0 && (size_t)m < (size_t)5 + kxt_get16(p.s2c.data + 3)); /* in the first record */
+    size_t list = (size_t)m + 4 + 1 + p.s2c.data[m + 4];            /* past the certificate types */
+    size_t old = 2 + kxt_get16(p.s2c.data + list);
+    kx_buf w = { 0 };
+    assert_false(kx_failed(kx_write_bytes(&w, p.s2c.data, list)));
+    assert_false(kx_failed(kx_write_bytes(&w, sigalgs, slen)));
+    assert_false(kx_failed(kx_write_bytes(&w, p.s2c.data + list + old, p.s2c.len - list - old)));
+    kxt_put16(w.data + 3, kxt_get16(w.data + 3) + slen - old);
+    kxt_put24(w.data + m + 1, kxt_get24(w.data + m + 1) + slen - old);
+    kxt_deliver(p.c, &w);
+    kx_buf_free(&w);
+    p.cst = ktlsx_handshake(p.c);
+    if (p.cst != KTLSX_WANT_READ) fail_msg("client: %s (%s)", kxt_status_name(p.cst), ktlsx_error(p.c));
+    assert_true(p.c->cert_requested);
+    assert_int_equal(p.c->our_sigalg, KX_SIG_ECDSA_SECP256R1_SHA256);
+    kxt_pair_free(&p);
+}
+
+/* ------------------------------- no signature_algorithms (RFC 9155 §2) */
+
+/* A TLS 1.2 ClientHello without signature_algorithms allows only SHA-1
+ * signatures (RFC 5246 §7.4.1.4.1), which RFC 9155 forbids: a server that
+ * would have to sign (ECDHE) aborts with handshake_failure and says why;
+ * RSA key transport signs nothing and may proceed, as with OpenSSL. */
+static void test_no_signature_algorithms(void **state)
+{
+    (void)state;
+    static const char *const certs[] = { "ecdsa", "rsa" };
+    for (size_t i = 0; i < 2; i++) {
+        kxt_pair p;
+        kxt_pair_start(&p, client12(NULL, NULL), server12(certs[i], NULL, NULL), "localhost", KXT_FEED_ALL);
+        kxt_client_hello_out(&p);
+        assert_true(kxt_strip_hello_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_SIGNATURE_ALGORITHMS));
+        kxt_deliver(p.s, &p.c2s);
+        p.sst = ktlsx_handshake(p.s);
+        kxt_assert_failed(&p, false, KX_ALERT_HANDSHAKE_FAILURE);
+        assert_non_null(strstr(ktlsx_error(p.s), "signature_algorithms"));
+        assert_non_null(strstr(ktlsx_error(p.s), "RFC 9155"));
+        kxt_move_out(p.s, &p.s2c);
+        assert_int_equal(kxt_count_records(&p.s2c), 1); /* the alert, no ServerKeyExchange signed with anything */
+        assert_int_equal(p.s2c.data[0], KX_CT_ALERT);
+        kxt_pair_free(&p);
+    }
+
+    /* RSA key transport offered and allowed on both sides: it is chosen over ECDHE_RSA. */
+    ktlsx_config *cc = client12(NULL, NULL), *sc = server12("rsa", NULL, NULL);
+    KXT_CFG_OK(cc, ktlsx_config_set_legacy_rsa_kx(cc, 1));
+    KXT_CFG_OK(sc, ktlsx_config_set_legacy_rsa_kx(sc, 1));
+    kxt_pair p;
+    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+    kxt_client_hello_out(&p);
+    assert_true(kxt_strip_hello_ext(&p.c2s, KX_HS_CLIENT_HELLO, KX_EXT_TYPE_SIGNATURE_ALGORITHMS));
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    if (p.sst != KTLSX_WANT_READ) fail_msg("server: %s (%s)", kxt_status_name(p.sst), ktlsx_error(p.s));
+    assert_non_null(strstr(ktlsx_cipher_name(p.s), "TLS_RSA_WITH_"));
+    kxt_move_out(p.s, &p.s2c);
+    assert_true(flight_message(&p.s2c, KX_HS_SERVER_KEY_EXCHANGE) < 0);
+    kxt_pair_free(&p);
+
+    /* Control: with the extension, the same configurations keep ECDHE. */
+    cc = client12(NULL, NULL);
+    sc = server12("rsa", NULL, NULL);
+    KXT_CFG_OK(cc, ktlsx_config_set_legacy_rsa_kx(cc, 1));
+    KXT_CFG_OK(sc, ktlsx_config_set_legacy_rsa_kx(sc, 1));
+    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
+    assert_non_null(strstr(ktlsx_cipher_name(p.s), "ECDHE_RSA"));
+    kxt_pair_free(&p);
 }
 
 /* In TLS 1.2 a CertificateRequest follows the Certificate and the
@@ -716,6 +921,10 @@ int main(void)
     ADD(test_certificate_key_must_fit_suite);
     ADD(test_warning_alerts);
     ADD(test_change_cipher_spec_before_server_hello);
+    ADD(test_server_hello_unsolicited_extensions);
+    ADD(test_point_formats_need_uncompressed);
+    ADD(test_long_lists12);
+    ADD(test_no_signature_algorithms);
 #undef ADD
     return _cmocka_run_group_tests("test_tls12", tests, n, kxt_pki_group_setup, kxt_pki_group_teardown);
 }

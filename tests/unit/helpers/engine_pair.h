@@ -372,6 +372,66 @@ KXT_UNUSED static bool kxt_strip_hello_ext(kx_buf *w, uint8_t hs_type, uint16_t 
     return false;
 }
 
+/* ---- conformance (issue 13): rewriting hello fields in flight ----
+ * The hello must be the only message of the first record on `w`; the record
+ * and handshake lengths follow the edit. */
+
+/* Replace bytes [at, at + old_len) of `w` with `n` bytes of `data`, fixing
+ * the first record's length and its handshake message's length. */
+KXT_UNUSED static void kxt_hello_splice(kx_buf *w, size_t at, size_t old_len, const uint8_t *data, size_t n)
+{
+    assert_true(at + old_len <= w->len);
+    kx_buf tmp = { 0 };
+    assert_false(kx_failed(kx_write_bytes(&tmp, w->data, at)));
+    assert_false(kx_failed(kx_write_bytes(&tmp, data, n)));
+    assert_false(kx_failed(kx_write_bytes(&tmp, w->data + at + old_len, w->len - at - old_len)));
+    kxt_put16(tmp.data + 3, kxt_get16(tmp.data + 3) + n - old_len);
+    kxt_put24(tmp.data + 6, kxt_get24(tmp.data + 6) + n - old_len);
+    kx_buf_reset(w);
+    assert_false(kx_failed(kx_write_bytes(w, tmp.data, tmp.len)));
+    kx_buf_free(&tmp);
+}
+
+/* Give extension `type` of the hello at the start of `w` the body `data`;
+ * returns false if the hello does not carry it. */
+KXT_UNUSED static bool kxt_replace_hello_ext(kx_buf *w, uint8_t hs_type, uint16_t type, const uint8_t *data, size_t n)
+{
+    size_t x;
+    assert_true(kxt_hello_exts(w, hs_type, &x));
+    size_t ext_len = kxt_get16(w->data + x), end = x + 2 + ext_len;
+    for (size_t p = x + 2; p + 4 <= end; p += 4 + kxt_get16(w->data + p + 2)) {
+        if (kxt_get16(w->data + p) != type) continue;
+        size_t old = kxt_get16(w->data + p + 2);
+        assert_true(n <= 0xffff && ext_len - old + n <= 0xffff);
+        kxt_put16(w->data + x, ext_len - old + n);
+        kxt_put16(w->data + p + 2, n);
+        kxt_hello_splice(w, p + 4, old, data, n);
+        return true;
+    }
+    return false;
+}
+
+/* Set the legacy_session_id of the ClientHello at the start of `w`. */
+KXT_UNUSED static void kxt_client_hello_set_session_id(kx_buf *w, const uint8_t *sid, size_t n)
+{
+    assert_true(w->len > 9 + 2 + 32 && w->data[5] == KX_HS_CLIENT_HELLO && n <= 32);
+    size_t at = 9 + 2 + 32;
+    uint8_t v[33];
+    v[0] = (uint8_t)n;
+    if (n) memcpy(v + 1, sid, n);
+    kxt_hello_splice(w, at, 1 + (size_t)w->data[at], v, 1 + n);
+}
+
+/* Records of content type `type` on `w`. */
+KXT_UNUSED static size_t kxt_count_records_of_type(const kx_buf *w, uint8_t type)
+{
+    size_t n = 0, len;
+    uint8_t t;
+    for (size_t i = 0; kxt_record_offset(w, i, &t, &len) >= 0; i++) n += t == type;
+    return n;
+}
+/* ---- end conformance (issue 13) ---- */
+
 /* A FILE collecting --trace output in memory. */
 typedef struct {
     char *text;
