@@ -119,6 +119,10 @@ KX_RESULT kx_kex_derive(uint16_t group, EVP_PKEY *priv, const uint8_t *peer, siz
 /* Can `key` (private or public) make/check signatures with `sigalg`?
  * tls13 = 1 applies TLS 1.3 rules (no PKCS#1 v1.5, ECDSA curve bound to hash). */
 int kx_sigalg_fits_key(uint16_t sigalg, EVP_PKEY *key, int tls13);
+/* conf-b: whether `len` can be a signature by `pub` at all (RSA: exactly the
+ * modulus size; EdDSA: fixed; ECDSA: at most the largest DER encoding), so a
+ * signature of an impossible length is decode_error before any verification. */
+int kx_sig_length_ok(EVP_PKEY *pub, size_t len);
 KX_RESULT kx_sign(uint16_t sigalg, EVP_PKEY *priv, const uint8_t *msg, size_t len, kx_buf *sig_out);
 /* Fails with decrypt_error when the signature does not verify. */
 KX_RESULT kx_verify(uint16_t sigalg, EVP_PKEY *pub, const uint8_t *msg, size_t len,

@@ -143,6 +143,19 @@ kx_result kx_sign(uint16_t sigalg, EVP_PKEY *priv, const uint8_t *msg, size_t le
     return r;
 }
 
+int kx_sig_length_ok(EVP_PKEY *pub, size_t len)
+{
+    int size = EVP_PKEY_get_size(pub);
+    if (size <= 0 || len == 0) return 0;
+    switch (EVP_PKEY_get_base_id(pub)) {
+    case EVP_PKEY_RSA:
+    case EVP_PKEY_RSA_PSS: return len == (size_t)size;
+    case EVP_PKEY_ED25519: return len == 64;
+    case EVP_PKEY_ED448: return len == 114;
+    default: return len <= (size_t)size; /* ECDSA: DER, variable length up to EVP_PKEY_get_size */
+    }
+}
+
 kx_result kx_verify(uint16_t sigalg, EVP_PKEY *pub, const uint8_t *msg, size_t len, const uint8_t *sig,
                     size_t siglen)
 {

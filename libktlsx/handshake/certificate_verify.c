@@ -39,7 +39,10 @@ static kx_result handle_tls12(ktlsx_conn *c, kx_reader *body)
     kx_reader sig;
     KX_GUARD(kx_read_u16(body, &sigalg));
     KX_GUARD(kx_read_vec(body, 2, 1, 65535, &sig));
+    KX_GUARD(kx_reader_done(body)); /* lengths before contents (RFC 8446 §6.2) */
     KX_ENSURE(c->peer_key != NULL, KX_ALERT_INTERNAL_ERROR, "no peer key");
+    KX_ENSURE(kx_sig_length_ok(c->peer_key, sig.len), KX_ALERT_DECODE_ERROR,
+              "CertificateVerify signature has the wrong length for the certificate key");
     KX_ENSURE(kx_list_has(c->cfg->sigalgs, c->cfg->sigalg_count, sigalg) && kx_sigalg_fits_key(sigalg, c->peer_key, 0),
               KX_ALERT_ILLEGAL_PARAMETER, "client used a signature algorithm we did not offer or its key cannot make");
     kx_trace(c, true, "CertificateVerify sigalg=%s", kx_sigalg_name(sigalg));
@@ -77,7 +80,12 @@ kx_result kx_certificate_verify_handle(ktlsx_conn *c, kx_reader *body)
     kx_reader sig;
     KX_GUARD(kx_read_u16(body, &sigalg));
     KX_GUARD(kx_read_vec(body, 2, 1, 65535, &sig));
+    /* Lengths before contents (RFC 8446 §6.2): a message or signature of a
+     * length no key of this kind makes is decode_error, not a failed check. */
+    KX_GUARD(kx_reader_done(body));
     KX_ENSURE(c->peer_key != NULL, KX_ALERT_INTERNAL_ERROR, "no peer key");
+    KX_ENSURE(kx_sig_length_ok(c->peer_key, sig.len), KX_ALERT_DECODE_ERROR,
+              "CertificateVerify signature has the wrong length for the certificate key");
     /* Only what we offered, and only what fits the certificate (RFC 8446 §4.4.3). */
     KX_ENSURE(kx_list_has(c->cfg->sigalgs, c->cfg->sigalg_count, sigalg) && kx_sigalg_fits_key(sigalg, c->peer_key, 1),
               KX_ALERT_ILLEGAL_PARAMETER, "peer used a signature algorithm we did not offer or its key cannot make");

@@ -307,8 +307,10 @@ kx_result kx_receive_plaintext(ktlsx_conn *c, uint8_t type, const uint8_t *plain
         return KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "record interleaved with a fragmented handshake message");
     switch (type) {
     case KX_CT_CHANGE_CIPHER_SPEC:
-        if (plain_len != 1 || plain[0] != 1 || c->handshake_done)
-            return KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "unexpected change_cipher_spec");
+        if (c->handshake_done) return KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "unexpected change_cipher_spec");
+        /* Length before contents (RFC 8446 §6.2): a wrong-sized record cannot be decoded. */
+        KX_ENSURE(plain_len == 1, KX_ALERT_DECODE_ERROR, "change_cipher_spec of the wrong length");
+        KX_ENSURE(plain[0] == 1, KX_ALERT_UNEXPECTED_MESSAGE, "bad change_cipher_spec value");
         if (c->version == KTLSX_TLS12) {
             /* TLS 1.2: only where the flow expects it, after every handshake message before it. */
             KX_ENSURE(c->expect_ccs && c->hs_in.len == 0, KX_ALERT_UNEXPECTED_MESSAGE, "unexpected change_cipher_spec");

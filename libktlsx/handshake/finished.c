@@ -49,6 +49,8 @@ static kx_result handle_tls12(ktlsx_conn *c, kx_reader *body)
 {
     bool from_server = c->role == KTLSX_CLIENT;
     const uint8_t *got;
+    /* Length before contents (RFC 8446 §6.2): exactly 12 bytes, or decode_error. */
+    KX_ENSURE(kx_reader_left(body) == KX_TLS12_VERIFY, KX_ALERT_DECODE_ERROR, "Finished of the wrong length");
     KX_GUARD(kx_read_bytes(body, KX_TLS12_VERIFY, &got));
     uint8_t expected[KX_TLS12_VERIFY];
     KX_GUARD(kx_tls12_finished(c->suite, c->master, !from_server, c->th, expected));
@@ -84,6 +86,9 @@ kx_result kx_finished_handle(ktlsx_conn *c, kx_reader *body)
     if (c->version == KTLSX_TLS12) return handle_tls12(c, body);
     bool from_server = c->role == KTLSX_CLIENT;
     const uint8_t *got;
+    /* Length before contents (RFC 8446 §6.2): exactly Hash.length bytes, or
+     * decode_error; only then the (constant-time) comparison. */
+    KX_ENSURE(kx_reader_left(body) == c->ks.hlen, KX_ALERT_DECODE_ERROR, "Finished of the wrong length");
     KX_GUARD(kx_read_bytes(body, c->ks.hlen, &got));
     uint8_t expected[KX_MAX_HASH];
     KX_GUARD(kx_tls13_finished(c->suite->hash, from_server ? c->ks.s_hs : c->ks.c_hs, c->th, expected));

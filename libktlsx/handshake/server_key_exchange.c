@@ -48,6 +48,11 @@ kx_result kx_server_key_exchange_handle(ktlsx_conn *c, kx_reader *body)
     size_t params_len = (size_t)(kx_reader_ptr(body) - params);
     KX_GUARD(kx_read_u16(body, &sigalg));
     KX_GUARD(kx_read_vec(body, 2, 1, 65535, &sig));
+    /* Lengths before contents (RFC 8446 §6.2 / RFC 5246 §7.2.2). */
+    KX_GUARD(kx_reader_done(body));
+    KX_ENSURE(c->peer_key != NULL, KX_ALERT_INTERNAL_ERROR, "no peer key");
+    KX_ENSURE(kx_sig_length_ok(c->peer_key, sig.len), KX_ALERT_DECODE_ERROR,
+              "ServerKeyExchange signature has the wrong length for the certificate key");
     KX_ENSURE(curve_type == 3, KX_ALERT_HANDSHAKE_FAILURE, "server key exchange is not a named curve");
     KX_ENSURE(kx_list_has(c->cfg->groups, c->cfg->group_count, group), KX_ALERT_ILLEGAL_PARAMETER,
               "server chose a group we did not offer");

@@ -213,7 +213,8 @@ static kx_result read_tls13(kx_record_dir *d, uint8_t *rec, size_t body_len, uin
     if (rec[0] == KX_CT_CHANGE_CIPHER_SPEC) {
         /* Middlebox-compatibility CCS (RFC 8446 §5): always plaintext, exactly
          * one byte 0x01, not part of the protected stream, so seq stays. */
-        KX_ENSURE(body_len == 1 && body[0] == 0x01, KX_ALERT_UNEXPECTED_MESSAGE, "bad change_cipher_spec");
+        KX_ENSURE(body_len == 1, KX_ALERT_DECODE_ERROR, "change_cipher_spec of the wrong length");
+        KX_ENSURE(body[0] == 0x01, KX_ALERT_UNEXPECTED_MESSAGE, "bad change_cipher_spec value");
         *type = KX_CT_CHANGE_CIPHER_SPEC;
         *plain = body;
         *plain_len = 1;

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "handshake/conn.h"
+#include "core/wipe.h"
 #include "helpers/pki.h"
 #include "helpers/engine_pair.h"
 
@@ -1427,6 +1428,140 @@ static void test_pending_output_lifetime(void **state)
     kxt_pair_free(&p);
 }
 
+/* ---- conf-b: lengths before contents (RFC 8446 §6.2), one compatibility CCS per flight (§5) ---- */
+
+/* Rewrite the protected flight at the end of `w` (records from index `first`
+ * on, all handshake records under `secret` from sequence 0): the message of
+ * type hs_type grows by `grow` bytes (zeros; the signature vector of a
+ * CertificateVerify grows with it when sig_vec) or loses -grow, and its first
+ * body byte is flipped when `flip`; then the flight is sealed again. */
+static void reseal_flight(kx_buf *w, size_t first, const kx_suite *suite, const uint8_t *secret, uint8_t hs_type,
+                          int grow, bool flip, bool sig_vec)
+{
+    uint8_t type;
+    size_t len;
+    long off = kxt_record_offset(w, first, &type, &len);
+    assert_true(off >= 0);
+    assert_int_equal(type, KX_CT_APPLICATION_DATA);
+    uint8_t key[KX_MAX_KEY], iv[KX_AEAD_NONCE];
+    assert_false(kx_failed(kx_tls13_traffic_keys(suite->hash, secret, suite->key_len, key, iv)));
+    kx_record_dir rd = { 0 }, wd = { 0 };
+    assert_false(kx_failed(kx_record_set_keys(&rd, KTLSX_TLS13, suite, key, iv)));
+    assert_false(kx_failed(kx_record_set_keys(&wd, KTLSX_TLS13, suite, key, iv)));
+    kx_wipe(key, sizeof key);
+    kx_wipe(iv, sizeof iv);
+    kx_buf hs = { 0 }, edited = { 0 };
+    for (size_t pos = (size_t)off; pos < w->len;) {
+        size_t rl = 5 + kxt_get16(w->data + pos + 3);
+        uint8_t t, *plain;
+        size_t pl;
+        assert_false(kx_failed(kx_record_read(&rd, w->data + pos, rl, &t, &plain, &pl)));
+        assert_int_equal(t, KX_CT_HANDSHAKE);
+        assert_false(kx_failed(kx_write_bytes(&hs, plain, pl)));
+        pos += rl;
+    }
+    size_t m = 0;
+    while (m + 4 <= hs.len && hs.data[m] != hs_type) m += 4 + kxt_get24(hs.data + m + 1);
+    assert_true(m + 4 <= hs.len);
+    size_t body = kxt_get24(hs.data + m + 1), end = m + 4 + body;
+    size_t new_body = (size_t)((long)body + grow);
+    assert_false(kx_failed(kx_write_bytes(&edited, hs.data, m + 4 + (grow < 0 ? new_body : body))));
+    for (int i = 0; i < grow; i++) assert_false(kx_failed(kx_write_u8(&edited, 0)));
+    kxt_put24(edited.data + m + 1, new_body);
+    if (sig_vec) kxt_put16(edited.data + m + 4 + 2, new_body - 4); /* sigalg(2) + length(2) + signature */
+    if (flip) edited.data[m + 4] ^= 0x01;
+    assert_false(kx_failed(kx_write_bytes(&edited, hs.data + end, hs.len - end)));
+    w->len = (size_t)off;
+    assert_false(kx_failed(kx_record_write(&wd, KX_CT_HANDSHAKE, edited.data, edited.len, w)));
+    kx_record_clear(&rd);
+    kx_record_clear(&wd);
+    kx_buf_free(&hs);
+    kx_buf_free(&edited);
+}
+
+/* Index of the first protected record on `w`. */
+static size_t first_protected(const kx_buf *w)
+{
+    uint8_t type;
+    size_t len;
+    for (size_t i = 0; kxt_record_offset(w, i, &type, &len) >= 0; i++)
+        if (type == KX_CT_APPLICATION_DATA) return i;
+    fail_msg("no protected record");
+    return 0;
+}
+
+/* The client's Finished, edited on its way to the server. */
+static void client_finished_case(int grow, bool flip, uint8_t alert)
+{
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
+    kxt_server_flight_out(&p);
+    kxt_deliver(p.c, &p.s2c);
+    p.cst = ktlsx_handshake(p.c);
+    assert_int_equal(p.cst, KTLSX_DONE);
+    kxt_move_out(p.c, &p.c2s);
+    reseal_flight(&p.c2s, first_protected(&p.c2s), p.s->suite, p.s->ks.c_hs, KX_HS_FINISHED, grow, flip, false);
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    kxt_assert_failed(&p, false, alert);
+    kxt_pair_free(&p);
+}
+
+static void test_finished_length_before_contents(void **state)
+{
+    (void)state;
+    client_finished_case(1, true, KX_ALERT_DECODE_ERROR);   /* long and wrong: the length decides */
+    client_finished_case(1, false, KX_ALERT_DECODE_ERROR);  /* right prefix, one byte too many */
+    client_finished_case(-1, false, KX_ALERT_DECODE_ERROR); /* one byte short */
+    client_finished_case(0, true, KX_ALERT_DECRYPT_ERROR);  /* right length, wrong value */
+}
+
+/* A CertificateVerify signature no key of the certificate's kind can make
+ * (Ed25519: 64 bytes; RSA: the modulus size) is decode_error, not a failed check. */
+static void test_certificate_verify_signature_length(void **state)
+{
+    (void)state;
+    static const char *const certs[] = { "ed25519", "rsa" };
+    for (size_t i = 0; i < 2; i++)
+        for (int grow = -1; grow <= 1; grow += 2) {
+            kxt_pair p;
+            kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg(certs[i], NULL, NULL), "localhost",
+                           KXT_FEED_ALL);
+            kxt_server_flight_out(&p);
+            reseal_flight(&p.s2c, first_protected(&p.s2c), p.s->suite, p.s->ks.s_hs, KX_HS_CERTIFICATE_VERIFY, grow,
+                          false, true);
+            kxt_deliver(p.c, &p.s2c);
+            p.cst = ktlsx_handshake(p.c);
+            kxt_assert_failed(&p, true, KX_ALERT_DECODE_ERROR);
+            kxt_pair_free(&p);
+        }
+}
+
+/* A compatibility change_cipher_spec is one byte, 0x01: another length is
+ * decode_error, another value unexpected_message (RFC 8446 §5, §6.2). */
+static void test_change_cipher_spec_length(void **state)
+{
+    (void)state;
+    static const uint8_t long_ccs[] = { KX_CT_CHANGE_CIPHER_SPEC, 3, 3, 0, 2, 1, 1 };
+    static const uint8_t bad_ccs[] = { KX_CT_CHANGE_CIPHER_SPEC, 3, 3, 0, 1, 2 };
+    for (int i = 0; i < 2; i++) {
+        kxt_pair p;
+        kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
+        kxt_server_flight_out(&p);
+        uint8_t type;
+        size_t len;
+        long off = kxt_record_offset(&p.s2c, 1, &type, &len);
+        assert_true(off > 0);
+        if (i == 0)
+            wire_insert(&p.s2c, (size_t)off, long_ccs, sizeof long_ccs);
+        else
+            wire_insert(&p.s2c, (size_t)off, bad_ccs, sizeof bad_ccs);
+        kxt_pump(&p);
+        kxt_assert_failed(&p, true, i == 0 ? KX_ALERT_DECODE_ERROR : KX_ALERT_UNEXPECTED_MESSAGE);
+        kxt_pair_free(&p);
+    }
+}
+
 static const char *const matrix_suites[] = { "TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
                                              "TLS_CHACHA20_POLY1305_SHA256" };
 static const char *const matrix_groups[][2] = { { "x25519", "x25519" }, { "P-256", "secp256r1" }, { "P-384", "secp384r1" } };
@@ -1436,7 +1571,7 @@ int main(void)
 {
     static combo combos[27];
     static char names[27][96];
-    static struct CMUnitTest tests[64];
+    static struct CMUnitTest tests[72];
     size_t n = 0, k = 0;
     for (size_t s = 0; s < 3; s++)
         for (size_t g = 0; g < 3; g++)
@@ -1480,6 +1615,10 @@ int main(void)
     ADD(test_multi_cert_server);
     ADD(test_api_edges);
     ADD(test_take_buffered_before_input);
+    /* conf-b */
+    ADD(test_finished_length_before_contents);
+    ADD(test_certificate_verify_signature_length);
+    ADD(test_change_cipher_spec_length);
 #undef ADD
     return _cmocka_run_group_tests("test_handshake", tests, n, kxt_pki_group_setup, kxt_pki_group_teardown);
 }

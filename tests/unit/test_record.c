@@ -571,8 +571,9 @@ static void test_tls13_outer_types(void **state)
 
     ccs[5] = 0x02;
     assert_alert(kx_record_read(&p.rx, ccs, sizeof ccs, &type, &plain, &plain_len), KX_ALERT_UNEXPECTED_MESSAGE);
+    /* A length no CCS has: decode_error, decided before the contents (RFC 8446 §6.2). */
     uint8_t ccs2[7] = { 0x14, 0x03, 0x03, 0x00, 0x02, 0x01, 0x01 };
-    assert_alert(kx_record_read(&p.rx, ccs2, sizeof ccs2, &type, &plain, &plain_len), KX_ALERT_UNEXPECTED_MESSAGE);
+    assert_alert(kx_record_read(&p.rx, ccs2, sizeof ccs2, &type, &plain, &plain_len), KX_ALERT_DECODE_ERROR);
 
     /* Plaintext handshake or alert after keys are in use. */
     uint8_t hs[9] = { 0x16, 0x03, 0x03, 0x00, 0x04, 0x14, 0x00, 0x00, 0x00 };

@@ -874,6 +874,121 @@ static void test_change_cipher_spec_before_server_hello(void **state)
     kxt_pair_free(&p);
 }
 
+/* ---- conf-b: lengths before contents (RFC 8446 §6.2, RFC 5246 §7.2.2) ---- */
+
+/* Grow (or shrink) the message of type hs_type in the plaintext first record
+ * on `w` by `grow` zero bytes at its end, fixing the record and message
+ * lengths; sig_at_end: the body ends in a 2-byte-length signature vector
+ * whose length grows with it. */
+static void resize_plain_msg(kx_buf *w, uint8_t hs_type, int grow, bool sig_at_end)
+{
+    size_t rec_len = kxt_get16(w->data + 3), m = 5;
+    while (m + 4 <= 5 + rec_len && w->data[m] != hs_type) m += 4 + kxt_get24(w->data + m + 1);
+    assert_true(m + 4 <= 5 + rec_len);
+    size_t body = kxt_get24(w->data + m + 1), end = m + 4 + body;
+    size_t sig_len_off = 0;
+    if (sig_at_end) {
+        /* ServerKeyExchange: curve_type(1) group(2) point<1..255> sigalg(2) signature<2> */
+        sig_len_off = m + 4 + 3 + 1 + w->data[m + 4 + 3] + 2;
+        assert_int_equal(sig_len_off + 2 + kxt_get16(w->data + sig_len_off), end);
+    }
+    kx_buf tmp = { 0 };
+    assert_false(kx_failed(kx_write_bytes(&tmp, w->data, grow < 0 ? end - (size_t)-grow : end)));
+    for (int i = 0; i < grow; i++) assert_false(kx_failed(kx_write_u8(&tmp, 0)));
+    assert_false(kx_failed(kx_write_bytes(&tmp, w->data + end, w->len - end)));
+    kxt_put16(tmp.data + 3, (size_t)((long)rec_len + grow));
+    kxt_put24(tmp.data + m + 1, (size_t)((long)body + grow));
+    if (sig_at_end) kxt_put16(tmp.data + sig_len_off, (size_t)((long)kxt_get16(tmp.data + sig_len_off) + grow));
+    kx_buf_reset(w);
+    assert_false(kx_failed(kx_write_bytes(w, tmp.data, tmp.len)));
+    kx_buf_free(&tmp);
+}
+
+/* A ServerKeyExchange signature of a length the certificate's key cannot
+ * make (RSA: the modulus size) is decode_error before any verification; so
+ * is a ServerHelloDone with a body. */
+static void test_fixed_lengths_server_flight(void **state)
+{
+    (void)state;
+    for (int grow = -1; grow <= 1; grow += 2) {
+        kxt_pair p;
+        kxt_pair_start(&p, client12(NULL, NULL), server12("rsa", NULL, NULL), "localhost", KXT_FEED_ALL);
+        kxt_server_flight_out(&p);
+        resize_plain_msg(&p.s2c, KX_HS_SERVER_KEY_EXCHANGE, grow, true);
+        kxt_pump(&p);
+        kxt_assert_failed(&p, true, KX_ALERT_DECODE_ERROR);
+        kxt_pair_free(&p);
+    }
+    kxt_pair p;
+    kxt_pair_start(&p, client12(NULL, NULL), server12("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
+    kxt_server_flight_out(&p);
+    resize_plain_msg(&p.s2c, KX_HS_SERVER_HELLO_DONE, 1, false);
+    kxt_pump(&p);
+    kxt_assert_failed(&p, true, KX_ALERT_DECODE_ERROR);
+    kxt_pair_free(&p);
+}
+
+/* The client's flight: ChangeCipherSpec of two bytes, and a Finished of 13
+ * or 11 bytes (re-sealed under the client's key block), are decode_error; a
+ * 12-byte Finished with a wrong value stays decrypt_error. */
+static void test_fixed_lengths_client_flight(void **state)
+{
+    (void)state;
+    static const struct { int ccs_len, grow; bool flip; uint8_t alert; } cases[] = {
+        { 2, 0, false, KX_ALERT_DECODE_ERROR }, { 1, 1, true, KX_ALERT_DECODE_ERROR },
+        { 1, 1, false, KX_ALERT_DECODE_ERROR }, { 1, -1, false, KX_ALERT_DECODE_ERROR },
+        { 1, 0, true, KX_ALERT_DECRYPT_ERROR },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kxt_pair p;
+        kxt_pair_start(&p, client12(NULL, NULL), server12("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
+        kxt_server_flight_out(&p);
+        kxt_deliver(p.c, &p.s2c);
+        p.cst = ktlsx_handshake(p.c);
+        assert_int_equal(p.cst, KTLSX_WANT_READ);
+        kxt_move_out(p.c, &p.c2s);
+        size_t n = kxt_count_records(&p.c2s);
+        uint8_t type;
+        size_t len;
+        long ccs_off = kxt_record_offset(&p.c2s, n - 2, &type, &len);
+        assert_int_equal(type, KX_CT_CHANGE_CIPHER_SPEC);
+        long fin_off = kxt_record_offset(&p.c2s, n - 1, &type, &len);
+        /* Open the Finished record, edit, seal it again (sequence 0 both times). */
+        kx_record_dir rd = { 0 }, wd = { 0 };
+        assert_false(kx_failed(kx_record_set_keys(&rd, KTLSX_TLS12, p.c->suite, p.c->keys12.client_key,
+                                                  p.c->keys12.client_iv)));
+        assert_false(kx_failed(kx_record_set_keys(&wd, KTLSX_TLS12, p.c->suite, p.c->keys12.client_key,
+                                                  p.c->keys12.client_iv)));
+        uint8_t t, *plain;
+        size_t pl;
+        assert_false(kx_failed(kx_record_read(&rd, p.c2s.data + fin_off, 5 + len, &t, &plain, &pl)));
+        assert_int_equal(pl, 4 + KX_TLS12_VERIFY);
+        uint8_t fin[4 + KX_TLS12_VERIFY + 1] = { 0 };
+        memcpy(fin, plain, pl);
+        size_t fin_len = (size_t)((long)pl + cases[i].grow);
+        kxt_put24(fin + 1, fin_len - 4);
+        if (cases[i].flip) fin[4] ^= 0x01;
+        kx_buf w = { 0 };
+        assert_false(kx_failed(kx_write_bytes(&w, p.c2s.data, (size_t)ccs_off)));
+        static const uint8_t ccs2[] = { KX_CT_CHANGE_CIPHER_SPEC, 3, 3, 0, 2, 1, 1 };
+        static const uint8_t ccs1[] = { KX_CT_CHANGE_CIPHER_SPEC, 3, 3, 0, 1, 1 };
+        if (cases[i].ccs_len == 2)
+            assert_false(kx_failed(kx_write_bytes(&w, ccs2, sizeof ccs2)));
+        else
+            assert_false(kx_failed(kx_write_bytes(&w, ccs1, sizeof ccs1)));
+        assert_false(kx_failed(kx_record_write(&wd, KX_CT_HANDSHAKE, fin, fin_len, &w)));
+        kx_record_clear(&rd);
+        kx_record_clear(&wd);
+        kx_buf_reset(&p.c2s);
+        assert_false(kx_failed(kx_write_bytes(&p.c2s, w.data, w.len)));
+        kx_buf_free(&w);
+        kxt_deliver(p.s, &p.c2s);
+        p.sst = ktlsx_handshake(p.s);
+        kxt_assert_failed(&p, false, cases[i].alert);
+        kxt_pair_free(&p);
+    }
+}
+
 static const combo12 combos[] = {
     { "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "ecdsa", "x25519,P-256", "x25519", false }, /* P-256: the certificate's curve (RFC 8422) */
     { "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "ecdsa", "x25519,P-256", "x25519", false }, /* P-256: the certificate's curve (RFC 8422) */
@@ -925,6 +1040,9 @@ int main(void)
     ADD(test_point_formats_need_uncompressed);
     ADD(test_long_lists12);
     ADD(test_no_signature_algorithms);
+    /* conf-b */
+    ADD(test_fixed_lengths_server_flight);
+    ADD(test_fixed_lengths_client_flight);
 #undef ADD
     return _cmocka_run_group_tests("test_tls12", tests, n, kxt_pki_group_setup, kxt_pki_group_teardown);
 }
