@@ -321,7 +321,11 @@ kx_result kx_receive_plaintext(ktlsx_conn *c, uint8_t type, const uint8_t *plain
              * only after the first ClientHello). */
             return KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "change_cipher_spec before the hello");
         }
-        /* TLS 1.3: middlebox compatibility (RFC 8446 §5): ignored during the handshake. */
+        /* TLS 1.3: middlebox compatibility (RFC 8446 §5): ignored during the
+         * handshake, but only one per flight — a stream of them would keep us
+         * busy for nothing (the flag clears when we send our next message). */
+        KX_ENSURE(!c->ccs13_seen, KX_ALERT_UNEXPECTED_MESSAGE, "more than one change_cipher_spec in a flight");
+        c->ccs13_seen = true;
         return KX_OK;
     case KX_CT_ALERT:
         return handle_alert(c, plain, plain_len);
@@ -461,6 +465,7 @@ static kx_result drive(ktlsx_conn *c)
         if (mi->sender == c->role) {
             r = mi->write(c);
             if (kx_failed(r)) break;
+            c->ccs13_seen = false; /* the peer's next flight may carry its own compatibility CCS */
             c->flow_pos++;
             continue;
         }

@@ -268,6 +268,8 @@ struct ktlsx_conn {
 
     /* ---- conformance (issue 13, helper conf-a) ---- */
     bool offered_point_formats; /* server: the TLS 1.2 ClientHello carried ec_point_formats (RFC 8422 §5.2) */
+    /* ---- conf-b: RFC 8446 §5 dummy change_cipher_spec, at most one per peer flight ---- */
+    bool ccs13_seen;            /* TLS 1.3: the peer's current flight already had its compatibility CCS */
 };
 
 /* ctl_out entry type: not a record but "derive the next TX secret and install it". */

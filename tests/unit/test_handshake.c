@@ -924,7 +924,10 @@ static void test_compat_change_cipher_spec(void **state)
     size_t len;
     long off = kxt_record_offset(&p.s2c, 1, &type, &len);
     assert_true(off > 0);
-    wire_insert(&p.s2c, (size_t)off, ccs, sizeof ccs);
+    /* A server in compatibility mode sent its own there already: one per
+     * flight is what is tolerated (a second is refused, see
+     * test_change_cipher_spec_once_per_flight). */
+    if (type != KX_CT_CHANGE_CIPHER_SPEC) wire_insert(&p.s2c, (size_t)off, ccs, sizeof ccs);
     kxt_pump(&p);
     kxt_assert_done(&p);
     kxt_pair_free(&p);
@@ -1562,6 +1565,70 @@ static void test_change_cipher_spec_length(void **state)
     }
 }
 
+/* One dummy change_cipher_spec per flight (RFC 8446 §5): a second one in the
+ * same flight is unexpected_message, from either side; one in each flight
+ * around a HelloRetryRequest is fine. */
+static void test_change_cipher_spec_once_per_flight(void **state)
+{
+    (void)state;
+    static const uint8_t ccs[] = { KX_CT_CHANGE_CIPHER_SPEC, 3, 3, 0, 1, 1 };
+    /* Server flight: two after the ServerHello (three with the server's own, D.4). */
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_WANTED);
+    kxt_server_flight_out(&p);
+    uint8_t type;
+    size_t len;
+    long off = kxt_record_offset(&p.s2c, 1, &type, &len);
+    assert_true(off > 0);
+    wire_insert(&p.s2c, (size_t)off, ccs, sizeof ccs);
+    wire_insert(&p.s2c, (size_t)off, ccs, sizeof ccs);
+    kxt_pump(&p);
+    kxt_assert_failed(&p, true, KX_ALERT_UNEXPECTED_MESSAGE);
+    kxt_pair_free(&p);
+
+    /* Client flight: two before its Finished. */
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
+    kxt_server_flight_out(&p);
+    kxt_deliver(p.c, &p.s2c);
+    p.cst = ktlsx_handshake(p.c);
+    assert_int_equal(p.cst, KTLSX_DONE);
+    kxt_move_out(p.c, &p.c2s);
+    wire_insert(&p.c2s, 0, ccs, sizeof ccs);
+    wire_insert(&p.c2s, 0, ccs, sizeof ccs);
+    kxt_deliver(p.s, &p.c2s);
+    p.sst = ktlsx_handshake(p.s);
+    kxt_assert_failed(&p, false, KX_ALERT_UNEXPECTED_MESSAGE);
+    kxt_pair_free(&p);
+
+    /* A thousand in a row: refused at the second, not skipped one by one. */
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost", KXT_FEED_ALL);
+    kxt_server_flight_out(&p);
+    off = kxt_record_offset(&p.s2c, 1, &type, &len);
+    for (int i = 0; i < 1000; i++) wire_insert(&p.s2c, (size_t)off, ccs, sizeof ccs);
+    kxt_pump(&p);
+    kxt_assert_failed(&p, true, KX_ALERT_UNEXPECTED_MESSAGE);
+    kxt_pair_free(&p);
+
+    /* HelloRetryRequest (RFC 8446 D.4): the server's CCS after it and the
+     * client's before its second ClientHello are one each. */
+    kxt_pair_start(&p, kxt_client_cfg(NULL, "x25519,P-256"), kxt_server_cfg("ecdsa", NULL, "P-256"), "localhost",
+                   KXT_FEED_ALL);
+    kxt_server_flight_out(&p); /* the HelloRetryRequest */
+    assert_true(p.s->hrr);
+    /* The server's own compatibility CCS follows the HelloRetryRequest (D.4); else add it. */
+    size_t nrec = kxt_count_records(&p.s2c);
+    assert_true(kxt_record_offset(&p.s2c, nrec - 1, &type, &len) >= 0);
+    if (type != KX_CT_CHANGE_CIPHER_SPEC) assert_false(kx_failed(kx_write_bytes(&p.s2c, ccs, sizeof ccs)));
+    kxt_deliver(p.c, &p.s2c);
+    p.cst = ktlsx_handshake(p.c);
+    assert_int_equal(p.cst, KTLSX_WANT_READ);
+    kxt_move_out(p.c, &p.c2s);
+    wire_insert(&p.c2s, 0, ccs, sizeof ccs); /* the client's, before its second ClientHello */
+    kxt_pump(&p);
+    kxt_assert_done(&p);
+    kxt_pair_free(&p);
+}
+
 static const char *const matrix_suites[] = { "TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
                                              "TLS_CHACHA20_POLY1305_SHA256" };
 static const char *const matrix_groups[][2] = { { "x25519", "x25519" }, { "P-256", "secp256r1" }, { "P-384", "secp384r1" } };
@@ -1619,6 +1686,7 @@ int main(void)
     ADD(test_finished_length_before_contents);
     ADD(test_certificate_verify_signature_length);
     ADD(test_change_cipher_spec_length);
+    ADD(test_change_cipher_spec_once_per_flight);
 #undef ADD
     return _cmocka_run_group_tests("test_handshake", tests, n, kxt_pki_group_setup, kxt_pki_group_teardown);
 }
