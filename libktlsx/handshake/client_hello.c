@@ -419,7 +419,14 @@ static kx_result find_psk(ktlsx_conn *c, const hello *h, psk_choice *pc)
     /* RFC 8446 §4.2.9: a PSK offer without psk_key_exchange_modes is an error. */
     KX_ENSURE(kx_has_ext(&h->e, KX_EXT_PSK_KEY_EXCHANGE_MODES), KX_ALERT_MISSING_EXTENSION,
               "pre_shared_key without psk_key_exchange_modes");
-    bool dhe = c->psk_modes & 2, ke = (c->psk_modes & 1) && (cfg->psk_ke || cfg->psk_len || cfg->psk_fn);
+    /* psk_ke gives up forward secrecy: only when the operator opted in
+     * (ktlsx_config_set_psk_ke), for external PSKs as for tickets.  A client
+     * that offers nothing else gets a full handshake, and without a
+     * key_share that is missing_extension, as OpenSSL answers (its
+     * final_key_share runs before certificate selection): said here, with why. */
+    bool dhe = c->psk_modes & 2, ke = (c->psk_modes & 1) && cfg->psk_ke;
+    KX_ENSURE(dhe || ke || !(c->psk_modes & 1) || kx_has_ext(&h->e, KX_EXT_KEY_SHARE), KX_ALERT_MISSING_EXTENSION,
+              "client offers its PSK only with psk_ke (no (EC)DHE), which is not allowed (psk_ke is off)");
     if (!dhe && !ke) return KX_OK;
     kx_reader d = h->e.data[KX_EXT_PRE_SHARED_KEY], ids;
     KX_GUARD(kx_read_vec(&d, 2, 7, 65535, &ids));

@@ -904,6 +904,68 @@ static void test_psk_ke_config(void **state)
     ktlsx_config_free(sc);
 }
 
+/* ---- conf-b: psk_ke for external PSKs only when allowed (issue 13 item 10) ---- */
+
+/* The client's first ClientHello (on c2s) rewritten to offer only psk_ke
+ * and no key_share, as a PSK-only client would send it; the binder is
+ * recomputed and the client's own transcript follows the edit, so that the
+ * handshake can complete when the server allows psk_ke. */
+static void offer_only_psk_ke(kxt_pair *p)
+{
+    kx_buf *w = &p->c2s;
+    assert_true(kxt_strip_hello_ext(w, KX_HS_CLIENT_HELLO, 51 /* key_share */));
+    size_t x;
+    assert_true(kxt_hello_exts(w, KX_HS_CLIENT_HELLO, &x));
+    size_t end = x + 2 + kxt_get16(w->data + x);
+    bool edited = false;
+    for (size_t e = x + 2; e + 4 <= end; e += 4 + kxt_get16(w->data + e + 2))
+        if (kxt_get16(w->data + e) == 45 /* psk_key_exchange_modes */) {
+            assert_int_equal(kxt_get16(w->data + e + 2), 3); /* <2> psk_ke psk_dhe_ke: psk_ke is on */
+            w->data[e + 5] = 0;
+            w->data[e + 6] = 0; /* psk_ke, psk_ke */
+            edited = true;
+        }
+    assert_true(edited);
+    /* One SHA-256 identity: the binders are the last 2 + 1 + 32 bytes. */
+    uint8_t *msg = w->data + 5;
+    size_t msg_len = 4 + kxt_get24(msg + 1);
+    assert_int_equal(5 + msg_len, w->len);
+    size_t binders_off = msg_len - (2 + 1 + 32);
+    kx_buf_reset(&p->c->transcript.pending);
+    assert_null(p->c->transcript.ctx);
+    uint8_t binder[KX_MAX_HASH];
+    assert_false(kx_failed(kx_psk_binder(p->c, KX_HASH_SHA256, psk_a, 32, true, msg, binders_off, binder)));
+    memcpy(msg + binders_off + 3, binder, 32);
+    assert_false(kx_failed(kx_transcript_add(&p->c->transcript, msg, msg_len)));
+}
+
+static void test_external_psk_ke_needs_opt_in(void **state)
+{
+    (void)state;
+    for (int allow = 0; allow < 2; allow++) {
+        ktlsx_config *cc = kxt_client_cfg(NULL, NULL), *sc = kxt_server_cfg(NULL, NULL, NULL);
+        KXT_CFG_OK(cc, ktlsx_config_set_psk(cc, "client1", psk_a, 32, 0));
+        KXT_CFG_OK(sc, ktlsx_config_set_psk(sc, "client1", psk_a, 32, 0));
+        KXT_CFG_OK(cc, ktlsx_config_set_psk_ke(cc, 1));
+        if (allow) KXT_CFG_OK(sc, ktlsx_config_set_psk_ke(sc, 1));
+        kxt_pair p;
+        kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+        kxt_client_hello_out(&p);
+        offer_only_psk_ke(&p);
+        kxt_pump(&p);
+        if (allow) {
+            kxt_assert_done(&p);
+            assert_int_equal(ktlsx_resumed(p.s), 1);
+            assert_string_equal(ktlsx_group_name(p.s), "-"); /* no (EC)DHE: the opted-in case */
+            kxt_send_recv(&p, true, "psk_ke", 6);
+        } else {
+            /* Not silently without forward secrecy: refused as OpenSSL refuses it. */
+            kxt_assert_failed(&p, false, KX_ALERT_MISSING_EXTENSION);
+        }
+        kxt_pair_free(&p);
+    }
+}
+
 /* ------------------------------------------- the cache costs nothing until used */
 
 /* ASan replaces malloc, and glibc's mallinfo2 then sees none of it: the byte
@@ -1038,6 +1100,7 @@ int main(void)
     ADD(test_external_psk_hash_mismatch);
     ADD(test_psk_config_errors);
     ADD(test_psk_ke_config);
+    ADD(test_external_psk_ke_needs_opt_in); /* conf-b */
     ADD(test_external_psk_too_long);
     ADD(test_psk_dropped_after_hrr_other_hash);
     ADD(test_psk_kept_after_hrr_same_hash);
