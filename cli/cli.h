@@ -78,6 +78,7 @@ enum cli_tls_option {
     CLI_OPT_PSK_SHA384,
     CLI_OPT_PSK_KE,
     CLI_OPT_LEGACY_RSA_KX,
+    CLI_OPT_MAX_HANDSHAKE_MESSAGE, /* conf-b */
     CLI_OPT_SUBCOMMAND_FIRST,
 };
 
@@ -100,7 +101,8 @@ enum cli_tls_option {
     { "psk-file", required_argument, NULL, CLI_OPT_PSK_FILE },              \
     { "psk-sha384", no_argument, NULL, CLI_OPT_PSK_SHA384 },                \
     { "psk-ke", no_argument, NULL, CLI_OPT_PSK_KE },                        \
-    { "legacy-rsa-kx", no_argument, NULL, CLI_OPT_LEGACY_RSA_KX }
+    { "legacy-rsa-kx", no_argument, NULL, CLI_OPT_LEGACY_RSA_KX },             \
+    { "max-handshake-message", required_argument, NULL, CLI_OPT_MAX_HANDSHAKE_MESSAGE }
 
 /* TLS settings that the client and the server take the same way. */
 struct cli_tls_options {
@@ -133,6 +135,8 @@ struct cli_tls_options {
     long long session_cache;
     const char *ticket_key_files[CLI_MAX_TICKET_KEY_FILES];
     size_t ticket_key_file_count;
+    /* conf-b: largest handshake message in bytes; 0 = the engine's default */
+    unsigned long long max_handshake_message;
 };
 
 void cli_tls_options_init(struct cli_tls_options *opts);

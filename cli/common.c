@@ -278,6 +278,17 @@ int cli_parse_tls_option(enum ktlsx_role role, int opt, const char *arg,
     case CLI_OPT_LEGACY_RSA_KX:
         opts->legacy_rsa_kx = 1;
         return 1;
+    case CLI_OPT_MAX_HANDSHAKE_MESSAGE: {
+        /* The range is the library's to check (its message names the bounds). */
+        char *end = NULL;
+        errno = 0;
+        opts->max_handshake_message = strtoull(arg, &end, 10);
+        if (errno != 0 || end == arg || *end != '\0' || arg[0] == '-' || opts->max_handshake_message == 0) {
+            cli_usage_error(cmd, "--max-handshake-message takes a number of bytes, not '%s'", arg);
+            return -1;
+        }
+        return 1;
+    }
     default:
         return 0;
     }
@@ -344,6 +355,9 @@ ktlsx_config *cli_build_config(enum ktlsx_role role, const struct cli_tls_option
         failed = ktlsx_config_set_keylog_file(cfg, keylog) < 0;
     if (!failed && opts->psk_ke)
         failed = ktlsx_config_set_psk_ke(cfg, 1) < 0;
+    if (!failed && opts->max_handshake_message != 0)
+        failed = ktlsx_config_set_max_handshake_message(
+                     cfg, opts->max_handshake_message > SIZE_MAX ? SIZE_MAX : (size_t)opts->max_handshake_message) < 0;
     if (!failed && opts->require_ems)
         failed = ktlsx_config_set_require_ems(cfg, 1) < 0;
     if (!failed && opts->fallback_scsv)

@@ -62,6 +62,10 @@ static const char server_usage[] =
     "  --psk-ke                  also allow PSK without (EC)DHE (psk_ke)\n"
     "  --legacy-rsa-kx           allow TLS 1.2 RSA key exchange (no forward\n"
     "                            secrecy)\n"
+    "  --max-handshake-message BYTES\n"
+    "                            largest handshake message accepted, 16384..\n"
+    "                            16777216 (default 131072); past it the peer\n"
+    "                            gets an illegal_parameter alert\n"
     "  --echo                    send every byte received back\n"
     "  --reply TEXT              answer the first request with TEXT (as an\n"
     "                            HTTP response to GET/HEAD) and close\n"
@@ -494,6 +498,11 @@ out:
 
 /* ---- accept loop ---- */
 
+/* After a failed handshake: how long and how much the server keeps reading
+ * and discarding before it closes (conf-b, issue 13 item 8). */
+#define SERVER_LINGER_MS 1000
+#define SERVER_LINGER_BYTES (256 * 1024)
+
 /* Handshake and serve one accepted connection. Returns its exit status. */
 static int serve_connection(struct server_state *state, int fd)
 {
@@ -508,6 +517,10 @@ static int serve_connection(struct server_state *state, int fd)
     session.ktls_mode = state->opts->tls.ktls_mode;
     cli_set_nodelay(fd);
     if (cli_session_handshake(&session) < 0) {
+        /* The client may still be sending (a large ClientHello): let it read
+         * our alert instead of a reset (ktlsx_socket_linger says why). */
+        if (session.sock != NULL)
+            (void)ktlsx_socket_linger(session.sock, SERVER_LINGER_MS, SERVER_LINGER_BYTES);
         cli_session_free(&session);
         return CLI_EXIT_FAILURE;
     }

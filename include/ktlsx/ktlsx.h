@@ -690,6 +690,29 @@ int ktlsx_probe_lines(const struct ktlsx_probe_report *report, ktlsx_log_fn fn, 
 #define KTLSX_VERIFY_CACHE_MAX 65536
 int ktlsx_config_set_verify_cache(ktlsx_config *cfg, size_t entries);
 /* ---- end of the verified-chain cache ---- */
+/* ---- conf-b: handshake message size and linger after an alert (issue 13) ---- */
+
+/* Largest handshake message accepted, in bytes: 16384 (16 KiB) .. 16777216
+ * (16 MiB); default 131072 (128 KiB), enough for ClientHellos with large
+ * extensions or padding and for long certificate chains.  A message whose
+ * header announces more fails the handshake with illegal_parameter (as
+ * OpenSSL's "excessive message size"), before its body is buffered.
+ * Returns 0, or -1 (out of range, or the configuration is in use;
+ * ktlsx_config_error names the value). */
+int ktlsx_config_set_max_handshake_message(ktlsx_config *cfg, size_t bytes);
+
+/* After a failed handshake (or any failure), before closing the fd: send
+ * what is still queued (the alert), shut our sending side (the peer reads
+ * the alert, then EOF), then read and discard whatever the peer still sends
+ * until it closes, max_ms have passed or max_bytes were discarded.  Closing
+ * with unread bytes would make the kernel send a reset, which can destroy the
+ * alert before the peer reads it.  Blocks at most max_ms (1..60000) in all;
+ * max_bytes 1..64 MiB (e.g. 1000 ms / 256 KiB).  The socket is finished for
+ * TLS afterwards: free it and close the fd.  Returns 0 when the peer closed
+ * (or reset) its side, 1 when a bound was reached first, -1 on a bad
+ * argument or a socket error (ktlsx_socket_error says which). */
+int ktlsx_socket_linger(ktlsx_socket *sock, int max_ms, size_t max_bytes);
+/* ---- end of conf-b ---- */
 #pragma GCC visibility pop
 
 #ifdef __cplusplus

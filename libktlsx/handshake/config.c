@@ -64,6 +64,7 @@ ktlsx_config *ktlsx_config_new(enum ktlsx_role role)
     cfg->ticket_lifetime = 7200;
     kx_ticket_keys_init(&cfg->tickets, 3600); /* with KX_TICKET_KEYS kept, a ticket opens for up to 3 hours */
     cfg->psk_hash = KX_HASH_SHA256;
+    cfg->max_handshake_message = KX_HANDSHAKE_MESSAGE_DEFAULT; /* conf-b */
     if (role == KTLSX_SERVER) cfg->session_cache = kx_session_cache_new(1024, 300);
     /* 1.0: configuration lifetime (handshake/hooks.c): the caller's reference. */
     atomic_init(&cfg->refs, 1);
@@ -523,5 +524,19 @@ int ktlsx_config_set_legacy_rsa_kx(ktlsx_config *cfg, int allow)
         if (all[i].kex == KX_KX_RSA && !kx_list_has(cfg->suites, cfg->suite_count, all[i].id) &&
             cfg->suite_count < KX_MAX_SUITES)
             cfg->suites[cfg->suite_count++] = all[i].id;
+    return 0;
+}
+
+/* ---- conf-b: largest handshake message ---- */
+int ktlsx_config_set_max_handshake_message(ktlsx_config *cfg, size_t bytes)
+{
+    KX_CONFIG_CHANGE(cfg);
+    if (bytes < KX_HANDSHAKE_MESSAGE_MIN || bytes > KX_HANDSHAKE_MESSAGE_MAX) {
+        snprintf(cfg->error, sizeof cfg->error,
+                 "largest handshake message must be %d..%d bytes (16 KiB..16 MiB), not %zu", KX_HANDSHAKE_MESSAGE_MIN,
+                 KX_HANDSHAKE_MESSAGE_MAX, bytes);
+        return -1;
+    }
+    cfg->max_handshake_message = bytes;
     return 0;
 }

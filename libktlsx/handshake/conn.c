@@ -331,8 +331,10 @@ kx_result kx_receive_plaintext(ktlsx_conn *c, uint8_t type, const uint8_t *plain
         return handle_alert(c, plain, plain_len);
     case KX_CT_HANDSHAKE:
         KX_ENSURE(plain_len != 0, KX_ALERT_UNEXPECTED_MESSAGE, "empty handshake record");
-        KX_ENSURE(c->hs_in.len + plain_len <= KX_MAX_HANDSHAKE_MESSAGE + 4, KX_ALERT_UNEXPECTED_MESSAGE,
-                  "handshake message too large");
+        /* One message being assembled plus the rest of its last record: the
+         * precise check is on the message header (next_message). */
+        KX_ENSURE(c->hs_in.len + plain_len <= c->cfg->max_handshake_message + 4 + KX_MAX_PLAINTEXT,
+                  KX_ALERT_ILLEGAL_PARAMETER, "handshake message larger than the configured maximum");
         return kx_write_bytes(&c->hs_in, plain, plain_len);
     case KX_CT_APPLICATION_DATA:
         /* No 0-RTT: application data before the handshake completes is a protocol error. */
@@ -350,7 +352,10 @@ static kx_result next_message(ktlsx_conn *c, uint8_t *type, const uint8_t **msg,
     for (;;) {
         if (c->hs_in.len >= 4) {
             size_t body = ((size_t)c->hs_in.data[1] << 16) | ((size_t)c->hs_in.data[2] << 8) | c->hs_in.data[3];
-            KX_ENSURE(body <= KX_MAX_HANDSHAKE_MESSAGE, KX_ALERT_UNEXPECTED_MESSAGE, "handshake message too large");
+            /* As soon as the header says it (the rest may still be on its
+             * way); illegal_parameter as OpenSSL (excessive message size). */
+            KX_ENSURE(body <= c->cfg->max_handshake_message, KX_ALERT_ILLEGAL_PARAMETER,
+                      "handshake message larger than the configured maximum");
             if (c->hs_in.len >= 4 + body) {
                 *type = c->hs_in.data[0];
                 *msg = c->hs_in.data;

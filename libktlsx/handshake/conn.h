@@ -26,8 +26,13 @@
 #define KX_MAX_SIGALGS 24
 #define KX_MAX_ALPN 256
 #define KX_MAX_NAME 256
-/* Largest handshake message we accept (certificate chains are the big ones). */
+/* Largest handshake message the fuzz targets feed (the engine's limit is
+ * the configuration's max_handshake_message, below). */
 #define KX_MAX_HANDSHAKE_MESSAGE (64 * 1024)
+/* conf-b: ktlsx_config_set_max_handshake_message — default and bounds. */
+#define KX_HANDSHAKE_MESSAGE_DEFAULT (128 * 1024)
+#define KX_HANDSHAKE_MESSAGE_MIN (16 * 1024)
+#define KX_HANDSHAKE_MESSAGE_MAX (16 * 1024 * 1024)
 /* Rejected 0-RTT data a server skips before giving up (RFC 8446 §4.2.10 asks
  * for "up to max_early_data_size"; we never grant any, so this bounds what an
  * unprovisioned client may send on its own: two full protected records). */
@@ -102,6 +107,8 @@ struct ktlsx_config {
     /* ---- issue 14: verified-chain cache (crypto/x509.c), applied to the
      * trust store by kx_config_trust ---- */
     size_t verify_cache_entries;      /* 0 = off */
+    /* ---- conf-b: largest handshake message accepted (ktlsx_config_set_max_handshake_message) ---- */
+    size_t max_handshake_message;
 };
 
 /* One log line through the configuration's sink (handshake/log.c). */

@@ -105,8 +105,8 @@ kx_result kx_handle_post_handshake(ktlsx_conn *c)
     kx_result r = KX_OK;
     while (c->hs_in.len >= 4 && !c->rekey_rx_due) {
         size_t body = ((size_t)c->hs_in.data[1] << 16) | ((size_t)c->hs_in.data[2] << 8) | c->hs_in.data[3];
-        if (body > KX_MAX_HANDSHAKE_MESSAGE) {
-            r = KX_FAIL(KX_ALERT_UNEXPECTED_MESSAGE, "handshake message too large");
+        if (body > c->cfg->max_handshake_message) {
+            r = KX_FAIL(KX_ALERT_ILLEGAL_PARAMETER, "handshake message larger than the configured maximum");
             break;
         }
         if (c->hs_in.len < 4 + body) break;

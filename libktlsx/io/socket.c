@@ -664,3 +664,59 @@ int ktlsx_socket_shutdown(ktlsx_socket *s)
     step_call c = { .kind = STEP_SHUTDOWN };
     return run_blocking(s, &c) == KTLSX_IO_OK ? 0 : -1;
 }
+
+/* ---- conf-b: linger after an alert ----
+ * Closing a TCP socket whose receive queue still holds bytes makes the kernel
+ * send a reset instead of a FIN, and a reset can discard the alert still
+ * waiting in the peer's receive queue: a client that was still sending (a
+ * large ClientHello) would see ECONNRESET, not why we refused.  So: the alert
+ * out, our side shut (FIN after the alert), and what the peer still sends
+ * read and dropped, for a bounded time and number of bytes. */
+int ktlsx_socket_linger(ktlsx_socket *s, int max_ms, size_t max_bytes)
+{
+    if (!s) return -1;
+    if (max_ms < 1 || max_ms > 60000 || max_bytes < 1 || max_bytes > 64u * 1024 * 1024) {
+        set_error(s, "linger bounds must be 1..60000 ms and 1 byte..64 MiB, not %d ms / %zu bytes", max_ms, max_bytes);
+        return -1;
+    }
+    int64_t deadline = now_ms() + max_ms;
+    size_t dropped = 0;
+    bool shut = false;
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0 || dropped >= max_bytes) return 1;
+        if (!shut) {
+            /* The queued alert first; a full send buffer is waited for like the rest. */
+            int rc = flush_all(s);
+            if (rc == KTLSX_IO_FAILED) return -1;
+            if (rc == KTLSX_IO_OK) {
+                if (shutdown(s->fd, SHUT_WR) < 0 && errno != ENOTCONN) {
+                    set_error(s, "shutdown: %s", strerror(errno));
+                    return -1;
+                }
+                shut = true;
+            }
+        }
+        struct pollfd pfd = { .fd = s->fd, .events = (short)(POLLIN | (shut ? 0 : POLLOUT)) };
+        int ready = poll(&pfd, 1, (int)left);
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready < 0) {
+            set_error(s, "poll: %s", strerror(errno));
+            return -1;
+        }
+        if (ready == 0 || !(pfd.revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        uint8_t buf[16384];
+        size_t want = max_bytes - dropped < sizeof buf ? max_bytes - dropped : sizeof buf;
+        ssize_t n = recv(s->fd, buf, want, MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+        if (n < 0) {
+            /* The peer reset first: nothing more to protect. */
+            if (errno == ECONNRESET) return 0;
+            set_error(s, "read: %s", strerror(errno));
+            return -1;
+        }
+        if (n == 0) return 0;
+        dropped += (size_t)n;
+    }
+}
+

@@ -790,6 +790,22 @@ static void test_verify_cache_handshakes(void **state)
     ktlsx_config_free(sc);
 }
 
+/* ---- conf-b: largest handshake message (issue 13 item 8) ---- */
+static void test_max_handshake_message(void **state)
+{
+    ktlsx_config *cfg = *state;
+    assert_int_equal(cfg->max_handshake_message, 128 * 1024); /* the documented default */
+    assert_setter_fails(cfg, ktlsx_config_set_max_handshake_message(cfg, 16383), "16383");
+    assert_setter_fails(cfg, ktlsx_config_set_max_handshake_message(cfg, 0), "not 0");
+    assert_setter_fails(cfg, ktlsx_config_set_max_handshake_message(cfg, 16 * 1024 * 1024 + 1), "16777217");
+    assert_setter_fails(cfg, ktlsx_config_set_max_handshake_message(cfg, SIZE_MAX), "not ");
+    assert_int_equal(cfg->max_handshake_message, 128 * 1024);
+    assert_setter_ok(cfg, ktlsx_config_set_max_handshake_message(cfg, 16384));
+    assert_int_equal(cfg->max_handshake_message, 16384);
+    assert_setter_ok(cfg, ktlsx_config_set_max_handshake_message(cfg, 16 * 1024 * 1024));
+    assert_int_equal(cfg->max_handshake_message, 16 * 1024 * 1024);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -813,6 +829,7 @@ int main(void)
         /* issue 14: verified-chain cache */
         cmocka_unit_test(test_verify_cache_setter),
         cmocka_unit_test(test_verify_cache_handshakes),
+        cmocka_unit_test_setup_teardown(test_max_handshake_message, setup, teardown), /* conf-b */
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1629,6 +1629,95 @@ static void test_change_cipher_spec_once_per_flight(void **state)
     kxt_pair_free(&p);
 }
 
+/* ---- conf-b: handshake messages above 64 KiB, up to the configured maximum ---- */
+
+/* The client's ClientHello (one record on c2s) made larger, as a legal one
+ * can be: `extra_suites` unknown cipher suites ahead of the real ones and a
+ * padding extension (RFC 7685) of `pad` bytes first among the extensions;
+ * then split into records of 2^14.  The client's transcript follows, so the
+ * handshake can complete. */
+static void inflate_client_hello(kxt_pair *p, size_t extra_suites, size_t pad)
+{
+    kx_buf *w = &p->c2s;
+    assert_int_equal(w->data[0], KX_CT_HANDSHAKE);
+    const uint8_t *m = w->data + 5;
+    size_t msg_len = 4 + kxt_get24(m + 1);
+    assert_int_equal(w->len, 5 + msg_len);
+    size_t at = 4 + 2 + 32;
+    at += 1 + m[at];                        /* legacy_session_id */
+    size_t suites_len = kxt_get16(m + at);
+    size_t after_suites = at + 2 + suites_len;
+    size_t ext_at = after_suites + 1 + m[after_suites]; /* compression methods */
+    size_t ext_len = kxt_get16(m + ext_at);
+    assert_true(suites_len + 2 * extra_suites <= 65534 && ext_len + 4 + pad <= 65535);
+    kx_buf msg = { 0 };
+    assert_false(kx_failed(kx_write_bytes(&msg, m, at)));
+    assert_false(kx_failed(kx_write_u16(&msg, (uint16_t)(suites_len + 2 * extra_suites))));
+    for (size_t i = 0; i < extra_suites; i++) assert_false(kx_failed(kx_write_u16(&msg, 0xeeee)));
+    assert_false(kx_failed(kx_write_bytes(&msg, m + at + 2, ext_at - (at + 2))));
+    assert_false(kx_failed(kx_write_u16(&msg, (uint16_t)(ext_len + 4 + pad))));
+    assert_false(kx_failed(kx_write_u16(&msg, 21))); /* padding */
+    assert_false(kx_failed(kx_write_u16(&msg, (uint16_t)pad)));
+    for (size_t i = 0; i < pad; i++) assert_false(kx_failed(kx_write_u8(&msg, 0)));
+    assert_false(kx_failed(kx_write_bytes(&msg, m + ext_at + 2, msg_len - (ext_at + 2))));
+    kxt_put24(msg.data + 1, msg.len - 4);
+    kx_buf_reset(&p->c->transcript.pending);
+    assert_null(p->c->transcript.ctx);
+    assert_false(kx_failed(kx_transcript_add(&p->c->transcript, msg.data, msg.len)));
+    kx_buf_reset(w);
+    for (size_t off = 0; off < msg.len;) {
+        size_t n = msg.len - off < 16384 ? msg.len - off : 16384;
+        uint8_t hdr[5] = { KX_CT_HANDSHAKE, 3, 1, 0, 0 };
+        kxt_put16(hdr + 3, n);
+        assert_false(kx_failed(kx_write_bytes(w, hdr, sizeof hdr)));
+        assert_false(kx_failed(kx_write_bytes(w, msg.data + off, n)));
+        off += n;
+    }
+    kx_buf_free(&msg);
+}
+
+static void test_large_client_hello(void **state)
+{
+    (void)state;
+    /* About 78 KiB: accepted by default (128 KiB), in both feeding modes. */
+    for (int mode = KXT_FEED_ALL; mode <= KXT_FEED_WANTED; mode++) {
+        kxt_pair p;
+        kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost",
+                       (enum kxt_feed_mode)mode);
+        kxt_client_hello_out(&p);
+        inflate_client_hello(&p, 20000, 40000);
+        assert_true(p.c2s.len > 76 * 1024);
+        kxt_pump(&p);
+        kxt_assert_done(&p);
+        kxt_send_recv(&p, true, "big hello", 9);
+        kxt_pair_free(&p);
+    }
+    /* With a 64 KiB maximum: illegal_parameter as soon as the header says
+     * so (OpenSSL's "excessive message size"), before the body is buffered. */
+    ktlsx_config *sc = kxt_server_cfg("ecdsa", NULL, NULL);
+    KXT_CFG_OK(sc, ktlsx_config_set_max_handshake_message(sc, 64 * 1024));
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), sc, "localhost", KXT_FEED_WANTED);
+    kxt_client_hello_out(&p);
+    inflate_client_hello(&p, 20000, 40000);
+    uint8_t first[5 + 16384];
+    memcpy(first, p.c2s.data, sizeof first);
+    assert_int_equal(ktlsx_input(p.s, first, sizeof first), 0); /* the first record only */
+    p.sst = ktlsx_handshake(p.s);
+    kxt_assert_failed(&p, false, KX_ALERT_ILLEGAL_PARAMETER);
+    assert_true(p.s->hs_in.len <= 16384);
+    kxt_pair_free(&p);
+    /* Near the largest legal ClientHello (~128 KiB) with a 16 MiB maximum. */
+    sc = kxt_server_cfg("ecdsa", NULL, NULL);
+    KXT_CFG_OK(sc, ktlsx_config_set_max_handshake_message(sc, 16 * 1024 * 1024));
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), sc, "localhost", KXT_FEED_ALL);
+    kxt_client_hello_out(&p);
+    inflate_client_hello(&p, 32000, 65000);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
+    kxt_pair_free(&p);
+}
+
 static const char *const matrix_suites[] = { "TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
                                              "TLS_CHACHA20_POLY1305_SHA256" };
 static const char *const matrix_groups[][2] = { { "x25519", "x25519" }, { "P-256", "secp256r1" }, { "P-384", "secp384r1" } };
@@ -1687,6 +1776,7 @@ int main(void)
     ADD(test_certificate_verify_signature_length);
     ADD(test_change_cipher_spec_length);
     ADD(test_change_cipher_spec_once_per_flight);
+    ADD(test_large_client_hello);
 #undef ADD
     return _cmocka_run_group_tests("test_handshake", tests, n, kxt_pki_group_setup, kxt_pki_group_teardown);
 }

@@ -1279,6 +1279,96 @@ static void test_fake_kernel_tx_only(void **state)
     spair_close(&p);
 }
 
+/* ---- conf-b: linger after an alert (issue 13 item 8) ---- */
+
+/* A client still sending a ClientHello too large for the server: one record
+ * whose handshake header announces 20 KiB, then more records, `len` bytes
+ * in all; then it closes its sending side. */
+typedef struct {
+    int fd;
+    size_t len, sent;
+    pthread_t th;
+} flood;
+
+static void *flood_main(void *arg)
+{
+    flood *f = arg;
+    static uint8_t rec[5 + 16384];
+    memset(rec, 0, sizeof rec);
+    rec[0] = KX_CT_HANDSHAKE;
+    rec[1] = 3;
+    rec[2] = 1;
+    rec[3] = 0x40; /* 16384 */
+    rec[5] = KX_HS_CLIENT_HELLO;
+    rec[7] = 0x50; /* 20480 */
+    while (f->sent < f->len) {
+        ssize_t n = send(f->fd, rec, sizeof rec, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        f->sent += (size_t)n;
+        rec[5] = rec[7] = 0; /* the rest: continuation bytes */
+    }
+    shutdown(f->fd, SHUT_WR);
+    return NULL;
+}
+
+static void test_linger_after_alert(void **state)
+{
+    (void)state;
+    spair p;
+    spair_cfgs(&p, false);
+    KXT_CFG_OK(p.scfg, ktlsx_config_set_max_handshake_message(p.scfg, 16384));
+    loopback(&p.cfd, &p.sfd);
+    p.s = ktlsx_socket_new(p.scfg, p.sfd, NULL);
+    assert_non_null(p.s);
+    flood f = { .fd = p.cfd, .len = 512 * 1024 };
+    assert_int_equal(pthread_create(&f.th, NULL, flood_main, &f), 0);
+    assert_int_equal(ktlsx_socket_handshake(p.s), KTLSX_IO_FAILED);
+    assert_int_equal(ktlsx_alert(ktlsx_socket_conn(p.s)), KX_ALERT_ILLEGAL_PARAMETER);
+    /* Wrong bounds are refused with the values named; nothing is read. */
+    assert_int_equal(ktlsx_socket_linger(NULL, 1000, 1), -1);
+    assert_int_equal(ktlsx_socket_linger(p.s, 0, 1024), -1);
+    expect_error(p.s, "not 0 ms");
+    assert_int_equal(ktlsx_socket_linger(p.s, 1000, 0), -1);
+    expect_error(p.s, "0 bytes");
+    assert_int_equal(ktlsx_socket_linger(p.s, 60001, 1024), -1);
+    /* The alert out, then everything the client still sends read and dropped
+     * until it closes: 0. */
+    int64_t t0 = ms_now();
+    assert_int_equal(ktlsx_socket_linger(p.s, 10000, 1024 * 1024), 0);
+    assert_true(ms_now() - t0 < 10000);
+    ktlsx_socket_free(p.s);
+    p.s = NULL;
+    close(p.sfd);
+    p.sfd = -1;
+    assert_int_equal(pthread_join(f.th, NULL), 0);
+    assert_true(f.sent >= f.len); /* never cut off by a reset */
+    /* The client reads the alert, then a clean end of stream, not ECONNRESET. */
+    uint8_t rec[16];
+    assert_int_equal(read(p.cfd, rec, sizeof rec), 7);
+    static const uint8_t alert[7] = { KX_CT_ALERT, 3, 3, 0, 2, 2, KX_ALERT_ILLEGAL_PARAMETER };
+    assert_memory_equal(rec, alert, sizeof alert);
+    errno = 0;
+    assert_int_equal(read(p.cfd, rec, sizeof rec), 0);
+    spair_close(&p);
+
+    /* A client that never stops: the byte bound ends the linger (1). */
+    spair_cfgs(&p, false);
+    KXT_CFG_OK(p.scfg, ktlsx_config_set_max_handshake_message(p.scfg, 16384));
+    loopback(&p.cfd, &p.sfd);
+    p.s = ktlsx_socket_new(p.scfg, p.sfd, NULL);
+    flood g = { .fd = p.cfd, .len = SIZE_MAX };
+    assert_int_equal(pthread_create(&g.th, NULL, flood_main, &g), 0);
+    assert_int_equal(ktlsx_socket_handshake(p.s), KTLSX_IO_FAILED);
+    assert_int_equal(ktlsx_socket_linger(p.s, 10000, 256 * 1024), 1);
+    ktlsx_socket_free(p.s);
+    p.s = NULL;
+    close(p.sfd); /* the flood thread's next send fails: it stops */
+    p.sfd = -1;
+    assert_int_equal(pthread_join(g.th, NULL), 0);
+    spair_close(&p);
+}
+
 int main(void)
 {
     /* A peer gone must fail a send, not kill the test. */
@@ -1287,6 +1377,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_wrap_free_accessors),
         cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_linger_after_alert), /* conf-b */
         cmocka_unit_test(test_ktls_modes_tls13),
         cmocka_unit_test(test_ktls_modes_tls12),
         cmocka_unit_test(test_setters_refuse_bad_values),
