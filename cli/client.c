@@ -27,7 +27,11 @@ static const char client_usage[] =
     "Connect to HOST:PORT (HOST: name, IPv4 or [IPv6]), run the TLS handshake,\n"
     "then send stdin to the peer and write what it sends to stdout.\n"
     "\n"
-    "  --sni NAME             send NAME as server name (default: HOST)\n"
+    "  --sni NAME             send NAME as server name (default: HOST) and\n"
+    "                         verify the certificate against NAME, the name\n"
+    "                         meant to be reached (as curl --connect-to)\n"
+    "  --verify-name NAME     verify the certificate against NAME instead (a\n"
+    "                         DNS name or an IP address), whatever is sent\n"
     "  --ca FILE              trust anchors in PEM (default: system store)\n"
     "  --crl FILE             certificate revocation list in PEM\n"
     "  --insecure             do not verify the server certificate\n"
@@ -85,12 +89,14 @@ enum client_option {
     OPT_FALLBACK_SCSV,
     OPT_KEY_UPDATE_AFTER,
     OPT_HANDOFF,
+    OPT_VERIFY_NAME,
     OPT_HELP,
 };
 
 static const struct option client_long_options[] = {
     CLI_TLS_LONG_OPTIONS,
     { "sni", required_argument, NULL, OPT_SNI },
+    { "verify-name", required_argument, NULL, OPT_VERIFY_NAME },
     { "insecure", no_argument, NULL, OPT_INSECURE },
     { "sess-in", required_argument, NULL, OPT_SESS_IN },
     { "sess-out", required_argument, NULL, OPT_SESS_OUT },
@@ -106,6 +112,7 @@ struct client_options {
     struct cli_tls_options tls;
     struct cli_endpoint server;
     const char *sni; /* NULL: the HOST part of HOST:PORT */
+    const char *verify_name; /* NULL: --sni if given, else HOST */
     const char *sess_in;
     const char *sess_out;
     uint64_t key_update_after; /* 0: never */
@@ -123,6 +130,7 @@ static int parse_client_options(int argc, char **argv, struct client_options *op
 
     cli_tls_options_init(&opts->tls);
     opts->sni = NULL;
+    opts->verify_name = NULL;
     opts->sess_in = NULL;
     opts->sess_out = NULL;
     opts->key_update_after = 0;
@@ -138,6 +146,9 @@ static int parse_client_options(int argc, char **argv, struct client_options *op
         switch (opt) {
         case OPT_SNI:
             opts->sni = optarg;
+            break;
+        case OPT_VERIFY_NAME:
+            opts->verify_name = optarg;
             break;
         case OPT_INSECURE:
             opts->tls.insecure = 1;
@@ -287,8 +298,10 @@ int ktlsx_cmd_client(int argc, char **argv)
     if (cfg == NULL)
         return CLI_EXIT_USAGE;
 
-    /* HOST names the server for certificate verification and, unless
-     * --sni says otherwise, for SNI. */
+    /* HOST names the server for SNI and for certificate verification,
+     * unless --sni names the server meant to be reached: then both follow
+     * it (RFC 6125 §6; as curl --connect-to); --verify-name overrides the
+     * verified name alone. */
     session.conn = ktlsx_conn_new(cfg, opts.server.host);
     if (session.conn == NULL) {
         fprintf(stderr, "ktlsx: cannot create the connection\n");
@@ -299,6 +312,15 @@ int ktlsx_cmd_client(int argc, char **argv)
         fprintf(stderr, "ktlsx: invalid --sni name '%s'\n", opts.sni);
         status = CLI_EXIT_USAGE;
         goto out;
+    }
+    if (opts.verify_name != NULL || opts.sni != NULL) {
+        const char *name = opts.verify_name != NULL ? opts.verify_name : opts.sni;
+        if (ktlsx_conn_set_verify_name(session.conn, name) < 0) {
+            fprintf(stderr, "ktlsx: invalid %s name '%s'\n", opts.verify_name != NULL ? "--verify-name" : "--sni",
+                    name);
+            status = CLI_EXIT_USAGE;
+            goto out;
+        }
     }
 
     if (opts.sess_in != NULL && load_session(session.conn, opts.sess_in) < 0) {

@@ -228,7 +228,9 @@ int ktlsx_config_set_session_store(ktlsx_config *cfg, const struct ktlsx_session
  * reference on cfg until ktlsx_conn_free (cfg is in use meanwhile). */
 ktlsx_conn *ktlsx_conn_new(ktlsx_config *cfg, const char *server_name);
 void ktlsx_conn_free(ktlsx_conn *conn);
-/* Override the SNI sent (client) while verifying against server_name. */
+/* Override the SNI sent (client) while verifying against server_name (or
+ * the name given to ktlsx_conn_set_verify_name).  Returns 0, or -1 for NULL,
+ * a name of 256 bytes or more, or an IP literal (RFC 6066 §3). */
 int ktlsx_conn_set_sni(ktlsx_conn *conn, const char *sni);
 
 /* Client: offer a session saved by ktlsx_get_session (before the first ktlsx_handshake).
@@ -712,6 +714,20 @@ int ktlsx_config_set_max_handshake_message(ktlsx_config *cfg, size_t bytes);
  * (or reset) its side, 1 when a bound was reached first, -1 on a bad
  * argument or a socket error (ktlsx_socket_error says which). */
 int ktlsx_socket_linger(ktlsx_socket *sock, int max_ms, size_t max_bytes);
+/* Client: verify the server certificate against `name` (a DNS name, or an
+ * IPv4/IPv6 literal matched against IP addresses) instead of the
+ * server_name given to ktlsx_conn_new; the SNI sent does not change
+ * (ktlsx_conn_set_sni sets that).  RFC 6125 §6: verify the identity the
+ * client means to reach — e.g. connecting to an address while meaning
+ * www.example.com: ktlsx_conn_new(cfg, "192.0.2.10"), then
+ * ktlsx_conn_set_sni and ktlsx_conn_set_verify_name with "www.example.com"
+ * (what `ktlsx client ADDR:PORT --sni NAME` does).  The library never
+ * changes the verified name by itself: ktlsx_conn_set_sni keeps its meaning.
+ * `name` is copied.  Before the first ktlsx_handshake only.  Returns 0, or
+ * -1 (conn or name NULL, name empty or 256 bytes or more, a server
+ * connection, or the handshake started; one line naming the value goes to
+ * the configuration's log sink). */
+int ktlsx_conn_set_verify_name(ktlsx_conn *conn, const char *name);
 /* ---- end of conf-b ---- */
 #pragma GCC visibility pop
 

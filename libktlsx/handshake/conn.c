@@ -46,6 +46,24 @@ int ktlsx_conn_set_sni(ktlsx_conn *c, const char *sni)
     return 0;
 }
 
+/* conf-b: the name the certificate is verified against (RFC 6125 §6). */
+int ktlsx_conn_set_verify_name(ktlsx_conn *c, const char *name)
+{
+    if (!c) return -1;
+    const char *why = !name || !name[0]                       ? "the name is empty"
+                      : strlen(name) >= sizeof c->server_name ? "the name is 256 bytes or longer"
+                      : c->role != KTLSX_CLIENT               ? "a server connection verifies no server name"
+                      : c->flow_pos != 0 || c->handshake_done ? "the handshake has started"
+                                                              : NULL;
+    if (why) {
+        kx_log(c->cfg, KTLSX_LOG_WARNING, "ktlsx_conn_set_verify_name(\"%.64s\") refused: %s",
+               name ? name : "(null)", why);
+        return -1;
+    }
+    kx_copy_str(c->server_name, sizeof c->server_name, name);
+    return 0;
+}
+
 void ktlsx_conn_free(ktlsx_conn *c)
 {
     if (!c) return;

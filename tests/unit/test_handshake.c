@@ -1718,6 +1718,57 @@ static void test_large_client_hello(void **state)
     kxt_pair_free(&p);
 }
 
+/* ---- conf-b: the name verified is the one meant to be reached (RFC 6125 §6) ---- */
+
+static void verify_name_case(const char *host, const char *sni, const char *verify, bool ok)
+{
+    kxt_pair p;
+    kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("rsa", NULL, NULL), host, KXT_FEED_ALL);
+    if (sni) assert_int_equal(ktlsx_conn_set_sni(p.c, sni), 0);
+    if (verify) assert_int_equal(ktlsx_conn_set_verify_name(p.c, verify), 0);
+    kxt_pump(&p);
+    if (ok) {
+        kxt_assert_done(&p);
+    } else {
+        kxt_assert_failed(&p, true, KX_ALERT_BAD_CERTIFICATE);
+    }
+    /* The SNI sent never follows the verified name. */
+    assert_string_equal(ktlsx_sni(p.s), sni ? sni : (host[0] == '1' ? "" : host));
+    kxt_pair_free(&p);
+}
+
+static void test_verify_name(void **state)
+{
+    (void)state;
+    /* The certificate lists localhost and 127.0.0.1. */
+    verify_name_case("127.0.0.1", "other-name", NULL, true);          /* set_sni alone keeps its meaning */
+    verify_name_case("127.0.0.1", "other-name", "other-name", false); /* what `--sni other-name` now does */
+    verify_name_case("127.0.0.1", "localhost", "localhost", true);
+    verify_name_case("example.invalid", NULL, "localhost", true);
+    verify_name_case("localhost", NULL, "example.invalid", false);
+    verify_name_case("example.invalid", "example.invalid", "127.0.0.1", true); /* an IP literal verified */
+    verify_name_case("localhost", NULL, "127.0.0.2", false);
+
+    /* Refused: NULL, empty, too long, a server connection, after the start. */
+    ktlsx_config *cc = kxt_client_cfg(NULL, NULL), *sc = kxt_server_cfg("rsa", NULL, NULL);
+    ktlsx_conn *c = ktlsx_conn_new(cc, "localhost"), *s = ktlsx_conn_new(sc, NULL);
+    char long_name[300];
+    memset(long_name, 'a', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = 0;
+    assert_int_equal(ktlsx_conn_set_verify_name(NULL, "x"), -1);
+    assert_int_equal(ktlsx_conn_set_verify_name(c, NULL), -1);
+    assert_int_equal(ktlsx_conn_set_verify_name(c, ""), -1);
+    assert_int_equal(ktlsx_conn_set_verify_name(c, long_name), -1);
+    assert_int_equal(ktlsx_conn_set_verify_name(s, "localhost"), -1);
+    assert_int_equal(ktlsx_conn_set_verify_name(c, "localhost"), 0);
+    assert_int_equal(ktlsx_handshake(c), KTLSX_WANT_READ);
+    assert_int_equal(ktlsx_conn_set_verify_name(c, "localhost"), -1);
+    ktlsx_conn_free(c);
+    ktlsx_conn_free(s);
+    ktlsx_config_free(cc);
+    ktlsx_config_free(sc);
+}
+
 static const char *const matrix_suites[] = { "TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
                                              "TLS_CHACHA20_POLY1305_SHA256" };
 static const char *const matrix_groups[][2] = { { "x25519", "x25519" }, { "P-256", "secp256r1" }, { "P-384", "secp384r1" } };
@@ -1777,6 +1828,7 @@ int main(void)
     ADD(test_change_cipher_spec_length);
     ADD(test_change_cipher_spec_once_per_flight);
     ADD(test_large_client_hello);
+    ADD(test_verify_name);
 #undef ADD
     return _cmocka_run_group_tests("test_handshake", tests, n, kxt_pki_group_setup, kxt_pki_group_teardown);
 }
