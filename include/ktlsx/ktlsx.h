@@ -77,7 +77,10 @@ int ktlsx_config_set_insecure(ktlsx_config *cfg, int insecure);
 int ktlsx_config_set_verify_client(ktlsx_config *cfg, enum ktlsx_verify_client mode);
 /* Comma-separated lists. */
 int ktlsx_config_set_alpn(ktlsx_config *cfg, const char *list);          /* "h2,http/1.1" */
-int ktlsx_config_set_ciphers(ktlsx_config *cfg, const char *list);       /* IANA names or OpenSSL names */
+/* IANA or OpenSSL names.  TLS_AES_128_CCM_SHA256 (AES-128-CCM, 16-byte tag;
+ * kernel TLS carries it too) is supported but, as in OpenSSL, not in the
+ * default list: name it to offer or accept it. */
+int ktlsx_config_set_ciphers(ktlsx_config *cfg, const char *list);
 int ktlsx_config_set_groups(ktlsx_config *cfg, const char *list);        /* "x25519,P-256,P-384" */
 /* min/max protocol versions (KTLSX_TLS12 / KTLSX_TLS13). */
 int ktlsx_config_set_versions(ktlsx_config *cfg, uint16_t min, uint16_t max);

@@ -37,7 +37,14 @@ enum {
 };
 
 typedef enum { KX_HASH_SHA256 = 0, KX_HASH_SHA384 = 1 } kx_hash_id;
-typedef enum { KX_AEAD_AES_128_GCM = 0, KX_AEAD_AES_256_GCM = 1, KX_AEAD_CHACHA20_POLY1305 = 2 } kx_aead_id;
+/* AES-128-CCM (conf-b): TLS 1.3 TLS_AES_128_CCM_SHA256 only, 16-byte tag. */
+typedef enum {
+    KX_AEAD_AES_128_GCM = 0,
+    KX_AEAD_AES_256_GCM = 1,
+    KX_AEAD_CHACHA20_POLY1305 = 2,
+    KX_AEAD_AES_128_CCM = 3,
+} kx_aead_id;
+#define KX_AEAD_COUNT 4
 typedef enum { KX_KX_TLS13 = 0, KX_KX_ECDHE_ECDSA, KX_KX_ECDHE_RSA, KX_KX_RSA } kx_kex_kind;
 
 /* One row per cipher suite we implement (TLS 1.3 and TLS 1.2). */

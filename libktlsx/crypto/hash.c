@@ -18,7 +18,7 @@ static struct {
     EVP_MD *sha512;
     EVP_MAC *hmac;
     EVP_MAC_CTX *hmac_tmpl[2]; /* keyless HMAC contexts with the digest set */
-    EVP_CIPHER *cipher[3];     /* by kx_aead_id */
+    EVP_CIPHER *cipher[KX_AEAD_COUNT]; /* by kx_aead_id */
 } algs;
 
 static pthread_once_t algs_once = PTHREAD_ONCE_INIT;
@@ -26,7 +26,8 @@ static pthread_once_t algs_once = PTHREAD_ONCE_INIT;
 static void fetch_all(void)
 {
     static const char *const md_names[2] = { "SHA2-256", "SHA2-384" };
-    static const char *const cipher_names[3] = { "AES-128-GCM", "AES-256-GCM", "ChaCha20-Poly1305" };
+    static const char *const cipher_names[KX_AEAD_COUNT] = { "AES-128-GCM", "AES-256-GCM", "ChaCha20-Poly1305",
+                                                             "AES-128-CCM" };
 
     algs.status = -1;
     for (int i = 0; i < 2; i++)
@@ -41,7 +42,7 @@ static void fetch_all(void)
         };
         if (!EVP_MAC_CTX_set_params(algs.hmac_tmpl[i], params)) return;
     }
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < KX_AEAD_COUNT; i++)
         if ((algs.cipher[i] = EVP_CIPHER_fetch(NULL, cipher_names[i], NULL)) == NULL) return;
     algs.status = 0;
 }
@@ -73,7 +74,7 @@ const EVP_MD *kx_md_sha512(void)
 
 const EVP_CIPHER *kx_aead_cipher(kx_aead_id id)
 {
-    if (kx_crypto_init() != 0 || (unsigned)id > KX_AEAD_CHACHA20_POLY1305) return NULL;
+    if (kx_crypto_init() != 0 || (unsigned)id >= KX_AEAD_COUNT) return NULL;
     return algs.cipher[id];
 }
 

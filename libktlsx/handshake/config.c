@@ -38,6 +38,9 @@ static void set_default_suites(ktlsx_config *cfg)
     for (size_t i = 0; i < n && cfg->suite_count < KX_MAX_SUITES; i++) {
         /* Legacy RSA key exchange has no forward secrecy: never on by default. */
         if (all[i].kex == KX_KX_RSA) continue;
+        /* AES-128-CCM: for peers that need it (constrained devices, kernel
+         * consumers); off by default as in OpenSSL, selectable by name. */
+        if (all[i].aead == KX_AEAD_AES_128_CCM) continue;
         cfg->suites[cfg->suite_count++] = all[i].id;
     }
 }

@@ -41,6 +41,10 @@
     SUITE(id_, ver_, TLS_CIPHER_AES_GCM_256, "aes-256-gcm", "gcm(aes)",                 \
           tls12_crypto_info_aes_gcm_256, TLS_CIPHER_AES_GCM_256_KEY_SIZE,                \
           TLS_CIPHER_AES_GCM_256_SALT_SIZE, TLS_CIPHER_AES_GCM_256_IV_SIZE, keysiv_)
+#define CCM128(id_, ver_, keysiv_)                                                       \
+    SUITE(id_, ver_, TLS_CIPHER_AES_CCM_128, "aes-128-ccm", "ccm(aes)",                 \
+          tls12_crypto_info_aes_ccm_128, TLS_CIPHER_AES_CCM_128_KEY_SIZE,                \
+          TLS_CIPHER_AES_CCM_128_SALT_SIZE, TLS_CIPHER_AES_CCM_128_IV_SIZE, keysiv_)
 #define CHACHA(id_, ver_)                                                                \
     SUITE(id_, ver_, TLS_CIPHER_CHACHA20_POLY1305, "chacha20-poly1305",                  \
           "rfc7539(chacha20,poly1305)", tls12_crypto_info_chacha20_poly1305,             \
@@ -53,6 +57,7 @@ static const kx_ktls_suite kx_suites[] = {
     GCM128(0x1301, KTLSX_TLS13, 12), /* TLS_AES_128_GCM_SHA256 */
     GCM256(0x1302, KTLSX_TLS13, 12), /* TLS_AES_256_GCM_SHA384 */
     CHACHA(0x1303, KTLSX_TLS13),     /* TLS_CHACHA20_POLY1305_SHA256 */
+    CCM128(0x1304, KTLSX_TLS13, 12), /* TLS_AES_128_CCM_SHA256 (conf-b): salt 4 + iv 8, as GCM */
     GCM128(0xc02b, KTLSX_TLS12, 4),  /* ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 */
     GCM128(0xc02f, KTLSX_TLS12, 4),  /* ECDHE_RSA_WITH_AES_128_GCM_SHA256 */
     GCM128(0x009c, KTLSX_TLS12, 4),  /* RSA_WITH_AES_128_GCM_SHA256 */
@@ -68,6 +73,7 @@ static const kx_ktls_suite kx_suites[] = {
 _Static_assert(sizeof(struct tls12_crypto_info_aes_gcm_128) == 40, "aes_gcm_128 layout");
 _Static_assert(sizeof(struct tls12_crypto_info_aes_gcm_256) == 56, "aes_gcm_256 layout");
 _Static_assert(sizeof(struct tls12_crypto_info_chacha20_poly1305) == 56, "chacha20 layout");
+_Static_assert(sizeof(struct tls12_crypto_info_aes_ccm_128) == 40, "aes_ccm_128 layout");
 
 const kx_ktls_suite *kx_ktls_suite_find(uint16_t version, uint16_t suite)
 {
@@ -225,7 +231,7 @@ const char *kx_ktls_install_strerror(int err)
     case EEXIST:
         return "keys already installed for this direction";
     case ENOENT:
-        return "kernel crypto API lacks the AEAD (CONFIG_CRYPTO_GCM / CONFIG_CRYPTO_CHACHA20POLY1305)";
+        return "kernel crypto API lacks the AEAD (CONFIG_CRYPTO_GCM / _CCM / _CHACHA20POLY1305)";
     case ENOMEM:
         return "kernel out of memory";
     case EOPNOTSUPP:

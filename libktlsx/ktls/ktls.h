@@ -54,7 +54,7 @@ typedef struct {
     uint16_t suite;        /* IANA cipher suite id */
     uint16_t version;      /* KTLSX_TLS12 / KTLSX_TLS13: the only version the suite exists in */
     uint16_t cipher_type;  /* TLS_CIPHER_* */
-    const char *name;      /* "aes-128-gcm", "aes-256-gcm", "chacha20-poly1305" */
+    const char *name;      /* "aes-128-gcm", "aes-256-gcm", "chacha20-poly1305", "aes-128-ccm" */
     const char *kernel_alg;/* crypto API name the kernel allocates, for error messages */
     uint8_t key_len;       /* key bytes */
     uint8_t salt_len;      /* salt bytes (0 for ChaCha20) */
@@ -76,10 +76,11 @@ typedef union {
     struct tls12_crypto_info_aes_gcm_128 aes128;
     struct tls12_crypto_info_aes_gcm_256 aes256;
     struct tls12_crypto_info_chacha20_poly1305 chacha;
+    struct tls12_crypto_info_aes_ccm_128 ccm128; /* conf-b: TLS 1.3 AES-128-CCM */
 } kx_ktls_crypto_info;
 
 /* Fill `out` for `keys`:
- *   TLS 1.3 AES-GCM: salt = iv[0..3], iv = iv[4..11], rec_seq = seq (BE)
+ *   TLS 1.3 AES-GCM, AES-128-CCM: salt = iv[0..3], iv = iv[4..11], rec_seq = seq (BE)
  *   TLS 1.2 AES-GCM: salt = iv[0..3] (implicit part), iv = the first
  *                    explicit nonce = seq (BE), rec_seq = seq (BE)
  *   ChaCha20 (1.2, 1.3): iv = iv[0..11], no salt, rec_seq = seq (BE)

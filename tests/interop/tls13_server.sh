@@ -7,7 +7,8 @@
 #  - curl (OpenSSL backend): --tlsv1.3 --tls13-ciphers --curves, ktlsx server
 #    --reply TEXT, body must be TEXT.
 # Plus: one server with RSA+ECDSA+Ed25519 certificates, the certificate chosen
-# by the client's signature algorithms; a --trace case.
+# by the client's signature algorithms; a --trace case; TLS_AES_128_CCM_SHA256
+# (not in the default lists) with s_client, x25519 and P-256.
 source "$(dirname "$0")/../lib.sh"
 gen_certs || exit 1
 DATA=$(make_data echo)
@@ -121,6 +122,26 @@ for pair in rsa_pss_rsae_sha256:RSA-PSS:rsa ecdsa_secp256r1_sha256:ECDSA:ecdsa e
   got=$(grep -m1 '^Signature type:' "$CD/cli.err")
   [[ $got == "Signature type: $sigtype" ]] || { fail "server signed with '${got#Signature type: }', wanted $sigtype ($cert certificate)"; continue; }
   same_data "$CD/in.txt" "$CD/cli.out" || { fail "echo: $DATA_WHY"; continue; }
+  pass
+done
+
+# ------------------------------------------- TLS_AES_128_CCM_SHA256 (conf-b) ---
+# Off by default on both sides; selected by name it interoperates.
+for group in x25519 P-256; do
+  cipher=TLS_AES_128_CCM_SHA256
+  case_begin "openssl/ecdsa/$cipher/$group" || continue
+  need_ktlsx && need_tool openssl || { skip "$SKIP_WHY"; continue; }
+  start_ktlsx ecdsa "$cipher" "$group" --echo --once || { fail "ktlsx server did not start"; continue; }
+  run_fed cli "$DATA" "$CD/cli.out" "$DATA_SIZE" -- \
+    openssl s_client -connect "127.0.0.1:$PORT" -servername localhost -brief -nocommands -no_ign_eof \
+      -CAfile "$CERTS/ca.pem" -verify_return_error -verify_hostname localhost \
+      -tls1_3 -ciphersuites "$cipher" -groups "$(openssl_group "$group")"
+  if ! ktlsx_server_sane srv; then fail "$WHY"; continue; fi
+  if rc_crashed "$RC"; then fail "openssl s_client $(describe_rc "$RC")"; continue; fi
+  if ! grep -q "^Ciphersuite: $cipher\$" "$CD/cli.err"; then
+    fail "s_client did not negotiate $cipher (rc $RC): $(grep -m1 -E 'Ciphersuite|error' "$CD/cli.err")"; continue; fi
+  server_summary_ok "$cipher" "$group" || { fail "$SUM_WHY"; continue; }
+  same_data "$DATA" "$CD/cli.out" || { fail "echo: $DATA_WHY"; continue; }
   pass
 done
 

@@ -246,6 +246,37 @@ static void test_chacha20poly1305_rfc8439(void **state)
     kx_aead_free(a);
 }
 
+/* conf-b: AES-128-CCM with TLS's 12-byte nonce and 16-byte tag (TLS_AES_128_CCM_SHA256).
+ * Expected bytes from an independent implementation (python cryptography's
+ * AESCCM(key, tag_length=16)); then the same context opens, seals again
+ * (direction changes back and forth) and rejects a flipped tag bit. */
+static void test_aead_aes128_ccm(void **state)
+{
+    (void)state;
+    static const char pt[] = "ktlsx AES-128-CCM TLS 1.3 record";
+    uint8_t key[16], nonce[12], aad[5], out[sizeof pt - 1 + 16], back[sizeof pt];
+    for (int i = 0; i < 16; i++) key[i] = (uint8_t)(0x40 + i);
+    for (int i = 0; i < 12; i++) nonce[i] = (uint8_t)(0x10 + i);
+    for (int i = 0; i < 5; i++) aad[i] = (uint8_t)i;
+    kx_aead *a;
+    OK(kx_aead_new(&a, KX_AEAD_AES_128_CCM, key, sizeof key));
+    for (int round = 0; round < 2; round++) {
+        OK(kx_aead_seal(a, nonce, aad, sizeof aad, (const uint8_t *)pt, sizeof pt - 1, out));
+        assert_hex(out, sizeof out,
+                   "a8e74ff9a9b27d18e018f1f5d9978a671c67cca6c3578dbc5f02998a49a840b8"
+                   "3065cd5df72c5ef44352b492b33b8726");
+        OK(kx_aead_open(a, nonce, aad, sizeof aad, out, sizeof out, back));
+        assert_memory_equal(back, pt, sizeof pt - 1);
+    }
+    out[sizeof out - 1] ^= 1;
+    kx_result r = kx_aead_open(a, nonce, aad, sizeof aad, out, sizeof out, back);
+    assert_true(kx_failed(r));
+    assert_int_equal(r.alert, KX_ALERT_BAD_RECORD_MAC);
+    kx_aead_free(a);
+    assert_non_null(kx_aead_cipher(KX_AEAD_AES_128_CCM));
+    assert_null(kx_aead_cipher(KX_AEAD_COUNT));
+}
+
 /* ---- key exchange ---- */
 
 static void test_kex_agreement(void **state)
@@ -604,16 +635,16 @@ static void test_suite_lookups(void **state)
     (void)state;
     size_t n = 0;
     const kx_suite *all = kx_suites_all(&n);
-    assert_int_equal(n, 11);
-    static const uint16_t order[] = { 0x1301, 0x1302, 0x1303 };
-    for (size_t i = 0; i < 3; i++) {
+    assert_int_equal(n, 12);
+    static const uint16_t order[] = { 0x1301, 0x1302, 0x1303, 0x1304 };
+    for (size_t i = 0; i < 4; i++) {
         assert_int_equal(all[i].id, order[i]);
         assert_int_equal(all[i].version, 0x0304);
         assert_int_equal(all[i].kex, KX_KX_TLS13);
         assert_int_equal(all[i].fixed_iv_len, 12);
         assert_string_equal(all[i].name, all[i].openssl_name);
     }
-    for (size_t i = 3; i < n; i++) {
+    for (size_t i = 4; i < n; i++) {
         assert_int_equal(all[i].version, 0x0303);
         /* ECDHE before static RSA key exchange */
         if (i < n - 2) assert_int_not_equal(all[i].kex, KX_KX_RSA);
@@ -624,7 +655,7 @@ static void test_suite_lookups(void **state)
         assert_ptr_equal(kx_suite_by_id(all[i].id), &all[i]);
         assert_ptr_equal(kx_suite_by_name(all[i].name), &all[i]);
         assert_ptr_equal(kx_suite_by_name(all[i].openssl_name), &all[i]);
-        assert_int_equal(all[i].key_len, all[i].aead == KX_AEAD_AES_128_GCM ? 16 : 32);
+        assert_int_equal(all[i].key_len, all[i].aead == KX_AEAD_AES_128_GCM || all[i].aead == KX_AEAD_AES_128_CCM ? 16 : 32);
         assert_int_equal(all[i].hash, all[i].aead == KX_AEAD_AES_256_GCM ? KX_HASH_SHA384 : KX_HASH_SHA256);
     }
 
@@ -688,6 +719,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hash_abc),
+        cmocka_unit_test(test_aead_aes128_ccm), /* conf-b */
         cmocka_unit_test(test_hmac_rfc4231_case2),
         cmocka_unit_test(test_hkdf_extract_rfc5869),
         cmocka_unit_test(test_hkdf_expand_label_lengths),

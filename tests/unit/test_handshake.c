@@ -1769,6 +1769,39 @@ static void test_verify_name(void **state)
     ktlsx_config_free(sc);
 }
 
+/* ---- conf-b: TLS_AES_128_CCM_SHA256, off by default, selectable ---- */
+static void test_aes128_ccm(void **state)
+{
+    (void)state;
+    for (int mode = KXT_FEED_ALL; mode <= KXT_FEED_WANTED; mode++) {
+        kxt_pair p;
+        kxt_pair_start(&p, kxt_client_cfg("TLS_AES_128_CCM_SHA256", NULL),
+                       kxt_server_cfg("ecdsa", "TLS_AES_128_CCM_SHA256,TLS_AES_128_GCM_SHA256", NULL), "localhost",
+                       (enum kxt_feed_mode)mode);
+        kxt_pump(&p);
+        kxt_assert_done(&p);
+        assert_string_equal(ktlsx_cipher_name(p.c), "TLS_AES_128_CCM_SHA256");
+        assert_int_equal(ktlsx_cipher_id(p.s), 0x1304);
+        kxt_exchange(&p, 40000); /* several records each way */
+        struct ktlsx_traffic_keys k;
+        assert_int_equal(ktlsx_export_keys(p.c, KTLSX_TX, &k), 0);
+        assert_int_equal(k.cipher_suite, 0x1304);
+        assert_int_equal(k.key_len, 16);
+        assert_int_equal(k.iv_len, 12);
+        kx_wipe(&k, sizeof k);
+        kxt_pair_free(&p);
+    }
+    /* Not in the default list (as in OpenSSL's): a default client and a
+     * CCM-only server have no suite in common. */
+    ktlsx_config *d = kxt_client_cfg(NULL, NULL);
+    assert_false(kx_list_has(d->suites, d->suite_count, 0x1304));
+    kxt_pair p;
+    kxt_pair_start(&p, d, kxt_server_cfg("ecdsa", "TLS_AES_128_CCM_SHA256", NULL), "localhost", KXT_FEED_ALL);
+    kxt_pump(&p);
+    kxt_assert_failed(&p, false, KX_ALERT_HANDSHAKE_FAILURE);
+    kxt_pair_free(&p);
+}
+
 static const char *const matrix_suites[] = { "TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
                                              "TLS_CHACHA20_POLY1305_SHA256" };
 static const char *const matrix_groups[][2] = { { "x25519", "x25519" }, { "P-256", "secp256r1" }, { "P-384", "secp384r1" } };
@@ -1829,6 +1862,7 @@ int main(void)
     ADD(test_change_cipher_spec_once_per_flight);
     ADD(test_large_client_hello);
     ADD(test_verify_name);
+    ADD(test_aes128_ccm);
 #undef ADD
     return _cmocka_run_group_tests("test_handshake", tests, n, kxt_pki_group_setup, kxt_pki_group_teardown);
 }

@@ -80,6 +80,7 @@ static const struct expect expected[] = {
     { 0x1301, KTLSX_TLS13, TLS_CIPHER_AES_GCM_128, 16, 4, 8, 40 },
     { 0x1302, KTLSX_TLS13, TLS_CIPHER_AES_GCM_256, 32, 4, 8, 56 },
     { 0x1303, KTLSX_TLS13, TLS_CIPHER_CHACHA20_POLY1305, 32, 0, 12, 56 },
+    { 0x1304, KTLSX_TLS13, TLS_CIPHER_AES_CCM_128, 16, 4, 8, 40 }, /* conf-b */
     { 0xc02b, KTLSX_TLS12, TLS_CIPHER_AES_GCM_128, 16, 4, 8, 40 },
     { 0xc02f, KTLSX_TLS12, TLS_CIPHER_AES_GCM_128, 16, 4, 8, 40 },
     { 0x009c, KTLSX_TLS12, TLS_CIPHER_AES_GCM_128, 16, 4, 8, 40 },
@@ -125,6 +126,11 @@ static void split_fields(const uint8_t *val, uint16_t cipher_type, const uint8_t
     }
     case TLS_CIPHER_CHACHA20_POLY1305: {
         const struct tls12_crypto_info_chacha20_poly1305 *c = (const void *)val;
+        *key = c->key; *salt = c->salt; *iv = c->iv; *rec_seq = c->rec_seq;
+        break;
+    }
+    case TLS_CIPHER_AES_CCM_128: {
+        const struct tls12_crypto_info_aes_ccm_128 *c = (const void *)val;
         *key = c->key; *salt = c->salt; *iv = c->iv; *rec_seq = c->rec_seq;
         break;
     }
@@ -240,7 +246,8 @@ static void expect_refused(uint16_t version, uint16_t suite, size_t key_len, siz
 static void test_unknown_suites_refused(void **state)
 {
     (void)state;
-    expect_refused(KTLSX_TLS13, 0x1304, 16, 12, "no kernel TLS mapping");   /* AES-128-CCM */
+    expect_refused(KTLSX_TLS13, 0x1305, 16, 12, "no kernel TLS mapping");   /* AES-128-CCM-8 */
+    expect_refused(KTLSX_TLS13, 0x1304, 32, 12, "aes-128-ccm keys have key_len 32");
     expect_refused(KTLSX_TLS12, 0x002f, 16, 4, "no kernel TLS mapping");    /* AES-128-CBC-SHA */
     expect_refused(KTLSX_TLS12, 0x1301, 16, 12, "does not belong to TLS 1.2");
     expect_refused(KTLSX_TLS13, 0xc02f, 16, 4, "does not belong to TLS 1.3");
