@@ -81,7 +81,9 @@ int ktlsx_config_set_alpn(ktlsx_config *cfg, const char *list);          /* "h2,
  * kernel TLS carries it too) is supported but, as in OpenSSL, not in the
  * default list: name it to offer or accept it. */
 int ktlsx_config_set_ciphers(ktlsx_config *cfg, const char *list);
-int ktlsx_config_set_groups(ktlsx_config *cfg, const char *list);        /* "x25519,P-256,P-384" */
+/* x25519, P-256 (secp256r1), P-384 (secp384r1), P-521 (secp521r1), x448;
+ * default: all five in that order (the key share goes to the first). */
+int ktlsx_config_set_groups(ktlsx_config *cfg, const char *list);
 /* min/max protocol versions (KTLSX_TLS12 / KTLSX_TLS13). */
 int ktlsx_config_set_versions(ktlsx_config *cfg, uint16_t min, uint16_t max);
 /* NSS key log file; "-" is not allowed. Also honoured: SSLKEYLOGFILE (read by the caller). */

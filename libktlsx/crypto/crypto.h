@@ -19,6 +19,9 @@ enum {
     KX_GROUP_SECP256R1 = 0x0017,
     KX_GROUP_SECP384R1 = 0x0018,
     KX_GROUP_X25519 = 0x001d,
+    /* conf-b: the other groups OpenSSL offers */
+    KX_GROUP_SECP521R1 = 0x0019,
+    KX_GROUP_X448 = 0x001e,
 };
 enum {
     KX_SIG_RSA_PKCS1_SHA256 = 0x0401,
@@ -31,6 +34,7 @@ enum {
     KX_SIG_RSA_PSS_RSAE_SHA384 = 0x0805,
     KX_SIG_RSA_PSS_RSAE_SHA512 = 0x0806,
     KX_SIG_ED25519 = 0x0807,
+    KX_SIG_ED448 = 0x0808, /* conf-b */
     KX_SIG_RSA_PSS_PSS_SHA256 = 0x0809,
     KX_SIG_RSA_PSS_PSS_SHA384 = 0x080a,
     KX_SIG_RSA_PSS_PSS_SHA512 = 0x080b,

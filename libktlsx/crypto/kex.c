@@ -1,4 +1,4 @@
-/* Ephemeral (EC)DHE key shares: X25519, secp256r1, secp384r1.
+/* Ephemeral (EC)DHE key shares: X25519, secp256r1, secp384r1, secp521r1, X448.
  *
  * Key generation starts from one template key per group made at first use,
  * so each handshake reuses the template's key manager instead of looking the
@@ -10,7 +10,9 @@
 #include <pthread.h>
 #include <string.h>
 
-enum { G_X25519, G_P256, G_P384, G_COUNT };
+enum { G_X25519, G_P256, G_P384, G_P521, G_X448, G_COUNT };
+/* X25519 and X448 shares are raw u-coordinates; the others uncompressed points. */
+#define G_IS_X(g) ((g) == G_X25519 || (g) == G_X448)
 
 static struct {
     int status;
@@ -37,6 +39,8 @@ static void make_templates(void)
     if ((kex.tmpl[G_X25519] = EVP_PKEY_Q_keygen(NULL, NULL, "X25519")) == NULL) return;
     if ((kex.tmpl[G_P256] = ec_params("P-256")) == NULL) return;
     if ((kex.tmpl[G_P384] = ec_params("P-384")) == NULL) return;
+    if ((kex.tmpl[G_P521] = ec_params("P-521")) == NULL) return;
+    if ((kex.tmpl[G_X448] = EVP_PKEY_Q_keygen(NULL, NULL, "X448")) == NULL) return;
     kex.status = 0;
 }
 
@@ -47,6 +51,8 @@ static int group_index(uint16_t group, size_t *share_len, size_t *secret_len)
     case KX_GROUP_X25519: *share_len = 32; *secret_len = 32; return G_X25519;
     case KX_GROUP_SECP256R1: *share_len = 65; *secret_len = 32; return G_P256;
     case KX_GROUP_SECP384R1: *share_len = 97; *secret_len = 48; return G_P384;
+    case KX_GROUP_SECP521R1: *share_len = 133; *secret_len = 66; return G_P521;
+    case KX_GROUP_X448: *share_len = 56; *secret_len = 56; return G_X448;
     default: return -1;
     }
 }
@@ -77,7 +83,7 @@ kx_result kx_kex_keygen(uint16_t group, EVP_PKEY **priv, kx_buf *pub)
     uint8_t *enc = NULL;
     size_t len = EVP_PKEY_get1_encoded_public_key(key, &enc);
     kx_result r = KX_OK;
-    if (len != share_len || (g != G_X25519 && enc[0] != 0x04))
+    if (len != share_len || (!G_IS_X(g) && enc[0] != 0x04))
         r = KX_FAIL(KX_ALERT_INTERNAL_ERROR, "unexpected public key encoding");
     else
         r = kx_write_bytes(pub, enc, len);
@@ -100,7 +106,7 @@ kx_result kx_kex_derive(uint16_t group, EVP_PKEY *priv, const uint8_t *peer, siz
     KX_ENSURE(priv != NULL, KX_ALERT_INTERNAL_ERROR, "no private key");
     KX_ENSURE(peerlen == share_len, KX_ALERT_ILLEGAL_PARAMETER, "key share has the wrong length");
     /* TLS 1.3 (RFC 8446 §4.2.8.2) and our TLS 1.2 ec_point_formats allow only uncompressed points. */
-    KX_ENSURE(g == G_X25519 || peer[0] == 0x04, KX_ALERT_ILLEGAL_PARAMETER, "key share is not an uncompressed point");
+    KX_ENSURE(G_IS_X(g) || peer[0] == 0x04, KX_ALERT_ILLEGAL_PARAMETER, "key share is not an uncompressed point");
     KX_GUARD(templates_ready());
 
     /* Decoding an EC point checks that it lies on the curve. */
@@ -133,7 +139,7 @@ kx_result kx_kex_derive(uint16_t group, EVP_PKEY *priv, const uint8_t *peer, siz
     EVP_PKEY_free(peer_key);
 
     if (!kx_failed(r)) {
-        /* RFC 7748 §6.1 / RFC 8446 §7.4.2: an all-zero X25519 output means the
+        /* RFC 7748 §6.1-6.2 / RFC 8446 §7.4.2: an all-zero X25519/X448 output means the
          * peer sent a small-order point; check independently of the library. */
         uint8_t acc = 0;
         for (size_t i = 0; i < outlen; i++) acc |= out[i];

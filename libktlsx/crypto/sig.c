@@ -7,11 +7,11 @@
 #include <openssl/rsa.h>
 #include <string.h>
 
-typedef enum { SK_ECDSA, SK_PSS_RSAE, SK_PSS_PSS, SK_PKCS1, SK_ED25519 } sig_kind;
+typedef enum { SK_ECDSA, SK_PSS_RSAE, SK_PSS_PSS, SK_PKCS1, SK_ED25519, SK_ED448 } sig_kind;
 
 typedef struct {
     sig_kind kind;
-    const EVP_MD *md;   /* NULL for Ed25519 (it hashes internally) */
+    const EVP_MD *md;   /* NULL for EdDSA (Ed25519, Ed448 hash internally) */
     size_t hlen;
     const char *curve;  /* ECDSA: the curve TLS 1.3 binds to the hash (OpenSSL group name) */
 } sig_info;
@@ -35,6 +35,7 @@ static int sigalg_info(uint16_t sigalg, sig_info *si)
     case KX_SIG_RSA_PKCS1_SHA384: *si = (sig_info){ SK_PKCS1, sha384, 48, NULL }; break;
     case KX_SIG_RSA_PKCS1_SHA512: *si = (sig_info){ SK_PKCS1, sha512, 64, NULL }; break;
     case KX_SIG_ED25519: *si = (sig_info){ SK_ED25519, NULL, 0, NULL }; break;
+    case KX_SIG_ED448: *si = (sig_info){ SK_ED448, NULL, 0, NULL }; break;
     default: return 0;
     }
     return 1;
@@ -90,6 +91,8 @@ int kx_sigalg_fits_key(uint16_t sigalg, EVP_PKEY *key, int tls13)
         return !tls13 && type == EVP_PKEY_RSA;
     case SK_ED25519:
         return type == EVP_PKEY_ED25519;
+    case SK_ED448:
+        return type == EVP_PKEY_ED448;
     }
     return 0;
 }

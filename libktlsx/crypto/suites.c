@@ -68,10 +68,13 @@ static const struct {
     { KX_GROUP_X25519, "x25519" },
     { KX_GROUP_SECP256R1, "secp256r1" },
     { KX_GROUP_SECP384R1, "secp384r1" },
+    { KX_GROUP_SECP521R1, "secp521r1" }, /* conf-b */
+    { KX_GROUP_X448, "x448" },           /* conf-b */
     /* Aliases: accepted on input only; the canonical names come first. */
     { KX_GROUP_SECP256R1, "P-256" },
     { KX_GROUP_SECP256R1, "prime256v1" },
     { KX_GROUP_SECP384R1, "P-384" },
+    { KX_GROUP_SECP521R1, "P-521" },
 };
 
 const char *kx_group_name(uint16_t group)
@@ -102,6 +105,7 @@ const char *kx_sigalg_name(uint16_t sigalg)
     case KX_SIG_RSA_PSS_RSAE_SHA384: return "rsa_pss_rsae_sha384";
     case KX_SIG_RSA_PSS_RSAE_SHA512: return "rsa_pss_rsae_sha512";
     case KX_SIG_ED25519: return "ed25519";
+    case KX_SIG_ED448: return "ed448";
     case KX_SIG_RSA_PSS_PSS_SHA256: return "rsa_pss_pss_sha256";
     case KX_SIG_RSA_PSS_PSS_SHA384: return "rsa_pss_pss_sha384";
     case KX_SIG_RSA_PSS_PSS_SHA512: return "rsa_pss_pss_sha512";

@@ -48,7 +48,7 @@ kx_result kx_certificate_write(ktlsx_conn *c)
 }
 
 /* TLS 1.2: the suite names the server's key (RFC 5246 §7.4.2, RFC 8422
- * §5.3): ECDHE_ECDSA an EC or Ed25519 key, ECDHE_RSA an RSA (or RSA-PSS)
+ * §5.3): ECDHE_ECDSA an EC, Ed25519 or Ed448 key, ECDHE_RSA an RSA (or RSA-PSS)
  * key, RSA key exchange an rsaEncryption key.  A certificate of another kind
  * contradicts the server's own choice of suite. */
 static kx_result check_server_key_fits_suite(const ktlsx_conn *c)
@@ -56,7 +56,7 @@ static kx_result check_server_key_fits_suite(const ktlsx_conn *c)
     int type = EVP_PKEY_get_base_id(c->peer_key);
     bool fits = false;
     switch (c->suite->kex) {
-    case KX_KX_ECDHE_ECDSA: fits = type == EVP_PKEY_EC || type == EVP_PKEY_ED25519; break;
+    case KX_KX_ECDHE_ECDSA: fits = type == EVP_PKEY_EC || type == EVP_PKEY_ED25519 || type == EVP_PKEY_ED448; break;
     case KX_KX_ECDHE_RSA: fits = type == EVP_PKEY_RSA || type == EVP_PKEY_RSA_PSS; break;
     case KX_KX_RSA: fits = type == EVP_PKEY_RSA; break;
     case KX_KX_TLS13: break;

@@ -24,7 +24,7 @@ static int config_error(ktlsx_config *cfg, const char *fmt, ...)
  * TLS 1.3 CertificateVerify check refuses it (kx_sigalg_fits_key). */
 static const uint16_t default_sigalgs[] = {
     KX_SIG_ECDSA_SECP256R1_SHA256, KX_SIG_ECDSA_SECP384R1_SHA384, KX_SIG_ECDSA_SECP521R1_SHA512,
-    KX_SIG_ED25519,
+    KX_SIG_ED25519, KX_SIG_ED448,
     KX_SIG_RSA_PSS_RSAE_SHA256, KX_SIG_RSA_PSS_RSAE_SHA384, KX_SIG_RSA_PSS_RSAE_SHA512,
     KX_SIG_RSA_PSS_PSS_SHA256, KX_SIG_RSA_PSS_PSS_SHA384, KX_SIG_RSA_PSS_PSS_SHA512,
     KX_SIG_RSA_PKCS1_SHA256, KX_SIG_RSA_PKCS1_SHA384, KX_SIG_RSA_PKCS1_SHA512,
@@ -57,7 +57,10 @@ ktlsx_config *ktlsx_config_new(enum ktlsx_role role)
     cfg->groups[0] = KX_GROUP_X25519;
     cfg->groups[1] = KX_GROUP_SECP256R1;
     cfg->groups[2] = KX_GROUP_SECP384R1;
-    cfg->group_count = 3;
+    /* conf-b: as OpenSSL offers them; last, so no key share is spent on them unasked. */
+    cfg->groups[3] = KX_GROUP_SECP521R1;
+    cfg->groups[4] = KX_GROUP_X448;
+    cfg->group_count = 5;
     memcpy(cfg->sigalgs, default_sigalgs, sizeof default_sigalgs);
     cfg->sigalg_count = sizeof default_sigalgs / sizeof default_sigalgs[0];
     cfg->min_version = KTLSX_TLS12;

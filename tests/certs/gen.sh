@@ -8,6 +8,8 @@
 #   server-rsa.pem/.key           RSA-2048 leaf  \
 #   server-ecdsa.pem/.key         P-256 leaf      > CN=localhost, SAN DNS:localhost,IP:127.0.0.1,
 #   server-ed25519.pem/.key       Ed25519 leaf   /  issued by int; .pem = leaf + int (depth 2)
+#   server-p521.pem/.key          P-521 leaf     \ the same, for ecdsa_secp521r1_sha512 and ed448
+#   server-ed448.pem/.key         Ed448 leaf     /  (issue 13)
 #   server-*-leaf.pem             the leaf alone
 #   client.pem/.key               CN=ktlsx-client, EKU clientAuth, issued by int (+int in .pem)
 #   expired.pem/.key              localhost leaf issued by the root, notAfter in the past
@@ -58,6 +60,8 @@ genkey() { # genkey TYPE FILE
     rsa)     ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$2" ;;
     ec)      ossl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -pkeyopt ec_param_enc:named_curve -out "$2" ;;
     ed25519) ossl genpkey -algorithm ED25519 -out "$2" ;;
+    p521)    ossl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-521 -pkeyopt ec_param_enc:named_curve -out "$2" ;;
+    ed448)   ossl genpkey -algorithm ED448 -out "$2" ;;
   esac
   chmod 600 "$2"
 }
@@ -177,8 +181,8 @@ csr "$tmp/int.key" "/O=ktlsx test/CN=ktlsx Test Intermediate CA" "$tmp/int.csr"
 sign_x509 ca "$tmp/int.csr" "$tmp/int.pem" v3_int 3650
 
 # --- server leaves (issued by the intermediate) ---
-for t in rsa ecdsa ed25519; do
-  case $t in rsa) kt=rsa ext=server_rsa ;; ecdsa) kt=ec ext=server_ec ;; ed25519) kt=ed25519 ext=server_ec ;; esac
+for t in rsa ecdsa ed25519 p521 ed448; do
+  case $t in rsa) kt=rsa ext=server_rsa ;; ecdsa) kt=ec ext=server_ec ;; *) kt=$t ext=server_ec ;; esac
   genkey $kt "$tmp/server-$t.key"
   csr "$tmp/server-$t.key" "/O=ktlsx test/CN=localhost" "$tmp/server-$t.csr"
   sign_x509 int "$tmp/server-$t.csr" "$tmp/server-$t-leaf.pem" $ext
@@ -238,7 +242,7 @@ chk() { # chk EXPECT(ok|fail) ARGS...
     cat "$tmp/verify.log" >&2; exit 1
   fi
 }
-for t in rsa ecdsa ed25519; do
+for t in rsa ecdsa ed25519 p521 ed448; do
   chk ok -CAfile "$tmp/ca.pem" -untrusted "$tmp/int.pem" -purpose sslserver -verify_hostname localhost -verify_ip 127.0.0.1 "$tmp/server-$t-leaf.pem"
 done
 chk ok   -CAfile "$tmp/ca.pem" -untrusted "$tmp/int.pem" -purpose sslclient "$tmp/client-leaf.pem"
@@ -251,10 +255,12 @@ chk fail -CAfile "$tmp/ca.pem" -untrusted "$tmp/int.pem" "$tmp/other.pem"
 # --- publish ---
 for f in ca ca-bundle int client client-leaf wrongname wrongname-leaf expired revoked \
          other-ca other crl crl-int crl-all \
-         server-rsa server-ecdsa server-ed25519 server-rsa-leaf server-ecdsa-leaf server-ed25519-leaf; do
+         server-rsa server-ecdsa server-ed25519 server-rsa-leaf server-ecdsa-leaf server-ed25519-leaf \
+         server-p521 server-ed448 server-p521-leaf server-ed448-leaf; do
   cp "$tmp/$f.pem" "$out/$f.pem"
 done
-for f in ca int client wrongname expired revoked other-ca other server-rsa server-ecdsa server-ed25519; do
+for f in ca int client wrongname expired revoked other-ca other server-rsa server-ecdsa server-ed25519 \
+         server-p521 server-ed448; do
   install -m 600 "$tmp/$f.key" "$out/$f.key"
 done
 rm -rf "$tmp"

@@ -7,7 +7,8 @@
 #    echo mode is not binary-safe).
 # The summary line must show TLSv1.3 and the expected cipher and group.
 # Plus: a --trace case checking the message sequence, and an ALPN case;
-# TLS_AES_128_CCM_SHA256 (not in the default lists) with s_server, x25519 and P-256.
+# TLS_AES_128_CCM_SHA256 (not in the default lists) with s_server, x25519 and P-256;
+# s_server with a P-521 certificate and secp521r1, an Ed448 certificate and x448.
 source "$(dirname "$0")/../lib.sh"
 gen_certs || exit 1
 C2S=$(make_data c2s)
@@ -104,6 +105,26 @@ if (( ! QUICK )) && case_begin alpn; then
     else fail "openssl s_server did not start"; fi
   else skip "$SKIP_WHY"; fi
 fi
+
+# ------------------------- secp521r1 / x448 and P-521 / Ed448 certificates (conf-b) ---
+for spec in "p521 P-521 P-521 secp521r1" "ed448 x448 X448 x448"; do
+  read -r cert group ogroup gname <<<"$spec"
+  case_begin "openssl/$cert/$group" || continue
+  need_ktlsx && need_tool openssl || { skip "$SKIP_WHY"; continue; }
+  start_server srv --feed "$S2C" "$CD/srv.out" "$DATA_SIZE" "$CD/cli.out" "$DATA_SIZE" -- \
+    openssl s_server -accept "127.0.0.1:{PORT}" -naccept 1 -brief -tls1_3 \
+      $(ossl_cert_args "server-$cert") -groups "$ogroup" \
+    || { fail "openssl s_server did not start"; continue; }
+  run_fed cli "$C2S" "$CD/srv.out" "$DATA_SIZE" "$CD/cli.out" "$DATA_SIZE" -- \
+    "$KTLSX" client "127.0.0.1:$PORT" --sni localhost --ca "$CERTS/ca.pem" --tls-version 1.3 --groups "$group"
+  server_wait 5
+  if ! ktlsx_sane cli; then fail "$WHY"; continue; fi
+  if (( RC != 0 )); then fail "ktlsx client exit $RC: $(failure_line "$CD/cli.err" || tail -n1 "$CD/cli.err")"; continue; fi
+  check_summary "$CD/cli.err" version=TLSv1.3 group="$gname" || { fail "$SUM_WHY"; continue; }
+  same_data "$C2S" "$CD/srv.out" || { fail "client->server: $DATA_WHY"; continue; }
+  same_data "$S2C" "$CD/cli.out" || { fail "server->client: $DATA_WHY"; continue; }
+  pass
+done
 
 # ------------------------------------------- TLS_AES_128_CCM_SHA256 (conf-b) ---
 # Off by default on both sides; selected by name it interoperates.

@@ -8,7 +8,8 @@
 #    --reply TEXT, body must be TEXT.
 # Plus: one server with RSA+ECDSA+Ed25519 certificates, the certificate chosen
 # by the client's signature algorithms; a --trace case; TLS_AES_128_CCM_SHA256
-# (not in the default lists) with s_client, x25519 and P-256.
+# (not in the default lists) with s_client, x25519 and P-256; a P-521 certificate
+# with secp521r1 and an Ed448 certificate with x448.
 source "$(dirname "$0")/../lib.sh"
 gen_certs || exit 1
 DATA=$(make_data echo)
@@ -121,6 +122,30 @@ for pair in rsa_pss_rsae_sha256:RSA-PSS:rsa ecdsa_secp256r1_sha256:ECDSA:ecdsa e
   if (( RC != 0 )); then fail "s_client exit $RC: $(grep -m1 -iE 'error|alert' "$CD/cli.err")"; continue; fi
   got=$(grep -m1 '^Signature type:' "$CD/cli.err")
   [[ $got == "Signature type: $sigtype" ]] || { fail "server signed with '${got#Signature type: }', wanted $sigtype ($cert certificate)"; continue; }
+  same_data "$CD/in.txt" "$CD/cli.out" || { fail "echo: $DATA_WHY"; continue; }
+  pass
+done
+
+# ------------------------- secp521r1 / x448 and P-521 / Ed448 certificates (conf-b) ---
+# name cert ktlsx-group openssl-group openssl-sigalg "Server Temp Key" "Peer signature type"
+for spec in "p521 P-521 P-521 ecdsa_secp521r1_sha512 ECDH,.secp521r1 ECDSA" \
+            "ed448 x448 X448 ed448 X448 ed448"; do
+  read -r cert group ogroup sigalg tempkey sigtype <<<"$spec"
+  case_begin "openssl/$cert/$group" || continue
+  need_ktlsx && need_tool openssl || { skip "$SKIP_WHY"; continue; }
+  start_server srv -- "$KTLSX" server --listen "127.0.0.1:{PORT}" --cert "$(crt "server-$cert")" \
+    --key "$(key "server-$cert")" --tls-version 1.3 --groups "$group" --echo --once \
+    || { fail "ktlsx server did not start"; continue; }
+  echo "$cert $group" >"$CD/in.txt"
+  run_fed cli "$CD/in.txt" "$CD/cli.out" "$(fsize "$CD/in.txt")" -- \
+    openssl s_client -connect "127.0.0.1:$PORT" -servername localhost -brief -nocommands -no_ign_eof \
+      -CAfile "$CERTS/ca.pem" -verify_return_error -verify_hostname localhost -tls1_3 -groups "$ogroup" -sigalgs "$sigalg"
+  if ! ktlsx_server_sane srv; then fail "$WHY"; continue; fi
+  if rc_crashed "$RC"; then fail "openssl s_client $(describe_rc "$RC")"; continue; fi
+  if ! grep -qE "^(Server|Peer) Temp Key: ${tempkey//./ }" "$CD/cli.err"; then
+    fail "s_client: key exchange is not $group: $(grep -m1 'Temp Key' "$CD/cli.err" || tail -n1 "$CD/cli.err")"; continue; fi
+  if ! grep -qiE "^(Peer )?signature type: $sigtype" "$CD/cli.err"; then
+    fail "s_client: signature is not $sigtype: $(grep -m1 -i 'signature type' "$CD/cli.err")"; continue; fi
   same_data "$CD/in.txt" "$CD/cli.out" || { fail "echo: $DATA_WHY"; continue; }
   pass
 done

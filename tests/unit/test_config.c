@@ -71,13 +71,17 @@ static void test_defaults(void **state)
 {
     ktlsx_config *cfg = *state;
     assert_string_equal(ktlsx_config_error(cfg), "");
-    /* Defaults: all three TLS 1.3 suites, x25519/P-256/P-384, TLS 1.2..1.3. */
+    /* Defaults: all three TLS 1.3 suites, x25519/P-256/P-384 then P-521/x448 (as OpenSSL offers them), TLS 1.2..1.3. */
     assert_true(kx_list_has(cfg->suites, cfg->suite_count, 0x1301));
     assert_true(kx_list_has(cfg->suites, cfg->suite_count, 0x1302));
     assert_true(kx_list_has(cfg->suites, cfg->suite_count, 0x1303));
     /* Static RSA key exchange is never on by default. */
     assert_false(kx_list_has(cfg->suites, cfg->suite_count, 0x009c));
-    assert_int_equal(cfg->group_count, 3);
+    assert_int_equal(cfg->group_count, 5);
+    static const uint16_t groups[5] = { KX_GROUP_X25519, KX_GROUP_SECP256R1, KX_GROUP_SECP384R1, KX_GROUP_SECP521R1,
+                                        KX_GROUP_X448 };
+    assert_memory_equal(cfg->groups, groups, sizeof groups);
+    assert_false(kx_list_has(cfg->suites, cfg->suite_count, 0x1304)); /* AES-128-CCM: only when named */
     assert_int_equal(cfg->min_version, KTLSX_TLS12);
     assert_int_equal(cfg->max_version, KTLSX_TLS13);
     ktlsx_config *client = ktlsx_config_new(KTLSX_CLIENT);
@@ -128,10 +132,10 @@ static void test_ciphers_good(void **state)
 static void test_groups(void **state)
 {
     ktlsx_config *cfg = *state;
-    assert_setter_fails(cfg, ktlsx_config_set_groups(cfg, "x448"), "x448");
-    assert_setter_fails(cfg, ktlsx_config_set_groups(cfg, "x25519,P-521"), "P-521");
+    assert_setter_fails(cfg, ktlsx_config_set_groups(cfg, "x9999"), "x9999");
+    assert_setter_fails(cfg, ktlsx_config_set_groups(cfg, "x25519,brainpoolP256r1"), "brainpoolP256r1");
     assert_setter_fails(cfg, ktlsx_config_set_groups(cfg, ""), "groups");
-    assert_int_equal(cfg->group_count, 3); /* defaults kept */
+    assert_int_equal(cfg->group_count, 5); /* defaults kept */
     assert_setter_ok(cfg, ktlsx_config_set_groups(cfg, "P-384,x25519"));
     assert_int_equal(cfg->group_count, 2);
     assert_int_equal(cfg->groups[0], KX_GROUP_SECP384R1);
@@ -144,6 +148,11 @@ static void test_groups(void **state)
     assert_int_equal(cfg->groups[2], KX_GROUP_X25519);
     assert_setter_fails(cfg, ktlsx_config_set_groups(cfg, "P-256,ffdhe2048"), "ffdhe2048");
     assert_int_equal(cfg->group_count, 3);
+    /* conf-b: secp521r1 (alias P-521) and x448. */
+    assert_setter_ok(cfg, ktlsx_config_set_groups(cfg, "x448,P-521,secp521r1"));
+    assert_int_equal(cfg->group_count, 2);
+    assert_int_equal(cfg->groups[0], KX_GROUP_X448);
+    assert_int_equal(cfg->groups[1], KX_GROUP_SECP521R1);
 }
 
 static void test_versions(void **state)

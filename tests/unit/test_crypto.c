@@ -286,8 +286,10 @@ static void test_kex_agreement(void **state)
         { KX_GROUP_X25519, 32, 32 },
         { KX_GROUP_SECP256R1, 65, 32 },
         { KX_GROUP_SECP384R1, 97, 48 },
+        { KX_GROUP_SECP521R1, 133, 66 }, /* conf-b */
+        { KX_GROUP_X448, 56, 56 },       /* conf-b */
     };
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
         EVP_PKEY *a = NULL, *b = NULL;
         kx_buf pa = { 0 }, pb = { 0 };
         uint8_t sa[66], sb[66];
@@ -297,7 +299,8 @@ static void test_kex_agreement(void **state)
         OK(kx_kex_keygen(g[i].group, &b, &pb));
         assert_int_equal(pa.len, g[i].share);
         assert_int_equal(pb.len, g[i].share);
-        if (g[i].group != KX_GROUP_X25519) assert_int_equal(pa.data[0], 0x04);
+        bool x = g[i].group == KX_GROUP_X25519 || g[i].group == KX_GROUP_X448;
+        if (!x) assert_int_equal(pa.data[0], 0x04);
         assert_memory_not_equal(pa.data, pb.data, pa.len);
 
         OK(kx_kex_derive(g[i].group, a, pb.data, pb.len, sa, &la));
@@ -311,6 +314,12 @@ static void test_kex_agreement(void **state)
         if (g[i].group == KX_GROUP_X25519) {
             /* u = 0 and u = 1 are small-order points: the shared secret would be all zero. */
             uint8_t low[32] = { 0 };
+            FAILS_WITH(kx_kex_derive(g[i].group, a, low, sizeof low, sa, &la), KX_ALERT_ILLEGAL_PARAMETER);
+            low[0] = 1;
+            FAILS_WITH(kx_kex_derive(g[i].group, a, low, sizeof low, sa, &la), KX_ALERT_ILLEGAL_PARAMETER);
+        } else if (g[i].group == KX_GROUP_X448) {
+            /* u = 0 and u = 1: small order on curve448 too (RFC 7748 §6.2). */
+            uint8_t low[56] = { 0 };
             FAILS_WITH(kx_kex_derive(g[i].group, a, low, sizeof low, sa, &la), KX_ALERT_ILLEGAL_PARAMETER);
             low[0] = 1;
             FAILS_WITH(kx_kex_derive(g[i].group, a, low, sizeof low, sa, &la), KX_ALERT_ILLEGAL_PARAMETER);
@@ -340,7 +349,7 @@ static void test_kex_agreement(void **state)
     OK(kx_kex_keygen(KX_GROUP_X25519, &x, &px));
     FAILS_WITH(kx_kex_derive(KX_GROUP_SECP256R1, x, px.data, px.len, s, &l), KX_ALERT_ILLEGAL_PARAMETER);
     EVP_PKEY *none = (EVP_PKEY *)&px; /* must be reset to NULL on failure */
-    FAILS_WITH(kx_kex_keygen(0x0019 /* secp521r1: not offered */, &none, &px), KX_ALERT_INTERNAL_ERROR);
+    FAILS_WITH(kx_kex_keygen(0x0100 /* ffdhe2048: not offered */, &none, &px), KX_ALERT_INTERNAL_ERROR);
     assert_null(none);
     EVP_PKEY_free(x);
     kx_buf_free(&px);
@@ -679,7 +688,9 @@ static void test_group_and_sigalg_names(void **state)
     assert_string_equal(kx_group_name(KX_GROUP_X25519), "x25519");
     assert_string_equal(kx_group_name(KX_GROUP_SECP256R1), "secp256r1");
     assert_string_equal(kx_group_name(KX_GROUP_SECP384R1), "secp384r1");
-    assert_null(kx_group_name(0x0019));
+    assert_string_equal(kx_group_name(KX_GROUP_SECP521R1), "secp521r1");
+    assert_string_equal(kx_group_name(KX_GROUP_X448), "x448");
+    assert_null(kx_group_name(0x0100));
     assert_int_equal(kx_group_by_name("x25519"), KX_GROUP_X25519);
     assert_int_equal(kx_group_by_name("X25519"), KX_GROUP_X25519);
     assert_int_equal(kx_group_by_name("secp256r1"), KX_GROUP_SECP256R1);
@@ -687,7 +698,9 @@ static void test_group_and_sigalg_names(void **state)
     assert_int_equal(kx_group_by_name("prime256v1"), KX_GROUP_SECP256R1);
     assert_int_equal(kx_group_by_name("secp384r1"), KX_GROUP_SECP384R1);
     assert_int_equal(kx_group_by_name("P-384"), KX_GROUP_SECP384R1);
-    assert_int_equal(kx_group_by_name("P-521"), 0);
+    assert_int_equal(kx_group_by_name("P-521"), KX_GROUP_SECP521R1);
+    assert_int_equal(kx_group_by_name("X448"), KX_GROUP_X448);
+    assert_int_equal(kx_group_by_name("P-224"), 0);
     assert_int_equal(kx_group_by_name(""), 0);
 
     assert_string_equal(kx_sigalg_name(KX_SIG_ECDSA_SECP256R1_SHA256), "ecdsa_secp256r1_sha256");
@@ -696,6 +709,7 @@ static void test_group_and_sigalg_names(void **state)
     assert_string_equal(kx_sigalg_name(KX_SIG_RSA_PSS_PSS_SHA384), "rsa_pss_pss_sha384");
     assert_string_equal(kx_sigalg_name(KX_SIG_RSA_PKCS1_SHA512), "rsa_pkcs1_sha512");
     assert_string_equal(kx_sigalg_name(KX_SIG_ED25519), "ed25519");
+    assert_string_equal(kx_sigalg_name(KX_SIG_ED448), "ed448");
     assert_null(kx_sigalg_name(0x0201));
 }
 

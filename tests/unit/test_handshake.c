@@ -1802,6 +1802,50 @@ static void test_aes128_ccm(void **state)
     kxt_pair_free(&p);
 }
 
+/* ---- conf-b: secp521r1 and x448 key shares, ECDSA P-521 and Ed448 certificates ---- */
+static void test_p521_x448_ed448(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *cert, *groups, *group, *sigalg;
+        bool tls12;
+    } cases[] = {
+        { "p521", "P-521", "secp521r1", "ecdsa_secp521r1_sha512", false },
+        { "ed448", "x448", "x448", "ed448", false },
+        { "p521", "x448", "x448", "ecdsa_secp521r1_sha512", false },
+        { "ed448", "P-521", "secp521r1", "ed448", false },
+        /* TLS 1.2 ECDHE_ECDSA: the certificate's curve must be among the client's groups (RFC 8422). */
+        { "p521", "secp521r1", "secp521r1", NULL, true },
+        { "ed448", "x448", "x448", NULL, true },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ktlsx_config *cc = kxt_client_cfg(NULL, cases[i].groups), *sc = kxt_server_cfg(cases[i].cert, NULL, NULL);
+        if (cases[i].tls12) KXT_CFG_OK(cc, ktlsx_config_set_versions(cc, KTLSX_TLS12, KTLSX_TLS12));
+        kxt_pair p;
+        kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_WANTED);
+        kxt_pump(&p);
+        kxt_assert_done(&p);
+        assert_string_equal(ktlsx_group_name(p.c), cases[i].group);
+        assert_string_equal(ktlsx_group_name(p.s), cases[i].group);
+        if (cases[i].sigalg) assert_string_equal(kx_sigalg_name(p.c->peer_sigalg), cases[i].sigalg);
+        assert_non_null(strstr(ktlsx_peer_subject(p.c), "localhost"));
+        kxt_send_recv(&p, true, "p521/x448/ed448", 15);
+        kxt_pair_free(&p);
+    }
+    /* A default client lists them too (last, without a key share): a server
+     * that takes only one of them asks for it by HelloRetryRequest. */
+    for (int g = 0; g < 2; g++) {
+        kxt_pair p;
+        kxt_pair_start(&p, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, g ? "x448" : "P-521"), "localhost",
+                       KXT_FEED_ALL);
+        kxt_pump(&p);
+        kxt_assert_done(&p);
+        assert_true(p.c->hrr); /* the first key share (x25519) was not taken */
+        assert_string_equal(ktlsx_group_name(p.s), g ? "x448" : "secp521r1");
+        kxt_pair_free(&p);
+    }
+}
+
 static const char *const matrix_suites[] = { "TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
                                              "TLS_CHACHA20_POLY1305_SHA256" };
 static const char *const matrix_groups[][2] = { { "x25519", "x25519" }, { "P-256", "secp256r1" }, { "P-384", "secp384r1" } };
@@ -1863,6 +1907,7 @@ int main(void)
     ADD(test_large_client_hello);
     ADD(test_verify_name);
     ADD(test_aes128_ccm);
+    ADD(test_p521_x448_ed448);
 #undef ADD
     return _cmocka_run_group_tests("test_handshake", tests, n, kxt_pki_group_setup, kxt_pki_group_teardown);
 }

@@ -8,6 +8,8 @@
  *   server-rsa.pem/.key         RSA-2048 leaf   \  CN=localhost, SAN DNS:localhost,IP:127.0.0.1,
  *   server-ecdsa.pem/.key       ECDSA P-256 leaf >  issued by int; .pem = leaf + int
  *   server-ed25519.pem/.key     Ed25519 leaf    /
+ *   server-p521.pem/.key        ECDSA P-521 leaf \ the same, for secp521r1 / Ed448 (conf-b)
+ *   server-ed448.pem/.key       Ed448 leaf       /
  *   client.pem/.key             CN=ktlsx-client, EKU clientAuth, issued by int (+ int)
  *   other-ca.pem                an unrelated root CA
  *   other.pem/.key              localhost leaf issued by other-ca
@@ -78,7 +80,9 @@ static const char kxt_pki_script[] =
     "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out server-rsa.key\n"
     "ec server-ecdsa.key\n"
     "openssl genpkey -algorithm ED25519 -out server-ed25519.key\n"
-    "for t in rsa ecdsa ed25519; do\n"
+    "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-521 -pkeyopt ec_param_enc:named_curve -out server-p521.key\n"
+    "openssl genpkey -algorithm ED448 -out server-ed448.key\n"
+    "for t in rsa ecdsa ed25519 p521 ed448; do\n"
     "  ext=server_ec; [ $t = rsa ] && ext=server_rsa\n"
     "  openssl req -new -key server-$t.key -subj '/O=ktlsx test/CN=localhost' -out server-$t.csr\n"
     "  sign int server-$t.csr server-$t-leaf.pem $ext\n"
@@ -99,7 +103,7 @@ static const char kxt_pki_script[] =
     "  sign int vhost-$v.csr vhost-$v-leaf.pem vhost_$v\n"
     "  cat vhost-$v-leaf.pem int.pem > vhost-$v.pem\n"
     "done\n"
-    "openssl verify -CAfile ca.pem -untrusted int.pem -purpose sslserver server-rsa-leaf.pem server-ecdsa-leaf.pem server-ed25519-leaf.pem\n"
+    "openssl verify -CAfile ca.pem -untrusted int.pem -purpose sslserver server-rsa-leaf.pem server-ecdsa-leaf.pem server-ed25519-leaf.pem server-p521-leaf.pem server-ed448-leaf.pem\n"
     "openssl verify -CAfile ca.pem -untrusted int.pem -purpose sslclient client-leaf.pem\n";
 
 /* A path inside the PKI directory (a small ring so one call can use several). */
