@@ -74,12 +74,13 @@ wait_pid() {
 
 # kx_names VER ALG: sets KX_SUITE (name for --ciphers / OpenSSL), KX_IANA,
 # KX_OSSL (openssl s_client/s_server options selecting version and suite).
-# ALG: aes128gcm | aes256gcm | chacha20
+# ALG: aes128gcm | aes256gcm | chacha20 | aes128ccm (TLS 1.3 only)
 kx_names() {
 	case $1-$2 in
 	1.3-aes128gcm) KX_SUITE=TLS_AES_128_GCM_SHA256 ;;
 	1.3-aes256gcm) KX_SUITE=TLS_AES_256_GCM_SHA384 ;;
 	1.3-chacha20) KX_SUITE=TLS_CHACHA20_POLY1305_SHA256 ;;
+	1.3-aes128ccm) KX_SUITE=TLS_AES_128_CCM_SHA256 ;;
 	1.2-aes128gcm) KX_SUITE=ECDHE-ECDSA-AES128-GCM-SHA256 KX_IANA=TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 ;;
 	1.2-aes256gcm) KX_SUITE=ECDHE-ECDSA-AES256-GCM-SHA384 KX_IANA=TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 ;;
 	1.2-chacha20) KX_SUITE=ECDHE-ECDSA-CHACHA20-POLY1305 KX_IANA=TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 ;;
