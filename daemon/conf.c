@@ -25,6 +25,7 @@ struct parse {
     struct kd_conf *conf;
     FILE *f;
     int line;          /* of the line libinih is handling (our reader counts) */
+    int section_line;  /* of the last [section] header read */
     char err[512];     /* the first problem, "line: problem" with no file yet */
     int err_line;
     char section[128]; /* the section of the previous key */
@@ -47,7 +48,10 @@ static char *count_lines(char *str, int num, void *stream)
 {
     struct parse *p = stream;
     char *s = fgets(str, num, p->f);
-    if (s) p->line++;
+    if (s) {
+        p->line++;
+        if (s[strspn(s, " \t")] == '[') p->section_line = p->line;
+    }
     return s;
 }
 
@@ -230,7 +234,7 @@ static struct kd_profile *find_or_add(struct parse *p, const char *section)
     for (size_t i = 0; i < c->nprofiles; i++)
         if (!strcmp(c->profiles[i].name, name) && c->profiles[i].role == role) {
             if (strcmp(p->section, section) != 0) /* the section came back after another one */
-                return problem(p, p->line, "[%s] appears twice", section), NULL;
+                return problem(p, p->section_line, "[%s] appears twice", section), NULL;
             return &c->profiles[i];
         }
     size_t len = strlen(name);
@@ -246,7 +250,7 @@ static struct kd_profile *find_or_add(struct parse *p, const char *section)
     c->nprofiles++;
     strcpy(pr->name, name);
     pr->role = role;
-    pr->line = p->line;
+    pr->line = p->section_line;
     if (ktlsx_config_set_log(pr->cfg, kd_log_sink, NULL) < 0) return problem(p, p->line, "out of memory"), NULL;
     return pr;
 }
@@ -262,7 +266,7 @@ static int on_key(void *user, const char *section, const char *name, const char 
         struct kd_profile *pr = find_or_add(p, section);
         rc = pr ? profile_key(p, pr, name, value) : -1;
     } else {
-        problem(p, p->line, "unknown section [%s]: want [daemon], [server NAME] or [client NAME]", section);
+        problem(p, p->section_line, "unknown section [%s]: want [daemon], [server NAME] or [client NAME]", section);
         rc = -1;
     }
     snprintf(p->section, sizeof p->section, "%s", section);

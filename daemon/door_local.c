@@ -489,3 +489,4 @@ int kd_door_tick(void)
 }
 
 size_t kd_door_busy(void) { return door.nclients; }
+size_t kd_door_inflight(void) { return door.inflight; }

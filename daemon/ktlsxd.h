@@ -83,6 +83,8 @@ void kd_door_close(void);
 int kd_door_tick(void);
 /* Free the door connections closed during the last epoll batch. */
 void kd_door_reap(void);
-/* Handshakes in flight and door connections open. */
+/* Door connections open (with or without a handshake in flight). */
 size_t kd_door_busy(void);
+/* Handshakes in flight. */
+size_t kd_door_inflight(void);
 #endif

@@ -87,7 +87,8 @@ static void reload(void)
     kd_conf_free(conf); /* each profile's configuration lives on while handshakes hold it */
     conf = next;
     kd_log_level = conf->log_level;
-    kd_log(KTLSX_LOG_INFO, "reloaded %s: %zu profiles", conf->path, conf->nprofiles);
+    kd_log(KTLSX_LOG_INFO, "reloaded %s: %zu profiles; %zu handshakes in flight finish on the previous configuration",
+           conf->path, conf->nprofiles, kd_door_inflight());
 }
 
 static struct kd_watch signal_w;
