@@ -11,6 +11,8 @@
 #  resume/*      two application processes (two door_loads) resume each other's sessions through
 #                the daemon: TLS 1.2 session ID (cache), TLS 1.2 ticket, TLS 1.3 ticket
 #  cli           `ktlsx client` sends a file through door_load: echoed byte-exact
+#  cli-*-daemon  `ktlsx server --daemon` (echo) and `ktlsx client --daemon` (the daemon's client profile,
+#                verifying the server: a wrong name is refused with the daemon's status)
 #  status/*      denied uid, unknown profile, sockets that cannot carry a handshake (closed, listening,
 #                UDP, unix, pipe, none), a silent peer (timeout): each its status and message
 #  abuse/*       500 door connections that send nothing, and malformed requests (garbage, truncated,
@@ -263,6 +265,46 @@ if case_begin cli; then
     if [[ $(sha "$CD/cli.out") != $(sha "$data") ]]; then fail "echo not byte-exact ($(fsize "$CD/cli.out") bytes back, rc $RC)"
     else pass; fi
   else fail "door_load did not start"; fi
+fi
+
+# --------------------------------------------------- ktlsx server|client --daemon ---
+if case_begin cli-server-daemon; then
+  if ! start_server srv -- "$KTLSX" server --listen "127.0.0.1:{PORT}" --daemon "$DOOR" --profile web --echo; then
+    fail "ktlsx server --daemon did not start"
+  else
+    data=$(make_data cli-srv 200000)
+    run_fed cli "$data" "$CD/cli.out" 200000 -- "$KTLSX" client "127.0.0.1:$PORT" --sni localhost --ca "$CERTS/ca.pem"
+    sleep 0.2
+    if [[ $(sha "$CD/cli.out") != $(sha "$data") ]]; then fail "echo not byte-exact ($(fsize "$CD/cli.out") bytes back, rc $RC)"
+    elif ! grep -q '^ktlsx: handshake ok ' "$CD/srv.err"; then fail "no handshake line from the server" "$CD/srv.err"
+    else pass; fi
+  fi
+fi
+if case_begin cli-client-daemon; then
+  if ! start_server srv -- "$KTLSX" server --listen "127.0.0.1:{PORT}" --cert "$(crt server-ecdsa)" \
+       --key "$(key server-ecdsa)" --echo; then
+    fail "ktlsx server did not start"
+  else
+    data=$(make_data cli-cli 200000)
+    run_fed cli "$data" "$CD/cli.out" 200000 -- "$KTLSX" client "127.0.0.1:$PORT" --sni localhost --daemon "$DOOR" \
+      --profile out
+    if [[ $(sha "$CD/cli.out") != $(sha "$data") ]]; then fail "echo not byte-exact ($(fsize "$CD/cli.out") bytes back, rc $RC)" "$CD/cli.err"
+    elif ! grep -q '^ktlsx: handshake ok ' "$CD/cli.err"; then fail "no handshake line" "$CD/cli.err"
+    else pass; fi
+  fi
+fi
+if case_begin cli-client-daemon-untrusted; then
+  # The client profile verifies: a server name the certificate does not carry is refused by the daemon.
+  if ! start_server srv -- "$KTLSX" server --listen "127.0.0.1:{PORT}" --cert "$(crt server-ecdsa)" \
+       --key "$(key server-ecdsa)" --echo; then
+    fail "ktlsx server did not start"
+  else
+    run_cmd cli /dev/null "$KTLSX" client "127.0.0.1:$PORT" --sni not-the-name.example --daemon "$DOOR" --profile out
+    if (( RC != 1 )); then fail "exit $RC, expected 1"
+    elif ! grep -q 'ktlsx: handshake failed: ktlsxd: handshake-failed: .*alert' "$CD/cli.err"; then
+      fail "no handshake-failed line: $(tail -n1 "$CD/cli.err")"
+    else pass; fi
+  fi
 fi
 
 # ------------------------------------------------------------- statuses ---
