@@ -999,8 +999,9 @@ int cli_daemon_handshake(struct cli_session *session, enum ktlsx_role role, cons
             fprintf(stderr, "ktlsx: handshake failed: profile '%s' hands back no TLS state (export_state = no), "
                             "which this tool needs to carry the connection\n", profile);
         else
-            fprintf(stderr, "ktlsx: handshake failed: ktlsxd: %s: %s%s%s\n", ktlsx_door_status_name(res.status),
-                    res.message, res.alert ? " alert " : "", res.alert ? ktlsx_alert_name(res.alert) : "");
+            /* The message names the alert when there was one. */
+            fprintf(stderr, "ktlsx: handshake failed: ktlsxd: %s: %s\n", ktlsx_door_status_name(res.status),
+                    res.message);
         return -1;
     }
     session->sock = ktlsx_socket_wrap(session->conn, session->fd);

@@ -55,6 +55,14 @@ static char *count_lines(char *str, int num, void *stream)
     return s;
 }
 
+/* Bounded copy; callers have checked the length, so nothing is ever cut. */
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 static int parse_uint(const char *v, unsigned long long max, unsigned long long *out)
 {
     char *end;
@@ -85,7 +93,7 @@ static int parse_ids(struct parse *p, struct kd_profile *pr, const char *v, bool
 {
     char copy[1024];
     if (strlen(v) >= sizeof copy) return problem(p, p->line, "list too long"), -1;
-    strcpy(copy, v);
+    copy_str(copy, sizeof copy, v);
     for (char *save = NULL, *t = strtok_r(copy, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
         unsigned long long n;
         if (!gids && !strcmp(t, "*")) {
@@ -119,7 +127,7 @@ static int daemon_key(struct parse *p, const char *name, const char *v)
         if (v[0] != '/' || strlen(v) >= sizeof c->socket_path)
             return problem(p, p->line, "socket: want an absolute path under %zu bytes, not '%s'",
                            sizeof c->socket_path, v), -1;
-        strcpy(c->socket_path, v);
+        copy_str(c->socket_path, sizeof c->socket_path, v);
     } else if (!strcmp(name, "log_level")) {
         static const struct { const char *n; int l; } levels[] = {
             { "error", KTLSX_LOG_ERROR }, { "warning", KTLSX_LOG_WARNING },
@@ -132,7 +140,7 @@ static int daemon_key(struct parse *p, const char *name, const char *v)
         if (c->nticket_key_files == KD_MAX_TICKET_KEY_FILES)
             return problem(p, p->line, "ticket_key_file: at most %d", KD_MAX_TICKET_KEY_FILES), -1;
         if (strlen(v) >= sizeof c->ticket_key_files[0]) return problem(p, p->line, "ticket_key_file: path too long"), -1;
-        strcpy(c->ticket_key_files[c->nticket_key_files++], v);
+        copy_str(c->ticket_key_files[c->nticket_key_files++], sizeof c->ticket_key_files[0], v);
     } else if (!strcmp(name, "max_clients")) {
         if (parse_uint(v, 1000000, &n) < 0 || n == 0)
             return problem(p, p->line, "max_clients: want 1 to 1000000, not '%s'", v), -1;
@@ -167,7 +175,7 @@ static int profile_key(struct parse *p, struct kd_profile *pr, const char *name,
     if (!strcmp(name, "cert")) {
         if (pr->cert_pending[0]) return problem(p, pr->cert_line, "cert without a key line after it"), -1;
         if (strlen(v) >= sizeof pr->cert_pending) return problem(p, p->line, "cert: path too long"), -1;
-        strcpy(pr->cert_pending, v);
+        copy_str(pr->cert_pending, sizeof pr->cert_pending, v);
         pr->cert_line = p->line;
     } else if (!strcmp(name, "key")) {
         if (!pr->cert_pending[0]) return problem(p, p->line, "key without a cert line before it"), -1;
@@ -194,9 +202,9 @@ static int profile_key(struct parse *p, struct kd_profile *pr, const char *name,
         char lo[8] = "", hi[8] = "";
         uint16_t min, max;
         const char *dash = strchr(v, '-');
-        if (strlen(v) < sizeof lo && !dash) strcpy(lo, v), strcpy(hi, v);
+        if (strlen(v) < sizeof lo && !dash) copy_str(lo, sizeof lo, v), copy_str(hi, sizeof hi, v);
         else if (dash && (size_t)(dash - v) < sizeof lo && strlen(dash + 1) < sizeof hi)
-            memcpy(lo, v, (size_t)(dash - v)), strcpy(hi, dash + 1);
+            memcpy(lo, v, (size_t)(dash - v)), copy_str(hi, sizeof hi, dash + 1);
         if (parse_version(lo, &min) < 0 || parse_version(hi, &max) < 0 || min > max)
             return problem(p, p->line, "versions: want 1.2, 1.3 or 1.2-1.3, not '%s'", v), -1;
         return setter(p, pr, ktlsx_config_set_versions(pr->cfg, min, max));
@@ -248,7 +256,7 @@ static struct kd_profile *find_or_add(struct parse *p, const char *section)
     pr->cfg = ktlsx_config_new(role);
     if (!pr->cfg) return problem(p, p->line, "out of memory"), NULL;
     c->nprofiles++;
-    strcpy(pr->name, name);
+    copy_str(pr->name, sizeof pr->name, name);
     pr->role = role;
     pr->line = p->section_line;
     if (ktlsx_config_set_log(pr->cfg, kd_log_sink, NULL) < 0) return problem(p, p->line, "out of memory"), NULL;
