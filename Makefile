@@ -208,7 +208,7 @@ $(O)/obj/daemon/%.o: daemon/%.c
 	$(CC) $(CLI_CFLAGS) -MMD -MP -c $< -o $@
 $(O)/bin/ktlsxd: $(DAEMON_OBJS) $(O)/lib/libktlsx.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJS) $(O)/lib/libktlsx.a -linih $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJS) $(O)/lib/libktlsx.a -linih -luring $(LDLIBS)
 $(O)/tests/door_load: tests/daemon/door_load.c $(O)/lib/libktlsx.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CLI_CFLAGS) -o $@ $< $(O)/lib/libktlsx.a $(LDFLAGS) $(LDLIBS)

@@ -1,6 +1,6 @@
 /* ktlsxd's configuration file: INI, read with libinih.
  *
- *   [daemon]            socket, log_level, ticket_key_file, max_clients, max_handshakes_per_uid,
+ *   [daemon]            socket, log_level, event_loop, ticket_key_file, max_clients, max_handshakes_per_uid,
  *                       request_timeout_ms, handshake_timeout_ms, max_handshake_timeout_ms
  *   [server NAME]       cert + key (pairs, several), ca, crl, verify_client, alpn, versions, ciphers,
  *   [client NAME]       groups, tickets, session_cache, allow_uids, allow_gids, export_state
@@ -141,6 +141,10 @@ static int daemon_key(struct parse *p, const char *name, const char *v)
             return problem(p, p->line, "ticket_key_file: at most %d", KD_MAX_TICKET_KEY_FILES), -1;
         if (strlen(v) >= sizeof c->ticket_key_files[0]) return problem(p, p->line, "ticket_key_file: path too long"), -1;
         copy_str(c->ticket_key_files[c->nticket_key_files++], sizeof c->ticket_key_files[0], v);
+    } else if (!strcmp(name, "event_loop")) {
+        if (strcmp(v, "auto") != 0 && strcmp(v, "epoll") != 0)
+            return problem(p, p->line, "event_loop: want auto or epoll, not '%s'", v), -1;
+        c->epoll_only = !strcmp(v, "epoll");
     } else if (!strcmp(name, "max_clients")) {
         if (parse_uint(v, 1000000, &n) < 0 || n == 0)
             return problem(p, p->line, "max_clients: want 1 to 1000000, not '%s'", v), -1;

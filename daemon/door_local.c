@@ -69,6 +69,8 @@ static void on_app(struct kd_watch *w, uint32_t events);
 
 static void client_free(struct client *c)
 {
+    (void)kd_watch_fd(c->door, EPOLL_CTL_DEL, 0, &c->door_w);
+    if (c->app >= 0) (void)kd_watch_fd(c->app, EPOLL_CTL_DEL, 0, &c->app_w);
     if (c->sock) {
         ktlsx_socket_free(c->sock);
         door.inflight--;
@@ -87,10 +89,15 @@ static void client_free(struct client *c)
 
 void kd_door_reap(void)
 {
-    while (door.dead) {
-        struct client *c = door.dead;
-        door.dead = c->dead_next;
-        free(c);
+    /* A client whose polls are still being cancelled waits for the next round. */
+    for (struct client **pc = &door.dead; *pc;) {
+        struct client *c = *pc;
+        if (kd_watch_idle(&c->door_w) && kd_watch_idle(&c->app_w)) {
+            *pc = c->dead_next;
+            free(c);
+        } else {
+            pc = &c->dead_next;
+        }
     }
 }
 
@@ -446,6 +453,7 @@ void kd_door_set_conf(const struct kd_conf *conf) { door.conf = conf; }
 void kd_door_close(void)
 {
     if (door.listen_fd < 0) return;
+    (void)kd_watch_fd(door.listen_fd, EPOLL_CTL_DEL, 0, &door.listen_w); /* an io_uring poll would keep it open */
     close(door.listen_fd);
     door.listen_fd = -1;
     unlink(door.path);

@@ -50,6 +50,7 @@ struct kd_conf {
     int request_timeout_ms;      /* a door connection that sends no request is cut after this */
     int handshake_timeout_ms;    /* when the request says 0 */
     int max_handshake_timeout_ms;
+    bool epoll_only;             /* event_loop = epoll */
     char ticket_key_files[KD_MAX_TICKET_KEY_FILES][4096];
     size_t nticket_key_files;
     struct kd_profile profiles[KD_MAX_PROFILES];
@@ -67,8 +68,21 @@ bool kd_profile_allows(const struct kd_profile *p, uid_t uid, gid_t gid);
 /* Everything epoll watches starts with one of these; epoll's data.ptr points at it. */
 struct kd_watch {
     void (*fn)(struct kd_watch *w, uint32_t events);
+    /* the loop's own bookkeeping (loop.c) */
+    int fd;
+    uint32_t events, armed_events;
+    bool active;  /* between ADD and DEL */
+    int inflight; /* io_uring: polls not yet completed (the watch must outlive them) */
 };
+/* io_uring where it can be set up (unless allow_uring is false), else epoll; one log line says which. */
+int kd_loop_init(bool allow_uring);
+void kd_loop_close(void);
+/* op: EPOLL_CTL_ADD / _MOD (the same on both backends) / _DEL; events: EPOLLIN, EPOLLOUT, EPOLLRDHUP. */
 int kd_watch_fd(int fd, int op, uint32_t events, struct kd_watch *w);
+/* No poll of this watch is in flight: its memory may be freed (after a DEL). */
+bool kd_watch_idle(const struct kd_watch *w);
+/* Wait at most timeout_ms (-1: no limit) and call the ready watches. 0, or -1 with errno. */
+int kd_loop_wait(int timeout_ms);
 int64_t kd_now_ms(void);
 
 /* ---- the local door (door_local.c) ---- */

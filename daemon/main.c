@@ -3,7 +3,7 @@
  *   ktlsxd [-c FILE] [-f]        serve (FILE default /etc/ktlsx/ktlsxd.conf)
  *   ktlsxd --check [-c FILE]     validate FILE: exit 0, or 2 with "file:line: problem"
  *
- * One thread, one epoll loop.  Signals arrive as data on a signalfd: SIGHUP
+ * One thread, one event loop (loop.c: io_uring, else epoll).  Signals arrive as data on a signalfd: SIGHUP
  * reloads (the new configuration is built whole, then swapped in: handshakes
  * in flight keep the configuration they started on, which the library's
  * reference count keeps alive; a file that does not load leaves the old one
@@ -24,7 +24,6 @@
 #include <unistd.h>
 
 int kd_log_level = KTLSX_LOG_INFO;
-static int ep = -1;
 
 void kd_log(int level, const char *fmt, ...)
 {
@@ -47,19 +46,6 @@ void kd_log_sink(void *arg, int level, const char *line)
     static unsigned long ktls_lines;
     if (strstr(line, "kernel TLS") && ktls_lines++ > 0 && level > KTLSX_LOG_ERROR) level = KTLSX_LOG_DEBUG;
     kd_log(level, "%s", line);
-}
-
-int kd_watch_fd(int fd, int op, uint32_t events, struct kd_watch *w)
-{
-    struct epoll_event ev = { .events = events, .data.ptr = w };
-    return epoll_ctl(ep, op, fd, &ev);
-}
-
-int64_t kd_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static const char usage[] =
@@ -144,11 +130,9 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGHUP), sigaddset(&sigs, SIGTERM), sigaddset(&sigs, SIGINT);
     sigprocmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
-    kd_log(KTLSX_LOG_INFO, "event loop: epoll (io_uring is not used by this version)");
     sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
-    ep = epoll_create1(EPOLL_CLOEXEC);
     signal_w.fn = on_signal;
-    if (sfd < 0 || ep < 0 || kd_watch_fd(sfd, EPOLL_CTL_ADD, EPOLLIN, &signal_w) < 0) {
+    if (sfd < 0 || kd_loop_init(!conf->epoll_only) < 0 || kd_watch_fd(sfd, EPOLL_CTL_ADD, EPOLLIN, &signal_w) < 0) {
         kd_log(KTLSX_LOG_ERROR, "setup: %s", strerror(errno));
         return 1;
     }
@@ -156,23 +140,18 @@ int main(int argc, char **argv)
     if (kd_door_open(conf) < 0) return kd_conf_free(conf), 1;
     kd_log(KTLSX_LOG_INFO, "ready: %zu profiles from %s", conf->nprofiles, conf->path);
     while (!stopping || kd_door_busy() > 0) {
-        struct epoll_event evs[128];
         int timeout = kd_door_tick();
         kd_door_reap();
-        int n = epoll_wait(ep, evs, 128, timeout);
-        if (n < 0 && errno != EINTR) {
-            kd_log(KTLSX_LOG_ERROR, "epoll_wait: %s", strerror(errno));
+        if (kd_loop_wait(timeout) < 0) {
+            kd_log(KTLSX_LOG_ERROR, "event loop: %s", strerror(errno));
             break;
-        }
-        for (int i = 0; i < n; i++) {
-            struct kd_watch *w = evs[i].data.ptr;
-            w->fn(w, evs[i].events);
         }
         kd_door_reap();
     }
     kd_log(KTLSX_LOG_INFO, "stopped");
+    kd_door_reap();
     kd_conf_free(conf);
-    close(ep);
+    kd_loop_close();
     close(sfd);
     return 0;
 }

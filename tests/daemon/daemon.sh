@@ -20,6 +20,8 @@
 #                40 well-behaved clients still served (abuse/served)
 #  reload-bad    a broken file on SIGHUP: refused with file:line, the old configuration keeps serving
 #  sigterm       SIGTERM: exit 0, the door's socket file removed; no sanitizer report (daemon-sane)
+#  epoll/*       the above runs on io_uring where it can be set up; a second daemon with
+#                event_loop = epoll: 120 clients, a status, SIGTERM
 # Environment (besides tests/lib.sh's): DAEMON_BIN (ktlsxd's directory, default build/bin),
 #   DOOR_LOAD, ECHO_LOAD (default build/tests/door_load, build/tests/echo_load).
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -135,6 +137,10 @@ $GOOD_CERT
 allow_uids = 0, no-such-user-ktlsx"
 bad_conf daemon-key 2 "log_level: want error, warning, info or debug, not 'loud'" "[daemon]
 log_level = loud
+[server a]
+$GOOD_CERT"
+bad_conf event-loop 2 "event_loop: want auto or epoll, not 'kqueue'" "[daemon]
+event_loop = kqueue
 [server a]
 $GOOD_CERT"
 bad_conf twice 6 "[server a] appears twice" "[server a]
@@ -408,6 +414,40 @@ if case_begin sigterm; then
     else pass; fi
   fi
 fi
+# ------------------------------------------------------------ the epoll loop ---
+# The same daemon on its other event loop (event_loop = epoll; the default is io_uring where it can
+# be set up): a smaller load, statuses, SIGTERM.
+EP_DOOR=$DOOR_DIR/epoll.sock
+sed -e "s|^socket = .*|socket = $EP_DOOR\nevent_loop = epoll|" "$CONF" >"$RUN/epoll.conf"
+"$DBIN/ktlsxd" -c "$RUN/epoll.conf" >"$RUN/epoll-ktlsxd.out" 2>"$RUN/epoll-ktlsxd.err" </dev/null &
+E_PID=$!
+ALL_PIDS+=("$E_PID")
+for ((i = 0; i < 200; i++)); do grep -q 'ktlsxd: info: ready' "$RUN/epoll-ktlsxd.err" 2>/dev/null && break; sleep 0.05; done
+EP_RC=
+if grep -q 'event loop: epoll' "$RUN/epoll-ktlsxd.err" && DOOR=$EP_DOOR start_app epoll-app; then
+  timeout -k 2 $(( HS_MS / 1000 + 60 )) "$ECHO_LOAD" --port "$APP_PORT" --ca "$CERTS/ca.pem" \
+    --handshake-timeout-ms "$HS_MS" --slack-ms 1500 --openssl 50 --ktlsx 50 --stall 10 --garbage 10 \
+    >"$RUN/epoll-load.out" 2>"$RUN/epoll-load.err" </dev/null
+  EP_RC=$?
+  stop_app "$APP_PID"
+fi
+if case_begin epoll/load; then
+  if [[ -z $EP_RC ]]; then fail "the epoll daemon or its door_load did not start" "$RUN/epoll-ktlsxd.err"
+  elif (( EP_RC != 0 )); then fail "$(grep -m1 '^FAIL' "$RUN/epoll-load.out")" "$RUN/epoll-load.out"
+  else pass; fi
+fi
+if case_begin epoll/status; then
+  run_cmd probe /dev/null "$DOOR_LOAD" --door "$EP_DOOR" --profile web --probe pipe
+  if [[ $(cat "$CD/probe.out") != "status bad-socket: the descriptor is not a socket" ]]; then fail "said '$(cat "$CD/probe.out")'"
+  else pass; fi
+fi
+if case_begin epoll/sigterm; then
+  kill -TERM "$E_PID"
+  for ((i = 0; i < 200; i++)); do kill -0 "$E_PID" 2>/dev/null || break; sleep 0.05; done
+  if kill -0 "$E_PID" 2>/dev/null; then _kill_pids "$E_PID"; fail "still running 10 s after SIGTERM"
+  else wait "$E_PID"; rc=$?; (( rc == 0 )) && pass || fail "exit status $rc after SIGTERM" "$RUN/epoll-ktlsxd.err"; fi
+fi
+
 if case_begin daemon-sane; then
   if sanitizer_report "$RUN/ktlsxd.err" "$RUN"/*.err; then fail "$SAN_WHY"
   elif grep 'ktlsxd: error' "$RUN/ktlsxd.err" | grep -qv 'reload refused'; then
