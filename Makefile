@@ -213,4 +213,7 @@ $(O)/tests/door_load: tests/daemon/door_load.c $(O)/lib/libktlsx.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CLI_CFLAGS) -o $@ $< $(O)/lib/libktlsx.a $(LDFLAGS) $(LDLIBS)
 LINT_SRCS += $(DAEMON_SRCS)
+# tests/unit/test_daemon_conf.c compiles daemon/conf.c in: it needs libinih too.
+$(O)/tests/test_daemon_conf: LDLIBS += -linih
+$(O)/tests/test_daemon_conf: daemon/conf.c daemon/ktlsxd.h
 # ---- end of ktlsxd ----

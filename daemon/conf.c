@@ -250,11 +250,12 @@ static struct kd_profile *find_or_add(struct parse *p, const char *section)
             return &c->profiles[i];
         }
     size_t len = strlen(name);
-    if (len == 0 || len > KTLSX_DOOR_NAME_MAX) return problem(p, p->line, "profile name empty or over 64 bytes"), NULL;
+    if (len == 0 || len > KTLSX_DOOR_NAME_MAX)
+        return problem(p, p->section_line, "profile name empty or over 64 bytes"), NULL;
     for (size_t i = 0; i < len; i++)
         if (!isalnum((unsigned char)name[i]) && !strchr("-_.", name[i]))
-            return problem(p, p->line, "profile name '%s': letters, digits, '-', '_' and '.' only", name), NULL;
-    if (c->nprofiles == KD_MAX_PROFILES) return problem(p, p->line, "more than %d profiles", KD_MAX_PROFILES), NULL;
+            return problem(p, p->section_line, "profile name '%s': letters, digits, '-', '_' and '.' only", name), NULL;
+    if (c->nprofiles == KD_MAX_PROFILES) return problem(p, p->section_line, "more than %d profiles", KD_MAX_PROFILES), NULL;
     struct kd_profile *pr = &c->profiles[c->nprofiles];
     memset(pr, 0, sizeof *pr);
     pr->cfg = ktlsx_config_new(role);
