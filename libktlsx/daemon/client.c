@@ -78,14 +78,13 @@ ktlsx_conn *ktlsx_daemon_handshake(const char *door_path, int fd, enum ktlsx_rol
     if (len < 0) return refuse(res, KTLSX_DOOR_BAD_REQUEST, "%s", why);
     int door = door_connect(door_path, res);
     if (door < 0) return NULL;
-    if (ktlsx_send_fd(door, msg, (size_t)len, fd, 0) < 0) {
-        close(door);
-        return refuse(res, KTLSX_DOOR_UNREACHABLE, "sending the request: %s", strerror(errno));
-    }
+    /* A daemon at its limits answers "busy" before reading and closes: the
+     * send then fails, and that answer is what the caller wants to see. */
+    int send_err = ktlsx_send_fd(door, msg, (size_t)len, fd, 0) < 0 ? errno : 0;
 
     int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms + DOOR_ANSWER_SLACK_MS : DOOR_DEFAULT_WAIT_MS);
-    int64_t left;
-    while ((left = deadline - now_ms()) > 0) {
+    int64_t left = 1;
+    while (!send_err && (left = deadline - now_ms()) > 0) {
         struct pollfd p = { .fd = door, .events = POLLIN };
         int r = poll(&p, 1, (int)(left > 60000 ? 60000 : left));
         if (r < 0 && errno == EINTR) continue;
@@ -96,6 +95,10 @@ ktlsx_conn *ktlsx_daemon_handshake(const char *door_path, int fd, enum ktlsx_rol
     int err = left > 0 ? errno : ETIMEDOUT;
     close(door);
     if (extra >= 0) close(extra); /* the daemon never sends one: not ours to keep */
+    if (n <= 0 && send_err) {
+        kx_wipe(msg, sizeof msg);
+        return refuse(res, KTLSX_DOOR_UNREACHABLE, "sending the request: %s", strerror(send_err));
+    }
     if (n <= 0) {
         kx_wipe(msg, sizeof msg);
         return refuse(res, KTLSX_DOOR_UNREACHABLE, "no answer from the daemon: %s",

@@ -19,7 +19,10 @@
 #                header only, oversized, bad version, unknown flags, empty): errors, and meanwhile
 #                40 well-behaved clients still served (abuse/served)
 #  reload-bad    a broken file on SIGHUP: refused with file:line, the old configuration keeps serving
-#  sigterm       SIGTERM: exit 0, the door's socket file removed; no sanitizer report (daemon-sane)
+#  sigterm       SIGTERM with a handshake in flight: it is finished and answered, the door is gone
+#                (a later caller: unreachable), exit 0, the socket file removed
+#  limits/*      max_handshakes_per_uid and max_clients: "busy" with the limit named
+#  daemon-sane   no sanitizer report, no error line
 #  epoll/*       the above runs on io_uring where it can be set up; a second daemon with
 #                event_loop = epoll: 120 clients, a status, SIGTERM
 # Environment (besides tests/lib.sh's): DAEMON_BIN (ktlsxd's directory, default build/bin),
@@ -404,16 +407,29 @@ fi
 
 # --------------------------------------------------------------- SIGTERM ---
 if case_begin sigterm; then
+  # A handshake in flight (a silent peer, 1.5 s deadline) when SIGTERM comes: it runs to its end
+  # and is answered, a new door connection is refused, then the daemon exits 0.
+  "$DOOR_LOAD" --door "$DOOR" --profile web --timeout-ms 1500 --probe tcp >"$CD/inflight.out" 2>&1 &
+  IF_PID=$!
+  sleep 0.3
   kill -TERM "$D_PID"
+  sleep 0.2
+  run_cmd late /dev/null "$DOOR_LOAD" --door "$DOOR" --profile web --probe pipe
+  wait "$IF_PID"
   for ((i = 0; i < 200; i++)); do kill -0 "$D_PID" 2>/dev/null || break; sleep 0.05; done
   if kill -0 "$D_PID" 2>/dev/null; then _kill_pids "$D_PID"; fail "still running 10 s after SIGTERM" "$RUN/ktlsxd.err"
   else
     wait "$D_PID"; rc=$?
     if (( rc != 0 )); then fail "exit status $rc after SIGTERM" "$RUN/ktlsxd.err"
     elif [[ -e $DOOR ]]; then fail "door socket file left behind"
+    elif [[ $(cat "$CD/inflight.out") != "status timeout: handshake timed out after 1.500 s" ]]; then
+      fail "the handshake in flight was not finished: '$(cat "$CD/inflight.out")'"
+    elif ! grep -q '^status unreachable: cannot reach the daemon' "$CD/late.out"; then
+      fail "a request after SIGTERM: '$(cat "$CD/late.out")', expected unreachable"
     else pass; fi
   fi
 fi
+
 # ------------------------------------------------------------ the epoll loop ---
 # The same daemon on its other event loop (event_loop = epoll; the default is io_uring where it can
 # be set up): a smaller load, statuses, SIGTERM.
@@ -447,6 +463,39 @@ if case_begin epoll/sigterm; then
   if kill -0 "$E_PID" 2>/dev/null; then _kill_pids "$E_PID"; fail "still running 10 s after SIGTERM"
   else wait "$E_PID"; rc=$?; (( rc == 0 )) && pass || fail "exit status $rc after SIGTERM" "$RUN/epoll-ktlsxd.err"; fi
 fi
+
+# ----------------------------------------------------------------- limits ---
+LIM_DOOR=$DOOR_DIR/limits.sock
+sed -e "s|^socket = .*|socket = $LIM_DOOR\nmax_clients = 2\nmax_handshakes_per_uid = 1|" "$CONF" >"$RUN/limits.conf"
+"$DBIN/ktlsxd" -c "$RUN/limits.conf" >"$RUN/limits-ktlsxd.out" 2>"$RUN/limits-ktlsxd.err" </dev/null &
+L_DPID=$!
+ALL_PIDS+=("$L_DPID")
+for ((i = 0; i < 200; i++)); do grep -q 'ktlsxd: info: ready' "$RUN/limits-ktlsxd.err" 2>/dev/null && break; sleep 0.05; done
+if case_begin limits/per-uid; then
+  "$DOOR_LOAD" --door "$LIM_DOOR" --profile web --timeout-ms 3000 --probe tcp >"$CD/first.out" 2>&1 &
+  F_PID=$!
+  BG_PIDS+=("$F_PID")
+  sleep 0.3
+  run_cmd second /dev/null "$DOOR_LOAD" --door "$LIM_DOOR" --profile web --probe tcp
+  want="status busy: uid $(id -u) has 1 handshakes in flight (max_handshakes_per_uid)"
+  if [[ $(cat "$CD/second.out") != "$want" ]]; then fail "said '$(cat "$CD/second.out")', expected '$want'"
+  else pass; fi
+fi
+if case_begin limits/max-clients; then
+  # Two door connections sit idle (their holder's malformed requests are turned away busy too):
+  # the third is refused.
+  "$DOOR_LOAD" --door "$LIM_DOOR" --profile web --abuse 2 >"$CD/hold.out" 2>&1 &
+  H_PID=$!
+  BG_PIDS+=("$H_PID")
+  for ((i = 0; i < 100; i++)); do grep -q 'abuse holding' "$CD/hold.out" 2>/dev/null && break; sleep 0.05; done
+  sleep 0.2 # the first handshake's caller (limits/per-uid) is gone: its door connection closes
+  run_cmd third /dev/null "$DOOR_LOAD" --door "$LIM_DOOR" --profile web --probe tcp
+  want="status busy: 2 door connections open (max_clients)"
+  if [[ $(cat "$CD/third.out") != "$want" ]]; then fail "said '$(cat "$CD/third.out")', expected '$want'"
+  else pass; fi
+fi
+kill -TERM "$L_DPID" 2>/dev/null
+for ((i = 0; i < 200; i++)); do kill -0 "$L_DPID" 2>/dev/null || break; sleep 0.05; done
 
 if case_begin daemon-sane; then
   if sanitizer_report "$RUN/ktlsxd.err" "$RUN"/*.err; then fail "$SAN_WHY"

@@ -9,7 +9,8 @@
  * - ktlsx_send_fd / ktlsx_recv_fd: fd arrives and is the same file, message
  *   without fd, two fds (the second closed), a message too big for the buffer;
  * - ktlsx_daemon_handshake: bad arguments, no daemon, a door that answers an
- *   error status, one that answers garbage, one that closes without answering. */
+ *   error status, one that answers garbage, one that closes without answering,
+ *   one that answers "busy" and closes without reading the request. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -253,7 +254,7 @@ static void test_fd_passing(void **state)
 }
 
 /* A fake door: accepts one connection, reads the request, then behaves as `mode` says. */
-enum fake_mode { FAKE_DENY, FAKE_GARBAGE, FAKE_CLOSE };
+enum fake_mode { FAKE_DENY, FAKE_GARBAGE, FAKE_CLOSE, FAKE_BUSY_EARLY };
 struct fake_door {
     int lfd;
     enum fake_mode mode;
@@ -266,6 +267,14 @@ static void *fake_door_run(void *arg)
     struct fake_door *d = arg;
     int c = accept(d->lfd, NULL, NULL);
     uint8_t buf[KTLSX_DOOR_ANSWER_MAX];
+    if (d->mode == FAKE_BUSY_EARLY) { /* as ktlsxd at max_clients: answer without reading, close */
+        struct ktlsx_daemon_result r = { .status = KTLSX_DOOR_BUSY };
+        strcpy(r.message, "4096 door connections open (max_clients)");
+        long len = ktlsx_door_answer_encode(&r, NULL, 0, buf, sizeof buf, NULL);
+        (void)ktlsx_send_fd(c, buf, (size_t)len, -1, 0);
+        close(c);
+        return NULL;
+    }
     int fd = -1;
     long n = ktlsx_recv_fd(c, buf, sizeof buf, &fd, 0);
     d->got_fd_ok = fd >= 0;
@@ -328,6 +337,14 @@ static void test_daemon_handshake(void **state)
     run_fake(FAKE_GARBAGE, &res, &d);
     assert_int_equal(res.status, KTLSX_DOOR_UNREACHABLE);
     assert_string_equal(res.message, "unreadable answer from the daemon: not a door answer (bad magic)");
+
+    /* Whether the request went out before the door closed or not, the caller sees "busy". */
+    for (int i = 0; i < 20; i++) {
+        memset(&d, 0, sizeof d);
+        run_fake(FAKE_BUSY_EARLY, &res, &d);
+        assert_int_equal(res.status, KTLSX_DOOR_BUSY);
+        assert_string_equal(res.message, "4096 door connections open (max_clients)");
+    }
 
     memset(&d, 0, sizeof d);
     run_fake(FAKE_CLOSE, &res, &d);
