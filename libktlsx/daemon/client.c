@@ -92,6 +92,9 @@ ktlsx_conn *ktlsx_daemon_handshake(const char *door_path, int fd, enum ktlsx_rol
     }
     int extra = -1;
     long n = left > 0 ? ktlsx_recv_fd(door, msg, sizeof msg, &extra, MSG_DONTWAIT) : -1;
+    /* A door that closed without reading our request makes the first receive
+     * report ECONNRESET (and clear it) even with its answer queued: read again. */
+    if (n < 0 && errno == ECONNRESET) n = ktlsx_recv_fd(door, msg, sizeof msg, &extra, MSG_DONTWAIT);
     int err = left > 0 ? errno : ETIMEDOUT;
     close(door);
     if (extra >= 0) close(extra); /* the daemon never sends one: not ours to keep */
