@@ -1012,6 +1012,8 @@ int cli_daemon_handshake(struct cli_session *session, enum ktlsx_role role, cons
         return -1;
     }
     print_handshake_summary(session);
+    if (res.peer_sans[0] != '\0')
+        fprintf(stderr, "ktlsx: through ktlsxd; peer names: %s\n", res.peer_sans);
     if (res.ktls_why[0] != '\0')
         fprintf(stderr, "ktlsx: through ktlsxd; kernel TLS %s: %s\n", ktlsx_socket_ktls_name(session->sock),
                 res.ktls_why);

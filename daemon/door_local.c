@@ -27,7 +27,9 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 #include <openssl/crypto.h>
+#include <openssl/x509v3.h>
 
 enum client_state { WAIT_REQUEST, HANDSHAKE, SENDING };
 
@@ -199,6 +201,39 @@ static bool in_list(const char *list, const char *item)
     return false;
 }
 
+/* The peer leaf's subject alternative names as one line, "DNS:a, IP:192.0.2.1"
+ * (cut at the field's limit); "" when there is no certificate (resumed, PSK). */
+static void peer_sans(ktlsx_conn *conn, char *out, size_t cap)
+{
+    size_t len = 0, n;
+    const uint8_t *der = ktlsx_peer_cert_der(conn, 0, &n);
+    out[0] = '\0';
+    X509 *x = der ? d2i_X509(NULL, &der, (long)n) : NULL;
+    GENERAL_NAMES *names = x ? X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL) : NULL;
+    for (int i = 0; names && i < sk_GENERAL_NAME_num(names); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+        char one[300] = "";
+        if (g->type == GEN_DNS || g->type == GEN_EMAIL || g->type == GEN_URI) {
+            const ASN1_IA5STRING *t = g->d.ia5;
+            snprintf(one, sizeof one, "%s:%.*s", g->type == GEN_DNS ? "DNS" : g->type == GEN_EMAIL ? "email" : "URI",
+                     t->length > 255 ? 255 : t->length, (const char *)t->data);
+        } else if (g->type == GEN_IPADD && (g->d.ip->length == 4 || g->d.ip->length == 16)) {
+            char ip[INET6_ADDRSTRLEN];
+            if (inet_ntop(g->d.ip->length == 4 ? AF_INET : AF_INET6, g->d.ip->data, ip, sizeof ip))
+                snprintf(one, sizeof one, "IP:%s", ip);
+        }
+        if (!one[0]) continue;
+        int w = snprintf(out + len, cap - len, "%s%s", len ? ", " : "", one);
+        if (w < 0 || (size_t)w >= cap - len) { /* full: keep whole names only */
+            out[len] = '\0';
+            break;
+        }
+        len += (size_t)w;
+    }
+    GENERAL_NAMES_free(names);
+    X509_free(x);
+}
+
 /* The handshake is over: say how it went, hand back the state if allowed. */
 static void finish(struct client *c, int rc)
 {
@@ -220,6 +255,7 @@ static void finish(struct client *c, int rc)
         snprintf(res.server_name, sizeof res.server_name, "%s",
                  c->role == KTLSX_SERVER ? (ktlsx_sni(conn) ? ktlsx_sni(conn) : "") : c->server_name);
         snprintf(res.ktls_why, sizeof res.ktls_why, "%s", ktlsx_socket_ktls_why(c->sock));
+        peer_sans(conn, res.peer_sans, sizeof res.peer_sans);
         if (c->alpn[0] && (!ktlsx_alpn(conn) || !in_list(c->alpn, ktlsx_alpn(conn)))) {
             res.status = KTLSX_DOOR_ALPN_MISMATCH;
             snprintf(res.message, sizeof res.message, "protocol chosen '%.100s' is not one of the caller's '%.100s'",

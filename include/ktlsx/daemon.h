@@ -31,11 +31,13 @@
  *   u16 message_len (..KTLSX_DOOR_MESSAGE_MAX)   u16 group_len (..KTLSX_DOOR_GROUP_MAX)
  *   u16 alpn_len (..KTLSX_DOOR_ALPN_MAX)          u16 peer_subject_len (..KTLSX_DOOR_SUBJECT_MAX)
  *   u16 server_name_len (..KTLSX_DOOR_HOST_MAX)   u16 ktls_why_len (..KTLSX_DOOR_MESSAGE_MAX)
- *   u16 blob_len (..KTLSX_EXPORT_MAX)             u16 reserved (0)
+ *   u16 peer_sans_len (..KTLSX_DOOR_SUBJECT_MAX)  u16 blob_len (..KTLSX_EXPORT_MAX)
  *   message (why the status, one line), group, alpn (the protocol chosen),
  *   peer_subject, server_name (server: the SNI the client sent), ktls_why
- *   (why a direction is not in the kernel), blob (ktlsx_conn_export output,
- *   present only when the profile allows handing back the TLS state)
+ *   (why a direction is not in the kernel), peer_sans (the peer leaf's
+ *   subject alternative names, "DNS:a, IP:192.0.2.1", cut at the limit),
+ *   blob (ktlsx_conn_export output, present only when the profile allows
+ *   handing back the TLS state)
  * The answer to an exchange that did not succeed carries no blob.
  */
 #ifndef KTLSX_DAEMON_H
@@ -72,7 +74,7 @@ extern "C" {
     (KTLSX_DOOR_REQUEST_HEADER + KTLSX_DOOR_NAME_MAX + KTLSX_DOOR_HOST_MAX + KTLSX_DOOR_ALPN_MAX)
 #define KTLSX_DOOR_ANSWER_MAX                                                                          \
     (KTLSX_DOOR_ANSWER_HEADER + 2 * KTLSX_DOOR_MESSAGE_MAX + KTLSX_DOOR_GROUP_MAX + KTLSX_DOOR_ALPN_MAX + \
-     KTLSX_DOOR_SUBJECT_MAX + KTLSX_DOOR_HOST_MAX + KTLSX_EXPORT_MAX)
+     2 * KTLSX_DOOR_SUBJECT_MAX + KTLSX_DOOR_HOST_MAX + KTLSX_EXPORT_MAX)
 
 enum ktlsx_door_status {
     KTLSX_DOOR_OK = 0,               /* handshake done; ktls / blob say how to carry the data */
@@ -116,6 +118,7 @@ struct ktlsx_daemon_result {
     char peer_subject[KTLSX_DOOR_SUBJECT_MAX + 1];
     char server_name[KTLSX_DOOR_HOST_MAX + 1];
     char ktls_why[KTLSX_DOOR_MESSAGE_MAX + 1];
+    char peer_sans[KTLSX_DOOR_SUBJECT_MAX + 1]; /* "DNS:a, IP:192.0.2.1"; "" if none (or resumed) */
 };
 
 /* ---- codec: pure functions over buffers, no I/O ---- */

@@ -124,10 +124,10 @@ int ktlsx_door_request_decode(const uint8_t *buf, size_t len, struct ktlsx_door_
 }
 
 /* The answer's text fields, in wire order. */
-#define ANSWER_TEXTS 6
+#define ANSWER_TEXTS 7
 static const size_t answer_text_max[ANSWER_TEXTS] = {
-    KTLSX_DOOR_MESSAGE_MAX, KTLSX_DOOR_GROUP_MAX, KTLSX_DOOR_ALPN_MAX,
-    KTLSX_DOOR_SUBJECT_MAX, KTLSX_DOOR_HOST_MAX,  KTLSX_DOOR_MESSAGE_MAX,
+    KTLSX_DOOR_MESSAGE_MAX, KTLSX_DOOR_GROUP_MAX,   KTLSX_DOOR_ALPN_MAX,    KTLSX_DOOR_SUBJECT_MAX,
+    KTLSX_DOOR_HOST_MAX,    KTLSX_DOOR_MESSAGE_MAX, KTLSX_DOOR_SUBJECT_MAX,
 };
 
 long ktlsx_door_answer_encode(const struct ktlsx_daemon_result *res, const uint8_t *blob, size_t blob_len,
@@ -136,8 +136,8 @@ long ktlsx_door_answer_encode(const struct ktlsx_daemon_result *res, const uint8
     if (!res || !buf || (blob_len > 0 && !blob)) return fail(why, "answer, blob or buffer is NULL");
     if (blob_len > KTLSX_EXPORT_MAX) return fail(why, "export blob over KTLSX_EXPORT_MAX");
     if (res->status < 0 || res->status > 0xffff) return fail(why, "status out of range");
-    const char *texts[ANSWER_TEXTS] = { res->message, res->group, res->alpn,
-                                        res->peer_subject, res->server_name, res->ktls_why };
+    const char *texts[ANSWER_TEXTS] = { res->message,      res->group,    res->alpn,     res->peer_subject,
+                                        res->server_name, res->ktls_why, res->peer_sans };
     size_t tl[ANSWER_TEXTS];
     for (int i = 0; i < ANSWER_TEXTS; i++) {
         tl[i] = strnlen(texts[i], answer_text_max[i]); /* cut at the limit */
@@ -159,7 +159,6 @@ long ktlsx_door_answer_encode(const struct ktlsx_daemon_result *res, const uint8
     put_u8(&o, 0);
     for (int i = 0; i < ANSWER_TEXTS; i++) put_u16(&o, (uint16_t)tl[i]);
     put_u16(&o, (uint16_t)blob_len);
-    put_u16(&o, 0);
     for (int i = 0; i < ANSWER_TEXTS; i++) put(&o, texts[i], tl[i]);
     put(&o, blob, blob_len);
     if (o.len > cap) return fail(why, "buffer too small for the answer");
@@ -175,7 +174,7 @@ int ktlsx_door_answer_decode(const uint8_t *buf, size_t len, struct ktlsx_daemon
     *blob_len = 0;
     kx_reader r = kx_reader_of(buf, len);
     uint32_t magic;
-    uint16_t version, status, tls_version, cipher, tl[ANSWER_TEXTS], bl, reserved;
+    uint16_t version, status, tls_version, cipher, tl[ANSWER_TEXTS], bl;
     uint8_t alert, resumed, ktls, reserved8;
     if (len < KTLSX_DOOR_ANSWER_HEADER) return fail(why, "answer shorter than its header");
     if (kx_failed(kx_read_u32(&r, &magic)) || kx_failed(kx_read_u16(&r, &version)) ||
@@ -186,11 +185,10 @@ int ktlsx_door_answer_decode(const uint8_t *buf, size_t len, struct ktlsx_daemon
         return fail(why, "answer shorter than its header");
     for (int i = 0; i < ANSWER_TEXTS; i++)
         if (kx_failed(kx_read_u16(&r, &tl[i]))) return fail(why, "answer shorter than its header");
-    if (kx_failed(kx_read_u16(&r, &bl)) || kx_failed(kx_read_u16(&r, &reserved)))
-        return fail(why, "answer shorter than its header");
+    if (kx_failed(kx_read_u16(&r, &bl))) return fail(why, "answer shorter than its header");
     if (magic != KTLSX_DOOR_ANSWER_MAGIC) return fail(why, "not a door answer (bad magic)");
     if (version != KTLSX_DOOR_VERSION) return fail(why, "door protocol version not supported");
-    if (resumed > 1 || (ktls & ~(KTLSX_KTLS_TX | KTLSX_KTLS_RX)) || reserved8 || reserved)
+    if (resumed > 1 || (ktls & ~(KTLSX_KTLS_TX | KTLSX_KTLS_RX)) || reserved8)
         return fail(why, "unknown flags or reserved bits set");
     size_t total = bl;
     for (int i = 0; i < ANSWER_TEXTS; i++) {
@@ -199,8 +197,8 @@ int ktlsx_door_answer_decode(const uint8_t *buf, size_t len, struct ktlsx_daemon
     }
     if (bl > KTLSX_EXPORT_MAX) return fail(why, "export blob over KTLSX_EXPORT_MAX");
     if (total != kx_reader_left(&r)) return fail(why, "field lengths do not match the answer size");
-    char *texts[ANSWER_TEXTS] = { res->message, res->group, res->alpn,
-                                  res->peer_subject, res->server_name, res->ktls_why };
+    char *texts[ANSWER_TEXTS] = { res->message,      res->group,    res->alpn,     res->peer_subject,
+                                  res->server_name, res->ktls_why, res->peer_sans };
     for (int i = 0; i < ANSWER_TEXTS; i++)
         if (take_text(&r, tl[i], texts[i]) < 0) return fail(why, "a text field holds a control character");
     if (bl > 0 && status != KTLSX_DOOR_OK) return fail(why, "a failed exchange carries a blob");

@@ -299,6 +299,8 @@ if case_begin cli-client-daemon; then
       --profile out
     if [[ $(sha "$CD/cli.out") != $(sha "$data") ]]; then fail "echo not byte-exact ($(fsize "$CD/cli.out") bytes back, rc $RC)" "$CD/cli.err"
     elif ! grep -q '^ktlsx: handshake ok ' "$CD/cli.err"; then fail "no handshake line" "$CD/cli.err"
+    elif ! grep -q '^ktlsx: through ktlsxd; peer names: DNS:localhost, IP:127.0.0.1$' "$CD/cli.err"; then
+      fail "the answer did not carry the server's names: $(grep 'peer names' "$CD/cli.err")" "$CD/cli.err"
     else pass; fi
   fi
 fi

@@ -39,6 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (blob_len > 0 && (blob < data || blob + blob_len > data + size)) abort();
         check_text(res.message, sizeof res.message);
         check_text(res.peer_subject, sizeof res.peer_subject);
+        check_text(res.peer_sans, sizeof res.peer_sans);
         long n = ktlsx_door_answer_encode(&res, blob, blob_len, again, sizeof again, NULL);
         if (n != (long)size || memcmp(again, data, size) != 0) abort();
     }

@@ -127,6 +127,7 @@ static void fill_result(struct ktlsx_daemon_result *r)
     memset(r->peer_subject, 's', KTLSX_DOOR_SUBJECT_MAX);
     memset(r->server_name, 'n', KTLSX_DOOR_HOST_MAX);
     memset(r->ktls_why, 'w', KTLSX_DOOR_MESSAGE_MAX);
+    memset(r->peer_sans, 'd', KTLSX_DOOR_SUBJECT_MAX);
 }
 
 static void test_answer_round_trip(void **state)
@@ -180,10 +181,10 @@ static void test_answer_refused(void **state)
         { 13, 2, "unknown flags or reserved bits set" },
         { 14, 4, "unknown flags or reserved bits set" },
         { 15, 1, "unknown flags or reserved bits set" },
-        { 31, 1, "unknown flags or reserved bits set" },
         { 18, 1, "a text field is over its limit" }, /* group: 0x0100 */
+        { 28, 0x10, "a text field is over its limit" }, /* peer SANs: 0x1000 */
         { 29, 9, "field lengths do not match the answer size" },
-        { 28, 0x10, "export blob over KTLSX_EXPORT_MAX" },
+        { 30, 0x10, "export blob over KTLSX_EXPORT_MAX" },
         { KTLSX_DOOR_ANSWER_HEADER, 0x1b, "a text field holds a control character" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
