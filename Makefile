@@ -196,3 +196,25 @@ $(O)/tests/echo_load: tests/examples/echo_load.c $(O)/lib/libktlsx.a
 	$(CC) $(CFLAGS) -o $@ $< $(O)/lib/libktlsx.a $(LDFLAGS) -lssl $(LDLIBS)
 LINT_SRCS += $(EXAMPLE_SRCS)
 # ---- end of examples ----
+
+# ---- ktlsxd, the handshake daemon (issue 8): daemon/ -> $(O)/bin/ktlsxd ----
+# Like the tool, the daemon sees the public API only (no -Ilibktlsx) and
+# links the static library; libinih reads its configuration.  Its test
+# driver (tests/daemon/door_load.c) links the static library too.
+DAEMON_SRCS := $(wildcard daemon/*.c)
+DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(O)/obj/%.o)
+all: $(O)/bin/ktlsxd $(O)/tests/door_load
+$(O)/obj/daemon/%.o: daemon/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CLI_CFLAGS) -MMD -MP -c $< -o $@
+$(O)/bin/ktlsxd: $(DAEMON_OBJS) $(O)/lib/libktlsx.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJS) $(O)/lib/libktlsx.a -linih -luring $(LDLIBS)
+$(O)/tests/door_load: tests/daemon/door_load.c $(O)/lib/libktlsx.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CLI_CFLAGS) -o $@ $< $(O)/lib/libktlsx.a $(LDFLAGS) $(LDLIBS)
+LINT_SRCS += $(DAEMON_SRCS)
+# tests/unit/test_daemon_conf.c compiles daemon/conf.c in: it needs libinih too.
+$(O)/tests/test_daemon_conf: LDLIBS += -linih
+$(O)/tests/test_daemon_conf: daemon/conf.c daemon/ktlsxd.h
+# ---- end of ktlsxd ----

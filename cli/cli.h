@@ -255,6 +255,13 @@ int cli_session_has_buffered(const struct cli_session *session);
  * (poll failed: session->error set). */
 int cli_session_wait_readable(struct cli_session *session, int timeout_ms);
 
+/* --daemon (issue 8): hand session->fd to ktlsxd at `door` for a handshake
+ * with its profile `profile`, then carry the connection it hands back
+ * (session->conn and session->sock set, the summary line printed).
+ * Returns 0, or -1 after a "ktlsx: handshake failed: ..." line. */
+int cli_daemon_handshake(struct cli_session *session, enum ktlsx_role role, const char *door, const char *profile,
+                         const char *server_name, const char *alpn);
+
 /* Print "ktlsx: connection failed: <session->error>". */
 void cli_session_report_failure(const struct cli_session *session);
 

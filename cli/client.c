@@ -73,6 +73,11 @@ static const char client_usage[] =
     "                         and TLS state) to a new 'ktlsx adopt' process over\n"
     "                         a unix socket, as ktlsxd hands sockets back; that\n"
     "                         process carries the data (and --sess-out)\n"
+    "  --daemon SOCKET        let ktlsxd (its door at SOCKET) run the handshake\n"
+    "                         with its client profile, then carry the\n"
+    "                         connection it hands back; certificates, trust and\n"
+    "                         versions are the profile's\n"
+    "  --profile NAME         the daemon's profile (default: default)\n"
     "  --help                 show this help\n"
     "\n"
     "Exit status: 0 when the connection ended normally (server closed, or\n"
@@ -90,11 +95,15 @@ enum client_option {
     OPT_KEY_UPDATE_AFTER,
     OPT_HANDOFF,
     OPT_VERIFY_NAME,
+    OPT_DAEMON,
+    OPT_PROFILE,
     OPT_HELP,
 };
 
 static const struct option client_long_options[] = {
     CLI_TLS_LONG_OPTIONS,
+    { "daemon", required_argument, NULL, OPT_DAEMON },
+    { "profile", required_argument, NULL, OPT_PROFILE },
     { "sni", required_argument, NULL, OPT_SNI },
     { "verify-name", required_argument, NULL, OPT_VERIFY_NAME },
     { "insecure", no_argument, NULL, OPT_INSECURE },
@@ -117,6 +126,8 @@ struct client_options {
     const char *sess_out;
     uint64_t key_update_after; /* 0: never */
     int handoff;               /* --handoff: a `ktlsx adopt` process carries the data */
+    const char *daemon;        /* --daemon: ktlsxd's door; NULL: the handshake runs here */
+    const char *profile;       /* --profile: the daemon's client profile */
 };
 
 /* Returns -1 to go on, or the exit status (help shown, usage error). */
@@ -135,6 +146,8 @@ static int parse_client_options(int argc, char **argv, struct client_options *op
     opts->sess_out = NULL;
     opts->key_update_after = 0;
     opts->handoff = 0;
+    opts->daemon = NULL;
+    opts->profile = "default";
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":h", client_long_options, NULL)) != -1) {
         int taken = cli_parse_tls_option(KTLSX_CLIENT, opt, optarg, &opts->tls);
@@ -175,6 +188,12 @@ static int parse_client_options(int argc, char **argv, struct client_options *op
         case OPT_HANDOFF:
             opts->handoff = 1;
             break;
+        case OPT_DAEMON:
+            opts->daemon = optarg;
+            break;
+        case OPT_PROFILE:
+            opts->profile = optarg;
+            break;
         case OPT_HELP:
         case 'h':
             fputs(client_usage, stdout);
@@ -185,6 +204,13 @@ static int parse_client_options(int argc, char **argv, struct client_options *op
     }
     if (opts->tls.cert_count != opts->tls.key_count)
         return cli_usage_error("client", "--cert and --key go together");
+    /* The daemon's profile holds the keys and trust and runs the handshake. */
+    if (opts->daemon != NULL && (opts->tls.cert_count > 0 || opts->tls.ca_file != NULL || opts->sess_in != NULL ||
+                                 opts->handoff || opts->tls.psk_identity != NULL))
+        return cli_usage_error("client", "--daemon: --cert, --key, --ca, --psk-*, --sess-in and --handoff "
+                                         "belong to the daemon's profile, not to this command");
+    if (opts->daemon == NULL && strcmp(opts->profile, "default") != 0)
+        return cli_usage_error("client", "--profile goes with --daemon");
     status = cli_check_psk_options(KTLSX_CLIENT, &opts->tls);
     if (status >= 0)
         return status;
@@ -335,7 +361,18 @@ int ktlsx_cmd_client(int argc, char **argv)
         status = CLI_EXIT_FAILURE;
         goto out;
     }
-    if (cli_session_handshake(&session) < 0) {
+    if (opts.daemon != NULL) {
+        /* The connection the daemon hands back replaces the one prepared here. */
+        ktlsx_conn_free(session.conn);
+        session.conn = NULL;
+        if (cli_daemon_handshake(&session, KTLSX_CLIENT, opts.daemon, opts.profile,
+                                 opts.sni != NULL ? opts.sni : opts.server.host, opts.tls.alpn) < 0) {
+            status = CLI_EXIT_FAILURE;
+        } else {
+            stdin_open = 1;
+            status = cli_relay_stdio(&session, &stdin_open, CLI_CLIENT_IDLE_AFTER_STDIN_EOF_MS);
+        }
+    } else if (cli_session_handshake(&session) < 0) {
         status = CLI_EXIT_FAILURE;
     } else if (opts.handoff) {
         /* The adopting process saves the session; this one keeps nothing. */

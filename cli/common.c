@@ -2,6 +2,8 @@
  * TCP sockets, the handshake loop and the application data path. */
 #include "cli.h"
 
+#include <ktlsx/daemon.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -996,3 +998,39 @@ int cli_relay_stdio(struct cli_session *session, int *stdin_open, int idle_after
     cli_session_finish(session, cli_sink_to_stdout, NULL);
     return CLI_EXIT_OK;
 }
+
+/* ---- --daemon: the handshake through ktlsxd (issue 8) ---- */
+
+int cli_daemon_handshake(struct cli_session *session, enum ktlsx_role role, const char *door, const char *profile,
+                         const char *server_name, const char *alpn)
+{
+    struct ktlsx_daemon_result res;
+
+    session->conn = ktlsx_daemon_handshake(door, session->fd, role, profile, server_name, alpn,
+                                           CLI_HANDSHAKE_TIMEOUT_MS, &res);
+    if (session->conn == NULL) {
+        if (res.status == KTLSX_DOOR_OK)
+            fprintf(stderr, "ktlsx: handshake failed: profile '%s' hands back no TLS state (export_state = no), "
+                            "which this tool needs to carry the connection\n", profile);
+        else
+            /* The message names the alert when there was one. */
+            fprintf(stderr, "ktlsx: handshake failed: ktlsxd: %s: %s\n", ktlsx_door_status_name(res.status),
+                    res.message);
+        return -1;
+    }
+    session->sock = ktlsx_socket_wrap(session->conn, session->fd);
+    if (session->sock == NULL) {
+        fprintf(stderr, "ktlsx: handshake failed: cannot allocate the TLS socket\n");
+        ktlsx_conn_free(session->conn);
+        session->conn = NULL;
+        return -1;
+    }
+    print_handshake_summary(session);
+    if (res.peer_sans[0] != '\0')
+        fprintf(stderr, "ktlsx: through ktlsxd; peer names: %s\n", res.peer_sans);
+    if (res.ktls_why[0] != '\0')
+        fprintf(stderr, "ktlsx: through ktlsxd; kernel TLS %s: %s\n", ktlsx_socket_ktls_name(session->sock),
+                res.ktls_why);
+    return 0;
+}
+/* ---- end of --daemon ---- */

@@ -8,6 +8,8 @@
  * certificate or key of its own. */
 #include "cli.h"
 
+#include <ktlsx/daemon.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -21,58 +23,24 @@
 /* The adopting process's end of the hand-over socket. */
 #define HANDOFF_FD 3
 
-/* One SOCK_SEQPACKET message: the blob, with the connection's fd attached. */
+/* The socket and the blob travel as one SOCK_SEQPACKET message, through the
+ * library's SCM_RIGHTS helpers (the same ones ktlsxd's door uses). */
 static int send_connection(int channel, int fd, const uint8_t *blob, size_t len)
 {
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } ctl;
-    struct iovec iov = { .iov_base = (void *)blob, .iov_len = len };
-    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-                          .msg_controllen = sizeof ctl.buf };
-    struct cmsghdr *cm;
-    ssize_t n;
-
-    memset(&ctl, 0, sizeof ctl);
-    cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &fd, sizeof fd);
-    do
-        n = sendmsg(channel, &msg, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    return n == (ssize_t)len ? 0 : -1;
+    return ktlsx_send_fd(channel, blob, len, fd, 0);
 }
 
 /* Receive the blob and the fd. Returns the fd (close-on-exec), or -1 with
  * *why set. */
 static int receive_connection(int channel, uint8_t *blob, size_t cap, size_t *len, const char **why)
 {
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } ctl;
-    struct iovec iov = { .iov_base = blob, .iov_len = cap };
-    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-                          .msg_controllen = sizeof ctl.buf };
     int fd = -1;
-    ssize_t n;
+    long n = ktlsx_recv_fd(channel, blob, cap, &fd, 0);
 
-    do
-        n = recvmsg(channel, &msg, MSG_CMSG_CLOEXEC);
-    while (n < 0 && errno == EINTR);
-    if (n <= 0) {
-        *why = n == 0 ? "the handing process closed the channel" : strerror(errno);
-        return -1;
-    }
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm != NULL; cm = CMSG_NXTHDR(&msg, cm))
-        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
-            cm->cmsg_len == CMSG_LEN(sizeof(int)))
-            memcpy(&fd, CMSG_DATA(cm), sizeof fd);
-    if (fd < 0 || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
-        *why = fd < 0 ? "no socket came with the state" : "message truncated";
+    if (n <= 0 || fd < 0) {
+        *why = n == 0 ? "the handing process closed the channel"
+               : n < 0 ? (errno == EMSGSIZE ? "message truncated" : strerror(errno))
+                       : "no socket came with the state";
         if (fd >= 0)
             close(fd);
         return -1;

@@ -73,6 +73,11 @@ static const char server_usage[] =
     "                            when TX is in the kernel); an HTTP GET/HEAD\n"
     "                            request gets an HTTP/1.1 200 header first\n"
     "  --once                    exit after the first connection with its status\n"
+    "  --daemon SOCKET           let ktlsxd (its door at SOCKET) run each\n"
+    "                            handshake with its server profile (the keys\n"
+    "                            stay in the daemon), then carry the connection\n"
+    "                            it hands back; no --cert/--key here\n"
+    "  --profile NAME            the daemon's profile (default: default)\n"
     "  --help                    show this help\n"
     "\n"
     "Without --echo, --reply or --sendfile, data from the client goes to stdout\n"
@@ -91,6 +96,8 @@ enum server_option {
     OPT_TICKET_KEY_FILE,
     OPT_ROTATE_TICKET_KEYS,
     OPT_SESSION_CACHE,
+    OPT_DAEMON,
+    OPT_PROFILE,
     OPT_HELP,
 };
 
@@ -107,6 +114,8 @@ static const struct option server_long_options[] = {
     { "ticket-key-file", required_argument, NULL, OPT_TICKET_KEY_FILE },
     { "rotate-ticket-keys-every", required_argument, NULL, OPT_ROTATE_TICKET_KEYS },
     { "session-cache", required_argument, NULL, OPT_SESSION_CACHE },
+    { "daemon", required_argument, NULL, OPT_DAEMON },
+    { "profile", required_argument, NULL, OPT_PROFILE },
     { "help", no_argument, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
 };
@@ -128,6 +137,8 @@ struct server_options {
     const char *sendfile_path;
     int once;
     unsigned long long rotate_every_s; /* 0: never */
+    const char *daemon;                /* --daemon: ktlsxd's door; NULL: handshakes run here */
+    const char *profile;               /* --profile: the daemon's server profile */
 };
 
 /* State that outlives one connection. */
@@ -165,6 +176,7 @@ static int parse_server_options(int argc, char **argv, struct server_options *op
     memset(opts, 0, sizeof *opts);
     cli_tls_options_init(&opts->tls);
     opts->mode = SERVER_RELAY_STDIO;
+    opts->profile = "default";
     opterr = 0;
     while ((opt = getopt_long(argc, argv, ":h", server_long_options, NULL)) != -1) {
         int taken = cli_parse_tls_option(KTLSX_SERVER, opt, optarg, &opts->tls);
@@ -234,6 +246,12 @@ static int parse_server_options(int argc, char **argv, struct server_options *op
         case OPT_ONCE:
             opts->once = 1;
             break;
+        case OPT_DAEMON:
+            opts->daemon = optarg;
+            break;
+        case OPT_PROFILE:
+            opts->profile = optarg;
+            break;
         case OPT_HELP:
         case 'h':
             fputs(server_usage, stdout);
@@ -249,8 +267,15 @@ static int parse_server_options(int argc, char **argv, struct server_options *op
     status = cli_check_psk_options(KTLSX_SERVER, &opts->tls);
     if (status >= 0)
         return status;
+    /* With --daemon the keys and all TLS settings are the daemon profile's. */
+    if (opts->daemon != NULL && (opts->tls.cert_count > 0 || opts->tls.key_count > 0 ||
+                                 opts->tls.psk_identity != NULL || opts->tls.ca_file != NULL))
+        return cli_usage_error("server", "--daemon: --cert, --key, --ca and --psk-* belong to the daemon's "
+                                         "profile, not to this command");
+    if (opts->daemon == NULL && strcmp(opts->profile, "default") != 0)
+        return cli_usage_error("server", "--profile goes with --daemon");
     /* A PSK-only server (TLS 1.3 external PSK) needs no certificate. */
-    if (opts->tls.cert_count == 0 && opts->tls.key_count == 0 && opts->tls.psk_identity == NULL)
+    if (opts->daemon == NULL && opts->tls.cert_count == 0 && opts->tls.key_count == 0 && opts->tls.psk_identity == NULL)
         return cli_usage_error("server", "--cert FILE --key FILE is required");
     if (opts->tls.cert_count != opts->tls.key_count)
         return cli_usage_error("server", "each --cert needs its --key");
@@ -509,6 +534,15 @@ static int serve_connection(struct server_state *state, int fd)
     struct cli_session session = { .fd = fd };
     int status;
 
+    if (state->opts->daemon != NULL) {
+        cli_set_nodelay(fd);
+        if (cli_daemon_handshake(&session, KTLSX_SERVER, state->opts->daemon, state->opts->profile, NULL,
+                                 state->opts->tls.alpn) < 0) {
+            cli_session_free(&session);
+            return CLI_EXIT_FAILURE;
+        }
+        goto serve;
+    }
     session.conn = ktlsx_conn_new(state->cfg, NULL);
     if (session.conn == NULL) {
         fprintf(stderr, "ktlsx: cannot create the connection\n");
@@ -524,6 +558,7 @@ static int serve_connection(struct server_state *state, int fd)
         cli_session_free(&session);
         return CLI_EXIT_FAILURE;
     }
+serve:
     switch (state->opts->mode) {
     case SERVER_ECHO:
         status = serve_echo(&session);

@@ -7,7 +7,8 @@
 #     (tests/api/exports.sh) and a fuzz smoke run
 #  3. every tests/interop/*.sh with KTLSX=build/bin/ktlsx
 #  4. the interop scripts again with KTLSX=build/asan/bin/ktlsx (if built);
-#     then tests/examples/echo_server.sh with build/bin and with build/asan/bin
+#     then tests/examples/echo_server.sh with build/bin and with build/asan/bin;
+#     then tests/daemon/daemon.sh (ktlsxd) the same way
 #  5. kmod-tests/run.sh, if present (its last line "N passed, N failed, N skipped"
 #     is added to the totals)
 # --unit-only stops after step 1.  Logs: build/test-logs/ (results.txt lists every case).
@@ -17,7 +18,7 @@
 # Environment: UNIT_TMO (per unit binary, default 300 s), INTEROP_TMO (per
 # interop script, default 1200 s), KMOD_TMO (default 3600 s), ONLY (regex
 # passed to the interop scripts to select cases), NO_ASAN_INTEROP=1,
-# ASAN_INTEROP_QUICK=1 (a representative subset under ASan), NO_KMOD=1, NO_API=1, NO_EXAMPLES=1,
+# ASAN_INTEROP_QUICK=1 (a representative subset under ASan), NO_KMOD=1, NO_API=1, NO_EXAMPLES=1, NO_DAEMON=1,
 # BUILD (build tree, default build/), KMOD_RUN (default kmod-tests/run.sh).
 set -uo pipefail
 
@@ -260,6 +261,40 @@ if (( ! unit_only )); then
         record FAIL "${ex_prefix}echo_server" "script exited with status $ex_rc (see ${ex_log#$ROOT/})"
       elif (( ex_p + ex_f + ex_s == 0 )) && [[ -z ${ONLY:-} ]]; then
         record FAIL "${ex_prefix}echo_server" "script reported no cases"
+      fi
+    done
+  fi
+
+  # ------------------------------------------------------------ ktlsxd (issue 8) ---
+  # tests/daemon/daemon.sh: ktlsxd's --check, 200 concurrent handshakes through the
+  # door with reloads, resumption across two application processes, statuses, abuse,
+  # failed reload, SIGTERM; with the plain build, then the ASan+UBSan build of the
+  # daemon and its drivers (a longer handshake deadline there, as for the examples).
+  if [[ ${NO_DAEMON:-0} != 1 ]]; then
+    section "ktlsxd (tests/daemon/daemon.sh: build/bin, then build/asan/bin)"
+    for dm_tree in "$BUILD" "$BUILD/asan"; do
+      dm_prefix=; dm_hs=${DOOR_HS_MS:-8000}
+      [[ $dm_tree == "$BUILD/asan" ]] && { dm_prefix=asan/; dm_hs=${DOOR_ASAN_HS_MS:-20000}; }
+      if [[ ! -x $dm_tree/bin/ktlsxd || ! -x $dm_tree/tests/door_load || ! -x $dm_tree/tests/echo_load ]]; then
+        record SKIP "${dm_prefix}daemon" "${dm_tree#$ROOT/}/bin/ktlsxd or its test drivers missing (make${dm_prefix:+ asan})"
+        continue
+      fi
+      dm_rf=$LOGS/daemon-results/${dm_prefix%/}daemon.txt dm_log=$LOGS/daemon-${dm_prefix%/}daemon.log
+      mkdir -p "$(dirname "$dm_rf")"; : >"$dm_rf"
+      echo "--- tests/daemon/daemon.sh (${dm_tree#$ROOT/}, handshake timeout ${dm_hs} ms)"
+      DAEMON_BIN=$dm_tree/bin DOOR_LOAD=$dm_tree/tests/door_load ECHO_LOAD=$dm_tree/tests/echo_load \
+      DOOR_HS_MS=$dm_hs NAME_PREFIX=$dm_prefix RESULTS_FILE=$dm_rf KTLSX=$dm_tree/bin/ktlsx \
+      ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
+      UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+        timeout -k 10 400 bash "$ROOT/tests/daemon/daemon.sh" 2>&1 </dev/null | tee "$dm_log"
+      dm_rc=${PIPESTATUS[0]}
+      dm_p=$(grep -c '^PASS ' "$dm_rf"); dm_f=$(grep -c '^FAIL ' "$dm_rf"); dm_s=$(grep -c '^SKIP ' "$dm_rf")
+      cat "$dm_rf" >>"$RESULTS"
+      P=$((P + dm_p)) F=$((F + dm_f)) S=$((S + dm_s))
+      if (( dm_rc != 0 && dm_f == 0 )); then
+        record FAIL "${dm_prefix}daemon" "script exited with status $dm_rc (see ${dm_log#$ROOT/})"
+      elif (( dm_p + dm_f + dm_s == 0 )) && [[ -z ${ONLY:-} ]]; then
+        record FAIL "${dm_prefix}daemon" "script reported no cases"
       fi
     done
   fi

@@ -1,0 +1,536 @@
+/* The local door: a unix SOCK_SEQPACKET socket on which applications hand
+ * ktlsxd a connected TCP socket and ask for a handshake on it.
+ *
+ * Each door connection is a `struct client`, in one of three states:
+ *   WAIT_REQUEST  epoll watches the door for a request (cut after
+ *                 request_timeout_ms of silence);
+ *   HANDSHAKE     the library's step calls run the handshake on our copy of
+ *                 the caller's socket, epoll watching that socket as each step
+ *                 asks; the door is watched too: a caller that hangs up or
+ *                 sends again before its answer ends its handshake;
+ *   SENDING       the answer waits for room in the door socket.
+ * After the answer the connection waits for the next request.  Nothing here
+ * blocks or sleeps: one thread carries every door connection.  The caller's
+ * identity is SO_PEERCRED of the door connection, taken once at accept. */
+#include "ktlsxd.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <openssl/crypto.h>
+#include <openssl/x509v3.h>
+
+enum client_state { WAIT_REQUEST, HANDSHAKE, SENDING };
+
+struct client {
+    struct kd_watch door_w, app_w; /* epoll tags: the door connection, the caller's TCP socket */
+    struct client *prev, *next;
+    enum client_state state;
+    int door, app;
+    uid_t uid;
+    gid_t gid;
+    pid_t pid;
+    int64_t deadline; /* WAIT_REQUEST / SENDING: when the door connection is cut */
+    ktlsx_socket *sock;
+    uint32_t app_events;
+    bool export_state;
+    enum ktlsx_role role;
+    char profile[KTLSX_DOOR_NAME_MAX + 1];
+    char server_name[KTLSX_DOOR_HOST_MAX + 1];
+    char alpn[KTLSX_DOOR_ALPN_MAX + 1];
+    bool dead;                /* freed at the end of the epoll batch, which may still name it */
+    struct client *dead_next;
+    uint8_t *answer; /* SENDING: the encoded answer (may hold the state blob: wiped when freed) */
+    size_t answer_len;
+};
+
+static struct {
+    const struct kd_conf *conf;
+    struct kd_watch listen_w;
+    int listen_fd;
+    char path[108];
+    bool closing;
+    struct client *clients, *dead;
+    size_t nclients, inflight;
+    unsigned long served, failed;
+} door = { .listen_fd = -1 };
+
+static void on_door(struct kd_watch *w, uint32_t events);
+static void on_app(struct kd_watch *w, uint32_t events);
+
+static void client_free(struct client *c)
+{
+    (void)kd_watch_fd(c->door, EPOLL_CTL_DEL, 0, &c->door_w);
+    if (c->app >= 0) (void)kd_watch_fd(c->app, EPOLL_CTL_DEL, 0, &c->app_w);
+    if (c->sock) {
+        ktlsx_socket_free(c->sock);
+        door.inflight--;
+    }
+    if (c->app >= 0) close(c->app); /* our copy only: the caller keeps its own */
+    if (c->answer) OPENSSL_clear_free(c->answer, c->answer_len);
+    close(c->door);
+    if (c->prev) c->prev->next = c->next;
+    else door.clients = c->next;
+    if (c->next) c->next->prev = c->prev;
+    door.nclients--;
+    c->dead = true;
+    c->dead_next = door.dead;
+    door.dead = c;
+}
+
+void kd_door_reap(void)
+{
+    /* A client whose polls are still being cancelled waits for the next round. */
+    for (struct client **pc = &door.dead; *pc;) {
+        struct client *c = *pc;
+        if (kd_watch_idle(&c->door_w) && kd_watch_idle(&c->app_w)) {
+            *pc = c->dead_next;
+            free(c);
+        } else {
+            pc = &c->dead_next;
+        }
+    }
+}
+
+static void wait_request(struct client *c)
+{
+    c->state = WAIT_REQUEST;
+    c->deadline = kd_now_ms() + door.conf->request_timeout_ms;
+    if (kd_watch_fd(c->door, EPOLL_CTL_MOD, EPOLLIN, &c->door_w) < 0) client_free(c);
+}
+
+/* Encode and send an answer; on a full door socket keep it and wait for room. */
+static void answer(struct client *c, const struct ktlsx_daemon_result *res, const uint8_t *blob, size_t blob_len)
+{
+    uint8_t buf[KTLSX_DOOR_ANSWER_MAX];
+    const char *why = NULL;
+    long n = ktlsx_door_answer_encode(res, blob, blob_len, buf, sizeof buf, &why);
+    if (n < 0) { /* our own fields: cannot happen short of a bug, so say it and drop the caller */
+        kd_log(KTLSX_LOG_ERROR, "uid %u pid %d: cannot encode the answer: %s", (unsigned)c->uid, (int)c->pid, why);
+        return client_free(c);
+    }
+    if (ktlsx_send_fd(c->door, buf, (size_t)n, -1, MSG_DONTWAIT) == 0) {
+        OPENSSL_cleanse(buf, (size_t)n);
+        if (door.closing) return client_free(c);
+        return wait_request(c);
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        kd_log(KTLSX_LOG_INFO, "uid %u pid %d: answer not delivered: %s", (unsigned)c->uid, (int)c->pid,
+               strerror(errno));
+        OPENSSL_cleanse(buf, (size_t)n);
+        return client_free(c);
+    }
+    c->answer = malloc((size_t)n);
+    if (!c->answer) {
+        OPENSSL_cleanse(buf, (size_t)n);
+        return client_free(c);
+    }
+    memcpy(c->answer, buf, (size_t)n);
+    OPENSSL_cleanse(buf, (size_t)n);
+    c->answer_len = (size_t)n;
+    c->state = SENDING;
+    c->deadline = kd_now_ms() + door.conf->request_timeout_ms;
+    if (kd_watch_fd(c->door, EPOLL_CTL_MOD, EPOLLOUT, &c->door_w) < 0) client_free(c);
+}
+
+static void refuse(struct client *c, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void refuse(struct client *c, int status, const char *fmt, ...)
+{
+    struct ktlsx_daemon_result res = { .status = status };
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(res.message, sizeof res.message, fmt, ap);
+    va_end(ap);
+    if (c->app >= 0) close(c->app); /* refused before any handshake: the socket was never ours to use */
+    c->app = -1;
+    door.failed++;
+    kd_log(KTLSX_LOG_INFO, "uid %u pid %d profile '%s': %s: %s", (unsigned)c->uid, (int)c->pid, c->profile,
+           ktlsx_door_status_name(status), res.message);
+    answer(c, &res, NULL, 0);
+}
+
+/* Why `fd` cannot carry a handshake, or NULL when it can. */
+static const char *socket_problem(int fd)
+{
+    struct stat st;
+    int v;
+    socklen_t len = sizeof v;
+    if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode)) return "the descriptor is not a socket";
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &v, &len) < 0 || (v != AF_INET && v != AF_INET6))
+        return "not an IPv4 or IPv6 socket";
+    len = sizeof v;
+    if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &v, &len) < 0 || v != IPPROTO_TCP) return "not a TCP socket";
+    len = sizeof v;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) < 0 || v) return "a listening socket, not a connection";
+    struct tcp_info ti;
+    len = sizeof ti;
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0) return "TCP state unreadable";
+    if (ti.tcpi_state == TCP_CLOSE_WAIT) return "the peer has already closed the connection";
+    if (ti.tcpi_state != TCP_ESTABLISHED) return "not a connected TCP socket";
+    return NULL;
+}
+
+static size_t inflight_of(uid_t uid)
+{
+    size_t n = 0;
+    for (const struct client *c = door.clients; c; c = c->next) n += c->state == HANDSHAKE && c->uid == uid;
+    return n;
+}
+
+static bool in_list(const char *list, const char *item)
+{
+    size_t n = strlen(item);
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && !memcmp(p, item, n)) return true;
+        if (!end) break;
+        p = end + 1;
+    }
+    return false;
+}
+
+/* The peer leaf's subject alternative names as one line, "DNS:a, IP:192.0.2.1"
+ * (cut at the field's limit); "" when there is no certificate (resumed, PSK). */
+static void peer_sans(ktlsx_conn *conn, char *out, size_t cap)
+{
+    size_t len = 0, n;
+    const uint8_t *der = ktlsx_peer_cert_der(conn, 0, &n);
+    out[0] = '\0';
+    X509 *x = der ? d2i_X509(NULL, &der, (long)n) : NULL;
+    GENERAL_NAMES *names = x ? X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL) : NULL;
+    for (int i = 0; names && i < sk_GENERAL_NAME_num(names); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+        char one[300] = "";
+        if (g->type == GEN_DNS || g->type == GEN_EMAIL || g->type == GEN_URI) {
+            const ASN1_IA5STRING *t = g->d.ia5;
+            snprintf(one, sizeof one, "%s:%.*s", g->type == GEN_DNS ? "DNS" : g->type == GEN_EMAIL ? "email" : "URI",
+                     t->length > 255 ? 255 : t->length, (const char *)t->data);
+        } else if (g->type == GEN_IPADD && (g->d.ip->length == 4 || g->d.ip->length == 16)) {
+            char ip[INET6_ADDRSTRLEN];
+            if (inet_ntop(g->d.ip->length == 4 ? AF_INET : AF_INET6, g->d.ip->data, ip, sizeof ip))
+                snprintf(one, sizeof one, "IP:%s", ip);
+        }
+        if (!one[0]) continue;
+        int w = snprintf(out + len, cap - len, "%s%s", len ? ", " : "", one);
+        if (w < 0 || (size_t)w >= cap - len) { /* full: keep whole names only */
+            out[len] = '\0';
+            break;
+        }
+        len += (size_t)w;
+    }
+    GENERAL_NAMES_free(names);
+    X509_free(x);
+}
+
+/* The handshake is over: say how it went, hand back the state if allowed. */
+static void finish(struct client *c, int rc)
+{
+    struct ktlsx_daemon_result res = { .status = KTLSX_DOOR_OK };
+    ktlsx_conn *conn = ktlsx_socket_conn(c->sock);
+    uint8_t blob[KTLSX_EXPORT_MAX];
+    long blob_len = 0;
+    const char *why = NULL;
+    (void)kd_watch_fd(c->app, EPOLL_CTL_DEL, 0, &c->app_w);
+    res.alert = ktlsx_alert(conn);
+    if (rc == KTLSX_IO_OK) {
+        res.version = ktlsx_version(conn);
+        res.cipher = ktlsx_cipher_id(conn);
+        res.resumed = ktlsx_resumed(conn);
+        res.ktls = ktlsx_socket_ktls(c->sock);
+        snprintf(res.group, sizeof res.group, "%s", ktlsx_group_name(conn));
+        snprintf(res.alpn, sizeof res.alpn, "%s", ktlsx_alpn(conn) ? ktlsx_alpn(conn) : "");
+        snprintf(res.peer_subject, sizeof res.peer_subject, "%s", ktlsx_peer_subject(conn));
+        snprintf(res.server_name, sizeof res.server_name, "%s",
+                 c->role == KTLSX_SERVER ? (ktlsx_sni(conn) ? ktlsx_sni(conn) : "") : c->server_name);
+        snprintf(res.ktls_why, sizeof res.ktls_why, "%s", ktlsx_socket_ktls_why(c->sock));
+        peer_sans(conn, res.peer_sans, sizeof res.peer_sans);
+        if (c->alpn[0] && (!ktlsx_alpn(conn) || !in_list(c->alpn, ktlsx_alpn(conn)))) {
+            res.status = KTLSX_DOOR_ALPN_MISMATCH;
+            snprintf(res.message, sizeof res.message, "protocol chosen '%.100s' is not one of the caller's '%.100s'",
+                     ktlsx_alpn(conn) ? ktlsx_alpn(conn) : "(none)", c->alpn);
+        } else if (c->export_state) {
+            blob_len = ktlsx_conn_export(conn, blob, sizeof blob, &why);
+            if (blob_len < 0) {
+                res.status = KTLSX_DOOR_INTERNAL;
+                snprintf(res.message, sizeof res.message, "cannot hand back the TLS state: %s", why);
+                blob_len = 0;
+            }
+        } else if (res.ktls != (KTLSX_KTLS_TX | KTLSX_KTLS_RX)) {
+            res.status = KTLSX_DOOR_NO_KTLS;
+            snprintf(res.message, sizeof res.message,
+                     "kernel TLS %s (%.120s) and profile '%s' does not hand back the TLS state (export_state = no)",
+                     ktlsx_socket_ktls_name(c->sock), res.ktls_why, c->profile);
+        }
+    } else {
+        res.status = rc == KTLSX_IO_TIMEOUT  ? KTLSX_DOOR_TIMEOUT
+                     : rc == KTLSX_IO_CLOSED ? KTLSX_DOOR_PEER_CLOSED
+                                             : KTLSX_DOOR_HANDSHAKE_FAILED;
+        snprintf(res.message, sizeof res.message, "%s", ktlsx_socket_error(c->sock));
+    }
+    if (res.status == KTLSX_DOOR_OK) door.served++;
+    else door.failed++;
+    kd_log(res.status == KTLSX_DOOR_OK ? KTLSX_LOG_DEBUG : KTLSX_LOG_INFO,
+           "uid %u pid %d profile '%s': %s%s%s %s %s resumed=%d ktls=%s", (unsigned)c->uid, (int)c->pid, c->profile,
+           ktlsx_door_status_name(res.status), res.message[0] ? ": " : "", res.message,
+           rc == KTLSX_IO_OK ? ktlsx_version_name(conn) : "-", rc == KTLSX_IO_OK ? ktlsx_cipher_name(conn) : "-",
+           res.resumed, ktlsx_socket_ktls_name(c->sock));
+    ktlsx_socket_free(c->sock);
+    c->sock = NULL;
+    door.inflight--;
+    close(c->app);
+    c->app = -1;
+    answer(c, &res, blob, (size_t)blob_len);
+    OPENSSL_cleanse(blob, sizeof blob);
+}
+
+/* Run the handshake as far as it goes without waiting. */
+static void drive(struct client *c)
+{
+    int rc = ktlsx_socket_handshake_step(c->sock);
+    if (rc != KTLSX_IO_WANT_READ && rc != KTLSX_IO_WANT_WRITE) return finish(c, rc);
+    uint32_t want = rc == KTLSX_IO_WANT_READ ? EPOLLIN : EPOLLOUT;
+    if (want != c->app_events) {
+        c->app_events = want;
+        if (kd_watch_fd(c->app, EPOLL_CTL_MOD, want, &c->app_w) < 0) {
+            struct ktlsx_daemon_result res = { .status = KTLSX_DOOR_INTERNAL };
+            snprintf(res.message, sizeof res.message, "epoll: %s", strerror(errno));
+            return answer(c, &res, NULL, 0);
+        }
+    }
+}
+
+static void start(struct client *c, const struct ktlsx_door_request *req, int fd)
+{
+    const struct kd_conf *conf = door.conf;
+    const struct kd_profile *p = kd_conf_profile(conf, req->profile, req->role);
+    const char *problem;
+    c->app = fd;
+    snprintf(c->profile, sizeof c->profile, "%s", req->profile);
+    if (door.closing) return refuse(c, KTLSX_DOOR_SHUTTING_DOWN, "the daemon is stopping");
+    if (!p)
+        return refuse(c, KTLSX_DOOR_NO_PROFILE, "no %s profile '%s'", req->role == KTLSX_SERVER ? "server" : "client",
+                      req->profile);
+    if (!kd_profile_allows(p, c->uid, c->gid))
+        return refuse(c, KTLSX_DOOR_DENIED, "uid %u (gid %u) may not use profile '%s'", (unsigned)c->uid,
+                      (unsigned)c->gid, req->profile);
+    if (fd < 0) return refuse(c, KTLSX_DOOR_BAD_SOCKET, "no socket came with the request");
+    if ((problem = socket_problem(fd)) != NULL) return refuse(c, KTLSX_DOOR_BAD_SOCKET, "%s", problem);
+    if (inflight_of(c->uid) >= conf->max_per_uid)
+        return refuse(c, KTLSX_DOOR_BUSY, "uid %u has %zu handshakes in flight (max_handshakes_per_uid)",
+                      (unsigned)c->uid, conf->max_per_uid);
+    int timeout = req->timeout_ms == 0 ? conf->handshake_timeout_ms
+                  : req->timeout_ms > (uint32_t)conf->max_handshake_timeout_ms ? conf->max_handshake_timeout_ms
+                                                                               : (int)req->timeout_ms;
+    c->sock = ktlsx_socket_new(p->cfg, fd, req->role == KTLSX_CLIENT && req->server_name[0] ? req->server_name : NULL);
+    if (!c->sock || ktlsx_socket_set_timeouts(c->sock, timeout, 0) < 0) {
+        if (c->sock) ktlsx_socket_free(c->sock);
+        c->sock = NULL;
+        return refuse(c, KTLSX_DOOR_INTERNAL, "out of memory");
+    }
+    door.inflight++;
+    c->state = HANDSHAKE;
+    c->export_state = p->export_state;
+    c->role = req->role;
+    snprintf(c->server_name, sizeof c->server_name, "%s", req->server_name);
+    snprintf(c->alpn, sizeof c->alpn, "%s", req->alpn);
+    c->app_events = EPOLLIN;
+    if (kd_watch_fd(fd, EPOLL_CTL_ADD, EPOLLIN, &c->app_w) < 0 ||
+        kd_watch_fd(c->door, EPOLL_CTL_MOD, EPOLLIN | EPOLLRDHUP, &c->door_w) < 0) {
+        struct ktlsx_daemon_result res = { .status = KTLSX_DOOR_INTERNAL };
+        snprintf(res.message, sizeof res.message, "epoll: %s", strerror(errno));
+        ktlsx_socket_free(c->sock);
+        c->sock = NULL;
+        door.inflight--;
+        return answer(c, &res, NULL, 0);
+    }
+    drive(c); /* the peer's first flight may be there already */
+}
+
+static void read_request(struct client *c)
+{
+    uint8_t buf[KTLSX_DOOR_REQUEST_MAX + 1]; /* one more: a longer message is cut and refused */
+    struct ktlsx_door_request req;
+    const char *why = NULL;
+    int fd = -1;
+    if (c->app >= 0) close(c->app); /* the previous exchange's socket, if a refusal kept it */
+    c->app = -1;
+    c->profile[0] = '\0';
+    long n = ktlsx_recv_fd(c->door, buf, sizeof buf, &fd, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n < 0 && errno == EMSGSIZE)
+        return refuse(c, KTLSX_DOOR_BAD_REQUEST, "request over %d bytes", KTLSX_DOOR_REQUEST_MAX);
+    if (n <= 0) return client_free(c); /* the caller left */
+    if (ktlsx_door_request_decode(buf, (size_t)n, &req, &why) < 0) {
+        c->app = fd;
+        return refuse(c, KTLSX_DOOR_BAD_REQUEST, "%s", why);
+    }
+    start(c, &req, fd);
+}
+
+static void on_door(struct kd_watch *w, uint32_t events)
+{
+    struct client *c = (struct client *)((char *)w - offsetof(struct client, door_w));
+    if (c->dead) return;
+    if (c->state == WAIT_REQUEST) return read_request(c);
+    if (c->state == HANDSHAKE) { /* hung up, or spoke out of turn: the exchange ends here */
+        kd_log(KTLSX_LOG_INFO, "uid %u pid %d profile '%s': caller %s during the handshake: cut", (unsigned)c->uid,
+               (int)c->pid, c->profile, events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR) ? "left" : "sent again");
+        door.failed++;
+        return client_free(c);
+    }
+    if (ktlsx_send_fd(c->door, c->answer, c->answer_len, -1, MSG_DONTWAIT) == 0) {
+        OPENSSL_clear_free(c->answer, c->answer_len);
+        c->answer = NULL;
+        if (door.closing) return client_free(c);
+        return wait_request(c);
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK) client_free(c);
+}
+
+static void on_app(struct kd_watch *w, uint32_t events)
+{
+    (void)events;
+    struct client *c = (struct client *)((char *)w - offsetof(struct client, app_w));
+    if (!c->dead && c->state == HANDSHAKE) drive(c);
+}
+
+static void on_listen(struct kd_watch *w, uint32_t events)
+{
+    (void)w;
+    (void)events;
+    for (int i = 0; i < 64; i++) { /* then let the others run */
+        int fd = accept4(door.listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+                kd_log(KTLSX_LOG_WARNING, "door: accept: %s", strerror(errno));
+            return;
+        }
+        struct ucred cred;
+        socklen_t len = sizeof cred;
+        struct client *c = door.nclients < door.conf->max_clients ? calloc(1, sizeof *c) : NULL;
+        if (!c || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+            /* Full: say so in one answer rather than leave the caller guessing. */
+            struct ktlsx_daemon_result res = { .status = KTLSX_DOOR_BUSY };
+            uint8_t buf[KTLSX_DOOR_ANSWER_HEADER + KTLSX_DOOR_MESSAGE_MAX];
+            snprintf(res.message, sizeof res.message, "%zu door connections open (max_clients)", door.nclients);
+            long n = ktlsx_door_answer_encode(&res, NULL, 0, buf, sizeof buf, NULL);
+            if (n > 0) (void)ktlsx_send_fd(fd, buf, (size_t)n, -1, MSG_DONTWAIT);
+            free(c);
+            close(fd);
+            continue;
+        }
+        c->door_w.fn = on_door;
+        c->app_w.fn = on_app;
+        c->door = fd;
+        c->app = -1;
+        c->uid = cred.uid;
+        c->gid = cred.gid;
+        c->pid = cred.pid;
+        c->next = door.clients;
+        if (door.clients) door.clients->prev = c;
+        door.clients = c;
+        door.nclients++;
+        c->state = WAIT_REQUEST;
+        c->deadline = kd_now_ms() + door.conf->request_timeout_ms;
+        if (kd_watch_fd(fd, EPOLL_CTL_ADD, EPOLLIN, &c->door_w) < 0) client_free(c);
+    }
+}
+
+int kd_door_open(const struct kd_conf *conf)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    door.conf = conf;
+    snprintf(door.path, sizeof door.path, "%s", conf->socket_path);
+    memcpy(sa.sun_path, door.path, strlen(door.path) + 1);
+    door.listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (door.listen_fd < 0) return kd_log(KTLSX_LOG_ERROR, "door: socket: %s", strerror(errno)), -1;
+    int rc = bind(door.listen_fd, (struct sockaddr *)&sa, sizeof sa);
+    if (rc < 0 && errno == EADDRINUSE) {
+        /* A socket file left by a daemon that died: take it over only if nobody answers on it. */
+        int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        int alive = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
+        if (probe >= 0) close(probe);
+        if (alive) {
+            kd_log(KTLSX_LOG_ERROR, "door: %s: another daemon answers there", door.path);
+            return close(door.listen_fd), door.listen_fd = -1, -1;
+        }
+        unlink(door.path);
+        rc = bind(door.listen_fd, (struct sockaddr *)&sa, sizeof sa);
+    }
+    /* Anyone may knock: who may use which profile is SO_PEERCRED's business. */
+    if (rc < 0 || chmod(door.path, 0666) < 0 || listen(door.listen_fd, SOMAXCONN) < 0) {
+        kd_log(KTLSX_LOG_ERROR, "door: %s: %s", door.path, strerror(errno));
+        return close(door.listen_fd), door.listen_fd = -1, -1;
+    }
+    door.listen_w.fn = on_listen;
+    if (kd_watch_fd(door.listen_fd, EPOLL_CTL_ADD, EPOLLIN, &door.listen_w) < 0) {
+        kd_log(KTLSX_LOG_ERROR, "door: epoll: %s", strerror(errno));
+        return close(door.listen_fd), door.listen_fd = -1, -1;
+    }
+    kd_log(KTLSX_LOG_INFO, "door open at %s (max_clients %zu, max_handshakes_per_uid %zu)", door.path,
+           conf->max_clients, conf->max_per_uid);
+    return 0;
+}
+
+void kd_door_set_conf(const struct kd_conf *conf) { door.conf = conf; }
+
+void kd_door_close(void)
+{
+    if (door.listen_fd < 0) return;
+    (void)kd_watch_fd(door.listen_fd, EPOLL_CTL_DEL, 0, &door.listen_w); /* an io_uring poll would keep it open */
+    close(door.listen_fd);
+    door.listen_fd = -1;
+    unlink(door.path);
+    door.closing = true;
+    for (struct client *c = door.clients, *next; c; c = next) {
+        next = c->next;
+        if (c->state == WAIT_REQUEST) read_request(c); /* a request already sent: answered "shutting down" */
+    }
+    for (struct client *c = door.clients, *next; c; c = next) {
+        next = c->next;
+        if (c->state == WAIT_REQUEST) client_free(c);
+    }
+    kd_log(KTLSX_LOG_INFO, "door closed: %zu handshakes still in flight finish; served %lu, failed %lu",
+           door.inflight, door.served, door.failed);
+}
+
+int kd_door_tick(void)
+{
+    int64_t now = kd_now_ms();
+    int next = -1;
+    for (struct client *c = door.clients, *nx; c; c = nx) {
+        nx = c->next;
+        int left;
+        if (c->state == HANDSHAKE) {
+            left = ktlsx_socket_timeout_ms(c->sock);
+            if (left == 0) {
+                drive(c); /* the step sees the deadline and says TIMEOUT */
+                continue;
+            }
+        } else {
+            if (now >= c->deadline) {
+                kd_log(KTLSX_LOG_DEBUG, "uid %u pid %d: door connection idle: closed", (unsigned)c->uid, (int)c->pid);
+                client_free(c);
+                continue;
+            }
+            left = (int)(c->deadline - now);
+        }
+        if (left >= 0 && (next < 0 || left < next)) next = left;
+    }
+    return next;
+}
+
+size_t kd_door_busy(void) { return door.nclients; }
+size_t kd_door_inflight(void) { return door.inflight; }

@@ -1,0 +1,178 @@
+/* ktlsxd's configuration file (daemon/conf.c), compiled into this test.
+ *
+ * - a file with every key: the daemon's settings, the profiles with their
+ *   roles, access lists (numbers, names, "*"), export_state; the lookup by
+ *   name and role; each profile's ktlsx_config is usable (a connection
+ *   starts on it);
+ * - kd_profile_allows: a profile listing nobody is root's, a uid list, a
+ *   primary gid list, "*";
+ * - refusals, each "FILE:LINE: problem" at the right line (or "FILE:
+ *   problem" for what concerns the whole file), the configuration freed
+ *   (ASan: no leak), including setter refusals (a cipher, a missing file). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "../../daemon/conf.c"
+#include "helpers/pki.h"
+
+/* The daemon's logging, which conf.c refers to: kept quiet here. */
+int kd_log_level = KTLSX_LOG_ERROR;
+void kd_log(int level, const char *fmt, ...)
+{
+    (void)level;
+    (void)fmt;
+}
+void kd_log_sink(void *arg, int level, const char *line)
+{
+    (void)arg;
+    (void)level;
+    (void)line;
+}
+
+static char conf_path[256];
+
+static struct kd_conf *load(const char *text, char *err, size_t errlen)
+{
+    snprintf(conf_path, sizeof conf_path, "%s", kxt_pki_path("test.conf"));
+    FILE *f = fopen(conf_path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    err[0] = '\0';
+    return kd_conf_load(conf_path, err, errlen);
+}
+
+static void test_good_file(void **state)
+{
+    (void)state;
+    char text[4096], err[1024];
+    snprintf(text, sizeof text,
+             "; comment\n"
+             "[daemon]\n"
+             "socket = /tmp/x.sock\n"
+             "log_level = debug\n"
+             "event_loop = epoll\n"
+             "max_clients = 10\n"
+             "max_handshakes_per_uid = 3\n"
+             "request_timeout_ms = 500\n"
+             "handshake_timeout_ms = 700\n"
+             "max_handshake_timeout_ms = 900\n"
+             "[server web]\n"
+             "cert = %s\nkey = %s\n"
+             "cert = %s\nkey = %s\n"
+             "alpn = h2,http/1.1\nversions = 1.3\nciphers = TLS_AES_256_GCM_SHA384\ngroups = x25519\n"
+             "tickets = 0\nsession_cache = 0\nverify_client = optional\nca = %s\n"
+             "allow_uids = 1000, root 2000\nallow_gids = 50\nexport_state = yes\n"
+             "[client web]\n"
+             "ca = %s\nversions = 1.2-1.3\nallow_uids = *\n",
+             kxt_pki_path("server-ecdsa.pem"), kxt_pki_path("server-ecdsa.key"), kxt_pki_path("server-rsa.pem"),
+             kxt_pki_path("server-rsa.key"), kxt_pki_path("ca.pem"), kxt_pki_path("ca.pem"));
+    struct kd_conf *c = load(text, err, sizeof err);
+    if (!c) fail_msg("%s", err);
+    assert_string_equal(c->socket_path, "/tmp/x.sock");
+    assert_int_equal(c->log_level, KTLSX_LOG_DEBUG);
+    assert_true(c->epoll_only);
+    assert_int_equal(c->max_clients, 10);
+    assert_int_equal(c->max_per_uid, 3);
+    assert_int_equal(c->request_timeout_ms, 500);
+    assert_int_equal(c->handshake_timeout_ms, 700);
+    assert_int_equal(c->max_handshake_timeout_ms, 900);
+    assert_int_equal(c->nprofiles, 2);
+    const struct kd_profile *s = kd_conf_profile(c, "web", KTLSX_SERVER), *cl = kd_conf_profile(c, "web", KTLSX_CLIENT);
+    assert_non_null(s);
+    assert_non_null(cl);
+    assert_null(kd_conf_profile(c, "nope", KTLSX_SERVER));
+    assert_int_equal(s->role, KTLSX_SERVER);
+    assert_int_equal(s->certs, 2);
+    assert_true(s->export_state);
+    assert_false(cl->export_state);
+    assert_int_equal(s->nuids, 3);
+    assert_int_equal(s->uids[1], 0); /* root */
+    assert_true(kd_profile_allows(s, 1000, 1));
+    assert_true(kd_profile_allows(s, 0, 1));
+    assert_true(kd_profile_allows(s, 77, 50));
+    assert_false(kd_profile_allows(s, 77, 51));
+    assert_true(kd_profile_allows(cl, 12345, 12345));
+    /* Each profile's configuration is a working one. */
+    ktlsx_conn *conn = ktlsx_conn_new(s->cfg, NULL);
+    assert_non_null(conn);
+    ktlsx_conn_free(conn);
+    kd_conf_free(c);
+}
+
+static void test_nobody_listed(void **state)
+{
+    (void)state;
+    char text[1024], err[1024];
+    snprintf(text, sizeof text, "[server a]\ncert = %s\nkey = %s\n", kxt_pki_path("server-ecdsa.pem"),
+             kxt_pki_path("server-ecdsa.key"));
+    struct kd_conf *c = load(text, err, sizeof err);
+    if (!c) fail_msg("%s", err);
+    const struct kd_profile *p = kd_conf_profile(c, "a", KTLSX_SERVER);
+    assert_true(kd_profile_allows(p, 0, 0));
+    assert_false(kd_profile_allows(p, 1000, 0)); /* gid 0 is no key: a list must name it */
+    assert_string_equal(c->socket_path, KTLSX_DOOR_DEFAULT_PATH);
+    assert_false(c->epoll_only);
+    kd_conf_free(c);
+}
+
+/* `body` ("%1$s" = a cert line pair) must be refused with ":LINE: want" (want a prefix). */
+static void refused(const char *body, int line, const char *want)
+{
+    char text[2048], err[1024], expect[1200];
+    char pair[600];
+    snprintf(pair, sizeof pair, "cert = %s\nkey = %s", kxt_pki_path("server-ecdsa.pem"),
+             kxt_pki_path("server-ecdsa.key"));
+    snprintf(text, sizeof text, body, pair);
+    assert_null(load(text, err, sizeof err));
+    if (line > 0) snprintf(expect, sizeof expect, "%s:%d: %s", conf_path, line, want);
+    else snprintf(expect, sizeof expect, "%s: %s", conf_path, want);
+    if (strncmp(err, expect, strlen(expect)) != 0) fail_msg("got '%s'\nwant '%s...'", err, expect);
+}
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    refused("[server a]\n%1$s\nkey = /x\n", 4, "key without a cert line before it");
+    refused("[server a]\n%1$s\ncert = /x\n", 4, "cert without a key line after it");
+    refused("[server a]\n%1$s\ncert = /x\ncert = /y\n", 4, "cert without a key line after it");
+    refused("[server a]\ncert = /nonexistent.pem\nkey = /nonexistent.key\n", 3, "");
+    refused("[server a]\n%1$s\nciphers = NOPE\n", 4, "");
+    refused("[server a]\n%1$s\ntickets = 17\n", 4, "tickets: want 0 (off) to 16, not '17'");
+    refused("[server a]\n%1$s\nsession_cache = -1\n", 4, "session_cache: want 0 (off) to 1000000 entries");
+    refused("[server a]\n%1$s\nverify_client = maybe\n", 4, "verify_client: want none, optional or require");
+    refused("[client a]\nverify_client = require\n", 2, "unknown key 'verify_client' in a client profile");
+    refused("[client a]\ntickets = 1\n", 2, "unknown key 'tickets' in a client profile");
+    refused("[server a]\n%1$s\nexport_state = perhaps\n", 4, "export_state: want yes or no, not 'perhaps'");
+    refused("[server a]\n%1$s\nversions = 1.3-1.2\n", 4, "versions: want 1.2, 1.3 or 1.2-1.3, not '1.3-1.2'");
+    refused("[server a]\n%1$s\nallow_gids = *\n", 4, "allow_gids: no group '*'");
+    refused("[server a]\n%1$s\nallow_uids = 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 "
+            "30 31 32 33\n", 4, "allow_uids: more than 32 entries");
+    refused("[server a b]\n%1$s\n", 1, "profile name 'a b': letters, digits");
+    refused("[server ]\n%1$s\n", 1, "profile name empty or over 64 bytes");
+    refused("[daemon]\nsocket = relative.sock\n", 2, "socket: want an absolute path");
+    refused("[daemon]\nmax_clients = 0\n", 2, "max_clients: want 1 to 1000000, not '0'");
+    refused("[daemon]\nrequest_timeout_ms = 5\n", 2, "request_timeout_ms: want 10 to 3600000, not '5'");
+    refused("[daemon]\nworkers = 4\n", 2, "unknown key 'workers' in [daemon]");
+    refused("[daemon]\nhandshake_timeout_ms = 9000\nmax_handshake_timeout_ms = 8000\n[server a]\n%1$s\n", 0,
+            "handshake_timeout_ms is over max_handshake_timeout_ms");
+    refused("[daemon]\nticket_key_file = /nonexistent.key\n[server a]\n%1$s\n", 0, "ticket_key_file: ");
+    refused("[daemon]\nlog_level = info\n", 0, "no [server NAME] or [client NAME] profile");
+    refused("[server a]\n%1$s\n[client a]\nallow_uids = 0\n[server a]\nalpn = h2\n", 6, "[server a] appears twice");
+    char err[256];
+    assert_null(kd_conf_load("/nonexistent/ktlsxd.conf", err, sizeof err));
+    assert_string_equal(err, "/nonexistent/ktlsxd.conf: No such file or directory");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_good_file),
+        cmocka_unit_test(test_nobody_listed),
+        cmocka_unit_test(test_refusals),
+    };
+    return cmocka_run_group_tests(tests, kxt_pki_group_setup, kxt_pki_group_teardown);
+}
