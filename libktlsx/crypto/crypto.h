@@ -1,6 +1,6 @@
 /* Crypto glue: the only place that talks to OpenSSL libcrypto (never libssl).
  *
- * Algorithms (EVP_MD, EVP_CIPHER, EVP_KDF, EVP_MAC) are fetched once at first
+ * Algorithms (EVP_MD, EVP_CIPHER) are fetched once at first
  * use (kx_crypto_init, thread-safe) and reused: the handshake rate depends on
  * not re-fetching per handshake. */
 #ifndef KX_CRYPTO_CRYPTO_H

@@ -128,7 +128,10 @@ kx_result kx_kex_derive(uint16_t group, EVP_PKEY *priv, const uint8_t *peer, siz
     kx_result r = KX_OK;
     if (ctx == NULL || EVP_PKEY_derive_init(ctx) <= 0)
         r = KX_FAIL(KX_ALERT_INTERNAL_ERROR, "key agreement init failed");
-    else if (EVP_PKEY_derive_set_peer_ex(ctx, peer_key, 1) <= 0)
+    /* Validating an X25519/X448 peer key is only a presence check in the
+     * provider, at the cost of a second context; the all-zero check below is
+     * the real one.  EC points are checked against the curve. */
+    else if (EVP_PKEY_derive_set_peer_ex(ctx, peer_key, !G_IS_X(g)) <= 0)
         r = KX_FAIL(KX_ALERT_ILLEGAL_PARAMETER, "invalid key share");
     else if (EVP_PKEY_derive(ctx, out, &outlen) <= 0)
         /* X25519 fails here on a low-order point (all-zero result). */

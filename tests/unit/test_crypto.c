@@ -59,6 +59,22 @@ static void test_hmac_rfc4231_case2(void **state)
                "8e2240ca5e69e2c78b3239ecfab21649");
 }
 
+/* RFC 4231 case 6: a key longer than the hash block is hashed first (RFC 2104 §2);
+ * 131 bytes is longer than both SHA-256's 64-byte and SHA-384's 128-byte block. */
+static void test_hmac_rfc4231_case6_long_key(void **state)
+{
+    (void)state;
+    static const char data[] = "Test Using Larger Than Block-Size Key - Hash Key First";
+    uint8_t key[131], out[KX_MAX_HASH];
+    memset(key, 0xaa, sizeof key);
+    OK(kx_hmac(KX_HASH_SHA256, key, sizeof key, (const uint8_t *)data, sizeof data - 1, out));
+    assert_hex(out, 32, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+    OK(kx_hmac(KX_HASH_SHA384, key, sizeof key, (const uint8_t *)data, sizeof data - 1, out));
+    assert_hex(out, 48,
+               "4ece084485813e9088d2c63a041bc5b44f9ef1012a2b588f3cd11f05033ac4c6"
+               "0c2ef6ab4030fe8296248df163f44952");
+}
+
 static void test_hkdf_extract_rfc5869(void **state)
 {
     (void)state;
@@ -735,6 +751,7 @@ int main(void)
         cmocka_unit_test(test_hash_abc),
         cmocka_unit_test(test_aead_aes128_ccm), /* conf-b */
         cmocka_unit_test(test_hmac_rfc4231_case2),
+        cmocka_unit_test(test_hmac_rfc4231_case6_long_key),
         cmocka_unit_test(test_hkdf_extract_rfc5869),
         cmocka_unit_test(test_hkdf_expand_label_lengths),
         cmocka_unit_test(test_tls12_prf_vectors),
