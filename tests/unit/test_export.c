@@ -37,6 +37,7 @@
 #include "handshake/conn.h"
 #include "core/wipe.h"
 #include "ktls/ktls.h"
+#include "ktlsx/daemon.h"
 #include "helpers/pki.h"
 #include "helpers/engine_pair.h"
 
@@ -630,50 +631,8 @@ static void test_bad_blobs_tls12(void **state)
 
 /* ---- two processes ---- */
 
-/* One message on a unix socket: a 4-byte length, the bytes, and optionally an fd. */
-static int send_msg(int sock, const void *data, size_t len, int fd)
-{
-    uint8_t hdr[4] = { (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8), (uint8_t)len };
-    struct iovec iov[2] = { { hdr, sizeof hdr }, { (void *)data, len } };
-    union {
-        struct cmsghdr h;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } ctl;
-    struct msghdr m = { .msg_iov = iov, .msg_iovlen = 2 };
-    if (fd >= 0) {
-        memset(&ctl, 0, sizeof ctl);
-        m.msg_control = ctl.buf;
-        m.msg_controllen = sizeof ctl.buf;
-        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof fd);
-    }
-    return sendmsg(sock, &m, 0) == (ssize_t)(sizeof hdr + len) ? 0 : -1;
-}
-
-/* SOCK_SEQPACKET keeps the message whole; returns its length or -1. */
-static long recv_msg(int sock, uint8_t *data, size_t cap, int *fd)
-{
-    uint8_t buf[4 + KTLSX_EXPORT_MAX + 64];
-    struct iovec iov = { buf, sizeof buf };
-    union {
-        struct cmsghdr h;
-        char b[CMSG_SPACE(sizeof(int))];
-    } ctl;
-    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof ctl.b };
-    ssize_t n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
-    if (fd) *fd = -1;
-    if (n < 4) return -1;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && fd) memcpy(fd, CMSG_DATA(c), sizeof *fd);
-    size_t len = ((size_t)buf[0] << 24) | ((size_t)buf[1] << 16) | ((size_t)buf[2] << 8) | buf[3];
-    if (len != (size_t)n - 4 || len > cap) return -1;
-    memcpy(data, buf + 4, len);
-    kx_wipe(buf, sizeof buf);
-    return (long)len;
-}
+/* The state and the socket travel as ktlsxd hands them back: one SOCK_SEQPACKET
+ * message with the descriptor attached (ktlsx_send_fd / ktlsx_recv_fd). */
 
 static int flush_fd(ktlsx_conn *c, int fd)
 {
@@ -705,7 +664,7 @@ static void child_main(int ctl, enum ktlsx_role role)
     alarm(30);
     uint8_t b[KTLSX_EXPORT_MAX];
     int fd;
-    long n = recv_msg(ctl, b, sizeof b, &fd);
+    long n = ktlsx_recv_fd(ctl, b, sizeof b, &fd, 0);
     if (n <= 0 || fd < 0) _exit(10);
     ktlsx_config *cfg = ktlsx_config_new(role); /* never had a certificate, key or CA */
     const char *why = NULL;
@@ -732,7 +691,7 @@ static void child_main(int ctl, enum ktlsx_role role)
     uint8_t sess[4096];
     long sn = role == KTLSX_CLIENT ? ktlsx_get_session(c, sess, sizeof sess) : 0;
     if (sn < 0) _exit(17);
-    if (send_msg(ctl, sess, (size_t)sn, -1) != 0) _exit(18);
+    if (ktlsx_send_fd(ctl, sess, (size_t)sn, -1, 0) != 0) _exit(18);
     kx_wipe(sess, sizeof sess);
     if (ktlsx_close_notify(c) != 0 || flush_fd(c, fd) != 0) _exit(19);
     ktlsx_conn_free(c);
@@ -815,7 +774,7 @@ static void run_two_processes(const suite_case *sc, enum ktlsx_role child_role)
     int handed_fd = child_client ? cfd : sfd, peer_fd = child_client ? sfd : cfd;
     blob b;
     export_ok(handed, &b);
-    assert_int_equal(send_msg(ctl[0], b.data, b.len, handed_fd), 0);
+    assert_int_equal(ktlsx_send_fd(ctl[0], b.data, b.len, handed_fd, 0), 0);
     kx_wipe(b.data, sizeof b.data);
     ktlsx_conn_free(handed);
     close(handed_fd);
@@ -833,7 +792,9 @@ static void run_two_processes(const suite_case *sc, enum ktlsx_role child_role)
     assert_int_equal(flush_fd(peer, peer_fd), 0);
 
     uint8_t sess[4096];
-    long sn = recv_msg(ctl[0], sess, sizeof sess, NULL);
+    int no_fd = -1;
+    long sn = ktlsx_recv_fd(ctl[0], sess, sizeof sess, &no_fd, 0);
+    if (no_fd >= 0) close(no_fd);
     int status = 0;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
