@@ -203,17 +203,21 @@ LINT_SRCS += $(EXAMPLE_SRCS)
 # driver (tests/daemon/door_load.c) links the static library too.
 DAEMON_SRCS := $(wildcard daemon/*.c)
 DAEMON_OBJS := $(DAEMON_SRCS:%.c=$(O)/obj/%.o)
-all: $(O)/bin/ktlsxd $(O)/tests/door_load
+all: $(O)/bin/ktlsxd $(O)/bin/ktlsxctl $(O)/tests/door_load
 $(O)/obj/daemon/%.o: daemon/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CLI_CFLAGS) -MMD -MP -c $< -o $@
 $(O)/bin/ktlsxd: $(DAEMON_OBJS) $(O)/lib/libktlsx.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJS) $(O)/lib/libktlsx.a -linih -luring $(LDLIBS)
+# ktlsxctl speaks the control socket's text protocol: no library needed.
+$(O)/bin/ktlsxctl: daemon/ctl/ktlsxctl.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CLI_CFLAGS) $(LDFLAGS) -o $@ $<
 $(O)/tests/door_load: tests/daemon/door_load.c $(O)/lib/libktlsx.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CLI_CFLAGS) -o $@ $< $(O)/lib/libktlsx.a $(LDFLAGS) $(LDLIBS)
-LINT_SRCS += $(DAEMON_SRCS)
+LINT_SRCS += $(DAEMON_SRCS) daemon/ctl/ktlsxctl.c
 # tests/unit/test_daemon_conf.c compiles daemon/conf.c in: it needs libinih too.
 $(O)/tests/test_daemon_conf: LDLIBS += -linih
 $(O)/tests/test_daemon_conf: daemon/conf.c daemon/ktlsxd.h

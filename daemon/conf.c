@@ -13,6 +13,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <grp.h>
 #include <ini.h>
 #include <pwd.h>
@@ -159,6 +160,33 @@ static int daemon_key(struct parse *p, const char *name, const char *v)
             return problem(p, p->line, "%s: want 10 to 3600000, not '%s'", name, v), -1;
         *(name[0] == 'r' ? &c->request_timeout_ms : name[0] == 'h' ? &c->handshake_timeout_ms
                                                                     : &c->max_handshake_timeout_ms) = (int)n;
+    } else if (!strcmp(name, "workers")) {
+        if (!strcmp(v, "auto")) return c->workers = 0, 0;
+        if (parse_uint(v, KD_MAX_WORKERS, &n) < 0 || n == 0)
+            return problem(p, p->line, "workers: want auto or 1 to %d, not '%s'", KD_MAX_WORKERS, v), -1;
+        c->workers = (int)n;
+    } else if (!strcmp(name, "control_socket")) {
+        if (!strcmp(v, "none")) return c->control_path[0] = '\0', c->control_set = true, 0;
+        if (v[0] != '/' || strlen(v) >= sizeof c->control_path)
+            return problem(p, p->line, "control_socket: want none or an absolute path under %zu bytes, not '%s'",
+                           sizeof c->control_path, v), -1;
+        copy_str(c->control_path, sizeof c->control_path, v);
+        c->control_set = true;
+    } else if (!strcmp(name, "control_allow_uids")) {
+        struct kd_profile ids = { 0 };
+        ids.line = p->line;
+        if (parse_ids(p, &ids, v, false) < 0) return -1;
+        memcpy(c->control_uids, ids.uids, sizeof c->control_uids);
+        c->ncontrol_uids = ids.nuids;
+        c->control_any_uid = ids.any_uid;
+    } else if (!strcmp(name, "user")) {
+        if (!v[0] || strlen(v) >= sizeof c->user) return problem(p, p->line, "user: want a user name"), -1;
+        /* Checked at start (not here): --check on a build machine without the user stays useful. */
+        copy_str(c->user, sizeof c->user, v);
+    } else if (!strcmp(name, "ticket_rotation_s")) {
+        if (parse_uint(v, 7 * 86400, &n) < 0 || (n != 0 && n < 60))
+            return problem(p, p->line, "ticket_rotation_s: want 0 (never) or 60 to 604800, not '%s'", v), -1;
+        c->ticket_rotation_s = (unsigned)n;
     } else {
         return problem(p, p->line, "unknown key '%s' in [daemon]", name), -1;
     }
@@ -308,6 +336,7 @@ struct kd_conf *kd_conf_load(const char *path, char *err, size_t errlen)
     c->request_timeout_ms = 10000;
     c->handshake_timeout_ms = 30000;
     c->max_handshake_timeout_ms = 120000;
+    c->ticket_rotation_s = 3600;
     p.f = fopen(path, "r");
     if (!p.f) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -324,6 +353,20 @@ struct kd_conf *kd_conf_load(const char *path, char *err, size_t errlen)
                 p.err_line = -1;
                 break;
             }
+    for (size_t i = 0; i < c->nprofiles && !p.err[0] && c->nticket_key_files == 0; i++)
+        if (c->profiles[i].role == KTLSX_SERVER &&
+            ktlsx_config_set_ticket_rotation(c->profiles[i].cfg, c->ticket_rotation_s) < 0) {
+            snprintf(p.err, sizeof p.err, "ticket_rotation_s: %s", ktlsx_config_error(c->profiles[i].cfg));
+            p.err_line = -1;
+        }
+    if (!c->control_set) { /* beside the door: /run/ktlsx/ktlsxd.sock -> /run/ktlsx/ktlsxd.ctl */
+        size_t n = strlen(c->socket_path);
+        if (n > 5 && !strcmp(c->socket_path + n - 5, ".sock")) n -= 5;
+        if (n + 4 < sizeof c->control_path)
+            snprintf(c->control_path, sizeof c->control_path, "%.*s.ctl", (int)n, c->socket_path);
+        else
+            snprintf(p.err, sizeof p.err, "socket path too long to put the control socket beside it: set control_socket");
+    }
     if (!p.err[0] && c->nprofiles == 0) snprintf(p.err, sizeof p.err, "no [server NAME] or [client NAME] profile");
     if (!p.err[0] && c->handshake_timeout_ms > c->max_handshake_timeout_ms)
         snprintf(p.err, sizeof p.err, "handshake_timeout_ms is over max_handshake_timeout_ms");
@@ -342,15 +385,41 @@ const struct kd_profile *kd_conf_profile(const struct kd_conf *conf, const char 
     return NULL;
 }
 
-/* A listed uid or primary gid (SO_PEERCRED carries only the primary group);
+/* A listed uid, primary gid (SO_PEERCRED) or supplementary group (SO_PEERGROUPS);
  * a profile that lists nobody is root's alone. */
-bool kd_profile_allows(const struct kd_profile *p, uid_t uid, gid_t gid)
+bool kd_profile_allows(const struct kd_profile *p, uid_t uid, gid_t gid, const gid_t *groups, size_t ngroups)
 {
     if (p->any_uid) return true;
     if (p->nuids == 0 && p->ngids == 0) return uid == 0;
     for (size_t i = 0; i < p->nuids; i++)
         if (p->uids[i] == uid) return true;
-    for (size_t i = 0; i < p->ngids; i++)
+    for (size_t i = 0; i < p->ngids; i++) {
         if (p->gids[i] == gid) return true;
+        for (size_t k = 0; k < ngroups; k++)
+            if (p->gids[i] == groups[k]) return true;
+    }
     return false;
+}
+
+/* The configuration in force.  Workers read it under the read lock for a
+ * request's profile checks; a reload takes the write lock only to swap the
+ * pointer, so a reader never sees a configuration being freed. */
+static pthread_rwlock_t current_lock = PTHREAD_RWLOCK_INITIALIZER;
+static struct kd_conf *current;
+
+const struct kd_conf *kd_conf_hold(void)
+{
+    pthread_rwlock_rdlock(&current_lock);
+    return current;
+}
+
+void kd_conf_drop(void) { pthread_rwlock_unlock(&current_lock); }
+
+struct kd_conf *kd_conf_swap(struct kd_conf *next)
+{
+    pthread_rwlock_wrlock(&current_lock);
+    struct kd_conf *prev = current;
+    current = next;
+    pthread_rwlock_unlock(&current_lock);
+    return prev;
 }

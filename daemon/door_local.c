@@ -10,11 +10,16 @@
  *                 sends again before its answer ends its handshake;
  *   SENDING       the answer waits for room in the door socket.
  * After the answer the connection waits for the next request.  Nothing here
- * blocks or sleeps: one thread carries every door connection.  The caller's
- * identity is SO_PEERCRED of the door connection, taken once at accept. */
+ * blocks or sleeps.  Every worker thread runs this file on its own event loop
+ * (`door` is thread-local): all of them watch the one listening socket, and a
+ * door connection stays with the worker that accepted it.  What the limits
+ * need across workers (door connections open, handshakes per uid) is in
+ * `shared`, under atomics or a mutex.  The caller's identity is SO_PEERCRED
+ * (and SO_PEERGROUPS) of the door connection, taken once at accept. */
 #include "ktlsxd.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <netinet/in.h>
@@ -30,6 +35,8 @@
 #include <arpa/inet.h>
 #include <openssl/crypto.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
+#include <stdatomic.h>
 
 enum client_state { WAIT_REQUEST, HANDSHAKE, SENDING };
 
@@ -41,6 +48,9 @@ struct client {
     uid_t uid;
     gid_t gid;
     pid_t pid;
+    gid_t groups[KD_MAX_GROUPS]; /* supplementary groups, as far as KD_MAX_GROUPS */
+    size_t ngroups;
+    int64_t started;  /* HANDSHAKE: when it began, for the latency histogram */
     int64_t deadline; /* WAIT_REQUEST / SENDING: when the door connection is cut */
     ktlsx_socket *sock;
     uint32_t app_events;
@@ -55,16 +65,70 @@ struct client {
     size_t answer_len;
 };
 
-static struct {
-    const struct kd_conf *conf;
+/* One per worker thread. */
+static _Thread_local struct {
     struct kd_watch listen_w;
-    int listen_fd;
-    char path[108];
     bool closing;
     struct client *clients, *dead;
-    size_t nclients, inflight;
-    unsigned long served, failed;
-} door = { .listen_fd = -1 };
+    size_t nclients, inflight; /* this worker's */
+} door;
+
+/* Callers with handshakes in flight, for max_handshakes_per_uid across workers:
+ * a small table scanned under a mutex (a start and a finish per handshake). */
+#define UID_SLOTS 1024
+static struct {
+    int listen_fd;
+    char path[108];
+    bool adopted; /* systemd's socket: its file is systemd's to remove */
+    atomic_bool closing;
+    atomic_size_t nclients, inflight; /* all workers' */
+    pthread_mutex_t uid_lock;
+    struct { uid_t uid; size_t n; } uids[UID_SLOTS];
+} shared = { .listen_fd = -1, .uid_lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* One more handshake for `uid`, unless it has `max` already or the table is full. */
+static bool uid_acquire(uid_t uid, size_t max)
+{
+    pthread_mutex_lock(&shared.uid_lock);
+    size_t free_slot = UID_SLOTS, i;
+    for (i = 0; i < UID_SLOTS; i++) {
+        if (shared.uids[i].n && shared.uids[i].uid == uid) break;
+        if (!shared.uids[i].n && free_slot == UID_SLOTS) free_slot = i;
+    }
+    bool ok = false;
+    if (i < UID_SLOTS) ok = shared.uids[i].n < max && ++shared.uids[i].n;
+    else if (free_slot < UID_SLOTS) ok = (shared.uids[free_slot].uid = uid, shared.uids[free_slot].n = 1);
+    pthread_mutex_unlock(&shared.uid_lock);
+    return ok;
+}
+
+static void uid_release(uid_t uid)
+{
+    pthread_mutex_lock(&shared.uid_lock);
+    for (size_t i = 0; i < UID_SLOTS; i++)
+        if (shared.uids[i].n && shared.uids[i].uid == uid) {
+            shared.uids[i].n--;
+            break;
+        }
+    pthread_mutex_unlock(&shared.uid_lock);
+}
+
+static int request_timeout_ms(void)
+{
+    int ms = kd_conf_hold()->request_timeout_ms;
+    kd_conf_drop();
+    return ms;
+}
+
+/* A handshake ends (either way): the counters that bound it. */
+static void handshake_over(struct client *c)
+{
+    ktlsx_socket_free(c->sock);
+    c->sock = NULL;
+    door.inflight--;
+    atomic_fetch_sub(&shared.inflight, 1);
+    uid_release(c->uid);
+}
 
 static void on_door(struct kd_watch *w, uint32_t events);
 static void on_app(struct kd_watch *w, uint32_t events);
@@ -73,10 +137,7 @@ static void client_free(struct client *c)
 {
     (void)kd_watch_fd(c->door, EPOLL_CTL_DEL, 0, &c->door_w);
     if (c->app >= 0) (void)kd_watch_fd(c->app, EPOLL_CTL_DEL, 0, &c->app_w);
-    if (c->sock) {
-        ktlsx_socket_free(c->sock);
-        door.inflight--;
-    }
+    if (c->sock) handshake_over(c);
     if (c->app >= 0) close(c->app); /* our copy only: the caller keeps its own */
     if (c->answer) OPENSSL_clear_free(c->answer, c->answer_len);
     close(c->door);
@@ -84,6 +145,7 @@ static void client_free(struct client *c)
     else door.clients = c->next;
     if (c->next) c->next->prev = c->prev;
     door.nclients--;
+    atomic_fetch_sub(&shared.nclients, 1);
     c->dead = true;
     c->dead_next = door.dead;
     door.dead = c;
@@ -106,7 +168,7 @@ void kd_door_reap(void)
 static void wait_request(struct client *c)
 {
     c->state = WAIT_REQUEST;
-    c->deadline = kd_now_ms() + door.conf->request_timeout_ms;
+    c->deadline = kd_now_ms() + request_timeout_ms();
     if (kd_watch_fd(c->door, EPOLL_CTL_MOD, EPOLLIN, &c->door_w) < 0) client_free(c);
 }
 
@@ -140,7 +202,7 @@ static void answer(struct client *c, const struct ktlsx_daemon_result *res, cons
     OPENSSL_cleanse(buf, (size_t)n);
     c->answer_len = (size_t)n;
     c->state = SENDING;
-    c->deadline = kd_now_ms() + door.conf->request_timeout_ms;
+    c->deadline = kd_now_ms() + request_timeout_ms();
     if (kd_watch_fd(c->door, EPOLL_CTL_MOD, EPOLLOUT, &c->door_w) < 0) client_free(c);
 }
 
@@ -154,7 +216,7 @@ static void refuse(struct client *c, int status, const char *fmt, ...)
     va_end(ap);
     if (c->app >= 0) close(c->app); /* refused before any handshake: the socket was never ours to use */
     c->app = -1;
-    door.failed++;
+    kd_stats_refused(KD_DOOR_LOCAL, c->profile, status);
     kd_log(KTLSX_LOG_INFO, "uid %u pid %d profile '%s': %s: %s", (unsigned)c->uid, (int)c->pid, c->profile,
            ktlsx_door_status_name(status), res.message);
     answer(c, &res, NULL, 0);
@@ -179,13 +241,6 @@ static const char *socket_problem(int fd)
     if (ti.tcpi_state == TCP_CLOSE_WAIT) return "the peer has already closed the connection";
     if (ti.tcpi_state != TCP_ESTABLISHED) return "not a connected TCP socket";
     return NULL;
-}
-
-static size_t inflight_of(uid_t uid)
-{
-    size_t n = 0;
-    for (const struct client *c = door.clients; c; c = c->next) n += c->state == HANDSHAKE && c->uid == uid;
-    return n;
 }
 
 static bool in_list(const char *list, const char *item)
@@ -279,16 +334,14 @@ static void finish(struct client *c, int rc)
                                              : KTLSX_DOOR_HANDSHAKE_FAILED;
         snprintf(res.message, sizeof res.message, "%s", ktlsx_socket_error(c->sock));
     }
-    if (res.status == KTLSX_DOOR_OK) door.served++;
-    else door.failed++;
+    kd_stats_handshake(KD_DOOR_LOCAL, c->profile, res.status, res.alert, rc == KTLSX_IO_OK && res.resumed,
+                       kd_now_ms() - c->started);
     kd_log(res.status == KTLSX_DOOR_OK ? KTLSX_LOG_DEBUG : KTLSX_LOG_INFO,
            "uid %u pid %d profile '%s': %s%s%s %s %s resumed=%d ktls=%s", (unsigned)c->uid, (int)c->pid, c->profile,
            ktlsx_door_status_name(res.status), res.message[0] ? ": " : "", res.message,
            rc == KTLSX_IO_OK ? ktlsx_version_name(conn) : "-", rc == KTLSX_IO_OK ? ktlsx_cipher_name(conn) : "-",
            res.resumed, ktlsx_socket_ktls_name(c->sock));
-    ktlsx_socket_free(c->sock);
-    c->sock = NULL;
-    door.inflight--;
+    handshake_over(c);
     close(c->app);
     c->app = -1;
     answer(c, &res, blob, (size_t)blob_len);
@@ -311,37 +364,63 @@ static void drive(struct client *c)
     }
 }
 
-static void start(struct client *c, const struct ktlsx_door_request *req, int fd)
+/* The profile checks, under the configuration lock: the handshake's socket
+ * holds a reference on the profile's ktlsx_config, so a reload may free the
+ * rest once this returns.  0 = c->sock is set up; else the refusal's status
+ * with its message in why. */
+static int begin(struct client *c, const struct ktlsx_door_request *req, int fd, char *why, size_t cap)
 {
-    const struct kd_conf *conf = door.conf;
+    const struct kd_conf *conf = kd_conf_hold();
     const struct kd_profile *p = kd_conf_profile(conf, req->profile, req->role);
     const char *problem;
+    int status = KTLSX_DOOR_OK;
+    if (atomic_load(&shared.closing) || door.closing) {
+        status = KTLSX_DOOR_SHUTTING_DOWN, snprintf(why, cap, "the daemon is stopping");
+    } else if (!p) {
+        status = KTLSX_DOOR_NO_PROFILE;
+        snprintf(why, cap, "no %s profile '%s'", req->role == KTLSX_SERVER ? "server" : "client", req->profile);
+    } else if (!kd_profile_allows(p, c->uid, c->gid, c->groups, c->ngroups)) {
+        status = KTLSX_DOOR_DENIED;
+        snprintf(why, cap, "uid %u (gid %u) may not use profile '%s'", (unsigned)c->uid, (unsigned)c->gid,
+                 req->profile);
+    } else if (fd < 0) {
+        status = KTLSX_DOOR_BAD_SOCKET, snprintf(why, cap, "no socket came with the request");
+    } else if ((problem = socket_problem(fd)) != NULL) {
+        status = KTLSX_DOOR_BAD_SOCKET, snprintf(why, cap, "%s", problem);
+    } else if (!uid_acquire(c->uid, conf->max_per_uid)) {
+        status = KTLSX_DOOR_BUSY;
+        snprintf(why, cap, "uid %u has %zu handshakes in flight (max_handshakes_per_uid)", (unsigned)c->uid,
+                 conf->max_per_uid);
+    } else {
+        int timeout = req->timeout_ms == 0 ? conf->handshake_timeout_ms
+                      : req->timeout_ms > (uint32_t)conf->max_handshake_timeout_ms ? conf->max_handshake_timeout_ms
+                                                                                   : (int)req->timeout_ms;
+        c->sock = ktlsx_socket_new(p->cfg, fd,
+                                   req->role == KTLSX_CLIENT && req->server_name[0] ? req->server_name : NULL);
+        if (!c->sock || ktlsx_socket_set_timeouts(c->sock, timeout, 0) < 0) {
+            if (c->sock) ktlsx_socket_free(c->sock);
+            c->sock = NULL;
+            uid_release(c->uid);
+            status = KTLSX_DOOR_INTERNAL, snprintf(why, cap, "out of memory");
+        } else {
+            c->export_state = p->export_state;
+        }
+    }
+    kd_conf_drop();
+    return status;
+}
+
+static void start(struct client *c, const struct ktlsx_door_request *req, int fd)
+{
+    char why[KTLSX_DOOR_MESSAGE_MAX];
     c->app = fd;
     snprintf(c->profile, sizeof c->profile, "%s", req->profile);
-    if (door.closing) return refuse(c, KTLSX_DOOR_SHUTTING_DOWN, "the daemon is stopping");
-    if (!p)
-        return refuse(c, KTLSX_DOOR_NO_PROFILE, "no %s profile '%s'", req->role == KTLSX_SERVER ? "server" : "client",
-                      req->profile);
-    if (!kd_profile_allows(p, c->uid, c->gid))
-        return refuse(c, KTLSX_DOOR_DENIED, "uid %u (gid %u) may not use profile '%s'", (unsigned)c->uid,
-                      (unsigned)c->gid, req->profile);
-    if (fd < 0) return refuse(c, KTLSX_DOOR_BAD_SOCKET, "no socket came with the request");
-    if ((problem = socket_problem(fd)) != NULL) return refuse(c, KTLSX_DOOR_BAD_SOCKET, "%s", problem);
-    if (inflight_of(c->uid) >= conf->max_per_uid)
-        return refuse(c, KTLSX_DOOR_BUSY, "uid %u has %zu handshakes in flight (max_handshakes_per_uid)",
-                      (unsigned)c->uid, conf->max_per_uid);
-    int timeout = req->timeout_ms == 0 ? conf->handshake_timeout_ms
-                  : req->timeout_ms > (uint32_t)conf->max_handshake_timeout_ms ? conf->max_handshake_timeout_ms
-                                                                               : (int)req->timeout_ms;
-    c->sock = ktlsx_socket_new(p->cfg, fd, req->role == KTLSX_CLIENT && req->server_name[0] ? req->server_name : NULL);
-    if (!c->sock || ktlsx_socket_set_timeouts(c->sock, timeout, 0) < 0) {
-        if (c->sock) ktlsx_socket_free(c->sock);
-        c->sock = NULL;
-        return refuse(c, KTLSX_DOOR_INTERNAL, "out of memory");
-    }
+    int status = begin(c, req, fd, why, sizeof why);
+    if (status != KTLSX_DOOR_OK) return refuse(c, status, "%s", why);
     door.inflight++;
+    atomic_fetch_add(&shared.inflight, 1);
+    c->started = kd_now_ms();
     c->state = HANDSHAKE;
-    c->export_state = p->export_state;
     c->role = req->role;
     snprintf(c->server_name, sizeof c->server_name, "%s", req->server_name);
     snprintf(c->alpn, sizeof c->alpn, "%s", req->alpn);
@@ -350,9 +429,7 @@ static void start(struct client *c, const struct ktlsx_door_request *req, int fd
         kd_watch_fd(c->door, EPOLL_CTL_MOD, EPOLLIN | EPOLLRDHUP, &c->door_w) < 0) {
         struct ktlsx_daemon_result res = { .status = KTLSX_DOOR_INTERNAL };
         snprintf(res.message, sizeof res.message, "epoll: %s", strerror(errno));
-        ktlsx_socket_free(c->sock);
-        c->sock = NULL;
-        door.inflight--;
+        handshake_over(c);
         return answer(c, &res, NULL, 0);
     }
     drive(c); /* the peer's first flight may be there already */
@@ -387,7 +464,7 @@ static void on_door(struct kd_watch *w, uint32_t events)
     if (c->state == HANDSHAKE) { /* hung up, or spoke out of turn: the exchange ends here */
         kd_log(KTLSX_LOG_INFO, "uid %u pid %d profile '%s': caller %s during the handshake: cut", (unsigned)c->uid,
                (int)c->pid, c->profile, events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR) ? "left" : "sent again");
-        door.failed++;
+        kd_stats_handshake(KD_DOOR_LOCAL, c->profile, KTLSX_DOOR_PEER_CLOSED, 0, false, kd_now_ms() - c->started);
         return client_free(c);
     }
     if (ktlsx_send_fd(c->door, c->answer, c->answer_len, -1, MSG_DONTWAIT) == 0) {
@@ -411,22 +488,29 @@ static void on_listen(struct kd_watch *w, uint32_t events)
     (void)w;
     (void)events;
     for (int i = 0; i < 64; i++) { /* then let the others run */
-        int fd = accept4(door.listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
+        int fd = accept4(shared.listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) { /* EAGAIN: another worker took it */
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
                 kd_log(KTLSX_LOG_WARNING, "door: accept: %s", strerror(errno));
             return;
         }
         struct ucred cred;
         socklen_t len = sizeof cred;
-        struct client *c = door.nclients < door.conf->max_clients ? calloc(1, sizeof *c) : NULL;
+        const struct kd_conf *conf = kd_conf_hold();
+        size_t max_clients = conf->max_clients;
+        int request_ms = conf->request_timeout_ms;
+        kd_conf_drop();
+        size_t open = atomic_fetch_add(&shared.nclients, 1);
+        struct client *c = open < max_clients ? calloc(1, sizeof *c) : NULL;
         if (!c || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
             /* Full: say so in one answer rather than leave the caller guessing. */
+            atomic_fetch_sub(&shared.nclients, 1);
             struct ktlsx_daemon_result res = { .status = KTLSX_DOOR_BUSY };
             uint8_t buf[KTLSX_DOOR_ANSWER_HEADER + KTLSX_DOOR_MESSAGE_MAX];
-            snprintf(res.message, sizeof res.message, "%zu door connections open (max_clients)", door.nclients);
+            snprintf(res.message, sizeof res.message, "%zu door connections open (max_clients)", open);
             long n = ktlsx_door_answer_encode(&res, NULL, 0, buf, sizeof buf, NULL);
             if (n > 0) (void)ktlsx_send_fd(fd, buf, (size_t)n, -1, MSG_DONTWAIT);
+            kd_stats_refused(KD_DOOR_LOCAL, "", KTLSX_DOOR_BUSY);
             free(c);
             close(fd);
             continue;
@@ -438,62 +522,96 @@ static void on_listen(struct kd_watch *w, uint32_t events)
         c->uid = cred.uid;
         c->gid = cred.gid;
         c->pid = cred.pid;
+        /* Supplementary groups (Linux 4.13+); a caller in more than KD_MAX_GROUPS is judged on the
+         * first ones and its primary group (ERANGE), as is any caller on an older kernel. */
+        len = sizeof c->groups;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, c->groups, &len) == 0) c->ngroups = len / sizeof(gid_t);
+        else if (errno == ERANGE) c->ngroups = KD_MAX_GROUPS;
         c->next = door.clients;
         if (door.clients) door.clients->prev = c;
         door.clients = c;
         door.nclients++;
         c->state = WAIT_REQUEST;
-        c->deadline = kd_now_ms() + door.conf->request_timeout_ms;
+        c->deadline = kd_now_ms() + request_ms;
         if (kd_watch_fd(fd, EPOLL_CTL_ADD, EPOLLIN, &c->door_w) < 0) client_free(c);
     }
 }
 
-int kd_door_open(const struct kd_conf *conf)
+int kd_door_listen(const struct kd_conf *conf)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    door.conf = conf;
-    snprintf(door.path, sizeof door.path, "%s", conf->socket_path);
-    memcpy(sa.sun_path, door.path, strlen(door.path) + 1);
-    door.listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (door.listen_fd < 0) return kd_log(KTLSX_LOG_ERROR, "door: socket: %s", strerror(errno)), -1;
-    int rc = bind(door.listen_fd, (struct sockaddr *)&sa, sizeof sa);
+    snprintf(shared.path, sizeof shared.path, "%s", conf->socket_path);
+    memcpy(sa.sun_path, shared.path, strlen(shared.path) + 1);
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return kd_log(KTLSX_LOG_ERROR, "door: socket: %s", strerror(errno)), -1;
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
     if (rc < 0 && errno == EADDRINUSE) {
         /* A socket file left by a daemon that died: take it over only if nobody answers on it. */
         int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
         int alive = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
         if (probe >= 0) close(probe);
         if (alive) {
-            kd_log(KTLSX_LOG_ERROR, "door: %s: another daemon answers there", door.path);
-            return close(door.listen_fd), door.listen_fd = -1, -1;
+            kd_log(KTLSX_LOG_ERROR, "door: %s: another daemon answers there", shared.path);
+            return close(fd), -1;
         }
-        unlink(door.path);
-        rc = bind(door.listen_fd, (struct sockaddr *)&sa, sizeof sa);
+        unlink(shared.path);
+        rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
     }
     /* Anyone may knock: who may use which profile is SO_PEERCRED's business. */
-    if (rc < 0 || chmod(door.path, 0666) < 0 || listen(door.listen_fd, SOMAXCONN) < 0) {
-        kd_log(KTLSX_LOG_ERROR, "door: %s: %s", door.path, strerror(errno));
-        return close(door.listen_fd), door.listen_fd = -1, -1;
+    if (rc < 0 || chmod(shared.path, 0666) < 0 || listen(fd, SOMAXCONN) < 0) {
+        kd_log(KTLSX_LOG_ERROR, "door: %s: %s", shared.path, strerror(errno));
+        return close(fd), -1;
     }
-    door.listen_w.fn = on_listen;
-    if (kd_watch_fd(door.listen_fd, EPOLL_CTL_ADD, EPOLLIN, &door.listen_w) < 0) {
-        kd_log(KTLSX_LOG_ERROR, "door: epoll: %s", strerror(errno));
-        return close(door.listen_fd), door.listen_fd = -1, -1;
-    }
-    kd_log(KTLSX_LOG_INFO, "door open at %s (max_clients %zu, max_handshakes_per_uid %zu)", door.path,
+    shared.listen_fd = fd;
+    kd_log(KTLSX_LOG_INFO, "door open at %s (max_clients %zu, max_handshakes_per_uid %zu)", shared.path,
            conf->max_clients, conf->max_per_uid);
     return 0;
 }
 
-void kd_door_set_conf(const struct kd_conf *conf) { door.conf = conf; }
+int kd_door_adopt(int fd, const char *path)
+{
+    int type = 0;
+    socklen_t len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_SEQPACKET) {
+        kd_log(KTLSX_LOG_ERROR, "door: the socket systemd passed (fd %d) is not a unix SOCK_SEQPACKET socket", fd);
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) return -1;
+    shared.listen_fd = fd;
+    shared.adopted = true;
+    snprintf(shared.path, sizeof shared.path, "%s", path);
+    kd_log(KTLSX_LOG_INFO, "door: listening on the socket systemd passed (%s)", path);
+    return 0;
+}
+
+int kd_door_attach(void)
+{
+    door.listen_w.fn = on_listen;
+    if (kd_watch_fd(shared.listen_fd, EPOLL_CTL_ADD, EPOLLIN, &door.listen_w) < 0) {
+        kd_log(KTLSX_LOG_ERROR, "door: watch: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+void kd_door_stop(void)
+{
+    if (atomic_exchange(&shared.closing, true)) return;
+    if (!shared.adopted) unlink(shared.path); /* new callers are refused at once; the socket closes when the workers are done */
+}
+
+void kd_door_unlisten(void)
+{
+    if (shared.listen_fd >= 0) close(shared.listen_fd);
+    shared.listen_fd = -1;
+}
 
 void kd_door_close(void)
 {
-    if (door.listen_fd < 0) return;
-    (void)kd_watch_fd(door.listen_fd, EPOLL_CTL_DEL, 0, &door.listen_w); /* an io_uring poll would keep it open */
-    close(door.listen_fd);
-    door.listen_fd = -1;
-    unlink(door.path);
+    if (door.closing) return;
     door.closing = true;
+    (void)kd_watch_fd(shared.listen_fd, EPOLL_CTL_DEL, 0, &door.listen_w);
     for (struct client *c = door.clients, *next; c; c = next) {
         next = c->next;
         if (c->state == WAIT_REQUEST) read_request(c); /* a request already sent: answered "shutting down" */
@@ -502,8 +620,9 @@ void kd_door_close(void)
         next = c->next;
         if (c->state == WAIT_REQUEST) client_free(c);
     }
-    kd_log(KTLSX_LOG_INFO, "door closed: %zu handshakes still in flight finish; served %lu, failed %lu",
-           door.inflight, door.served, door.failed);
+    if (door.nclients)
+        kd_log(KTLSX_LOG_INFO, "door closed on this worker: %zu handshakes in flight and %zu answers unsent finish "
+               "(each by its deadline)", door.inflight, door.nclients - door.inflight);
 }
 
 int kd_door_tick(void)
@@ -533,4 +652,5 @@ int kd_door_tick(void)
 }
 
 size_t kd_door_busy(void) { return door.nclients; }
-size_t kd_door_inflight(void) { return door.inflight; }
+size_t kd_door_inflight(void) { return atomic_load(&shared.inflight); }
+size_t kd_door_open_total(void) { return atomic_load(&shared.nclients); }

@@ -1,7 +1,10 @@
 /* ktlsxd: declarations shared by its files.
- *   main.c        arguments, signals, the event loop
+ *   main.c        arguments, privileges, signals, the worker threads
+ *   loop.c        one event loop per thread: io_uring, else epoll
  *   conf.c        the INI configuration: profiles and their ktlsx_config
  *   door_local.c  the local door: unix SOCK_SEQPACKET, requests, handshakes
+ *   control.c     the control socket ktlsxctl talks to
+ *   stats.c       the counters behind `ktlsxctl stats`
  * The daemon uses libktlsx's public API only, as any application does. */
 #ifndef KTLSXD_H
 #define KTLSXD_H
@@ -17,6 +20,9 @@
 #define KD_MAX_PROFILES 64
 #define KD_MAX_IDS 32
 #define KD_MAX_TICKET_KEY_FILES 4
+#define KD_MAX_WORKERS 256
+#define KD_DEFAULT_CONTROL "/run/ktlsx/ktlsxd.ctl"
+#define KD_MAX_GROUPS 64 /* supplementary groups of a caller (SO_PEERGROUPS) looked at */
 
 /* ---- logging ---- */
 extern int kd_log_level; /* enum ktlsx_log_level: lines above it are dropped */
@@ -51,6 +57,14 @@ struct kd_conf {
     int handshake_timeout_ms;    /* when the request says 0 */
     int max_handshake_timeout_ms;
     bool epoll_only;             /* event_loop = epoll */
+    int workers;                 /* 0 = one per online CPU */
+    char control_path[108];      /* "" = no control socket; default: the door's path, .sock -> .ctl */
+    bool control_set;
+    uid_t control_uids[KD_MAX_IDS]; /* besides root and the daemon's own uid */
+    size_t ncontrol_uids;
+    bool control_any_uid;
+    char user[64];               /* drop to this user after binding and reading keys ("" = stay) */
+    unsigned ticket_rotation_s;  /* fresh ticket key this often (0 = never; ticket_key_file keys are not rotated) */
     char ticket_key_files[KD_MAX_TICKET_KEY_FILES][4096];
     size_t nticket_key_files;
     struct kd_profile profiles[KD_MAX_PROFILES];
@@ -62,7 +76,8 @@ struct kd_conf {
 struct kd_conf *kd_conf_load(const char *path, char *err, size_t errlen);
 void kd_conf_free(struct kd_conf *conf);
 const struct kd_profile *kd_conf_profile(const struct kd_conf *conf, const char *name, enum ktlsx_role role);
-bool kd_profile_allows(const struct kd_profile *p, uid_t uid, gid_t gid);
+/* uid, primary gid and the supplementary groups of the caller. */
+bool kd_profile_allows(const struct kd_profile *p, uid_t uid, gid_t gid, const gid_t *groups, size_t ngroups);
 
 /* ---- the event loop (main.c) ---- */
 /* Everything epoll watches starts with one of these; epoll's data.ptr points at it. */
@@ -74,8 +89,9 @@ struct kd_watch {
     bool active;  /* between ADD and DEL */
     int inflight; /* io_uring: polls not yet completed (the watch must outlive them) */
 };
-/* io_uring where it can be set up (unless allow_uring is false), else epoll; one log line says which. */
-int kd_loop_init(bool allow_uring);
+/* This thread's loop: io_uring where it can be set up (unless allow_uring is
+ * false), else epoll; with `say`, one log line says which. */
+int kd_loop_init(bool allow_uring, bool say);
 void kd_loop_close(void);
 /* op: EPOLL_CTL_ADD / _MOD (the same on both backends) / _DEL; events: EPOLLIN, EPOLLOUT, EPOLLRDHUP. */
 int kd_watch_fd(int fd, int op, uint32_t events, struct kd_watch *w);
@@ -85,20 +101,56 @@ bool kd_watch_idle(const struct kd_watch *w);
 int kd_loop_wait(int timeout_ms);
 int64_t kd_now_ms(void);
 
+/* ---- the configuration in force, shared by the workers (conf.c) ---- */
+/* The current configuration, read-locked until kd_conf_drop: what is looked
+ * up in it is good until then (take references, copy numbers). */
+const struct kd_conf *kd_conf_hold(void);
+void kd_conf_drop(void);
+/* Put `next` in force; returns the previous one (NULL the first time), no
+ * longer reachable by any worker: the caller frees it. */
+struct kd_conf *kd_conf_swap(struct kd_conf *next);
+
 /* ---- the local door (door_local.c) ---- */
-/* Bind the door at conf->socket_path and start accepting. 0 or -1 (logged). */
-int kd_door_open(const struct kd_conf *conf);
-/* New requests use `conf` from now on (the caller keeps it alive). */
-void kd_door_set_conf(const struct kd_conf *conf);
-/* Stop accepting, drop door connections that wait for a request, let the
- * handshakes in flight finish (each has its deadline). */
+/* Bind the door at conf->socket_path (main thread, before the workers). 0 or -1 (logged). */
+int kd_door_listen(const struct kd_conf *conf);
+/* Use a listening socket systemd passed (socket activation) instead. 0 or -1 (logged). */
+int kd_door_adopt(int fd, const char *path);
+/* Each worker: watch the listening socket on this thread's loop. */
+int kd_door_attach(void);
+/* Main thread: refuse new door connections from now on (the socket file goes). */
+void kd_door_stop(void);
+/* Main thread, after the workers have ended: close the listening socket. */
+void kd_door_unlisten(void);
+/* Each worker, once stopping: stop accepting, drop door connections that
+ * wait for a request, let the handshakes in flight finish (each has its deadline). */
 void kd_door_close(void);
-/* Cut what has passed its deadline; returns ms until the next deadline, -1 if none. */
+/* This worker: cut what has passed its deadline; returns ms until the next deadline, -1 if none. */
 int kd_door_tick(void);
-/* Free the door connections closed during the last epoll batch. */
+/* This worker: free the door connections closed during the last batch. */
 void kd_door_reap(void);
-/* Door connections open (with or without a handshake in flight). */
+/* Door connections open on this worker (with or without a handshake in flight). */
 size_t kd_door_busy(void);
-/* Handshakes in flight. */
+/* All workers: handshakes in flight, door connections open. */
 size_t kd_door_inflight(void);
+size_t kd_door_open_total(void);
+
+/* ---- counters (stats.c), for ktlsxctl ---- */
+enum kd_door_kind { KD_DOOR_LOCAL = 0, KD_DOOR_KERNEL = 1, KD_DOORS };
+/* A handshake ended (status KTLSX_DOOR_OK or why not; alert = the one sent or received). */
+void kd_stats_handshake(enum kd_door_kind door, const char *profile, int status, int alert, bool resumed,
+                        int64_t ms);
+/* A request refused before any handshake. */
+void kd_stats_refused(enum kd_door_kind door, const char *profile, int status);
+/* The counters as text: "human" lines or the Prometheus text exposition format.
+ * Returns the length written (cut at cap-1). */
+size_t kd_stats_format(char *out, size_t cap, bool prometheus, int workers, int64_t started_ms);
+
+/* ---- the control socket (control.c): ktlsxctl's side door ---- */
+/* Bind conf->control_path (if set) and watch it on this (the main) thread's loop. */
+int kd_control_open(const struct kd_conf *conf, int workers);
+/* Cut silent control connections; ms until the next deadline, -1 if none. */
+int kd_control_tick(void);
+void kd_control_close(void);
+/* What `reload` runs (main.c): 0, or -1 with the reason in err. */
+int kd_reload(char *err, size_t cap);
 #endif

@@ -21,7 +21,8 @@
 /* user_data of POLL_REMOVE requests: their completions carry nothing we need. */
 #define CANCEL_TAG 1ULL
 
-static struct {
+/* One loop per thread: each worker and the main thread (signals, control) run their own. */
+static _Thread_local struct {
     bool uring;
     struct io_uring ring;
     int ep;
@@ -34,18 +35,18 @@ int64_t kd_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int kd_loop_init(bool allow_uring)
+int kd_loop_init(bool allow_uring, bool say)
 {
     if (allow_uring) {
         int rc = io_uring_queue_init(RING_ENTRIES, &loop.ring, 0);
         if (rc == 0) {
             loop.uring = true;
-            kd_log(KTLSX_LOG_INFO, "event loop: io_uring (%d entries)", RING_ENTRIES);
+            if (say) kd_log(KTLSX_LOG_INFO, "event loop: io_uring (%d entries)", RING_ENTRIES);
             return 0;
         }
-        kd_log(KTLSX_LOG_WARNING, "event loop: io_uring cannot be set up (%s%s), using epoll", strerror(-rc),
+        if (say) kd_log(KTLSX_LOG_WARNING, "event loop: io_uring cannot be set up (%s%s), using epoll", strerror(-rc),
                rc == -EPERM ? ": kernel.io_uring_disabled or a seccomp filter" : "");
-    } else {
+    } else if (say) {
         kd_log(KTLSX_LOG_INFO, "event loop: epoll (event_loop = epoll)");
     }
     loop.ep = epoll_create1(EPOLL_CLOEXEC);

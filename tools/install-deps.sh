@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(
   build-essential pkg-config
-  libssl-dev liburing-dev libnl-genl-3-dev libcmocka-dev libinih-dev
+  libssl-dev liburing-dev libnl-genl-3-dev libcmocka-dev libinih-dev libseccomp-dev
   clang libclang-rt-14-dev clang-tidy cppcheck
   openssl gnutls-bin curl nginx-light iproute2 procps python3
   qemu-system-x86 busybox-static cpio xz-utils kmod zstd

@@ -106,6 +106,23 @@ int ktlsx_config_set_tickets(ktlsx_config *cfg, unsigned count, unsigned lifetim
 int ktlsx_config_add_ticket_key_file(ktlsx_config *cfg, const char *path);
 /* Server: start sealing with a fresh key now; the previous ones still open tickets. */
 int ktlsx_config_rotate_ticket_keys(ktlsx_config *cfg);
+/* Server: a fresh random ticket key every `seconds` (default 3600; 0 = never, at least 60).
+ * Refused once keys come from ticket key files: their owner rotates those. */
+int ktlsx_config_set_ticket_rotation(ktlsx_config *cfg, unsigned seconds);
+/* Server: what the session cache and the ticket keys hold now (ktlsxctl sessions). */
+struct ktlsx_session_stats {
+    size_t cache_entries;            /* TLS 1.2 session IDs held (expired ones until evicted) */
+    size_t cache_capacity;           /* 0 = the cache is off */
+    unsigned ticket_keys;            /* keys that open tickets (the first one seals) */
+    unsigned ticket_rotation_s;      /* 0 = no schedule (keys from files, or rotation off) */
+    uint64_t ticket_key_age_s;       /* of the sealing key */
+    unsigned tickets_per_connection; /* TLS 1.3 NewSessionTickets sent; 0 = tickets off */
+};
+int ktlsx_config_session_stats(const ktlsx_config *cfg, struct ktlsx_session_stats *out);
+/* Server: start from `from`'s session cache entries and ticket keys, so that a
+ * configuration built to replace `from` (a reload) resumes what it could.
+ * Ticket keys are not taken when cfg's come from ticket key files. */
+int ktlsx_config_take_sessions(ktlsx_config *cfg, const ktlsx_config *from);
 /* TLS 1.3 external PSK (RFC 8446 §4.2.11) bound to SHA-256 or SHA-384 (sha384 = 1). */
 int ktlsx_config_set_psk(ktlsx_config *cfg, const char *identity, const uint8_t *key, size_t len, int sha384);
 /* Also allow psk_ke (PSK without (EC)DHE) for resumption and external PSKs. Default: off. */

@@ -479,6 +479,36 @@ int ktlsx_config_rotate_ticket_keys(ktlsx_config *cfg)
     return 0;
 }
 
+int ktlsx_config_set_ticket_rotation(ktlsx_config *cfg, unsigned seconds)
+{
+    if (seconds != 0 && seconds < 60) return config_error(cfg, "ticket rotation: 0 (never) or at least 60 s");
+    if (!kx_ticket_keys_set_rotation(&cfg->tickets, seconds))
+        return config_error(cfg, "ticket rotation: keys from ticket key files are rotated by their owner");
+    return 0;
+}
+
+int ktlsx_config_take_sessions(ktlsx_config *cfg, const ktlsx_config *from)
+{
+    KX_CONFIG_CHANGE(cfg);
+    ktlsx_config *src = (ktlsx_config *)from; /* its locks are taken; its sessions stay */
+    kx_session_cache_copy(cfg->session_cache, src->session_cache);
+    kx_ticket_keys_copy(&cfg->tickets, &src->tickets);
+    return 0;
+}
+
+int ktlsx_config_session_stats(const ktlsx_config *cfg, struct ktlsx_session_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    ktlsx_config *c = (ktlsx_config *)cfg; /* the locks inside change; the configuration does not */
+    kx_session_cache_count(c->session_cache, &out->cache_entries, &out->cache_capacity);
+    uint64_t age_ms;
+    kx_ticket_keys_info(&c->tickets, &out->ticket_keys, &age_ms);
+    out->ticket_key_age_s = age_ms / 1000;
+    out->ticket_rotation_s = c->tickets.rotate_s;
+    out->tickets_per_connection = c->tickets_enabled ? c->tickets13 : 0;
+    return 0;
+}
+
 int ktlsx_config_set_psk(ktlsx_config *cfg, const char *identity, const uint8_t *key, size_t len, int sha384)
 {
     KX_CONFIG_CHANGE(cfg);

@@ -55,6 +55,16 @@ bool kx_session_cache_allocated(kx_session_cache *sc)
     return allocated;
 }
 
+void kx_session_cache_count(kx_session_cache *sc, size_t *entries, size_t *capacity)
+{
+    *entries = *capacity = 0;
+    if (!sc) return;
+    pthread_mutex_lock(&sc->lock);
+    *capacity = sc->cap;
+    for (size_t i = 0; sc->e && i < sc->cap; i++) *entries += sc->e[i].s.session_id_len != 0;
+    pthread_mutex_unlock(&sc->lock);
+}
+
 void kx_session_cache_put(kx_session_cache *sc, const kx_session *s)
 {
     if (!sc || s->session_id_len == 0) return;
@@ -83,6 +93,30 @@ void kx_session_cache_put(kx_session_cache *sc, const kx_session *s)
     sc->e[slot].s = *s;
     sc->e[slot].used = ++sc->clock;
     pthread_mutex_unlock(&sc->lock);
+}
+
+static int by_use(const void *a, const void *b)
+{
+    const struct entry *x = a, *y = b;
+    return x->used < y->used ? -1 : x->used > y->used;
+}
+
+void kx_session_cache_copy(kx_session_cache *dst, kx_session_cache *src)
+{
+    if (!dst || !src || dst == src) return;
+    pthread_mutex_lock(&src->lock);
+    size_t n = 0;
+    struct entry *tmp = src->e ? malloc(src->cap * sizeof *tmp) : NULL;
+    for (size_t i = 0; tmp && i < src->cap; i++)
+        if (src->e[i].s.session_id_len) tmp[n++] = src->e[i];
+    pthread_mutex_unlock(&src->lock);
+    if (!tmp) return;
+    /* Least recently used first, so the most recent end up the newest in dst
+     * (and are the ones kept when dst is the smaller cache). */
+    qsort(tmp, n, sizeof *tmp, by_use);
+    for (size_t i = 0; i < n; i++) kx_session_cache_put(dst, &tmp[i].s);
+    kx_wipe(tmp, src->cap * sizeof *tmp);
+    free(tmp);
 }
 
 bool kx_session_cache_get(kx_session_cache *sc, const uint8_t *id, size_t idlen, kx_session *out)

@@ -46,6 +46,10 @@ typedef struct kx_session_cache kx_session_cache;
 kx_session_cache *kx_session_cache_new(size_t entries, uint32_t lifetime_s);
 /* Whether the entries exist yet (tests: the allocation is deferred to first use). */
 bool kx_session_cache_allocated(kx_session_cache *sc);
+/* Entries held now (expired ones not yet evicted count) and the capacity. */
+void kx_session_cache_count(kx_session_cache *sc, size_t *entries, size_t *capacity);
+/* Put src's live entries into dst (most recently used kept when dst is smaller). */
+void kx_session_cache_copy(kx_session_cache *dst, kx_session_cache *src);
 void kx_session_cache_free(kx_session_cache *sc);
 void kx_session_cache_put(kx_session_cache *sc, const kx_session *s);
 /* Copies the session out if found and fresh; returns true then. */
@@ -62,6 +66,7 @@ KX_RESULT kx_session_decode(const uint8_t *data, size_t len, kx_session *s);
 typedef struct {
     kx_ticket_key keys[KX_TICKET_KEYS];
     uint32_t rotate_s;         /* 0 = never (keys from a file are rotated by the operator) */
+    bool from_files;           /* keys came from ticket key files: no random schedule */
     pthread_mutex_t lock;
 } kx_ticket_keys;
 
@@ -69,6 +74,12 @@ void kx_ticket_keys_init(kx_ticket_keys *tk, uint32_t rotate_s);
 void kx_ticket_keys_free(kx_ticket_keys *tk);
 /* A key from a shared file (stops the random schedule). */
 void kx_ticket_keys_add(kx_ticket_keys *tk, const kx_ticket_key *k);
+/* dst takes src's keys (not when dst's keys come from files: those are the files'). */
+void kx_ticket_keys_copy(kx_ticket_keys *dst, kx_ticket_keys *src);
+/* Keys that open tickets now, and the age of the sealing one (ms; 0 when none). */
+void kx_ticket_keys_info(kx_ticket_keys *tk, unsigned *keys, uint64_t *sealing_age_ms);
+/* The random keys' schedule (0 = never: the sealing key is kept until rotated by hand). */
+bool kx_ticket_keys_set_rotation(kx_ticket_keys *tk, uint32_t rotate_s); /* false: keys are from files */
 /* Start sealing with a fresh random key; the previous ones still open. */
 KX_RESULT kx_ticket_keys_rotate(kx_ticket_keys *tk);
 /* Seal a session into a ticket under the current key (rotating first when due). */

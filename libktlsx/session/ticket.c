@@ -32,7 +32,41 @@ void kx_ticket_keys_add(kx_ticket_keys *tk, const kx_ticket_key *k)
     tk->keys[slot] = *k;
     tk->keys[slot].in_use = true;
     tk->rotate_s = 0;
+    tk->from_files = true;
     pthread_mutex_unlock(&tk->lock);
+}
+
+void kx_ticket_keys_info(kx_ticket_keys *tk, unsigned *keys, uint64_t *sealing_age_ms)
+{
+    pthread_mutex_lock(&tk->lock);
+    *keys = 0;
+    for (size_t i = 0; i < KX_TICKET_KEYS; i++) *keys += tk->keys[i].in_use;
+    uint64_t now = kx_now_ms();
+    *sealing_age_ms = tk->keys[0].in_use && tk->keys[0].created_ms && now > tk->keys[0].created_ms
+                          ? now - tk->keys[0].created_ms : 0;
+    pthread_mutex_unlock(&tk->lock);
+}
+
+bool kx_ticket_keys_set_rotation(kx_ticket_keys *tk, uint32_t rotate_s)
+{
+    pthread_mutex_lock(&tk->lock);
+    bool ok = !tk->from_files;
+    if (ok) tk->rotate_s = rotate_s;
+    pthread_mutex_unlock(&tk->lock);
+    return ok;
+}
+
+void kx_ticket_keys_copy(kx_ticket_keys *dst, kx_ticket_keys *src)
+{
+    if (dst == src) return;
+    kx_ticket_key keys[KX_TICKET_KEYS];
+    pthread_mutex_lock(&src->lock);
+    memcpy(keys, src->keys, sizeof keys);
+    pthread_mutex_unlock(&src->lock);
+    pthread_mutex_lock(&dst->lock);
+    if (!dst->from_files) memcpy(dst->keys, keys, sizeof keys);
+    pthread_mutex_unlock(&dst->lock);
+    kx_wipe(keys, sizeof keys);
 }
 
 kx_result kx_ticket_keys_rotate(kx_ticket_keys *tk)

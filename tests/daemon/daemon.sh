@@ -25,6 +25,14 @@
 #  daemon-sane   no sanitizer report, no error line
 #  epoll/*       the above runs on io_uring where it can be set up; a second daemon with
 #                event_loop = epoll: 120 clients, a status, SIGTERM
+#  ctl/*         ktlsxctl against the daemon after the load: ping (workers), stats (the load's
+#                handshakes counted by status, resumed, latency), the Prometheus exposition
+#                (every line well-formed, histogram count = handshakes), sessions (cache and
+#                ticket keys), reload, a bad reload (file:line, exit 1), another uid denied
+#  priv/*        a daemon with user = nobody and workers = 3: it runs as 65534 with no
+#                capabilities, no_new_privs, not dumpable, 3 worker threads; it still serves
+#                (keys read before the switch); a supplementary group (SO_PEERGROUPS) grants
+#                a profile that the same uid without the group is denied
 # Environment (besides tests/lib.sh's): DAEMON_BIN (ktlsxd's directory, default build/bin),
 #   DOOR_LOAD, ECHO_LOAD (default build/tests/door_load, build/tests/echo_load).
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -242,7 +250,90 @@ if case_begin load/reload; then
   else pass; fi
 fi
 
+# ------------------------------------------------------------- ktlsxctl ---
+CTL=$DBIN/ktlsxctl
+CTL_SOCK=$DOOR_DIR/door.ctl
+if case_begin ctl/ping; then
+  run_cmd ping /dev/null "$CTL" -s "$CTL_SOCK" ping
+  if (( RC != 0 )) || ! grep -qE "^pong: ktlsxd .* pid $D_PID, $(nproc) workers, [0-9]+ in flight$" "$CD/ping.out"; then
+    fail "exit $RC: '$(cat "$CD/ping.out" "$CD/ping.err")' (want pid $D_PID, $(nproc) workers)"
+  else pass; fi
+fi
+if case_begin ctl/stats; then
+  run_cmd stats /dev/null "$CTL" -s "$CTL_SOCK" stats
+  ok=$(sed -n 's/^door local: handshakes [0-9]*, ok \([0-9]*\),.*/\1/p' "$CD/stats.out")
+  if (( RC != 0 )); then fail "exit $RC" "$CD/stats.err"
+  elif (( ${ok:-0} < 200 )); then fail "ok handshakes ${ok:-none}, the load alone had 200" "$CD/stats.out"
+  elif ! grep -qE '^  ended timeout +[1-9]' "$CD/stats.out"; then fail "the load's 20 stallers not counted as timeouts" "$CD/stats.out"
+  elif ! grep -qE '^  latency ms: .*\(mean [0-9.]+\)$' "$CD/stats.out"; then fail "no latency line" "$CD/stats.out"
+  elif ! grep -qE '^profile web: ok [1-9][0-9]*, failed [0-9]+, refused [0-9]+, resumed [0-9]+$' "$CD/stats.out"; then
+    fail "no per-profile line for web" "$CD/stats.out"
+  else pass; fi
+fi
+if case_begin ctl/prometheus; then
+  run_cmd prom /dev/null "$CTL" -s "$CTL_SOCK" stats --prometheus
+  bad=$(grep -vE '^# (HELP|TYPE) ktlsxd_[a-z_]+ .+$|^ktlsxd_[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? [0-9]+(\.[0-9]+)?$' "$CD/prom.out" | head -n1)
+  total=$(awk '/^ktlsxd_handshakes_total\{door="local"/ {n += $2} END {print n + 0}' "$CD/prom.out")
+  count=$(awk '/^ktlsxd_handshake_seconds_count\{door="local"\}/ {print $2}' "$CD/prom.out")
+  inf=$(awk '/^ktlsxd_handshake_seconds_bucket\{door="local",le="\+Inf"\}/ {print $2}' "$CD/prom.out")
+  if (( RC != 0 )); then fail "exit $RC" "$CD/prom.err"
+  elif [[ -n $bad ]]; then fail "not the exposition format: '$bad'" "$CD/prom.out"
+  elif (( total < 240 )) || [[ $count != "$total" || $inf != "$total" ]]; then
+    fail "handshakes_total $total (the load alone had 240), histogram count ${count:-none}, +Inf ${inf:-none}" "$CD/prom.out"
+  else pass; fi
+fi
+if case_begin ctl/sessions; then
+  run_cmd sess /dev/null "$CTL" -s "$CTL_SOCK" sessions
+  if (( RC != 0 )); then fail "exit $RC" "$CD/sess.err"
+  elif ! grep -qE '^profile web: session cache [0-9]+/1024, ticket keys [1-9][0-9]* \(sealing key [0-9]+ s old, rotation every 3600 s\), tickets per TLS 1.3 connection 2$' "$CD/sess.out"; then
+    fail "no session line for web with a ticket key: '$(grep '^profile web' "$CD/sess.out")'" "$CD/sess.out"
+  elif grep -q '^profile out' "$CD/sess.out"; then fail "a client profile listed" "$CD/sess.out"
+  else pass; fi
+fi
+if case_begin ctl/reload; then
+  before=$(grep -c 'info: reloaded' "$RUN/ktlsxd.err")
+  run_cmd reload /dev/null "$CTL" -s "$CTL_SOCK" reload
+  after=$(grep -c 'info: reloaded' "$RUN/ktlsxd.err")
+  if (( RC != 0 )) || [[ $(cat "$CD/reload.out") != reloaded ]]; then fail "exit $RC: '$(cat "$CD/reload.out" "$CD/reload.err")'"
+  elif (( after != before + 1 )); then fail "no reload logged" "$RUN/ktlsxd.err"
+  else pass; fi
+fi
+if (( $(id -u) == 0 )) && have setpriv && case_begin ctl/denied; then
+  chmod 666 "$CTL_SOCK" # let uid 65534 reach the socket: the daemon itself must refuse it
+  run_cmd denied /dev/null setpriv --reuid=65534 --regid=65534 --clear-groups "$CTL" -s "$CTL_SOCK" stats
+  chmod 660 "$CTL_SOCK"
+  if (( RC != 1 )) || ! grep -q '^error: denied: uid 65534 ' "$CD/denied.err"; then
+    fail "exit $RC: '$(cat "$CD/denied.out" "$CD/denied.err")'"
+  else pass; fi
+fi
+if case_begin ctl/unreachable; then
+  run_cmd none /dev/null "$CTL" -s "$DOOR_DIR/nothing.ctl" ping
+  if (( RC != 2 )) || ! grep -q 'No such file or directory (is ktlsxd running?)' "$CD/none.err"; then
+    fail "exit $RC: '$(cat "$CD/none.err")'"
+  else pass; fi
+fi
+
 # ------------------------------------------------------------ resumption ---
+# A session from before a reload resumes after it (the reload carries the cache and ticket keys over).
+if case_begin resume/across-reload; then
+  if ! start_app reload-app; then fail "door_load did not start"
+  else
+    BG_PIDS+=("$APP_PID")
+    ok=1
+    for v in tls1_2 tls1_3; do
+      (echo "before"; sleep 0.5) | timeout 10 openssl s_client -connect "127.0.0.1:$APP_PORT" -servername localhost \
+        -CAfile "$CERTS/ca.pem" -nocommands -$v -sess_out "$CD/$v.sess" >"$CD/$v-a.out" 2>&1
+      "$CTL" -s "$CTL_SOCK" reload >/dev/null 2>&1
+      (echo "after"; sleep 0.5) | timeout 10 openssl s_client -connect "127.0.0.1:$APP_PORT" -servername localhost \
+        -CAfile "$CERTS/ca.pem" -nocommands -$v -sess_in "$CD/$v.sess" >"$CD/$v-b.out" 2>&1
+      if ! grep -q '^Reused,' "$CD/$v-b.out" || ! grep -q '^after' "$CD/$v-b.out"; then
+        fail "$v: not resumed after the reload ($(grep -m1 -E '^(New|Reused),' "$CD/$v-b.out"))" "$CD/$v-b.out"
+        ok=0; break
+      fi
+    done
+    (( ok )) && pass
+  fi
+fi
 # resume NAME S_CLIENT_FLAGS: a full handshake through app A, resumed through app B
 resume() {
   local name=$1; shift
@@ -406,6 +497,16 @@ if case_begin reload-bad; then
     if grep -q '^after reload' "$CD/c.out"; then pass; else fail "no handshake after the failed reload" "$CD/c.out"; fi
   fi
 fi
+if case_begin ctl/reload-bad; then
+  cp "$CONF" "$CD/good.conf"
+  printf '[server broken]\nversions = 1.4\n' >>"$CONF"
+  run_cmd reload /dev/null "$CTL" -s "$CTL_SOCK" reload
+  cp "$CD/good.conf" "$CONF"
+  want="error: reload refused, the running configuration stays: $CONF:$(( $(wc -l <"$CD/good.conf") + 2 )): versions"
+  if (( RC != 1 )) || [[ $(cat "$CD/reload.err") != "$want"* ]]; then
+    fail "exit $RC: '$(cat "$CD/reload.out" "$CD/reload.err")', want '$want...'"
+  else pass; fi
+fi
 
 # --------------------------------------------------------------- SIGTERM ---
 if case_begin sigterm; then
@@ -498,6 +599,69 @@ if case_begin limits/max-clients; then
 fi
 kill -TERM "$L_DPID" 2>/dev/null
 for ((i = 0; i < 200; i++)); do kill -0 "$L_DPID" 2>/dev/null || break; sleep 0.05; done
+
+# ------------------------------------------------------------- privileges ---
+# A daemon that starts as root and becomes nobody, with three workers.
+if (( $(id -u) == 0 )) && getent passwd nobody >/dev/null; then
+  PRIV_DOOR=$DOOR_DIR/priv.sock
+  GRP_GID=54999
+  sed -e "s|^socket = .*|socket = $PRIV_DOOR\nuser = nobody\nworkers = 3|" "$CONF" >"$RUN/priv.conf"
+  printf '\n[server grp]\ncert = %s\nkey = %s\nallow_gids = %s\n' "$(crt server-ecdsa)" "$(key server-ecdsa)" "$GRP_GID" >>"$RUN/priv.conf"
+  chmod 644 "$RUN/priv.conf"
+  "$DBIN/ktlsxd" -c "$RUN/priv.conf" >"$RUN/priv-ktlsxd.out" 2>"$RUN/priv-ktlsxd.err" </dev/null &
+  P_PID=$!
+  ALL_PIDS+=("$P_PID")
+  for ((i = 0; i < 200; i++)); do grep -q 'ktlsxd: info: ready' "$RUN/priv-ktlsxd.err" 2>/dev/null && break; sleep 0.05; done
+  if case_begin priv/identity; then
+    st=/proc/$P_PID/status
+    uids=$(awk '/^Uid:/ {print $2,$3,$4,$5}' "$st" 2>/dev/null)
+    gids=$(awk '/^Gid:/ {print $2,$3,$4,$5}' "$st" 2>/dev/null)
+    nog=$(id -g nobody)
+    caps=$(awk '/^Cap(Inh|Prm|Eff|Amb):/ {printf "%s ", $2}' "$st" 2>/dev/null)
+    if ! grep -q 'ktlsxd: info: ready' "$RUN/priv-ktlsxd.err"; then fail "did not start" "$RUN/priv-ktlsxd.err"
+    elif [[ $uids != "65534 65534 65534 65534" ]]; then fail "uids '$uids'" "$RUN/priv-ktlsxd.err"
+    elif [[ $gids != "$nog $nog $nog $nog" ]]; then fail "gids '$gids'"
+    elif [[ $(awk '/^Groups:/ {print $2 $3}' "$st") != "$nog" ]]; then fail "groups '$(grep ^Groups: "$st")'"
+    elif [[ $caps != "0000000000000000 0000000000000000 0000000000000000 0000000000000000 " ]]; then fail "capabilities left: $caps"
+    elif [[ $(awk '/^NoNewPrivs:/ {print $2}' "$st") != 1 ]]; then fail "no_new_privs not set"
+    elif [[ $(stat -c %u "$st") != 0 ]]; then fail "dumpable: /proc/PID is owned by $(stat -c %u "$st"), not root"
+    elif ! grep -q 'running as nobody (uid 65534' "$RUN/priv-ktlsxd.err"; then fail "no log line" "$RUN/priv-ktlsxd.err"
+    else pass; fi
+  fi
+  if case_begin priv/workers; then
+    run_cmd ping /dev/null "$CTL" -s "$DOOR_DIR/priv.ctl" ping
+    threads=$(ls "/proc/$P_PID/task" 2>/dev/null | wc -l)
+    if ! grep -q ', 3 workers,' "$CD/ping.out"; then fail "ping: '$(cat "$CD/ping.out" "$CD/ping.err")'"
+    elif (( threads != 4 )); then fail "$threads threads, expected 4 (main + 3 workers)"
+    else pass; fi
+  fi
+  if case_begin priv/serves; then
+    if ! DOOR=$PRIV_DOOR start_app priv-app; then fail "door_load did not start" "$RUN/priv-app.err"
+    else
+      BG_PIDS+=("$APP_PID")
+      (echo "as nobody"; sleep 0.5) | timeout 10 openssl s_client -connect "127.0.0.1:$APP_PORT" -servername localhost \
+        -CAfile "$CERTS/ca.pem" -verify_return_error -nocommands >"$CD/c.out" 2>&1
+      if grep -q '^as nobody' "$CD/c.out"; then pass; else fail "no echo through the unprivileged daemon" "$CD/c.out" "$RUN/priv-ktlsxd.err"; fi
+    fi
+  fi
+  if have setpriv && case_begin priv/supplementary-group; then
+    run_cmd with /dev/null setpriv --reuid=65534 --regid=65534 --groups="$GRP_GID" "$DOOR_LOAD" --door "$PRIV_DOOR" \
+      --profile grp --timeout-ms 600 --probe tcp
+    run_cmd without /dev/null setpriv --reuid=65534 --regid=65534 --clear-groups "$DOOR_LOAD" --door "$PRIV_DOOR" \
+      --profile grp --timeout-ms 600 --probe tcp
+    if [[ $(cat "$CD/with.out") != "status timeout: handshake timed out after 0.600 s" ]]; then
+      fail "with group $GRP_GID: '$(cat "$CD/with.out" "$CD/with.err")'"
+    elif [[ $(cat "$CD/without.out") != "status denied: uid 65534 (gid $(id -g nobody)) may not use profile 'grp'" ]]; then
+      fail "without the group: '$(cat "$CD/without.out")'"
+    else pass; fi
+  fi
+  kill -TERM "$P_PID" 2>/dev/null
+  for ((i = 0; i < 200; i++)); do kill -0 "$P_PID" 2>/dev/null || break; sleep 0.05; done
+  if case_begin priv/sigterm; then
+    if kill -0 "$P_PID" 2>/dev/null; then _kill_pids "$P_PID"; fail "still running 10 s after SIGTERM"
+    else wait "$P_PID"; rc=$?; (( rc == 0 )) && pass || fail "exit status $rc" "$RUN/priv-ktlsxd.err"; fi
+  fi
+fi
 
 if case_begin daemon-sane; then
   if sanitizer_report "$RUN/ktlsxd.err" "$RUN"/*.err; then fail "$SAN_WHY"

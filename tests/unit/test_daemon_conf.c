@@ -91,11 +91,15 @@ static void test_good_file(void **state)
     assert_false(cl->export_state);
     assert_int_equal(s->nuids, 3);
     assert_int_equal(s->uids[1], 0); /* root */
-    assert_true(kd_profile_allows(s, 1000, 1));
-    assert_true(kd_profile_allows(s, 0, 1));
-    assert_true(kd_profile_allows(s, 77, 50));
-    assert_false(kd_profile_allows(s, 77, 51));
-    assert_true(kd_profile_allows(cl, 12345, 12345));
+    assert_true(kd_profile_allows(s, 1000, 1, NULL, 0));
+    assert_true(kd_profile_allows(s, 0, 1, NULL, 0));
+    assert_true(kd_profile_allows(s, 77, 50, NULL, 0));
+    assert_false(kd_profile_allows(s, 77, 51, NULL, 0));
+    /* A supplementary group (SO_PEERGROUPS) counts like the primary one. */
+    const gid_t groups[] = { 4, 50 };
+    assert_true(kd_profile_allows(s, 77, 51, groups, 2));
+    assert_false(kd_profile_allows(s, 77, 51, groups, 1));
+    assert_true(kd_profile_allows(cl, 12345, 12345, NULL, 0));
     /* Each profile's configuration is a working one. */
     ktlsx_conn *conn = ktlsx_conn_new(s->cfg, NULL);
     assert_non_null(conn);
@@ -112,10 +116,14 @@ static void test_nobody_listed(void **state)
     struct kd_conf *c = load(text, err, sizeof err);
     if (!c) fail_msg("%s", err);
     const struct kd_profile *p = kd_conf_profile(c, "a", KTLSX_SERVER);
-    assert_true(kd_profile_allows(p, 0, 0));
-    assert_false(kd_profile_allows(p, 1000, 0)); /* gid 0 is no key: a list must name it */
+    assert_true(kd_profile_allows(p, 0, 0, NULL, 0));
+    assert_false(kd_profile_allows(p, 1000, 0, NULL, 0)); /* gid 0 is no key: a list must name it */
     assert_string_equal(c->socket_path, KTLSX_DOOR_DEFAULT_PATH);
     assert_false(c->epoll_only);
+    assert_int_equal(c->workers, 0); /* one per CPU */
+    assert_string_equal(c->control_path, KD_DEFAULT_CONTROL);
+    assert_int_equal(c->ticket_rotation_s, 3600);
+    assert_string_equal(c->user, "");
     kd_conf_free(c);
 }
 
@@ -156,7 +164,11 @@ static void test_refusals(void **state)
     refused("[daemon]\nsocket = relative.sock\n", 2, "socket: want an absolute path");
     refused("[daemon]\nmax_clients = 0\n", 2, "max_clients: want 1 to 1000000, not '0'");
     refused("[daemon]\nrequest_timeout_ms = 5\n", 2, "request_timeout_ms: want 10 to 3600000, not '5'");
-    refused("[daemon]\nworkers = 4\n", 2, "unknown key 'workers' in [daemon]");
+    refused("[daemon]\nworkers = 0\n", 2, "workers: want auto or 1 to 256, not '0'");
+    refused("[daemon]\nworker = 4\n", 2, "unknown key 'worker' in [daemon]");
+    refused("[daemon]\ncontrol_socket = ctl\n", 2, "control_socket: want none or an absolute path");
+    refused("[daemon]\nticket_rotation_s = 5\n", 2, "ticket_rotation_s: want 0 (never) or 60 to 604800, not '5'");
+    refused("[daemon]\ncontrol_allow_uids = nosuchuser\n", 2, "allow_uids: no user 'nosuchuser'");
     refused("[daemon]\nhandshake_timeout_ms = 9000\nmax_handshake_timeout_ms = 8000\n[server a]\n%1$s\n", 0,
             "handshake_timeout_ms is over max_handshake_timeout_ms");
     refused("[daemon]\nticket_key_file = /nonexistent.key\n[server a]\n%1$s\n", 0, "ticket_key_file: ");

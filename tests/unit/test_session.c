@@ -430,6 +430,49 @@ static void test_ticket_key_file(void **state)
     }
 }
 
+/* A configuration built to replace another (ktlsxd's reload) takes over its
+ * session cache and ticket keys: sessions from before resume after; and the
+ * counts ktlsx_config_session_stats reports follow. */
+static void test_take_sessions(void **state)
+{
+    (void)state;
+    for (int v = 0; v < 3; v++) {
+        uint16_t ver = v == 2 ? KTLSX_TLS13 : KTLSX_TLS12;
+        ktlsx_config *cc = client_v(ver, ver), *old = server_v("ecdsa", ver, ver);
+        if (v == 0) KXT_CFG_OK(old, ktlsx_config_set_tickets(old, 0, 0)); /* TLS 1.2 session ID only */
+        blob s1;
+        assert_int_equal(connect_once(cc, old, NULL, &s1), 0);
+        struct ktlsx_session_stats st;
+        assert_int_equal(ktlsx_config_session_stats(old, &st), 0);
+        assert_int_equal(st.cache_capacity, 1024);
+        assert_int_equal(st.cache_entries, ver == KTLSX_TLS12 ? 1 : 0);
+        assert_int_equal(st.ticket_keys, v == 0 ? 0 : 1);
+        assert_int_equal(st.ticket_rotation_s, 3600);
+        ktlsx_config *fresh = server_v("ecdsa", ver, ver), *next = server_v("ecdsa", ver, ver);
+        if (v == 0) KXT_CFG_OK(next, ktlsx_config_set_tickets(next, 0, 0));
+        assert_int_equal(connect_once(cc, fresh, &s1, NULL), 0); /* a new configuration alone: full */
+        KXT_CFG_OK(next, ktlsx_config_take_sessions(next, old));
+        assert_int_equal(connect_once(cc, next, &s1, NULL), 1);
+        ktlsx_config_free(cc);
+        ktlsx_config_free(old);
+        ktlsx_config_free(fresh);
+        ktlsx_config_free(next);
+    }
+    /* Keys from files are the files' owner's: no schedule, and not replaced. */
+    ktlsx_config *a = server_v("ecdsa", KTLSX_TLS13, KTLSX_TLS13);
+    KXT_CFG_OK(a, ktlsx_config_add_ticket_key_file(a, write_key_file("tk-take.key", 80, 7)));
+    assert_int_equal(ktlsx_config_set_ticket_rotation(a, 600), -1);
+    assert_non_null(strstr(ktlsx_config_error(a), "rotated by their owner"));
+    assert_int_equal(ktlsx_config_set_ticket_rotation(a, 30), -1); /* under a minute */
+    ktlsx_config *b = server_v("ecdsa", KTLSX_TLS13, KTLSX_TLS13);
+    KXT_CFG_OK(b, ktlsx_config_set_ticket_rotation(b, 0));
+    struct ktlsx_session_stats st;
+    assert_int_equal(ktlsx_config_session_stats(b, &st), 0);
+    assert_int_equal(st.ticket_rotation_s, 0);
+    ktlsx_config_free(a);
+    ktlsx_config_free(b);
+}
+
 static void test_ticket_key_file_errors(void **state)
 {
     (void)state;
@@ -1089,6 +1132,7 @@ int main(void)
     ADD(test_rotated_out_key);
     ADD(test_ticket_key_file);
     ADD(test_ticket_key_file_errors);
+    ADD(test_take_sessions);
     ADD(test_session_cache_bound);
     ADD(test_session_cache_lifetime);
     ADD(test_server_config_heap_cost);
