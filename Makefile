@@ -209,7 +209,7 @@ $(O)/obj/daemon/%.o: daemon/%.c
 	$(CC) $(CLI_CFLAGS) -MMD -MP -c $< -o $@
 $(O)/bin/ktlsxd: $(DAEMON_OBJS) $(O)/lib/libktlsx.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJS) $(O)/lib/libktlsx.a -linih -luring $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJS) $(O)/lib/libktlsx.a -linih -luring -lseccomp $(LDLIBS)
 # ktlsxctl speaks the control socket's text protocol: no library needed.
 $(O)/bin/ktlsxctl: daemon/ctl/ktlsxctl.c
 	@mkdir -p $(dir $@)
@@ -221,4 +221,29 @@ LINT_SRCS += $(DAEMON_SRCS) daemon/ctl/ktlsxctl.c
 # tests/unit/test_daemon_conf.c compiles daemon/conf.c in: it needs libinih too.
 $(O)/tests/test_daemon_conf: LDLIBS += -linih
 $(O)/tests/test_daemon_conf: daemon/conf.c daemon/ktlsxd.h
+# make install: the daemon, ktlsxctl, their man pages, the systemd units (with
+# this PREFIX's sbin in ExecStart), the tls module at boot, the example config.
+SBINDIR ?= $(PREFIX)/sbin
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+MODULESLOADDIR ?= $(PREFIX)/lib/modules-load.d
+DOCDIR ?= $(PREFIX)/share/doc/ktlsx
+DAEMON_INSTALLED := $(SBINDIR)/ktlsxd $(SBINDIR)/ktlsxctl $(MANDIR)/man8/ktlsxd.8 $(MANDIR)/man8/ktlsxctl.8 \
+  $(MANDIR)/man5/ktlsxd.conf.5 $(SYSTEMDUNITDIR)/ktlsxd.service $(SYSTEMDUNITDIR)/ktlsxd.socket \
+  $(MODULESLOADDIR)/ktlsx.conf $(DOCDIR)/ktlsxd.conf.example
+install: install-daemon
+.PHONY: install-daemon uninstall-daemon
+install-daemon: $(O)/bin/ktlsxd $(O)/bin/ktlsxctl
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR) \
+	  $(DESTDIR)$(MODULESLOADDIR) $(DESTDIR)$(DOCDIR)
+	install -m 755 $(O)/bin/ktlsxd $(O)/bin/ktlsxctl $(DESTDIR)$(SBINDIR)/
+	install -m 644 docs/man/ktlsxd.8 docs/man/ktlsxctl.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 docs/man/ktlsxd.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	sed 's|@SBINDIR@|$(SBINDIR)|g' daemon/systemd/ktlsxd.service >$(DESTDIR)$(SYSTEMDUNITDIR)/ktlsxd.service
+	install -m 644 daemon/systemd/ktlsxd.socket $(DESTDIR)$(SYSTEMDUNITDIR)/
+	echo tls >$(DESTDIR)$(MODULESLOADDIR)/ktlsx.conf
+	install -m 644 daemon/ktlsxd.conf.example $(DESTDIR)$(DOCDIR)/
+uninstall: uninstall-daemon
+uninstall-daemon:
+	rm -f $(addprefix $(DESTDIR),$(DAEMON_INSTALLED))
+	-rmdir $(DESTDIR)$(DOCDIR)
 # ---- end of ktlsxd ----

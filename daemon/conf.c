@@ -183,6 +183,8 @@ static int daemon_key(struct parse *p, const char *name, const char *v)
         if (!v[0] || strlen(v) >= sizeof c->user) return problem(p, p->line, "user: want a user name"), -1;
         /* Checked at start (not here): --check on a build machine without the user stays useful. */
         copy_str(c->user, sizeof c->user, v);
+    } else if (!strcmp(name, "seccomp")) {
+        if (parse_bool(v, &c->seccomp) < 0) return problem(p, p->line, "seccomp: want yes or no, not '%s'", v), -1;
     } else if (!strcmp(name, "ticket_rotation_s")) {
         if (parse_uint(v, 7 * 86400, &n) < 0 || (n != 0 && n < 60))
             return problem(p, p->line, "ticket_rotation_s: want 0 (never) or 60 to 604800, not '%s'", v), -1;
@@ -337,6 +339,7 @@ struct kd_conf *kd_conf_load(const char *path, char *err, size_t errlen)
     c->handshake_timeout_ms = 30000;
     c->max_handshake_timeout_ms = 120000;
     c->ticket_rotation_s = 3600;
+    c->seccomp = true;
     p.f = fopen(path, "r");
     if (!p.f) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));

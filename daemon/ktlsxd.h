@@ -5,6 +5,7 @@
  *   door_local.c  the local door: unix SOCK_SEQPACKET, requests, handshakes
  *   control.c     the control socket ktlsxctl talks to
  *   stats.c       the counters behind `ktlsxctl stats`
+ *   sandbox.c     the seccomp allow-list
  * The daemon uses libktlsx's public API only, as any application does. */
 #ifndef KTLSXD_H
 #define KTLSXD_H
@@ -64,6 +65,7 @@ struct kd_conf {
     size_t ncontrol_uids;
     bool control_any_uid;
     char user[64];               /* drop to this user after binding and reading keys ("" = stay) */
+    bool seccomp;                /* the system-call allow-list (sandbox.c); default on */
     unsigned ticket_rotation_s;  /* fresh ticket key this often (0 = never; ticket_key_file keys are not rotated) */
     char ticket_key_files[KD_MAX_TICKET_KEY_FILES][4096];
     size_t nticket_key_files;
@@ -144,6 +146,9 @@ void kd_stats_refused(enum kd_door_kind door, const char *profile, int status);
 /* The counters as text: "human" lines or the Prometheus text exposition format.
  * Returns the length written (cut at cap-1). */
 size_t kd_stats_format(char *out, size_t cap, bool prometheus, int workers, int64_t started_ms);
+
+/* ---- the seccomp allow-list (sandbox.c) ---- */
+int kd_sandbox(void);
 
 /* ---- the control socket (control.c): ktlsxctl's side door ---- */
 /* Bind conf->control_path (if set) and watch it on this (the main) thread's loop. */

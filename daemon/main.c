@@ -227,7 +227,9 @@ static void no_dumps(void)
 {
     struct rlimit none = { 0, 0 };
     (void)setrlimit(RLIMIT_CORE, &none);
+#if !defined(__SANITIZE_ADDRESS__) /* LeakSanitizer reads /proc/self/task and ptraces its own threads at exit */
     (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+#endif
 }
 
 /* Become `user` for good: its uid, its gid, only its groups; no capability
@@ -326,7 +328,7 @@ int main(int argc, char **argv)
     bool uring = !conf->epoll_only;
     (void)kd_conf_swap(conf);
     if (rc < 0 || kd_control_open(conf, nw) < 0 || drop_privileges(conf->user, conf->socket_path) < 0 ||
-        start_workers(nw, uring) < 0) {
+        (conf->seccomp && kd_sandbox() < 0) || start_workers(nw, uring) < 0) {
         kd_door_stop();
         stop_workers();
         join_workers();

@@ -95,7 +95,10 @@ if ! make -s -C "$ROOT" O="$BUILD" install DESTDIR="$dest" PREFIX=/usr >"$tmp/in
 else
   want=(usr/include/ktlsx/ktlsx.h usr/lib/libktlsx.a usr/lib/libktlsx.so.1.0.0 usr/lib/libktlsx.so.1
         usr/lib/libktlsx.so usr/lib/pkgconfig/ktlsx.pc usr/bin/ktlsx
-        usr/share/man/man1/ktlsx.1 usr/share/man/man3/libktlsx.3)
+        usr/share/man/man1/ktlsx.1 usr/share/man/man3/libktlsx.3
+        usr/sbin/ktlsxd usr/sbin/ktlsxctl usr/share/man/man8/ktlsxd.8 usr/share/man/man8/ktlsxctl.8
+        usr/share/man/man5/ktlsxd.conf.5 usr/lib/systemd/system/ktlsxd.service usr/lib/systemd/system/ktlsxd.socket
+        usr/lib/modules-load.d/ktlsx.conf usr/share/doc/ktlsx/ktlsxd.conf.example)
   for h in include/ktlsx/*.h; do want+=("usr/include/ktlsx/$(basename "$h")"); done
   absent=
   for f in "${want[@]}"; do [[ -e $dest/$f ]] || absent+="$f "; done
@@ -107,6 +110,8 @@ else
     fail install "ktlsx.pc does not name libdir=/usr/lib (PREFIX not applied)"
   elif ! man -l "$dest/usr/share/man/man3/libktlsx.3" >/dev/null 2>&1 && command -v man >/dev/null; then
     fail install "libktlsx.3 does not render with man -l"
+  elif ! grep -qx 'ExecStart=/usr/sbin/ktlsxd -c /etc/ktlsx/ktlsxd.conf' "$dest/usr/lib/systemd/system/ktlsxd.service"; then
+    fail install "ktlsxd.service does not start /usr/sbin/ktlsxd (SBINDIR not applied)"
   else pass install; fi
 fi
 
