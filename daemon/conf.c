@@ -150,6 +150,10 @@ static int daemon_key(struct parse *p, const char *name, const char *v)
         if (parse_uint(v, 1000000, &n) < 0 || n == 0)
             return problem(p, p->line, "max_clients: want 1 to 1000000, not '%s'", v), -1;
         c->max_clients = (size_t)n;
+    } else if (!strcmp(name, "max_clients_per_uid")) {
+        if (parse_uint(v, 1000000, &n) < 0 || n == 0)
+            return problem(p, p->line, "max_clients_per_uid: want 1 to 1000000, not '%s'", v), -1;
+        c->max_clients_per_uid = (size_t)n;
     } else if (!strcmp(name, "max_handshakes_per_uid")) {
         if (parse_uint(v, 1000000, &n) < 0 || n == 0)
             return problem(p, p->line, "max_handshakes_per_uid: want 1 to 1000000, not '%s'", v), -1;
@@ -335,6 +339,7 @@ struct kd_conf *kd_conf_load(const char *path, char *err, size_t errlen)
     c->log_level = KTLSX_LOG_INFO;
     c->max_clients = 4096;
     c->max_per_uid = 1024;
+    c->max_clients_per_uid = 1024;
     c->request_timeout_ms = 10000;
     c->handshake_timeout_ms = 30000;
     c->max_handshake_timeout_ms = 120000;

@@ -51,7 +51,8 @@ struct client {
     gid_t groups[KD_MAX_GROUPS]; /* supplementary groups, as far as KD_MAX_GROUPS */
     size_t ngroups;
     int64_t started;  /* HANDSHAKE: when it began, for the latency histogram */
-    int64_t deadline; /* WAIT_REQUEST / SENDING: when the door connection is cut */
+    int64_t deadline; /* WAIT_REQUEST / SENDING: when the door connection is cut; HANDSHAKE: the handshake's */
+    size_t heap_at;   /* 1-based place in the worker's deadline heap, 0 = not in it */
     ktlsx_socket *sock;
     uint32_t app_events;
     bool export_state;
@@ -71,11 +72,82 @@ static _Thread_local struct {
     bool closing;
     struct client *clients, *dead;
     size_t nclients, inflight; /* this worker's */
+    struct client **heap;      /* every live door connection, by deadline (a binary min-heap) */
+    size_t heap_len, heap_cap;
 } door;
 
-/* Callers with handshakes in flight, for max_handshakes_per_uid across workers:
- * a small table scanned under a mutex (a start and a finish per handshake). */
+/* ---- deadlines: a min-heap, so that a worker holding 10,000 door connections
+ * finds the next deadline in O(1) and moves one in O(log n). ---- */
+static void heap_put(size_t i, struct client *c)
+{
+    door.heap[i] = c;
+    c->heap_at = i + 1;
+}
+
+static void heap_up(size_t i)
+{
+    struct client *c = door.heap[i];
+    while (i > 0 && door.heap[(i - 1) / 2]->deadline > c->deadline) {
+        heap_put(i, door.heap[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    heap_put(i, c);
+}
+
+static void heap_down(size_t i)
+{
+    struct client *c = door.heap[i];
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        int64_t best = c->deadline;
+        if (l < door.heap_len && door.heap[l]->deadline < best) m = l, best = door.heap[l]->deadline;
+        if (l + 1 < door.heap_len && door.heap[l + 1]->deadline < best) m = l + 1;
+        if (m == i) break;
+        heap_put(i, door.heap[m]);
+        i = m;
+    }
+    heap_put(i, c);
+}
+
+/* Give c the deadline `at` (adding it to the heap). -1 when the heap cannot grow. */
+static int set_deadline(struct client *c, int64_t at)
+{
+    if (!c->heap_at) {
+        if (door.heap_len == door.heap_cap) {
+            size_t cap = door.heap_cap ? door.heap_cap * 2 : 256;
+            struct client **h = realloc(door.heap, cap * sizeof *h);
+            if (!h) return -1;
+            door.heap = h, door.heap_cap = cap;
+        }
+        c->deadline = at;
+        heap_put(door.heap_len++, c);
+        heap_up(door.heap_len - 1);
+        return 0;
+    }
+    int64_t was = c->deadline;
+    c->deadline = at;
+    if (at < was) heap_up(c->heap_at - 1);
+    else heap_down(c->heap_at - 1);
+    return 0;
+}
+
+static void clear_deadline(struct client *c)
+{
+    if (!c->heap_at) return;
+    size_t i = c->heap_at - 1;
+    c->heap_at = 0;
+    struct client *last = door.heap[--door.heap_len];
+    if (i == door.heap_len) return;
+    heap_put(i, last);
+    heap_up(i);
+    heap_down(last->heap_at - 1);
+}
+
+/* What each caller uid holds, for max_clients_per_uid and max_handshakes_per_uid
+ * across workers: a small table scanned under a mutex (at a door connection's
+ * accept and end, at a handshake's start and end). */
 #define UID_SLOTS 1024
+enum uid_count { DOOR_CONN = 0, HANDSHAKE_RUNNING = 1 };
 static struct {
     int listen_fd;
     char path[108];
@@ -83,31 +155,33 @@ static struct {
     atomic_bool closing;
     atomic_size_t nclients, inflight; /* all workers' */
     pthread_mutex_t uid_lock;
-    struct { uid_t uid; size_t n; } uids[UID_SLOTS];
+    struct { uid_t uid; size_t n[2]; } uids[UID_SLOTS];
 } shared = { .listen_fd = -1, .uid_lock = PTHREAD_MUTEX_INITIALIZER };
 
-/* One more handshake for `uid`, unless it has `max` already or the table is full. */
-static bool uid_acquire(uid_t uid, size_t max)
+/* One more of `what` for `uid`, unless it holds `max` already or the table is full
+ * (UID_SLOTS distinct callers at once). */
+static bool uid_acquire(uid_t uid, enum uid_count what, size_t max)
 {
     pthread_mutex_lock(&shared.uid_lock);
     size_t free_slot = UID_SLOTS, i;
     for (i = 0; i < UID_SLOTS; i++) {
-        if (shared.uids[i].n && shared.uids[i].uid == uid) break;
-        if (!shared.uids[i].n && free_slot == UID_SLOTS) free_slot = i;
+        bool used = shared.uids[i].n[0] || shared.uids[i].n[1];
+        if (used && shared.uids[i].uid == uid) break;
+        if (!used && free_slot == UID_SLOTS) free_slot = i;
     }
-    bool ok = false;
-    if (i < UID_SLOTS) ok = shared.uids[i].n < max && ++shared.uids[i].n;
-    else if (free_slot < UID_SLOTS) ok = (shared.uids[free_slot].uid = uid, shared.uids[free_slot].n = 1);
+    if (i == UID_SLOTS && free_slot < UID_SLOTS) i = free_slot, shared.uids[i].uid = uid;
+    bool ok = i < UID_SLOTS && shared.uids[i].n[what] < max;
+    if (ok) shared.uids[i].n[what]++;
     pthread_mutex_unlock(&shared.uid_lock);
     return ok;
 }
 
-static void uid_release(uid_t uid)
+static void uid_release(uid_t uid, enum uid_count what)
 {
     pthread_mutex_lock(&shared.uid_lock);
     for (size_t i = 0; i < UID_SLOTS; i++)
-        if (shared.uids[i].n && shared.uids[i].uid == uid) {
-            shared.uids[i].n--;
+        if ((shared.uids[i].n[0] || shared.uids[i].n[1]) && shared.uids[i].uid == uid) {
+            if (shared.uids[i].n[what]) shared.uids[i].n[what]--;
             break;
         }
     pthread_mutex_unlock(&shared.uid_lock);
@@ -127,7 +201,7 @@ static void handshake_over(struct client *c)
     c->sock = NULL;
     door.inflight--;
     atomic_fetch_sub(&shared.inflight, 1);
-    uid_release(c->uid);
+    uid_release(c->uid, HANDSHAKE_RUNNING);
 }
 
 static void on_door(struct kd_watch *w, uint32_t events);
@@ -146,6 +220,8 @@ static void client_free(struct client *c)
     if (c->next) c->next->prev = c->prev;
     door.nclients--;
     atomic_fetch_sub(&shared.nclients, 1);
+    uid_release(c->uid, DOOR_CONN);
+    clear_deadline(c);
     c->dead = true;
     c->dead_next = door.dead;
     door.dead = c;
@@ -163,13 +239,19 @@ void kd_door_reap(void)
             pc = &c->dead_next;
         }
     }
+    if (door.closing && door.nclients == 0 && !door.dead) { /* this worker is done */
+        free(door.heap);
+        door.heap = NULL;
+        door.heap_len = door.heap_cap = 0;
+    }
 }
 
 static void wait_request(struct client *c)
 {
     c->state = WAIT_REQUEST;
-    c->deadline = kd_now_ms() + request_timeout_ms();
-    if (kd_watch_fd(c->door, EPOLL_CTL_MOD, EPOLLIN, &c->door_w) < 0) client_free(c);
+    if (set_deadline(c, kd_now_ms() + request_timeout_ms()) < 0 ||
+        kd_watch_fd(c->door, EPOLL_CTL_MOD, EPOLLIN, &c->door_w) < 0)
+        client_free(c);
 }
 
 /* Encode and send an answer; on a full door socket keep it and wait for room. */
@@ -202,8 +284,9 @@ static void answer(struct client *c, const struct ktlsx_daemon_result *res, cons
     OPENSSL_cleanse(buf, (size_t)n);
     c->answer_len = (size_t)n;
     c->state = SENDING;
-    c->deadline = kd_now_ms() + request_timeout_ms();
-    if (kd_watch_fd(c->door, EPOLL_CTL_MOD, EPOLLOUT, &c->door_w) < 0) client_free(c);
+    if (set_deadline(c, kd_now_ms() + request_timeout_ms()) < 0 ||
+        kd_watch_fd(c->door, EPOLL_CTL_MOD, EPOLLOUT, &c->door_w) < 0)
+        client_free(c);
 }
 
 static void refuse(struct client *c, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -387,7 +470,7 @@ static int begin(struct client *c, const struct ktlsx_door_request *req, int fd,
         status = KTLSX_DOOR_BAD_SOCKET, snprintf(why, cap, "no socket came with the request");
     } else if ((problem = socket_problem(fd)) != NULL) {
         status = KTLSX_DOOR_BAD_SOCKET, snprintf(why, cap, "%s", problem);
-    } else if (!uid_acquire(c->uid, conf->max_per_uid)) {
+    } else if (!uid_acquire(c->uid, HANDSHAKE_RUNNING, conf->max_per_uid)) {
         status = KTLSX_DOOR_BUSY;
         snprintf(why, cap, "uid %u has %zu handshakes in flight (max_handshakes_per_uid)", (unsigned)c->uid,
                  conf->max_per_uid);
@@ -400,7 +483,7 @@ static int begin(struct client *c, const struct ktlsx_door_request *req, int fd,
         if (!c->sock || ktlsx_socket_set_timeouts(c->sock, timeout, 0) < 0) {
             if (c->sock) ktlsx_socket_free(c->sock);
             c->sock = NULL;
-            uid_release(c->uid);
+            uid_release(c->uid, HANDSHAKE_RUNNING);
             status = KTLSX_DOOR_INTERNAL, snprintf(why, cap, "out of memory");
         } else {
             c->export_state = p->export_state;
@@ -421,6 +504,7 @@ static void start(struct client *c, const struct ktlsx_door_request *req, int fd
     atomic_fetch_add(&shared.inflight, 1);
     c->started = kd_now_ms();
     c->state = HANDSHAKE;
+    (void)set_deadline(c, c->started + ktlsx_socket_timeout_ms(c->sock)); /* in the heap already: cannot fail */
     c->role = req->role;
     snprintf(c->server_name, sizeof c->server_name, "%s", req->server_name);
     snprintf(c->alpn, sizeof c->alpn, "%s", req->alpn);
@@ -483,6 +567,23 @@ static void on_app(struct kd_watch *w, uint32_t events)
     if (!c->dead && c->state == HANDSHAKE) drive(c);
 }
 
+/* A door connection turned away at accept: say why in one answer rather than
+ * leave the caller guessing. */
+static void turn_away(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void turn_away(int fd, const char *fmt, ...)
+{
+    struct ktlsx_daemon_result res = { .status = KTLSX_DOOR_BUSY };
+    uint8_t buf[KTLSX_DOOR_ANSWER_HEADER + KTLSX_DOOR_MESSAGE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(res.message, sizeof res.message, fmt, ap);
+    va_end(ap);
+    long n = ktlsx_door_answer_encode(&res, NULL, 0, buf, sizeof buf, NULL);
+    if (n > 0) (void)ktlsx_send_fd(fd, buf, (size_t)n, -1, MSG_DONTWAIT);
+    kd_stats_refused(KD_DOOR_LOCAL, "", KTLSX_DOOR_BUSY);
+    close(fd);
+}
+
 static void on_listen(struct kd_watch *w, uint32_t events)
 {
     (void)w;
@@ -496,23 +597,30 @@ static void on_listen(struct kd_watch *w, uint32_t events)
         }
         struct ucred cred;
         socklen_t len = sizeof cred;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+            close(fd);
+            continue;
+        }
         const struct kd_conf *conf = kd_conf_hold();
-        size_t max_clients = conf->max_clients;
+        size_t max_clients = conf->max_clients, per_uid = conf->max_clients_per_uid;
         int request_ms = conf->request_timeout_ms;
         kd_conf_drop();
         size_t open = atomic_fetch_add(&shared.nclients, 1);
-        struct client *c = open < max_clients ? calloc(1, sizeof *c) : NULL;
-        if (!c || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
-            /* Full: say so in one answer rather than leave the caller guessing. */
+        if (open >= max_clients) {
             atomic_fetch_sub(&shared.nclients, 1);
-            struct ktlsx_daemon_result res = { .status = KTLSX_DOOR_BUSY };
-            uint8_t buf[KTLSX_DOOR_ANSWER_HEADER + KTLSX_DOOR_MESSAGE_MAX];
-            snprintf(res.message, sizeof res.message, "%zu door connections open (max_clients)", open);
-            long n = ktlsx_door_answer_encode(&res, NULL, 0, buf, sizeof buf, NULL);
-            if (n > 0) (void)ktlsx_send_fd(fd, buf, (size_t)n, -1, MSG_DONTWAIT);
-            kd_stats_refused(KD_DOOR_LOCAL, "", KTLSX_DOOR_BUSY);
-            free(c);
-            close(fd);
+            turn_away(fd, "%zu door connections open (max_clients)", open);
+            continue;
+        }
+        if (!uid_acquire(cred.uid, DOOR_CONN, per_uid)) {
+            atomic_fetch_sub(&shared.nclients, 1);
+            turn_away(fd, "uid %u has %zu door connections open (max_clients_per_uid)", (unsigned)cred.uid, per_uid);
+            continue;
+        }
+        struct client *c = calloc(1, sizeof *c);
+        if (!c) {
+            atomic_fetch_sub(&shared.nclients, 1);
+            uid_release(cred.uid, DOOR_CONN);
+            turn_away(fd, "out of memory");
             continue;
         }
         c->door_w.fn = on_door;
@@ -532,8 +640,8 @@ static void on_listen(struct kd_watch *w, uint32_t events)
         door.clients = c;
         door.nclients++;
         c->state = WAIT_REQUEST;
-        c->deadline = kd_now_ms() + request_ms;
-        if (kd_watch_fd(fd, EPOLL_CTL_ADD, EPOLLIN, &c->door_w) < 0) client_free(c);
+        if (set_deadline(c, kd_now_ms() + request_ms) < 0 || kd_watch_fd(fd, EPOLL_CTL_ADD, EPOLLIN, &c->door_w) < 0)
+            client_free(c);
     }
 }
 
@@ -628,27 +736,21 @@ void kd_door_close(void)
 int kd_door_tick(void)
 {
     int64_t now = kd_now_ms();
-    int next = -1;
-    for (struct client *c = door.clients, *nx; c; c = nx) {
-        nx = c->next;
-        int left;
+    while (door.heap_len > 0 && door.heap[0]->deadline <= now) {
+        struct client *c = door.heap[0];
         if (c->state == HANDSHAKE) {
-            left = ktlsx_socket_timeout_ms(c->sock);
-            if (left == 0) {
-                drive(c); /* the step sees the deadline and says TIMEOUT */
-                continue;
-            }
+            int left = ktlsx_socket_timeout_ms(c->sock);
+            if (left == 0) drive(c); /* the step sees the deadline and says TIMEOUT: the answer moves the deadline */
+            if (c->heap_at && c->state == HANDSHAKE && c->deadline <= now) /* not over yet (ms rounding): look again */
+                (void)set_deadline(c, now + (left > 0 ? left : 1));
         } else {
-            if (now >= c->deadline) {
-                kd_log(KTLSX_LOG_DEBUG, "uid %u pid %d: door connection idle: closed", (unsigned)c->uid, (int)c->pid);
-                client_free(c);
-                continue;
-            }
-            left = (int)(c->deadline - now);
+            kd_log(KTLSX_LOG_DEBUG, "uid %u pid %d: door connection idle: closed", (unsigned)c->uid, (int)c->pid);
+            client_free(c);
         }
-        if (left >= 0 && (next < 0 || left < next)) next = left;
     }
-    return next;
+    if (door.heap_len == 0) return -1;
+    int64_t left = door.heap[0]->deadline - now;
+    return left > INT32_MAX ? INT32_MAX : (int)left;
 }
 
 size_t kd_door_busy(void) { return door.nclients; }

@@ -54,6 +54,7 @@ struct kd_conf {
     int log_level;
     size_t max_clients;          /* door connections at once */
     size_t max_per_uid;          /* handshakes in flight per caller uid */
+    size_t max_clients_per_uid;  /* door connections open per caller uid */
     int request_timeout_ms;      /* a door connection that sends no request is cut after this */
     int handshake_timeout_ms;    /* when the request says 0 */
     int max_handshake_timeout_ms;

@@ -301,6 +301,12 @@ int main(int argc, char **argv)
     }
     if (optind != argc) return fprintf(stderr, "ktlsxd: unexpected argument '%s'\n%s", argv[optind], usage), 2;
     no_dumps();
+    /* Every door connection and handshake holds descriptors: take all the hard limit allows. */
+    struct rlimit files;
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+        files.rlim_cur = files.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &files);
+    }
     char err[1024];
     struct kd_conf *conf = kd_conf_load(conf_path, err, sizeof err);
     if (!conf) return fprintf(stderr, "ktlsxd: %s\n", err), 2;

@@ -61,6 +61,15 @@ void kx_ticket_keys_copy(kx_ticket_keys *dst, kx_ticket_keys *src)
     if (dst == src) return;
     kx_ticket_key keys[KX_TICKET_KEYS];
     pthread_mutex_lock(&src->lock);
+    /* src seals lazily: without a key yet, it would make one after the copy
+     * (a handshake still running on it), sealing tickets dst cannot open. */
+    if (!src->keys[0].in_use && !src->from_files) {
+        kx_ticket_key *k = &src->keys[0];
+        if (!kx_failed(kx_random(k->name, sizeof k->name)) && !kx_failed(kx_random(k->key, sizeof k->key))) {
+            k->created_ms = kx_now_ms();
+            k->in_use = true;
+        }
+    }
     memcpy(keys, src->keys, sizeof keys);
     pthread_mutex_unlock(&src->lock);
     pthread_mutex_lock(&dst->lock);

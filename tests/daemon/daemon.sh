@@ -4,7 +4,8 @@
 #
 #  check/*       ktlsxd --check: a good file exits 0 (and the shipped example, with test
 #                certificates); bad files exit 2 with "file:line: problem"
-#  systemd/units the units parse (systemd-analyze verify); the service's exposure score <= 2.5"
+#  systemd/units the units parse (systemd-analyze verify); the service's exposure score <= 2.5
+#  activation    started by systemd-socket-activate: the door is the passed fd 3"
 #  load/*        tests/examples/echo_load against tests/daemon/door_load, an echo server that hands
 #                every accepted socket to ktlsxd: 100 OpenSSL (TLS 1.3 and 1.2) + 100 ktlsx clients
 #                (200 concurrent handshakes, echo byte-exact on the fallback), 20 stallers (cut at the
@@ -592,6 +593,29 @@ if case_begin epoll/sigterm; then
   for ((i = 0; i < 200; i++)); do kill -0 "$E_PID" 2>/dev/null || break; sleep 0.05; done
   if kill -0 "$E_PID" 2>/dev/null; then _kill_pids "$E_PID"; fail "still running 10 s after SIGTERM"
   else wait "$E_PID"; rc=$?; (( rc == 0 )) && pass || fail "exit status $rc after SIGTERM" "$RUN/epoll-ktlsxd.err"; fi
+fi
+
+# ------------------------------------------------------- socket activation ---
+# systemd's protocol (LISTEN_PID/LISTEN_FDS, the door as fd 3), from systemd-socket-activate:
+# the first caller's connection starts the daemon, which serves it on the passed socket and
+# leaves the socket file (systemd's) in place at SIGTERM.
+if have systemd-socket-activate && case_begin activation; then
+  ACT_DOOR=$DOOR_DIR/act.sock
+  sed -e "s|^socket = .*|socket = $ACT_DOOR|" "$CONF" >"$RUN/act.conf"
+  systemd-socket-activate --seqpacket -l "$ACT_DOOR" "$DBIN/ktlsxd" -c "$RUN/act.conf" \
+    >"$RUN/act-ktlsxd.out" 2>"$RUN/act-ktlsxd.err" </dev/null &
+  A_PID=$!
+  ALL_PIDS+=("$A_PID")
+  for ((i = 0; i < 100; i++)); do [[ -S $ACT_DOOR ]] && break; sleep 0.05; done
+  run_cmd probe /dev/null "$DOOR_LOAD" --door "$ACT_DOOR" --profile web --timeout-ms 600 --probe pipe
+  kill -TERM "$A_PID" 2>/dev/null
+  for ((i = 0; i < 200; i++)); do kill -0 "$A_PID" 2>/dev/null || break; sleep 0.05; done
+  if [[ $(cat "$CD/probe.out") != "status bad-socket: the descriptor is not a socket" ]]; then
+    fail "first caller: '$(cat "$CD/probe.out" "$CD/probe.err")'" "$RUN/act-ktlsxd.err"
+  elif ! grep -q 'door: listening on the socket systemd passed' "$RUN/act-ktlsxd.err"; then fail "did not take fd 3" "$RUN/act-ktlsxd.err"
+  elif kill -0 "$A_PID" 2>/dev/null; then _kill_pids "$A_PID"; fail "still running 10 s after SIGTERM"
+  elif [[ ! -S $ACT_DOOR ]]; then fail "the daemon removed systemd's socket file"
+  else pass; fi
 fi
 
 # ----------------------------------------------------------------- limits ---
