@@ -5,7 +5,10 @@
 #  check/*       ktlsxd --check: a good file exits 0 (and the shipped example, with test
 #                certificates); bad files exit 2 with "file:line: problem"
 #  systemd/units the units parse (systemd-analyze verify); the service's exposure score <= 2.5
-#  activation    started by systemd-socket-activate: the door is the passed fd 3"
+#  activation    started by systemd-socket-activate: the door is the passed fd 3
+#  abuse/10k     10,000 idle door connections + 1,000 stalled handshakes from one uid: held within
+#                the limits (500 in flight, the rest busy), memory growth under 64 MiB (logged),
+#                40 clients of another uid served meanwhile"
 #  load/*        tests/examples/echo_load against tests/daemon/door_load, an echo server that hands
 #                every accepted socket to ktlsxd: 100 OpenSSL (TLS 1.3 and 1.2) + 100 ktlsx clients
 #                (200 concurrent handshakes, echo byte-exact on the fallback), 20 stallers (cut at the
@@ -53,7 +56,8 @@ trap 'rc=$?; rm -rf "$DOOR_DIR"; (exit $rc); _lib_exit' EXIT
 DOOR=$DOOR_DIR/door.sock
 CONF=$RUN/ktlsxd.conf
 
-ulimit -n 4096 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
+HARD_NOFILE=$(ulimit -Hn)
+ulimit -Sn 4096 2>/dev/null || ulimit -Sn "$HARD_NOFILE" 2>/dev/null  # soft only: abuse/10k raises it again
 if [[ ! -x $DBIN/ktlsxd || ! -x $DOOR_LOAD || ! -x $ECHO_LOAD ]]; then
   case_begin build && skip "ktlsxd, door_load or echo_load not built"
   finish
@@ -714,6 +718,59 @@ if (( $(id -u) == 0 )) && getent passwd nobody >/dev/null; then
     if kill -0 "$P_PID" 2>/dev/null; then _kill_pids "$P_PID"; fail "still running 10 s after SIGTERM"
     else wait "$P_PID"; rc=$?; (( rc == 0 )) && pass || fail "exit status $rc" "$RUN/priv-ktlsxd.err"; fi
   fi
+fi
+
+# ------------------------------------------------------ 10,000 connections ---
+# One uid (65534) opens 10,000 door connections that send nothing and starts 1,000 handshakes
+# whose TLS peer stays silent; the daemon holds them within its limits (max_handshakes_per_uid
+# 500: the rest answered busy) and its memory stays bounded, while root's clients are served.
+if (( $(id -u) == 0 )) && have setpriv && case_begin abuse/10k; then
+ if [[ $HARD_NOFILE != unlimited ]] && (( HARD_NOFILE < 12000 )); then skip "open-files hard limit $HARD_NOFILE < 12000"; else
+  BIG_DOOR=$DOOR_DIR/big.sock
+  sed -e "s|^socket = .*|socket = $BIG_DOOR\nmax_clients = 12000\nmax_clients_per_uid = 12000\nmax_handshakes_per_uid = 500|" \
+      -e "s|^request_timeout_ms = .*|request_timeout_ms = 120000|" "$CONF" >"$RUN/big.conf"
+  ( exec "$DBIN/ktlsxd" -c "$RUN/big.conf" ) >"$RUN/big-ktlsxd.out" 2>"$RUN/big-ktlsxd.err" </dev/null &
+  B_PID=$!
+  ALL_PIDS+=("$B_PID")
+  for ((i = 0; i < 200; i++)); do grep -q 'ktlsxd: info: ready' "$RUN/big-ktlsxd.err" 2>/dev/null && break; sleep 0.05; done
+  rss0=$(awk '/^VmRSS:/ {print $2}' "/proc/$B_PID/status" 2>/dev/null)
+  ( ulimit -Sn "$HARD_NOFILE" && exec setpriv --reuid=65534 --regid=65534 --clear-groups "$DOOR_LOAD" --door "$BIG_DOOR" \
+      --profile keep --abuse 10000 ) >"$CD/idle.out" 2>&1 &
+  I_PID=$!
+  ( ulimit -Sn 8000 && exec setpriv --reuid=65534 --regid=65534 --clear-groups "$DOOR_LOAD" --door "$BIG_DOOR" \
+      --profile keep --timeout-ms 60000 --stall 1000 ) >"$CD/stall.out" 2>&1 &
+  S_PID=$!
+  BG_PIDS+=("$I_PID" "$S_PID")
+  for ((i = 0; i < 1200; i++)); do
+    grep -q '^door_load: abuse holding' "$CD/idle.out" 2>/dev/null && grep -q '^door_load: stalling' "$CD/stall.out" 2>/dev/null && break
+    sleep 0.05
+  done
+  sleep 1
+  "$CTL" -s "$DOOR_DIR/big.ctl" stats >"$CD/stats.out" 2>&1
+  rss1=$(awk '/^VmRSS:/ {print $2}' "/proc/$B_PID/status" 2>/dev/null)
+  served=
+  if DOOR=$BIG_DOOR start_app big-app; then
+    timeout -k 2 $(( HS_MS / 1000 + 60 )) "$ECHO_LOAD" --port "$APP_PORT" --ca "$CERTS/ca.pem" \
+      --handshake-timeout-ms "$HS_MS" --slack-ms 1500 --openssl 20 --ktlsx 20 >"$CD/served.out" 2>&1 </dev/null
+    served=$?
+    stop_app "$APP_PID"
+  fi
+  kill -TERM "$I_PID" "$S_PID" 2>/dev/null
+  wait "$I_PID" "$S_PID" 2>/dev/null
+  growth_kb=$(( ${rss1:-0} - ${rss0:-0} ))
+  inflight=$(sed -n 's/^in flight \([0-9]*\), door connections \([0-9]*\)$/\1 \2/p' "$CD/stats.out")
+  echo "    abuse/10k: daemon RSS ${rss0:-?} kB -> ${rss1:-?} kB (+$growth_kb kB) holding: in flight / door connections = ${inflight:-?}" >&2
+  echo "    abuse/10k: $(cat "$CD/stall.out" | tail -n1)" >&2
+  if ! grep -q '^door_load: abuse holding 10000$' "$CD/idle.out"; then fail "10,000 idle door connections not all opened: $(grep holding "$CD/idle.out")" "$CD/idle.out" "$RUN/big-ktlsxd.err"
+  elif ! grep -q '^door_load: stalling 1000$' "$CD/stall.out"; then fail "1,000 stalled handshakes not all started" "$CD/stall.out"
+  elif [[ $inflight != "500 "* ]] || (( ${inflight#* } < 11000 )); then fail "in flight / door connections '${inflight:-none}', expected 500 / >= 11000" "$CD/stats.out"
+  elif [[ $served != 0 ]]; then fail "well-behaved clients not served meanwhile ($(describe_rc "${served:-1}"))" "$CD/served.out"
+  elif (( growth_kb > 65536 )); then fail "memory grew by $growth_kb kB holding them (bound 64 MiB)"
+  elif ! grep -q 'busy=500' "$CD/stall.out"; then fail "the 500 handshakes over max_handshakes_per_uid were not answered busy: $(tail -n1 "$CD/stall.out")"
+  else pass; fi
+  kill -TERM "$B_PID" 2>/dev/null
+  for ((i = 0; i < 200; i++)); do kill -0 "$B_PID" 2>/dev/null || break; sleep 0.05; done
+ fi
 fi
 
 if case_begin daemon-sane; then

@@ -15,7 +15,11 @@
  *       (garbage, truncated, oversized, wrong version, unknown flags, zero length) each on its own
  *       connection and prints "PASS abuse/WHAT" or "FAIL abuse/WHAT: ..." (a bad-request answer, or
  *       the door closing the connection, is a pass; silence is not); then prints
- *       "door_load: abuse holding N" and waits for SIGTERM. */
+ *       "door_load: abuse holding N" and waits for SIGTERM.
+ *   door_load --door PATH --profile NAME --stall N
+ *       Starts N handshakes whose TLS peer never speaks: a loopback connection each, handed to the
+ *       daemon with one request, the peer kept open and silent; prints "door_load: stalling N" and
+ *       waits for SIGTERM, then "door_load: stall answers: STATUS=COUNT ... none=COUNT". */
 #include <ktlsx/daemon.h>
 #include <arpa/inet.h>
 #include <errno.h>
@@ -206,6 +210,62 @@ static int abuse_one(const char *what, const uint8_t *msg, size_t len, int expec
     return 0;
 }
 
+static int run_stall(int n)
+{
+    int *doors = calloc((size_t)n, sizeof *doors), *peers = calloc((size_t)n, sizeof *peers), port, sent = 0;
+    int l = listen_loopback(SOCK_STREAM, &port);
+    struct ktlsx_door_request req = { .role = KTLSX_SERVER, .timeout_ms = (uint32_t)timeout_ms };
+    uint8_t buf[KTLSX_DOOR_ANSWER_MAX];
+    snprintf(req.profile, sizeof req.profile, "%s", profile);
+    long len = ktlsx_door_request_encode(&req, buf, sizeof buf, NULL);
+    if (!doors || !peers || l < 0 || len < 0) return fprintf(stderr, "door_load: stall setup\n"), 1;
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    for (int i = 0; i < n; i++) {
+        doors[i] = peers[i] = -1;
+        int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (c < 0 || connect(c, (struct sockaddr *)&sa, sizeof sa) < 0) {
+            if (c >= 0) close(c);
+            break;
+        }
+        int a = accept(l, NULL, NULL), d = door_connect();
+        if (a >= 0 && d >= 0 && ktlsx_send_fd(d, buf, (size_t)len, a, 0) == 0) sent++;
+        if (a >= 0) close(a); /* the daemon has its own copy */
+        doors[i] = d, peers[i] = c;
+    }
+    close(l);
+    printf("door_load: stalling %d\n", sent);
+    fflush(stdout);
+    sigset_t term;
+    sigemptyset(&term), sigaddset(&term, SIGTERM), sigaddset(&term, SIGINT);
+    sigprocmask(SIG_BLOCK, &term, NULL);
+    int sig;
+    sigwait(&term, &sig);
+    long counts[KTLSX_DOOR_UNREACHABLE + 1] = { 0 }, none = 0;
+    for (int i = 0; i < n; i++) {
+        struct ktlsx_daemon_result res;
+        const uint8_t *blob;
+        size_t blob_len;
+        int extra = -1;
+        long got = doors[i] >= 0 ? ktlsx_recv_fd(doors[i], buf, sizeof buf, &extra, MSG_DONTWAIT) : -1;
+        if (extra >= 0) close(extra);
+        if (got > 0 && ktlsx_door_answer_decode(buf, (size_t)got, &res, &blob, &blob_len, NULL) == 0 &&
+            res.status >= 0 && res.status <= KTLSX_DOOR_UNREACHABLE)
+            counts[res.status]++;
+        else if (doors[i] >= 0)
+            none++;
+        if (doors[i] >= 0) close(doors[i]);
+        if (peers[i] >= 0) close(peers[i]);
+    }
+    printf("door_load: stall answers:");
+    for (int st = 0; st <= KTLSX_DOOR_UNREACHABLE; st++)
+        if (counts[st]) printf(" %s=%ld", ktlsx_door_status_name(st), counts[st]);
+    printf(" none=%ld\n", none);
+    free(doors);
+    free(peers);
+    return 0;
+}
+
 static int run_abuse(int n)
 {
     int *idle = calloc((size_t)n, sizeof *idle), held = 0, bad = 0;
@@ -249,23 +309,25 @@ int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "door", 1, NULL, 'd' }, { "profile", 1, NULL, 'p' }, { "timeout-ms", 1, NULL, 't' },
-        { "probe", 1, NULL, 'P' }, { "abuse", 1, NULL, 'a' }, { NULL, 0, NULL, 0 },
+        { "probe", 1, NULL, 'P' }, { "abuse", 1, NULL, 'a' }, { "stall", 1, NULL, 's' }, { NULL, 0, NULL, 0 },
     };
     const char *probe = NULL;
-    int abuse = -1, o;
+    int abuse = -1, stall = -1, o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (o == 'd') door_path = optarg;
         else if (o == 'p') profile = optarg;
         else if (o == 't') timeout_ms = atoi(optarg);
         else if (o == 'P') probe = optarg;
         else if (o == 'a') abuse = atoi(optarg);
+        else if (o == 's') stall = atoi(optarg);
         else return 2;
     }
     if (!door_path || !profile || optind != argc)
-        return fputs("usage: door_load --door PATH --profile NAME [--timeout-ms MS] [--probe KIND | --abuse N]\n",
+        return fputs("usage: door_load --door PATH --profile NAME [--timeout-ms MS] [--probe KIND | --abuse N | --stall N]\n",
                      stderr), 2;
     signal(SIGPIPE, SIG_IGN);
     if (probe) return run_probe(probe);
     if (abuse >= 0) return run_abuse(abuse);
+    if (stall >= 0) return run_stall(stall);
     return run_server();
 }
