@@ -7,7 +7,7 @@
  *   connect, getaddrinfo      client handshake; the name from the rule or from getaddrinfo
  *   read, recv, recvfrom, recvmsg, readv
  *   write, send, sendto, sendmsg, writev, sendfile, sendfile64, splice
- *   shutdown, close, dup, dup2, dup3, fcntl (F_DUPFD, F_DUPFD_CLOEXEC)
+ *   shutdown, close, dup, dup2, dup3, fcntl / fcntl64 (F_DUPFD, F_DUPFD_CLOEXEC), socket
  * An fd with no state in the table costs one atomic load and goes to libc.
  *
  * Recursion: libktlsx is linked into this .so and calls send/recv/poll/close
@@ -73,6 +73,7 @@ static int (*real_dup)(int);
 static int (*real_dup2)(int, int);
 static int (*real_dup3)(int, int, int);
 static int (*real_fcntl)(int, int, ...);
+static int (*real_fcntl64)(int, int, ...);
 static int (*real_getaddrinfo)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
 
 #define REAL(name) (real_##name != NULL ? real_##name : resolve_##name())
@@ -88,7 +89,7 @@ static int (*real_getaddrinfo)(const char *, const char *, const struct addrinfo
 RESOLVER(read) RESOLVER(write) RESOLVER(recv) RESOLVER(send) RESOLVER(recvfrom) RESOLVER(sendto)
 RESOLVER(recvmsg) RESOLVER(sendmsg) RESOLVER(readv) RESOLVER(writev) RESOLVER(sendfile) RESOLVER(sendfile64)
 RESOLVER(splice) RESOLVER(socket) RESOLVER(listen) RESOLVER(accept) RESOLVER(accept4) RESOLVER(connect) RESOLVER(shutdown)
-RESOLVER(close) RESOLVER(dup) RESOLVER(dup2) RESOLVER(dup3) RESOLVER(fcntl) RESOLVER(getaddrinfo)
+RESOLVER(close) RESOLVER(dup) RESOLVER(dup2) RESOLVER(dup3) RESOLVER(fcntl) RESOLVER(fcntl64) RESOLVER(getaddrinfo)
 
 /* ---- state ---- */
 static __thread int in_lib __attribute__((tls_model("initial-exec")));
@@ -811,6 +812,18 @@ EXPORT int fcntl(int fd, int cmd, ...)
     void *arg = va_arg(ap, void *); /* every fcntl argument fits a pointer-sized register */
     va_end(ap);
     int rc = REAL(fcntl)(fd, cmd, arg);
+    if (rc >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && !in_lib && pl_fd_get(fd) != NULL) pl_fd_dup(fd, rc);
+    return rc;
+}
+
+/* Programs built with _FILE_OFFSET_BITS=64 (python3, most distribution packages) call fcntl64. */
+EXPORT int fcntl64(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    int rc = REAL(fcntl64)(fd, cmd, arg);
     if (rc >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && !in_lib && pl_fd_get(fd) != NULL) pl_fd_dup(fd, rc);
     return rc;
 }
