@@ -83,6 +83,7 @@ void pl_fd_forget(int fd)
 void pl_tls_free(struct pl_tls *t)
 {
     if (t == NULL) return;
+    if (t->lst != NULL) pl_listener_release(t->lst);
     ktlsx_socket_free(t->sock);
     /* The shim's own fd, closed by the system call: never through the interposed close(). */
     if (t->priv_fd >= 0) syscall(SYS_close, t->priv_fd);
@@ -132,4 +133,12 @@ void pl_fd_mark_forked(void)
         if (t != NULL) t->forked = 1;
     }
     pthread_mutex_unlock(&table_lock);
+}
+
+void pl_fd_each_listener(void (*fn)(struct pl_listener *))
+{
+    for (int fd = 0; fd < high_water; fd++) {
+        struct pl_tls *t = atomic_load_explicit(&table[fd], memory_order_relaxed);
+        if (t != NULL && t->lst != NULL) fn(t->lst);
+    }
 }

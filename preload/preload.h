@@ -73,8 +73,12 @@ const char *pl_mode_name(enum pl_mode m);
 
 /* ---- fd table (preload/fdtable.c) ---- */
 
-/* The TLS state of one connection, shared by every fd that refers to it (dup). */
+struct pl_listener; /* preload/shim.c: a TLS listener's handshakes in flight and finished */
+
+/* The TLS state of one connection (or one TLS listener: sock NULL, lst set), shared by every fd that
+ * refers to it (dup). */
 struct pl_tls {
+    struct pl_listener *lst; /* listeners only */
     pthread_mutex_t lock;   /* one caller at a time in the library for this connection */
     int refs;               /* program fds pointing here (under the table lock) */
     int priv_fd;            /* the shim's own dup of the socket: what ktlsx_socket uses */
@@ -103,5 +107,11 @@ void pl_fd_forget(int fd);
 void pl_fd_mark_forked(void);
 /* Free a state (socket and private fd) without any TLS close. */
 void pl_tls_free(struct pl_tls *t);
+/* Drop the table's reference on a listener's state (preload/shim.c). */
+void pl_listener_release(struct pl_listener *l);
+/* fork, in the child: the parent's handshake threads are not here (preload/shim.c). */
+void pl_listeners_after_fork(void);
+/* Call fn on every listener state in the table (fork handlers; no lock taken: the child is single-threaded). */
+void pl_fd_each_listener(void (*fn)(struct pl_listener *));
 
 #endif

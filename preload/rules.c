@@ -450,8 +450,11 @@ int pl_rules_from_env(struct pl_rules *r, char *(*get)(const char *), char *err,
         if (o < sizeof opts && key != NULL && *key) o += (size_t)snprintf(opts + o, sizeof opts - o, " key=%s", key);
         if (o >= sizeof opts) { seterr(err, errlen, "KTLSX_SERVE: options too long"); return -1; }
         if (env_line("KTLSX_SERVE", v, line, sizeof line / 2, "serve ", err, errlen) < 0) return -1;
-        if (strlen(line) + strlen(opts) + 1 > sizeof line) { seterr(err, errlen, "KTLSX_SERVE: too long"); return -1; }
-        strcat(line, opts);
+        size_t l = strlen(line);
+        if ((size_t)snprintf(line + l, sizeof line - l, "%s", opts) >= sizeof line - l) {
+            seterr(err, errlen, "KTLSX_SERVE: too long");
+            return -1;
+        }
         if (pl_rules_parse(line, strlen(line), "KTLSX_SERVE", r, err, errlen) < 0) return -1;
     }
     if ((v = get("KTLSX_CONNECT")) != NULL && *v != '\0') {

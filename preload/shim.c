@@ -151,7 +151,7 @@ __attribute__((constructor)) static void pl_init(void)
         n_connect += rules.v[i].kind == PL_CONNECT;
         if (rules.v[i].cfg != NULL) (void)ktlsx_config_set_log(rules.v[i].cfg, lib_log, NULL);
     }
-    pthread_atfork(NULL, atfork_parent, NULL);
+    pthread_atfork(NULL, atfork_parent, pl_listeners_after_fork);
     active = 1;
     pl_log(KTLSX_LOG_INFO, "%zu rule(s), mode %s, handshake deadline %d ms (nonblocking listener %d ms)", rules.n,
            pl_mode_name(rules.mode), rules.hs_ms, rules.nb_hs_ms);
@@ -187,6 +187,30 @@ static int io_errno(struct pl_tls *t, int st)
     t->failed = 1;
     return ECONNRESET;
 }
+
+#define PL_MAX_PENDING 1024
+
+struct pl_done {
+    int fd;
+    struct pl_tls *t;
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    struct pl_done *next;
+};
+
+struct pl_listener {
+    pthread_mutex_t lock;
+    int refs;                       /* the table's (1) + one per handshake thread */
+    int closed;                     /* the program closed the listener */
+    const struct pl_rule *rule;
+    struct sockaddr_storage bell_to; /* where the doorbell connects (the listener; loopback for "any") */
+    socklen_t bell_to_len;
+    int bell_fd;                    /* the doorbell's client end, -1 when none is outstanding */
+    struct sockaddr_storage bell_from;
+    socklen_t bell_from_len;
+    int pending;                    /* handshakes running */
+    struct pl_done *head, *tail;    /* finished, in order */
+};
 
 /* ---- the handshakes ---- */
 
@@ -298,8 +322,9 @@ EXPORT int listen(int fd, int backlog)
     int rc = REAL(listen)(fd, backlog);
     if (rc < 0 || !active || in_lib || pl_fd_get(fd) != NULL) return rc;
     struct sockaddr_storage ss;
-    socklen_t l = sizeof ss;
-    if (getsockname(fd, (struct sockaddr *)&ss, &l) < 0 || !is_tcp(fd)) return rc;
+    socklen_t len = sizeof ss;
+    memset(&ss, 0, sizeof ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0 || !is_tcp(fd)) return rc;
     if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) return rc;
     const struct pl_rule *rule = pl_rules_serve(&rules, sock_port((struct sockaddr *)&ss));
     if (rule == NULL) return rc;
@@ -309,36 +334,267 @@ EXPORT int listen(int fd, int backlog)
         errno = ENOMEM;
         return -1;
     }
+    struct pl_listener *l = calloc(1, sizeof *l);
+    if (l == NULL) {
+        free(t);
+        pl_log(KTLSX_LOG_ERROR, "%s: out of memory: refusing to listen in plaintext", rule->where);
+        errno = ENOMEM;
+        return -1;
+    }
+    pthread_mutex_init(&l->lock, NULL);
+    l->refs = 1;
+    l->rule = rule;
+    l->bell_fd = -1;
+    l->bell_to = ss;
+    l->bell_to_len = len;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)(void *)&l->bell_to;
+        if (a->sin_addr.s_addr == htonl(INADDR_ANY)) a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    } else {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)(void *)&l->bell_to;
+        if (IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr)) a->sin6_addr = in6addr_loopback;
+    }
     pthread_mutex_init(&t->lock, NULL);
     t->priv_fd = -1;
     t->rule = rule;
+    t->lst = l;
     pl_fd_attach(fd, t);
     pl_log(KTLSX_LOG_INFO, "%s: TLS on port %u (fd %d)", rule->where, (unsigned)rule->port, fd);
     return rc;
 }
 
-static int tls_accept(struct pl_tls *l, int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+/* ---- TLS listeners: handshakes off the program's thread ----
+ *
+ * Every connection a TLS listener gets runs its handshake on a shim thread of
+ * its own (bounded by the handshake deadline), so a peer that stalls never
+ * holds up the program or the other peers, on blocking and nonblocking
+ * listeners alike.  accept() hands out finished connections only.  The
+ * program learns that one is ready the way it learns of any connection: the
+ * listener becomes readable.  The shim makes it so by connecting to the
+ * listener itself (a "doorbell": one loopback connection, kept until accept()
+ * takes it out of the queue and closes it; at most one is outstanding), so
+ * epoll (level or edge), poll, select and a blocked accept all wake up.  A
+ * failed handshake is closed on its thread and never reaches the program. */
+static void listener_unref_locked(struct pl_listener *l, int *gone)
 {
-    socklen_t orig = addrlen ? *addrlen : 0;
+    *gone = --l->refs == 0;
+}
+
+static void listener_free(struct pl_listener *l)
+{
+    struct pl_done *d = l->head;
+    while (d != NULL) {
+        struct pl_done *n = d->next;
+        pl_tls_free(d->t);
+        REAL(close)(d->fd);
+        free(d);
+        d = n;
+    }
+    if (l->bell_fd >= 0) REAL(close)(l->bell_fd);
+    pthread_mutex_destroy(&l->lock);
+    free(l);
+}
+
+void pl_listener_release(struct pl_listener *l)
+{
+    int gone;
+    pthread_mutex_lock(&l->lock);
+    l->closed = 1;
+    listener_unref_locked(l, &gone);
+    pthread_mutex_unlock(&l->lock);
+    if (gone) listener_free(l);
+}
+
+static void after_fork_one(struct pl_listener *l)
+{
+    /* The child has copies of the finished connections (the parent returns them) and of the doorbell,
+     * and none of the threads: forget them here, the parent carries on with them. */
+    pthread_mutex_init(&l->lock, NULL);
+    for (struct pl_done *d = l->head; d != NULL;) {
+        struct pl_done *n = d->next;
+        REAL(close)(d->fd);
+        if (d->t->priv_fd >= 0) REAL(close)(d->t->priv_fd);
+        d->t->priv_fd = -1;
+        free(d); /* the state's memory is the parent's copy: leaked in the child, never used */
+        d = n;
+    }
+    l->head = l->tail = NULL;
+    if (l->bell_fd >= 0) REAL(close)(l->bell_fd);
+    l->bell_fd = -1;
+    l->refs -= l->pending;
+    l->pending = 0;
+}
+
+void pl_listeners_after_fork(void) { pl_fd_each_listener(after_fork_one); }
+
+/* Make the listener readable: one connection to itself (lock held). */
+static void ring_locked(struct pl_listener *l)
+{
+    if (l->bell_fd >= 0 || l->head == NULL || l->closed) return;
+    int fd = REAL(socket)(l->bell_to.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        pl_log(KTLSX_LOG_ERROR, "%s: doorbell socket: %s (a finished connection waits for the next one)",
+               l->rule->where, strerror(errno));
+        return;
+    }
+    if (REAL(connect)(fd, (struct sockaddr *)&l->bell_to, l->bell_to_len) < 0 && errno != EINPROGRESS) {
+        pl_log(KTLSX_LOG_ERROR, "%s: doorbell connect: %s", l->rule->where, strerror(errno));
+        REAL(close)(fd);
+        return;
+    }
+    l->bell_from_len = sizeof l->bell_from;
+    if (getsockname(fd, (struct sockaddr *)&l->bell_from, &l->bell_from_len) < 0) {
+        REAL(close)(fd);
+        return;
+    }
+    l->bell_fd = fd;
+}
+
+static int is_bell_locked(const struct pl_listener *l, const struct sockaddr_storage *peer, socklen_t len)
+{
+    return l->bell_fd >= 0 && len == l->bell_from_len && memcmp(peer, &l->bell_from, len) == 0;
+}
+
+struct hs_job {
+    struct pl_listener *l;
+    int fd;
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+};
+
+static void *hs_thread(void *arg)
+{
+    struct hs_job *job = arg;
+    struct pl_listener *l = job->l;
+    struct pl_tls *t = handshake(job->fd, l->rule, rules.hs_ms, NULL);
+    struct pl_done *d = t != NULL ? calloc(1, sizeof *d) : NULL;
+    int gone, keep = 0;
+    pthread_mutex_lock(&l->lock);
+    l->pending--;
+    if (d != NULL && !l->closed) {
+        d->fd = job->fd;
+        d->t = t;
+        d->peer = job->peer;
+        d->peer_len = job->peer_len;
+        if (l->tail) l->tail->next = d;
+        else l->head = d;
+        l->tail = d;
+        keep = 1;
+        ring_locked(l);
+    }
+    listener_unref_locked(l, &gone);
+    pthread_mutex_unlock(&l->lock);
+    if (!keep) {
+        pl_tls_free(t);
+        free(d);
+        REAL(close)(job->fd);
+    }
+    if (gone) listener_free(l);
+    free(job);
+    return NULL;
+}
+
+/* Start the handshake of raw connection fd on its own thread (lock held). */
+static void start_handshake_locked(struct pl_listener *l, int fd, const struct sockaddr_storage *peer, socklen_t plen)
+{
+    struct hs_job *job = NULL;
+    pthread_t th;
+    pthread_attr_t attr;
+    if (l->pending >= PL_MAX_PENDING || (job = calloc(1, sizeof *job)) == NULL) {
+        pl_log(KTLSX_LOG_WARNING, "%s: %d handshakes in flight: connection dropped", l->rule->where, l->pending);
+        free(job);
+        REAL(close)(fd);
+        return;
+    }
+    job->l = l;
+    job->fd = fd;
+    job->peer = *peer;
+    job->peer_len = plen;
+    l->pending++;
+    l->refs++;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&th, &attr, hs_thread, job);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        pl_log(KTLSX_LOG_WARNING, "%s: no thread for a handshake (%s): connection dropped", l->rule->where, strerror(rc));
+        l->pending--;
+        l->refs--;
+        free(job);
+        REAL(close)(fd);
+    }
+}
+
+/* Hand the program a finished connection (lock held). */
+static int give_locked(struct pl_listener *l, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+    struct pl_done *d = l->head;
+    l->head = d->next;
+    if (l->head == NULL) l->tail = NULL;
+    int fd = d->fd;
+    if (addr != NULL && addrlen != NULL) {
+        memcpy(addr, &d->peer, d->peer_len < *addrlen ? d->peer_len : *addrlen);
+        *addrlen = d->peer_len;
+    }
+    /* the flags the program asked of accept4 */
+    int fl = REAL(fcntl)(fd, F_GETFL);
+    if (fl >= 0) REAL(fcntl)(fd, F_SETFL, (flags & SOCK_NONBLOCK) ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK));
+    REAL(fcntl)(fd, F_SETFD, (flags & SOCK_CLOEXEC) ? FD_CLOEXEC : 0);
+    if (pl_fd_attach(fd, d->t) < 0) {
+        pl_tls_free(d->t);
+        REAL(close)(fd);
+        fd = -1;
+    }
+    free(d);
+    ring_locked(l); /* more finished ones: keep the listener readable */
+    return fd;
+}
+
+static int tls_accept(struct pl_tls *lt, int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+    struct pl_listener *l = lt->lst;
+    int nb = fd_nonblocking(fd);
     for (;;) {
-        if (addrlen) *addrlen = orig;
-        int c = REAL(accept4)(fd, addr, addrlen, flags);
-        if (c < 0) return -1;
-        int nb = fd_nonblocking(fd);
-        long t0 = now_ms();
-        struct pl_tls *t = handshake(c, l->rule, nb ? rules.nb_hs_ms : rules.hs_ms, NULL);
-        if (t != NULL && pl_fd_attach(c, t) == 0) return c;
-        if (t != NULL) pl_tls_free(t);
-        pl_log(KTLSX_LOG_INFO, "%s: connection dropped after %ld ms; waiting for the next one", l->rule->where,
-               now_ms() - t0);
-        REAL(close)(c);
+        pthread_mutex_lock(&l->lock);
+        if (!nb && l->head != NULL) {
+            int c = give_locked(l, addr, addrlen, flags);
+            pthread_mutex_unlock(&l->lock);
+            if (c >= 0) return c;
+            continue;
+        }
+        pthread_mutex_unlock(&l->lock);
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof peer;
+        /* blocking listener: waits here for a connection or a doorbell (a finished handshake) */
+        int c = REAL(accept4)(fd, (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC);
+        pthread_mutex_lock(&l->lock);
+        if (c < 0) {
+            int e = errno;
+            if ((e == EAGAIN || e == EWOULDBLOCK) && l->head != NULL) {
+                int g = give_locked(l, addr, addrlen, flags);
+                pthread_mutex_unlock(&l->lock);
+                if (g >= 0) return g;
+                continue;
+            }
+            pthread_mutex_unlock(&l->lock);
+            errno = e;
+            return -1;
+        }
+        if (is_bell_locked(l, &peer, plen)) {
+            REAL(close)(l->bell_fd);
+            l->bell_fd = -1;
+            REAL(close)(c);
+        } else {
+            start_handshake_locked(l, c, &peer, plen);
+        }
+        pthread_mutex_unlock(&l->lock);
     }
 }
 
 EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
 {
     struct pl_tls *l = lookup(fd);
-    if (l == NULL || l->sock != NULL) {
+    if (l == NULL || l->lst == NULL) {
         int c = REAL(accept)(fd, addr, addrlen);
         if (c >= 0 && active && !in_lib) pl_fd_forget(c);
         return c;
@@ -349,7 +605,7 @@ EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
 EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
 {
     struct pl_tls *l = lookup(fd);
-    if (l == NULL || l->sock != NULL) {
+    if (l == NULL || l->lst == NULL) {
         int c = REAL(accept4)(fd, addr, addrlen, flags);
         if (c >= 0 && active && !in_lib) pl_fd_forget(c);
         return c;
