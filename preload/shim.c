@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -63,6 +64,10 @@ static ssize_t (*real_sendfile)(int, int, off_t *, size_t);
 static ssize_t (*real_sendfile64)(int, int, off_t *, size_t);
 static ssize_t (*real_splice)(int, loff_t *, int, loff_t *, size_t, unsigned int);
 static int (*real_listen)(int, int);
+static int (*real_poll)(struct pollfd *, nfds_t, int);
+static int (*real_epoll_ctl)(int, int, int, struct epoll_event *);
+static int (*real_epoll_wait)(int, struct epoll_event *, int, int);
+static int (*real_epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
 static int (*real_socket)(int, int, int);
 static int (*real_accept)(int, struct sockaddr *, socklen_t *);
 static int (*real_accept4)(int, struct sockaddr *, socklen_t *, int);
@@ -88,7 +93,7 @@ static int (*real_getaddrinfo)(const char *, const char *, const struct addrinfo
     }
 RESOLVER(read) RESOLVER(write) RESOLVER(recv) RESOLVER(send) RESOLVER(recvfrom) RESOLVER(sendto)
 RESOLVER(recvmsg) RESOLVER(sendmsg) RESOLVER(readv) RESOLVER(writev) RESOLVER(sendfile) RESOLVER(sendfile64)
-RESOLVER(splice) RESOLVER(socket) RESOLVER(listen) RESOLVER(accept) RESOLVER(accept4) RESOLVER(connect) RESOLVER(shutdown)
+RESOLVER(splice) RESOLVER(poll) RESOLVER(epoll_ctl) RESOLVER(epoll_wait) RESOLVER(epoll_pwait) RESOLVER(socket) RESOLVER(listen) RESOLVER(accept) RESOLVER(accept4) RESOLVER(connect) RESOLVER(shutdown)
 RESOLVER(close) RESOLVER(dup) RESOLVER(dup2) RESOLVER(dup3) RESOLVER(fcntl) RESOLVER(fcntl64) RESOLVER(getaddrinfo)
 
 /* ---- state ---- */
@@ -174,7 +179,7 @@ static int fd_nonblocking(int fd)
 static int wait_fd(int fd, short events, int timeout_ms)
 {
     struct pollfd p = {.fd = fd, .events = events};
-    int r = poll(&p, 1, timeout_ms);
+    int r = REAL(poll)(&p, 1, timeout_ms);
     if (r < 0) return -1;
     if (r == 0) { errno = ETIMEDOUT; return -1; }
     return 0;
@@ -723,8 +728,10 @@ static ssize_t tls_recv(struct pl_tls *t, int fd, void *buf, size_t len, int fla
         LIB_LEAVE();
         pthread_mutex_unlock(&t->lock);
         if (st == KTLSX_IO_OK) {
+            /* Keep filling the buffer while data is here (no waiting): what the library already pulled
+             * off the socket does not make the fd readable, so an event loop must get it now. */
             done += got;
-            if (!(flags & MSG_WAITALL) || done == len) return (ssize_t)done;
+            if (done == len) return (ssize_t)done;
             continue;
         }
         if (st == KTLSX_IO_CLOSED) {
@@ -998,6 +1005,146 @@ EXPORT ssize_t splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, si
     return n;
 }
 
+/* ---- readiness of data the shim already holds ----
+ *
+ * With user-space records the library may have pulled more off the socket
+ * than the program's buffer took (a record is opened whole): that plaintext
+ * waits in user space and the fd is not readable, so a program that waits
+ * for readiness before reading would wait forever.  poll, epoll_wait and
+ * epoll_pwait report such fds readable (EPOLLIN / POLLIN) at once.  epoll
+ * registrations of TLS fds are remembered from epoll_ctl for that. */
+struct ep_reg {
+    int epfd, fd;
+    uint32_t events;
+    epoll_data_t data;
+};
+static struct ep_reg *ep_regs;
+static size_t ep_n, ep_cap;
+static pthread_mutex_t ep_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int ep_any;
+
+static int pending_in(struct pl_tls *t)
+{
+    if (t == NULL || t->sock == NULL) return 0;
+    if (t->eof || t->failed) return 1; /* a read answers at once (0 or an error), as at a socket's EOF */
+    pthread_mutex_lock(&t->lock);
+    LIB_ENTER();
+    /* plaintext or whole records held, or the peer's close_notify already taken in */
+    int held = ktlsx_socket_pending_plaintext(t->sock) > 0 || ktlsx_socket_clean_close(t->sock);
+    LIB_LEAVE();
+    pthread_mutex_unlock(&t->lock);
+    return held;
+}
+
+static void ep_forget_fd(int fd)
+{
+    if (!atomic_load(&ep_any)) return;
+    pthread_mutex_lock(&ep_lock);
+    for (size_t i = 0; i < ep_n;)
+        if (ep_regs[i].fd == fd || ep_regs[i].epfd == fd) ep_regs[i] = ep_regs[--ep_n];
+        else i++;
+    pthread_mutex_unlock(&ep_lock);
+}
+
+EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+    int rc = REAL(epoll_ctl)(epfd, op, fd, ev);
+    struct pl_tls *t = lookup(fd);
+    if (rc < 0 || ((t == NULL || t->sock == NULL) && !atomic_load(&ep_any))) return rc;
+    pthread_mutex_lock(&ep_lock);
+    size_t i;
+    for (i = 0; i < ep_n; i++)
+        if (ep_regs[i].epfd == epfd && ep_regs[i].fd == fd) break;
+    if (op == EPOLL_CTL_DEL || t == NULL || t->sock == NULL) {
+        if (i < ep_n) ep_regs[i] = ep_regs[--ep_n];
+    } else if (ev != NULL) {
+        if (i == ep_n) {
+            if (ep_n == ep_cap) {
+                size_t nc = ep_cap ? ep_cap * 2 : 64;
+                struct ep_reg *nr = realloc(ep_regs, nc * sizeof *nr);
+                if (nr == NULL) {
+                    pthread_mutex_unlock(&ep_lock);
+                    pl_log(KTLSX_LOG_ERROR, "epoll_ctl: out of memory tracking fd %d", fd);
+                    return rc;
+                }
+                ep_regs = nr;
+                ep_cap = nc;
+            }
+            ep_n++;
+            atomic_store(&ep_any, 1);
+        }
+        ep_regs[i] = (struct ep_reg){.epfd = epfd, .fd = fd, .events = ev->events, .data = ev->data};
+    }
+    pthread_mutex_unlock(&ep_lock);
+    return rc;
+}
+
+/* Data the shim holds for TLS fds registered in epfd: up to max of them into extra[]. */
+static int ep_held(int epfd, epoll_data_t *extra, int max)
+{
+    int n = 0;
+    int fds[64];
+    epoll_data_t data[64];
+    if (!atomic_load(&ep_any) || in_lib) return 0;
+    pthread_mutex_lock(&ep_lock);
+    for (size_t i = 0; i < ep_n && n < 64; i++)
+        if (ep_regs[i].epfd == epfd && (ep_regs[i].events & EPOLLIN)) {
+            fds[n] = ep_regs[i].fd;
+            data[n++] = ep_regs[i].data;
+        }
+    pthread_mutex_unlock(&ep_lock);
+    int k = 0;
+    for (int i = 0; i < n && k < max; i++)
+        if (pending_in(pl_fd_get(fds[i]))) extra[k++] = data[i];
+    return k;
+}
+
+static int ep_merge(struct epoll_event *events, int got, int max, const epoll_data_t *extra, int k)
+{
+    for (int j = 0; j < k; j++) {
+        int i;
+        for (i = 0; i < got; i++)
+            if (events[i].data.u64 == extra[j].u64) break;
+        if (i < got) events[i].events |= EPOLLIN;
+        else if (got < max) events[got++] = (struct epoll_event){.events = EPOLLIN, .data = extra[j]};
+    }
+    return got;
+}
+
+EXPORT int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout)
+{
+    epoll_data_t extra[64];
+    int k = max > 0 ? ep_held(epfd, extra, max < 64 ? max : 64) : 0;
+    int got = REAL(epoll_wait)(epfd, events, max, k > 0 ? 0 : timeout);
+    if (k == 0 || got < 0) return got;
+    return ep_merge(events, got, max, extra, k);
+}
+
+EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int max, int timeout, const sigset_t *sigmask)
+{
+    epoll_data_t extra[64];
+    int k = max > 0 ? ep_held(epfd, extra, max < 64 ? max : 64) : 0;
+    int got = REAL(epoll_pwait)(epfd, events, max, k > 0 ? 0 : timeout, sigmask);
+    if (k == 0 || got < 0) return got;
+    return ep_merge(events, got, max, extra, k);
+}
+
+EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+    int held = 0;
+    if (active && !in_lib)
+        for (nfds_t i = 0; i < n; i++)
+            if ((fds[i].events & POLLIN) && pending_in(pl_fd_get(fds[i].fd))) held = 1;
+    int got = REAL(poll)(fds, n, held ? 0 : timeout);
+    if (!held || got < 0) return got;
+    got = 0;
+    for (nfds_t i = 0; i < n; i++) {
+        if ((fds[i].events & POLLIN) && pending_in(pl_fd_get(fds[i].fd))) fds[i].revents |= POLLIN;
+        got += fds[i].revents != 0;
+    }
+    return got;
+}
+
 /* ---- close, shutdown, dup ---- */
 
 /* close_notify on the wire, waiting at most `ms` for room in the send buffer. */
@@ -1030,6 +1177,7 @@ EXPORT int close(int fd)
 {
     if (!in_lib) {
         struct pl_tls *t = pl_fd_detach(fd);
+        if (t != NULL || pl_fd_get(fd) != NULL) ep_forget_fd(fd);
         if (t != NULL) {
             /* The last program fd of this connection: close_notify (unless a forked child carries on), then free. */
             if (t->sock != NULL && !t->forked) send_close_notify(t, 1000);
