@@ -219,13 +219,15 @@ struct pl_listener {
 
 /* ---- the handshakes ---- */
 
-static void note_ktls(ktlsx_socket *s)
+static void note_ktls(ktlsx_socket *s, const char *why)
 {
     int k = ktlsx_socket_ktls(s);
     if (k == (KTLSX_KTLS_TX | KTLSX_KTLS_RX)) return;
+    if (why == NULL || *why == '\0') why = ktlsx_socket_ktls_why(s);
+    if (why == NULL || *why == '\0') why = "not installed";
     if (atomic_exchange(&ktls_logged, 1) == 0)
         pl_log(KTLSX_LOG_WARNING, "kernel TLS %s (%s): the shim's user-space record layer carries the data",
-               ktlsx_socket_ktls_name(s), ktlsx_socket_ktls_why(s));
+               ktlsx_socket_ktls_name(s), why);
 }
 
 /* Run the handshake on accepted/connected `fd` by `rule`, deadline `ms`.
@@ -235,6 +237,7 @@ static struct pl_tls *handshake(int fd, const struct pl_rule *rule, int ms, cons
     enum ktlsx_role role = rule->kind == PL_SERVE ? KTLSX_SERVER : KTLSX_CLIENT;
     int priv = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 0);
     ktlsx_socket *s = NULL;
+    char ktls_why[KTLSX_DOOR_MESSAGE_MAX + 16] = "";
     if (priv < 0) {
         pl_log(KTLSX_LOG_ERROR, "%s: no fd for the connection: %s", rule->where, strerror(errno));
         return NULL;
@@ -247,6 +250,7 @@ static struct pl_tls *handshake(int fd, const struct pl_rule *rule, int ms, cons
         ktlsx_conn *conn = ktlsx_daemon_handshake(door, priv, role, rule->profile, server_name,
                                                   rule->alpn[0] ? rule->alpn : NULL, ms, &res);
         if (conn != NULL) {
+            snprintf(ktls_why, sizeof ktls_why, "ktlsxd: %s", res.ktls_why[0] ? res.ktls_why : "no kernel TLS");
             s = ktlsx_socket_wrap(conn, priv);
             if (s == NULL) ktlsx_conn_free(conn);
         } else if (res.status == KTLSX_DOOR_UNREACHABLE && rules.mode == PL_MODE_AUTO && rule->cfg != NULL) {
@@ -292,7 +296,7 @@ static struct pl_tls *handshake(int fd, const struct pl_rule *rule, int ms, cons
     t->sock = s;
     t->rule = rule;
     t->ktls = ktlsx_socket_ktls(s);
-    note_ktls(s);
+    note_ktls(s, ktls_why);
     LIB_ENTER();
     pl_log(KTLSX_LOG_DEBUG, "%s: %s %s %s", rule->where, role == KTLSX_SERVER ? "accepted" : "connected",
            ktlsx_version_name(ktlsx_socket_conn(s)), ktlsx_cipher_name(ktlsx_socket_conn(s)));
