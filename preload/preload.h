@@ -46,8 +46,8 @@ struct pl_rules {
     char daemon[PL_DOOR_PATH_MAX + 1]; /* door path ("" = KTLSX_DOOR_DEFAULT_PATH) */
     enum pl_mode mode;
     int log_level;                     /* enum ktlsx_log_level; default WARNING */
-    int hs_ms;                         /* handshake deadline, blocking accept / connect */
-    int nb_hs_ms;                      /* handshake deadline on a nonblocking listener */
+    int hs_ms;                         /* handshake deadline (server threads, connect) */
+    int nb_hs_ms;                      /* parsed, unused: every listener runs handshakes off the program's thread */
 };
 
 /* Parse rules text (`len` bytes, need not be NUL-terminated) named `fname`

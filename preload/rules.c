@@ -4,8 +4,8 @@
  *   daemon /run/ktlsx/ktlsxd.sock          door path
  *   mode daemon|in-process|auto            (default auto)
  *   log error|warning|info|debug           (default warning)
- *   handshake-timeout MS                   blocking accept / connect deadline (default 10000)
- *   nonblocking-timeout MS                 handshake deadline on a nonblocking listener (default 2000)
+ *   handshake-timeout MS                   deadline of every handshake (default 10000)
+ *   nonblocking-timeout MS                 accepted, unused (an earlier draft's; docs/preload.md)
  *   serve PORT [profile=NAME] [cert=FILE key=FILE] [ca=FILE] [verify-client=require|optional|none] [alpn=LIST]
  *   connect HOST:PORT [name=SNI] [profile=NAME] [ca=FILE] [cert=FILE key=FILE] [alpn=LIST] [verify=peer|none]
  *

@@ -158,8 +158,8 @@ __attribute__((constructor)) static void pl_init(void)
     }
     pthread_atfork(NULL, atfork_parent, pl_listeners_after_fork);
     active = 1;
-    pl_log(KTLSX_LOG_INFO, "%zu rule(s), mode %s, handshake deadline %d ms (nonblocking listener %d ms)", rules.n,
-           pl_mode_name(rules.mode), rules.hs_ms, rules.nb_hs_ms);
+    pl_log(KTLSX_LOG_INFO, "%zu rule(s), mode %s, handshake deadline %d ms", rules.n, pl_mode_name(rules.mode),
+           rules.hs_ms);
 }
 
 /* The fd's state, or NULL: the one check on every interposed call. */
@@ -1181,7 +1181,7 @@ EXPORT int close(int fd)
 {
     if (!in_lib) {
         struct pl_tls *t = pl_fd_detach(fd);
-        if (t != NULL || pl_fd_get(fd) != NULL) ep_forget_fd(fd);
+        ep_forget_fd(fd); /* a TLS fd, or an epoll set: its registrations go (nothing to do without any) */
         if (t != NULL) {
             /* The last program fd of this connection: close_notify (unless a forked child carries on), then free. */
             if (t->sock != NULL && !t->forked) send_close_notify(t, 1000);
