@@ -142,3 +142,13 @@ void pl_fd_each_listener(void (*fn)(struct pl_listener *))
         if (t != NULL && t->lst != NULL) fn(t->lst);
     }
 }
+
+void pl_fd_after_fork_child(void)
+{
+    /* Another thread may have held a lock at the fork: the child's copy would stay locked forever. */
+    pthread_mutex_init(&table_lock, NULL);
+    for (int fd = 0; fd < high_water; fd++) {
+        struct pl_tls *t = atomic_load_explicit(&table[fd], memory_order_relaxed);
+        if (t != NULL) pthread_mutex_init(&t->lock, NULL);
+    }
+}

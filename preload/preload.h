@@ -103,6 +103,8 @@ void pl_fd_dup(int oldfd, int newfd);
 struct pl_tls *pl_fd_detach(int fd);
 /* Drop whatever state `fd` still has (a new socket got that number: the old one was closed unseen). */
 void pl_fd_forget(int fd);
+/* fork, in the child: fresh locks for the table and every state (single-threaded now). */
+void pl_fd_after_fork_child(void);
 /* fork: mark every state "forked" in the parent (pthread_atfork). */
 void pl_fd_mark_forked(void);
 /* Free a state (socket and private fd) without any TLS close. */

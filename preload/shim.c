@@ -130,6 +130,7 @@ static long now_ms(void)
 }
 
 static void atfork_parent(void) { pl_fd_mark_forked(); }
+static void atfork_child(void);
 
 /* The library's log lines go to the shim's sink; "kernel TLS unavailable" comes once from the shim
  * (note_ktls), not once per connection. */
@@ -156,7 +157,7 @@ __attribute__((constructor)) static void pl_init(void)
         n_connect += rules.v[i].kind == PL_CONNECT;
         if (rules.v[i].cfg != NULL) (void)ktlsx_config_set_log(rules.v[i].cfg, lib_log, NULL);
     }
-    pthread_atfork(NULL, atfork_parent, pl_listeners_after_fork);
+    pthread_atfork(NULL, atfork_parent, atfork_child);
     active = 1;
     pl_log(KTLSX_LOG_INFO, "%zu rule(s), mode %s, handshake deadline %d ms", rules.n, pl_mode_name(rules.mode),
            rules.hs_ms);
@@ -1147,6 +1148,16 @@ EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
         got += fds[i].revents != 0;
     }
     return got;
+}
+
+/* fork, in the child: locks another thread held at the fork are re-made; the listeners forget the
+ * parent's handshake threads. */
+static void atfork_child(void)
+{
+    pthread_mutex_init(&ep_lock, NULL);
+    pthread_mutex_init(&names_lock, NULL);
+    pl_fd_after_fork_child();
+    pl_listeners_after_fork();
 }
 
 /* ---- close, shutdown, dup ---- */
