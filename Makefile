@@ -236,6 +236,11 @@ $(O)/lib/libktlsx-preload.so: $(PRELOAD_OBJS) $(O)/lib/libktlsx.a preload/preloa
 	$(CC) -shared $(LDFLAGS) -Wl,--version-script=preload/preload.map -Wl,--no-undefined -Wl,-z,nodelete \
 	  -o $@ $(PRELOAD_OBJS) $(O)/lib/libktlsx.a $(LDLIBS) -ldl
 LINT_SRCS += $(PRELOAD_SRCS)
+# tests/preload/epoll_http.c: a plaintext event-loop HTTP server/client for the shim to wrap (no library).
+all: $(O)/tests/preload_epoll_http
+$(O)/tests/preload_epoll_http: tests/preload/epoll_http.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CLI_CFLAGS) -o $@ $< $(LDFLAGS)
 # tests/unit/test_preload_rules.c and tests/fuzz/fuzz_preload_rules.c compile preload/rules.c in.
 $(O)/tests/test_preload_rules: preload/rules.c preload/preload.h
 $(O)/fuzz/fuzz_preload_rules: preload/rules.c preload/preload.h

@@ -780,10 +780,14 @@ static ssize_t tls_send(struct pl_tls *t, int fd, const void *buf, size_t len, i
         fl = ktlsx_socket_flush_step(t->sock);
         if (fl == KTLSX_IO_OK) {
             if (nb) {
+                /* Take about what the send buffer has room for, so little stays sealed in user space; but
+                 * at least one record's worth: EAGAIN must come from the kernel (a full socket), or an
+                 * edge-triggered program would wait for an EPOLLOUT edge that never comes. */
                 size_t room = send_room(t->priv_fd);
+                if (room < 16384) room = 16384;
                 if (take > room) take = room;
             }
-            st = take > 0 ? ktlsx_socket_write_step(t->sock, (const char *)buf + done, take, &sent) : KTLSX_IO_WANT_WRITE;
+            st = ktlsx_socket_write_step(t->sock, (const char *)buf + done, take, &sent);
             if (st == KTLSX_IO_OK) (void)ktlsx_socket_flush_step(t->sock);
         } else {
             st = fl;
@@ -920,11 +924,12 @@ static ssize_t tls_sendfile(struct pl_tls *t, int fd, int in_fd, off_t *offset, 
         st = ktlsx_socket_flush_step(t->sock);
         if (st == KTLSX_IO_OK) {
             size_t take = count - done;
-            if (nb) {
+            if (nb) { /* as in tls_send */
                 size_t room = send_room(t->priv_fd);
+                if (room < 16384) room = 16384;
                 if (take > room) take = room;
             }
-            st = take > 0 ? ktlsx_socket_sendfile_step(t->sock, in_fd, &off, take, &sent) : KTLSX_IO_WANT_WRITE;
+            st = ktlsx_socket_sendfile_step(t->sock, in_fd, &off, take, &sent);
             if (st == KTLSX_IO_OK) (void)ktlsx_socket_flush_step(t->sock);
         }
         LIB_LEAVE();
@@ -1116,10 +1121,66 @@ static int ep_merge(struct epoll_event *events, int got, int max, const epoll_da
     return got;
 }
 
+/* Sealed records a nonblocking write left queued (the kernel took part of them) go out here: the
+ * program may never write again on that fd, and it waits for other events.  Flushes what it can;
+ * returns the shim's fds of the TLS fds in epfd that still hold output (up to max). */
+static int ep_stuck(int epfd, int *privs, int max)
+{
+    int fds[64], n = 0, k = 0;
+    if (!atomic_load(&ep_any) || in_lib) return 0;
+    pthread_mutex_lock(&ep_lock);
+    for (size_t i = 0; i < ep_n && n < 64; i++)
+        if (ep_regs[i].epfd == epfd) fds[n++] = ep_regs[i].fd;
+    pthread_mutex_unlock(&ep_lock);
+    for (int i = 0; i < n && k < max; i++) {
+        struct pl_tls *t = pl_fd_get(fds[i]);
+        if (t == NULL || t->sock == NULL || t->failed) continue;
+        pthread_mutex_lock(&t->lock);
+        LIB_ENTER();
+        size_t left = 0;
+        if (ktlsx_socket_pending_output(t->sock) > 0) {
+            (void)ktlsx_socket_flush_step(t->sock);
+            left = ktlsx_socket_pending_output(t->sock);
+        }
+        LIB_LEAVE();
+        pthread_mutex_unlock(&t->lock);
+        if (left > 0) privs[k++] = t->priv_fd;
+    }
+    return k;
+}
+
+/* Wait for epfd's events while flushing stuck output as its sockets drain.  Returns 1 when epfd has
+ * events (or nothing is stuck any more: *timeout is what is left of the program's timeout), 0 when the
+ * timeout passed, -1 on a poll error (EINTR included). */
+static int ep_wait_stuck(int epfd, int *timeout, const sigset_t *sigmask)
+{
+    long end = *timeout >= 0 ? now_ms() + *timeout : -1;
+    for (;;) {
+        int privs[64];
+        int k = ep_stuck(epfd, privs, 64);
+        long left = end < 0 ? -1 : end - now_ms();
+        if (end >= 0 && left < 0) left = 0;
+        *timeout = (int)left;
+        if (k == 0) return 1;
+        struct pollfd p[65];
+        p[0] = (struct pollfd){.fd = epfd, .events = POLLIN};
+        for (int i = 0; i < k; i++) p[i + 1] = (struct pollfd){.fd = privs[i], .events = POLLOUT};
+        struct timespec ts = {left / 1000, (left % 1000) * 1000000L};
+        int r = ppoll(p, (nfds_t)k + 1, left < 0 ? NULL : &ts, sigmask);
+        if (r < 0) return -1;
+        if (p[0].revents) { *timeout = 0; return 1; }
+        if (r == 0) return 0;
+    }
+}
+
 EXPORT int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout)
 {
     epoll_data_t extra[64];
     int k = max > 0 ? ep_held(epfd, extra, max < 64 ? max : 64) : 0;
+    if (k == 0 && atomic_load(&ep_any) && !in_lib) {
+        int w = ep_wait_stuck(epfd, &timeout, NULL);
+        if (w <= 0) return w;
+    }
     int got = REAL(epoll_wait)(epfd, events, max, k > 0 ? 0 : timeout);
     if (k == 0 || got < 0) return got;
     return ep_merge(events, got, max, extra, k);
@@ -1129,6 +1190,10 @@ EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int max, int timeou
 {
     epoll_data_t extra[64];
     int k = max > 0 ? ep_held(epfd, extra, max < 64 ? max : 64) : 0;
+    if (k == 0 && atomic_load(&ep_any) && !in_lib) {
+        int w = ep_wait_stuck(epfd, &timeout, sigmask);
+        if (w <= 0) return w;
+    }
     int got = REAL(epoll_pwait)(epfd, events, max, k > 0 ? 0 : timeout, sigmask);
     if (k == 0 || got < 0) return got;
     return ep_merge(events, got, max, extra, k);

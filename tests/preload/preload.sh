@@ -20,6 +20,11 @@
 #  async/*              an asyncio server (nonblocking listener and sockets, epoll): 4 concurrent curls of
 #                       16 MiB byte-exact while a staller sits mid-handshake; an asyncio client
 #                       (nonblocking connect) with a connect rule
+#  epoll/*              tests/preload/epoll_http.c, a plaintext event-loop program (nonblocking sockets, one
+#                       epoll set, 200-byte request reads, 4 KiB writes): as a server, level- and edge-
+#                       triggered, 3 concurrent 16 MiB downloads each; as a client (nonblocking connect,
+#                       level-triggered 1000-byte reads: most of each 16 KiB record waits in the shim, and
+#                       epoll_wait must still report the fd) fetching 16 MiB from openssl s_server -WWW
 #  busybox/*            Debian's dynamic busybox (unpacked by tools/install-deps.sh into build/deps/busybox-dynamic,
 #                       or BUSYBOX_DYN=PATH) `httpd -f` (a fork per connection) under the shim: curl and
 #                       openssl s_client fetch 16 MiB byte-exact; the static /bin/busybox (busybox-static) is
@@ -32,6 +37,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 SO=${PRELOAD_SO:-$ROOT/build/lib/libktlsx-preload.so}
+EPOLL_HTTP=${EPOLL_HTTP:-$(dirname "$SO")/../tests/preload_epoll_http}
 DBIN=${DAEMON_BIN:-$ROOT/build/bin}
 HERE=$ROOT/tests/preload
 BIG_SIZE=$((16 * 1024 * 1024))
@@ -301,6 +307,41 @@ async def main():
     open(sys.argv[2], "wb").write(data[data.find(b"\r\n\r\n") + 4:])
 asyncio.run(main())' "$PORT" "$CD/get.data"
     if (( RC != 0 )); then fail "asyncio client $(describe_rc "$RC"): $(tail -n 3 "$CD/get.err" | head -c 300)"
+    elif ! same_data "$DOCS/big.bin" "$CD/get.data"; then fail "$DATA_WHY"
+    else pass; fi
+  fi
+fi
+
+# ------------------------------------------------------------------- epoll ---
+for trig in lt et; do
+  case_begin "epoll/server-$trig-3x16MiB" || continue
+  if [[ ! -x $EPOLL_HTTP ]]; then skip "${EPOLL_HTTP#$ROOT/} not built"; continue; fi
+  if ! start_server srv -- env LD_PRELOAD="$PRE" KTLSX_SERVE="{PORT}" KTLSX_CERT="$(crt server-ecdsa)" \
+       KTLSX_KEY="$(key server-ecdsa)" KTLSX_LOG=info "$EPOLL_HTTP" serve "{PORT}" "$DOCS" "$trig"; then
+    fail "server did not start"; continue
+  fi
+  pids=() bad=
+  for i in 1 2 3; do
+    timeout -k 2 "$TMO" curl -sS --cacert "$CA" -o "$CD/c$i.data" "https://localhost:$PORT/big.bin" 2>"$CD/c$i.err" &
+    pids+=($!)
+  done
+  for i in 1 2 3; do
+    wait "${pids[i-1]}" || bad+=" curl$i:exit$?"
+    same_data "$DOCS/big.bin" "$CD/c$i.data" || bad+=" curl$i:$DATA_WHY"
+  done
+  if [[ -n $bad ]]; then fail "$bad"
+  elif ! server_clean; then fail "$WHY"
+  else pass; fi
+done
+if case_begin epoll/client-small-reads; then
+  if [[ ! -x $EPOLL_HTTP ]]; then skip "${EPOLL_HTTP#$ROOT/} not built"
+  elif ! start_www; then fail "s_server did not start"
+  else
+    printf 'connect 127.0.0.1:%s name=localhost ca=%s\n' "$PORT" "$CA" >"$CD/c.rules"
+    run_cmd get /dev/null env LD_PRELOAD="$PRE" KTLSX_RULES="$CD/c.rules" "$EPOLL_HTTP" get "$PORT" big.bin
+    python3 -c 'import sys; d=open(sys.argv[1],"rb").read(); i=d.find(b"\r\n\r\n"); open(sys.argv[2],"wb").write(d[i+4:] if i>=0 else b"")' \
+      "$CD/get.out" "$CD/get.data"
+    if (( RC != 0 )); then fail "epoll_http get $(describe_rc "$RC"): $(tail -n 2 "$CD/get.err" | head -c 300)"
     elif ! same_data "$DOCS/big.bin" "$CD/get.data"; then fail "$DATA_WHY"
     else pass; fi
   fi
