@@ -7,7 +7,7 @@
  *   globals from KTLSX_DAEMON/MODE/LOG/HANDSHAKE_TIMEOUT_MS;
  * - refusals, each "FILE:LINE: problem" at the right line;
  * - pl_rules_build: mode checks, in-process configurations built from real
- *   files, a missing certificate refused with the rule's file:line. */
+ *   files (helpers/pki.h), a missing certificate refused with the rule's file:line. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,8 +17,7 @@
 #include <unistd.h>
 
 #include "../../preload/rules.c"
-
-#define CERTDIR "build/test-certs"
+#include "helpers/pki.h"
 
 static struct pl_rules parse_ok(const char *text)
 {
@@ -245,9 +244,11 @@ static void test_build(void **state)
 {
     (void)state;
     char err[512] = "";
-    struct pl_rules r = parse_ok("serve 8443 cert=" CERTDIR "/server-ecdsa.pem key=" CERTDIR "/server-ecdsa.key\n"
-                                 "connect 127.0.0.1:9443 ca=" CERTDIR "/ca.pem verify=none alpn=http/1.1\n"
-                                 "serve 7443 profile=web\n");
+    char text[1024];
+    snprintf(text, sizeof text, "serve 8443 cert=%s key=%s\nconnect 127.0.0.1:9443 ca=%s verify=none alpn=http/1.1\n"
+             "serve 7443 profile=web\n", kxt_pki_path("server-ecdsa.pem"), kxt_pki_path("server-ecdsa.key"),
+             kxt_pki_path("ca.pem"));
+    struct pl_rules r = parse_ok(text);
     assert_int_equal(pl_rules_build(&r, err, sizeof err), 0);
     assert_non_null(r.v[0].cfg);
     assert_non_null(r.v[1].cfg);
@@ -285,5 +286,5 @@ int main(void)
         cmocka_unit_test(test_env),
         cmocka_unit_test(test_build),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, kxt_pki_group_setup, kxt_pki_group_teardown);
 }
