@@ -247,3 +247,30 @@ uninstall-daemon:
 	rm -f $(addprefix $(DESTDIR),$(DAEMON_INSTALLED))
 	-rmdir $(DESTDIR)$(DOCDIR)
 # ---- end of ktlsxd ----
+
+# ---- the preload shim (issue 10): preload/ -> $(O)/lib/libktlsx-preload.so ----
+# A top-level folder, not libktlsx/preload/: the shim is a program-like user of
+# the public API (compiled without -Ilibktlsx, like the tool and the daemon),
+# not part of the library; libktlsx.a is linked into the .so, whose version
+# script exports the interposed libc calls only (the library objects are
+# already -fvisibility=hidden, and so are the shim's own).
+PRELOAD_SRCS := $(wildcard preload/*.c)
+PRELOAD_OBJS := $(PRELOAD_SRCS:%.c=$(O)/obj/%.o)
+all: $(O)/lib/libktlsx-preload.so
+$(O)/obj/preload/%.o: preload/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CLI_CFLAGS) -fvisibility=hidden -MMD -MP -c $< -o $@
+$(O)/lib/libktlsx-preload.so: $(PRELOAD_OBJS) $(O)/lib/libktlsx.a preload/preload.map
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(LDFLAGS) -Wl,--version-script=preload/preload.map -Wl,--no-undefined -Wl,-z,nodelete \
+	  -o $@ $(PRELOAD_OBJS) $(O)/lib/libktlsx.a $(LDLIBS) -ldl
+LINT_SRCS += $(PRELOAD_SRCS)
+# tests/preload/epoll_http.c: a plaintext event-loop HTTP server/client for the shim to wrap (no library).
+all: $(O)/tests/preload_epoll_http
+$(O)/tests/preload_epoll_http: tests/preload/epoll_http.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CLI_CFLAGS) -o $@ $< $(LDFLAGS)
+# tests/unit/test_preload_rules.c and tests/fuzz/fuzz_preload_rules.c compile preload/rules.c in.
+$(O)/tests/test_preload_rules: preload/rules.c preload/preload.h
+$(O)/fuzz/fuzz_preload_rules: preload/rules.c preload/preload.h
+# ---- end of the preload shim ----

@@ -8,7 +8,7 @@
 #  3. every tests/interop/*.sh with KTLSX=build/bin/ktlsx
 #  4. the interop scripts again with KTLSX=build/asan/bin/ktlsx (if built);
 #     then tests/examples/echo_server.sh with build/bin and with build/asan/bin;
-#     then tests/daemon/daemon.sh (ktlsxd) the same way
+#     then tests/daemon/daemon.sh (ktlsxd) the same way, then tests/preload/preload.sh (the shim)
 #  5. kmod-tests/run.sh, if present (its last line "N passed, N failed, N skipped"
 #     is added to the totals)
 # --unit-only stops after step 1.  Logs: build/test-logs/ (results.txt lists every case).
@@ -18,7 +18,7 @@
 # Environment: UNIT_TMO (per unit binary, default 300 s), INTEROP_TMO (per
 # interop script, default 1200 s), KMOD_TMO (default 3600 s), ONLY (regex
 # passed to the interop scripts to select cases), NO_ASAN_INTEROP=1,
-# ASAN_INTEROP_QUICK=1 (a representative subset under ASan), NO_KMOD=1, NO_API=1, NO_EXAMPLES=1, NO_DAEMON=1,
+# ASAN_INTEROP_QUICK=1 (a representative subset under ASan), NO_KMOD=1, NO_API=1, NO_EXAMPLES=1, NO_DAEMON=1, NO_PRELOAD=1,
 # BUILD (build tree, default build/), KMOD_RUN (default kmod-tests/run.sh).
 set -uo pipefail
 
@@ -295,6 +295,37 @@ if (( ! unit_only )); then
         record FAIL "${dm_prefix}daemon" "script exited with status $dm_rc (see ${dm_log#$ROOT/})"
       elif (( dm_p + dm_f + dm_s == 0 )) && [[ -z ${ONLY:-} ]]; then
         record FAIL "${dm_prefix}daemon" "script reported no cases"
+      fi
+    done
+  fi
+
+  # ---------------------------------------------------- preload shim (issue 10) ---
+  # tests/preload/preload.sh: libktlsx-preload.so under python3 http.server, urllib, a fork/dup
+  # program, a staller, ktlsxd (key not in the program's memory); plain build, then the ASan
+  # build of the .so with the ASan runtime first in LD_PRELOAD.  NO_PRELOAD=1 skips it.
+  if [[ ${NO_PRELOAD:-0} != 1 ]]; then
+    section "preload shim (tests/preload/preload.sh: build/lib, then build/asan/lib)"
+    for pl_tree in "$BUILD" "$BUILD/asan"; do
+      pl_prefix=; pl_asan=0
+      [[ $pl_tree == "$BUILD/asan" ]] && { pl_prefix=asan/; pl_asan=1; }
+      if [[ ! -f $pl_tree/lib/libktlsx-preload.so ]]; then
+        record SKIP "${pl_prefix}preload" "${pl_tree#$ROOT/}/lib/libktlsx-preload.so missing (make${pl_prefix:+ asan})"
+        continue
+      fi
+      pl_rf=$LOGS/preload-results/${pl_prefix%/}preload.txt pl_log=$LOGS/preload-${pl_prefix%/}preload.log
+      mkdir -p "$(dirname "$pl_rf")"; : >"$pl_rf"
+      echo "--- tests/preload/preload.sh (${pl_tree#$ROOT/})"
+      PRELOAD_SO=$pl_tree/lib/libktlsx-preload.so PRELOAD_ASAN=$pl_asan DAEMON_BIN=$pl_tree/bin \
+      NAME_PREFIX=$pl_prefix RESULTS_FILE=$pl_rf \
+        timeout -k 10 600 bash "$ROOT/tests/preload/preload.sh" 2>&1 </dev/null | tee "$pl_log"
+      pl_rc=${PIPESTATUS[0]}
+      pl_p=$(grep -c '^PASS ' "$pl_rf"); pl_f=$(grep -c '^FAIL ' "$pl_rf"); pl_s=$(grep -c '^SKIP ' "$pl_rf")
+      cat "$pl_rf" >>"$RESULTS"
+      P=$((P + pl_p)) F=$((F + pl_f)) S=$((S + pl_s))
+      if (( pl_rc != 0 && pl_f == 0 )); then
+        record FAIL "${pl_prefix}preload" "script exited with status $pl_rc (see ${pl_log#$ROOT/})"
+      elif (( pl_p + pl_f + pl_s == 0 )) && [[ -z ${ONLY:-} ]]; then
+        record FAIL "${pl_prefix}preload" "script reported no cases"
       fi
     done
   fi

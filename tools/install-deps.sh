@@ -14,6 +14,22 @@ for p in "${pkgs[@]}"; do
   st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
   [[ "$st" == "install ok installed" ]] || missing+=("$p")
 done
+# ---- preload shim (issue 10): a dynamically linked busybox for tests/preload/preload.sh ----
+# Debian's `busybox` (dynamic) conflicts with `busybox-static` (which the VM initramfs needs), so it
+# is unpacked, not installed: apt-get download + dpkg -x into build/deps/busybox-dynamic.  A static
+# binary is out of LD_PRELOAD's reach; the test shows both.  Failure here only skips that case.
+bb_dir=$(cd "$(dirname "$0")/.." && pwd)/build/deps/busybox-dynamic
+if [[ ! -x $bb_dir/bin/busybox ]]; then
+  bb_tmp=$(mktemp -d)
+  if (cd "$bb_tmp" && timeout 300 apt-get -q download busybox >/dev/null 2>&1) && mkdir -p "$bb_dir" &&
+     dpkg -x "$bb_tmp"/busybox_*.deb "$bb_dir"; then
+    echo "unpacked Debian's dynamic busybox into ${bb_dir}"
+  else
+    echo "could not fetch Debian's dynamic busybox (tests/preload skips its busybox case)" >&2
+  fi
+  rm -rf "$bb_tmp"
+fi
+# ---- end of preload shim ----
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 echo "installing: ${missing[*]}"
 SUDO=; [[ $(id -u) -ne 0 ]] && SUDO=sudo

@@ -1,0 +1,1313 @@
+/* libktlsx-preload.so: TLS on the sockets that the rules name, for an
+ * unmodified program (docs/preload.md).
+ *
+ * Interposed (exported through preload/preload.map, nothing else is):
+ *   listen                    marks a listener whose port has a serve rule
+ *   accept, accept4           server handshake before the program sees the fd
+ *   connect, getaddrinfo      client handshake; the name from the rule or from getaddrinfo
+ *   read, recv, recvfrom, recvmsg, readv
+ *   write, send, sendto, sendmsg, writev, sendfile, sendfile64, splice
+ *   shutdown, close, dup, dup2, dup3, fcntl / fcntl64 (F_DUPFD, F_DUPFD_CLOEXEC), socket
+ * An fd with no state in the table costs one atomic load and goes to libc.
+ *
+ * Recursion: libktlsx is linked into this .so and calls send/recv/poll/close
+ * through libc's names, which resolve to the ones interposed here.  A
+ * thread-local counter (in_lib) is raised around every call into the
+ * library; while it is up, every interposed call goes straight to libc.  That
+ * costs one TLS-variable load per call and needs no change in the library,
+ * and it also covers what libcrypto does while loading keys (read on the
+ * certificate files) and the door connection of ktlsx_daemon_handshake.
+ * The state's own fd (priv_fd) is never in the table, so even a call that
+ * slipped past the guard would find no state for it.
+ *
+ * Blocking: a call on a blocking fd waits in poll(2) outside the state's
+ * lock, so one thread reading and another writing the same connection do not
+ * stop each other.  Nonblocking fds (O_NONBLOCK or MSG_DONTWAIT) get EAGAIN
+ * from the library's step calls. */
+#include "preload.h"
+
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/sockios.h>
+
+#define EXPORT __attribute__((visibility("default")))
+
+/* ---- the real calls ---- */
+static ssize_t (*real_read)(int, void *, size_t);
+static ssize_t (*real_write)(int, const void *, size_t);
+static ssize_t (*real_recv)(int, void *, size_t, int);
+static ssize_t (*real_send)(int, const void *, size_t, int);
+static ssize_t (*real_recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
+static ssize_t (*real_sendto)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
+static ssize_t (*real_recvmsg)(int, struct msghdr *, int);
+static ssize_t (*real_sendmsg)(int, const struct msghdr *, int);
+static ssize_t (*real_readv)(int, const struct iovec *, int);
+static ssize_t (*real_writev)(int, const struct iovec *, int);
+static ssize_t (*real_sendfile)(int, int, off_t *, size_t);
+static ssize_t (*real_sendfile64)(int, int, off_t *, size_t);
+static ssize_t (*real_splice)(int, loff_t *, int, loff_t *, size_t, unsigned int);
+static int (*real_listen)(int, int);
+static int (*real_poll)(struct pollfd *, nfds_t, int);
+static int (*real_epoll_ctl)(int, int, int, struct epoll_event *);
+static int (*real_epoll_wait)(int, struct epoll_event *, int, int);
+static int (*real_epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
+static int (*real_socket)(int, int, int);
+static int (*real_accept)(int, struct sockaddr *, socklen_t *);
+static int (*real_accept4)(int, struct sockaddr *, socklen_t *, int);
+static int (*real_connect)(int, const struct sockaddr *, socklen_t);
+static int (*real_shutdown)(int, int);
+static int (*real_close)(int);
+static int (*real_dup)(int);
+static int (*real_dup2)(int, int);
+static int (*real_dup3)(int, int, int);
+static int (*real_fcntl)(int, int, ...);
+static int (*real_fcntl64)(int, int, ...);
+static int (*real_getaddrinfo)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+
+#define REAL(name) (real_##name != NULL ? real_##name : resolve_##name())
+#define RESOLVER(name)                                                              \
+    static __typeof__(real_##name) resolve_##name(void)                            \
+    {                                                                              \
+        __typeof__(real_##name) f;                                                  \
+        *(void **)(&f) = dlsym(RTLD_NEXT, #name);                                   \
+        if (f == NULL) abort(); /* libc without it: nothing sensible to do */      \
+        real_##name = f;                                                            \
+        return f;                                                                   \
+    }
+RESOLVER(read) RESOLVER(write) RESOLVER(recv) RESOLVER(send) RESOLVER(recvfrom) RESOLVER(sendto)
+RESOLVER(recvmsg) RESOLVER(sendmsg) RESOLVER(readv) RESOLVER(writev) RESOLVER(sendfile) RESOLVER(sendfile64)
+RESOLVER(splice) RESOLVER(poll) RESOLVER(epoll_ctl) RESOLVER(epoll_wait) RESOLVER(epoll_pwait) RESOLVER(socket) RESOLVER(listen) RESOLVER(accept) RESOLVER(accept4) RESOLVER(connect) RESOLVER(shutdown)
+RESOLVER(close) RESOLVER(dup) RESOLVER(dup2) RESOLVER(dup3) RESOLVER(fcntl) RESOLVER(fcntl64) RESOLVER(getaddrinfo)
+
+/* ---- state ---- */
+static __thread int in_lib __attribute__((tls_model("initial-exec")));
+static struct pl_rules rules;
+static int active;     /* rules loaded and the table set up */
+static int n_connect;  /* connect rules (connect() does nothing more without one) */
+static atomic_int ktls_logged;
+
+#define LIB_ENTER() (in_lib++)
+#define LIB_LEAVE() (in_lib--)
+
+static void pl_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void pl_log(int level, const char *fmt, ...)
+{
+    char line[768];
+    va_list ap;
+    if (level > rules.log_level) return;
+    int n = snprintf(line, sizeof line, "ktlsx-preload[%d]: ", (int)getpid());
+    va_start(ap, fmt);
+    n += vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    if (n > (int)sizeof line - 2) n = (int)sizeof line - 2;
+    line[n++] = '\n';
+    ssize_t w = REAL(write)(2, line, (size_t)n);
+    (void)w;
+}
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static void atfork_parent(void) { pl_fd_mark_forked(); }
+static void atfork_child(void);
+
+/* The library's log lines go to the shim's sink; "kernel TLS unavailable" comes once from the shim
+ * (note_ktls), not once per connection. */
+static void lib_log(void *arg, int level, const char *line)
+{
+    (void)arg;
+    if (level >= KTLSX_LOG_WARNING && strstr(line, "kernel TLS") != NULL) level = KTLSX_LOG_INFO;
+    pl_log(level, "libktlsx: %s", line);
+}
+
+__attribute__((constructor)) static void pl_init(void)
+{
+    char err[1024];
+    if (pl_rules_from_env(&rules, getenv, err, sizeof err) < 0 || pl_rules_build(&rules, err, sizeof err) < 0) {
+        fprintf(stderr, "ktlsx-preload: %s\n", err);
+        exit(1); /* never a silent plaintext run */
+    }
+    if (rules.n == 0) return; /* no rules: inert, every call goes to libc after one load */
+    if (pl_fd_init() < 0) {
+        fprintf(stderr, "ktlsx-preload: cannot map the fd table\n");
+        exit(1);
+    }
+    for (size_t i = 0; i < rules.n; i++) {
+        n_connect += rules.v[i].kind == PL_CONNECT;
+        if (rules.v[i].cfg != NULL) (void)ktlsx_config_set_log(rules.v[i].cfg, lib_log, NULL);
+    }
+    pthread_atfork(NULL, atfork_parent, atfork_child);
+    active = 1;
+    pl_log(KTLSX_LOG_INFO, "%zu rule(s), mode %s, handshake deadline %d ms", rules.n, pl_mode_name(rules.mode),
+           rules.hs_ms);
+}
+
+/* The fd's state, or NULL: the one check on every interposed call. */
+static inline struct pl_tls *lookup(int fd)
+{
+    if (in_lib) return NULL;
+    return pl_fd_get(fd);
+}
+
+static int fd_nonblocking(int fd)
+{
+    int fl = REAL(fcntl)(fd, F_GETFL);
+    return fl >= 0 && (fl & O_NONBLOCK);
+}
+
+/* Wait until fd is ready for `events`; -1 with errno (EINTR goes back to the program). */
+static int wait_fd(int fd, short events, int timeout_ms)
+{
+    struct pollfd p = {.fd = fd, .events = events};
+    int r = REAL(poll)(&p, 1, timeout_ms);
+    if (r < 0) return -1;
+    if (r == 0) { errno = ETIMEDOUT; return -1; }
+    return 0;
+}
+
+static int io_errno(struct pl_tls *t, int st)
+{
+    if (st == KTLSX_IO_TIMEOUT) return ETIMEDOUT;
+    pl_log(KTLSX_LOG_INFO, "connection failed: %s", ktlsx_socket_error(t->sock));
+    t->failed = 1;
+    return ECONNRESET;
+}
+
+#define PL_MAX_PENDING 1024
+
+struct pl_done {
+    int fd;
+    struct pl_tls *t;
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    struct pl_done *next;
+};
+
+struct pl_listener {
+    pthread_mutex_t lock;
+    int refs;                       /* the table's (1) + one per handshake thread */
+    int closed;                     /* the program closed the listener */
+    const struct pl_rule *rule;
+    struct sockaddr_storage bell_to; /* where the doorbell connects (the listener; loopback for "any") */
+    socklen_t bell_to_len;
+    int bell_fd;                    /* the doorbell's client end, -1 when none is outstanding */
+    struct sockaddr_storage bell_from;
+    socklen_t bell_from_len;
+    int pending;                    /* handshakes running */
+    struct pl_done *head, *tail;    /* finished, in order */
+};
+
+/* ---- the handshakes ---- */
+
+static void note_ktls(ktlsx_socket *s, const char *why)
+{
+    int k = ktlsx_socket_ktls(s);
+    if (k == (KTLSX_KTLS_TX | KTLSX_KTLS_RX)) return;
+    if (why == NULL || *why == '\0') why = ktlsx_socket_ktls_why(s);
+    if (why == NULL || *why == '\0') why = "not installed";
+    if (atomic_exchange(&ktls_logged, 1) == 0)
+        pl_log(KTLSX_LOG_WARNING, "kernel TLS %s (%s): the shim's user-space record layer carries the data",
+               ktlsx_socket_ktls_name(s), why);
+}
+
+/* Run the handshake on accepted/connected `fd` by `rule`, deadline `ms`.
+ * Returns the new state (not yet in the table) or NULL (logged; fd untouched). */
+static struct pl_tls *handshake(int fd, const struct pl_rule *rule, int ms, const char *server_name)
+{
+    enum ktlsx_role role = rule->kind == PL_SERVE ? KTLSX_SERVER : KTLSX_CLIENT;
+    int priv = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 0);
+    ktlsx_socket *s = NULL;
+    char ktls_why[KTLSX_DOOR_MESSAGE_MAX + 16] = "";
+    if (priv < 0) {
+        pl_log(KTLSX_LOG_ERROR, "%s: no fd for the connection: %s", rule->where, strerror(errno));
+        return NULL;
+    }
+    LIB_ENTER();
+    int use_daemon = rules.mode == PL_MODE_DAEMON || (rules.mode == PL_MODE_AUTO && rule->profile[0] != '\0');
+    if (use_daemon) {
+        struct ktlsx_daemon_result res;
+        const char *door = rules.daemon[0] ? rules.daemon : NULL;
+        ktlsx_conn *conn = ktlsx_daemon_handshake(door, priv, role, rule->profile, server_name,
+                                                  rule->alpn[0] ? rule->alpn : NULL, ms, &res);
+        if (conn != NULL) {
+            snprintf(ktls_why, sizeof ktls_why, "ktlsxd: %s", res.ktls_why[0] ? res.ktls_why : "no kernel TLS");
+            s = ktlsx_socket_wrap(conn, priv);
+            if (s == NULL) ktlsx_conn_free(conn);
+        } else if (res.status == KTLSX_DOOR_UNREACHABLE && rules.mode == PL_MODE_AUTO && rule->cfg != NULL) {
+            pl_log(KTLSX_LOG_INFO, "%s: ktlsxd unreachable (%s): in-process handshake", rule->where, res.message);
+            use_daemon = 0;
+        } else if (res.status == KTLSX_DOOR_OK) {
+            pl_log(KTLSX_LOG_ERROR, "%s: profile '%s' hands back no TLS state (set export_state = yes): connection "
+                   "refused", rule->where, rule->profile);
+        } else {
+            pl_log(KTLSX_LOG_INFO, "%s: handshake through ktlsxd failed: %s: %s", rule->where,
+                   ktlsx_door_status_name(res.status), res.message);
+        }
+    }
+    if (!use_daemon) {
+        s = rule->cfg != NULL ? ktlsx_socket_new(rule->cfg, priv, server_name) : NULL;
+        if (s != NULL && ktlsx_socket_set_timeouts(s, ms, 0) == 0) {
+            int st = ktlsx_socket_handshake(s);
+            if (st != KTLSX_IO_OK) {
+                pl_log(KTLSX_LOG_INFO, "%s: handshake failed: %s", rule->where, ktlsx_socket_error(s));
+                ktlsx_socket_free(s);
+                s = NULL;
+            }
+        } else if (s != NULL) {
+            ktlsx_socket_free(s);
+            s = NULL;
+        }
+    }
+    LIB_LEAVE();
+    if (s == NULL) {
+        REAL(close)(priv);
+        return NULL;
+    }
+    struct pl_tls *t = calloc(1, sizeof *t);
+    if (t == NULL) {
+        LIB_ENTER();
+        ktlsx_socket_free(s);
+        LIB_LEAVE();
+        REAL(close)(priv);
+        return NULL;
+    }
+    pthread_mutex_init(&t->lock, NULL);
+    t->priv_fd = priv;
+    t->sock = s;
+    t->rule = rule;
+    t->ktls = ktlsx_socket_ktls(s);
+    note_ktls(s, ktls_why);
+    LIB_ENTER();
+    pl_log(KTLSX_LOG_DEBUG, "%s: %s %s %s", rule->where, role == KTLSX_SERVER ? "accepted" : "connected",
+           ktlsx_version_name(ktlsx_socket_conn(s)), ktlsx_cipher_name(ktlsx_socket_conn(s)));
+    LIB_LEAVE();
+    return t;
+}
+
+static uint16_t sock_port(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) return ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
+    if (sa->sa_family == AF_INET6) return ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port);
+    return 0;
+}
+
+static int is_tcp(int fd)
+{
+    int type = 0;
+    socklen_t l = sizeof type;
+    return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l) == 0 && type == SOCK_STREAM;
+}
+
+/* A new socket never carries an old state (its number may be one closed unseen). */
+EXPORT int socket(int domain, int type, int protocol)
+{
+    int fd = REAL(socket)(domain, type, protocol);
+    if (fd >= 0 && active && !in_lib) pl_fd_forget(fd);
+    return fd;
+}
+
+EXPORT int listen(int fd, int backlog)
+{
+    int rc = REAL(listen)(fd, backlog);
+    if (rc < 0 || !active || in_lib || pl_fd_get(fd) != NULL) return rc;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    memset(&ss, 0, sizeof ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0 || !is_tcp(fd)) return rc;
+    if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) return rc;
+    const struct pl_rule *rule = pl_rules_serve(&rules, sock_port((struct sockaddr *)&ss));
+    if (rule == NULL) return rc;
+    struct pl_tls *t = calloc(1, sizeof *t);
+    if (t == NULL) {
+        pl_log(KTLSX_LOG_ERROR, "%s: out of memory: refusing to listen in plaintext", rule->where);
+        errno = ENOMEM;
+        return -1;
+    }
+    struct pl_listener *l = calloc(1, sizeof *l);
+    if (l == NULL) {
+        free(t);
+        pl_log(KTLSX_LOG_ERROR, "%s: out of memory: refusing to listen in plaintext", rule->where);
+        errno = ENOMEM;
+        return -1;
+    }
+    pthread_mutex_init(&l->lock, NULL);
+    l->refs = 1;
+    l->rule = rule;
+    l->bell_fd = -1;
+    l->bell_to = ss;
+    l->bell_to_len = len;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)(void *)&l->bell_to;
+        if (a->sin_addr.s_addr == htonl(INADDR_ANY)) a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    } else {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)(void *)&l->bell_to;
+        if (IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr)) a->sin6_addr = in6addr_loopback;
+    }
+    pthread_mutex_init(&t->lock, NULL);
+    t->priv_fd = -1;
+    t->rule = rule;
+    t->lst = l;
+    pl_fd_attach(fd, t);
+    pl_log(KTLSX_LOG_INFO, "%s: TLS on port %u (fd %d)", rule->where, (unsigned)rule->port, fd);
+    return rc;
+}
+
+/* ---- TLS listeners: handshakes off the program's thread ----
+ *
+ * Every connection a TLS listener gets runs its handshake on a shim thread of
+ * its own (bounded by the handshake deadline), so a peer that stalls never
+ * holds up the program or the other peers, on blocking and nonblocking
+ * listeners alike.  accept() hands out finished connections only.  The
+ * program learns that one is ready the way it learns of any connection: the
+ * listener becomes readable.  The shim makes it so by connecting to the
+ * listener itself (a "doorbell": one loopback connection, kept until accept()
+ * takes it out of the queue and closes it; at most one is outstanding), so
+ * epoll (level or edge), poll, select and a blocked accept all wake up.  A
+ * failed handshake is closed on its thread and never reaches the program. */
+static void listener_unref_locked(struct pl_listener *l, int *gone)
+{
+    *gone = --l->refs == 0;
+}
+
+static void listener_free(struct pl_listener *l)
+{
+    struct pl_done *d = l->head;
+    while (d != NULL) {
+        struct pl_done *n = d->next;
+        pl_tls_free(d->t);
+        REAL(close)(d->fd);
+        free(d);
+        d = n;
+    }
+    if (l->bell_fd >= 0) REAL(close)(l->bell_fd);
+    pthread_mutex_destroy(&l->lock);
+    free(l);
+}
+
+void pl_listener_release(struct pl_listener *l)
+{
+    int gone;
+    pthread_mutex_lock(&l->lock);
+    l->closed = 1;
+    listener_unref_locked(l, &gone);
+    pthread_mutex_unlock(&l->lock);
+    if (gone) listener_free(l);
+}
+
+static void after_fork_one(struct pl_listener *l)
+{
+    /* The child has copies of the finished connections (the parent returns them) and of the doorbell,
+     * and none of the threads: forget them here, the parent carries on with them. */
+    pthread_mutex_init(&l->lock, NULL);
+    for (struct pl_done *d = l->head; d != NULL;) {
+        struct pl_done *n = d->next;
+        REAL(close)(d->fd);
+        if (d->t->priv_fd >= 0) REAL(close)(d->t->priv_fd);
+        d->t->priv_fd = -1;
+        free(d); /* the state's memory is the parent's copy: leaked in the child, never used */
+        d = n;
+    }
+    l->head = l->tail = NULL;
+    if (l->bell_fd >= 0) REAL(close)(l->bell_fd);
+    l->bell_fd = -1;
+    l->refs -= l->pending;
+    l->pending = 0;
+}
+
+void pl_listeners_after_fork(void) { pl_fd_each_listener(after_fork_one); }
+
+/* Make the listener readable: one connection to itself (lock held). */
+static void ring_locked(struct pl_listener *l)
+{
+    if (l->bell_fd >= 0 || l->head == NULL || l->closed) return;
+    int fd = REAL(socket)(l->bell_to.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        pl_log(KTLSX_LOG_ERROR, "%s: doorbell socket: %s (a finished connection waits for the next one)",
+               l->rule->where, strerror(errno));
+        return;
+    }
+    if (REAL(connect)(fd, (struct sockaddr *)&l->bell_to, l->bell_to_len) < 0 && errno != EINPROGRESS) {
+        pl_log(KTLSX_LOG_ERROR, "%s: doorbell connect: %s", l->rule->where, strerror(errno));
+        REAL(close)(fd);
+        return;
+    }
+    l->bell_from_len = sizeof l->bell_from;
+    if (getsockname(fd, (struct sockaddr *)&l->bell_from, &l->bell_from_len) < 0) {
+        REAL(close)(fd);
+        return;
+    }
+    l->bell_fd = fd;
+}
+
+static int is_bell_locked(const struct pl_listener *l, const struct sockaddr_storage *peer, socklen_t len)
+{
+    return l->bell_fd >= 0 && len == l->bell_from_len && memcmp(peer, &l->bell_from, len) == 0;
+}
+
+struct hs_job {
+    struct pl_listener *l;
+    int fd;
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+};
+
+static void *hs_thread(void *arg)
+{
+    struct hs_job *job = arg;
+    struct pl_listener *l = job->l;
+    struct pl_tls *t = handshake(job->fd, l->rule, rules.hs_ms, NULL);
+    struct pl_done *d = t != NULL ? calloc(1, sizeof *d) : NULL;
+    int gone, keep = 0;
+    pthread_mutex_lock(&l->lock);
+    l->pending--;
+    if (d != NULL && !l->closed) {
+        d->fd = job->fd;
+        d->t = t;
+        d->peer = job->peer;
+        d->peer_len = job->peer_len;
+        if (l->tail) l->tail->next = d;
+        else l->head = d;
+        l->tail = d;
+        keep = 1;
+        ring_locked(l);
+    }
+    listener_unref_locked(l, &gone);
+    pthread_mutex_unlock(&l->lock);
+    if (!keep) {
+        pl_tls_free(t);
+        free(d);
+        REAL(close)(job->fd);
+    }
+    if (gone) listener_free(l);
+    free(job);
+    return NULL;
+}
+
+/* Start the handshake of raw connection fd on its own thread (lock held). */
+static void start_handshake_locked(struct pl_listener *l, int fd, const struct sockaddr_storage *peer, socklen_t plen)
+{
+    struct hs_job *job = NULL;
+    pthread_t th;
+    pthread_attr_t attr;
+    if (l->pending >= PL_MAX_PENDING || (job = calloc(1, sizeof *job)) == NULL) {
+        pl_log(KTLSX_LOG_WARNING, "%s: %d handshakes in flight: connection dropped", l->rule->where, l->pending);
+        free(job);
+        REAL(close)(fd);
+        return;
+    }
+    job->l = l;
+    job->fd = fd;
+    job->peer = *peer;
+    job->peer_len = plen;
+    l->pending++;
+    l->refs++;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&th, &attr, hs_thread, job);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        pl_log(KTLSX_LOG_WARNING, "%s: no thread for a handshake (%s): connection dropped", l->rule->where, strerror(rc));
+        l->pending--;
+        l->refs--;
+        free(job);
+        REAL(close)(fd);
+    }
+}
+
+/* Hand the program a finished connection (lock held). */
+static int give_locked(struct pl_listener *l, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+    struct pl_done *d = l->head;
+    l->head = d->next;
+    if (l->head == NULL) l->tail = NULL;
+    int fd = d->fd;
+    if (addr != NULL && addrlen != NULL) {
+        memcpy(addr, &d->peer, d->peer_len < *addrlen ? d->peer_len : *addrlen);
+        *addrlen = d->peer_len;
+    }
+    /* the flags the program asked of accept4 */
+    int fl = REAL(fcntl)(fd, F_GETFL);
+    if (fl >= 0) REAL(fcntl)(fd, F_SETFL, (flags & SOCK_NONBLOCK) ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK));
+    REAL(fcntl)(fd, F_SETFD, (flags & SOCK_CLOEXEC) ? FD_CLOEXEC : 0);
+    if (pl_fd_attach(fd, d->t) < 0) {
+        pl_tls_free(d->t);
+        REAL(close)(fd);
+        fd = -1;
+    }
+    free(d);
+    ring_locked(l); /* more finished ones: keep the listener readable */
+    return fd;
+}
+
+static int tls_accept(struct pl_tls *lt, int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+    struct pl_listener *l = lt->lst;
+    int nb = fd_nonblocking(fd);
+    for (;;) {
+        pthread_mutex_lock(&l->lock);
+        if (!nb && l->head != NULL) {
+            int c = give_locked(l, addr, addrlen, flags);
+            pthread_mutex_unlock(&l->lock);
+            if (c >= 0) return c;
+            continue;
+        }
+        pthread_mutex_unlock(&l->lock);
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof peer;
+        /* blocking listener: waits here for a connection or a doorbell (a finished handshake) */
+        int c = REAL(accept4)(fd, (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC);
+        pthread_mutex_lock(&l->lock);
+        if (c < 0) {
+            int e = errno;
+            if ((e == EAGAIN || e == EWOULDBLOCK) && l->head != NULL) {
+                int g = give_locked(l, addr, addrlen, flags);
+                pthread_mutex_unlock(&l->lock);
+                if (g >= 0) return g;
+                continue;
+            }
+            pthread_mutex_unlock(&l->lock);
+            errno = e;
+            return -1;
+        }
+        if (is_bell_locked(l, &peer, plen)) {
+            REAL(close)(l->bell_fd);
+            l->bell_fd = -1;
+            REAL(close)(c);
+        } else {
+            start_handshake_locked(l, c, &peer, plen);
+        }
+        pthread_mutex_unlock(&l->lock);
+    }
+}
+
+EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
+{
+    struct pl_tls *l = lookup(fd);
+    if (l == NULL || l->lst == NULL) {
+        int c = REAL(accept)(fd, addr, addrlen);
+        if (c >= 0 && active && !in_lib) pl_fd_forget(c);
+        return c;
+    }
+    return tls_accept(l, fd, addr, addrlen, 0);
+}
+
+EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+    struct pl_tls *l = lookup(fd);
+    if (l == NULL || l->lst == NULL) {
+        int c = REAL(accept4)(fd, addr, addrlen, flags);
+        if (c >= 0 && active && !in_lib) pl_fd_forget(c);
+        return c;
+    }
+    return tls_accept(l, fd, addr, addrlen, flags);
+}
+
+/* ---- names from getaddrinfo, for SNI and for rules written with a host name ---- */
+#define NAME_SLOTS 64
+static struct {
+    char addr[INET6_ADDRSTRLEN];
+    char name[KTLSX_DOOR_HOST_MAX + 1];
+} names[NAME_SLOTS];
+static unsigned name_next;
+static pthread_mutex_t names_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int numeric_host(const struct sockaddr *sa, char *buf, size_t cap)
+{
+    const void *a = sa->sa_family == AF_INET ? (const void *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr
+                                              : (const void *)&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+    return inet_ntop(sa->sa_family, a, buf, (socklen_t)cap) ? 0 : -1;
+}
+
+EXPORT int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res)
+{
+    int rc = REAL(getaddrinfo)(node, service, hints, res);
+    if (rc != 0 || !active || n_connect == 0 || in_lib || node == NULL || strlen(node) > KTLSX_DOOR_HOST_MAX)
+        return rc;
+    struct in6_addr tmp;
+    if (inet_pton(AF_INET, node, &tmp) == 1 || inet_pton(AF_INET6, node, &tmp) == 1) return rc;
+    pthread_mutex_lock(&names_lock);
+    for (const struct addrinfo *ai = *res; ai != NULL; ai = ai->ai_next) {
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+        char a[INET6_ADDRSTRLEN];
+        if (numeric_host(ai->ai_addr, a, sizeof a) < 0) continue;
+        unsigned i = name_next++ % NAME_SLOTS;
+        snprintf(names[i].addr, sizeof names[i].addr, "%s", a);
+        snprintf(names[i].name, sizeof names[i].name, "%s", node);
+    }
+    pthread_mutex_unlock(&names_lock);
+    return rc;
+}
+
+static int name_of(const char *addr, char *name, size_t cap)
+{
+    int found = 0;
+    pthread_mutex_lock(&names_lock);
+    for (unsigned k = 0; k < NAME_SLOTS && !found; k++) {
+        unsigned i = (name_next - 1 - k) % NAME_SLOTS; /* newest first */
+        if (names[i].addr[0] && strcmp(names[i].addr, addr) == 0) {
+            snprintf(name, cap, "%s", names[i].name);
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&names_lock);
+    return found;
+}
+
+EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    if (!active || n_connect == 0 || in_lib || addr == NULL ||
+        (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
+        return REAL(connect)(fd, addr, len);
+    char host[INET6_ADDRSTRLEN], name[KTLSX_DOOR_HOST_MAX + 1];
+    if (numeric_host(addr, host, sizeof host) < 0) return REAL(connect)(fd, addr, len);
+    int have_name = name_of(host, name, sizeof name);
+    const struct pl_rule *rule = pl_rules_connect(&rules, host, have_name ? name : NULL, sock_port(addr));
+    if (rule == NULL || !is_tcp(fd)) return REAL(connect)(fd, addr, len);
+
+    int rc = REAL(connect)(fd, addr, len);
+    if (rc < 0 && errno == EINPROGRESS) {
+        /* Nonblocking connect: this step finishes it (bounded by the handshake deadline) and runs the
+         * handshake before returning 0; see docs/preload.md. */
+        int soerr = 0;
+        socklen_t l = sizeof soerr;
+        if (wait_fd(fd, POLLOUT, rules.hs_ms) < 0) return -1;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &l) < 0) return -1;
+        if (soerr != 0) { errno = soerr; return -1; }
+    } else if (rc < 0) {
+        return -1;
+    }
+    const char *sni = rule->name[0] ? rule->name : have_name ? name : rule->host;
+    struct pl_tls *t = handshake(fd, rule, rules.hs_ms, sni);
+    if (t == NULL || pl_fd_attach(fd, t) < 0) {
+        pl_tls_free(t);
+        /* The TCP connection is up but carries no TLS: cut it, so nothing goes out in plaintext. */
+        REAL(shutdown)(fd, SHUT_RDWR);
+        errno = ECONNREFUSED;
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- data ---- */
+
+/* Read up to len bytes of plaintext.  nb: do not wait. */
+static ssize_t tls_recv(struct pl_tls *t, int fd, void *buf, size_t len, int flags)
+{
+    int nb = (flags & MSG_DONTWAIT) || fd_nonblocking(fd);
+    size_t done = 0;
+    if (flags & MSG_PEEK) {
+        errno = EOPNOTSUPP; /* not carried in this step (docs/preload.md) */
+        return -1;
+    }
+    if (len == 0) return 0;
+    for (;;) {
+        size_t got = 0;
+        int st;
+        if (t->eof) return (ssize_t)done;
+        if (t->failed) { errno = ECONNRESET; return done ? (ssize_t)done : -1; }
+        pthread_mutex_lock(&t->lock);
+        LIB_ENTER();
+        (void)ktlsx_socket_flush_step(t->sock); /* a queued answer (KeyUpdate, leftover record) goes first */
+        st = ktlsx_socket_read_step(t->sock, (char *)buf + done, len - done, &got);
+        LIB_LEAVE();
+        pthread_mutex_unlock(&t->lock);
+        if (st == KTLSX_IO_OK) {
+            /* Keep filling the buffer while data is here (no waiting): what the library already pulled
+             * off the socket does not make the fd readable, so an event loop must get it now. */
+            done += got;
+            if (done == len) return (ssize_t)done;
+            continue;
+        }
+        if (st == KTLSX_IO_CLOSED) {
+            t->eof = 1;
+            return (ssize_t)done;
+        }
+        if (st == KTLSX_IO_WANT_READ || st == KTLSX_IO_WANT_WRITE) {
+            if (done > 0 && !(flags & MSG_WAITALL)) return (ssize_t)done;
+            if (nb) { errno = EAGAIN; return done ? (ssize_t)done : -1; }
+            if (wait_fd(t->priv_fd, st == KTLSX_IO_WANT_READ ? POLLIN : POLLOUT, -1) < 0)
+                return done ? (ssize_t)done : -1;
+            continue;
+        }
+        errno = io_errno(t, st);
+        return done ? (ssize_t)done : -1;
+    }
+}
+
+/* Room in the kernel's send buffer, so that a nonblocking write takes only what can go out now. */
+static size_t send_room(int fd)
+{
+    int sndbuf = 0, outq = 0;
+    socklen_t l = sizeof sndbuf;
+    if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &l) < 0 || ioctl(fd, SIOCOUTQ, &outq) < 0) return 16384;
+    long room = (long)sndbuf / 2 - outq;
+    return room > 1024 ? (size_t)room - 512 : 0;
+}
+
+static ssize_t tls_send(struct pl_tls *t, int fd, const void *buf, size_t len, int flags)
+{
+    int nb = (flags & MSG_DONTWAIT) || fd_nonblocking(fd);
+    size_t done = 0;
+    if (t->shut_wr || t->failed) { errno = t->failed ? ECONNRESET : EPIPE; return -1; }
+    if (t->ktls & KTLSX_KTLS_TX) return REAL(send)(t->priv_fd, buf, len, flags | MSG_NOSIGNAL);
+    if (len == 0) return 0;
+    for (;;) {
+        size_t sent = 0, take = len - done;
+        int st, fl;
+        pthread_mutex_lock(&t->lock);
+        LIB_ENTER();
+        fl = ktlsx_socket_flush_step(t->sock);
+        if (fl == KTLSX_IO_OK) {
+            if (nb) {
+                /* Take about what the send buffer has room for, so little stays sealed in user space; but
+                 * at least one record's worth: EAGAIN must come from the kernel (a full socket), or an
+                 * edge-triggered program would wait for an EPOLLOUT edge that never comes. */
+                size_t room = send_room(t->priv_fd);
+                if (room < 16384) room = 16384;
+                if (take > room) take = room;
+            }
+            st = ktlsx_socket_write_step(t->sock, (const char *)buf + done, take, &sent);
+            if (st == KTLSX_IO_OK) (void)ktlsx_socket_flush_step(t->sock);
+        } else {
+            st = fl;
+        }
+        size_t pending = ktlsx_socket_pending_output(t->sock);
+        LIB_LEAVE();
+        pthread_mutex_unlock(&t->lock);
+        done += sent;
+        if (st == KTLSX_IO_FAILED || st == KTLSX_IO_TIMEOUT || st == KTLSX_IO_CLOSED) {
+            errno = io_errno(t, st);
+            return done ? (ssize_t)done : -1;
+        }
+        if (nb) {
+            if (done > 0) return (ssize_t)done;
+            errno = EAGAIN;
+            return -1;
+        }
+        if (done == len && pending == 0) return (ssize_t)done;
+        if (wait_fd(t->priv_fd, POLLOUT, -1) < 0) return done ? (ssize_t)done : -1;
+    }
+}
+
+#define DATA_CALL(call_tls, call_real) \
+    struct pl_tls *t = lookup(fd);     \
+    if (t == NULL || t->sock == NULL) return call_real; \
+    return call_tls
+
+EXPORT ssize_t read(int fd, void *buf, size_t n) { DATA_CALL(tls_recv(t, fd, buf, n, 0), REAL(read)(fd, buf, n)); }
+EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
+{
+    DATA_CALL(tls_recv(t, fd, buf, n, flags), REAL(recv)(fd, buf, n, flags));
+}
+EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *alen)
+{
+    DATA_CALL(tls_recv(t, fd, buf, n, flags), REAL(recvfrom)(fd, buf, n, flags, addr, alen));
+}
+EXPORT ssize_t write(int fd, const void *buf, size_t n) { DATA_CALL(tls_send(t, fd, buf, n, 0), REAL(write)(fd, buf, n)); }
+EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
+{
+    DATA_CALL(tls_send(t, fd, buf, n, flags), REAL(send)(fd, buf, n, flags));
+}
+EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr, socklen_t alen)
+{
+    DATA_CALL(tls_send(t, fd, buf, n, flags), REAL(sendto)(fd, buf, n, flags, addr, alen));
+}
+
+static size_t iov_total(const struct iovec *iov, int cnt)
+{
+    size_t n = 0;
+    for (int i = 0; i < cnt; i++) n += iov[i].iov_len;
+    return n;
+}
+
+/* Scatter: fill the buffers in order; a later one only while data is already here. */
+static ssize_t tls_readv(struct pl_tls *t, int fd, const struct iovec *iov, int cnt, int flags)
+{
+    ssize_t total = 0;
+    if (cnt < 0) { errno = EINVAL; return -1; }
+    for (int i = 0; i < cnt; i++) {
+        if (iov[i].iov_len == 0) continue;
+        ssize_t n = tls_recv(t, fd, iov[i].iov_base, iov[i].iov_len, total > 0 ? (flags | MSG_DONTWAIT) : flags);
+        if (n < 0) return total > 0 && (errno == EAGAIN) ? total : (total > 0 ? total : -1);
+        total += n;
+        if (n == 0 || (size_t)n < iov[i].iov_len) break;
+    }
+    return total;
+}
+
+static ssize_t tls_writev(struct pl_tls *t, int fd, const struct iovec *iov, int cnt, int flags)
+{
+    ssize_t total = 0;
+    if (cnt < 0) { errno = EINVAL; return -1; }
+    for (int i = 0; i < cnt; i++) {
+        if (iov[i].iov_len == 0) continue;
+        ssize_t n = tls_send(t, fd, iov[i].iov_base, iov[i].iov_len, flags);
+        if (n < 0) return total > 0 ? total : -1;
+        total += n;
+        if ((size_t)n < iov[i].iov_len) break;
+    }
+    (void)iov_total;
+    return total;
+}
+
+EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt)
+{
+    DATA_CALL(tls_readv(t, fd, iov, cnt, 0), REAL(readv)(fd, iov, cnt));
+}
+EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
+{
+    DATA_CALL(tls_writev(t, fd, iov, cnt, 0), REAL(writev)(fd, iov, cnt));
+}
+EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    struct pl_tls *t = lookup(fd);
+    if (t == NULL || t->sock == NULL) return REAL(recvmsg)(fd, msg, flags);
+    ssize_t n = tls_readv(t, fd, msg->msg_iov, (int)msg->msg_iovlen, flags);
+    if (n >= 0) {
+        msg->msg_controllen = 0; /* no ancillary data on a TLS stream */
+        msg->msg_flags = 0;
+    }
+    return n;
+}
+EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    struct pl_tls *t = lookup(fd);
+    if (t == NULL || t->sock == NULL) return REAL(sendmsg)(fd, msg, flags);
+    if (msg->msg_controllen != 0 && !(t->ktls & KTLSX_KTLS_TX)) {
+        errno = EOPNOTSUPP; /* ancillary data on a TLS stream in user-space records: not carried */
+        return -1;
+    }
+    if (t->ktls & KTLSX_KTLS_TX) return REAL(sendmsg)(t->priv_fd, msg, flags | MSG_NOSIGNAL);
+    return tls_writev(t, fd, msg->msg_iov, (int)msg->msg_iovlen, flags);
+}
+
+static ssize_t tls_sendfile(struct pl_tls *t, int fd, int in_fd, off_t *offset, size_t count)
+{
+    int nb = fd_nonblocking(fd);
+    int64_t off;
+    size_t done = 0;
+    if (t->shut_wr || t->failed) { errno = t->failed ? ECONNRESET : EPIPE; return -1; }
+    if (t->ktls & KTLSX_KTLS_TX) return REAL(sendfile)(t->priv_fd, in_fd, offset, count);
+    if (offset != NULL) {
+        off = *offset;
+    } else {
+        off_t cur = lseek(in_fd, 0, SEEK_CUR);
+        if (cur < 0) return -1;
+        off = cur;
+    }
+    while (done < count) {
+        size_t sent = 0;
+        int st;
+        pthread_mutex_lock(&t->lock);
+        LIB_ENTER();
+        st = ktlsx_socket_flush_step(t->sock);
+        if (st == KTLSX_IO_OK) {
+            size_t take = count - done;
+            if (nb) { /* as in tls_send */
+                size_t room = send_room(t->priv_fd);
+                if (room < 16384) room = 16384;
+                if (take > room) take = room;
+            }
+            st = ktlsx_socket_sendfile_step(t->sock, in_fd, &off, take, &sent);
+            if (st == KTLSX_IO_OK) (void)ktlsx_socket_flush_step(t->sock);
+        }
+        LIB_LEAVE();
+        pthread_mutex_unlock(&t->lock);
+        if (st == KTLSX_IO_OK && sent == 0) break; /* the file ended */
+        done += sent;
+        if (st == KTLSX_IO_FAILED || st == KTLSX_IO_TIMEOUT || st == KTLSX_IO_CLOSED) {
+            errno = io_errno(t, st);
+            if (done == 0) return -1;
+            break;
+        }
+        if (st != KTLSX_IO_OK) {
+            if (nb) {
+                if (done == 0) { errno = EAGAIN; return -1; }
+                break;
+            }
+            if (wait_fd(t->priv_fd, POLLOUT, -1) < 0) {
+                if (done == 0) return -1;
+                break;
+            }
+        } else if (nb && done > 0) {
+            break;
+        }
+    }
+    if (offset != NULL) *offset = (off_t)off;
+    else lseek(in_fd, (off_t)off, SEEK_SET);
+    /* blocking: what was taken is on its way; flush the tail before returning, as send() would */
+    if (!nb) {
+        for (;;) {
+            pthread_mutex_lock(&t->lock);
+            LIB_ENTER();
+            int st = ktlsx_socket_flush_step(t->sock);
+            LIB_LEAVE();
+            pthread_mutex_unlock(&t->lock);
+            if (st != KTLSX_IO_WANT_WRITE) break;
+            if (wait_fd(t->priv_fd, POLLOUT, -1) < 0) break;
+        }
+    }
+    return (ssize_t)done;
+}
+
+EXPORT ssize_t sendfile(int fd, int in_fd, off_t *offset, size_t count)
+{
+    DATA_CALL(tls_sendfile(t, fd, in_fd, offset, count), REAL(sendfile)(fd, in_fd, offset, count));
+}
+EXPORT ssize_t sendfile64(int fd, int in_fd, off_t *offset, size_t count)
+{
+    DATA_CALL(tls_sendfile(t, fd, in_fd, offset, count), REAL(sendfile64)(fd, in_fd, offset, count));
+}
+
+/* splice with a TLS socket at one end: through a user-space buffer (no zero copy without kernel TLS). */
+EXPORT ssize_t splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, size_t len, unsigned int flags)
+{
+    struct pl_tls *tin = lookup(fd_in), *tout = lookup(fd_out);
+    char buf[65536];
+    if (tin != NULL && tin->sock == NULL) tin = NULL;
+    if (tout != NULL && (tout->sock == NULL || (tout->ktls & KTLSX_KTLS_TX))) tout = NULL;
+    if (tin == NULL && tout == NULL) return REAL(splice)(fd_in, off_in, fd_out, off_out, len, flags);
+    if (tin != NULL && tout != NULL) { errno = EINVAL; return -1; }
+    if (len > sizeof buf) len = sizeof buf;
+    int nbflag = (flags & SPLICE_F_NONBLOCK) ? MSG_DONTWAIT : 0;
+    if (tout != NULL) {
+        ssize_t n = off_in ? pread(fd_in, buf, len, *off_in) : REAL(read)(fd_in, buf, len);
+        if (n <= 0) return n;
+        if (off_in) *off_in += n;
+        ssize_t w = 0;
+        while (w < n) {
+            ssize_t k = tls_send(tout, fd_out, buf + w, (size_t)(n - w), 0);
+            if (k < 0) return w > 0 ? w : -1;
+            w += k;
+        }
+        return n;
+    }
+    ssize_t n = tls_recv(tin, fd_in, buf, len, nbflag);
+    if (n <= 0) return n;
+    ssize_t w = 0;
+    while (w < n) {
+        ssize_t k = off_out ? pwrite(fd_out, buf + w, (size_t)(n - w), *off_out + w) : REAL(write)(fd_out, buf + w, (size_t)(n - w));
+        if (k < 0) return w > 0 ? w : -1; /* bytes read from TLS but not written are lost: docs/preload.md */
+        w += k;
+    }
+    if (off_out) *off_out += n;
+    return n;
+}
+
+/* ---- readiness of data the shim already holds ----
+ *
+ * With user-space records the library may have pulled more off the socket
+ * than the program's buffer took (a record is opened whole): that plaintext
+ * waits in user space and the fd is not readable, so a program that waits
+ * for readiness before reading would wait forever.  poll, epoll_wait and
+ * epoll_pwait report such fds readable (EPOLLIN / POLLIN) at once.  epoll
+ * registrations of TLS fds are remembered from epoll_ctl for that. */
+struct ep_reg {
+    int epfd, fd;
+    uint32_t events;
+    epoll_data_t data;
+};
+static struct ep_reg *ep_regs;
+static size_t ep_n, ep_cap;
+static pthread_mutex_t ep_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int ep_any;
+
+static int pending_in(struct pl_tls *t)
+{
+    if (t == NULL || t->sock == NULL) return 0;
+    if (t->eof || t->failed) return 1; /* a read answers at once (0 or an error), as at a socket's EOF */
+    pthread_mutex_lock(&t->lock);
+    LIB_ENTER();
+    /* plaintext or whole records held, or the peer's close_notify already taken in */
+    int held = ktlsx_socket_pending_plaintext(t->sock) > 0 || ktlsx_socket_clean_close(t->sock);
+    LIB_LEAVE();
+    pthread_mutex_unlock(&t->lock);
+    return held;
+}
+
+static void ep_forget_fd(int fd)
+{
+    if (!atomic_load(&ep_any)) return;
+    pthread_mutex_lock(&ep_lock);
+    for (size_t i = 0; i < ep_n;)
+        if (ep_regs[i].fd == fd || ep_regs[i].epfd == fd) ep_regs[i] = ep_regs[--ep_n];
+        else i++;
+    pthread_mutex_unlock(&ep_lock);
+}
+
+EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+    int rc = REAL(epoll_ctl)(epfd, op, fd, ev);
+    struct pl_tls *t = lookup(fd);
+    if (rc < 0 || ((t == NULL || t->sock == NULL) && !atomic_load(&ep_any))) return rc;
+    pthread_mutex_lock(&ep_lock);
+    size_t i;
+    for (i = 0; i < ep_n; i++)
+        if (ep_regs[i].epfd == epfd && ep_regs[i].fd == fd) break;
+    if (op == EPOLL_CTL_DEL || t == NULL || t->sock == NULL) {
+        if (i < ep_n) ep_regs[i] = ep_regs[--ep_n];
+    } else if (ev != NULL) {
+        if (i == ep_n) {
+            if (ep_n == ep_cap) {
+                size_t nc = ep_cap ? ep_cap * 2 : 64;
+                struct ep_reg *nr = realloc(ep_regs, nc * sizeof *nr);
+                if (nr == NULL) {
+                    pthread_mutex_unlock(&ep_lock);
+                    pl_log(KTLSX_LOG_ERROR, "epoll_ctl: out of memory tracking fd %d", fd);
+                    return rc;
+                }
+                ep_regs = nr;
+                ep_cap = nc;
+            }
+            ep_n++;
+            atomic_store(&ep_any, 1);
+        }
+        ep_regs[i] = (struct ep_reg){.epfd = epfd, .fd = fd, .events = ev->events, .data = ev->data};
+    }
+    pthread_mutex_unlock(&ep_lock);
+    return rc;
+}
+
+/* Data the shim holds for TLS fds registered in epfd: up to max of them into extra[]. */
+static int ep_held(int epfd, epoll_data_t *extra, int max)
+{
+    int n = 0;
+    int fds[64];
+    epoll_data_t data[64];
+    if (!atomic_load(&ep_any) || in_lib) return 0;
+    pthread_mutex_lock(&ep_lock);
+    for (size_t i = 0; i < ep_n && n < 64; i++)
+        if (ep_regs[i].epfd == epfd && (ep_regs[i].events & EPOLLIN)) {
+            fds[n] = ep_regs[i].fd;
+            data[n++] = ep_regs[i].data;
+        }
+    pthread_mutex_unlock(&ep_lock);
+    int k = 0;
+    for (int i = 0; i < n && k < max; i++)
+        if (pending_in(pl_fd_get(fds[i]))) extra[k++] = data[i];
+    return k;
+}
+
+static int ep_merge(struct epoll_event *events, int got, int max, const epoll_data_t *extra, int k)
+{
+    for (int j = 0; j < k; j++) {
+        int i;
+        for (i = 0; i < got; i++)
+            if (events[i].data.u64 == extra[j].u64) break;
+        if (i < got) events[i].events |= EPOLLIN;
+        else if (got < max) events[got++] = (struct epoll_event){.events = EPOLLIN, .data = extra[j]};
+    }
+    return got;
+}
+
+/* Sealed records a nonblocking write left queued (the kernel took part of them) go out here: the
+ * program may never write again on that fd, and it waits for other events.  Flushes what it can;
+ * returns the shim's fds of the TLS fds in epfd that still hold output (up to max). */
+static int ep_stuck(int epfd, int *privs, int max)
+{
+    int fds[64], n = 0, k = 0;
+    if (!atomic_load(&ep_any) || in_lib) return 0;
+    pthread_mutex_lock(&ep_lock);
+    for (size_t i = 0; i < ep_n && n < 64; i++)
+        if (ep_regs[i].epfd == epfd) fds[n++] = ep_regs[i].fd;
+    pthread_mutex_unlock(&ep_lock);
+    for (int i = 0; i < n && k < max; i++) {
+        struct pl_tls *t = pl_fd_get(fds[i]);
+        if (t == NULL || t->sock == NULL || t->failed) continue;
+        pthread_mutex_lock(&t->lock);
+        LIB_ENTER();
+        size_t left = 0;
+        if (ktlsx_socket_pending_output(t->sock) > 0) {
+            (void)ktlsx_socket_flush_step(t->sock);
+            left = ktlsx_socket_pending_output(t->sock);
+        }
+        LIB_LEAVE();
+        pthread_mutex_unlock(&t->lock);
+        if (left > 0) privs[k++] = t->priv_fd;
+    }
+    return k;
+}
+
+/* Wait for epfd's events while flushing stuck output as its sockets drain.  Returns 1 when epfd has
+ * events (or nothing is stuck any more: *timeout is what is left of the program's timeout), 0 when the
+ * timeout passed, -1 on a poll error (EINTR included). */
+static int ep_wait_stuck(int epfd, int *timeout, const sigset_t *sigmask)
+{
+    long end = *timeout >= 0 ? now_ms() + *timeout : -1;
+    for (;;) {
+        int privs[64];
+        int k = ep_stuck(epfd, privs, 64);
+        long left = end < 0 ? -1 : end - now_ms();
+        if (end >= 0 && left < 0) left = 0;
+        *timeout = (int)left;
+        if (k == 0) return 1;
+        struct pollfd p[65];
+        p[0] = (struct pollfd){.fd = epfd, .events = POLLIN};
+        for (int i = 0; i < k; i++) p[i + 1] = (struct pollfd){.fd = privs[i], .events = POLLOUT};
+        struct timespec ts = {left / 1000, (left % 1000) * 1000000L};
+        int r = ppoll(p, (nfds_t)k + 1, left < 0 ? NULL : &ts, sigmask);
+        if (r < 0) return -1;
+        if (p[0].revents) { *timeout = 0; return 1; }
+        if (r == 0) return 0;
+    }
+}
+
+EXPORT int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout)
+{
+    epoll_data_t extra[64];
+    int k = max > 0 ? ep_held(epfd, extra, max < 64 ? max : 64) : 0;
+    if (k == 0 && atomic_load(&ep_any) && !in_lib) {
+        int w = ep_wait_stuck(epfd, &timeout, NULL);
+        if (w <= 0) return w;
+    }
+    int got = REAL(epoll_wait)(epfd, events, max, k > 0 ? 0 : timeout);
+    if (k == 0 || got < 0) return got;
+    return ep_merge(events, got, max, extra, k);
+}
+
+EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int max, int timeout, const sigset_t *sigmask)
+{
+    epoll_data_t extra[64];
+    int k = max > 0 ? ep_held(epfd, extra, max < 64 ? max : 64) : 0;
+    if (k == 0 && atomic_load(&ep_any) && !in_lib) {
+        int w = ep_wait_stuck(epfd, &timeout, sigmask);
+        if (w <= 0) return w;
+    }
+    int got = REAL(epoll_pwait)(epfd, events, max, k > 0 ? 0 : timeout, sigmask);
+    if (k == 0 || got < 0) return got;
+    return ep_merge(events, got, max, extra, k);
+}
+
+EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+    int held = 0;
+    if (active && !in_lib)
+        for (nfds_t i = 0; i < n; i++)
+            if ((fds[i].events & POLLIN) && pending_in(pl_fd_get(fds[i].fd))) held = 1;
+    int got = REAL(poll)(fds, n, held ? 0 : timeout);
+    if (!held || got < 0) return got;
+    got = 0;
+    for (nfds_t i = 0; i < n; i++) {
+        if ((fds[i].events & POLLIN) && pending_in(pl_fd_get(fds[i].fd))) fds[i].revents |= POLLIN;
+        got += fds[i].revents != 0;
+    }
+    return got;
+}
+
+/* fork, in the child: locks another thread held at the fork are re-made; the listeners forget the
+ * parent's handshake threads. */
+static void atfork_child(void)
+{
+    pthread_mutex_init(&ep_lock, NULL);
+    pthread_mutex_init(&names_lock, NULL);
+    pl_fd_after_fork_child();
+    pl_listeners_after_fork();
+}
+
+/* ---- close, shutdown, dup ---- */
+
+/* close_notify on the wire, waiting at most `ms` for room in the send buffer. */
+static void send_close_notify(struct pl_tls *t, int ms)
+{
+    long end = now_ms() + ms;
+    if (t->shut_wr || t->failed || t->sock == NULL) return;
+    t->shut_wr = 1;
+    for (;;) {
+        pthread_mutex_lock(&t->lock);
+        LIB_ENTER();
+        int st = ktlsx_socket_flush_step(t->sock);
+        if (st == KTLSX_IO_OK) st = ktlsx_socket_shutdown_step(t->sock);
+        LIB_LEAVE();
+        pthread_mutex_unlock(&t->lock);
+        long left = end - now_ms();
+        if (st != KTLSX_IO_WANT_WRITE || left <= 0) return;
+        if (wait_fd(t->priv_fd, POLLOUT, (int)left) < 0) return;
+    }
+}
+
+EXPORT int shutdown(int fd, int how)
+{
+    struct pl_tls *t = lookup(fd);
+    if (t != NULL && t->sock != NULL && (how == SHUT_WR || how == SHUT_RDWR)) send_close_notify(t, rules.hs_ms);
+    return REAL(shutdown)(fd, how);
+}
+
+EXPORT int close(int fd)
+{
+    if (!in_lib) {
+        struct pl_tls *t = pl_fd_detach(fd);
+        ep_forget_fd(fd); /* a TLS fd, or an epoll set: its registrations go (nothing to do without any) */
+        if (t != NULL) {
+            /* The last program fd of this connection: close_notify (unless a forked child carries on), then free. */
+            if (t->sock != NULL && !t->forked) send_close_notify(t, 1000);
+            LIB_ENTER();
+            pl_tls_free(t);
+            LIB_LEAVE();
+        }
+    }
+    return REAL(close)(fd);
+}
+
+EXPORT int dup(int fd)
+{
+    int n = REAL(dup)(fd);
+    if (n >= 0 && !in_lib && pl_fd_get(fd) != NULL) pl_fd_dup(fd, n);
+    return n;
+}
+
+static int after_dup2(int old, int n)
+{
+    if (n >= 0 && !in_lib && old != n && (pl_fd_get(old) != NULL || pl_fd_get(n) != NULL)) {
+        LIB_ENTER();
+        pl_fd_dup(old, n);
+        LIB_LEAVE();
+    }
+    return n;
+}
+
+EXPORT int dup2(int old, int newfd) { return after_dup2(old, REAL(dup2)(old, newfd)); }
+EXPORT int dup3(int old, int newfd, int flags) { return after_dup2(old, REAL(dup3)(old, newfd, flags)); }
+
+EXPORT int fcntl(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *); /* every fcntl argument fits a pointer-sized register */
+    va_end(ap);
+    int rc = REAL(fcntl)(fd, cmd, arg);
+    if (rc >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && !in_lib && pl_fd_get(fd) != NULL) pl_fd_dup(fd, rc);
+    return rc;
+}
+
+/* Programs built with _FILE_OFFSET_BITS=64 (python3, most distribution packages) call fcntl64. */
+EXPORT int fcntl64(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    int rc = REAL(fcntl64)(fd, cmd, arg);
+    if (rc >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && !in_lib && pl_fd_get(fd) != NULL) pl_fd_dup(fd, rc);
+    return rc;
+}
