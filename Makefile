@@ -218,3 +218,21 @@ LINT_SRCS += $(DAEMON_SRCS)
 $(O)/tests/test_daemon_conf: LDLIBS += -linih
 $(O)/tests/test_daemon_conf: daemon/conf.c daemon/ktlsxd.h
 # ---- end of ktlsxd ----
+
+# ---- ktlsx-fileserver (issue 11): fileserver/ -> $(O)/bin/ktlsx-fileserver ----
+# Public API only (no -Ilibktlsx), the static library, liburing.  The unit test
+# (tests/unit/test_http.c) and the fuzz target (tests/fuzz/fuzz_http_request.c)
+# compile fileserver/http.c in with an #include, as test_daemon_conf does conf.c.
+FS_SRCS := $(wildcard fileserver/*.c)
+FS_OBJS := $(FS_SRCS:%.c=$(O)/obj/%.o)
+all: $(O)/bin/ktlsx-fileserver
+$(O)/obj/fileserver/%.o: fileserver/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CLI_CFLAGS) -MMD -MP -c $< -o $@
+$(O)/bin/ktlsx-fileserver: $(FS_OBJS) $(O)/lib/libktlsx.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(FS_OBJS) $(O)/lib/libktlsx.a -luring $(LDLIBS)
+LINT_SRCS += $(FS_SRCS)
+$(O)/tests/test_http: fileserver/http.c fileserver/http.h
+$(O)/fuzz/fuzz_http_request: fileserver/http.c fileserver/http.h
+# ---- end of ktlsx-fileserver ----
