@@ -19,6 +19,8 @@
 #  idle          2000 idle keep-alive connections (FS_IDLE_CONNS) held while a new client is served;
 #                server memory per connection measured (VmRSS) and bounded
 #  workers       --workers 2 serves; access-log lines in the common log format
+#  list-dirs     --list-dirs: a sorted listing, names HTML-escaped and hrefs percent-encoded
+#  verify-client --ca + --verify-client: no certificate refused, the test client certificate served
 #  sane/*        SIGTERM: exit 0, no sanitizer report
 # Environment (besides tests/lib.sh's): FS_BIN (default build/bin/ktlsx-fileserver).
 SRV_TMO=${SRV_TMO:-900} # one server carries most cases
@@ -49,6 +51,7 @@ echo "TOP-SECRET-$RANDOM$RANDOM" >"$TOP/secret.txt"; SECRET=$(cat "$TOP/secret.t
 echo "<h1>ktlsx-fileserver test</h1>" >"$WWW/index.html"
 echo "sub index" >"$WWW/sub/index.html"
 echo "spaced" >"$WWW/dir with space/f.txt"
+echo x >"$WWW/noindex/a<b&c.txt"; mkdir -p "$WWW/noindex/d"; echo y >"$WWW/noindex/z.txt"
 head -c 16777216 /dev/urandom >"$WWW/big.bin"
 head -c 1048576 /dev/urandom >"$WWW/mid.bin"
 printf '0123456789abcdefghijklmnopqrstuvwxyz' >"$WWW/abc.txt"
@@ -396,6 +399,31 @@ if start_fs srv --workers 2 --header-timeout 2000; then
   ok=0
   for i in 1 2 3 4 5 6; do curl_ -o "$CD/w$i.data" "$URL/mid.bin" && same_data "$WWW/mid.bin" "$CD/w$i.data" && ok=$((ok + 1)); done
   if (( ok == 6 )) && grep -q '2 workers' "$CD/srv.err"; then pass; else fail "$ok/6 downloads with 2 workers"; fi
+else fail "server did not start"; fi
+
+case_begin verify-client
+if start_fs srv --ca "$CA" --verify-client; then
+  run_cmd nocert - "${CURL[@]}" -o "$CD/n.data" "$URL/abc.txt"
+  nocert_rc=$RC
+  run_cmd cert - "${CURL[@]}" --cert "$(crt client)" --key "$(key client)" -o "$CD/c.data" "$URL/abc.txt"
+  if (( nocert_rc == 0 )); then fail "served a client without a certificate"
+  elif [[ $RC != 0 ]] || ! same_data "$WWW/abc.txt" "$CD/c.data"; then fail "a client with a certificate: rc $RC ${DATA_WHY:-}"
+  elif sanitizer_report "$CD/srv.err"; then fail "$SAN_WHY"
+  else pass; fi
+else fail "server did not start"; fi
+
+case_begin list-dirs
+if start_fs srv --list-dirs; then
+  run_cmd curl - "${CURL[@]}" -D "$CD/h.txt" -o "$CD/l.html" "$URL/noindex/"
+  run_cmd sub - "${CURL[@]}" -o "$CD/s.data" "$URL/sub/"
+  if ! grep -qi '^content-type: text/html' "$CD/h.txt"; then fail "no text/html listing: $(head -n1 "$CD/h.txt")"
+  elif ! grep -qF '<li><a href="a%3Cb%26c.txt">a&lt;b&amp;c.txt</a>' "$CD/l.html"; then fail "the name with <& is not escaped as expected"
+  elif ! grep -qF '<li><a href="d/">d/</a>' "$CD/l.html"; then fail "the subdirectory is not listed with a /"
+  elif [[ $(grep -o 'href="[^"]*"' "$CD/l.html" | tr '\n' ' ') != 'href="../" href="a%3Cb%26c.txt" href="d/" href="z.txt" ' ]]; then
+    fail "entries not sorted or wrong: $(grep -o 'href="[^"]*"' "$CD/l.html" | tr '\n' ' ')"
+  elif ! same_data "$WWW/sub/index.html" "$CD/s.data"; then fail "index.html is not preferred: $DATA_WHY"
+  elif sanitizer_report "$CD/srv.err"; then fail "$SAN_WHY"
+  else pass; fi
 else fail "server did not start"; fi
 
 finish
