@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #define ROUNDS 16                /* steps per turn before yielding to the other connections */
@@ -197,6 +198,115 @@ static int errno_status(int e)
     }
 }
 
+/* ---- directory listing (--list-dirs; off by default) ---- */
+
+#define LIST_MAX_ENTRIES 10000
+#define LIT(s) s, sizeof(s) - 1
+
+static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Appends to *buf (grown); returns -1 when out of memory. */
+static int append(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
+{
+    if (*len + n + 1 > *cap) {
+        size_t nc = (*cap ? *cap * 2 : 4096);
+        while (nc < *len + n + 1) nc *= 2;
+        char *nb = realloc(*buf, nc);
+        if (!nb) return -1;
+        *buf = nb, *cap = nc;
+    }
+    memcpy(*buf + *len, s, n);
+    *len += n;
+    (*buf)[*len] = '\0';
+    return 0;
+}
+
+static int append_html(char **buf, size_t *len, size_t *cap, const char *s)
+{
+    for (; *s; s++) {
+        const char *e = *s == '&' ? "&amp;" : *s == '<' ? "&lt;" : *s == '>' ? "&gt;" : *s == '"' ? "&quot;"
+                      : *s == '\'' ? "&#39;" : NULL;
+        if (append(buf, len, cap, e ? e : s, e ? strlen(e) : 1) < 0) return -1;
+    }
+    return 0;
+}
+
+static int append_href(char **buf, size_t *len, size_t *cap, const char *s)
+{
+    char enc[4];
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        bool plain = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                     ch == '-' || ch == '.' || ch == '_' || ch == '~';
+        if (plain) {
+            if (append(buf, len, cap, s, 1) < 0) return -1;
+        } else {
+            snprintf(enc, sizeof enc, "%%%02X", ch);
+            if (append(buf, len, cap, enc, 3) < 0) return -1;
+        }
+    }
+    return 0;
+}
+
+/* A listing of dirfd (consumed) as the response: names sorted, HTML-escaped, hrefs
+ * percent-encoded, directories with a trailing '/'; at most LIST_MAX_ENTRIES. */
+static void list_dir(struct fs_conn *c, int dfd, const struct http_request *req, bool head_only)
+{
+    DIR *d = fdopendir(dfd);
+    if (!d) { close(dfd); return error_response(c, 403, head_only, NULL); }
+    char **names = NULL, *body = NULL;
+    size_t n = 0, len = 0, cap = 0;
+    bool oom = false, more = false;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        if (n == LIST_MAX_ENTRIES) { more = true; break; }
+        struct stat st;
+        bool dir = e->d_type == DT_DIR ||
+                   (e->d_type == DT_UNKNOWN && fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                    S_ISDIR(st.st_mode));
+        char **nn = (n % 256 == 0) ? realloc(names, (n + 256) * sizeof *names) : names;
+        char *name = NULL;
+        if (!nn || asprintf(&name, "%s%s", e->d_name, dir ? "/" : "") < 0) { oom = true; names = nn ? nn : names; break; }
+        names = nn;
+        names[n++] = name;
+    }
+    closedir(d);
+    if (!oom && n > 1) qsort(names, n, sizeof *names, cmp_names);
+    if (!oom) {
+        oom = append(&body, &len, &cap, LIT("<!doctype html>\n<meta charset=\"utf-8\">\n<title>Index of ")) < 0 ||
+              append_html(&body, &len, &cap, req->path) < 0 || append(&body, &len, &cap, LIT("</title>\n<h1>Index of ")) < 0 ||
+              append_html(&body, &len, &cap, req->path) < 0 ||
+              append(&body, &len, &cap, LIT("</h1>\n<ul>\n<li><a href=\"../\">../</a>\n")) < 0;
+        for (size_t i = 0; i < n && !oom; i++) {
+            size_t nl = strlen(names[i]);
+            bool dir = names[i][nl - 1] == '/';
+            if (dir) names[i][nl - 1] = '\0';
+            oom = append(&body, &len, &cap, LIT("<li><a href=\"")) < 0 || append_href(&body, &len, &cap, names[i]) < 0 ||
+                  (dir && append(&body, &len, &cap, LIT("/")) < 0) || append(&body, &len, &cap, LIT("\">")) < 0 ||
+                  append_html(&body, &len, &cap, names[i]) < 0 || (dir && append(&body, &len, &cap, LIT("/")) < 0) ||
+                  append(&body, &len, &cap, LIT("</a>\n")) < 0;
+        }
+        if (!oom && more) oom = append(&body, &len, &cap, LIT("<li>(more entries not listed)\n")) < 0;
+        if (!oom) oom = append(&body, &len, &cap, LIT("</ul>\n")) < 0;
+    }
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+    char date[30], *h = NULL;
+    http_format_date(time(NULL), date);
+    int hl = oom ? -1
+                 : asprintf(&h,
+                            "HTTP/1.1 200 OK\r\nDate: %s\r\nServer: ktlsx-fileserver\r\nContent-Type: text/html; "
+                            "charset=utf-8\r\nContent-Length: %zu\r\nConnection: %s\r\n\r\n%s",
+                            date, len, c->close_after ? "close" : "keep-alive", head_only ? "" : body);
+    free(body);
+    if (hl < 0) { c->close_after = true; return error_response(c, 503, head_only, NULL); }
+    c->status = 200;
+    c->bytes_sent = head_only ? 0 : len;
+    c->head = h, c->head_len = (size_t)hl, c->head_off = 0;
+    c->st = ST_SEND_HEAD;
+}
+
 static void respond(struct fs_conn *c, const struct http_request *req)
 {
     bool head_only = req->method == HTTP_HEAD;
@@ -219,8 +329,9 @@ static void respond(struct fs_conn *c, const struct http_request *req)
         }
         int ifd = open_beneath(fd, "index.html");
         int e = errno;
+        /* no index.html: a listing with --list-dirs, else 403 (off by default, as nginx's autoindex) */
+        if (ifd < 0 && e == ENOENT && fs.opt.list_dirs) return list_dir(c, fd, req, head_only);
         close(fd);
-        /* no index.html: a listing would go here; off (403) as nginx's autoindex default */
         if (ifd < 0) return error_response(c, e == ENOENT ? 403 : errno_status(e), head_only, NULL);
         fd = ifd;
         type_path = "index.html";

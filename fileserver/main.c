@@ -62,6 +62,7 @@ static void usage(FILE *out)
             "  --keepalive-timeout MS  idle time between requests (default 60000)\n"
             "  --send-timeout MS       a response that makes no progress for this long is cut (default 30000)\n"
             "  --access-log FILE       common log format, \"-\" for stderr (default: none)\n"
+            "  --list-dirs             list a directory that has no index.html (default: 403)\n"
             "  --no-openat2            resolve paths without openat2 (the fallback for kernels before 5.6)\n");
 }
 
@@ -120,7 +121,7 @@ int main(int argc, char **argv)
     *o = (struct fs_options){ .workers = 1, .max_conns = 16384, .max_header = 8192, .handshake_ms = 10000,
                               .header_ms = 10000, .keepalive_ms = 60000, .send_ms = 30000 };
     enum { O_ROOT = 256, O_LISTEN, O_CERT, O_KEY, O_CA, O_VERIFY, O_WORKERS, O_MAXC, O_MAXH, O_HS, O_HDR, O_KA,
-           O_SEND, O_LOG, O_NOOA2, O_HELP };
+           O_SEND, O_LOG, O_NOOA2, O_LIST, O_HELP };
     static const struct option opts[] = {
         { "root", required_argument, 0, O_ROOT }, { "listen", required_argument, 0, O_LISTEN },
         { "cert", required_argument, 0, O_CERT }, { "key", required_argument, 0, O_KEY },
@@ -129,7 +130,7 @@ int main(int argc, char **argv)
         { "max-header", required_argument, 0, O_MAXH }, { "handshake-timeout", required_argument, 0, O_HS },
         { "header-timeout", required_argument, 0, O_HDR }, { "keepalive-timeout", required_argument, 0, O_KA },
         { "send-timeout", required_argument, 0, O_SEND }, { "access-log", required_argument, 0, O_LOG },
-        { "no-openat2", no_argument, 0, O_NOOA2 }, { "help", no_argument, 0, O_HELP }, { 0, 0, 0, 0 }
+        { "no-openat2", no_argument, 0, O_NOOA2 }, { "list-dirs", no_argument, 0, O_LIST }, { "help", no_argument, 0, O_HELP }, { 0, 0, 0, 0 }
     };
     int c;
     long v;
@@ -143,6 +144,7 @@ int main(int argc, char **argv)
         case O_VERIFY: o->verify_client = true; break;
         case O_LOG: o->access_log = optarg; break;
         case O_NOOA2: o->no_openat2 = true; break;
+        case O_LIST: o->list_dirs = true; break;
         case O_WORKERS: if (parse_int("--workers", optarg, 1, 64, &v)) return 2; o->workers = (int)v; break;
         case O_MAXC: if (parse_int("--max-conns", optarg, 1, 1000000, &v)) return 2; o->max_conns = (int)v; break;
         case O_MAXH: if (parse_int("--max-header", optarg, 1024, 65536, &v)) return 2; o->max_header = (size_t)v; break;
