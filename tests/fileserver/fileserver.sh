@@ -15,6 +15,7 @@
 #  status/*      every error status: 400 403 404 405 (Allow) 408 413 416 505, and 301 for a directory
 #  traversal/*   "..", %2e%2e, %2f, %00, %5c, absolute-form URLs, symlinks out of the root, over-long
 #                lines: never the planted secret outside the root; the --no-openat2 walk as well
+#  abort-mid-download  5 clients leave in the middle of a 16 MiB body: the server keeps serving
 #  slowloris     headers one byte per second: 408 / cut at --header-timeout while curl is served
 #  idle          2000 idle keep-alive connections (FS_IDLE_CONNS) held while a new client is served;
 #                server memory per connection measured (VmRSS) and bounded
@@ -314,6 +315,14 @@ if trav_run && main_sane; then pass; else fail "$WHY"; fi
 case_begin traversal/inside-symlink
 run_cmd curl - "${CURL[@]}" -o "$CD/l.data" "$URL/inside-link"
 check_file "$WWW/abc.txt" "$CD/l.data" "a symlink inside the root"
+
+case_begin abort-mid-download
+for i in 1 2 3 4 5; do
+  timeout -k 2 "$TMO" curl -sS --cacert "$CA" "$URL/big.bin" 2>/dev/null | head -c $((i * 100000)) >/dev/null
+done
+run_cmd curl - "${CURL[@]}" -o "$CD/mid.data" "$URL/mid.bin"
+if [[ $RC == 0 ]] && same_data "$WWW/mid.bin" "$CD/mid.data" && main_sane; then pass
+else fail "after 5 clients left mid-download: rc $RC ${DATA_WHY:-} ${WHY:-}"; fi
 
 # ------------------------------------------------------------- slowloris ---
 case_begin slowloris
