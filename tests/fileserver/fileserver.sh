@@ -20,6 +20,8 @@
 #  idle          2000 idle keep-alive connections (FS_IDLE_CONNS) held while a new client is served;
 #                server memory per connection measured (VmRSS) and bounded
 #  workers       --workers 2 serves; access-log lines in the common log format
+#  limits/*      a silent TCP client cut at --handshake-timeout, an idle keep-alive connection closed at
+#                --keepalive-timeout, --max-conns 5: a 6th connection refused, served again below it
 #  list-dirs     --list-dirs: a sorted listing, names HTML-escaped and hrefs percent-encoded
 #  verify-client --ca + --verify-client: no certificate refused, the test client certificate served
 #  sane/*        SIGTERM: exit 0, no sanitizer report
@@ -432,6 +434,37 @@ if start_fs srv --list-dirs; then
     fail "entries not sorted or wrong: $(grep -o 'href="[^"]*"' "$CD/l.html" | tr '\n' ' ')"
   elif ! same_data "$WWW/sub/index.html" "$CD/s.data"; then fail "index.html is not preferred: $DATA_WHY"
   elif sanitizer_report "$CD/srv.err"; then fail "$SAN_WHY"
+  else pass; fi
+else fail "server did not start"; fi
+
+case_begin limits/handshake-timeout
+if start_fs srv --handshake-timeout 2000 --keepalive-timeout 2000; then
+  t0=$SECONDS
+  timeout -k 2 20 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT; cat <&3 >/dev/null"; rc=$?
+  el=$((SECONDS - t0))
+  run_cmd ka - python3 "$PY" keepalive "$PORT" "$CA"
+  ka=$(cat "$CD/ka.out"); ka_s=${ka##*after=}; ka_s=${ka_s%.*}
+  if (( rc != 0 )); then fail "a silent TCP client was not cut at the 2 s handshake deadline ($(describe_rc $rc))"
+  elif (( el > 6 )); then fail "the silent client was cut after ${el}s, the deadline is 2 s"
+  elif [[ $ka != closed* ]] || (( ka_s < 1 || ka_s > 6 )); then fail "idle keep-alive connection (deadline 2 s): '$ka'"
+  elif sanitizer_report "$CD/srv.err"; then fail "$SAN_WHY"
+  else echo "silent client cut after ${el}s; idle keep-alive $ka" >"$CD/result.txt"; pass; fi
+else fail "server did not start"; fi
+case_begin limits/max-conns
+if start_fs srv --max-conns 5; then
+  rm -f "$CD/go"
+  timeout -k 2 60 python3 "$PY" idle "$PORT" "$CA" 5 "$CD/go" >"$CD/idle.out" 2>"$CD/idle.err" &
+  idle_pid=$!; BG_PIDS+=("$idle_pid"); ALL_PIDS+=("$idle_pid")
+  for i in $(seq 1 200); do grep -q '^ready' "$CD/idle.out" && break; sleep 0.1; done
+  run_cmd over - "${CURL[@]}" -o "$CD/o.data" "$URL/abc.txt"
+  over_rc=$RC
+  touch "$CD/go"; wait "$idle_pid"
+  run_cmd after - "${CURL[@]}" -o "$CD/a.data" "$URL/abc.txt"
+  if ! grep -q '^ready 5' "$CD/idle.out"; then fail "5 connections were not held: $(tail -n1 "$CD/idle.err")"
+  elif (( over_rc == 0 )); then fail "a 6th connection was served over --max-conns 5"
+  elif ! grep -q 'connection limit (--max-conns 5) reached' "$CD/srv.err"; then fail "no log line about the limit"
+  elif ! grep -q '^alive 5/' "$CD/idle.out"; then fail "the 5 held connections: $(cat "$CD/idle.out")"
+  elif [[ $RC != 0 ]] || ! same_data "$WWW/abc.txt" "$CD/a.data"; then fail "not serving once below the limit: rc $RC"
   else pass; fi
 else fail "server did not start"; fi
 

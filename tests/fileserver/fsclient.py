@@ -10,6 +10,8 @@
   idle PORT CA N GOFILE            N connections, one HEAD / each (keep-alive), prints "ready N" and
                                    waits for GOFILE; then 20 of them GET / again: "alive K/20"
   urllib URL CA [--tls12] OUT      urllib.request download to OUT
+  keepalive PORT CA                one GET / (keep-alive), then wait: "closed after=S" when the server
+                                   closes the idle connection
 """
 import hashlib, os, socket, ssl, sys, time
 
@@ -135,6 +137,20 @@ def main():
         url, ca, out = sys.argv[2], sys.argv[3], sys.argv[-1]
         with urllib.request.urlopen(url, context=ctx(ca, "--tls12" in sys.argv), timeout=20) as r:
             open(out, "wb").write(r.read())
+    elif cmd == "keepalive":
+        s = connect(int(sys.argv[2]), sys.argv[3])
+        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += s.recv(4096)
+        t0 = time.time()
+        s.settimeout(30)
+        try:
+            while s.recv(4096):
+                pass
+        except (socket.timeout, ConnectionResetError, ssl.SSLError):
+            pass
+        print("closed after=%.1f" % (time.time() - t0))
     else:
         sys.exit("unknown command " + cmd)
 
