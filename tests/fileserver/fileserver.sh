@@ -16,6 +16,8 @@
 #  traversal/*   "..", %2e%2e, %2f, %00, %5c, absolute-form URLs, symlinks out of the root, over-long
 #                lines: never the planted secret outside the root; the --no-openat2 walk as well
 #  abort-mid-download  5 clients leave in the middle of a 16 MiB body: the server keeps serving
+#  truncated-while-sent  a file truncated during its response: that response ends (connection closed),
+#                the server keeps serving
 #  slowloris     headers one byte per second: 408 / cut at --header-timeout while curl is served
 #  idle          2000 idle keep-alive connections (FS_IDLE_CONNS) held while a new client is served;
 #                server memory per connection measured (VmRSS) and bounded
@@ -325,6 +327,17 @@ done
 run_cmd curl - "${CURL[@]}" -o "$CD/mid.data" "$URL/mid.bin"
 if [[ $RC == 0 ]] && same_data "$WWW/mid.bin" "$CD/mid.data" && main_sane; then pass
 else fail "after 5 clients left mid-download: rc $RC ${DATA_WHY:-} ${WHY:-}"; fi
+
+case_begin truncated-while-sent
+head -c 33554432 /dev/urandom >"$WWW/trunc.bin"
+run_cmd tr - python3 "$PY" truncate "$PORT" "$CA" /trunc.bin "$WWW/trunc.bin"
+res=$(cat "$CD/tr.out"); body=${res#body=}; body=${body%% *}
+run_cmd curl - "${CURL[@]}" -o "$CD/mid.data" "$URL/mid.bin"
+if [[ $res != *end=closed ]]; then fail "the response did not end when the file shrank: '$res' $(tail -n1 "$CD/tr.err")"
+elif (( body >= 33554432 )); then fail "the whole body came although the file was truncated: $res"
+elif [[ $RC != 0 ]] || ! same_data "$WWW/mid.bin" "$CD/mid.data" || ! main_sane; then fail "not serving afterwards: rc $RC ${DATA_WHY:-} ${WHY:-}"
+else echo "$res" >"$CD/result.txt"; pass; fi
+rm -f "$WWW/trunc.bin"
 
 # ------------------------------------------------------------- slowloris ---
 case_begin slowloris

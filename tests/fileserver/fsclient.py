@@ -10,6 +10,8 @@
   idle PORT CA N GOFILE            N connections, one HEAD / each (keep-alive), prints "ready N" and
                                    waits for GOFILE; then 20 of them GET / again: "alive K/20"
   urllib URL CA [--tls12] OUT      urllib.request download to OUT
+  truncate PORT CA PATH FILE       GET PATH (FILE is that file on disk), read 1 MiB of the body, truncate FILE
+                                   to 0, read on: "body=N of LENGTH end=closed|timeout"
   keepalive PORT CA                one GET / (keep-alive), then wait: "closed after=S" when the server
                                    closes the idle connection
 """
@@ -137,6 +139,31 @@ def main():
         url, ca, out = sys.argv[2], sys.argv[3], sys.argv[-1]
         with urllib.request.urlopen(url, context=ctx(ca, "--tls12" in sys.argv), timeout=20) as r:
             open(out, "wb").write(r.read())
+    elif cmd == "truncate":
+        s = connect(int(sys.argv[2]), sys.argv[3])
+        s.sendall(b"GET " + sys.argv[4].encode() + b" HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += s.recv(65536)
+        head, _, body = got.partition(b"\r\n\r\n")
+        length = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0])
+        n = len(body)
+        while n < 1048576:
+            n += len(s.recv(65536))
+        os.truncate(sys.argv[5], 0)
+        s.settimeout(15)
+        end = "closed"
+        try:
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                n += len(b)
+        except socket.timeout:
+            end = "timeout"
+        except (ConnectionResetError, ssl.SSLError):
+            pass
+        print("body=%d of %d end=%s" % (n, length, end))
     elif cmd == "keepalive":
         s = connect(int(sys.argv[2]), sys.argv[3])
         s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
