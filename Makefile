@@ -133,10 +133,11 @@ deps:
 demo-certs: 
 	@tools/demo-certs.sh $(O)/demo
 
-run: deps all demo-certs
-	@echo "ktlsx server on 127.0.0.1:8443; try:"
+run: deps all demo-certs $(O)/demo/www/index.html
+	@echo "ktlsx-fileserver on 127.0.0.1:8443 serving $(O)/demo/www; try:"
 	@echo "  curl --cacert $(O)/demo/ca.pem https://localhost:8443/"
-	$(O)/bin/ktlsx server --listen 127.0.0.1:8443 --cert $(O)/demo/server.pem --key $(O)/demo/server.key --reply "hello from ktlsx"
+	$(O)/bin/ktlsx-fileserver --root $(O)/demo/www --listen 127.0.0.1:8443 --cert $(O)/demo/server.pem \
+	  --key $(O)/demo/server.key --access-log -
 
 asan:
 	$(MAKE) O=build/asan SAN=1 all
@@ -274,3 +275,26 @@ $(O)/tests/preload_epoll_http: tests/preload/epoll_http.c
 $(O)/tests/test_preload_rules: preload/rules.c preload/preload.h
 $(O)/fuzz/fuzz_preload_rules: preload/rules.c preload/preload.h
 # ---- end of the preload shim ----
+
+# ---- ktlsx-fileserver (issue 11): fileserver/ -> $(O)/bin/ktlsx-fileserver ----
+# Public API only (no -Ilibktlsx), the static library, liburing.  The unit test
+# (tests/unit/test_http.c) and the fuzz target (tests/fuzz/fuzz_http_request.c)
+# compile fileserver/http.c in with an #include, as test_daemon_conf does conf.c.
+FS_SRCS := $(wildcard fileserver/*.c)
+FS_OBJS := $(FS_SRCS:%.c=$(O)/obj/%.o)
+all: $(O)/bin/ktlsx-fileserver
+$(O)/obj/fileserver/%.o: fileserver/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CLI_CFLAGS) -MMD -MP -c $< -o $@
+$(O)/bin/ktlsx-fileserver: $(FS_OBJS) $(O)/lib/libktlsx.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(FS_OBJS) $(O)/lib/libktlsx.a -luring $(LDLIBS)
+LINT_SRCS += $(FS_SRCS)
+$(O)/tests/test_http: fileserver/http.c fileserver/http.h
+$(O)/fuzz/fuzz_http_request: fileserver/http.c fileserver/http.h
+# `make run`'s demo directory.
+$(O)/demo/www/index.html:
+	@mkdir -p $(dir $@)
+	@printf '<!doctype html>\n<title>ktlsx-fileserver</title>\n<h1>Hello from ktlsx-fileserver</h1>\n<p>Served over TLS by libktlsx: kernel TLS where the kernel has it, user-space records otherwise.</p>\n' >$@
+	@printf 'ktlsx-fileserver demo: a plain text file.\n' >$(dir $@)hello.txt
+# ---- end of ktlsx-fileserver ----

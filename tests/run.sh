@@ -9,6 +9,7 @@
 #  4. the interop scripts again with KTLSX=build/asan/bin/ktlsx (if built);
 #     then tests/examples/echo_server.sh with build/bin and with build/asan/bin;
 #     then tests/daemon/daemon.sh (ktlsxd) the same way, then tests/preload/preload.sh (the shim)
+#     then tests/fileserver/fileserver.sh (ktlsx-fileserver) the same way
 #  5. kmod-tests/run.sh, if present (its last line "N passed, N failed, N skipped"
 #     is added to the totals)
 # --unit-only stops after step 1.  Logs: build/test-logs/ (results.txt lists every case).
@@ -19,6 +20,7 @@
 # interop script, default 1200 s), KMOD_TMO (default 3600 s), ONLY (regex
 # passed to the interop scripts to select cases), NO_ASAN_INTEROP=1,
 # ASAN_INTEROP_QUICK=1 (a representative subset under ASan), NO_KMOD=1, NO_API=1, NO_EXAMPLES=1, NO_DAEMON=1, NO_PRELOAD=1,
+# NO_FILESERVER=1,
 # BUILD (build tree, default build/), KMOD_RUN (default kmod-tests/run.sh).
 set -uo pipefail
 
@@ -326,6 +328,39 @@ if (( ! unit_only )); then
         record FAIL "${pl_prefix}preload" "script exited with status $pl_rc (see ${pl_log#$ROOT/})"
       elif (( pl_p + pl_f + pl_s == 0 )) && [[ -z ${ONLY:-} ]]; then
         record FAIL "${pl_prefix}preload" "script reported no cases"
+      fi
+    done
+  fi
+
+  # ---------------------------------------------------- ktlsx-fileserver (issue 11) ---
+  # tests/fileserver/fileserver.sh: downloads byte-exact with curl, wget, openssl s_client and
+  # python urllib over TLS 1.2 and 1.3, Range, conditionals, HEAD, pipelining, every error
+  # status, the traversal corpus, slowloris, 2000 idle keep-alive connections; with the
+  # plain build, then the ASan+UBSan build.
+  if [[ ${NO_FILESERVER:-0} != 1 ]]; then
+    section "ktlsx-fileserver (tests/fileserver/fileserver.sh: build/bin, then build/asan/bin)"
+    for fs_tree in "$BUILD" "$BUILD/asan"; do
+      fs_prefix=
+      [[ $fs_tree == "$BUILD/asan" ]] && fs_prefix=asan/
+      if [[ ! -x $fs_tree/bin/ktlsx-fileserver ]]; then
+        record SKIP "${fs_prefix}fileserver" "${fs_tree#$ROOT/}/bin/ktlsx-fileserver missing (make${fs_prefix:+ asan})"
+        continue
+      fi
+      fs_rf=$LOGS/fileserver-results/${fs_prefix%/}fileserver.txt fs_log=$LOGS/fileserver-${fs_prefix%/}fileserver.log
+      mkdir -p "$(dirname "$fs_rf")"; : >"$fs_rf"
+      echo "--- tests/fileserver/fileserver.sh (${fs_tree#$ROOT/})"
+      FS_BIN=$fs_tree/bin/ktlsx-fileserver NAME_PREFIX=$fs_prefix RESULTS_FILE=$fs_rf \
+      ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
+      UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+        timeout -k 10 900 bash "$ROOT/tests/fileserver/fileserver.sh" 2>&1 </dev/null | tee "$fs_log"
+      fs_rc=${PIPESTATUS[0]}
+      fs_p=$(grep -c '^PASS ' "$fs_rf"); fs_f=$(grep -c '^FAIL ' "$fs_rf"); fs_s=$(grep -c '^SKIP ' "$fs_rf")
+      cat "$fs_rf" >>"$RESULTS"
+      P=$((P + fs_p)) F=$((F + fs_f)) S=$((S + fs_s))
+      if (( fs_rc != 0 && fs_f == 0 )); then
+        record FAIL "${fs_prefix}fileserver" "script exited with status $fs_rc (see ${fs_log#$ROOT/})"
+      elif (( fs_p + fs_f + fs_s == 0 )); then
+        record FAIL "${fs_prefix}fileserver" "script reported no cases"
       fi
     done
   fi

@@ -1,0 +1,96 @@
+/* ktlsx-fileserver: HTTPS/1.1 static files on io_uring, TLS by libktlsx.
+ *
+ *   main.c   options, the TLS configuration, workers (one thread + one ring each)
+ *   ring.c   the worker's loop: multishot accept, one-shot POLL_ADD per waiting
+ *            connection, the deadline scan
+ *   conn.c   one connection: handshake, request, file, response, keep-alive
+ *   http.c   the request parser (no I/O)
+ *
+ * Public API only (include/ktlsx/ktlsx.h), like cli/ and daemon/. */
+#ifndef KTLSX_FILESERVER_H
+#define KTLSX_FILESERVER_H
+
+#include <ktlsx/ktlsx.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct fs_options {
+    const char *root, *listen, *cert, *key, *ca, *access_log;
+    bool verify_client, list_dirs, no_openat2;
+    int workers, max_conns;
+    size_t max_header;
+    int handshake_ms, header_ms, keepalive_ms, send_ms;
+};
+
+/* Shared by every worker (read-only after start-up). */
+struct fs_server {
+    struct fs_options opt;
+    ktlsx_config *cfg;
+    int root_fd;          /* O_PATH | O_DIRECTORY */
+    bool have_openat2;
+    FILE *access_log;     /* NULL: none */
+    struct sockaddr_in addr;
+};
+extern struct fs_server fs;
+extern volatile int fs_stop;
+extern int fs_conn_count; /* all workers (atomic) */
+
+enum fs_state { ST_HANDSHAKE, ST_READ, ST_SEND_HEAD, ST_SEND_BODY, ST_FLUSH, ST_CLOSING, ST_LINGER };
+
+struct fs_worker;
+struct fs_conn {
+    struct fs_conn *prev, *next; /* the worker's list (deadline scan) */
+    struct fs_worker *w;
+    ktlsx_socket *sock;
+    int fd;
+    enum fs_state st;
+    bool dead;          /* closed: freed once no poll is in flight */
+    bool close_after;   /* Connection: close after this response */
+    bool header_started;
+    uint8_t inflight;   /* polls in flight (0 or 1) */
+    uint32_t armed;     /* events of the poll in flight */
+    int64_t deadline;   /* monotonic ms; 0 = none */
+    struct sockaddr_in peer;
+    /* request bytes: allocated while a request is partial or pipelined */
+    char *in;
+    size_t in_len;
+    /* the response being sent */
+    char *head;
+    size_t head_len, head_off;
+    int file_fd;
+    int64_t body_off, body_end;
+    /* for the access log line */
+    char *log_line;
+    int status;
+    uint64_t bytes_sent;
+};
+
+struct fs_worker {
+    int id;
+    int lfd;
+    struct io_uring ring;
+    struct fs_conn list; /* sentinel */
+    int nconns;
+    int64_t next_scan;
+};
+
+int64_t fs_now_ms(void);
+void fs_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ring.c */
+void *fs_worker_run(void *arg);
+/* Wait for `events` (POLLIN / POLLOUT) on c->fd, then call fs_conn_drive. */
+void fs_conn_wait(struct fs_conn *c, uint32_t events);
+/* Forget c: cancel its poll; freed when the poll's completion is back. */
+void fs_conn_release(struct fs_conn *c);
+
+/* conn.c */
+struct fs_conn *fs_conn_new(struct fs_worker *w, int fd, const struct sockaddr_in *peer);
+void fs_conn_drive(struct fs_conn *c);
+void fs_conn_expire(struct fs_conn *c); /* its deadline passed */
+void fs_conn_free(struct fs_conn *c);
+
+#endif

@@ -1,0 +1,183 @@
+/* ktlsx-fileserver: a worker's loop on its own io_uring.
+ *
+ * One multishot ACCEPT on the worker's SO_REUSEPORT listener; per waiting
+ * connection one one-shot POLL_ADD (user_data = the connection), whose
+ * completion runs fs_conn_drive; a changed interest cancels the poll in
+ * flight (POLL_REMOVE) and the connection is driven again at its
+ * completion.  A closed connection is freed only when its poll is back.
+ * Deadlines: a scan of the worker's list every SCAN_MS (no connection waits
+ * for another; 10,000 connections cost a few microseconds per scan).
+ * The same one-poll-per-watch pattern as daemon/loop.c (kd_watch_fd); a
+ * shared helper for both is a candidate, not done here. */
+#include "fileserver.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define TAG_ACCEPT 1ULL
+#define TAG_CANCEL 2ULL
+#define SCAN_MS 100
+#define BATCH 256
+
+static __thread struct fs_worker *cur;
+static __thread struct fs_conn graveyard; /* closed, poll still in flight */
+
+static struct io_uring_sqe *get_sqe(void)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&cur->ring);
+    if (!sqe) { /* the submission queue is full: hand it to the kernel, take a fresh slot */
+        (void)io_uring_submit(&cur->ring);
+        sqe = io_uring_get_sqe(&cur->ring);
+    }
+    return sqe;
+}
+
+static void arm_accept(void)
+{
+    struct io_uring_sqe *sqe = get_sqe();
+    if (!sqe) return;
+    io_uring_prep_multishot_accept(sqe, cur->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, TAG_ACCEPT);
+}
+
+void fs_conn_wait(struct fs_conn *c, uint32_t events)
+{
+    if (c->inflight) {
+        if (c->armed == events) return;
+        struct io_uring_sqe *sqe = get_sqe(); /* driven again at the cancelled poll's completion */
+        if (sqe) {
+            io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)c);
+            io_uring_sqe_set_data64(sqe, TAG_CANCEL);
+        }
+        return;
+    }
+    struct io_uring_sqe *sqe = get_sqe();
+    if (!sqe) { /* cannot happen after a submit; do not lose the connection silently */
+        fs_log("io_uring: no submission slot: closing a connection");
+        c->deadline = fs_now_ms(); /* expired at the next scan */
+        return;
+    }
+    io_uring_prep_poll_add(sqe, c->fd, events);
+    io_uring_sqe_set_data(sqe, c);
+    c->inflight = 1;
+    c->armed = events;
+}
+
+void fs_conn_release(struct fs_conn *c)
+{
+    if (!c->inflight) {
+        fs_conn_free(c);
+        return;
+    }
+    struct io_uring_sqe *sqe = get_sqe();
+    if (sqe) {
+        io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)c);
+        io_uring_sqe_set_data64(sqe, TAG_CANCEL);
+    }
+    c->next = graveyard.next, c->prev = &graveyard;
+    graveyard.next->prev = c, graveyard.next = c;
+}
+
+static void on_accept(int res, uint32_t flags)
+{
+    static __thread int64_t last_complaint;
+    if (!(flags & IORING_CQE_F_MORE)) arm_accept();
+    if (res < 0) {
+        if (fs_now_ms() - last_complaint > 1000) fs_log("accept: %s", strerror(-res)), last_complaint = fs_now_ms();
+        return;
+    }
+    if (__atomic_load_n(&fs_conn_count, __ATOMIC_RELAXED) >= fs.opt.max_conns || fs_stop) {
+        if (fs_now_ms() - last_complaint > 1000)
+            fs_log("connection limit (--max-conns %d) reached: refusing", fs.opt.max_conns), last_complaint = fs_now_ms();
+        close(res);
+        return;
+    }
+    struct sockaddr_in peer = { 0 };
+    socklen_t len = sizeof peer;
+    (void)getpeername(res, (struct sockaddr *)&peer, &len);
+    struct fs_conn *c = fs_conn_new(cur, res, &peer);
+    if (!c) {
+        close(res);
+        return;
+    }
+    fs_conn_drive(c);
+}
+
+static void scan_deadlines(int64_t now)
+{
+    for (struct fs_conn *c = cur->list.next, *next; c != &cur->list; c = next) {
+        next = c->next;
+        if (c->deadline && now >= c->deadline) {
+            c->deadline = 0;
+            fs_conn_expire(c); /* closes c, or answers 408 (c stays in the list) */
+        }
+    }
+}
+
+void *fs_worker_run(void *arg)
+{
+    struct fs_worker *w = arg;
+    cur = w;
+    graveyard.next = graveyard.prev = &graveyard;
+    w->list.next = w->list.prev = &w->list;
+    arm_accept();
+    struct { uint64_t data; int res; uint32_t flags; } batch[BATCH];
+    while (!fs_stop) {
+        struct io_uring_cqe *cqe = NULL;
+        struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = SCAN_MS * 1000000LL };
+        int rc = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
+        if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+            fs_log("worker %d: io_uring: %s", w->id, strerror(-rc));
+            break;
+        }
+        unsigned head, n = 0;
+        io_uring_for_each_cqe(&w->ring, head, cqe)
+        {
+            if (n == BATCH) break;
+            batch[n].data = cqe->user_data, batch[n].res = cqe->res, batch[n].flags = cqe->flags;
+            n++;
+        }
+        io_uring_cq_advance(&w->ring, n);
+        for (unsigned i = 0; i < n; i++) {
+            if (batch[i].data == TAG_CANCEL) continue;
+            if (batch[i].data == TAG_ACCEPT) {
+                on_accept(batch[i].res, batch[i].flags);
+                continue;
+            }
+            struct fs_conn *c = (struct fs_conn *)(uintptr_t)batch[i].data;
+            c->inflight = 0;
+            if (c->dead) { /* in the graveyard */
+                c->prev->next = c->next, c->next->prev = c->prev;
+                fs_conn_free(c);
+                continue;
+            }
+            fs_conn_drive(c);
+        }
+        int64_t now = fs_now_ms();
+        if (now >= w->next_scan) {
+            scan_deadlines(now);
+            w->next_scan = now + SCAN_MS;
+        }
+    }
+    /* Stop: close every connection, then the ring (which ends the polls), then free. */
+    while (w->list.next != &w->list) {
+        struct fs_conn *c = w->list.next;
+        c->inflight = 0; /* the ring goes away below: nothing will complete */
+        c->prev->next = c->next, c->next->prev = c->prev;
+        ktlsx_socket_free(c->sock);
+        close(c->fd);
+        __atomic_sub_fetch(&fs_conn_count, 1, __ATOMIC_RELAXED);
+        fs_conn_free(c);
+    }
+    io_uring_queue_exit(&w->ring);
+    while (graveyard.next != &graveyard) {
+        struct fs_conn *c = graveyard.next;
+        c->prev->next = c->next, c->next->prev = c->prev;
+        fs_conn_free(c);
+    }
+    close(w->lfd);
+    return NULL;
+}
