@@ -28,5 +28,6 @@ RESULTS=$BIN/results.txt
       "$BIN/$b"
     fi
   done
+  bash "$ROOT/bench/daemon.sh" "$BUILD" # ktlsxd's bytes per in-flight handshake and per handed-back connection
 } | tee "$RESULTS"
 echo "results: $RESULTS"

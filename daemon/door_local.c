@@ -115,7 +115,7 @@ static int set_deadline(struct client *c, int64_t at)
     if (!c->heap_at) {
         if (door.heap_len == door.heap_cap) {
             size_t cap = door.heap_cap ? door.heap_cap * 2 : 256;
-            struct client **h = realloc(door.heap, cap * sizeof *h);
+            struct client **h = realloc(door.heap, cap * sizeof(struct client *));
             if (!h) return -1;
             door.heap = h, door.heap_cap = cap;
         }
