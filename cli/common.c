@@ -29,8 +29,6 @@
 
 /* Largest plaintext fragment of one record. */
 #define CLI_MAX_PLAINTEXT 16384
-/* Largest --psk-file accepted (the key is far smaller; this bounds the read). */
-#define CLI_MAX_PSK_FILE 4096
 
 
 /* ---- command line ---- */
@@ -105,86 +103,6 @@ int cli_parse_count(const char *arg, unsigned long long max, unsigned long long 
     return 0;
 }
 
-static int hex_digit(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Read a PSK written in hex (whitespace anywhere is ignored) into key.
- * Returns its length, or -1 after printing a message naming the file. */
-static long read_psk_file(const char *path, uint8_t *key, size_t cap)
-{
-    char text[CLI_MAX_PSK_FILE + 1];
-    size_t text_len = 0;
-    size_t key_len = 0;
-    int high = -1;
-    long result = -1;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-    if (fd < 0) {
-        fprintf(stderr, "ktlsx: cannot open --psk-file %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    for (;;) {
-        ssize_t n = read(fd, text + text_len, sizeof text - text_len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            fprintf(stderr, "ktlsx: cannot read --psk-file %s: %s\n", path, strerror(errno));
-            goto out;
-        }
-        if (n == 0)
-            break;
-        text_len += (size_t)n;
-        if (text_len == sizeof text) {
-            fprintf(stderr, "ktlsx: --psk-file %s: too large for a key in hex\n", path);
-            goto out;
-        }
-    }
-    for (size_t i = 0; i < text_len; i++) {
-        int c = (unsigned char)text[i];
-        int v;
-
-        if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v')
-            continue;
-        v = hex_digit(c);
-        if (v < 0) {
-            fprintf(stderr, "ktlsx: --psk-file %s: not a hex key (byte %zu)\n", path, i + 1);
-            goto out;
-        }
-        if (high < 0) {
-            high = v;
-            continue;
-        }
-        if (key_len == cap) {
-            fprintf(stderr, "ktlsx: --psk-file %s: key longer than %zu bytes\n", path, cap);
-            goto out;
-        }
-        key[key_len++] = (uint8_t)(high << 4 | v);
-        high = -1;
-    }
-    if (high >= 0) {
-        fprintf(stderr, "ktlsx: --psk-file %s: odd number of hex digits\n", path);
-        goto out;
-    }
-    if (key_len == 0) {
-        fprintf(stderr, "ktlsx: --psk-file %s: no key in the file\n", path);
-        goto out;
-    }
-    result = (long)key_len;
-out:
-    OPENSSL_cleanse(text, sizeof text);
-    close(fd);
-    if (result < 0)
-        OPENSSL_cleanse(key, cap);
-    return result;
-}
 
 /* "1.2" / "1.3" → a single-version range. Returns 0 or -1. */
 static int parse_tls_version(const char *arg, struct cli_tls_options *opts)
@@ -371,22 +289,11 @@ ktlsx_config *cli_build_config(enum ktlsx_role role, const struct cli_tls_option
                                                 CLI_SESSION_CACHE_LIFETIME_S) < 0;
     for (size_t i = 0; !failed && i < opts->ticket_key_file_count; i++)
         failed = ktlsx_config_add_ticket_key_file(cfg, opts->ticket_key_files[i]) < 0;
-    if (!failed && opts->psk_identity != NULL) {
-        uint8_t key[512];
-        long key_len = read_psk_file(opts->psk_file, key, sizeof key);
-
-        if (key_len < 0) {
-            ktlsx_config_free(cfg);
-            return NULL;
-        }
-        if (ktlsx_config_set_psk(cfg, opts->psk_identity, key, (size_t)key_len, opts->psk_sha384) < 0) {
-            /* The library's reason, with the file it came from. */
-            fprintf(stderr, "ktlsx: --psk-file %s: %s\n", opts->psk_file, ktlsx_config_error(cfg));
-            OPENSSL_cleanse(key, sizeof key);
-            ktlsx_config_free(cfg);
-            return NULL;
-        }
-        OPENSSL_cleanse(key, sizeof key);
+    if (!failed && opts->psk_identity != NULL &&
+        ktlsx_config_set_psk_file(cfg, opts->psk_identity, opts->psk_file, opts->psk_sha384) < 0) {
+        fprintf(stderr, "ktlsx: --psk-file %s\n", ktlsx_config_error(cfg)); /* "FILE: problem" */
+        ktlsx_config_free(cfg);
+        return NULL;
     }
     if (failed) {
         const char *msg = ktlsx_config_error(cfg);

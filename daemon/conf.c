@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <grp.h>
 #include <ini.h>
+#include <openssl/crypto.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -220,6 +221,21 @@ static int profile_key(struct parse *p, struct kd_profile *pr, const char *name,
         if (setter(p, pr, ktlsx_config_add_cert(pr->cfg, pr->cert_pending, v)) < 0) return -1;
         pr->cert_pending[0] = '\0';
         pr->certs++;
+    } else if (!strcmp(name, "psk_identity")) {
+        if (pr->psk_set || pr->psk_pending[0]) return problem(p, p->line, "psk_identity: one PSK per profile"), -1;
+        if (!v[0] || strlen(v) >= sizeof pr->psk_pending) return problem(p, p->line, "psk_identity: 1 to 255 bytes"), -1;
+        copy_str(pr->psk_pending, sizeof pr->psk_pending, v);
+        pr->psk_line = p->line;
+    } else if (!strcmp(name, "psk_hash")) {
+        if (strcmp(v, "sha256") != 0 && strcmp(v, "sha384") != 0)
+            return problem(p, p->line, "psk_hash: want sha256 or sha384, not '%s'", v), -1;
+        if (pr->psk_set) return problem(p, p->line, "psk_hash: before psk_file"), -1;
+        pr->psk_sha384 = !strcmp(v, "sha384");
+    } else if (!strcmp(name, "psk_file")) {
+        if (!pr->psk_pending[0]) return problem(p, p->line, "psk_file without a psk_identity line before it"), -1;
+        if (setter(p, pr, ktlsx_config_set_psk_file(pr->cfg, pr->psk_pending, v, pr->psk_sha384)) < 0) return -1;
+        OPENSSL_cleanse(pr->psk_pending, sizeof pr->psk_pending);
+        pr->psk_set = true;
     } else if (!strcmp(name, "ca")) {
         return setter(p, pr, ktlsx_config_set_ca_file(pr->cfg, v));
     } else if (!strcmp(name, "crl")) {
@@ -268,8 +284,9 @@ static int profile_key(struct parse *p, struct kd_profile *pr, const char *name,
 static void finish_profile(struct parse *p, struct kd_profile *pr)
 {
     if (pr->cert_pending[0]) problem(p, pr->cert_line, "cert without a key line after it");
-    else if (pr->role == KTLSX_SERVER && pr->certs == 0)
-        problem(p, pr->line, "[server %s]: no cert/key pair", pr->name);
+    else if (pr->psk_pending[0]) problem(p, pr->psk_line, "psk_identity without a psk_file line after it");
+    else if (pr->role == KTLSX_SERVER && pr->certs == 0 && !pr->psk_set)
+        problem(p, pr->line, "[server %s]: no cert/key pair and no psk_identity/psk_file", pr->name);
 }
 
 static struct kd_profile *find_or_add(struct parse *p, const char *section)

@@ -46,6 +46,9 @@ struct kd_profile {
     char cert_pending[4096]; /* a cert line waiting for its key line */
     int cert_line;
     size_t certs;
+    char psk_pending[256]; /* a psk_identity line waiting for its psk_file line */
+    int psk_line;
+    bool psk_sha384, psk_set;
 };
 
 struct kd_conf {

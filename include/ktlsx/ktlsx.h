@@ -125,6 +125,9 @@ int ktlsx_config_session_stats(const ktlsx_config *cfg, struct ktlsx_session_sta
 int ktlsx_config_take_sessions(ktlsx_config *cfg, const ktlsx_config *from);
 /* TLS 1.3 external PSK (RFC 8446 §4.2.11) bound to SHA-256 or SHA-384 (sha384 = 1). */
 int ktlsx_config_set_psk(ktlsx_config *cfg, const char *identity, const uint8_t *key, size_t len, int sha384);
+/* The same with the key read from a file of hex digits (whitespace ignored); the
+ * error names the file.  The file's bytes are wiped after use. */
+int ktlsx_config_set_psk_file(ktlsx_config *cfg, const char *identity, const char *path, int sha384);
 /* Also allow psk_ke (PSK without (EC)DHE) for resumption and external PSKs. Default: off. */
 int ktlsx_config_set_psk_ke(ktlsx_config *cfg, int allow);
 /* Client: refuse TLS 1.2 servers without the extended master secret (RFC 7627). Default: off

@@ -491,7 +491,10 @@ static kx_result use_psk(ktlsx_conn *c, const hello *h, psk_choice *pc)
     c->psk_len = pc->s.secret_len;
     c->psk_external = pc->external;
     c->resumed = true;
-    c->session = pc->s;
+    /* A ticket's session is this connection's (resumable again, exportable); an
+     * external PSK is the operator's long-term key, not a session: it stays in
+     * cfg and c->psk and never reaches ktlsx_get_session or an export blob. */
+    if (!pc->external) c->session = pc->s;
     c->selected_identity = pc->index;
     kx_copy_str(c->peer_subject, sizeof c->peer_subject, pc->s.peer_subject);
     return KX_OK;

@@ -6,6 +6,8 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -507,6 +509,64 @@ int ktlsx_config_session_stats(const ktlsx_config *cfg, struct ktlsx_session_sta
     out->ticket_rotation_s = c->tickets.rotate_s;
     out->tickets_per_connection = c->tickets_enabled ? c->tickets13 : 0;
     return 0;
+}
+
+/* ---- a PSK from a file of hex digits (the ktlsx tool's --psk-file, ktlsxd's psk_file) ---- */
+#define PSK_FILE_MAX 4096 /* far more than a key in hex; bounds the read */
+
+static int hex_value(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+int ktlsx_config_set_psk_file(ktlsx_config *cfg, const char *identity, const char *path, int sha384)
+{
+    char text[PSK_FILE_MAX + 1];
+    uint8_t key[PSK_FILE_MAX / 2];
+    size_t text_len = 0, key_len = 0;
+    int high = -1, rc = -1;
+    FILE *f = fopen(path, "re");
+    if (!f) return config_error(cfg, "%s: %s", path, strerror(errno));
+    text_len = fread(text, 1, sizeof text, f);
+    bool read_error = ferror(f) != 0;
+    fclose(f);
+    if (read_error) {
+        config_error(cfg, "%s: cannot read", path);
+        goto out;
+    }
+    if (text_len == sizeof text) {
+        config_error(cfg, "%s: too large for a key in hex", path);
+        goto out;
+    }
+    for (size_t i = 0; i < text_len; i++) {
+        int c = (unsigned char)text[i];
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v') continue;
+        int v = hex_value(c);
+        if (v < 0) {
+            config_error(cfg, "%s: not a hex key (byte %zu)", path, i + 1);
+            goto out;
+        }
+        if (high < 0) {
+            high = v;
+            continue;
+        }
+        key[key_len++] = (uint8_t)(high << 4 | v);
+        high = -1;
+    }
+    if (high >= 0) config_error(cfg, "%s: odd number of hex digits", path);
+    else if (key_len == 0) config_error(cfg, "%s: no key in the file", path);
+    else if (ktlsx_config_set_psk(cfg, identity, key, key_len, sha384) < 0) {
+        char why[200];
+        snprintf(why, sizeof why, "%s", ktlsx_config_error(cfg));
+        config_error(cfg, "%s: %s", path, why);
+    } else rc = 0;
+out:
+    kx_wipe(text, sizeof text);
+    kx_wipe(key, sizeof key);
+    return rc;
 }
 
 int ktlsx_config_set_psk(ktlsx_config *cfg, const char *identity, const uint8_t *key, size_t len, int sha384)

@@ -4,6 +4,7 @@
 #
 #  check/*       ktlsxd --check: a good file exits 0 (and the shipped example, with test
 #                certificates); bad files exit 2 with "file:line: problem"
+#  psk/openssl   a PSK-only server profile (psk_identity/psk_file): openssl s_client -psk served, a wrong key refused
 #  systemd/units the units parse (systemd-analyze verify); the service's exposure score <= 2.5
 #  activation    started by systemd-socket-activate: the door is the passed fd 3
 #  abuse/10k     10,000 idle door connections + 1,000 stalled handshakes from one uid: held within
@@ -100,15 +101,24 @@ allow_uids = *
 ca = $CERTS/ca.pem
 allow_uids = $(id -u)
 export_state = yes
+
+[server psk]
+psk_identity = ktlsx test psk
+psk_file = $RUN/psk.hex
+allow_uids = $(id -u)
+export_state = yes
 CONF
 }
+PSK_HEX=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
+echo "$PSK_HEX" >"$RUN/psk.hex"
+chmod 644 "$RUN/psk.hex" # the priv/* daemon (user nobody) reloads it
 
 # ------------------------------------------------------------------ --check ---
 write_conf "$CONF"
 if case_begin check/good; then
   run_cmd check /dev/null "$DBIN/ktlsxd" --check -c "$CONF"
   if (( RC != 0 )); then fail "exit $RC: $(cat "$CD/check.err")"
-  elif ! grep -q "ok, 4 profiles" "$CD/check.out"; then fail "output '$(cat "$CD/check.out")'"
+  elif ! grep -q "ok, 5 profiles" "$CD/check.out"; then fail "output '$(cat "$CD/check.out")'"
   else pass; fi
 fi
 
@@ -160,7 +170,7 @@ cert = $(crt server-ecdsa)"
 bad_conf key-mismatch 3 "" "[server a]
 cert = $(crt server-ecdsa)
 key = $(key server-rsa)"
-bad_conf no-cert 1 "[server a]: no cert/key pair" "[server a]
+bad_conf no-cert 1 "[server a]: no cert/key pair and no psk_identity/psk_file" "[server a]
 allow_uids = 0"
 bad_conf bad-versions 4 "versions: want 1.2, 1.3 or 1.2-1.3, not '1.4'" "[server a]
 $GOOD_CERT
@@ -280,6 +290,22 @@ if case_begin load/reload; then
   elif [[ -z $LOAD_RC ]] || ! grep -q '^PASS openssl' "$RUN/load.out" || ! grep -q '^PASS ktlsx' "$RUN/load.out"; then
     fail "handshakes lost across the reloads" "$RUN/load.out"
   else pass; fi
+fi
+
+# --------------------------------------------------------- external PSK ---
+# A PSK-only server profile (no certificate), as NVMe/TCP uses: openssl s_client -psk through the door.
+if case_begin psk/openssl; then
+  if ! start_app psk-app psk; then fail "door_load did not start"
+  else
+    BG_PIDS+=("$APP_PID")
+    (echo "over a psk"; sleep 0.5) | timeout 10 openssl s_client -connect "127.0.0.1:$APP_PORT" -tls1_3 -nocommands \
+      -psk "$PSK_HEX" -psk_identity "ktlsx test psk" >"$CD/c.out" 2>&1
+    (echo "wrong psk"; sleep 0.5) | timeout 10 openssl s_client -connect "127.0.0.1:$APP_PORT" -tls1_3 -nocommands \
+      -psk "ff${PSK_HEX:2}" -psk_identity "ktlsx test psk" >"$CD/w.out" 2>&1
+    if ! grep -q '^over a psk' "$CD/c.out"; then fail "no echo over the PSK" "$CD/c.out"
+    elif grep -q '^wrong psk' "$CD/w.out"; then fail "a wrong key was accepted" "$CD/w.out"
+    else pass; fi
+  fi
 fi
 
 # ------------------------------------------------------------- ktlsxctl ---

@@ -179,12 +179,48 @@ static void test_refusals(void **state)
     assert_string_equal(err, "/nonexistent/ktlsxd.conf: No such file or directory");
 }
 
+/* A PSK-only server profile (NVMe/TCP style, identity with spaces) and its refusals. */
+static void test_psk_profile(void **state)
+{
+    (void)state;
+    char keyfile[600], text[2048], err[1024];
+    snprintf(keyfile, sizeof keyfile, "%s", kxt_pki_path("daemon-psk.hex"));
+    FILE *f = fopen(keyfile, "w");
+    assert_non_null(f);
+    fputs("000102030405060708090a0b0c0d0e0f\n101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f\n", f);
+    fclose(f);
+    snprintf(text, sizeof text, "[server nvme]\npsk_identity = NVMe0R01 nqn.host nqn.sub\npsk_hash = sha384\npsk_file = %s\n",
+             keyfile);
+    struct kd_conf *c = load(text, err, sizeof err);
+    if (!c) fail_msg("%s", err);
+    const struct kd_profile *p = kd_conf_profile(c, "nvme", KTLSX_SERVER);
+    assert_non_null(p);
+    assert_true(p->psk_set);
+    assert_int_equal(p->certs, 0);
+    assert_string_equal(p->psk_pending, ""); /* wiped */
+    kd_conf_free(c);
+    refused("[server a]\npsk_file = /x\n", 2, "psk_file without a psk_identity line before it");
+    refused("[server a]\npsk_identity = id\n", 2, "psk_identity without a psk_file line after it");
+    refused("[server a]\npsk_hash = md5\n", 2, "psk_hash: want sha256 or sha384, not 'md5'");
+    refused("[server a]\npsk_identity = id\npsk_file = /nonexistent.hex\n", 3, "/nonexistent.hex: No such file");
+    /* a 10-byte key: the library's length check, reported at the line with the file named */
+    f = fopen(keyfile, "w");
+    assert_non_null(f);
+    fputs("00010203040506070809\n", f);
+    fclose(f);
+    snprintf(text, sizeof text, "[server a]\npsk_identity = id\npsk_file = %s\n", keyfile);
+    assert_null(load(text, err, sizeof err));
+    assert_non_null(strstr(err, ":3: "));
+    assert_non_null(strstr(err, "daemon-psk.hex: "));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_file),
         cmocka_unit_test(test_nobody_listed),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_psk_profile),
     };
     return cmocka_run_group_tests(tests, kxt_pki_group_setup, kxt_pki_group_teardown);
 }

@@ -323,6 +323,39 @@ static void test_resumed_and_reexport(void **state)
     ktlsx_config_free(bare);
 }
 
+/* An external PSK is the operator's long-term key, not a session: a server
+ * connection made on one exports (ktlsxd hands such blobs to applications)
+ * and imports, but its blob holds no byte run of the PSK, and
+ * ktlsx_get_session has nothing to give. */
+static void test_external_psk_stays_out(void **state)
+{
+    (void)state;
+    static const uint8_t psk[32] = { 0xa5, 0x5a, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99,
+                                     0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff, 0x01, 0x02, 0x03, 0x04, 0x05,
+                                     0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f };
+    ktlsx_config *ccfg = kxt_client_cfg(NULL, NULL);
+    ktlsx_config *scfg = ktlsx_config_new(KTLSX_SERVER);
+    ktlsx_config *bare = ktlsx_config_new(KTLSX_SERVER);
+    assert_int_equal(ktlsx_config_set_psk(ccfg, "ext", psk, sizeof psk, 0), 0);
+    assert_int_equal(ktlsx_config_set_psk(scfg, "ext", psk, sizeof psk, 0), 0);
+    kxt_pair p;
+    handshake(&p, ccfg, scfg);
+    assert_int_equal(ktlsx_resumed(p.s), 1); /* the PSK path */
+    uint8_t sess[4096];
+    assert_true(ktlsx_get_session(p.s, sess, sizeof sess) <= 0);
+    blob b;
+    export_ok(p.s, &b);
+    for (size_t i = 0; i + 8 <= (size_t)b.len; i++)
+        if (!memcmp(b.data + i, psk, 8)) fail_msg("the external PSK is in the export blob at %zu", i);
+    blob a;
+    hand_over(&p, true, bare, &a); /* and the connection carries on after an import */
+    kxt_exchange(&p, 1000);
+    kxt_pair_free(&p);
+    ktlsx_config_free(ccfg);
+    ktlsx_config_free(scfg);
+    ktlsx_config_free(bare);
+}
+
 /* ---- directions in the kernel ---- */
 
 static struct {
@@ -847,6 +880,7 @@ int main(void)
         cmocka_unit_test(test_client_tls12_gcm),
         cmocka_unit_test(test_client_tls12_chacha),
         cmocka_unit_test(test_resumed_and_reexport),
+        cmocka_unit_test(test_external_psk_stays_out),
         cmocka_unit_test(test_kernel_directions),
         cmocka_unit_test(test_kernel_tx_tls12),
         cmocka_unit_test(test_not_exportable),
