@@ -109,6 +109,12 @@ size_t ktlsx_ktls_pending(const ktlsx_conn *c) { return c->ctl_out.len; }
 
 int ktlsx_ktls_flush(ktlsx_conn *c, int fd, int flags)
 {
+    /* The queue holds record bodies in plaintext for the kernel to seal: on a
+     * socket whose TX is not in kernel TLS they would go out as they are. */
+    if (c->ctl_out.len && !(c->ktls_active & KTLSX_KTLS_TX)) {
+        kx_buf_reset(&c->ctl_out);
+        return fail(c, KX_ALERT_INTERNAL_ERROR, "ktlsx_ktls_flush: TX is not in kernel TLS");
+    }
     while (c->ctl_out.len >= 3) {
         const uint8_t *e = c->ctl_out.data;
         uint8_t type = e[0];

@@ -431,6 +431,31 @@ static void test_user_space_released_at_completion(void **state)
     kxt_pair_free(&p);
 }
 
+/* ktlsx_ktls_flush on a connection whose TX is not in the kernel: the queued
+ * control record bodies are plaintext for the kernel to seal, so nothing may
+ * reach the socket; the call fails and says why. */
+static void test_flush_without_kernel_tx_sends_nothing(void **state)
+{
+    (void)state;
+    kxt_pair p;
+    handshake(&p, SUITE13, false);
+    assert_int_equal(p.c->ktls_active & KTLSX_KTLS_TX, 0);
+    static const uint8_t body[] = "secret control record body";
+    assert_false(kx_failed(kx_write_u8(&p.c->ctl_out, KX_CT_ALERT)));
+    assert_false(kx_failed(kx_write_u16(&p.c->ctl_out, (uint16_t)sizeof body)));
+    assert_false(kx_failed(kx_write_bytes(&p.c->ctl_out, body, sizeof body)));
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    assert_int_equal(ktlsx_ktls_flush(p.c, sv[0], 0), -1);
+    assert_non_null(strstr(ktlsx_error(p.c), "TX is not in kernel TLS"));
+    char got[64];
+    assert_int_equal(recv(sv[1], got, sizeof got, MSG_DONTWAIT), -1); /* nothing was sent */
+    assert_int_equal(p.c->ctl_out.len, 0);
+    close(sv[0]);
+    close(sv[1]);
+    kxt_pair_free(&p);
+}
+
 /* ---- a buffer with bytes in it is kept ---- */
 
 static void test_partial_record_kept(void **state)
@@ -470,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_tls12_client_offloaded),
         cmocka_unit_test(test_user_space_released_at_completion),
         cmocka_unit_test(test_partial_record_kept),
+        cmocka_unit_test(test_flush_without_kernel_tx_sends_nothing),
     };
     return cmocka_run_group_tests_name("test_offload", tests, kxt_pki_group_setup, kxt_pki_group_teardown);
 }
