@@ -218,3 +218,24 @@ LINT_SRCS += $(DAEMON_SRCS)
 $(O)/tests/test_daemon_conf: LDLIBS += -linih
 $(O)/tests/test_daemon_conf: daemon/conf.c daemon/ktlsxd.h
 # ---- end of ktlsxd ----
+
+# ---- ktlsx-load, the load generator (issue 11): loadgen/ -> $(O)/bin/ktlsx-load ----
+# Like the tool and the daemon it sees the public API only (no -Ilibktlsx)
+# and links the static library.  bench/server.sh and tests/loadgen/ use it.
+LOADGEN_SRCS := $(wildcard loadgen/*.c)
+LOADGEN_OBJS := $(LOADGEN_SRCS:%.c=$(O)/obj/%.o)
+all: $(O)/bin/ktlsx-load
+$(O)/obj/loadgen/%.o: loadgen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CLI_CFLAGS) -MMD -MP -c $< -o $@
+$(O)/bin/ktlsx-load: $(LOADGEN_OBJS) $(O)/lib/libktlsx.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(LOADGEN_OBJS) $(O)/lib/libktlsx.a $(LDLIBS)
+LINT_SRCS += $(LOADGEN_SRCS)
+# `make bench` also measures server capacity on one core (bench/server.sh):
+# nginx, openssl s_server and ktlsx-fileserver (FILESERVER=path, when built).
+bench: bench-server
+.PHONY: bench-server
+bench-server: all
+	FILESERVER=$(FILESERVER) bench/server.sh $(O)
+# ---- end of ktlsx-load ----
