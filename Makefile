@@ -232,10 +232,11 @@ $(O)/bin/ktlsx-load: $(LOADGEN_OBJS) $(O)/lib/libktlsx.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(LOADGEN_OBJS) $(O)/lib/libktlsx.a $(LDLIBS)
 LINT_SRCS += $(LOADGEN_SRCS)
-# `make bench` also measures server capacity on one core (bench/server.sh):
-# nginx, openssl s_server and ktlsx-fileserver (FILESERVER=path, when built).
-bench: bench-server
+# `make bench` ends with server capacity on one core (bench/run.sh calls
+# bench/server.sh after the library benchmarks, never in parallel with them):
+# nginx, openssl s_server and ktlsx-fileserver (FILESERVER=path, default
+# $(O)/bin/ktlsx-fileserver when built).  `make bench-server` runs that part alone.
 .PHONY: bench-server
 bench-server: all
-	FILESERVER=$(FILESERVER) bench/server.sh $(O)
+	bench/server.sh $(O)
 # ---- end of ktlsx-load ----
