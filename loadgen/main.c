@@ -172,7 +172,7 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
         switch (c) {
         case O_MODE:
-            for (o.mode = MODE_FULL; o.mode <= MODE_DOWNLOAD && strcmp(optarg, mode_name[o.mode]); o.mode++) {}
+            for (o.mode = MODE_FULL; o.mode <= MODE_DOWNLOAD && strcmp(optarg, mode_name[o.mode]) != 0; o.mode++) {}
             if (o.mode > MODE_DOWNLOAD) return usage_error("--mode %s: want full, resumed, requests or download", optarg);
             break;
         case O_PATH:
@@ -184,7 +184,7 @@ int main(int argc, char **argv)
             o.expect_size = (long long)v;
             break;
         case O_RESUME:
-            if (strcmp(optarg, "ticket") && strcmp(optarg, "id")) return usage_error("--resume %s: want ticket or id", optarg);
+            if (strcmp(optarg, "ticket") != 0 && strcmp(optarg, "id") != 0) return usage_error("--resume %s: want ticket or id", optarg);
             o.resume = optarg;
             break;
         case O_CONNS:
@@ -208,8 +208,8 @@ int main(int argc, char **argv)
             o.timeout_ms = (int)v;
             break;
         case O_TLS:
-            if (!strcmp(optarg, "1.2")) o.tls = KTLSX_TLS12;
-            else if (!strcmp(optarg, "1.3")) o.tls = KTLSX_TLS13;
+            if (strcmp(optarg, "1.2") == 0) o.tls = KTLSX_TLS12;
+            else if (strcmp(optarg, "1.3") == 0) o.tls = KTLSX_TLS13;
             else return usage_error("--tls %s: want 1.2 or 1.3", optarg);
             break;
         case O_GROUPS: o.groups = optarg; break;
@@ -218,8 +218,8 @@ int main(int argc, char **argv)
         case O_INSECURE: o.insecure = true; break;
         case O_SNI: o.sni = optarg; break;
         case O_KTLS:
-            if (strcmp(optarg, "auto") && strcmp(optarg, "off")) return usage_error("--ktls %s: want auto or off", optarg);
-            o.ktls_off = !strcmp(optarg, "off");
+            if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "off") != 0) return usage_error("--ktls %s: want auto or off", optarg);
+            o.ktls_off = strcmp(optarg, "off") == 0;
             break;
         case O_CPU: o.cpus = optarg; break;
         case O_JSON: o.json = true; break;
@@ -233,7 +233,7 @@ int main(int argc, char **argv)
         if (o.mode == MODE_DOWNLOAD) return usage_error("%s", "--mode download needs --path");
         o.path = "/";
     }
-    if (o.mode == MODE_RESUMED && !strcmp(o.resume, "id") && o.tls != KTLSX_TLS12)
+    if (o.mode == MODE_RESUMED && strcmp(o.resume, "id") == 0 && o.tls != KTLSX_TLS12)
         return usage_error("%s", "--resume id: session IDs are TLS 1.2 (add --tls 1.2)");
     if (o.connections < o.threads) o.threads = o.connections;
     if (o.ca && o.insecure) return usage_error("%s", "--ca and --insecure exclude each other");
