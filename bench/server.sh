@@ -38,6 +38,7 @@ SCPU=${SERVER_CPU:-0}
 CCPU=${CLIENT_CPU:-1}
 ONLY=${SERVER_BENCH_ONLY:-}
 CERTS=${BENCH_CERTS:-$OUT/certs}
+[[ $CERTS == /* ]] || CERTS=$ROOT/$CERTS # bench/run.sh passes it relative to the tree
 
 say() { echo "bench/server.sh: $*" >&2; }
 [[ -x $LOADGEN ]] || { say "$LOADGEN not built (make all)"; exit 1; }
@@ -209,6 +210,7 @@ run_server() { # run_server KIND CERTKIND
     fileserver) [[ -x $FILESERVER ]] || { NOTE[$name]="skipped: no ktlsx-fileserver at $FILESERVER (set FILESERVER=path)"; ROWS+=("$name"); say "$name: ${NOTE[$name]}"; return 0; } ;;
   esac
   PORT=$(free_port) || return 1
+  rm -f "$RUN"/*.out "$RUN/nginx/out" # only this server's start-up messages below
   "start_$kind" "$cert" "$key"
   if ! wait_listen "$PORT" "$SRV_PID"; then
     NOTE[$name]="did not start: $(tail -n 2 "$RUN"/*.out "$RUN"/nginx/out 2>/dev/null | tr '\n' ' ' | cut -c1-200)"
