@@ -10,8 +10,9 @@
 #                     --root DIR --listen 127.0.0.1:PORT --cert --key --workers 1
 # each with the ECDSA P-256 and the RSA-2048 certificate of tests/certs (the RSA one is made here if
 # missing), and three figures: full TLS 1.3 handshakes/s, resumed (ticket, psk_dhe_ke) handshakes/s,
-# small-request keep-alive requests/s; plus the server's CPU use (a server below ~90 % was not the
-# bottleneck: the client was), the crypto bound of one server handshake from `openssl speed` on the
+# small-request keep-alive requests/s; plus the server's and the client's CPU use (a server below
+# ~90 % was not the bottleneck: the client was, or something else on the machine took the CPUs
+# when neither is near 100 %), the crypto bound of one server handshake from `openssl speed` on the
 # server's core (x25519 keygen + derive, counted as two derive operations since speed measures the
 # derive; plus one ECDSA P-256 or RSA-2048 signature; a resumed handshake: the x25519 pair only)
 # and each rate as a share of it, and every rate as a ratio to nginx's.
@@ -159,21 +160,21 @@ read -r BOUND_ECDSA BOUND_RSA BOUND_RESUMED < <(awk -v x="$X25519_OPS" -v e="$P2
   printf "%.0f %.0f %.0f\n", 1 / (2 / x + 1 / e), 1 / (2 / x + 1 / r), x / 2 }')
 
 # ------------------------------------------------------------ measurement ---
-declare -A RATE CPU NOTE RUNS
+declare -A RATE CPU NOTE RUNS CCPU_USE
 REPEAT=${SERVER_BENCH_REPEAT:-2}
 # measure NAME CA MODE ARGS...: the best of $REPEAT ktlsx-load runs (other work on a shared machine
 # only ever lowers a figure); RATE[NAME/MODE], CPU[NAME/MODE] (server %), NOTE[NAME/MODE]
 measure() {
   local name=$1 ca=$2 mode=$3; shift 3
-  local i best_rate=-1 best_cpu= best_note= all=
+  local i best_rate=-1 best_cpu= best_ccpu= best_note= all=
   for ((i = 1; i <= REPEAT; i++)); do
     measure_once "$name" "$ca" "$mode" "$i" "$@"
     all+=" ${RATE[$name/$mode]}"
     if awk -v a="${RATE[$name/$mode]}" -v b="$best_rate" 'BEGIN { exit !(a > b) }'; then
-      best_rate=${RATE[$name/$mode]} best_cpu=${CPU[$name/$mode]} best_note=${NOTE[$name/$mode]:-}
+      best_rate=${RATE[$name/$mode]} best_cpu=${CPU[$name/$mode]} best_ccpu=${CCPU_USE[$name/$mode]} best_note=${NOTE[$name/$mode]:-}
     fi
   done
-  RATE[$name/$mode]=$best_rate CPU[$name/$mode]=$best_cpu NOTE[$name/$mode]=$best_note RUNS[$name/$mode]=${all# }
+  RATE[$name/$mode]=$best_rate CPU[$name/$mode]=$best_cpu CCPU_USE[$name/$mode]=$best_ccpu NOTE[$name/$mode]=$best_note RUNS[$name/$mode]=${all# }
 }
 measure_once() {
   local name=$1 ca=$2 mode=$3 rep=$4; shift 4
@@ -192,12 +193,13 @@ res = d["resumed_pct"]
 note = ""
 if bad: note = "%d errors: %s" % (bad, "; ".join(d["first_error"].values()))
 if sys.argv[2] == "resumed" and res < 99: note += " only %.1f %% resumed" % res
-print("%.1f" % d["rate"], note)' "$json" "$mode" 2>/dev/null) || r="0 no report: $(head -c 200 "$json.err")"
-  RATE[$name/$mode]=${r%% *}
+print("%.1f %.0f" % (d["rate"], d.get("client_cpu_pct", 0)), note)' "$json" "$mode" 2>/dev/null) || r="0 0 no report: $(head -c 200 "$json.err")"
+  RATE[$name/$mode]=${r%% *} r=${r#* }
+  CCPU_USE[$name/$mode]=${r%% *}
   [[ $r == *" "?* ]] && NOTE[$name/$mode]=${r#* }
   CPU[$name/$mode]=$(awk -v a="$c0" -v b="$c1" -v t0="$t0" -v t1="$t1" -v hz="$HZ" 'BEGIN { printf "%.0f", 100 * (b - a) / hz / (t1 - t0) }')
-  printf '  %-24s %-9s %10s /s   server CPU %3s %%  %s\n' "$name" "$mode#$rep" "${RATE[$name/$mode]}" "${CPU[$name/$mode]}" \
-    "${NOTE[$name/$mode]:-}" >&2
+  printf '  %-24s %-11s %10s /s   server CPU %3s %%, client CPU %3s %%  %s\n' "$name" "$mode#$rep" "${RATE[$name/$mode]}" \
+    "${CPU[$name/$mode]}" "${CCPU_USE[$name/$mode]}" "${NOTE[$name/$mode]:-}" >&2
 }
 
 ROWS=()
@@ -245,13 +247,13 @@ label() { case ${1%%/*} in nginx) echo nginx ;; s_server) echo "openssl s_server
   echo "# server on CPU $SCPU, ktlsx-load on CPU $CCPU: --connections $CONNS --warmup $WARM --duration $SECS --tls 1.3 --groups x25519, best of $REPEAT runs"
   echo "# crypto bound (openssl speed, CPU $SCPU): x25519 ${X25519_OPS%.*} derive/s, ECDSA P-256 ${P256_SIGN%.*} sign/s, RSA-2048 ${RSA_SIGN%.*} sign/s"
   echo "#   -> full handshake: ECDSA $BOUND_ECDSA/s, RSA $BOUND_RSA/s; resumed (x25519 only): $BOUND_RESUMED/s"
-  printf '%-26s %12s %8s %12s %8s %12s %11s\n' "server/cert" "full/s" "bound" "resumed/s" "bound" "requests/s" "server CPU"
+  printf '%-26s %12s %8s %12s %8s %12s %13s %13s\n' "server/cert" "full/s" "bound" "resumed/s" "bound" "requests/s" "server CPU" "client CPU"
   for n in "${ROWS[@]}"; do
     if [[ -n ${NOTE[$n]:-} ]]; then printf '%-26s %s\n' "$(label "$n") ${n#*/}" "${NOTE[$n]}"; continue; fi
     b=$BOUND_ECDSA; [[ $n == */rsa ]] && b=$BOUND_RSA
-    printf '%-26s %12s %8s %12s %8s %12s %11s\n' "$(label "$n") ${n#*/}" "${RATE[$n/full]}" "$(pct "${RATE[$n/full]}" "$b")" \
+    printf '%-26s %12s %8s %12s %8s %12s %13s %13s\n' "$(label "$n") ${n#*/}" "${RATE[$n/full]}" "$(pct "${RATE[$n/full]}" "$b")" \
       "${RATE[$n/resumed]}" "$(pct "${RATE[$n/resumed]}" "$BOUND_RESUMED")" "${RATE[$n/requests]:-n/a}" \
-      "${CPU[$n/full]}/${CPU[$n/resumed]}/${CPU[$n/requests]:--} %"
+      "${CPU[$n/full]}/${CPU[$n/resumed]}/${CPU[$n/requests]:--} %" "${CCPU_USE[$n/full]}/${CCPU_USE[$n/resumed]}/${CCPU_USE[$n/requests]:--} %"
     for m in full resumed requests; do
       [[ -n ${NOTE[$n/$m]:-} ]] && echo "    $m: ${NOTE[$n/$m]}"
     done
@@ -274,7 +276,8 @@ if command -v gnuplot >/dev/null; then
     echo "\"$(label "$n") ${n#*/}\" ${RATE[$n/full]:-0} ${RATE[$n/resumed]:-0}"
   done >"$dat"
   gnuplot <<EOF 2>/dev/null && echo "chart: $OUT/server.png"
-set terminal png size 900,500
+set terminal png size 900,500 noenhanced
+set yrange [0:*]
 set output "$OUT/server.png"
 set title "TLS 1.3 handshakes/s on one core (x25519)"
 set style data histograms

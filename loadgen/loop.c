@@ -321,6 +321,10 @@ static void drive(struct loop *L, struct slot *s)
             socklen_t len = sizeof err;
             if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
             if (err == EINPROGRESS || err == EALREADY) return;
+            struct sockaddr_storage peer;
+            socklen_t plen = sizeof peer;
+            /* an event meant for this slot's previous fd: the connect has not ended yet */
+            if (!err && getpeername(s->fd, (struct sockaddr *)&peer, &plen) < 0 && errno == ENOTCONN) return watch(L, s, EPOLLOUT);
             if (err) {
                 char why[160];
                 snprintf(why, sizeof why, "connect %s: %s", L->o->target, strerror(err));

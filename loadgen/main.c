@@ -103,7 +103,16 @@ static void json_str(const char *s)
     putchar('"');
 }
 
-static void report(const struct opts *o, const struct stats *st, double secs)
+/* user + system CPU seconds of the whole process so far */
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) < 0) return 0;
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static void report(const struct opts *o, const struct stats *st, double secs, double cpu_pct)
 {
     uint64_t errs = 0;
     for (int k = 0; k < ERR_KINDS; k++) errs += st->errors[k];
@@ -133,7 +142,7 @@ static void report(const struct opts *o, const struct stats *st, double secs)
         printf("},\"first_error\":{");
         for (int k = 0, n = 0; k < ERR_KINDS; k++)
             if (st->first_error[k][0]) printf("%s\"%s\":", n++ ? "," : "", err_kind_name[k]), json_str(st->first_error[k]);
-        printf("},\"unfinished\":%llu}\n", (unsigned long long)st->unfinished);
+        printf("},\"unfinished\":%llu,\"client_cpu_pct\":%.1f}\n", (unsigned long long)st->unfinished, cpu_pct);
         return;
     }
     printf("ktlsx-load: mode %s, %s, TLS %s, %d connections, %d thread(s), warmup %.1f s, measured %.3f s\n",
@@ -149,6 +158,7 @@ static void report(const struct opts *o, const struct stats *st, double secs)
     printf("  errors      %llu:", (unsigned long long)errs);
     for (int k = 0; k < ERR_KINDS; k++) printf(" %s %llu", err_kind_name[k], (unsigned long long)st->errors[k]);
     printf("; unfinished at the end %llu\n", (unsigned long long)st->unfinished);
+    printf("  client CPU  %.1f %% of one CPU over the whole run (warmup included)\n", cpu_pct);
     for (int k = 0; k < ERR_KINDS; k++)
         if (st->first_error[k][0]) printf("  first %s error: %s\n", err_kind_name[k], st->first_error[k]);
 }
@@ -267,6 +277,7 @@ int main(int argc, char **argv)
     struct worker *ws = calloc((size_t)o.threads, sizeof *ws);
     pthread_t *th = calloc((size_t)o.threads, sizeof *th);
     if (!ws || !th) return fprintf(stderr, "ktlsx-load: out of memory\n"), free(ws), free(th), ktlsx_config_free(o.cfg), 1;
+    double cpu0 = cpu_seconds();
     int64_t t0 = now_ns(), warm_end = t0 + (int64_t)(o.warmup_s * 1e9), end = warm_end + (int64_t)(o.duration_s * 1e9);
     int started = 0;
     for (int i = 0; i < o.threads; i++) {
@@ -302,7 +313,8 @@ int main(int argc, char **argv)
         }
         hist_merge(&total.lat, &st->lat), hist_merge(&total.hs_lat, &st->hs_lat);
     }
-    report(&o, &total, secs);
+    double wall = (double)(t_stop - t0) / 1e9;
+    report(&o, &total, secs, wall > 0 ? 100.0 * (cpu_seconds() - cpu0) / wall : 0);
     free(ws), free(th);
     ktlsx_config_free(o.cfg);
     if (failed_workers || started < o.threads) return 1;
