@@ -232,6 +232,8 @@ $(O)/bin/ktlsx-load: $(LOADGEN_OBJS) $(O)/lib/libktlsx.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $(LOADGEN_OBJS) $(O)/lib/libktlsx.a $(LDLIBS)
 LINT_SRCS += $(LOADGEN_SRCS)
+# tests/unit/test_loadgen_hist.c compiles loadgen/hist.c in.
+$(O)/tests/test_loadgen_hist: loadgen/hist.c loadgen/load.h
 # `make bench` ends with server capacity on one core (bench/run.sh calls
 # bench/server.sh after the library benchmarks, never in parallel with them):
 # nginx, openssl s_server and ktlsx-fileserver (FILESERVER=path, default
