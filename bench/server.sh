@@ -74,10 +74,12 @@ WWW=$RUN/www
 mkdir -p "$WWW"
 printf 'a small response for the keep-alive figure\n' >"$WWW/index.html"
 
-free_port() {
-  local p
+free_port() { # below the ephemeral range, where client connections never take a port meanwhile
+  local p lo
+  lo=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+  (( ${lo:-0} > 12000 )) || lo=32768
   for _ in $(seq 1 100); do
-    p=$((20000 + RANDOM % 30000))
+    p=$((10000 + RANDOM % (lo - 10000)))
     ss -Htan "sport = :$p" 2>/dev/null | grep -q . || { echo "$p"; return 0; }
   done
   return 1
