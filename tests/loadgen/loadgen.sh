@@ -7,7 +7,8 @@
 #                and TLS 1.2 session ID — each checked against nginx's own $ssl_session_reused in
 #                its access log —, keep-alive requests (one handshake per connection), two threads,
 #                download byte-exact against Content-Length and --expect-size, a wrong
-#                --expect-size and a 404 (response errors, exit 1), a wrong CA (handshake errors)
+#                --expect-size and a 404 (response errors, exit 1), a wrong CA and a wrong --sni name
+#                (handshake errors), --sni localhost verified while connecting to 127.0.0.1
 #  s_server/*    openssl s_server -WWW (HTTP/1.0, no Content-Length): full, resumed, download
 #                (a close-delimited body counted to the byte)
 #  ktlsx/*       `ktlsx server --reply` / `--sendfile`: full, resumed (TLS 1.3 ticket; TLS 1.2 session
@@ -235,6 +236,18 @@ if start_nginx; then
     if sanitizer_report "$CD"/*.err; then fail "$SAN_WHY"
     elif (( JSON_OK != 1 || RC != 1 )); then fail "want exit 1 with a report, got $(describe_rc "$RC")"
     elif (( J_err_response == 0 )) || [[ $J_first != *"status 404"* ]]; then fail "response errors $J_err_response: $J_first"
+    else pass; fi
+  fi
+  if case_begin nginx/sni; then
+    # the certificate names localhost: sent as SNI and verified, while connecting to 127.0.0.1
+    load run "$T" "${COMMON[@]}" --mode full --sni localhost --connections 2
+    if ! healthy; then fail "$WHY"; else pass; fi
+  fi
+  if case_begin nginx/sni-wrong-name; then
+    load run "$T" --ca "$CERTS/ca.pem" --duration 1 --warmup 0 --mode full --sni wrong.example --connections 2
+    if sanitizer_report "$CD"/*.err; then fail "$SAN_WHY"
+    elif (( JSON_OK != 1 || RC != 1 )); then fail "want exit 1 with a report, got $(describe_rc "$RC")"
+    elif (( J_err_handshake == 0 || J_ok != 0 )); then fail "ok $J_ok, handshake errors $J_err_handshake: $J_first"
     else pass; fi
   fi
   if case_begin nginx/wrong-ca; then
