@@ -13,6 +13,8 @@
 #                (a close-delimited body counted to the byte)
 #  ktlsx/*       `ktlsx server --reply` / `--sendfile`: full, resumed (TLS 1.3 ticket; TLS 1.2 session
 #                ID with --no-tickets), download byte-exact
+#  fileserver/*  ktlsx-fileserver (FILESERVER, default next to ktlsx-load), when built: every mode;
+#                skipped with a line otherwise
 #  stall         a server that accepts and never answers: timeouts counted as errors, exit 1, and the
 #                tool ends on time (--duration + a grace)
 #  refused       nobody listens: connect errors, exit 1, on time
@@ -327,6 +329,34 @@ if need_ktlsx; then
   fi
 else
   case_begin ktlsx && skip "$SKIP_WHY"
+fi
+
+# -------------------------------------------------------- ktlsx-fileserver ---
+# The project's file server (issue 11), when built: $FILESERVER, default BUILD/bin/ktlsx-fileserver.
+FILESERVER=${FILESERVER:-$(dirname "$LOADGEN_ORIG")/ktlsx-fileserver}
+if [[ -x $FILESERVER ]]; then
+  if case_begin fileserver/start &&
+     start_server fileserver -- "$FILESERVER" --root "$WWW" --listen "127.0.0.1:{PORT}" --cert "$(crt server-ecdsa)" \
+       --key "$(key server-ecdsa)" --workers 1; then
+    FS_PORT=$PORT
+    BG_PIDS=() # kept for the next cases (killed at exit)
+    pass
+    for spec in "full|full" "resumed-13|resumed --tls 1.3" "resumed-12|resumed --tls 1.2 --path /index.html" \
+                "requests|requests --path /index.html" "download|download --path /big.bin --expect-size $BIG_SIZE"; do
+      case_begin "fileserver/${spec%%|*}" || continue
+      read -r -a margs <<<"${spec#*|}"
+      load run "127.0.0.1:$FS_PORT" "${COMMON[@]}" --connections 4 --mode "${margs[@]}"
+      if ! healthy; then fail "$WHY"
+      elif [[ $spec == resumed* ]] && ! ge "$J_resumed_pct" 99; then fail "$J_resumed of $J_handshakes resumed"
+      elif [[ $spec == download* ]] && (( J_body_bytes != J_requests * BIG_SIZE || J_requests == 0 )); then
+        fail "body bytes $J_body_bytes for $J_requests responses of $BIG_SIZE"
+      else pass; fi
+    done
+  elif [[ -n $CASE ]]; then
+    fail "ktlsx-fileserver did not start"
+  fi
+else
+  case_begin fileserver && skip "no ktlsx-fileserver at ${FILESERVER#$ROOT/} (set FILESERVER=path)"
 fi
 
 # --------------------------------------------------------------- failures ---
