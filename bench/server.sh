@@ -12,7 +12,8 @@
 # missing), and three figures: full TLS 1.3 handshakes/s, resumed (ticket, psk_dhe_ke) handshakes/s,
 # small-request keep-alive requests/s; plus the server's and the client's CPU use (a server below
 # ~90 % was not the bottleneck: the client was, or something else on the machine took the CPUs
-# when neither is near 100 %), the crypto bound of one server handshake from `openssl speed` on the
+# when neither is near 100 %) and the server's CPU microseconds per operation derived from them
+# (the figure that survives a shared machine best), the crypto bound of one server handshake from `openssl speed` on the
 # server's core (x25519 keygen + derive, counted as two derive operations since speed measures the
 # derive; plus one ECDSA P-256 or RSA-2048 signature; a resumed handshake: the x25519 pair only)
 # and each rate as a share of it, and every rate as a ratio to nginx's.
@@ -241,6 +242,9 @@ done
 # ------------------------------------------------------------------ table ---
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.0f %%", 100 * a / b; else printf "-" }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else printf "-" }'; }
+# us_op CPU% RATE: server CPU microseconds per operation (CPU over the whole run / the window's rate:
+# an estimate that holds while the rate is steady; robust to a shared machine, unlike the rate)
+us_op() { awk -v c="$1" -v r="$2" 'BEGIN { if (c > 0 && r > 0) printf "%.0f", c / 100 / r * 1e6; else printf "-" }'; }
 label() { case ${1%%/*} in nginx) echo nginx ;; s_server) echo "openssl s_server" ;; fileserver) echo ktlsx-fileserver ;; esac; }
 {
   echo "# server capacity on one core: ktlsx-load $(git describe --always --dirty 2>/dev/null || echo '?'), $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -249,13 +253,14 @@ label() { case ${1%%/*} in nginx) echo nginx ;; s_server) echo "openssl s_server
   echo "# server on CPU $SCPU, ktlsx-load on CPU $CCPU: --connections $CONNS --warmup $WARM --duration $SECS --tls 1.3 --groups x25519, best of $REPEAT runs"
   echo "# crypto bound (openssl speed, CPU $SCPU): x25519 ${X25519_OPS%.*} derive/s, ECDSA P-256 ${P256_SIGN%.*} sign/s, RSA-2048 ${RSA_SIGN%.*} sign/s"
   echo "#   -> full handshake: ECDSA $BOUND_ECDSA/s, RSA $BOUND_RSA/s; resumed (x25519 only): $BOUND_RESUMED/s"
-  printf '%-26s %12s %8s %12s %8s %12s %13s %13s\n' "server/cert" "full/s" "bound" "resumed/s" "bound" "requests/s" "server CPU" "client CPU"
+  printf '%-26s %12s %8s %12s %8s %12s %13s %13s %18s\n' "server/cert" "full/s" "bound" "resumed/s" "bound" "requests/s" "server CPU" "client CPU" "server us/op"
   for n in "${ROWS[@]}"; do
     if [[ -n ${NOTE[$n]:-} ]]; then printf '%-26s %s\n' "$(label "$n") ${n#*/}" "${NOTE[$n]}"; continue; fi
     b=$BOUND_ECDSA; [[ $n == */rsa ]] && b=$BOUND_RSA
-    printf '%-26s %12s %8s %12s %8s %12s %13s %13s\n' "$(label "$n") ${n#*/}" "${RATE[$n/full]}" "$(pct "${RATE[$n/full]}" "$b")" \
+    printf '%-26s %12s %8s %12s %8s %12s %13s %13s %18s\n' "$(label "$n") ${n#*/}" "${RATE[$n/full]}" "$(pct "${RATE[$n/full]}" "$b")" \
       "${RATE[$n/resumed]}" "$(pct "${RATE[$n/resumed]}" "$BOUND_RESUMED")" "${RATE[$n/requests]:-n/a}" \
-      "${CPU[$n/full]}/${CPU[$n/resumed]}/${CPU[$n/requests]:--} %" "${CCPU_USE[$n/full]}/${CCPU_USE[$n/resumed]}/${CCPU_USE[$n/requests]:--} %"
+      "${CPU[$n/full]}/${CPU[$n/resumed]}/${CPU[$n/requests]:--} %" "${CCPU_USE[$n/full]}/${CCPU_USE[$n/resumed]}/${CCPU_USE[$n/requests]:--} %" \
+      "$(us_op "${CPU[$n/full]}" "${RATE[$n/full]}")/$(us_op "${CPU[$n/resumed]}" "${RATE[$n/resumed]}")/$(us_op "${CPU[$n/requests]:-}" "${RATE[$n/requests]:-}")"
     for m in full resumed requests; do
       [[ -n ${NOTE[$n/$m]:-} ]] && echo "    $m: ${NOTE[$n/$m]}"
     done
