@@ -298,3 +298,27 @@ $(O)/demo/www/index.html:
 	@printf '<!doctype html>\n<title>ktlsx-fileserver</title>\n<h1>Hello from ktlsx-fileserver</h1>\n<p>Served over TLS by libktlsx: kernel TLS where the kernel has it, user-space records otherwise.</p>\n' >$@
 	@printf 'ktlsx-fileserver demo: a plain text file.\n' >$(dir $@)hello.txt
 # ---- end of ktlsx-fileserver ----
+
+# ---- ktlsx-load, the load generator (issue 11): loadgen/ -> $(O)/bin/ktlsx-load ----
+# Like the tool and the daemon it sees the public API only (no -Ilibktlsx)
+# and links the static library.  bench/server.sh and tests/loadgen/ use it.
+LOADGEN_SRCS := $(wildcard loadgen/*.c)
+LOADGEN_OBJS := $(LOADGEN_SRCS:%.c=$(O)/obj/%.o)
+all: $(O)/bin/ktlsx-load
+$(O)/obj/loadgen/%.o: loadgen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CLI_CFLAGS) -MMD -MP -c $< -o $@
+$(O)/bin/ktlsx-load: $(LOADGEN_OBJS) $(O)/lib/libktlsx.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(LOADGEN_OBJS) $(O)/lib/libktlsx.a $(LDLIBS)
+LINT_SRCS += $(LOADGEN_SRCS)
+# tests/unit/test_loadgen_hist.c compiles loadgen/hist.c in.
+$(O)/tests/test_loadgen_hist: loadgen/hist.c loadgen/load.h
+# `make bench` ends with server capacity on one core (bench/run.sh calls
+# bench/server.sh after the library benchmarks, never in parallel with them):
+# nginx, openssl s_server and ktlsx-fileserver (FILESERVER=path, default
+# $(O)/bin/ktlsx-fileserver when built).  `make bench-server` runs that part alone.
+.PHONY: bench-server
+bench-server: all
+	bench/server.sh $(O)
+# ---- end of ktlsx-load ----

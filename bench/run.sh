@@ -6,7 +6,8 @@
 # Environment: BENCH_SECONDS (measured seconds per scenario and library,
 # default 2), BENCH_CONNS (connection pairs for the memory figure, default
 # 1000), BENCH_CERTS (test PKI directory, default BUILD/bench/certs, made by
-# tests/certs/gen.sh).
+# tests/certs/gen.sh), NO_SERVER_BENCH=1 (skip bench/server.sh, the server
+# capacity part; FILESERVER and the SERVER_BENCH_* variables are its own).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,3 +32,9 @@ RESULTS=$BIN/results.txt
   bash "$ROOT/bench/daemon.sh" "$BUILD" # ktlsxd's bytes per in-flight handshake and per handed-back connection
 } | tee "$RESULTS"
 echo "results: $RESULTS"
+
+# Server capacity on one core with ktlsx-load (issue 11): nginx, openssl s_server,
+# ktlsx-fileserver ($FILESERVER).  NO_SERVER_BENCH=1 skips it.
+if [[ ${NO_SERVER_BENCH:-0} != 1 ]]; then
+  bench/server.sh "$BUILD"
+fi

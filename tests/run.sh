@@ -9,7 +9,7 @@
 #  4. the interop scripts again with KTLSX=build/asan/bin/ktlsx (if built);
 #     then tests/examples/echo_server.sh with build/bin and with build/asan/bin;
 #     then tests/daemon/daemon.sh (ktlsxd) the same way, then tests/preload/preload.sh (the shim)
-#     then tests/fileserver/fileserver.sh (ktlsx-fileserver) the same way
+#     then tests/fileserver/fileserver.sh (ktlsx-fileserver), then tests/loadgen/loadgen.sh (ktlsx-load)
 #  5. kmod-tests/run.sh, if present (its last line "N passed, N failed, N skipped"
 #     is added to the totals)
 # --unit-only stops after step 1.  Logs: build/test-logs/ (results.txt lists every case).
@@ -20,7 +20,7 @@
 # interop script, default 1200 s), KMOD_TMO (default 3600 s), ONLY (regex
 # passed to the interop scripts to select cases), NO_ASAN_INTEROP=1,
 # ASAN_INTEROP_QUICK=1 (a representative subset under ASan), NO_KMOD=1, NO_API=1, NO_EXAMPLES=1, NO_DAEMON=1, NO_PRELOAD=1,
-# NO_FILESERVER=1,
+# NO_FILESERVER=1, NO_LOADGEN=1,
 # BUILD (build tree, default build/), KMOD_RUN (default kmod-tests/run.sh).
 set -uo pipefail
 
@@ -361,6 +361,38 @@ if (( ! unit_only )); then
         record FAIL "${fs_prefix}fileserver" "script exited with status $fs_rc (see ${fs_log#$ROOT/})"
       elif (( fs_p + fs_f + fs_s == 0 )); then
         record FAIL "${fs_prefix}fileserver" "script reported no cases"
+      fi
+    done
+  fi
+
+  # ------------------------------------------------------- ktlsx-load (issue 11) ---
+  # tests/loadgen/loadgen.sh: the load generator against nginx, openssl s_server and
+  # `ktlsx server` (every mode, resumption checked against nginx's own log, byte-exact
+  # downloads, a stalling server, a refused port); with the plain build, then the ASan+UBSan
+  # build of ktlsx-load (and of ktlsx as the server).
+  if [[ ${NO_LOADGEN:-0} != 1 ]]; then
+    section "ktlsx-load (tests/loadgen/loadgen.sh: build/bin, then build/asan/bin)"
+    for lg_tree in "$BUILD" "$BUILD/asan"; do
+      lg_prefix=; [[ $lg_tree == "$BUILD/asan" ]] && lg_prefix=asan/
+      if [[ ! -x $lg_tree/bin/ktlsx-load ]]; then
+        record SKIP "${lg_prefix}loadgen" "${lg_tree#$ROOT/}/bin/ktlsx-load missing (make${lg_prefix:+ asan})"
+        continue
+      fi
+      lg_rf=$LOGS/loadgen-results/${lg_prefix%/}loadgen.txt lg_log=$LOGS/loadgen-${lg_prefix%/}loadgen.log
+      mkdir -p "$(dirname "$lg_rf")"; : >"$lg_rf"
+      echo "--- tests/loadgen/loadgen.sh (${lg_tree#$ROOT/})"
+      LOADGEN=$lg_tree/bin/ktlsx-load NAME_PREFIX=$lg_prefix RESULTS_FILE=$lg_rf KTLSX=$lg_tree/bin/ktlsx \
+      ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
+      UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+        timeout -k 10 300 bash "$ROOT/tests/loadgen/loadgen.sh" 2>&1 </dev/null | tee "$lg_log"
+      lg_rc=${PIPESTATUS[0]}
+      lg_p=$(grep -c '^PASS ' "$lg_rf"); lg_f=$(grep -c '^FAIL ' "$lg_rf"); lg_s=$(grep -c '^SKIP ' "$lg_rf")
+      cat "$lg_rf" >>"$RESULTS"
+      P=$((P + lg_p)) F=$((F + lg_f)) S=$((S + lg_s))
+      if (( lg_rc != 0 && lg_f == 0 )); then
+        record FAIL "${lg_prefix}loadgen" "script exited with status $lg_rc (see ${lg_log#$ROOT/})"
+      elif (( lg_p + lg_f + lg_s == 0 )) && [[ -z ${ONLY:-} ]]; then
+        record FAIL "${lg_prefix}loadgen" "script reported no cases"
       fi
     done
   fi
