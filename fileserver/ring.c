@@ -14,6 +14,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -98,6 +100,10 @@ static void on_accept(int res, uint32_t flags)
     struct sockaddr_in peer = { 0 };
     socklen_t len = sizeof peer;
     (void)getpeername(res, (struct sockaddr *)&peer, &len);
+    /* A response is a head and a body sent apart: with Nagle the body would wait for
+     * the client's delayed ACK of the head (~40 ms per keep-alive request). */
+    int one = 1;
+    (void)setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct fs_conn *c = fs_conn_new(cur, res, &peer);
     if (!c) {
         close(res);
