@@ -239,11 +239,20 @@ void kd_door_reap(void)
             pc = &c->dead_next;
         }
     }
-    if (door.closing && door.nclients == 0 && !door.dead) { /* this worker is done */
-        free(door.heap);
-        door.heap = NULL;
-        door.heap_len = door.heap_cap = 0;
+}
+
+void kd_door_worker_end(void)
+{
+    /* The loop is closed: no poll can complete any more, so the door connections
+     * still waiting for their cancellations can go, and the deadline heap. */
+    while (door.dead) {
+        struct client *c = door.dead;
+        door.dead = c->dead_next;
+        free(c);
     }
+    free(door.heap);
+    door.heap = NULL;
+    door.heap_len = door.heap_cap = 0;
 }
 
 static void wait_request(struct client *c)

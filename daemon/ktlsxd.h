@@ -134,6 +134,9 @@ void kd_door_close(void);
 int kd_door_tick(void);
 /* This worker: free the door connections closed during the last batch. */
 void kd_door_reap(void);
+/* This worker, after kd_loop_close: free what is left (connections whose poll
+ * cancellations never came back, the deadline heap). */
+void kd_door_worker_end(void);
 /* Door connections open on this worker (with or without a handshake in flight). */
 size_t kd_door_busy(void);
 /* All workers: handshakes in flight, door connections open. */

@@ -119,6 +119,7 @@ static void *worker_main(void *arg)
     (void)kd_watch_fd(wk->wake, EPOLL_CTL_DEL, 0, &wk->wake_w);
     kd_door_reap();
     kd_loop_close();
+    kd_door_worker_end();
     return NULL;
 }
 
