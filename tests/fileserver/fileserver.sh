@@ -27,7 +27,16 @@
 #  list-dirs     --list-dirs: a sorted listing, names HTML-escaped and hrefs percent-encoded
 #  verify-client --ca + --verify-client: no certificate refused, the test client certificate served
 #  sane/*        SIGTERM: exit 0, no sanitizer report
-# Environment (besides tests/lib.sh's): FS_BIN (default build/bin/ktlsx-fileserver).
+#  options/daemon-*, options/profile-no-daemon  --daemon with --cert, without --profile; --profile alone
+#  daemon/*      --daemon SOCKET --profile web against a ktlsxd started here (export_state = yes, the
+#                key only in ktlsxd): curl byte-exact over TLS 1.3 and 1.2 (16 MiB, ALPN http/1.1),
+#                keep-alive; 5 silent TCP clients whose handshakes wait in ktlsxd while curl is served
+#                within 3 s (their deadline is 4 s: a blocking door call would hold curl); ktlsxd
+#                stopped: the connection closed with a log line, the server alive, then served again
+#                once ktlsxd is back; a fake door that accepts and never answers: 4 connections all
+#                cut at their own 2.5 s deadline together, the server alive; SIGTERM clean
+# Environment (besides tests/lib.sh's): FS_BIN (default build/bin/ktlsx-fileserver), KTLSXD_BIN
+# (default: the ktlsxd next to FS_BIN).
 SRV_TMO=${SRV_TMO:-900} # one server carries most cases
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 ONLY= # the cases share one server and build on one another: all of them run
@@ -47,6 +56,7 @@ done
 gen_certs || exit 1
 CA=$CERTS/ca.pem
 # A private copy of the binary (a relink meanwhile must not change it).
+FS_DIR=$(dirname "$FS") # ktlsxd next to it: the same build (plain or ASan)
 mkdir -p "$WORK/bin" && cp "$FS" "$WORK/bin/" && FS=$WORK/bin/$(basename "$FS")
 
 # ---- the served tree: $WWW; the secret next to it, outside ----
@@ -484,7 +494,7 @@ else fail "server did not start"; fi
 # ------------------------------------------------- --daemon: ktlsxd does the handshakes ---
 # ktlsxd holds the key (export_state = yes: no kernel TLS here, the state comes back and the
 # fileserver carries user-space records); the fileserver runs with no --cert/--key.
-KTLSXD=${KTLSXD_BIN:-$ROOT/build/bin/ktlsxd}
+KTLSXD=${KTLSXD_BIN:-$FS_DIR/ktlsxd}
 DDIR=$(mktemp -d /tmp/kxfs-door.XXXXXX) # a short path: a unix socket path has 108 bytes at most
 DOOR=$DDIR/door.sock
 KD_PID=
