@@ -15,7 +15,9 @@
  *   no daemon and bad arguments end at the first step; a silent door, a slow
  *   one and one that answers half a message driven together in one poll loop
  *   (the silent one ends at its deadline, the others are not held up); a door
- *   that closes; a call freed mid-way. */
+ *   that closes; success with a real server connection's export (imported,
+ *   same version and suite; freed with the call when not taken; a damaged
+ *   blob: internal); a call freed mid-way. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -36,6 +38,9 @@
 #include <unistd.h>
 
 #include <ktlsx/daemon.h>
+#include "handshake/conn.h"
+#include "helpers/pki.h"
+#include "helpers/engine_pair.h"
 
 static struct ktlsx_door_request full_request(void)
 {
@@ -262,7 +267,11 @@ static void test_fd_passing(void **state)
 }
 
 /* A fake door: accepts one connection, reads the request, then behaves as `mode` says. */
-enum fake_mode { FAKE_DENY, FAKE_GARBAGE, FAKE_CLOSE, FAKE_BUSY_EARLY, FAKE_SILENT, FAKE_TRUNCATED, FAKE_SLOW_OK };
+enum fake_mode { FAKE_DENY, FAKE_GARBAGE, FAKE_CLOSE, FAKE_BUSY_EARLY, FAKE_SILENT, FAKE_TRUNCATED, FAKE_SLOW_OK, FAKE_BLOB };
+
+/* FAKE_BLOB answers "ok" with this export of a real server connection. */
+static uint8_t fake_blob[KTLSX_EXPORT_MAX];
+static size_t fake_blob_len;
 struct fake_door {
     int lfd;
     enum fake_mode mode;
@@ -298,6 +307,11 @@ static void *fake_door_run(void *arg)
     } else if (d->mode == FAKE_SILENT) { /* never answers: wait until the caller gives up and closes */
         while (ktlsx_recv_fd(c, buf, sizeof buf, &fd, 0) > 0)
             if (fd >= 0) close(fd);
+    } else if (d->mode == FAKE_BLOB) {
+        struct ktlsx_daemon_result r = { .status = KTLSX_DOOR_OK, .version = KTLSX_TLS13, .cipher = 0x1301 };
+        strcpy(r.ktls_why, "no kernel TLS here");
+        n = ktlsx_door_answer_encode(&r, fake_blob, fake_blob_len, buf, sizeof buf, NULL);
+        (void)ktlsx_send_fd(c, buf, (size_t)n, -1, 0);
     } else if (d->mode == FAKE_TRUNCATED || d->mode == FAKE_SLOW_OK) {
         struct ktlsx_daemon_result r = { .status = KTLSX_DOOR_OK, .version = KTLSX_TLS13, .cipher = 0x1301,
                                          .ktls = KTLSX_KTLS_TX | KTLSX_KTLS_RX };
@@ -536,6 +550,50 @@ static void test_daemon_handshake_steps(void **state)
     ktlsx_daemon_handshake_free(calls[0]);
     fake_end(&f[0]);
 
+    /* Success with the state: the connection rebuilt from a real server's export. */
+    kxt_pair pair;
+    kxt_pair_start(&pair, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost",
+                   KXT_FEED_WANTED);
+    kxt_pump(&pair);
+    kxt_assert_done(&pair);
+    const char *why = NULL;
+    long bl = ktlsx_conn_export(pair.s, fake_blob, sizeof fake_blob, &why);
+    if (bl <= 0) fail_msg("export: %s", why ? why : "?");
+    fake_blob_len = (size_t)bl;
+    fake_start(&f[0], FAKE_BLOB);
+    calls[0] = ktlsx_daemon_handshake_start(f[0].sock, f[0].sp[0], KTLSX_SERVER, "web", NULL, NULL, 2000);
+    drive(calls, 1, rcs, res, conns, wants, ended);
+    assert_int_equal(rcs[0], KTLSX_IO_OK);
+    assert_int_equal(res[0].status, KTLSX_DOOR_OK);
+    assert_string_equal(res[0].ktls_why, "no kernel TLS here");
+    assert_non_null(conns[0]);
+    assert_int_equal(ktlsx_handshake(conns[0]), KTLSX_DONE);
+    assert_int_equal(ktlsx_version(conns[0]), ktlsx_version(pair.s));
+    assert_int_equal(ktlsx_cipher_id(conns[0]), ktlsx_cipher_id(pair.s));
+    ktlsx_conn_free(conns[0]);
+    ktlsx_daemon_handshake_free(calls[0]);
+    fake_end(&f[0]);
+    /* The same answer, the call freed without taking the connection: freed with it (ASan: no leak). */
+    fake_start(&f[0], FAKE_BLOB);
+    calls[0] = ktlsx_daemon_handshake_start(f[0].sock, f[0].sp[0], KTLSX_SERVER, "web", NULL, NULL, 2000);
+    struct pollfd pf = { .fd = ktlsx_daemon_handshake_fd(calls[0]), .events = POLLIN };
+    assert_int_equal(poll(&pf, 1, 5000), 1);
+    ktlsx_daemon_handshake_free(calls[0]);
+    fake_end(&f[0]);
+    /* A blob that does not import: internal, no connection. */
+    fake_blob[0] ^= 0xff;
+    fake_start(&f[0], FAKE_BLOB);
+    calls[0] = ktlsx_daemon_handshake_start(f[0].sock, f[0].sp[0], KTLSX_SERVER, "web", NULL, NULL, 2000);
+    drive(calls, 1, rcs, res, conns, wants, ended);
+    assert_int_equal(rcs[0], KTLSX_IO_FAILED);
+    assert_int_equal(res[0].status, KTLSX_DOOR_INTERNAL);
+    assert_true(strncmp(res[0].message, "cannot import the daemon's state: ", 34) == 0);
+    assert_null(conns[0]);
+    ktlsx_daemon_handshake_free(calls[0]);
+    fake_end(&f[0]);
+    memset(fake_blob, 0, sizeof fake_blob);
+    kxt_pair_free(&pair);
+
     /* A call freed while the door still works on it: the door sees the close. */
     fake_start(&f[0], FAKE_SILENT);
     calls[0] = ktlsx_daemon_handshake_start(f[0].sock, f[0].sp[0], KTLSX_SERVER, "web", NULL, NULL, 0);
@@ -554,5 +612,5 @@ int main(void)
         cmocka_unit_test(test_fd_passing),         cmocka_unit_test(test_daemon_handshake),
         cmocka_unit_test(test_daemon_handshake_steps),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, kxt_pki_group_setup, kxt_pki_group_teardown);
 }
