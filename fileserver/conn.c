@@ -28,6 +28,7 @@
 #define BODY_CHUNK (256 * 1024)  /* bytes per sendfile step */
 #define LINGER_MS 2000           /* after our close_notify: discard what the peer still sends */
 #define HEAD_MAX 1024
+#define DOOR_SLACK_MS 1000       /* ktlsxd answers at its handshake deadline; the answer's way back */
 
 static int64_t ms_from_now(int ms) { return ms > 0 ? fs_now_ms() + ms : 0; }
 
@@ -35,15 +36,30 @@ struct fs_conn *fs_conn_new(struct fs_worker *w, int fd, const struct sockaddr_i
 {
     struct fs_conn *c = calloc(1, sizeof *c);
     if (!c) return NULL;
-    c->sock = ktlsx_socket_new(fs.cfg, fd, NULL);
-    if (!c->sock || ktlsx_socket_set_timeouts(c->sock, fs.opt.handshake_ms, 0) < 0) {
-        ktlsx_socket_free(c->sock);
-        free(c);
-        return NULL;
+    if (fs.opt.daemon) {
+        /* ktlsxd runs the handshake on its copy of fd (ALPN: the profile's
+         * alpn line, e.g. http/1.1); we wait on the door
+         * connection.  Our deadline is the door call's (the handshake timeout
+         * plus its 1 s for the answer): a silent daemon never wakes the poll. */
+        c->door = ktlsx_daemon_handshake_start(fs.opt.daemon, fd, KTLSX_SERVER, fs.opt.profile, NULL, NULL,
+                                               fs.opt.handshake_ms);
+        if (!c->door) {
+            free(c);
+            return NULL;
+        }
+        c->st = ST_DOOR;
+        c->deadline = ms_from_now(fs.opt.handshake_ms + DOOR_SLACK_MS);
+    } else {
+        c->sock = ktlsx_socket_new(fs.cfg, fd, NULL);
+        if (!c->sock || ktlsx_socket_set_timeouts(c->sock, fs.opt.handshake_ms, 0) < 0) {
+            ktlsx_socket_free(c->sock);
+            free(c);
+            return NULL;
+        }
+        c->st = ST_HANDSHAKE;
+        c->deadline = ms_from_now(fs.opt.handshake_ms);
     }
     c->w = w, c->fd = fd, c->peer = *peer, c->file_fd = -1;
-    c->st = ST_HANDSHAKE;
-    c->deadline = ms_from_now(fs.opt.handshake_ms);
     c->next = w->list.next, c->prev = &w->list;
     w->list.next->prev = c, w->list.next = c;
     w->nconns++;
@@ -76,6 +92,12 @@ static void close_conn(struct fs_conn *c, const char *why)
         fs_log("%s:%d: %s", inet_ntoa(c->peer.sin_addr), ntohs(c->peer.sin_port), why);
     ktlsx_socket_free(c->sock);
     c->sock = NULL;
+    /* Given up while ktlsxd holds a copy of the socket (a stalled daemon, or
+     * our request still unread in the door's queue): closing ours would not
+     * end the TCP connection; shutting it down does. */
+    if (c->st == ST_DOOR) shutdown(c->fd, SHUT_RDWR);
+    ktlsx_daemon_handshake_free(c->door); /* closes the door connection: ktlsxd drops the handshake */
+    c->door = NULL;
     close(c->fd);
     c->prev->next = c->next, c->next->prev = c->prev;
     c->prev = c->next = NULL;
@@ -429,6 +451,67 @@ static void response_done(struct fs_conn *c)
     if (c->in_len == 0) free(c->in), c->in = NULL; /* an idle connection holds no request buffer */
 }
 
+/* A failed exchange with ktlsxd: the daemon's own trouble (down, busy, no
+ * such profile, no state handed back) is always logged, at most once a
+ * second per worker with a count of the ones left out; a TLS client that
+ * failed its handshake only with KTLSX_FILESERVER_DEBUG, as for the others. */
+static void door_failed(struct fs_conn *c, int io, const struct ktlsx_daemon_result *res)
+{
+    static __thread int64_t last;
+    static __thread unsigned quiet;
+    char peer[64];
+    snprintf(peer, sizeof peer, "%s:%d", inet_ntoa(c->peer.sin_addr), ntohs(c->peer.sin_port));
+    const char *why = io == KTLSX_IO_OK ? "no TLS state handed back (the profile needs export_state = yes)"
+                    : res->message[0] ? res->message : "-";
+    bool client = io != KTLSX_IO_OK && io != KTLSX_IO_TIMEOUT &&
+                  (res->status == KTLSX_DOOR_HANDSHAKE_FAILED || res->status == KTLSX_DOOR_TIMEOUT ||
+                   res->status == KTLSX_DOOR_PEER_CLOSED || res->status == KTLSX_DOOR_BAD_SOCKET);
+    if (client) {
+        if (getenv("KTLSX_FILESERVER_DEBUG"))
+            fs_log("%s: handshake by ktlsxd: %s: %s", peer, ktlsx_door_status_name(res->status), why);
+        return;
+    }
+    int64_t now = fs_now_ms();
+    if (now - last < 1000) {
+        quiet++;
+        return;
+    }
+    if (quiet) fs_log("%s: ktlsxd: %s: %s: connection closed (%u more like it)", peer,
+                      ktlsx_door_status_name(res->status), why, quiet);
+    else fs_log("%s: ktlsxd: %s: %s: connection closed", peer, ktlsx_door_status_name(res->status), why);
+    last = now, quiet = 0;
+}
+
+/* ST_DOOR: one step of the exchange with ktlsxd; on its answer, the socket
+ * around the connection it handed back. */
+static bool door_step(struct fs_conn *c)
+{
+    ktlsx_conn *conn = NULL;
+    struct ktlsx_daemon_result res;
+    int io = ktlsx_daemon_handshake_step(c->door, &conn, &res);
+    if (io == KTLSX_IO_WANT_READ || io == KTLSX_IO_WANT_WRITE) {
+        fs_conn_wait(c, io == KTLSX_IO_WANT_READ ? POLLIN : POLLOUT);
+        return false;
+    }
+    ktlsx_daemon_handshake_free(c->door);
+    c->door = NULL;
+    /* Without the state (the kernel owns both directions and the profile
+     * keeps it) there is no ktlsx_socket to carry the data: refused. */
+    if (io != KTLSX_IO_OK || !conn) {
+        door_failed(c, io, &res);
+        close_conn(c, NULL);
+        return false;
+    }
+    c->sock = ktlsx_socket_wrap(conn, c->fd); /* handshake done: the data path is the one ktlsxd chose */
+    if (!c->sock) {
+        ktlsx_conn_free(conn);
+        close_conn(c, "out of memory");
+        return false;
+    }
+    c->st = ST_HANDSHAKE;
+    return true;
+}
+
 void fs_conn_drive(struct fs_conn *c)
 {
     static __thread char scratch[4096];
@@ -436,6 +519,9 @@ void fs_conn_drive(struct fs_conn *c)
     size_t n = 0;
     for (int round = 0; round < ROUNDS; round++) {
         switch (c->st) {
+        case ST_DOOR:
+            if (!door_step(c)) return;
+            continue;
         case ST_HANDSHAKE:
             rc = ktlsx_socket_handshake_step(c->sock);
             if (rc != KTLSX_IO_OK) break;
@@ -530,5 +616,11 @@ void fs_conn_expire(struct fs_conn *c)
         return fs_conn_drive(c);
     }
     if (c->st == ST_SEND_HEAD || c->st == ST_SEND_BODY || c->st == ST_FLUSH) log_done(c);
+    if (c->st == ST_DOOR) { /* ktlsxd did not answer in time (a stalled daemon): this connection only */
+        struct ktlsx_daemon_result res = { .status = KTLSX_DOOR_UNREACHABLE };
+        snprintf(res.message, sizeof res.message, "no answer in %d ms", fs.opt.handshake_ms + DOOR_SLACK_MS);
+        door_failed(c, KTLSX_IO_TIMEOUT, &res);
+        return close_conn(c, NULL);
+    }
     close_conn(c, c->st == ST_HANDSHAKE ? "handshake timeout" : "timeout");
 }

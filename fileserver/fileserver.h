@@ -3,13 +3,14 @@
  *   main.c   options, the TLS configuration, workers (one thread + one ring each)
  *   ring.c   the worker's loop: multishot accept, one-shot POLL_ADD per waiting
  *            connection, the deadline scan
- *   conn.c   one connection: handshake, request, file, response, keep-alive
+ *   conn.c   one connection: handshake (or ktlsxd's, --daemon), request, file, response, keep-alive
  *   http.c   the request parser (no I/O)
  *
  * Public API only (include/ktlsx/ktlsx.h), like cli/ and daemon/. */
 #ifndef KTLSX_FILESERVER_H
 #define KTLSX_FILESERVER_H
 
+#include <ktlsx/daemon.h>
 #include <ktlsx/ktlsx.h>
 #include <liburing.h>
 #include <netinet/in.h>
@@ -19,6 +20,7 @@
 
 struct fs_options {
     const char *root, *listen, *cert, *key, *ca, *access_log;
+    const char *daemon, *profile; /* --daemon: ktlsxd does the handshakes */
     bool verify_client, list_dirs, no_openat2;
     int workers, max_conns;
     size_t max_header;
@@ -28,7 +30,7 @@ struct fs_options {
 /* Shared by every worker (read-only after start-up). */
 struct fs_server {
     struct fs_options opt;
-    ktlsx_config *cfg;
+    ktlsx_config *cfg;    /* NULL with --daemon */
     int root_fd;          /* O_PATH | O_DIRECTORY */
     bool have_openat2;
     FILE *access_log;     /* NULL: none */
@@ -38,13 +40,14 @@ extern struct fs_server fs;
 extern volatile int fs_stop;
 extern int fs_conn_count; /* all workers (atomic) */
 
-enum fs_state { ST_HANDSHAKE, ST_READ, ST_SEND_HEAD, ST_SEND_BODY, ST_FLUSH, ST_CLOSING, ST_LINGER };
+enum fs_state { ST_DOOR, ST_HANDSHAKE, ST_READ, ST_SEND_HEAD, ST_SEND_BODY, ST_FLUSH, ST_CLOSING, ST_LINGER };
 
 struct fs_worker;
 struct fs_conn {
     struct fs_conn *prev, *next; /* the worker's list (deadline scan) */
     struct fs_worker *w;
-    ktlsx_socket *sock;
+    ktlsx_socket *sock;     /* NULL while ktlsxd does the handshake */
+    ktlsx_door_call *door;  /* ST_DOOR: the exchange with ktlsxd */
     int fd;
     enum fs_state st;
     bool dead;          /* closed: freed once no poll is in flight */
@@ -82,7 +85,7 @@ void fs_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ring.c */
 void *fs_worker_run(void *arg);
-/* Wait for `events` (POLLIN / POLLOUT) on c->fd, then call fs_conn_drive. */
+/* Wait for `events` (POLLIN / POLLOUT) on c->fd (in ST_DOOR: the door connection), then call fs_conn_drive. */
 void fs_conn_wait(struct fs_conn *c, uint32_t events);
 /* Forget c: cancel its poll; freed when the poll's completion is back. */
 void fs_conn_release(struct fs_conn *c);

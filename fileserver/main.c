@@ -1,4 +1,4 @@
-/* ktlsx-fileserver --root DIR --listen ADDR:PORT --cert FILE --key FILE [options]
+/* ktlsx-fileserver --root DIR --listen ADDR:PORT (--cert FILE --key FILE | --daemon SOCKET --profile NAME) [options]
  * HTTPS/1.1 static files; see docs/fileserver.md. */
 #include "fileserver.h"
 
@@ -52,6 +52,9 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: ktlsx-fileserver --root DIR --listen ADDR:PORT --cert FILE --key FILE [options]\n"
+            "       ktlsx-fileserver --root DIR --listen ADDR:PORT --daemon SOCKET --profile NAME [options]\n"
+            "  --daemon SOCKET         hand every TLS handshake to ktlsxd at SOCKET (the key stays there)\n"
+            "  --profile NAME          ktlsxd's server profile (needs export_state = yes where kernel TLS is missing)\n"
             "  --ca FILE               CA file for client certificates\n"
             "  --verify-client         require a client certificate (needs --ca)\n"
             "  --workers N             worker threads, each with its own ring and listener (1..64, default 1)\n"
@@ -121,7 +124,7 @@ int main(int argc, char **argv)
     *o = (struct fs_options){ .workers = 1, .max_conns = 16384, .max_header = 8192, .handshake_ms = 10000,
                               .header_ms = 10000, .keepalive_ms = 60000, .send_ms = 30000 };
     enum { O_ROOT = 256, O_LISTEN, O_CERT, O_KEY, O_CA, O_VERIFY, O_WORKERS, O_MAXC, O_MAXH, O_HS, O_HDR, O_KA,
-           O_SEND, O_LOG, O_NOOA2, O_LIST, O_HELP };
+           O_SEND, O_LOG, O_NOOA2, O_LIST, O_DAEMON, O_PROFILE, O_HELP };
     static const struct option opts[] = {
         { "root", required_argument, 0, O_ROOT }, { "listen", required_argument, 0, O_LISTEN },
         { "cert", required_argument, 0, O_CERT }, { "key", required_argument, 0, O_KEY },
@@ -130,7 +133,9 @@ int main(int argc, char **argv)
         { "max-header", required_argument, 0, O_MAXH }, { "handshake-timeout", required_argument, 0, O_HS },
         { "header-timeout", required_argument, 0, O_HDR }, { "keepalive-timeout", required_argument, 0, O_KA },
         { "send-timeout", required_argument, 0, O_SEND }, { "access-log", required_argument, 0, O_LOG },
-        { "no-openat2", no_argument, 0, O_NOOA2 }, { "list-dirs", no_argument, 0, O_LIST }, { "help", no_argument, 0, O_HELP }, { 0, 0, 0, 0 }
+        { "no-openat2", no_argument, 0, O_NOOA2 }, { "list-dirs", no_argument, 0, O_LIST },
+        { "daemon", required_argument, 0, O_DAEMON }, { "profile", required_argument, 0, O_PROFILE },
+        { "help", no_argument, 0, O_HELP }, { 0, 0, 0, 0 }
     };
     int c;
     long v;
@@ -145,6 +150,8 @@ int main(int argc, char **argv)
         case O_LOG: o->access_log = optarg; break;
         case O_NOOA2: o->no_openat2 = true; break;
         case O_LIST: o->list_dirs = true; break;
+        case O_DAEMON: o->daemon = optarg; break;
+        case O_PROFILE: o->profile = optarg; break;
         case O_WORKERS: if (parse_int("--workers", optarg, 1, 64, &v)) return 2; o->workers = (int)v; break;
         case O_MAXC: if (parse_int("--max-conns", optarg, 1, 1000000, &v)) return 2; o->max_conns = (int)v; break;
         case O_MAXH: if (parse_int("--max-header", optarg, 1024, 65536, &v)) return 2; o->max_header = (size_t)v; break;
@@ -160,7 +167,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "ktlsx-fileserver: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    const char *missing = !o->root ? "--root" : !o->listen ? "--listen" : !o->cert ? "--cert" : !o->key ? "--key" : NULL;
+    if (o->daemon && (o->cert || o->key || o->ca || o->verify_client)) {
+        fprintf(stderr, "ktlsx-fileserver: --daemon: the certificate, key and client verification are the daemon "
+                        "profile's (no --cert, --key, --ca, --verify-client)\n");
+        return 2;
+    }
+    if (o->profile && !o->daemon) {
+        fprintf(stderr, "ktlsx-fileserver: --profile needs --daemon SOCKET\n");
+        return 2;
+    }
+    const char *missing = !o->root ? "--root" : !o->listen ? "--listen"
+                        : o->daemon ? (!o->profile ? "--profile" : NULL)
+                        : !o->cert ? "--cert" : !o->key ? "--key" : NULL;
     if (missing) {
         fprintf(stderr, "ktlsx-fileserver: %s is required\n", missing);
         usage(stderr);
@@ -188,9 +206,16 @@ int main(int argc, char **argv)
         }
     }
 
-    fs.cfg = ktlsx_config_new(KTLSX_SERVER);
-    if (!fs.cfg) { fs_log("out of memory"); return 1; }
-    if (ktlsx_config_add_cert(fs.cfg, o->cert, o->key) < 0 || ktlsx_config_set_alpn(fs.cfg, "http/1.1") < 0 ||
+    if (o->daemon && (strlen(o->profile) == 0 || strlen(o->profile) > KTLSX_DOOR_NAME_MAX)) {
+        fprintf(stderr, "ktlsx-fileserver: --profile '%s': 1 to %d bytes\n", o->profile, KTLSX_DOOR_NAME_MAX);
+        return 2;
+    }
+    if (o->daemon) {
+        /* The handshakes are ktlsxd's: no configuration, no key in this process. */
+    } else if (!(fs.cfg = ktlsx_config_new(KTLSX_SERVER))) {
+        fs_log("out of memory");
+        return 1;
+    } else if (ktlsx_config_add_cert(fs.cfg, o->cert, o->key) < 0 || ktlsx_config_set_alpn(fs.cfg, "http/1.1") < 0 ||
         (o->ca && ktlsx_config_set_ca_file(fs.cfg, o->ca) < 0) ||
         (o->ca && ktlsx_config_set_verify_client(fs.cfg, o->verify_client ? KTLSX_VERIFY_REQUIRE
                                                                           : KTLSX_VERIFY_OPTIONAL) < 0) ||

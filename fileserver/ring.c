@@ -62,7 +62,7 @@ void fs_conn_wait(struct fs_conn *c, uint32_t events)
         c->deadline = fs_now_ms(); /* expired at the next scan */
         return;
     }
-    io_uring_prep_poll_add(sqe, c->fd, events);
+    io_uring_prep_poll_add(sqe, c->door ? ktlsx_daemon_handshake_fd(c->door) : c->fd, events);
     io_uring_sqe_set_data(sqe, c);
     c->inflight = 1;
     c->armed = events;
@@ -174,6 +174,7 @@ void *fs_worker_run(void *arg)
         c->inflight = 0; /* the ring goes away below: nothing will complete */
         c->prev->next = c->next, c->next->prev = c->prev;
         ktlsx_socket_free(c->sock);
+        ktlsx_daemon_handshake_free(c->door);
         close(c->fd);
         __atomic_sub_fetch(&fs_conn_count, 1, __ATOMIC_RELAXED);
         fs_conn_free(c);

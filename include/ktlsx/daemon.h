@@ -163,7 +163,7 @@ long ktlsx_recv_fd(int channel, void *buf, size_t cap, int *fd, int flags);
  * (comma-separated offer; NULL: the profile's; the protocol chosen must be
  * one of them), `timeout_ms` (the handshake deadline, 0: the daemon's
  * default; this call waits that long plus a second for the answer, or 60 s
- * when 0).  Blocks.  `fd` stays the caller's: the daemon works on its own
+ * when 0).  Blocks (the steps below do not).  `fd` stays the caller's: the daemon works on its own
  * copy and closes it before answering.
  * Returns the connection rebuilt from the daemon's blob (on a fresh
  * configuration of `role` that the connection holds; wrap it with
@@ -175,6 +175,51 @@ long ktlsx_recv_fd(int channel, void *buf, size_t cap, int *fd, int flags);
 ktlsx_conn *ktlsx_daemon_handshake(const char *door_path, int fd, enum ktlsx_role role, const char *profile,
                                    const char *server_name, const char *alpn, int timeout_ms,
                                    struct ktlsx_daemon_result *res);
+
+/* The same exchange without blocking, for event loops (the blocking call
+ * above is a poll(2) loop over these).  Conventions as the ktlsx_socket_*
+ * step calls: a step never blocks; on KTLSX_IO_WANT_READ / _WANT_WRITE wait
+ * until ktlsx_daemon_handshake_fd() is readable / writable (epoll, io_uring
+ * POLL_ADD) and call the step again; the deadline is the caller's to watch
+ * (ktlsx_daemon_handshake_timeout_ms), and the next step after it ends the
+ * call with KTLSX_IO_TIMEOUT. */
+typedef struct ktlsx_door_call ktlsx_door_call;
+
+/* Start handing `fd` to the daemon: arguments as ktlsx_daemon_handshake.
+ * Connects to the door and sends the request without waiting (a unix
+ * connect never waits: a daemon whose listen backlog is full gives
+ * KTLSX_DOOR_BUSY).  Bad arguments or an unreachable door do not return
+ * NULL: the call is then already over, and the first step returns
+ * KTLSX_IO_FAILED with res->status saying why (so call the step once before
+ * waiting on the fd).  NULL only when out of memory.  `fd` stays the
+ * caller's, and open until the call is over. */
+ktlsx_door_call *ktlsx_daemon_handshake_start(const char *door_path, int fd, enum ktlsx_role role,
+                                              const char *profile, const char *server_name, const char *alpn,
+                                              int timeout_ms);
+/* The door connection to wait on (close-on-exec, non-blocking); -1 once the
+ * call is over or for NULL. */
+int ktlsx_daemon_handshake_fd(const ktlsx_door_call *call);
+/* Milliseconds until the call's deadline (the handshake timeout plus a
+ * second, or 60 s when it is 0), 0 if it has passed, -1 once over or NULL. */
+int ktlsx_daemon_handshake_timeout_ms(const ktlsx_door_call *call);
+/* Advance the call.  KTLSX_IO_WANT_WRITE (the request waits for room on the
+ * door) or KTLSX_IO_WANT_READ (waiting for the answer): *conn = NULL, *res
+ * untouched.  Otherwise the call is over, the door connection closed, *res
+ * filled, and *conn as ktlsx_daemon_handshake returns it:
+ *   KTLSX_IO_OK       res->status KTLSX_DOOR_OK; *conn the connection (wrap
+ *                     it with ktlsx_socket_wrap(conn, fd)), or NULL when the
+ *                     kernel owns both directions and no state came back
+ *   KTLSX_IO_FAILED   any other status (the daemon's answer, or
+ *                     KTLSX_DOOR_UNREACHABLE / _BAD_REQUEST / _BUSY /
+ *                     _INTERNAL from this side) with res->message; also for a
+ *                     NULL argument (then nothing is filled)
+ *   KTLSX_IO_TIMEOUT  no answer by the deadline: KTLSX_DOOR_UNREACHABLE
+ * The connection is handed out once; a step after the end repeats the
+ * outcome with *conn = NULL. */
+int ktlsx_daemon_handshake_step(ktlsx_door_call *call, ktlsx_conn **conn, struct ktlsx_daemon_result *res);
+/* Ends the call (closes the door connection; a connection not handed out is
+ * freed); NULL is ignored.  `fd` stays open. */
+void ktlsx_daemon_handshake_free(ktlsx_door_call *call);
 
 #pragma GCC visibility pop
 

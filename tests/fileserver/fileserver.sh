@@ -27,7 +27,16 @@
 #  list-dirs     --list-dirs: a sorted listing, names HTML-escaped and hrefs percent-encoded
 #  verify-client --ca + --verify-client: no certificate refused, the test client certificate served
 #  sane/*        SIGTERM: exit 0, no sanitizer report
-# Environment (besides tests/lib.sh's): FS_BIN (default build/bin/ktlsx-fileserver).
+#  options/daemon-*, options/profile-no-daemon  --daemon with --cert, without --profile; --profile alone
+#  daemon/*      --daemon SOCKET --profile web against a ktlsxd started here (export_state = yes, the
+#                key only in ktlsxd): curl byte-exact over TLS 1.3 and 1.2 (16 MiB, ALPN http/1.1),
+#                keep-alive; 5 silent TCP clients whose handshakes wait in ktlsxd while curl is served
+#                within 3 s (their deadline is 4 s: a blocking door call would hold curl); ktlsxd
+#                stopped: the connection closed with a log line, the server alive, then served again
+#                once ktlsxd is back; a fake door that accepts and never answers: 4 connections all
+#                cut at their own 2.5 s deadline together, the server alive; SIGTERM clean
+# Environment (besides tests/lib.sh's): FS_BIN (default build/bin/ktlsx-fileserver), KTLSXD_BIN
+# (default: the ktlsxd next to FS_BIN).
 SRV_TMO=${SRV_TMO:-900} # one server carries most cases
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 ONLY= # the cases share one server and build on one another: all of them run
@@ -47,6 +56,7 @@ done
 gen_certs || exit 1
 CA=$CERTS/ca.pem
 # A private copy of the binary (a relink meanwhile must not change it).
+FS_DIR=$(dirname "$FS") # ktlsxd next to it: the same build (plain or ASan)
 mkdir -p "$WORK/bin" && cp "$FS" "$WORK/bin/" && FS=$WORK/bin/$(basename "$FS")
 
 # ---- the served tree: $WWW; the secret next to it, outside ----
@@ -480,5 +490,153 @@ if start_fs srv --max-conns 5; then
   elif [[ $RC != 0 ]] || ! same_data "$WWW/abc.txt" "$CD/a.data"; then fail "not serving once below the limit: rc $RC"
   else pass; fi
 else fail "server did not start"; fi
+
+# ------------------------------------------------- --daemon: ktlsxd does the handshakes ---
+# ktlsxd holds the key (export_state = yes: no kernel TLS here, the state comes back and the
+# fileserver carries user-space records); the fileserver runs with no --cert/--key.
+KTLSXD=${KTLSXD_BIN:-$FS_DIR/ktlsxd}
+DDIR=$(mktemp -d /tmp/kxfs-door.XXXXXX) # a short path: a unix socket path has 108 bytes at most
+DOOR=$DDIR/door.sock
+KD_PID=
+start_ktlsxd() { # start_ktlsxd NAME: ktlsxd on $DOOR with profile "web" (logs $CD/NAME.err)
+  cat >"$CD/$1.conf" <<CONF
+[daemon]
+socket = $DOOR
+log_level = info
+control_socket = none
+
+[server web]
+cert = $(crt server-ecdsa)
+key = $(key server-ecdsa)
+versions = 1.2-1.3
+alpn = http/1.1
+allow_uids = $(id -u)
+export_state = yes
+CONF
+  timeout -k 2 "$SRV_TMO" "$KTLSXD" -c "$CD/$1.conf" >"$CD/$1.out" 2>"$CD/$1.err" </dev/null &
+  KD_PID=$!; BG_PIDS+=("$KD_PID"); ALL_PIDS+=("$KD_PID")
+  for _ in $(seq 1 100); do grep -q 'ktlsxd: info: ready' "$CD/$1.err" 2>/dev/null && return 0; sleep 0.1; done
+  return 1
+}
+start_fs_daemon() { # start_fs_daemon NAME [options]: the fileserver handing handshakes to $DOOR
+  local name=$1; shift
+  start_server "$name" -- "$FS" --root "$WWW" --listen '127.0.0.1:{PORT}' --daemon "$DOOR" --profile web \
+    --access-log "$ALOG" "$@" || return 1
+  URL=https://localhost:$PORT
+}
+dsane() { # the fileserver (PID $1, stderr $2) is alive and clean
+  if ! kill -0 "$1" 2>/dev/null; then WHY="the fileserver died"; return 1; fi
+  if sanitizer_report "$2"; then WHY=$SAN_WHY; return 1; fi
+  return 0
+}
+
+opt_case daemon-with-cert '--daemon: the certificate, key and client verification are the daemon' \
+  --root "$WWW" --listen 127.0.0.1:1 --daemon "$DOOR" --profile web "${C[@]}"
+opt_case daemon-no-profile '--profile is required' --root "$WWW" --listen 127.0.0.1:1 --daemon "$DOOR"
+opt_case profile-no-daemon '--profile needs --daemon SOCKET' --root "$WWW" --listen 127.0.0.1:1 "${C[@]}" --profile web
+
+if [[ ! -x $KTLSXD ]]; then
+  case_begin daemon/start && skip "ktlsxd not built (${KTLSXD#$ROOT/})"
+  finish
+fi
+case_begin daemon/start
+if ! start_ktlsxd kd; then fail "ktlsxd did not start" "$CD/kd.err"; finish; fi
+if ! start_fs_daemon srv --handshake-timeout 4000; then fail "the fileserver did not start with --daemon" "$CD/srv.err"; finish; fi
+D_PID=$SERVER_PID D_ERR=$CD/srv.err D_URL=$URL D_PORT=$PORT
+BG_PIDS=() # both stay for the cases below
+pass
+
+for v in 1.3 1.2; do
+  case_begin "daemon/curl-tls$v-16MiB"
+  run_cmd curl - "${CURL[@]}" --tlsv"$v" --tls-max "$v" -v -o "$CD/big.data" "$D_URL/big.bin"
+  if [[ $RC != 0 ]]; then fail "curl $(describe_rc "$RC")"
+  elif ! same_data "$WWW/big.bin" "$CD/big.data"; then fail "$DATA_WHY"
+  elif ! grep -q "SSL connection using TLSv$v" "$CD/curl.err"; then fail "not TLS $v: $(grep -m1 'SSL connection' "$CD/curl.err")"
+  elif ! grep -q 'ALPN.*accepted.*http/1.1' "$CD/curl.err"; then fail "ALPN http/1.1 not chosen (the profile's alpn line)"
+  elif ! dsane "$D_PID" "$D_ERR"; then fail "$WHY"
+  else pass; fi
+done
+case_begin daemon/keepalive
+run_cmd curl - "${CURL[@]}" -o "$CD/a.data" -o "$CD/b.data" -w '%{num_connects} ' "$D_URL/mid.bin" "$D_URL/abc.txt"
+if [[ $RC != 0 ]]; then fail "curl $(describe_rc "$RC")"
+elif [[ $(cat "$CD/curl.out") != "1 0 " ]]; then fail "two requests did not share one connection: connects '$(cat "$CD/curl.out")'"
+elif ! same_data "$WWW/mid.bin" "$CD/a.data" || ! same_data "$WWW/abc.txt" "$CD/b.data"; then fail "$DATA_WHY"
+else pass; fi
+
+# Silent TCP clients: each one's handshake waits in ktlsxd (up to the 4 s deadline); the worker
+# (one ring) serves curl meanwhile.  A blocking door call would hold curl for 5 x 4 s.
+case_begin daemon/stalled-handshakes
+for i in 1 2 3 4 5; do
+  timeout -k 2 30 bash -c "exec 3<>/dev/tcp/127.0.0.1/$D_PORT; cat <&3 >/dev/null" &
+  BG_PIDS+=($!); ALL_PIDS+=($!)
+done
+sleep 0.5
+t0=$(date +%s%N)
+run_cmd curl - "${CURL[@]}" -o "$CD/m.data" "$D_URL/mid.bin"
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+alive=0; for p in "${BG_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=$((alive + 1)); done
+if [[ $RC != 0 ]] || ! same_data "$WWW/mid.bin" "$CD/m.data"; then fail "curl with 5 stalled handshakes: rc $RC ${DATA_WHY:-}"
+elif (( ms > 3000 )); then fail "curl took $ms ms behind 5 stalled handshakes (their deadline is 4000 ms)"
+elif (( alive != 5 )); then fail "only $alive of the 5 silent clients were still waiting when curl was done"
+else echo "curl served in $ms ms while 5 handshakes waited in ktlsxd" >"$CD/result.txt"; pass; fi
+
+# ktlsxd down: each connection is closed with a log line, the server keeps running; ktlsxd back:
+# served again.
+case_begin daemon/daemon-down
+kill -TERM "$KD_PID"; wait "$KD_PID" 2>/dev/null
+run_cmd curl - "${CURL[@]}" -o "$CD/x.data" "$D_URL/abc.txt"
+down_rc=$RC
+sleep 0.2
+if (( down_rc == 0 )); then fail "served with ktlsxd down?"
+elif ! grep -q "ktlsxd: unreachable: cannot reach the daemon at $DOOR: .*: connection closed" "$D_ERR"; then
+  fail "no log line for the unreachable daemon" "$D_ERR"
+elif ! dsane "$D_PID" "$D_ERR"; then fail "$WHY"
+elif ! start_ktlsxd kd2; then fail "ktlsxd did not start again" "$CD/kd2.err"
+else
+  BG_PIDS=()
+  run_cmd curl - "${CURL[@]}" -o "$CD/y.data" "$D_URL/abc.txt"
+  if [[ $RC != 0 ]] || ! same_data "$WWW/abc.txt" "$CD/y.data"; then fail "not served once ktlsxd is back: rc $RC"
+  else pass; fi
+fi
+
+# A door that accepts and never answers: every connection is cut at its own deadline
+# (--handshake-timeout 1500 + 1 s), together, not one after the other; the server lives on.
+case_begin daemon/silent-door
+kill -TERM "$KD_PID" 2>/dev/null; wait "$KD_PID" 2>/dev/null
+rm -f "$DOOR"
+python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); s.bind(sys.argv[1]); s.listen(64)
+held = []
+while True:
+    c, _ = s.accept(); held.append(c)   # read nothing, answer nothing
+' "$DOOR" >"$CD/door.out" 2>"$CD/door.err" &
+door_pid=$!; BG_PIDS+=("$door_pid"); ALL_PIDS+=("$door_pid")
+for _ in $(seq 1 50); do [[ -S $DOOR ]] && break; sleep 0.1; done
+if start_fs_daemon srv --handshake-timeout 1500; then
+  S_PID=$SERVER_PID
+  t0=$(date +%s%N)
+  cpids=()
+  for i in 1 2 3 4; do "${CURL[@]}" -o /dev/null "$URL/abc.txt" 2>"$CD/c$i.err" & cpids+=($!); done
+  crc=0; for p in "${cpids[@]}"; do wait "$p" || crc=$((crc + 1)); done
+  ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  n=$(grep -c 'ktlsxd: unreachable: no answer in 2500 ms: connection closed' "$CD/srv.err")
+  if (( crc != 4 )); then fail "$((4 - crc)) of 4 connections were served by a door that never answers"
+  elif (( ms < 2000 || ms > 7000 )); then fail "4 connections ended after $ms ms (each one's deadline: 2500 ms)"
+  elif (( n < 1 )); then fail "no log line for the silent daemon" "$CD/srv.err"
+  elif ! dsane "$S_PID" "$CD/srv.err"; then fail "$WHY"
+  else echo "4 connections to a silent door all cut after $ms ms" >"$CD/result.txt"; pass; fi
+else fail "the fileserver did not start" "$CD/srv.err"; fi
+stop_case_procs
+
+case_begin daemon/sane
+kill -TERM "$D_PID" 2>/dev/null
+for _ in $(seq 1 100); do kill -0 "$D_PID" 2>/dev/null || break; sleep 0.1; done
+wait "$D_PID" 2>/dev/null; rc=$?
+if (( rc != 0 )); then fail "exit $rc after SIGTERM" "$D_ERR"
+elif sanitizer_report "$D_ERR"; then fail "$SAN_WHY" "$D_ERR"
+elif grep -qE 'AddressSanitizer|runtime error' "$D_ERR"; then fail "sanitizer output" "$D_ERR"
+else pass; fi
+rm -rf "$DDIR"
 
 finish

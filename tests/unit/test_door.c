@@ -10,7 +10,14 @@
  *   without fd, two fds (the second closed), a message too big for the buffer;
  * - ktlsx_daemon_handshake: bad arguments, no daemon, a door that answers an
  *   error status, one that answers garbage, one that closes without answering,
- *   one that answers "busy" and closes without reading the request. */
+ *   one that answers "busy" and closes without reading the request;
+ * - the steps (ktlsx_daemon_handshake_start/_step/_fd/_timeout_ms/_free):
+ *   no daemon and bad arguments end at the first step; a silent door, a slow
+ *   one and one that answers half a message driven together in one poll loop
+ *   (the silent one ends at its deadline, the others are not held up); a door
+ *   that closes; success with a real server connection's export (imported,
+ *   same version and suite; freed with the call when not taken; a damaged
+ *   blob: internal); a call freed mid-way. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,9 +33,14 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <poll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ktlsx/daemon.h>
+#include "handshake/conn.h"
+#include "helpers/pki.h"
+#include "helpers/engine_pair.h"
 
 static struct ktlsx_door_request full_request(void)
 {
@@ -255,7 +267,11 @@ static void test_fd_passing(void **state)
 }
 
 /* A fake door: accepts one connection, reads the request, then behaves as `mode` says. */
-enum fake_mode { FAKE_DENY, FAKE_GARBAGE, FAKE_CLOSE, FAKE_BUSY_EARLY };
+enum fake_mode { FAKE_DENY, FAKE_GARBAGE, FAKE_CLOSE, FAKE_BUSY_EARLY, FAKE_SILENT, FAKE_TRUNCATED, FAKE_SLOW_OK, FAKE_BLOB };
+
+/* FAKE_BLOB answers "ok" with this export of a real server connection. */
+static uint8_t fake_blob[KTLSX_EXPORT_MAX];
+static size_t fake_blob_len;
 struct fake_door {
     int lfd;
     enum fake_mode mode;
@@ -288,34 +304,68 @@ static void *fake_door_run(void *arg)
         (void)ktlsx_send_fd(c, buf, (size_t)n, -1, 0);
     } else if (d->mode == FAKE_GARBAGE) {
         (void)ktlsx_send_fd(c, "garbage garbage garbage garbage garbage", 39, -1, 0);
+    } else if (d->mode == FAKE_SILENT) { /* never answers: wait until the caller gives up and closes */
+        while (ktlsx_recv_fd(c, buf, sizeof buf, &fd, 0) > 0)
+            if (fd >= 0) close(fd);
+    } else if (d->mode == FAKE_BLOB) {
+        struct ktlsx_daemon_result r = { .status = KTLSX_DOOR_OK, .version = KTLSX_TLS13, .cipher = 0x1301 };
+        strcpy(r.ktls_why, "no kernel TLS here");
+        n = ktlsx_door_answer_encode(&r, fake_blob, fake_blob_len, buf, sizeof buf, NULL);
+        (void)ktlsx_send_fd(c, buf, (size_t)n, -1, 0);
+    } else if (d->mode == FAKE_TRUNCATED || d->mode == FAKE_SLOW_OK) {
+        struct ktlsx_daemon_result r = { .status = KTLSX_DOOR_OK, .version = KTLSX_TLS13, .cipher = 0x1301,
+                                         .ktls = KTLSX_KTLS_TX | KTLSX_KTLS_RX };
+        strcpy(r.alpn, "h2");
+        strcpy(r.group, "x25519");
+        n = ktlsx_door_answer_encode(&r, NULL, 0, buf, sizeof buf, NULL);
+        if (d->mode == FAKE_TRUNCATED) n = KTLSX_DOOR_ANSWER_HEADER + 3; /* the header and part of a field */
+        else usleep(300 * 1000);                                           /* a few WANT_READ first */
+        (void)ktlsx_send_fd(c, buf, (size_t)n, -1, 0);
     }
     close(c);
     return NULL;
 }
 
+struct fake {
+    struct fake_door d;
+    pthread_t t;
+    char dir[32], sock[64];
+    int sp[2]; /* sp[0]: the "TCP" socket handed over */
+};
+
+static void fake_start(struct fake *f, enum fake_mode mode)
+{
+    memset(f, 0, sizeof *f);
+    strcpy(f->dir, "/tmp/kxt_door_XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->sock, sizeof f->sock, "%s/door", f->dir);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    strcpy(sa.sun_path, f->sock);
+    f->d.lfd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+    f->d.mode = mode;
+    assert_int_equal(bind(f->d.lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(f->d.lfd, 4), 0);
+    assert_int_equal(pthread_create(&f->t, NULL, fake_door_run, &f->d), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, f->sp), 0);
+}
+
+static void fake_end(struct fake *f)
+{
+    pthread_join(f->t, NULL);
+    close(f->sp[0]);
+    close(f->sp[1]);
+    close(f->d.lfd);
+    unlink(f->sock);
+    rmdir(f->dir);
+}
+
 static void run_fake(enum fake_mode mode, struct ktlsx_daemon_result *res, struct fake_door *d)
 {
-    char path[] = "/tmp/kxt_door_XXXXXX";
-    assert_non_null(mkdtemp(path));
-    char sock[64];
-    snprintf(sock, sizeof sock, "%s/door", path);
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    strcpy(sa.sun_path, sock);
-    d->lfd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
-    d->mode = mode;
-    assert_int_equal(bind(d->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(d->lfd, 4), 0);
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, fake_door_run, d), 0);
-    int sp[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
-    assert_null(ktlsx_daemon_handshake(sock, sp[0], KTLSX_SERVER, "web", "example.org", "h2", 2000, res));
-    pthread_join(t, NULL);
-    close(sp[0]);
-    close(sp[1]);
-    close(d->lfd);
-    unlink(sock);
-    rmdir(path);
+    struct fake f;
+    fake_start(&f, mode);
+    assert_null(ktlsx_daemon_handshake(f.sock, f.sp[0], KTLSX_SERVER, "web", "example.org", "h2", 2000, res));
+    fake_end(&f);
+    *d = f.d;
 }
 
 static void test_daemon_handshake(void **state)
@@ -369,12 +419,198 @@ static void test_daemon_handshake(void **state)
     assert_null(ktlsx_daemon_handshake(NULL, 0, KTLSX_CLIENT, "p", NULL, NULL, 100, NULL));
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Drive calls[0..n) together with one poll(2), as an event loop does; each
+ * ends with rcs[i] (the step's last result), res[i], conns[i], and
+ * wants[i] = how many times it said WANT_READ. */
+static void drive(ktlsx_door_call **calls, int n, int *rcs, struct ktlsx_daemon_result *res, ktlsx_conn **conns,
+                  int *wants, int64_t *ended)
+{
+    int left = n;
+    for (int i = 0; i < n; i++) rcs[i] = -1, wants[i] = 0;
+    while (left > 0) {
+        struct pollfd p[8];
+        int np = 0, map[8], timeout = -1;
+        for (int i = 0; i < n; i++) {
+            if (rcs[i] != -1 && rcs[i] != KTLSX_IO_WANT_READ && rcs[i] != KTLSX_IO_WANT_WRITE) continue;
+            rcs[i] = ktlsx_daemon_handshake_step(calls[i], &conns[i], &res[i]);
+            if (rcs[i] == KTLSX_IO_WANT_READ || rcs[i] == KTLSX_IO_WANT_WRITE) {
+                if (rcs[i] == KTLSX_IO_WANT_READ) wants[i]++;
+                assert_int_equal(ktlsx_daemon_handshake_fd(calls[i]) >= 0, 1);
+                assert_null(conns[i]);
+                int t = ktlsx_daemon_handshake_timeout_ms(calls[i]);
+                assert_true(t >= 0);
+                if (timeout < 0 || t < timeout) timeout = t;
+                p[np].fd = ktlsx_daemon_handshake_fd(calls[i]);
+                p[np].events = rcs[i] == KTLSX_IO_WANT_READ ? POLLIN : POLLOUT;
+                map[np++] = i;
+            } else {
+                left--;
+                ended[i] = mono_ms();
+                assert_int_equal(ktlsx_daemon_handshake_fd(calls[i]), -1); /* over: the door connection is closed */
+                assert_int_equal(ktlsx_daemon_handshake_timeout_ms(calls[i]), -1);
+            }
+        }
+        if (np > 0) assert_true(poll(p, (nfds_t)np, timeout) >= 0);
+        (void)map;
+    }
+}
+
+static void test_daemon_handshake_steps(void **state)
+{
+    (void)state;
+    struct ktlsx_daemon_result res[3];
+    ktlsx_conn *conns[3];
+    int rcs[3], wants[3];
+    int64_t ended[3];
+
+    /* No daemon: the call is over at once, no fd to wait on. */
+    ktlsx_door_call *call = ktlsx_daemon_handshake_start("/nonexistent/door", 0, KTLSX_CLIENT, "p", NULL, NULL, 100);
+    assert_non_null(call);
+    assert_int_equal(ktlsx_daemon_handshake_fd(call), -1);
+    conns[0] = (ktlsx_conn *)call; /* must be overwritten */
+    assert_int_equal(ktlsx_daemon_handshake_step(call, &conns[0], &res[0]), KTLSX_IO_FAILED);
+    assert_null(conns[0]);
+    assert_int_equal(res[0].status, KTLSX_DOOR_UNREACHABLE);
+    assert_string_equal(res[0].message, "cannot reach the daemon at /nonexistent/door: No such file or directory");
+    ktlsx_daemon_handshake_free(call);
+    /* Bad arguments: the same, with bad-request. */
+    call = ktlsx_daemon_handshake_start(NULL, -1, KTLSX_SERVER, "p", NULL, NULL, 100);
+    assert_int_equal(ktlsx_daemon_handshake_step(call, &conns[0], &res[0]), KTLSX_IO_FAILED);
+    assert_int_equal(res[0].status, KTLSX_DOOR_BAD_REQUEST);
+    assert_int_equal(ktlsx_daemon_handshake_step(call, NULL, &res[0]), KTLSX_IO_FAILED);
+    assert_int_equal(ktlsx_daemon_handshake_step(call, &conns[0], NULL), KTLSX_IO_FAILED);
+    ktlsx_daemon_handshake_free(call);
+    assert_int_equal(ktlsx_daemon_handshake_step(NULL, &conns[0], &res[0]), KTLSX_IO_FAILED);
+    assert_int_equal(ktlsx_daemon_handshake_fd(NULL), -1);
+    assert_int_equal(ktlsx_daemon_handshake_timeout_ms(NULL), -1);
+    ktlsx_daemon_handshake_free(NULL);
+
+    /* A door that never answers, one that answers after 300 ms and one that
+     * answers half a message, driven together: the silent one holds up
+     * neither of the others and ends at its own deadline (100 ms + 1 s). */
+    struct fake f[3];
+    fake_start(&f[0], FAKE_SILENT);
+    fake_start(&f[1], FAKE_SLOW_OK);
+    fake_start(&f[2], FAKE_TRUNCATED);
+    int64_t t0 = mono_ms();
+    ktlsx_door_call *calls[3];
+    calls[0] = ktlsx_daemon_handshake_start(f[0].sock, f[0].sp[0], KTLSX_SERVER, "web", NULL, NULL, 100);
+    calls[1] = ktlsx_daemon_handshake_start(f[1].sock, f[1].sp[0], KTLSX_CLIENT, "web", "example.org", "h2", 5000);
+    calls[2] = ktlsx_daemon_handshake_start(f[2].sock, f[2].sp[0], KTLSX_SERVER, "web", NULL, NULL, 5000);
+    for (int i = 0; i < 3; i++) assert_non_null(calls[i]);
+    drive(calls, 3, rcs, res, conns, wants, ended);
+
+    assert_int_equal(rcs[0], KTLSX_IO_TIMEOUT);
+    assert_int_equal(res[0].status, KTLSX_DOOR_UNREACHABLE);
+    assert_string_equal(res[0].message, "no answer from the daemon: Connection timed out");
+    assert_null(conns[0]);
+    assert_true(ended[0] - t0 >= 1100);
+    assert_true(wants[0] >= 1);
+
+    assert_int_equal(rcs[1], KTLSX_IO_OK); /* no state came back: the kernel owns both directions */
+    assert_null(conns[1]);
+    assert_int_equal(res[1].status, KTLSX_DOOR_OK);
+    assert_int_equal(res[1].ktls, KTLSX_KTLS_TX | KTLSX_KTLS_RX);
+    assert_int_equal(res[1].version, KTLSX_TLS13);
+    assert_string_equal(res[1].alpn, "h2");
+    assert_true(wants[1] >= 1);           /* it said WANT_READ while the door was silent */
+    assert_true(ended[1] < ended[0]);     /* and was not held up by the silent one */
+    assert_int_equal(f[1].d.got.role, KTLSX_CLIENT);
+    assert_string_equal(f[1].d.got.server_name, "example.org");
+    assert_int_equal(f[1].d.got.timeout_ms, 5000);
+    assert_true(f[1].d.got_fd_ok);
+    /* After the end the outcome repeats, without a connection. */
+    assert_int_equal(ktlsx_daemon_handshake_step(calls[1], &conns[1], &res[1]), KTLSX_IO_OK);
+    assert_int_equal(res[1].status, KTLSX_DOOR_OK);
+
+    assert_int_equal(rcs[2], KTLSX_IO_FAILED);
+    assert_int_equal(res[2].status, KTLSX_DOOR_UNREACHABLE);
+    assert_true(strncmp(res[2].message, "unreadable answer from the daemon: ", 35) == 0);
+    assert_true(ended[2] < ended[0]);
+
+    for (int i = 0; i < 3; i++) {
+        ktlsx_daemon_handshake_free(calls[i]); /* the silent door sees its connection close and ends */
+        fake_end(&f[i]);
+    }
+
+    /* A door that closes after reading the request. */
+    fake_start(&f[0], FAKE_CLOSE);
+    calls[0] = ktlsx_daemon_handshake_start(f[0].sock, f[0].sp[0], KTLSX_SERVER, "web", NULL, NULL, 2000);
+    drive(calls, 1, rcs, res, conns, wants, ended);
+    assert_int_equal(rcs[0], KTLSX_IO_FAILED);
+    assert_int_equal(res[0].status, KTLSX_DOOR_UNREACHABLE);
+    assert_string_equal(res[0].message, "no answer from the daemon: it closed the door connection");
+    ktlsx_daemon_handshake_free(calls[0]);
+    fake_end(&f[0]);
+
+    /* Success with the state: the connection rebuilt from a real server's export. */
+    kxt_pair pair;
+    kxt_pair_start(&pair, kxt_client_cfg(NULL, NULL), kxt_server_cfg("ecdsa", NULL, NULL), "localhost",
+                   KXT_FEED_WANTED);
+    kxt_pump(&pair);
+    kxt_assert_done(&pair);
+    const char *why = NULL;
+    long bl = ktlsx_conn_export(pair.s, fake_blob, sizeof fake_blob, &why);
+    if (bl <= 0) fail_msg("export: %s", why ? why : "?");
+    fake_blob_len = (size_t)bl;
+    fake_start(&f[0], FAKE_BLOB);
+    calls[0] = ktlsx_daemon_handshake_start(f[0].sock, f[0].sp[0], KTLSX_SERVER, "web", NULL, NULL, 2000);
+    drive(calls, 1, rcs, res, conns, wants, ended);
+    assert_int_equal(rcs[0], KTLSX_IO_OK);
+    assert_int_equal(res[0].status, KTLSX_DOOR_OK);
+    assert_string_equal(res[0].ktls_why, "no kernel TLS here");
+    assert_non_null(conns[0]);
+    assert_int_equal(ktlsx_handshake(conns[0]), KTLSX_DONE);
+    assert_int_equal(ktlsx_version(conns[0]), ktlsx_version(pair.s));
+    assert_int_equal(ktlsx_cipher_id(conns[0]), ktlsx_cipher_id(pair.s));
+    ktlsx_conn_free(conns[0]);
+    ktlsx_daemon_handshake_free(calls[0]);
+    fake_end(&f[0]);
+    /* The same answer, the call freed without taking the connection: freed with it (ASan: no leak). */
+    fake_start(&f[0], FAKE_BLOB);
+    calls[0] = ktlsx_daemon_handshake_start(f[0].sock, f[0].sp[0], KTLSX_SERVER, "web", NULL, NULL, 2000);
+    struct pollfd pf = { .fd = ktlsx_daemon_handshake_fd(calls[0]), .events = POLLIN };
+    assert_int_equal(poll(&pf, 1, 5000), 1);
+    ktlsx_daemon_handshake_free(calls[0]);
+    fake_end(&f[0]);
+    /* A blob that does not import: internal, no connection. */
+    fake_blob[0] ^= 0xff;
+    fake_start(&f[0], FAKE_BLOB);
+    calls[0] = ktlsx_daemon_handshake_start(f[0].sock, f[0].sp[0], KTLSX_SERVER, "web", NULL, NULL, 2000);
+    drive(calls, 1, rcs, res, conns, wants, ended);
+    assert_int_equal(rcs[0], KTLSX_IO_FAILED);
+    assert_int_equal(res[0].status, KTLSX_DOOR_INTERNAL);
+    assert_true(strncmp(res[0].message, "cannot import the daemon's state: ", 34) == 0);
+    assert_null(conns[0]);
+    ktlsx_daemon_handshake_free(calls[0]);
+    fake_end(&f[0]);
+    memset(fake_blob, 0, sizeof fake_blob);
+    kxt_pair_free(&pair);
+
+    /* A call freed while the door still works on it: the door sees the close. */
+    fake_start(&f[0], FAKE_SILENT);
+    calls[0] = ktlsx_daemon_handshake_start(f[0].sock, f[0].sp[0], KTLSX_SERVER, "web", NULL, NULL, 0);
+    assert_int_equal(ktlsx_daemon_handshake_step(calls[0], &conns[0], &res[0]), KTLSX_IO_WANT_READ);
+    int t = ktlsx_daemon_handshake_timeout_ms(calls[0]); /* timeout 0: the 60 s default wait */
+    assert_true(t > 50000 && t <= 60000);
+    ktlsx_daemon_handshake_free(calls[0]);
+    fake_end(&f[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_round_trip), cmocka_unit_test(test_request_refused),
         cmocka_unit_test(test_answer_round_trip),  cmocka_unit_test(test_answer_refused),
         cmocka_unit_test(test_fd_passing),         cmocka_unit_test(test_daemon_handshake),
+        cmocka_unit_test(test_daemon_handshake_steps),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, kxt_pki_group_setup, kxt_pki_group_teardown);
 }
