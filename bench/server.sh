@@ -8,6 +8,10 @@
 #                     response, so it has no keep-alive requests/s figure)
 #   ktlsx-fileserver  $FILESERVER (default BUILD/bin/ktlsx-fileserver), skipped with a line when absent:
 #                     --root DIR --listen 127.0.0.1:PORT --cert --key --workers 1
+#   ktlsx-fileserver through ktlsxd  (issue 8: the door against the in-process engine, target >= 0.8x)
+#                     the same file server with --daemon: ktlsxd (workers = 1, BUILD/bin/ktlsxd) runs
+#                     every handshake and holds the key; both processes on the server's core, and
+#                     the server CPU figures count both
 # each with the ECDSA P-256 and the RSA-2048 certificate of tests/certs (the RSA one is made here if
 # missing), and three figures: full TLS 1.3 handshakes/s, resumed (ticket, psk_dhe_ke) handshakes/s,
 # small-request keep-alive requests/s; plus the server's and the client's CPU use (a server below
@@ -94,6 +98,7 @@ wait_listen() { # wait_listen PORT PID
   return 1
 }
 stop_server() {
+  if [[ -n ${DMN_PID:-} ]]; then kill -TERM "$DMN_PID" 2>/dev/null; wait "$DMN_PID" 2>/dev/null; DMN_PID=; fi
   kill -TERM "$SRV_PID" 2>/dev/null
   for _ in $(seq 1 60); do kill -0 "$SRV_PID" 2>/dev/null || break; sleep 0.05; done
   kill -KILL "$SRV_PID" 2>/dev/null
@@ -103,7 +108,7 @@ stop_server() {
 # cpu_ticks PID: user+system clock ticks of PID and its children (nginx's worker)
 cpu_ticks() {
   local t=0 p
-  for p in "$1" $(pgrep -P "$1" 2>/dev/null); do
+  for p in "$1" $(pgrep -P "$1" 2>/dev/null) ${DMN_PID:-}; do
     [[ -r /proc/$p/stat ]] || continue
     t=$((t + $(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat")))
   done
@@ -148,6 +153,32 @@ start_s_server() { # start_s_server CERT KEY
 start_fileserver() { # start_fileserver CERT KEY
   "${PIN_S[@]}" "$FILESERVER" --root "$WWW" --listen "127.0.0.1:$PORT" --cert "$1" --key "$2" --workers 1 \
     </dev/null >"$RUN/fileserver.out" 2>&1 &
+  SRV_PID=$!
+}
+DAEMON=$BUILD/bin/ktlsxd DMN_PID=
+start_fsdoor() { # start_fsdoor CERT KEY: ktlsxd holding CERT/KEY, the file server asking it
+  cat >"$RUN/ktlsxd.conf" <<CONF
+[daemon]
+socket = $RUN/door.sock
+workers = 1
+log_level = warning
+max_handshakes_per_uid = 100000
+max_clients_per_uid = 100000
+
+[server web]
+cert = $1
+key = $2
+versions = 1.3
+groups = x25519
+alpn = http/1.1
+export_state = yes
+allow_uids = $(id -u)
+CONF
+  "${PIN_S[@]}" "$DAEMON" -c "$RUN/ktlsxd.conf" </dev/null >"$RUN/ktlsxd.out" 2>&1 &
+  DMN_PID=$!
+  for _ in $(seq 1 100); do [[ -S $RUN/door.sock ]] && break; sleep 0.05; done
+  "${PIN_S[@]}" "$FILESERVER" --root "$WWW" --listen "127.0.0.1:$PORT" --daemon "$RUN/door.sock" --profile web \
+    --workers 1 </dev/null >"$RUN/fsdoor.out" 2>&1 &
   SRV_PID=$!
 }
 
@@ -213,6 +244,7 @@ run_server() { # run_server KIND CERTKIND
   case $kind in
     nginx) command -v nginx >/dev/null || { NOTE[$name]="nginx not installed"; ROWS+=("$name"); return 0; } ;;
     fileserver) [[ -x $FILESERVER ]] || { NOTE[$name]="skipped: no ktlsx-fileserver at $FILESERVER (set FILESERVER=path)"; ROWS+=("$name"); say "$name: ${NOTE[$name]}"; return 0; } ;;
+    fsdoor) [[ -x $FILESERVER && -x $DAEMON ]] || { NOTE[$name]="skipped: no ktlsx-fileserver or ktlsxd"; ROWS+=("$name"); say "$name: ${NOTE[$name]}"; return 0; } ;;
   esac
   PORT=$(free_port) || return 1
   rm -f "$RUN"/*.out "$RUN/nginx/out" # only this server's start-up messages below
@@ -236,7 +268,7 @@ run_server() { # run_server KIND CERTKIND
   ROWS+=("$name")
 }
 for ck in ecdsa rsa; do
-  for kind in nginx s_server fileserver; do run_server "$kind" "$ck"; done
+  for kind in nginx s_server fileserver fsdoor; do run_server "$kind" "$ck"; done
 done
 
 # ------------------------------------------------------------------ table ---
@@ -245,7 +277,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a 
 # us_op CPU% RATE: server CPU microseconds per operation (CPU over the whole run / the window's rate:
 # an estimate that holds while the rate is steady; robust to a shared machine, unlike the rate)
 us_op() { awk -v c="$1" -v r="$2" 'BEGIN { if (c > 0 && r > 0) printf "%.0f", c / 100 / r * 1e6; else printf "-" }'; }
-label() { case ${1%%/*} in nginx) echo nginx ;; s_server) echo "openssl s_server" ;; fileserver) echo ktlsx-fileserver ;; esac; }
+label() { case ${1%%/*} in nginx) echo nginx ;; s_server) echo "openssl s_server" ;; fileserver) echo ktlsx-fileserver ;; fsdoor) echo "fileserver+ktlsxd" ;; esac; }
 {
   echo "# server capacity on one core: ktlsx-load $(git describe --always --dirty 2>/dev/null || echo '?'), $(date -u +%Y-%m-%dT%H:%MZ)"
   echo "# $(uname -sr), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(openssl version), $(nginx -v 2>&1 | sed 's/^nginx version: //')"
@@ -265,6 +297,11 @@ label() { case ${1%%/*} in nginx) echo nginx ;; s_server) echo "openssl s_server
       [[ -n ${NOTE[$n/$m]:-} ]] && echo "    $m: ${NOTE[$n/$m]}"
     done
     echo "    runs: full ${RUNS[$n/full]:-}; resumed ${RUNS[$n/resumed]:-}; requests ${RUNS[$n/requests]:-n/a}"
+  done
+  for ck in ecdsa rsa; do
+    [[ -n ${RATE[fsdoor/$ck/full]:-} && -n ${RATE[fileserver/$ck/full]:-} ]] || continue
+    echo "# through ktlsxd / in-process (the same file server, $ck): rate full $(ratio "${RATE[fsdoor/$ck/full]}" "${RATE[fileserver/$ck/full]}"), resumed $(ratio "${RATE[fsdoor/$ck/resumed]}" "${RATE[fileserver/$ck/resumed]}");" \
+      "server CPU per handshake (both processes) in-process / through ktlsxd: full $(ratio "$(us_op "${CPU[fileserver/$ck/full]}" "${RATE[fileserver/$ck/full]}")" "$(us_op "${CPU[fsdoor/$ck/full]}" "${RATE[fsdoor/$ck/full]}")"), resumed $(ratio "$(us_op "${CPU[fileserver/$ck/resumed]}" "${RATE[fileserver/$ck/resumed]}")" "$(us_op "${CPU[fsdoor/$ck/resumed]}" "${RATE[fsdoor/$ck/resumed]}")") (target >= 0.8)"
   done
   echo "# ratios to nginx (same certificate): full, resumed, requests"
   for n in "${ROWS[@]}"; do
