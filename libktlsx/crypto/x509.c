@@ -317,12 +317,20 @@ static int check_key_matches(kx_certkey *ck, const char *cert_name, const char *
         return -1;
     }
     int match = X509_check_private_key(leaf, ck->key);
-    X509_free(leaf);
     if (match != 1) {
+        X509_free(leaf);
         set_err(err, errlen, "%s: private key does not match certificate", key_name);
         return -1;
     }
+    ck->leaf = leaf;
     return 0;
+}
+
+bool kx_certkey_names(const kx_certkey *ck, const char *host)
+{
+    if (ck->leaf == NULL || host == NULL || host[0] == '\0') return false;
+    if (X509_check_host(ck->leaf, host, 0, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) == 1) return true;
+    return X509_check_ip_asc(ck->leaf, host, 0) == 1;
 }
 
 int kx_certkey_load_mem(kx_certkey *ck, const kx_input *chain, const kx_input *key, char *err, size_t errlen)
@@ -389,6 +397,7 @@ void kx_certkey_free(kx_certkey *ck)
     }
     /* EVP_PKEY_free clears the key material itself. */
     EVP_PKEY_free(ck->key);
+    X509_free(ck->leaf);
     kx_wipe(ck, sizeof(*ck));
 }
 

@@ -17,7 +17,12 @@ typedef struct {
     size_t der_len[KX_MAX_CHAIN];
     size_t count;
     EVP_PKEY *key;  /* private key; matches der[0] */
+    X509 *leaf;     /* der[0] parsed once at load: the names a server's SNI is matched against */
 } kx_certkey;
+
+/* Whether the leaf of ck names `host` (DNS SAN, wildcards as RFC 6125; an IP
+ * literal against IP SANs). */
+bool kx_certkey_names(const kx_certkey *ck, const char *host);
 
 /* Bytes to parse, and the name error messages give them (a file name, or
  * e.g. "CA buffer" for memory input). */

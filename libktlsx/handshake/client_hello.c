@@ -322,11 +322,17 @@ static bool choose_certificate(ktlsx_conn *c, const kx_suite *suite, const hello
         }
         return false;
     }
+    /* Several certificates: those that name the SNI host first (one profile
+     * serving several names), then any, each pass in the client's order of
+     * signature algorithms. */
+    bool by_name = cfg->cert_count > 1 && c->server_name[0] != '\0';
+    for (int pass = by_name ? 0 : 1; pass < 2; pass++)
     for (size_t i = 0; i < c->peer_sigalg_count; i++) {
         uint16_t s = c->peer_sigalgs[i];
         if (!kx_list_has(cfg->sigalgs, cfg->sigalg_count, s)) continue;
         for (size_t k = 0; k < cfg->cert_count; k++) {
             EVP_PKEY *key = cfg->certs[k].key;
+            if (pass == 0 && !kx_certkey_names(&cfg->certs[k], c->server_name)) continue;
             if (!tls13) {
                 if (!cert_curve_acceptable(key, h)) continue;
                 bool rsa = EVP_PKEY_is_a(key, "RSA") || EVP_PKEY_is_a(key, "RSA-PSS");

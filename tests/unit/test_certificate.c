@@ -128,6 +128,38 @@ static void test_server_chain(void **state)
     }
 }
 
+/* A server with several certificates picks the one naming the client's SNI
+ * host (one profile serving several names), falling back to the signature
+ * algorithms' choice when none names it or no SNI came. */
+static void test_server_chooses_by_sni(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *sni, *want;
+    } cases[] = {
+        { "a.example", "vhost-a.pem" }, /* only the second certificate names it */
+        { "localhost", "server-ecdsa.pem" },
+        { "unknown.invalid", "server-ecdsa.pem" }, /* no certificate names it: the first that fits */
+        { NULL, "server-ecdsa.pem" },
+    };
+    for (int v = 0; v < 2; v++) {
+        uint16_t ver = v ? KTLSX_TLS12 : KTLSX_TLS13;
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            ktlsx_config *scfg = kxt_server_cfg("ecdsa", NULL, NULL);
+            KXT_CFG_OK(scfg, ktlsx_config_add_cert(scfg, kxt_pki_path("vhost-a.pem"), kxt_pki_path("vhost-a.key")));
+            ktlsx_config *ccfg = client_cfg(ver, false);
+            /* the fallback cases get a certificate not naming the host asked for: look, do not verify */
+            KXT_CFG_OK(ccfg, ktlsx_config_set_insecure(ccfg, 1));
+            kxt_pair p;
+            kxt_pair_start(&p, ccfg, scfg, cases[i].sni, KXT_FEED_ALL);
+            kxt_pump(&p);
+            kxt_assert_done(&p);
+            assert_peer_chain(p.c, cases[i].want);
+            kxt_pair_free(&p);
+        }
+    }
+}
+
 static void test_client_chain_mtls(void **state)
 {
     (void)state;
@@ -239,6 +271,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_server_chain),
+        cmocka_unit_test(test_server_chooses_by_sni),
         cmocka_unit_test(test_client_chain_mtls),
         cmocka_unit_test(test_resumed_has_no_chain),
         cmocka_unit_test(test_chain_insecure_and_refused),
