@@ -1,0 +1,202 @@
+#!/bin/sh
+# ktlsxd's kernel door (issue 9): the daemon answers the kernel's `handshake`
+# netlink upcall for NVMe/TCP with TLS, on loopback, both sides in this VM:
+# an nvmet target on 127.0.0.1:4420 with tsas tls1.3 (its server handshakes)
+# and the host connecting with `tls` through /dev/nvme-fabrics (its client
+# handshakes), a retained PSK "NVMe0R01 <hostnqn> <subnqn>" in the .nvme
+# keyring.  16 MiB written to the namespace (file-backed) and read back with
+# equal sha256; tls_stat shows the sockets in kernel TLS; the daemon's log
+# names each handshake and its status.  Then the failures: the host offering
+# a key the target does not hold (EKEYREJECTED/EACCES, the connect fails well
+# within its timeout), and the daemon stopped (the connect fails) and started
+# again (it succeeds).
+# kmod-timeout: 240
+. "$KMOD_LIB"
+. /suite/lib-ktlsx.sh
+
+tests="kdoor-family kdoor-daemon kdoor-connect kdoor-data kdoor-tls-stat kdoor-log kdoor-wrong-psk kdoor-daemon-restart"
+out=$(timeout 20 ktlsx probe 2>&1)
+hs=$(echo "$out" | grep '^handshake-genl:' | head -1)
+info "probe: $hs"
+case "$hs" in
+"handshake-genl: yes"*) pass kdoor-family ;;
+*)
+	for t in $tests; do skip "$t" "no handshake netlink family: $hs"; done
+	exit 0
+	;;
+esac
+
+W=$KMOD_TMP/kdoor
+mkdir -p "$W"
+for m in configfs nvmet nvmet-tcp nvme-fabrics nvme-tcp; do
+	modprobe "$m" >>"$W/modprobe.log" 2>&1 || echo "modprobe $m failed" >>"$W/modprobe.log"
+done
+grep -q configfs /proc/mounts || mount -t configfs none /sys/kernel/config 2>>"$W/modprobe.log"
+cat "$W/modprobe.log"
+CFS=/sys/kernel/config/nvmet
+if [ ! -d "$CFS" ] || [ ! -e /dev/nvme-fabrics ] || ! have kdkey; then
+	for t in $(echo "$tests" | cut -d' ' -f2-); do
+		skip "$t" "no nvmet configfs, /dev/nvme-fabrics or kdkey: $(tail -3 "$W/modprobe.log" | tr '\n' ' ')"
+	done
+	exit 0
+fi
+
+# --- ktlsxd with the kernel door ---
+cat >"$W/ktlsxd.conf" <<EOF
+[daemon]
+socket = $W/ktlsxd.sock
+workers = 2
+log_level = debug
+[kernel]
+enabled = yes
+EOF
+start_daemon() {
+	ktlsxd -c "$W/ktlsxd.conf" >>"$W/ktlsxd.log" 2>&1 &
+	KD_PID=$!
+	i=0
+	while [ $i -lt 100 ] && ! grep -q "ready:" "$W/ktlsxd.log"; do sleep 0.1; i=$((i + 1)); done
+}
+stop_daemon() {
+	kill -TERM "$KD_PID" 2>/dev/null
+	wait_pid "$KD_PID" 15
+}
+: >"$W/ktlsxd.log"
+start_daemon
+if grep -q "kernel door: open" "$W/ktlsxd.log" && kill -0 "$KD_PID" 2>/dev/null; then
+	pass kdoor-daemon
+else
+	fail kdoor-daemon "no 'kernel door: open' line: $(grep -i 'kernel door\|error' "$W/ktlsxd.log" | head -3 | tr '\n' ' ')"
+fi
+info "$(grep 'kernel door' "$W/ktlsxd.log" | head -3 | tr '\n' ' ')"
+
+# --- target: subsystem, file-backed namespace, TLS port ---
+HOSTNQN=nqn.2014-08.org.nvmexpress:uuid:6b2e1f0a-ktlsx-host
+SUBNQN=nqn.2026-12.io.ktlsx:kdoor
+truncate -s 32M "$W/ns.img" 2>/dev/null || dd if=/dev/zero of="$W/ns.img" bs=1M count=32 2>/dev/null
+mkdir "$CFS/subsystems/$SUBNQN"
+echo 1 >"$CFS/subsystems/$SUBNQN/attr_allow_any_host"
+mkdir "$CFS/subsystems/$SUBNQN/namespaces/1"
+echo "$W/ns.img" >"$CFS/subsystems/$SUBNQN/namespaces/1/device_path"
+echo 1 >"$CFS/subsystems/$SUBNQN/namespaces/1/buffered_io" 2>/dev/null
+echo 1 >"$CFS/subsystems/$SUBNQN/namespaces/1/enable"
+P=$CFS/ports/1
+mkdir "$P"
+echo tcp >"$P/addr_trtype"
+echo ipv4 >"$P/addr_adrfam"
+echo 127.0.0.1 >"$P/addr_traddr"
+echo 4420 >"$P/addr_trsvcid"
+echo tls1.3 >"$P/addr_tsas" || info "addr_tsas tls1.3 refused"
+ln -s "$CFS/subsystems/$SUBNQN" "$P/subsystems/$SUBNQN"
+info "port: tsas=$(cat "$P/addr_tsas" 2>/dev/null) treq=$(cat "$P/addr_treq" 2>/dev/null)"
+
+hex() { od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'; }
+PSK=$(hex 32)
+SERIAL=$(kdkey add .nvme "NVMe0R01 $HOSTNQN $SUBNQN" "$PSK" 2>&1)
+info "PSK serial $SERIAL in .nvme"
+
+# connect OPTIONS SECS: write the option string to /dev/nvme-fabrics (the
+# write returns when the controller is up or has failed); CONNECT_RC, CONNECT_EL
+connect() {
+	_s=$(date +%s)
+	( echo "transport=tcp,traddr=127.0.0.1,trsvcid=4420,nqn=$SUBNQN,hostnqn=$HOSTNQN,tls$1" >/dev/nvme-fabrics ) \
+		>"$W/connect.out" 2>&1 &
+	wait_pid $! "$2"
+	CONNECT_RC=$WAIT_RC
+	CONNECT_EL=$(( $(date +%s) - _s ))
+}
+disconnect_all() {
+	for c in /sys/class/nvme/nvme*; do
+		[ -e "$c/delete_controller" ] && echo 1 >"$c/delete_controller" 2>/dev/null
+	done
+	sleep 1
+}
+
+tls_stat_snapshot "$W/tls0"
+connect ",nr_io_queues=2" 60
+dev=
+i=0
+while [ $i -lt 50 ]; do
+	for d in /dev/nvme*n1; do [ -b "$d" ] && dev=$d; done
+	[ -n "$dev" ] && break
+	sleep 0.2
+	i=$((i + 1))
+done
+if [ "$CONNECT_RC" -eq 0 ] && [ -n "$dev" ]; then
+	pass kdoor-connect
+	info "connected in ${CONNECT_EL}s: $dev ($(cat /sys/class/nvme/nvme0/transport 2>/dev/null) $(cat /sys/class/nvme/nvme0/tls_key 2>/dev/null))"
+else
+	fail kdoor-connect "rc $CONNECT_RC after ${CONNECT_EL}s, no block device: $(tr '\n' ' ' <"$W/connect.out") $(dmesg | grep -i 'nvme\|tls\|handshake' | tail -5 | tr '\n' ' ')"
+fi
+
+if [ -n "$dev" ]; then
+	dd if=/dev/urandom of="$W/src" bs=1M count=16 2>/dev/null
+	dd if="$W/src" of="$dev" bs=1M count=16 conv=fsync 2>"$W/dd.err"
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+	dd if="$dev" of="$W/back" bs=1M count=16 2>>"$W/dd.err"
+	want=$(sha "$W/src")
+	got=$(sha "$W/back")
+	on_target=$(dd if="$W/ns.img" bs=1M count=16 2>/dev/null | sha256sum | cut -d' ' -f1)
+	if [ -n "$want" ] && [ "$want" = "$got" ] && [ "$want" = "$on_target" ]; then
+		pass kdoor-data
+	else
+		fail kdoor-data "sha256 written $want, read back $got, target file $on_target: $(tr '\n' ' ' <"$W/dd.err")"
+	fi
+	tx=$(tls_stat_delta "$W/tls0" TlsTxSw)
+	rx=$(tls_stat_delta "$W/tls0" TlsRxSw)
+	cur=$(tls_stat TlsCurrTxSw)
+	info "tls_stat: TlsTxSw +$tx TlsRxSw +$rx TlsCurrTxSw $cur TlsDecryptError $(tls_stat TlsDecryptError)"
+	# admin + at least one I/O queue (2 asked; the host caps them at its CPUs),
+	# host and target sides: at least 4 sockets in kernel TLS
+	if [ "$tx" -ge 4 ] && [ "$rx" -ge 4 ] && [ "$cur" -ge 4 ]; then
+		pass kdoor-tls-stat
+	else
+		fail kdoor-tls-stat "TlsTxSw +$tx TlsRxSw +$rx TlsCurrTxSw $cur (want >= 4 each)"
+	fi
+else
+	skip kdoor-data "not connected"
+	skip kdoor-tls-stat "not connected"
+fi
+nserver=$(grep -c "kernel door: psk server: ok" "$W/ktlsxd.log")
+nclient=$(grep -c "kernel door: psk client.*: ok" "$W/ktlsxd.log")
+info "daemon: $nserver server and $nclient client handshakes ok; $(grep 'kernel door: psk' "$W/ktlsxd.log" | head -2 | tr '\n' ' ')"
+if [ "$nserver" -ge 2 ] && [ "$nclient" -ge 2 ] && [ "$nserver" -eq "$nclient" ]; then
+	pass kdoor-log
+else
+	fail kdoor-log "server ok $nserver, client ok $nclient (want >= 2 each, equal): $(grep 'kernel door' "$W/ktlsxd.log" | tail -4 | tr '\n' ' ')"
+fi
+disconnect_all
+
+# --- a key the target does not hold: the host offers K2 under the same identity
+# from a keyring of its own (tls_key=SERIAL); the target finds K1 in .nvme ---
+BAD=$(kdkey add @s "NVMe0R01 $HOSTNQN $SUBNQN" "$(hex 32)" 2>&1)
+before=$(grep -c "kernel door: psk .*: \(EKEYREJECTED\|EACCES\)" "$W/ktlsxd.log")
+connect ",tls_key=$BAD" 60
+after=$(grep -c "kernel door: psk .*: \(EKEYREJECTED\|EACCES\)" "$W/ktlsxd.log")
+info "wrong PSK: connect rc $CONNECT_RC in ${CONNECT_EL}s; $(grep 'kernel door: psk' "$W/ktlsxd.log" | tail -2 | tr '\n' ' ')"
+if [ "$CONNECT_RC" -ne 0 ] && [ "$CONNECT_RC" -ne 124 ] && [ "$after" -gt "$before" ]; then
+	pass kdoor-wrong-psk
+else
+	fail kdoor-wrong-psk "connect rc $CONNECT_RC in ${CONNECT_EL}s, refusals logged $before -> $after"
+fi
+disconnect_all
+
+# --- the daemon stopped: the kernel's request fails; started again: it succeeds ---
+stop_daemon
+connect ",nr_io_queues=1" 60
+down_rc=$CONNECT_RC down_el=$CONNECT_EL
+disconnect_all
+start_daemon
+connect ",nr_io_queues=1" 60
+info "daemon down: connect rc $down_rc in ${down_el}s; up again: rc $CONNECT_RC in ${CONNECT_EL}s"
+if [ "$down_rc" -ne 0 ] && [ "$down_rc" -ne 124 ] && [ "$CONNECT_RC" -eq 0 ]; then
+	pass kdoor-daemon-restart
+else
+	fail kdoor-daemon-restart "down: rc $down_rc in ${down_el}s; up: rc $CONNECT_RC in ${CONNECT_EL}s"
+fi
+disconnect_all
+stop_daemon
+rm -f "$P/subsystems/$SUBNQN"
+echo "--- ktlsxd log (tail)"
+tail -40 "$W/ktlsxd.log"
+exit 0
