@@ -55,7 +55,7 @@
 
 #define ALERT_DECRYPT_ERROR 51
 #define ALERT_UNKNOWN_PSK_IDENTITY 115
-#define KEY_SPEC_SESSION -3
+#define KEY_SPEC_SESSION (-3)
 
 static struct {
     bool on;

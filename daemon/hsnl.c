@@ -52,42 +52,52 @@ long hsnl_encode_done(uint8_t *buf, size_t cap, uint16_t family, uint32_t seq, u
     return (long)len;
 }
 
-static uint32_t get_u32(const struct nlattr *a)
+/* One attribute: its header copied out (the buffer need not be aligned) and its payload. */
+struct attr {
+    uint16_t type, len; /* type without the flag bits; len of the payload */
+    const uint8_t *data;
+};
+
+/* The attribute at *at in p[0..len), moving *at past it: 1, 0 at the end, -1 on a bad length. */
+static int next_attr(const uint8_t *p, size_t len, size_t *at, struct attr *out)
 {
-    uint32_t v;
-    memcpy(&v, (const uint8_t *)a + NLA_HDRLEN, 4);
-    return v;
+    if (*at + NLA_HDRLEN > len) return 0;
+    struct nlattr a;
+    memcpy(&a, p + *at, sizeof a);
+    if (a.nla_len < NLA_HDRLEN || a.nla_len > len - *at) return -1;
+    out->type = a.nla_type & NLA_TYPE_MASK;
+    out->len = (uint16_t)(a.nla_len - NLA_HDRLEN);
+    out->data = p + *at + NLA_HDRLEN;
+    *at += ALIGN4(a.nla_len);
+    return 1;
 }
 
-/* Walk the attributes in p[0..len): calls back with each; -1 on a bad length. */
-#define FOR_EACH_ATTR(p, len, a, at)                                                                         \
-    for (size_t at = 0; at + NLA_HDRLEN <= (len) &&                                                           \
-                        ((a) = (const struct nlattr *)(const void *)((p) + at), (a)->nla_len >= NLA_HDRLEN) && \
-                        (a)->nla_len <= (len) - at;                                                           \
-         at += ALIGN4((a)->nla_len))
+static uint32_t get_u32(const struct attr *a)
+{
+    uint32_t v;
+    memcpy(&v, a->data, 4);
+    return v;
+}
 
 static int attrs_ok(const uint8_t *p, size_t len)
 {
     size_t at = 0;
-    while (at + NLA_HDRLEN <= len) {
-        struct nlattr a;
-        memcpy(&a, p + at, sizeof a);
-        if (a.nla_len < NLA_HDRLEN || a.nla_len > len - at) return -1;
-        at += ALIGN4(a.nla_len);
-    }
-    return 0;
+    struct attr a;
+    int rc;
+    while ((rc = next_attr(p, len, &at, &a)) > 0) continue;
+    return rc;
 }
 
 static int decode_accept(const uint8_t *p, size_t len, struct hsnl_accept *acc, const char **why)
 {
-    const struct nlattr *a;
+    struct attr at_, *a = &at_;
+    size_t at = 0;
     int bad = 0;
     *acc = (struct hsnl_accept){ .sockfd = -1 };
-    FOR_EACH_ATTR(p, len, a, at)
-    {
-        uint16_t type = a->nla_type & NLA_TYPE_MASK;
-        size_t dlen = a->nla_len - NLA_HDRLEN;
-        const uint8_t *d = (const uint8_t *)a + NLA_HDRLEN;
+    while (next_attr(p, len, &at, a) > 0) {
+        uint16_t type = a->type;
+        size_t dlen = a->len;
+        const uint8_t *d = a->data;
         if (type < 32) acc->seen |= 1u << type;
         switch (type) {
         case HSNL_A_ACCEPT_SOCKFD:
@@ -127,18 +137,17 @@ static int decode_accept(const uint8_t *p, size_t len, struct hsnl_accept *acc, 
                 bad = 1;
                 break;
             }
-            const struct nlattr *n;
+            struct attr n;
+            size_t nat = 0;
             uint32_t cert = 0, key = 0;
-            FOR_EACH_ATTR(d, dlen, n, nat)
-            {
-                uint16_t nt = n->nla_type & NLA_TYPE_MASK;
-                if ((nt == HSNL_X509_CERT || nt == HSNL_X509_PRIVKEY) && n->nla_len != NLA_HDRLEN + 4) {
+            while (next_attr(d, dlen, &nat, &n) > 0) {
+                if ((n.type == HSNL_X509_CERT || n.type == HSNL_X509_PRIVKEY) && n.len != 4) {
                     if (!bad) *why = "a certificate serial that is not 4 bytes";
                     bad = 1;
-                } else if (nt == HSNL_X509_CERT) {
-                    cert = get_u32(n);
-                } else if (nt == HSNL_X509_PRIVKEY) {
-                    key = get_u32(n);
+                } else if (n.type == HSNL_X509_CERT) {
+                    cert = get_u32(&n);
+                } else if (n.type == HSNL_X509_PRIVKEY) {
+                    key = get_u32(&n);
                 }
             }
             acc->certs[acc->ncerts].cert = cert;
@@ -205,10 +214,10 @@ int hsnl_decode(const uint8_t *buf, size_t len, size_t *off, uint16_t family, st
     if (g.cmd == HSNL_CMD_READY) {
         if (attrs_ok(attrs, alen) < 0) return *why = "a READY notice with a bad attribute length", -1;
         m->kind = HSNL_READY;
-        const struct nlattr *a;
-        FOR_EACH_ATTR(attrs, alen, a, at)
-        if ((a->nla_type & NLA_TYPE_MASK) == HSNL_A_ACCEPT_HANDLER_CLASS && a->nla_len == NLA_HDRLEN + 4)
-            m->handler_class = get_u32(a);
+        struct attr a;
+        size_t at = 0;
+        while (next_attr(attrs, alen, &at, &a) > 0)
+            if (a.type == HSNL_A_ACCEPT_HANDLER_CLASS && a.len == 4) m->handler_class = get_u32(&a);
         return 1;
     }
     if (g.cmd == HSNL_CMD_ACCEPT) {

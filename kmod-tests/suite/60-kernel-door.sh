@@ -51,10 +51,11 @@ log_level = debug
 enabled = yes
 EOF
 start_daemon() {
+	_ready=$(grep -c "ready:" "$W/ktlsxd.log")
 	ktlsxd -c "$W/ktlsxd.conf" >>"$W/ktlsxd.log" 2>&1 &
 	KD_PID=$!
 	i=0
-	while [ $i -lt 100 ] && ! grep -q "ready:" "$W/ktlsxd.log"; do sleep 0.1; i=$((i + 1)); done
+	while [ $i -lt 100 ] && [ "$(grep -c "ready:" "$W/ktlsxd.log")" -le "$_ready" ]; do sleep 0.1; i=$((i + 1)); done
 }
 stop_daemon() {
 	kill -TERM "$KD_PID" 2>/dev/null
@@ -70,7 +71,8 @@ fi
 info "$(grep 'kernel door' "$W/ktlsxd.log" | head -3 | tr '\n' ' ')"
 
 # --- target: subsystem, file-backed namespace, TLS port ---
-HOSTNQN=nqn.2014-08.org.nvmexpress:uuid:6b2e1f0a-ktlsx-host
+HOSTID=6b2e1f0a-1d2c-4b5a-9e8f-0123456789ab
+HOSTNQN=nqn.2014-08.org.nvmexpress:uuid:$HOSTID
 SUBNQN=nqn.2026-12.io.ktlsx:kdoor
 truncate -s 32M "$W/ns.img" 2>/dev/null || dd if=/dev/zero of="$W/ns.img" bs=1M count=32 2>/dev/null
 mkdir "$CFS/subsystems/$SUBNQN"
@@ -98,7 +100,7 @@ info "PSK serial $SERIAL in .nvme"
 # write returns when the controller is up or has failed); CONNECT_RC, CONNECT_EL
 connect() {
 	_s=$(date +%s)
-	( echo "transport=tcp,traddr=127.0.0.1,trsvcid=4420,nqn=$SUBNQN,hostnqn=$HOSTNQN,tls$1" >/dev/nvme-fabrics ) \
+	( echo "transport=tcp,traddr=127.0.0.1,trsvcid=4420,nqn=$SUBNQN,hostnqn=$HOSTNQN,hostid=$HOSTID,tls$1" >/dev/nvme-fabrics ) \
 		>"$W/connect.out" 2>&1 &
 	wait_pid $! "$2"
 	CONNECT_RC=$WAIT_RC
@@ -192,7 +194,7 @@ info "daemon down: connect rc $down_rc in ${down_el}s; up again: rc $CONNECT_RC 
 if [ "$down_rc" -ne 0 ] && [ "$down_rc" -ne 124 ] && [ "$CONNECT_RC" -eq 0 ]; then
 	pass kdoor-daemon-restart
 else
-	fail kdoor-daemon-restart "down: rc $down_rc in ${down_el}s; up: rc $CONNECT_RC in ${CONNECT_EL}s"
+	fail kdoor-daemon-restart "down: rc $down_rc in ${down_el}s; up: rc $CONNECT_RC in ${CONNECT_EL}s: $(tr '\n' ' ' <"$W/connect.out") $(dmesg | grep -i 'nvme\|tls\|handshake' | tail -4 | tr '\n' ' ') $(tail -3 "$W/ktlsxd.log" | tr '\n' ' ')"
 fi
 disconnect_all
 stop_daemon

@@ -64,8 +64,10 @@ int main(int argc, char **argv)
     }
     long serial = syscall(SYS_add_key, "psk", argv[3], key, n, ring);
     if (serial < 0) return fprintf(stderr, "kdkey: add_key psk: %s\n", strerror(errno)), 1;
-    /* possessor: all; owner uid: view, read, search (the daemon is not in our session) */
-    if (syscall(SYS_keyctl, KEYCTL_SETPERM, serial, 0x3f0b0000) < 0)
+    /* A key of our own keyring (possessed: we may change it): possessor all; owner
+     * uid view, read, search, for the daemon is not in our session.  In .nvme the
+     * daemon possesses the key through its link to that keyring. */
+    if (!strcmp(argv[2], "@s") && syscall(SYS_keyctl, KEYCTL_SETPERM, serial, 0x3f0b0000) < 0)
         return fprintf(stderr, "kdkey: setperm: %s\n", strerror(errno)), 1;
     printf("%ld\n", serial);
     return 0;
