@@ -63,6 +63,7 @@ static struct {
     uint32_t group;
     int *fds; /* one per worker */
     int nfds;
+    atomic_size_t inflight; /* all workers' requests between ACCEPT and DONE */
 } kshared;
 
 struct kreq {
@@ -76,6 +77,7 @@ struct kreq {
     uint32_t events;
     bool dead;
     char what[300]; /* for the log: "psk client to 127.0.0.1", ... */
+    char stat_name[KTLSX_DOOR_NAME_MAX + 1]; /* for the counters: the profile, or "(kernel psk server)" */
     /* server PSK lookup: the serials offered, the keyring, the key found */
     uint32_t peer_ids[HSNL_MAX_IDS];
     size_t npeer_ids;
@@ -255,6 +257,7 @@ static void req_free(struct kreq *r)
             break;
         }
     kd.n--;
+    atomic_fetch_sub(&kshared.inflight, 1);
     r->dead = true;
     r->dead_next = kd.dead;
     kd.dead = r;
@@ -283,10 +286,10 @@ static void done(struct kreq *r, uint32_t status, const char *why)
            conn && status == 0 ? ktlsx_version_name(conn) : "-", conn && status == 0 ? ktlsx_cipher_name(conn) : "-",
            r->sock ? ktlsx_socket_ktls_name(r->sock) : "off", (long long)ms);
     if (r->started) /* a request refused before its handshake counts as refused */
-        kd_stats_handshake(KD_DOOR_KERNEL, r->what, door_status, conn ? ktlsx_alert(conn) : 0,
-                           conn ? ktlsx_resumed(conn) != 0 : false, ms);
+        kd_stats_handshake(KD_DOOR_KERNEL, r->stat_name, door_status, conn ? ktlsx_alert(conn) : 0,
+                           conn && r->auth != HSNL_AUTH_PSK ? ktlsx_resumed(conn) != 0 : false, ms); /* an external PSK is not a resumption */
     else
-        kd_stats_refused(KD_DOOR_KERNEL, r->what, door_status);
+        kd_stats_refused(KD_DOOR_KERNEL, r->stat_name, door_status);
     close(r->fd);
     req_free(r);
 }
@@ -416,6 +419,7 @@ static ktlsx_config *request_config(struct kreq *r, const struct hsnl_accept *a,
             kd_log(KTLSX_LOG_INFO, "kernel door: certificate serials in the request are not used yet: profile '%s'",
                    name);
         cfg = ktlsx_config_ref(p->cfg); /* the profile's versions apply */
+        snprintf(r->stat_name, sizeof r->stat_name, "%s", name);
         vmin = vmax = 0;
     } else if (a->auth_mode == HSNL_AUTH_UNAUTH) { /* a client that does not check the server (NFS xprtsec=tls) */
         cfg = ktlsx_config_new(KTLSX_CLIENT);
@@ -453,9 +457,12 @@ static void start(const struct hsnl_accept *a)
     r->npeer_ids = a->npeer_ids;
     snprintf(r->what, sizeof r->what, "%s %s%s%s", hsnl_auth_name(a->auth_mode),
              r->role == KTLSX_CLIENT ? "client" : "server", a->peername[0] ? " to " : "", a->peername);
+    snprintf(r->stat_name, sizeof r->stat_name, "(kernel %s %s)", hsnl_auth_name(a->auth_mode),
+             r->role == KTLSX_CLIENT ? "client" : "server");
     r->next = kd.reqs;
     kd.reqs = r;
     kd.n++;
+    atomic_fetch_add(&kshared.inflight, 1);
     kd_log(KTLSX_LOG_DEBUG, "kernel door: ACCEPT fd %d %s %s timeout %u ms, %zu peer ids, %zu certs, keyring %08x, "
            "attributes 0x%x", a->sockfd, hsnl_msg_type_name(a->message_type), hsnl_auth_name(a->auth_mode),
            a->timeout_ms, a->npeer_ids, a->ncerts, a->keyring, a->seen);
@@ -599,3 +606,4 @@ void kd_kernel_reap(void)
 }
 
 size_t kd_kernel_busy(void) { return kd.n + (kd.dead ? 1 : 0); }
+size_t kd_kernel_inflight(void) { return atomic_load(&kshared.inflight); }

@@ -279,6 +279,9 @@ static int drop_privileges(const char *user, const char *door_path)
             kd_log(KTLSX_LOG_WARNING, "%s: chown: %s", dir, strerror(errno));
     }
     bool net_admin = kd_kernel_on();
+    /* The bounding set too: nothing but CAP_NET_ADMIN (with the kernel door) can come back. */
+    for (int cap = 0; cap < 64; cap++)
+        if ((!net_admin || cap != 12) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno == EINVAL) break;
     if (net_admin && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
         return kd_log(KTLSX_LOG_ERROR, "PR_SET_KEEPCAPS: %s", strerror(errno)), -1;
     if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)

@@ -14,7 +14,7 @@
 . "$KMOD_LIB"
 . /suite/lib-ktlsx.sh
 
-tests="kdoor-family kdoor-daemon kdoor-connect kdoor-data kdoor-tls-stat kdoor-log kdoor-wrong-psk kdoor-daemon-restart"
+tests="kdoor-family kdoor-daemon kdoor-connect kdoor-data kdoor-tls-stat kdoor-log kdoor-stats kdoor-wrong-psk kdoor-daemon-restart kdoor-unprivileged"
 out=$(timeout 20 ktlsx probe 2>&1)
 hs=$(echo "$out" | grep '^handshake-genl:' | head -1)
 info "probe: $hs"
@@ -167,6 +167,14 @@ if [ "$nserver" -ge 2 ] && [ "$nclient" -ge 2 ] && [ "$nserver" -eq "$nclient" ]
 else
 	fail kdoor-log "server ok $nserver, client ok $nclient (want >= 2 each, equal): $(grep 'kernel door' "$W/ktlsxd.log" | tail -4 | tr '\n' ' ')"
 fi
+info "$(grep -m1 'kernel door: ACCEPT fd' "$W/ktlsxd.log")"
+ktlsxctl -s "$W/ktlsxd.ctl" stats >"$W/stats.out" 2>&1
+st=$(grep '^door kernel:' "$W/stats.out")
+info "ktlsxctl stats: $st; $(grep '^kernel door:' "$W/stats.out")"
+case "$st" in
+"door kernel: handshakes $((nserver + nclient)), ok $((nserver + nclient)), failed 0, resumed 0") pass kdoor-stats ;;
+*) fail kdoor-stats "want $((nserver + nclient)) handshakes all ok, got '$st': $(head -5 "$W/stats.out" | tr '\n' ' ')" ;;
+esac
 disconnect_all
 
 # --- a key the target does not hold: the host offers K2 under the same identity
@@ -196,6 +204,29 @@ if [ "$down_rc" -ne 0 ] && [ "$down_rc" -ne 124 ] && [ "$CONNECT_RC" -eq 0 ]; th
 else
 	fail kdoor-daemon-restart "down: rc $down_rc in ${down_el}s; up: rc $CONNECT_RC in ${CONNECT_EL}s: $(tr '\n' ' ' <"$W/connect.out") $(dmesg | grep -i 'nvme\|tls\|handshake' | tail -4 | tr '\n' ' ') $(tail -3 "$W/ktlsxd.log" | tr '\n' ' ')"
 fi
+disconnect_all
+stop_daemon
+
+# --- as `nobody`, keeping CAP_NET_ADMIN alone (ACCEPT is an admin operation),
+# the keys read through the session keyring's link to .nvme ---
+sed -i 's/^workers = 2$/workers = 2\nuser = nobody/' "$W/ktlsxd.conf"
+chmod 755 "$W"
+start_daemon
+st=$(grep -E '^(Uid|CapEff|CapPrm|CapInh|CapBnd):' "/proc/$KD_PID/status" 2>/dev/null | tr '\t' ' ' | tr '\n' ' ')
+before=$(grep -c "kernel door: psk .*: ok" "$W/ktlsxd.log")
+connect ",nr_io_queues=1" 60
+after=$(grep -c "kernel door: psk .*: ok" "$W/ktlsxd.log")
+info "as nobody: $st; connect rc $CONNECT_RC in ${CONNECT_EL}s, handshakes ok $before -> $after"
+case "$st" in
+*"Uid: 65534 65534 65534 65534"*"CapInh: 0000000000000000"*"CapPrm: 0000000000001000"*"CapEff: 0000000000001000"*"CapBnd: 0000000000001000"*)
+	if [ "$CONNECT_RC" -eq 0 ] && [ "$after" -ge $((before + 2)) ] && grep -q "CAP_NET_ADMIN only" "$W/ktlsxd.log"; then
+		pass kdoor-unprivileged
+	else
+		fail kdoor-unprivileged "connect rc $CONNECT_RC, handshakes ok $before -> $after: $(grep 'kernel door\|running as' "$W/ktlsxd.log" | tail -3 | tr '\n' ' ')"
+	fi
+	;;
+*) fail kdoor-unprivileged "process status: $st; $(grep 'running as\|error' "$W/ktlsxd.log" | tail -3 | tr '\n' ' ')" ;;
+esac
 disconnect_all
 stop_daemon
 rm -f "$P/subsystems/$SUBNQN"
