@@ -179,6 +179,7 @@ int hsnl_decode(const uint8_t *buf, size_t len, size_t *off, uint16_t family, st
     static const char *dummy;
     if (!why) why = &dummy;
     *why = "";
+    *m = (struct hsnl_msg){ .kind = HSNL_OTHER, .accept.sockfd = -1 }; /* whatever happens below */
     if (*off >= len) return 0;
     if (len - *off < NLMSG_HDRLEN) {
         *off = len;

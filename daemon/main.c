@@ -187,6 +187,9 @@ int kd_reload(char *err, size_t cap)
         kd_log(KTLSX_LOG_WARNING, "reload: socket %s -> %s takes effect at the next start", socket_path,
                next->socket_path);
     snprintf(next->socket_path, sizeof next->socket_path, "%s", socket_path);
+    if (next->kernel_enabled != kd_kernel_on() && (next->kernel_enabled || kd_kernel_on()))
+        kd_log(KTLSX_LOG_WARNING, "reload: [kernel] enabled = %s takes effect at the next start (the kernel door stays %s)",
+               next->kernel_enabled ? "yes" : "no", kd_kernel_on() ? "open" : "closed");
     /* Sessions survive the reload: a server profile of the same name starts
      * with the old one's session cache and ticket keys. */
     cur = kd_conf_hold();

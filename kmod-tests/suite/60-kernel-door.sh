@@ -14,7 +14,7 @@
 . "$KMOD_LIB"
 . /suite/lib-ktlsx.sh
 
-tests="kdoor-family kdoor-daemon kdoor-connect kdoor-data kdoor-tls-stat kdoor-log kdoor-stats kdoor-wrong-psk kdoor-daemon-restart kdoor-unprivileged"
+tests="kdoor-family kdoor-daemon kdoor-connect kdoor-data kdoor-tls-stat kdoor-log kdoor-stats kdoor-queues kdoor-wrong-psk kdoor-daemon-restart kdoor-unprivileged"
 out=$(timeout 20 ktlsx probe 2>&1)
 hs=$(echo "$out" | grep '^handshake-genl:' | head -1)
 info "probe: $hs"
@@ -176,6 +176,30 @@ case "$st" in
 *) fail kdoor-stats "want $((nserver + nclient)) handshakes all ok, got '$st': $(head -5 "$W/stats.out" | tr '\n' ' ')" ;;
 esac
 disconnect_all
+
+# --- connect time with more queues: one TLS handshake per queue on each side.  The host
+# caps I/O and write queues at its CPUs (2 here): nr_io_queues=1 gives admin + 1, the
+# second connect admin + 2 + 2.  The queue count is what ktlsxd answered / 2. ---
+ms_now() { awk '{ printf "%d", $1 * 1000 }' /proc/uptime; }
+qinfo= counts=
+for opts in "nr_io_queues=1" "nr_io_queues=8,nr_write_queues=8"; do
+	before=$(grep -c "kernel door: psk .*: ok" "$W/ktlsxd.log")
+	t0=$(ms_now)
+	connect ",$opts" 60
+	t1=$(ms_now)
+	after=$(grep -c "kernel door: psk .*: ok" "$W/ktlsxd.log")
+	hs=$((after - before))
+	counts="$counts $CONNECT_RC:$hs"
+	qinfo="$qinfo $opts: rc $CONNECT_RC, $((hs / 2)) queues, $hs handshakes, $((t1 - t0)) ms;"
+	disconnect_all
+done
+info "connect with TLS, both sides answered by ktlsxd:$qinfo"
+set -- $counts
+if [ "$1" = 0:4 ] && [ "${2%%:*}" = 0 ] && [ "${2#*:}" -gt 4 ] && [ $(( ${2#*:} % 2 )) -eq 0 ]; then
+	pass kdoor-queues
+else
+	fail kdoor-queues "want rc 0 with 4 handshakes, then rc 0 with more (even):$qinfo"
+fi
 
 # --- a key the target does not hold: the host offers K2 under the same identity
 # from a keyring of its own (tls_key=SERIAL); the target finds K1 in .nvme ---

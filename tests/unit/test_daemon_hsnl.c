@@ -183,9 +183,11 @@ static void test_decode_accept(void **state)
     assert_true(a->seen & (1u << 10));
     assert_false(a->seen & (1u << HSNL_A_ACCEPT_HANDLER_CLASS));
     assert_int_equal(off, m.len);
-    assert_int_equal(hsnl_decode(m.b, m.len, &off, FAM, &msg, &why), 0);
     assert_string_equal(hsnl_msg_type_name(a->message_type), "clienthello");
     assert_string_equal(hsnl_auth_name(a->auth_mode), "psk");
+    assert_int_equal(hsnl_decode(m.b, m.len, &off, FAM, &msg, &why), 0);
+    assert_int_equal(msg.kind, HSNL_OTHER); /* the end: nothing left over from the reply */
+    assert_int_equal(msg.accept.sockfd, -1);
     assert_string_equal(hsnl_auth_name(HSNL_AUTH_X509), "x509");
     assert_string_equal(hsnl_auth_name(77), "?");
 }
@@ -247,7 +249,7 @@ static void test_decode_malformed(void **state)
     (void)state;
     struct mb m = { 0 };
     build_full_accept(&m, 1);
-    bad(&m, 10, "truncated netlink header", -2);
+    bad(&m, 10, "truncated netlink header", -1); /* the message is reset first: no stale socket */
     bad(&m, m.len - 4, "longer than what was read", -2);
 
     /* an attribute whose length runs past its message */
