@@ -605,5 +605,28 @@ void kd_kernel_reap(void)
     }
 }
 
-size_t kd_kernel_busy(void) { return kd.n + (kd.dead ? 1 : 0); }
+size_t kd_kernel_busy(void) { return kd.n; }
+
+void kd_kernel_worker_end(void)
+{
+    /* The loop is closed (no watch to remove, no poll to complete).  Requests still
+     * live (the loop failed) are answered EIO so that the kernel's consumer does not
+     * wait for its own timeout; then the memory of all of them goes. */
+    while (kd.reqs) {
+        struct kreq *r = kd.reqs;
+        kd.reqs = r->next;
+        send_done(r->fd, EIO, NULL, 0);
+        kd_log(KTLSX_LOG_WARNING, "kernel door: %s: EIO: the worker ended", r->what);
+        close(r->fd);
+        ktlsx_socket_free(r->sock);
+        atomic_fetch_sub(&kshared.inflight, 1);
+        free(r);
+    }
+    kd.n = 0;
+    while (kd.dead) {
+        struct kreq *r = kd.dead;
+        kd.dead = r->dead_next;
+        free(r);
+    }
+}
 size_t kd_kernel_inflight(void) { return atomic_load(&kshared.inflight); }

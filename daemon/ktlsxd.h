@@ -165,6 +165,8 @@ void kd_kernel_close(void);
 int kd_kernel_tick(void);
 void kd_kernel_reap(void);
 size_t kd_kernel_busy(void);
+/* Worker, after kd_loop_close: answer and free what is left. */
+void kd_kernel_worker_end(void);
 /* All workers: kernel requests between ACCEPT and DONE. */
 size_t kd_kernel_inflight(void);
 /* Main thread, after the workers ended. */

@@ -125,6 +125,7 @@ static void *worker_main(void *arg)
     kd_kernel_reap();
     kd_loop_close();
     kd_door_worker_end();
+    kd_kernel_worker_end();
     return NULL;
 }
 
