@@ -82,6 +82,7 @@ struct kreq {
     uint32_t peer_ids[HSNL_MAX_IDS];
     size_t npeer_ids;
     uint32_t keyring, used_serial;
+    bool psk_unknown; /* server: an identity the client offered was not found */
 };
 
 static _Thread_local struct {
@@ -319,7 +320,8 @@ static void drive(struct kreq *r)
     }
     if (rc == KTLSX_IO_TIMEOUT) return done(r, ETIMEDOUT, why);
     if (rc == KTLSX_IO_CLOSED) return done(r, EIO, why[0] ? why : "the peer closed the connection");
-    if (alert == ALERT_UNKNOWN_PSK_IDENTITY || (alert == ALERT_DECRYPT_ERROR && r->auth == HSNL_AUTH_PSK))
+    if (alert == ALERT_UNKNOWN_PSK_IDENTITY || (alert == ALERT_DECRYPT_ERROR && r->auth == HSNL_AUTH_PSK) ||
+        (r->psk_unknown && !r->used_serial))
         return done(r, EKEYREJECTED, why);
     return done(r, EACCES, why);
 }
@@ -350,8 +352,12 @@ static int psk_lookup(ktlsx_conn *conn, const uint8_t *identity, size_t identity
     if (serial < 0 && r->keyring) serial = keyctl4(KEYCTL_SEARCH, r->keyring, (unsigned long)"psk", (unsigned long)id, 0);
     if (serial < 0) serial = keyctl4(KEYCTL_SEARCH, (unsigned long)KEY_SPEC_SESSION, (unsigned long)"psk",
                                      (unsigned long)id, 0);
+    /* The `psk` key type matches a search on a prefix of the description: want it whole. */
+    if (serial >= 0 && (key_describe((uint32_t)serial, type, sizeof type, desc, sizeof desc) < 0 || strcmp(desc, id) != 0))
+        serial = -1, errno = ENOKEY;
     if (serial < 0) {
         kd_log(KTLSX_LOG_INFO, "kernel door: no PSK with identity '%s' (%s)", id, strerror(errno));
+        r->psk_unknown = true;
         return 0;
     }
     long n = key_read((uint32_t)serial, key, *key_len);

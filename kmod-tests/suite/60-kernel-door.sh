@@ -14,7 +14,7 @@
 . "$KMOD_LIB"
 . /suite/lib-ktlsx.sh
 
-tests="kdoor-family kdoor-daemon kdoor-connect kdoor-data kdoor-tls-stat kdoor-log kdoor-stats kdoor-queues kdoor-wrong-psk kdoor-daemon-restart kdoor-unprivileged"
+tests="kdoor-family kdoor-daemon kdoor-connect kdoor-data kdoor-tls-stat kdoor-log kdoor-stats kdoor-queues kdoor-wrong-psk kdoor-unknown-identity kdoor-daemon-restart kdoor-unprivileged"
 out=$(timeout 20 ktlsx probe 2>&1)
 hs=$(echo "$out" | grep '^handshake-genl:' | head -1)
 info "probe: $hs"
@@ -212,6 +212,20 @@ if [ "$CONNECT_RC" -ne 0 ] && [ "$CONNECT_RC" -ne 124 ] && [ "$after" -gt "$befo
 	pass kdoor-wrong-psk
 else
 	fail kdoor-wrong-psk "connect rc $CONNECT_RC in ${CONNECT_EL}s, refusals logged $before -> $after"
+fi
+disconnect_all
+
+# --- an identity the target does not know (the key exists only in the host's own keyring):
+# the target's side is EKEYREJECTED, the connect fails at once ---
+UNK=$(kdkey add @s "NVMe0R01 $HOSTNQN nqn.2026-12.io.ktlsx:unknown" "$(hex 32)" 2>&1)
+before=$(grep -c "kernel door: psk server: EKEYREJECTED" "$W/ktlsxd.log")
+connect ",tls_key=$UNK" 60
+after=$(grep -c "kernel door: psk server: EKEYREJECTED" "$W/ktlsxd.log")
+info "unknown identity: connect rc $CONNECT_RC in ${CONNECT_EL}s; $(grep 'kernel door: \(psk\|no PSK\)' "$W/ktlsxd.log" | tail -3 | tr '\n' ' ')"
+if [ "$CONNECT_RC" -ne 0 ] && [ "$CONNECT_RC" -ne 124 ] && [ "$after" -gt "$before" ]; then
+	pass kdoor-unknown-identity
+else
+	fail kdoor-unknown-identity "connect rc $CONNECT_RC in ${CONNECT_EL}s, server EKEYREJECTED $before -> $after"
 fi
 disconnect_all
 
