@@ -14,7 +14,7 @@
 . "$KMOD_LIB"
 . /suite/lib-ktlsx.sh
 
-tests="kdoor-family kdoor-daemon kdoor-connect kdoor-data kdoor-tls-stat kdoor-log kdoor-stats kdoor-queues kdoor-wrong-psk kdoor-unknown-identity kdoor-daemon-restart kdoor-unprivileged"
+tests="kdoor-family kdoor-daemon kdoor-connect kdoor-data kdoor-tls-stat kdoor-log kdoor-stats kdoor-queues kdoor-storm kdoor-wrong-psk kdoor-unknown-identity kdoor-daemon-restart kdoor-unprivileged"
 out=$(timeout 20 ktlsx probe 2>&1)
 hs=$(echo "$out" | grep '^handshake-genl:' | head -1)
 info "probe: $hs"
@@ -200,6 +200,40 @@ if [ "$1" = 0:4 ] && [ "${2%%:*}" = 0 ] && [ "${2#*:}" -gt 4 ] && [ $(( ${2#*:} 
 else
 	fail kdoor-queues "want rc 0 with 4 handshakes, then rc 0 with more (even):$qinfo"
 fi
+
+# --- a storm: 6 hosts (own hostnqn, hostid and PSK each) connecting at once with
+# admin + 2 I/O + 2 write queues: 30 client and 30 server handshakes in flight together ---
+NH=6
+i=1
+while [ $i -le $NH ]; do
+	kdkey add .nvme "NVMe0R01 $HOSTNQN-$i $SUBNQN" "$(hex 32)" >/dev/null 2>&1
+	i=$((i + 1))
+done
+before=$(grep -c "kernel door: psk .*: ok" "$W/ktlsxd.log")
+t0=$(ms_now)
+pids=
+i=1
+while [ $i -le $NH ]; do
+	( echo "transport=tcp,traddr=127.0.0.1,trsvcid=4420,nqn=$SUBNQN,hostnqn=$HOSTNQN-$i,hostid=6b2e1f0a-1d2c-4b5a-9e8f-00000000000$i,tls,nr_io_queues=8,nr_write_queues=8" \
+		>/dev/nvme-fabrics ) >"$W/storm.$i" 2>&1 &
+	pids="$pids $!"
+	i=$((i + 1))
+done
+src=0
+for p in $pids; do wait_pid "$p" 90; [ "$WAIT_RC" -eq 0 ] || src=$WAIT_RC; done
+t1=$(ms_now)
+after=$(grep -c "kernel door: psk .*: ok" "$W/ktlsxd.log")
+hs=$((after - before))
+ctrls=$(ls -d /sys/class/nvme/nvme* 2>/dev/null | wc -l)
+el=$((t1 - t0))
+[ "$el" -gt 0 ] || el=1
+info "storm: $NH controllers at once, $ctrls up, $hs handshakes ok in $el ms ($((hs * 1000 / el)) handshakes/s under TCG), last failing rc $src"
+if [ "$src" -eq 0 ] && [ "$ctrls" -eq "$NH" ] && [ "$hs" -ge $((NH * 4)) ] && [ $((hs % 2)) -eq 0 ]; then
+	pass kdoor-storm
+else
+	fail kdoor-storm "rc $src, $ctrls controllers, $hs handshakes: $(cat "$W"/storm.* | tr '\n' ' ') $(grep 'kernel door: psk' "$W/ktlsxd.log" | grep -v ': ok' | tail -2 | tr '\n' ' ')"
+fi
+disconnect_all
 
 # --- a key the target does not hold: the host offers K2 under the same identity
 # from a keyring of its own (tls_key=SERIAL); the target finds K1 in .nvme ---
