@@ -272,25 +272,29 @@ static void done(struct kreq *r, uint32_t status, const char *why)
                       : status == EIO       ? KTLSX_DOOR_INTERNAL
                                             : KTLSX_DOOR_HANDSHAKE_FAILED;
     ktlsx_conn *conn = r->sock ? ktlsx_socket_conn(r->sock) : NULL;
-    int64_t ms = kd_now_ms() - r->started;
+    int64_t ms = r->started ? kd_now_ms() - r->started : 0;
     uint32_t remote[1];
     size_t nremote = 0;
     if (status == 0 && r->used_serial) remote[nremote++] = r->used_serial;
     (void)kd_watch_fd(r->fd, EPOLL_CTL_DEL, 0, &r->w);
-    /* The socket goes back to the kernel as it came: its flags and Nagle. */
-    if (r->fl_saved >= 0) (void)fcntl(r->fd, F_SETFL, r->fl_saved);
-    if (r->nodelay_saved >= 0)
-        (void)setsockopt(r->fd, IPPROTO_TCP, TCP_NODELAY, &r->nodelay_saved, sizeof r->nodelay_saved);
-    send_done(r->fd, status, remote, nremote);
     kd_log(status == 0 ? KTLSX_LOG_INFO : KTLSX_LOG_WARNING, "kernel door: %s: %s%s%s %s %s ktls=%s %lld ms", r->what,
            status_name(status), why && why[0] ? ": " : "", why ? why : "",
            conn && status == 0 ? ktlsx_version_name(conn) : "-", conn && status == 0 ? ktlsx_cipher_name(conn) : "-",
            r->sock ? ktlsx_socket_ktls_name(r->sock) : "off", (long long)ms);
     if (r->started) /* a request refused before its handshake counts as refused */
         kd_stats_handshake(KD_DOOR_KERNEL, r->stat_name, door_status, conn ? ktlsx_alert(conn) : 0,
-                           conn && r->auth != HSNL_AUTH_PSK ? ktlsx_resumed(conn) != 0 : false, ms); /* an external PSK is not a resumption */
+                           /* an external PSK is not a resumption */
+                           conn && r->auth != HSNL_AUTH_PSK ? ktlsx_resumed(conn) != 0 : false, ms);
     else
         kd_stats_refused(KD_DOOR_KERNEL, r->stat_name, door_status);
+    /* Our side of the connection goes first (its keys wiped); the socket goes back to
+     * the kernel as it came, its flags and Nagle restored, and then the answer. */
+    ktlsx_socket_free(r->sock);
+    r->sock = NULL;
+    if (r->fl_saved >= 0) (void)fcntl(r->fd, F_SETFL, r->fl_saved);
+    if (r->nodelay_saved >= 0)
+        (void)setsockopt(r->fd, IPPROTO_TCP, TCP_NODELAY, &r->nodelay_saved, sizeof r->nodelay_saved);
+    send_done(r->fd, status, remote, nremote);
     close(r->fd);
     req_free(r);
 }
