@@ -210,7 +210,7 @@ $(O)/obj/daemon/%.o: daemon/%.c
 	$(CC) $(CLI_CFLAGS) -MMD -MP -c $< -o $@
 $(O)/bin/ktlsxd: $(DAEMON_OBJS) $(O)/lib/libktlsx.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJS) $(O)/lib/libktlsx.a -linih -luring -lseccomp $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJS) $(O)/lib/libktlsx.a -linih -luring -lseccomp $(KDOOR_LIBS) $(LDLIBS)
 # ktlsxctl speaks the control socket's text protocol: no library needed.
 $(O)/bin/ktlsxctl: daemon/ctl/ktlsxctl.c
 	@mkdir -p $(dir $@)
@@ -248,6 +248,13 @@ uninstall-daemon:
 	rm -f $(addprefix $(DESTDIR),$(DAEMON_INSTALLED))
 	-rmdir $(DESTDIR)$(DOCDIR)
 # ---- end of ktlsxd ----
+
+# ---- ktlsxd kernel door (issue 9): daemon/door_kernel.c + daemon/hsnl.c ----
+# libnl-genl resolves the `handshake` family and its tlshd group; the messages
+# themselves are hsnl.c's (tests/unit/test_daemon_hsnl.c compiles it in).
+KDOOR_LIBS := $(shell pkg-config --libs libnl-genl-3.0 2>/dev/null)
+$(O)/tests/test_daemon_hsnl: daemon/hsnl.c daemon/hsnl.h
+# ---- end of ktlsxd kernel door ----
 
 # ---- the preload shim (issue 10): preload/ -> $(O)/lib/libktlsx-preload.so ----
 # A top-level folder, not libktlsx/preload/: the shim is a program-like user of

@@ -4,6 +4,7 @@
  *                       request_timeout_ms, handshake_timeout_ms, max_handshake_timeout_ms
  *   [server NAME]       cert + key (pairs, several), ca, crl, verify_client, alpn, versions, ciphers,
  *   [client NAME]       groups, tickets, session_cache, allow_uids, allow_gids, export_state
+ *   [kernel]            enabled, server_profile, client_profile, versions (the netlink door, door_kernel.c)
  *
  * Each key is applied to the profile's ktlsx_config as it is read, so a
  * refusal (a missing file, a key that does not match its certificate, an
@@ -200,6 +201,42 @@ static int daemon_key(struct parse *p, const char *name, const char *v)
     return 0;
 }
 
+static int profile_name_ok(const char *v)
+{
+    size_t len = strlen(v);
+    if (len == 0 || len > KTLSX_DOOR_NAME_MAX) return -1;
+    for (size_t i = 0; i < len; i++)
+        if (!isalnum((unsigned char)v[i]) && !strchr("-_.", v[i])) return -1;
+    return 0;
+}
+
+/* [kernel]: enabled, server_profile, client_profile, versions.  Which
+ * profile a name means is checked once the whole file is read. */
+static int kernel_key(struct parse *p, const char *name, const char *v)
+{
+    struct kd_conf *c = p->conf;
+    if (!strcmp(name, "enabled")) {
+        if (parse_bool(v, &c->kernel_enabled) < 0) return problem(p, p->line, "enabled: want yes or no, not '%s'", v), -1;
+    } else if (!strcmp(name, "server_profile") || !strcmp(name, "client_profile")) {
+        if (profile_name_ok(v) < 0) return problem(p, p->line, "%s: not a profile name: '%s'", name, v), -1;
+        bool server = name[0] == 's';
+        copy_str(server ? c->kernel_server_profile : c->kernel_client_profile, KTLSX_DOOR_NAME_MAX + 1, v);
+        *(server ? &c->kernel_server_line : &c->kernel_client_line) = p->line;
+    } else if (!strcmp(name, "versions")) {
+        char lo[8] = "", hi[8] = "";
+        const char *dash = strchr(v, '-');
+        if (strlen(v) < sizeof lo && !dash) copy_str(lo, sizeof lo, v), copy_str(hi, sizeof hi, v);
+        else if (dash && (size_t)(dash - v) < sizeof lo && strlen(dash + 1) < sizeof hi)
+            memcpy(lo, v, (size_t)(dash - v)), copy_str(hi, sizeof hi, dash + 1);
+        if (parse_version(lo, &c->kernel_min_version) < 0 || parse_version(hi, &c->kernel_max_version) < 0 ||
+            c->kernel_min_version > c->kernel_max_version)
+            return problem(p, p->line, "versions: want 1.3, 1.2 or 1.2-1.3, not '%s'", v), -1;
+    } else {
+        return problem(p, p->line, "unknown key '%s' in [kernel]", name), -1;
+    }
+    return 0;
+}
+
 /* A setter's refusal, at this line. */
 static int setter(struct parse *p, struct kd_profile *pr, int rc)
 {
@@ -326,11 +363,13 @@ static int on_key(void *user, const char *section, const char *name, const char 
     int rc;
     if (!strcmp(section, "daemon")) {
         rc = daemon_key(p, name, value);
+    } else if (!strcmp(section, "kernel")) {
+        rc = kernel_key(p, name, value);
     } else if (!strncmp(section, "server ", 7) || !strncmp(section, "client ", 7)) {
         struct kd_profile *pr = find_or_add(p, section);
         rc = pr ? profile_key(p, pr, name, value) : -1;
     } else {
-        problem(p, p->section_line, "unknown section [%s]: want [daemon], [server NAME] or [client NAME]", section);
+        problem(p, p->section_line, "unknown section [%s]: want [daemon], [kernel], [server NAME] or [client NAME]", section);
         rc = -1;
     }
     snprintf(p->section, sizeof p->section, "%s", section);
@@ -362,6 +401,7 @@ struct kd_conf *kd_conf_load(const char *path, char *err, size_t errlen)
     c->max_handshake_timeout_ms = 120000;
     c->ticket_rotation_s = 3600;
     c->seccomp = true;
+    c->kernel_min_version = c->kernel_max_version = KTLSX_TLS13;
     p.f = fopen(path, "r");
     if (!p.f) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -392,7 +432,11 @@ struct kd_conf *kd_conf_load(const char *path, char *err, size_t errlen)
         else
             snprintf(p.err, sizeof p.err, "socket path too long to put the control socket beside it: set control_socket");
     }
-    if (!p.err[0] && c->nprofiles == 0) snprintf(p.err, sizeof p.err, "no [server NAME] or [client NAME] profile");
+    if (!p.err[0] && c->nprofiles == 0 && !c->kernel_enabled) snprintf(p.err, sizeof p.err, "no [server NAME] or [client NAME] profile");
+    if (!p.err[0] && c->kernel_server_profile[0] && !kd_conf_profile(c, c->kernel_server_profile, KTLSX_SERVER))
+        problem(&p, c->kernel_server_line, "server_profile: no [server %s]", c->kernel_server_profile);
+    if (!p.err[0] && c->kernel_client_profile[0] && !kd_conf_profile(c, c->kernel_client_profile, KTLSX_CLIENT))
+        problem(&p, c->kernel_client_line, "client_profile: no [client %s]", c->kernel_client_profile);
     if (!p.err[0] && c->handshake_timeout_ms > c->max_handshake_timeout_ms)
         snprintf(p.err, sizeof p.err, "handshake_timeout_ms is over max_handshake_timeout_ms");
     if (p.err[0]) {

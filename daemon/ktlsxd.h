@@ -3,6 +3,7 @@
  *   loop.c        one event loop per thread: io_uring, else epoll
  *   conf.c        the INI configuration: profiles and their ktlsx_config
  *   door_local.c  the local door: unix SOCK_SEQPACKET, requests, handshakes
+ *   door_kernel.c the kernel door: the `handshake` netlink upcall (NVMe/TCP, NFS TLS); hsnl.c its messages
  *   control.c     the control socket ktlsxctl talks to
  *   stats.c       the counters behind `ktlsxctl stats`
  *   sandbox.c     the seccomp allow-list
@@ -75,6 +76,12 @@ struct kd_conf {
     size_t nticket_key_files;
     struct kd_profile profiles[KD_MAX_PROFILES];
     size_t nprofiles;
+    /* [kernel]: the kernel's `handshake` netlink upcall (door_kernel.c) */
+    bool kernel_enabled;
+    char kernel_server_profile[KTLSX_DOOR_NAME_MAX + 1]; /* x509 requests without serials: this profile's certs */
+    char kernel_client_profile[KTLSX_DOOR_NAME_MAX + 1];
+    int kernel_server_line, kernel_client_line;
+    uint16_t kernel_min_version, kernel_max_version;   /* default 1.3 only */
 };
 
 /* Read and apply `path`.  Returns the configuration, or NULL with
@@ -142,6 +149,28 @@ size_t kd_door_busy(void);
 /* All workers: handshakes in flight, door connections open. */
 size_t kd_door_inflight(void);
 size_t kd_door_open_total(void);
+
+/* ---- the kernel door (door_kernel.c): the `handshake` generic-netlink upcall ---- */
+/* Main thread, before the sandbox and the workers: resolve the family and open
+ * one netlink socket per worker (each joins the tlshd group; READY goes to all,
+ * and the kernel hands each request to exactly one ACCEPT).  0, also when the
+ * door is off or the kernel has no such family (one log line); -1 on a hard error. */
+int kd_kernel_open(const struct kd_conf *conf, int workers);
+bool kd_kernel_on(void);
+/* Worker `index`: watch its netlink socket. */
+int kd_kernel_attach(int index);
+/* Worker: stop accepting (requests in flight finish by their deadline). */
+void kd_kernel_close(void);
+/* Worker: deadlines; ms until the next, -1 if none. */
+int kd_kernel_tick(void);
+void kd_kernel_reap(void);
+size_t kd_kernel_busy(void);
+/* Worker, after kd_loop_close: answer and free what is left. */
+void kd_kernel_worker_end(void);
+/* All workers: kernel requests between ACCEPT and DONE. */
+size_t kd_kernel_inflight(void);
+/* Main thread, after the workers ended. */
+void kd_kernel_unopen(void);
 
 /* ---- counters (stats.c), for ktlsxctl ---- */
 enum kd_door_kind { KD_DOOR_LOCAL = 0, KD_DOOR_KERNEL = 1, KD_DOORS };

@@ -26,6 +26,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -97,7 +98,7 @@ static void *worker_main(void *arg)
     struct worker *wk = arg;
     wk->wake_w.fn = on_wake;
     if (kd_loop_init(wk->uring, wk->index == 0) < 0 || kd_watch_fd(wk->wake, EPOLL_CTL_ADD, EPOLLIN, &wk->wake_w) < 0 ||
-        kd_door_attach() < 0) {
+        kd_door_attach() < 0 || kd_kernel_attach(wk->index) < 0) {
         kd_log(KTLSX_LOG_ERROR, "worker %d: setup: %s", wk->index, strerror(errno));
         atomic_store(&wk->failed, true);
         atomic_store(&wk->started, true);
@@ -106,20 +107,25 @@ static void *worker_main(void *arg)
     atomic_store(&wk->started, true);
     bool closed = false;
     for (;;) {
-        if (!closed && atomic_load(&workers_stop)) kd_door_close(), closed = true;
-        if (closed && kd_door_busy() == 0) break;
-        int timeout = kd_door_tick();
+        if (!closed && atomic_load(&workers_stop)) kd_door_close(), kd_kernel_close(), closed = true;
+        if (closed && kd_door_busy() == 0 && kd_kernel_busy() == 0) break;
+        int timeout = kd_door_tick(), ktimeout = kd_kernel_tick();
+        if (ktimeout >= 0 && (timeout < 0 || ktimeout < timeout)) timeout = ktimeout;
         kd_door_reap();
+        kd_kernel_reap();
         if (kd_loop_wait(timeout) < 0) {
             kd_log(KTLSX_LOG_ERROR, "worker %d: event loop: %s", wk->index, strerror(errno));
             break;
         }
         kd_door_reap();
+        kd_kernel_reap();
     }
     (void)kd_watch_fd(wk->wake, EPOLL_CTL_DEL, 0, &wk->wake_w);
     kd_door_reap();
+    kd_kernel_reap();
     kd_loop_close();
     kd_door_worker_end();
+    kd_kernel_worker_end();
     return NULL;
 }
 
@@ -182,6 +188,9 @@ int kd_reload(char *err, size_t cap)
         kd_log(KTLSX_LOG_WARNING, "reload: socket %s -> %s takes effect at the next start", socket_path,
                next->socket_path);
     snprintf(next->socket_path, sizeof next->socket_path, "%s", socket_path);
+    if (next->kernel_enabled != kd_kernel_on() && (next->kernel_enabled || kd_kernel_on()))
+        kd_log(KTLSX_LOG_WARNING, "reload: [kernel] enabled = %s takes effect at the next start (the kernel door stays %s)",
+               next->kernel_enabled ? "yes" : "no", kd_kernel_on() ? "open" : "closed");
     /* Sessions survive the reload: a server profile of the same name starts
      * with the old one's session cache and ticket keys. */
     cur = kd_conf_hold();
@@ -233,9 +242,21 @@ static void no_dumps(void)
 #endif
 }
 
+/* Keep CAP_NET_ADMIN alone (effective + permitted; nothing inheritable): the
+ * kernel door's ACCEPT is an admin operation.  The capset system call
+ * itself, as libcap is not a dependency. */
+static int keep_net_admin(void)
+{
+    struct { uint32_t version; int pid; } hdr = { 0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0 };
+    struct { uint32_t effective, permitted, inheritable; } data[2] = { { 0 } };
+    data[0].effective = data[0].permitted = 1u << 12; /* CAP_NET_ADMIN */
+    return (int)syscall(SYS_capset, &hdr, data);
+}
+
 /* Become `user` for good: its uid, its gid, only its groups; no capability
- * survives (the uid change from 0 clears them, keep-caps being off) and
- * no_new_privs forbids regaining any through exec. */
+ * survives (the uid change from 0 clears them, keep-caps being off) except,
+ * with the kernel door open, CAP_NET_ADMIN; no_new_privs forbids regaining
+ * any through exec. */
 static int drop_privileges(const char *user, const char *door_path)
 {
     if (!user[0]) {
@@ -261,12 +282,21 @@ static int drop_privileges(const char *user, const char *door_path)
         if (stat(dir, &st) == 0 && st.st_uid == 0 && !strncmp(dir, "/run/ktlsx", 10) && chown(dir, uid, gid) < 0)
             kd_log(KTLSX_LOG_WARNING, "%s: chown: %s", dir, strerror(errno));
     }
+    bool net_admin = kd_kernel_on();
+    /* The bounding set too: nothing but CAP_NET_ADMIN (with the kernel door) can come back. */
+    for (int cap = 0; cap < 64; cap++)
+        if ((!net_admin || cap != 12) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno == EINVAL) break;
+    if (net_admin && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+        return kd_log(KTLSX_LOG_ERROR, "PR_SET_KEEPCAPS: %s", strerror(errno)), -1;
     if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
         return kd_log(KTLSX_LOG_ERROR, "user %s: cannot switch: %s", user, strerror(errno)), -1;
+    if (net_admin && (keep_net_admin() < 0 || prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0))
+        return kd_log(KTLSX_LOG_ERROR, "user %s: cannot keep CAP_NET_ADMIN: %s", user, strerror(errno)), -1;
     if (setuid(0) == 0 || seteuid(0) == 0) return kd_log(KTLSX_LOG_ERROR, "user %s: root came back", user), -1;
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return -1;
     no_dumps(); /* a uid change resets dumpable */
-    kd_log(KTLSX_LOG_INFO, "running as %s (uid %u gid %u), no capabilities", user, (unsigned)uid, (unsigned)gid);
+    kd_log(KTLSX_LOG_INFO, "running as %s (uid %u gid %u), %s", user, (unsigned)uid, (unsigned)gid,
+           net_admin ? "CAP_NET_ADMIN only (the kernel door)" : "no capabilities");
     return 0;
 }
 
@@ -334,12 +364,13 @@ int main(int argc, char **argv)
     int nw = conf->workers ? conf->workers : online_cpus();
     bool uring = !conf->epoll_only;
     (void)kd_conf_swap(conf);
-    if (rc < 0 || kd_control_open(conf, nw) < 0 || drop_privileges(conf->user, conf->socket_path) < 0 ||
+    if (rc < 0 || kd_control_open(conf, nw) < 0 || kd_kernel_open(conf, nw) < 0 || drop_privileges(conf->user, conf->socket_path) < 0 ||
         (conf->seccomp && kd_sandbox() < 0) || start_workers(nw, uring) < 0) {
         kd_door_stop();
         stop_workers();
         join_workers();
         kd_door_unlisten();
+        kd_kernel_unopen();
         kd_control_close();
         kd_conf_free(kd_conf_swap(NULL));
         return 1;
@@ -357,6 +388,7 @@ int main(int argc, char **argv)
     kd_control_close(); /* ktlsxctl has nothing to ask a stopping daemon */
     join_workers();
     kd_door_unlisten();
+    kd_kernel_unopen();
     kd_log(KTLSX_LOG_INFO, "stopped");
     kd_conf_free(kd_conf_swap(NULL));
     kd_loop_close();

@@ -47,6 +47,8 @@ static const int allowed[] = {
     /* NSS (user and group names in allow_uids/allow_gids) may ask nscd over a unix
      * socket: connect here, socket() below for AF_UNIX only */
     SCMP_SYS(connect),
+    /* the kernel door: PSKs from the kernel keyrings */
+    SCMP_SYS(keyctl),
 };
 
 int kd_sandbox(void)

@@ -181,6 +181,7 @@ static void human(struct out *o, int workers, int64_t uptime_ms)
     put(o, "ktlsxd %s pid %d, %d workers, up %.1f s\n", KTLSX_VERSION_STRING, (int)getpid(), workers,
         (double)uptime_ms / 1000.0);
     put(o, "in flight %zu, door connections %zu\n", kd_door_inflight(), kd_door_open_total());
+    put(o, "kernel door: %s, in flight %zu\n", kd_kernel_on() ? "open" : "closed", kd_kernel_inflight());
     for (int d = 0; d < KD_DOORS; d++) {
         uint64_t total = 0, ok = get(&doors[d].status[KTLSX_DOOR_OK]) + get(&doors[d].status[KTLSX_DOOR_NO_KTLS]);
         for (int s = 0; s < STATUSES; s++) total += get(&doors[d].status[s]);

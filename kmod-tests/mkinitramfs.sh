@@ -166,6 +166,9 @@ MODS_OUT=$STAGE/lib/modules/$KREL
 mkdir -p "$MODS_OUT"
 mapfile -t seed < <(cd "$KMODDIR" && find kernel/crypto kernel/arch/x86/crypto kernel/lib \
 	kernel/net/tls kernel/net/handshake -name '*.ko*' 2>/dev/null)
+# NVMe/TCP host and target and configfs: the kernel door's suite (60-kernel-door)
+mapfile -t -O "${#seed[@]}" seed < <(cd "$KMODDIR" && find kernel/drivers/nvme kernel/fs/configfs \
+	-name '*.ko*' 2>/dev/null)
 declare -A want=()
 for m in "${seed[@]}"; do want[$m]=1; done
 for m in "${seed[@]}"; do

@@ -746,6 +746,41 @@ if (( $(id -u) == 0 )) && getent passwd nobody >/dev/null; then
   fi
 fi
 
+# ------------------------------------------------- kernel door (issue 9) ---
+# [kernel] enabled = yes, as nobody: where the kernel has no `handshake` netlink family (this
+# host), one warning line, no capability kept, and the local door serves; where it has one, the
+# door opens and CAP_NET_ADMIN alone is kept.  (The upcall itself: kmod-tests/suite/60-kernel-door.sh.)
+if (( $(id -u) == 0 )) && getent passwd nobody >/dev/null && case_begin kernel/absent-or-open; then
+  sed -e "s|^socket = .*|socket = $DOOR_DIR/kdoor.sock\nuser = nobody\nworkers = 2|" "$CONF" >"$RUN/kdoor.conf"
+  printf '\n[kernel]\nenabled = yes\n' >>"$RUN/kdoor.conf"
+  chmod 644 "$RUN/kdoor.conf"
+  "$DBIN/ktlsxd" -c "$RUN/kdoor.conf" >"$RUN/kdoor-ktlsxd.out" 2>"$RUN/kdoor-ktlsxd.err" </dev/null &
+  K_PID=$!
+  ALL_PIDS+=("$K_PID")
+  for ((i = 0; i < 200; i++)); do grep -q 'ktlsxd: info: ready' "$RUN/kdoor-ktlsxd.err" 2>/dev/null && break; sleep 0.05; done
+  caps=$(awk '/^Cap(Prm|Eff):/ {printf "%s ", $2}' "/proc/$K_PID/status" 2>/dev/null)
+  run_cmd kstats /dev/null "$CTL" -s "$DOOR_DIR/kdoor.ctl" stats
+  absent=$(grep -c 'kernel door: this kernel has no `handshake` netlink family' "$RUN/kdoor-ktlsxd.err")
+  if ! grep -q 'ktlsxd: info: ready' "$RUN/kdoor-ktlsxd.err"; then fail "did not start" "$RUN/kdoor-ktlsxd.err"
+  elif (( absent == 1 )); then
+    if [[ $caps != "0000000000000000 0000000000000000 " ]]; then fail "capabilities kept without the family: $caps"
+    elif ! grep -q '^kernel door: closed, in flight 0$' "$CD/kstats.out"; then fail "stats: $(grep kernel "$CD/kstats.out")"
+    elif ! DOOR=$DOOR_DIR/kdoor.sock start_app kdoor-app; then fail "door_load did not start" "$RUN/kdoor-app.err"
+    else
+      BG_PIDS+=("$APP_PID")
+      (echo "beside the kernel door"; sleep 0.5) | timeout 10 openssl s_client -connect "127.0.0.1:$APP_PORT" \
+        -servername localhost -CAfile "$CERTS/ca.pem" -verify_return_error -nocommands >"$CD/c.out" 2>&1
+      if grep -q '^beside the kernel door' "$CD/c.out"; then pass
+      else fail "the local door did not serve" "$CD/c.out" "$RUN/kdoor-ktlsxd.err"; fi
+    fi
+  elif ! grep -q 'kernel door: open' "$RUN/kdoor-ktlsxd.err"; then fail "neither absent nor open" "$RUN/kdoor-ktlsxd.err"
+  elif [[ $caps != "0000000000001000 0000000000001000 " ]]; then fail "want CAP_NET_ADMIN alone, got $caps"
+  else pass; fi
+  kill -TERM "$K_PID" 2>/dev/null
+  for ((i = 0; i < 200; i++)); do kill -0 "$K_PID" 2>/dev/null || break; sleep 0.05; done
+  kill -0 "$K_PID" 2>/dev/null && _kill_pids "$K_PID"
+fi
+
 # ------------------------------------------------------ 10,000 connections ---
 # One uid (65534) opens 10,000 door connections that send nothing and starts 1,000 handshakes
 # whose TLS peer stays silent; the daemon holds them within its limits (max_handshakes_per_uid

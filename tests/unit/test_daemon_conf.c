@@ -214,6 +214,53 @@ static void test_psk_profile(void **state)
     assert_non_null(strstr(err, "daemon-psk.hex: "));
 }
 
+/* [kernel]: defaults (off, TLS 1.3 only), every key, a file with no profile
+ * but the kernel door, and the refusals at their lines. */
+static void test_kernel_section(void **state)
+{
+    (void)state;
+    char text[2048], err[1024];
+    char pair[600];
+    snprintf(pair, sizeof pair, "cert = %s\nkey = %s", kxt_pki_path("server-ecdsa.pem"),
+             kxt_pki_path("server-ecdsa.key"));
+    snprintf(text, sizeof text, "[server a]\n%s\n", pair);
+    struct kd_conf *c = load(text, err, sizeof err);
+    if (!c) fail_msg("%s", err);
+    assert_false(c->kernel_enabled);
+    assert_int_equal(c->kernel_min_version, KTLSX_TLS13);
+    assert_int_equal(c->kernel_max_version, KTLSX_TLS13);
+    assert_string_equal(c->kernel_server_profile, "");
+    kd_conf_free(c);
+    snprintf(text, sizeof text,
+             "[kernel]\nenabled = yes\nserver_profile = nvme-x509\nclient_profile = nfs\nversions = 1.2-1.3\n"
+             "[server nvme-x509]\n%s\n[client nfs]\nversions = 1.3\n", pair);
+    c = load(text, err, sizeof err);
+    if (!c) fail_msg("%s", err);
+    assert_true(c->kernel_enabled);
+    assert_string_equal(c->kernel_server_profile, "nvme-x509");
+    assert_string_equal(c->kernel_client_profile, "nfs");
+    assert_int_equal(c->kernel_min_version, KTLSX_TLS12);
+    assert_int_equal(c->kernel_max_version, KTLSX_TLS13);
+    kd_conf_free(c);
+    /* PSK requests need no profile: the kernel door alone is a configuration */
+    c = load("[daemon]\nworkers = 1\n[kernel]\nenabled = on\n", err, sizeof err);
+    if (!c) fail_msg("%s", err);
+    assert_true(c->kernel_enabled);
+    assert_int_equal(c->nprofiles, 0);
+    kd_conf_free(c);
+    refused("[kernel]\nenabled = maybe\n", 2, "enabled: want yes or no, not 'maybe'");
+    refused("[kernel]\nenabled = no\nkeyrings = .nvme\n", 3, "unknown key 'keyrings' in [kernel]");
+    refused("[kernel]\nenabled = yes\nversions = 1.1\n", 3, "versions: want 1.3, 1.2 or 1.2-1.3, not '1.1'");
+    refused("[kernel]\nenabled = yes\nversions = 1.3-1.2\n", 3, "versions: want 1.3, 1.2 or 1.2-1.3, not '1.3-1.2'");
+    refused("[kernel]\nenabled = yes\nserver_profile = a b\n", 3, "server_profile: not a profile name: 'a b'");
+    refused("[kernel]\nenabled = yes\n\nserver_profile = missing\n[server a]\n%1$s\n", 4,
+            "server_profile: no [server missing]");
+    /* a client profile of that name does not serve server requests, nor the reverse */
+    refused("[server a]\n%1$s\n[kernel]\nenabled = yes\nclient_profile = a\n", 6, "client_profile: no [client a]");
+    refused("[kernel]\nenabled = no\n", 0, "no [server NAME] or [client NAME] profile");
+    refused("[kernels]\nenabled = yes\n", 1, "unknown section [kernels]: want [daemon], [kernel],");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -221,6 +268,7 @@ int main(void)
         cmocka_unit_test(test_nobody_listed),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_psk_profile),
+        cmocka_unit_test(test_kernel_section),
     };
     return cmocka_run_group_tests(tests, kxt_pki_group_setup, kxt_pki_group_teardown);
 }

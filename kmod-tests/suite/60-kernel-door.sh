@@ -1,0 +1,307 @@
+#!/bin/sh
+# ktlsxd's kernel door (issue 9): the daemon answers the kernel's `handshake`
+# netlink upcall for NVMe/TCP with TLS, on loopback, both sides in this VM:
+# an nvmet target on 127.0.0.1:4420 with tsas tls1.3 (its server handshakes)
+# and the host connecting with `tls` through /dev/nvme-fabrics (its client
+# handshakes), a retained PSK "NVMe0R01 <hostnqn> <subnqn>" in the .nvme
+# keyring.  16 MiB written to the namespace (file-backed) and read back with
+# equal sha256; tls_stat shows the sockets in kernel TLS; the daemon's log
+# names each handshake and its status.  Then the failures: the host offering
+# a key the target does not hold (EKEYREJECTED/EACCES, the connect fails well
+# within its timeout), and the daemon stopped (the connect fails) and started
+# again (it succeeds).
+# kmod-timeout: 240
+. "$KMOD_LIB"
+. /suite/lib-ktlsx.sh
+
+tests="kdoor-family kdoor-daemon kdoor-connect kdoor-data kdoor-tls-stat kdoor-log kdoor-stats kdoor-queues kdoor-storm kdoor-wrong-psk kdoor-unknown-identity kdoor-daemon-restart kdoor-unprivileged"
+out=$(timeout 20 ktlsx probe 2>&1)
+hs=$(echo "$out" | grep '^handshake-genl:' | head -1)
+info "probe: $hs"
+case "$hs" in
+"handshake-genl: yes"*) pass kdoor-family ;;
+*)
+	for t in $tests; do skip "$t" "no handshake netlink family: $hs"; done
+	exit 0
+	;;
+esac
+
+W=$KMOD_TMP/kdoor
+mkdir -p "$W"
+for m in configfs nvmet nvmet-tcp nvme-fabrics nvme-tcp; do
+	modprobe "$m" >>"$W/modprobe.log" 2>&1 || echo "modprobe $m failed" >>"$W/modprobe.log"
+done
+grep -q configfs /proc/mounts || mount -t configfs none /sys/kernel/config 2>>"$W/modprobe.log"
+cat "$W/modprobe.log"
+CFS=/sys/kernel/config/nvmet
+if [ ! -d "$CFS" ] || [ ! -e /dev/nvme-fabrics ] || ! have kdkey; then
+	for t in $(echo "$tests" | cut -d' ' -f2-); do
+		skip "$t" "no nvmet configfs, /dev/nvme-fabrics or kdkey: $(tail -3 "$W/modprobe.log" | tr '\n' ' ')"
+	done
+	exit 0
+fi
+
+# --- ktlsxd with the kernel door ---
+cat >"$W/ktlsxd.conf" <<EOF
+[daemon]
+socket = $W/ktlsxd.sock
+workers = 2
+log_level = debug
+[kernel]
+enabled = yes
+EOF
+start_daemon() {
+	_ready=$(grep -c "ready:" "$W/ktlsxd.log")
+	ktlsxd -c "$W/ktlsxd.conf" >>"$W/ktlsxd.log" 2>&1 &
+	KD_PID=$!
+	i=0
+	while [ $i -lt 100 ] && [ "$(grep -c "ready:" "$W/ktlsxd.log")" -le "$_ready" ]; do sleep 0.1; i=$((i + 1)); done
+}
+stop_daemon() {
+	kill -TERM "$KD_PID" 2>/dev/null
+	wait_pid "$KD_PID" 15
+}
+: >"$W/ktlsxd.log"
+start_daemon
+if grep -q "kernel door: open" "$W/ktlsxd.log" && kill -0 "$KD_PID" 2>/dev/null; then
+	pass kdoor-daemon
+else
+	fail kdoor-daemon "no 'kernel door: open' line: $(grep -i 'kernel door\|error' "$W/ktlsxd.log" | head -3 | tr '\n' ' ')"
+fi
+info "$(grep 'kernel door' "$W/ktlsxd.log" | head -3 | tr '\n' ' ')"
+
+# --- target: subsystem, file-backed namespace, TLS port ---
+HOSTID=6b2e1f0a-1d2c-4b5a-9e8f-0123456789ab
+HOSTNQN=nqn.2014-08.org.nvmexpress:uuid:$HOSTID
+SUBNQN=nqn.2026-12.io.ktlsx:kdoor
+truncate -s 32M "$W/ns.img" 2>/dev/null || dd if=/dev/zero of="$W/ns.img" bs=1M count=32 2>/dev/null
+mkdir "$CFS/subsystems/$SUBNQN"
+echo 1 >"$CFS/subsystems/$SUBNQN/attr_allow_any_host"
+mkdir "$CFS/subsystems/$SUBNQN/namespaces/1"
+echo "$W/ns.img" >"$CFS/subsystems/$SUBNQN/namespaces/1/device_path"
+echo 1 >"$CFS/subsystems/$SUBNQN/namespaces/1/buffered_io" 2>/dev/null
+echo 1 >"$CFS/subsystems/$SUBNQN/namespaces/1/enable"
+P=$CFS/ports/1
+mkdir "$P"
+echo tcp >"$P/addr_trtype"
+echo ipv4 >"$P/addr_adrfam"
+echo 127.0.0.1 >"$P/addr_traddr"
+echo 4420 >"$P/addr_trsvcid"
+echo tls1.3 >"$P/addr_tsas" || info "addr_tsas tls1.3 refused"
+ln -s "$CFS/subsystems/$SUBNQN" "$P/subsystems/$SUBNQN"
+info "port: tsas=$(cat "$P/addr_tsas" 2>/dev/null) treq=$(cat "$P/addr_treq" 2>/dev/null)"
+
+hex() { od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'; }
+PSK=$(hex 32)
+SERIAL=$(kdkey add .nvme "NVMe0R01 $HOSTNQN $SUBNQN" "$PSK" 2>&1)
+info "PSK serial $SERIAL in .nvme"
+
+# connect OPTIONS SECS: write the option string to /dev/nvme-fabrics (the
+# write returns when the controller is up or has failed); CONNECT_RC, CONNECT_EL
+connect() {
+	_s=$(date +%s)
+	( echo "transport=tcp,traddr=127.0.0.1,trsvcid=4420,nqn=$SUBNQN,hostnqn=$HOSTNQN,hostid=$HOSTID,tls$1" >/dev/nvme-fabrics ) \
+		>"$W/connect.out" 2>&1 &
+	wait_pid $! "$2"
+	CONNECT_RC=$WAIT_RC
+	CONNECT_EL=$(( $(date +%s) - _s ))
+}
+disconnect_all() {
+	for c in /sys/class/nvme/nvme*; do
+		[ -e "$c/delete_controller" ] && echo 1 >"$c/delete_controller" 2>/dev/null
+	done
+	sleep 1
+}
+
+tls_stat_snapshot "$W/tls0"
+connect ",nr_io_queues=2" 60
+dev=
+i=0
+while [ $i -lt 50 ]; do
+	for d in /dev/nvme*n1; do [ -b "$d" ] && dev=$d; done
+	[ -n "$dev" ] && break
+	sleep 0.2
+	i=$((i + 1))
+done
+if [ "$CONNECT_RC" -eq 0 ] && [ -n "$dev" ]; then
+	pass kdoor-connect
+	info "connected in ${CONNECT_EL}s: $dev ($(cat /sys/class/nvme/nvme0/transport 2>/dev/null) $(cat /sys/class/nvme/nvme0/tls_key 2>/dev/null))"
+else
+	fail kdoor-connect "rc $CONNECT_RC after ${CONNECT_EL}s, no block device: $(tr '\n' ' ' <"$W/connect.out") $(dmesg | grep -i 'nvme\|tls\|handshake' | tail -5 | tr '\n' ' ')"
+fi
+
+if [ -n "$dev" ]; then
+	dd if=/dev/urandom of="$W/src" bs=1M count=16 2>/dev/null
+	dd if="$W/src" of="$dev" bs=1M count=16 conv=fsync 2>"$W/dd.err"
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+	dd if="$dev" of="$W/back" bs=1M count=16 2>>"$W/dd.err"
+	want=$(sha "$W/src")
+	got=$(sha "$W/back")
+	on_target=$(dd if="$W/ns.img" bs=1M count=16 2>/dev/null | sha256sum | cut -d' ' -f1)
+	if [ -n "$want" ] && [ "$want" = "$got" ] && [ "$want" = "$on_target" ]; then
+		pass kdoor-data
+	else
+		fail kdoor-data "sha256 written $want, read back $got, target file $on_target: $(tr '\n' ' ' <"$W/dd.err")"
+	fi
+	tx=$(tls_stat_delta "$W/tls0" TlsTxSw)
+	rx=$(tls_stat_delta "$W/tls0" TlsRxSw)
+	cur=$(tls_stat TlsCurrTxSw)
+	info "tls_stat: TlsTxSw +$tx TlsRxSw +$rx TlsCurrTxSw $cur TlsDecryptError $(tls_stat TlsDecryptError)"
+	# admin + at least one I/O queue (2 asked; the host caps them at its CPUs),
+	# host and target sides: at least 4 sockets in kernel TLS
+	if [ "$tx" -ge 4 ] && [ "$rx" -ge 4 ] && [ "$cur" -ge 4 ]; then
+		pass kdoor-tls-stat
+	else
+		fail kdoor-tls-stat "TlsTxSw +$tx TlsRxSw +$rx TlsCurrTxSw $cur (want >= 4 each)"
+	fi
+else
+	skip kdoor-data "not connected"
+	skip kdoor-tls-stat "not connected"
+fi
+nserver=$(grep -c "kernel door: psk server: ok" "$W/ktlsxd.log")
+nclient=$(grep -c "kernel door: psk client.*: ok" "$W/ktlsxd.log")
+info "daemon: $nserver server and $nclient client handshakes ok; $(grep 'kernel door: psk' "$W/ktlsxd.log" | head -2 | tr '\n' ' ')"
+if [ "$nserver" -ge 2 ] && [ "$nclient" -ge 2 ] && [ "$nserver" -eq "$nclient" ]; then
+	pass kdoor-log
+else
+	fail kdoor-log "server ok $nserver, client ok $nclient (want >= 2 each, equal): $(grep 'kernel door' "$W/ktlsxd.log" | tail -4 | tr '\n' ' ')"
+fi
+info "$(grep -m1 'kernel door: ACCEPT fd' "$W/ktlsxd.log")"
+ktlsxctl -s "$W/ktlsxd.ctl" stats >"$W/stats.out" 2>&1
+st=$(grep '^door kernel:' "$W/stats.out")
+info "ktlsxctl stats: $st; $(grep '^kernel door:' "$W/stats.out")"
+case "$st" in
+"door kernel: handshakes $((nserver + nclient)), ok $((nserver + nclient)), failed 0, resumed 0") pass kdoor-stats ;;
+*) fail kdoor-stats "want $((nserver + nclient)) handshakes all ok, got '$st': $(head -5 "$W/stats.out" | tr '\n' ' ')" ;;
+esac
+disconnect_all
+
+# --- connect time with more queues: one TLS handshake per queue on each side.  The host
+# caps I/O and write queues at its CPUs (2 here): nr_io_queues=1 gives admin + 1, the
+# second connect admin + 2 + 2.  The queue count is what ktlsxd answered / 2. ---
+ms_now() { awk '{ printf "%d", $1 * 1000 }' /proc/uptime; }
+qinfo= counts=
+for opts in "nr_io_queues=1" "nr_io_queues=8,nr_write_queues=8"; do
+	before=$(grep -c "kernel door: psk .*: ok" "$W/ktlsxd.log")
+	t0=$(ms_now)
+	connect ",$opts" 60
+	t1=$(ms_now)
+	after=$(grep -c "kernel door: psk .*: ok" "$W/ktlsxd.log")
+	hs=$((after - before))
+	counts="$counts $CONNECT_RC:$hs"
+	qinfo="$qinfo $opts: rc $CONNECT_RC, $((hs / 2)) queues, $hs handshakes, $((t1 - t0)) ms;"
+	disconnect_all
+done
+info "connect with TLS, both sides answered by ktlsxd:$qinfo"
+set -- $counts
+if [ "$1" = 0:4 ] && [ "${2%%:*}" = 0 ] && [ "${2#*:}" -gt 4 ] && [ $(( ${2#*:} % 2 )) -eq 0 ]; then
+	pass kdoor-queues
+else
+	fail kdoor-queues "want rc 0 with 4 handshakes, then rc 0 with more (even):$qinfo"
+fi
+
+# --- a storm: 6 hosts (own hostnqn, hostid and PSK each) connecting at once with
+# admin + 2 I/O + 2 write queues: 30 client and 30 server handshakes in flight together ---
+NH=6
+i=1
+while [ $i -le $NH ]; do
+	kdkey add .nvme "NVMe0R01 $HOSTNQN-$i $SUBNQN" "$(hex 32)" >/dev/null 2>&1
+	i=$((i + 1))
+done
+before=$(grep -c "kernel door: psk .*: ok" "$W/ktlsxd.log")
+t0=$(ms_now)
+pids=
+i=1
+while [ $i -le $NH ]; do
+	( echo "transport=tcp,traddr=127.0.0.1,trsvcid=4420,nqn=$SUBNQN,hostnqn=$HOSTNQN-$i,hostid=6b2e1f0a-1d2c-4b5a-9e8f-00000000000$i,tls,nr_io_queues=8,nr_write_queues=8" \
+		>/dev/nvme-fabrics ) >"$W/storm.$i" 2>&1 &
+	pids="$pids $!"
+	i=$((i + 1))
+done
+src=0
+for p in $pids; do wait_pid "$p" 90; [ "$WAIT_RC" -eq 0 ] || src=$WAIT_RC; done
+t1=$(ms_now)
+after=$(grep -c "kernel door: psk .*: ok" "$W/ktlsxd.log")
+hs=$((after - before))
+ctrls=$(ls -d /sys/class/nvme/nvme* 2>/dev/null | wc -l)
+el=$((t1 - t0))
+[ "$el" -gt 0 ] || el=1
+info "storm: $NH controllers at once, $ctrls up, $hs handshakes ok in $el ms ($((hs * 1000 / el)) handshakes/s under TCG), last failing rc $src"
+if [ "$src" -eq 0 ] && [ "$ctrls" -eq "$NH" ] && [ "$hs" -ge $((NH * 4)) ] && [ $((hs % 2)) -eq 0 ]; then
+	pass kdoor-storm
+else
+	fail kdoor-storm "rc $src, $ctrls controllers, $hs handshakes: $(cat "$W"/storm.* | tr '\n' ' ') $(grep 'kernel door: psk' "$W/ktlsxd.log" | grep -v ': ok' | tail -2 | tr '\n' ' ')"
+fi
+disconnect_all
+
+# --- a key the target does not hold: the host offers K2 under the same identity
+# from a keyring of its own (tls_key=SERIAL); the target finds K1 in .nvme ---
+BAD=$(kdkey add @s "NVMe0R01 $HOSTNQN $SUBNQN" "$(hex 32)" 2>&1)
+before=$(grep -c "kernel door: psk .*: \(EKEYREJECTED\|EACCES\)" "$W/ktlsxd.log")
+connect ",tls_key=$BAD" 60
+after=$(grep -c "kernel door: psk .*: \(EKEYREJECTED\|EACCES\)" "$W/ktlsxd.log")
+info "wrong PSK: connect rc $CONNECT_RC in ${CONNECT_EL}s; $(grep 'kernel door: psk' "$W/ktlsxd.log" | tail -2 | tr '\n' ' ')"
+if [ "$CONNECT_RC" -ne 0 ] && [ "$CONNECT_RC" -ne 124 ] && [ "$after" -gt "$before" ]; then
+	pass kdoor-wrong-psk
+else
+	fail kdoor-wrong-psk "connect rc $CONNECT_RC in ${CONNECT_EL}s, refusals logged $before -> $after"
+fi
+disconnect_all
+
+# --- an identity the target does not know (the key exists only in the host's own keyring):
+# the target's side is EKEYREJECTED, the connect fails at once ---
+UNK=$(kdkey add @s "NVMe0R01 $HOSTNQN nqn.2026-12.io.ktlsx:unknown" "$(hex 32)" 2>&1)
+before=$(grep -c "kernel door: psk server: EKEYREJECTED" "$W/ktlsxd.log")
+connect ",tls_key=$UNK" 60
+after=$(grep -c "kernel door: psk server: EKEYREJECTED" "$W/ktlsxd.log")
+info "unknown identity: connect rc $CONNECT_RC in ${CONNECT_EL}s; $(grep 'kernel door: \(psk\|no PSK\)' "$W/ktlsxd.log" | tail -3 | tr '\n' ' ')"
+if [ "$CONNECT_RC" -ne 0 ] && [ "$CONNECT_RC" -ne 124 ] && [ "$after" -gt "$before" ]; then
+	pass kdoor-unknown-identity
+else
+	fail kdoor-unknown-identity "connect rc $CONNECT_RC in ${CONNECT_EL}s, server EKEYREJECTED $before -> $after"
+fi
+disconnect_all
+
+# --- the daemon stopped: the kernel's request fails; started again: it succeeds ---
+stop_daemon
+connect ",nr_io_queues=1" 60
+down_rc=$CONNECT_RC down_el=$CONNECT_EL
+disconnect_all
+start_daemon
+connect ",nr_io_queues=1" 60
+info "daemon down: connect rc $down_rc in ${down_el}s; up again: rc $CONNECT_RC in ${CONNECT_EL}s"
+if [ "$down_rc" -ne 0 ] && [ "$down_rc" -ne 124 ] && [ "$CONNECT_RC" -eq 0 ]; then
+	pass kdoor-daemon-restart
+else
+	fail kdoor-daemon-restart "down: rc $down_rc in ${down_el}s; up: rc $CONNECT_RC in ${CONNECT_EL}s: $(tr '\n' ' ' <"$W/connect.out") $(dmesg | grep -i 'nvme\|tls\|handshake' | tail -4 | tr '\n' ' ') $(tail -3 "$W/ktlsxd.log" | tr '\n' ' ')"
+fi
+disconnect_all
+stop_daemon
+
+# --- as `nobody`, keeping CAP_NET_ADMIN alone (ACCEPT is an admin operation),
+# the keys read through the session keyring's link to .nvme ---
+sed -i 's/^workers = 2$/workers = 2\nuser = nobody/' "$W/ktlsxd.conf"
+chmod 755 "$W"
+start_daemon
+st=$(grep -E '^(Uid|CapEff|CapPrm|CapInh|CapBnd):' "/proc/$KD_PID/status" 2>/dev/null | tr '\t' ' ' | tr '\n' ' ')
+before=$(grep -c "kernel door: psk .*: ok" "$W/ktlsxd.log")
+connect ",nr_io_queues=1" 60
+after=$(grep -c "kernel door: psk .*: ok" "$W/ktlsxd.log")
+info "as nobody: $st; connect rc $CONNECT_RC in ${CONNECT_EL}s, handshakes ok $before -> $after"
+case "$st" in
+*"Uid: 65534 65534 65534 65534"*"CapInh: 0000000000000000"*"CapPrm: 0000000000001000"*"CapEff: 0000000000001000"*"CapBnd: 0000000000001000"*)
+	if [ "$CONNECT_RC" -eq 0 ] && [ "$after" -ge $((before + 2)) ] && grep -q "CAP_NET_ADMIN only" "$W/ktlsxd.log"; then
+		pass kdoor-unprivileged
+	else
+		fail kdoor-unprivileged "connect rc $CONNECT_RC, handshakes ok $before -> $after: $(grep 'kernel door\|running as' "$W/ktlsxd.log" | tail -3 | tr '\n' ' ')"
+	fi
+	;;
+*) fail kdoor-unprivileged "process status: $st; $(grep 'running as\|error' "$W/ktlsxd.log" | tail -3 | tr '\n' ' ')" ;;
+esac
+disconnect_all
+stop_daemon
+rm -f "$P/subsystems/$SUBNQN"
+echo "--- ktlsxd log (tail)"
+tail -40 "$W/ktlsxd.log"
+exit 0
