@@ -298,3 +298,12 @@ $(O)/demo/www/index.html:
 	@printf '<!doctype html>\n<title>ktlsx-fileserver</title>\n<h1>Hello from ktlsx-fileserver</h1>\n<p>Served over TLS by libktlsx: kernel TLS where the kernel has it, user-space records otherwise.</p>\n' >$@
 	@printf 'ktlsx-fileserver demo: a plain text file.\n' >$(dir $@)hello.txt
 # ---- end of ktlsx-fileserver ----
+
+# ---- fleet: memcached session store (issue 12) ----
+# libktlsx's session/memcached.c links libmemcached: every link of the library gets it.
+LDLIBS += -lmemcached
+FLEET_TEST_DEPS := $(O)/bin/ktlsx
+.PHONY: fleet-test
+fleet-test: $(FLEET_TEST_DEPS)
+	tests/fleet/fleet.sh
+# ---- end of fleet ----
