@@ -412,6 +412,12 @@ struct kd_conf *kd_conf_load(const char *path, char *err, size_t errlen)
     if (!p.err[0] && c->nprofiles == 0) snprintf(p.err, sizeof p.err, "no [server NAME] or [client NAME] profile");
     if (!p.err[0] && c->handshake_timeout_ms > c->max_handshake_timeout_ms)
         snprintf(p.err, sizeof p.err, "handshake_timeout_ms is over max_handshake_timeout_ms");
+    for (size_t i = 0; i < c->nprofiles && !p.err[0] && c->seccomp; i++) /* issue 12 */
+        if (c->profiles[i].store_line) {
+            snprintf(p.err, sizeof p.err, "session_cache = memcached:... needs seccomp = no in [daemon] for now "
+                                          "(the seccomp filter refuses sockets to the network)");
+            p.err_line = c->profiles[i].store_line;
+        }
     if (p.err[0]) {
         if (p.err_line > 0) snprintf(err, errlen, "%s:%d: %s", path, p.err_line, p.err);
         else snprintf(err, errlen, "%s: %s", path, p.err);

@@ -25,6 +25,10 @@
 #                   sealed with the old key resume until it is dropped, then full handshakes
 #                   cleanly; skipping the open-only step makes a new ticket miss on the others
 #
+#  ktlsxd/sid12     three ktlsxd daemons (session_cache = memcached:... in their server profile),
+#                   each behind a `ktlsx server --daemon`: >= 99 % resumed; ktlsxctl sessions shows
+#                   the store's hits
+#  servers-sane     no sanitizer report in any server's or daemon's log
 # Environment (besides tests/lib.sh's): FLEET_N reconnections per run (default 100; QUICK=1: 30),
 #   FLEET_STORE_TIMEOUT_MS (default 300), FLEET_NO_NETNS=1 (loopback ports even where netns work).
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -143,8 +147,10 @@ start_server_i() { # start_server_i I ARGS... (ARGS may hold {MC} = this server'
   local args=() a
   for a in "$@"; do args+=("${a//\{MC\}/$(mc_for "$i")}"); done
   printf '%q ' "${args[@]}" >"$CD/server$i.cmd"; echo >>"$CD/server$i.cmd"
+  local keys=(--cert "$CERTS/server-ecdsa.pem" --key "$CERTS/server-ecdsa.key")
+  [[ ${args[0]:-} == --daemon ]] && keys=() # the daemon's profile holds them
   ${SNS[i]} timeout -k 2 900 "$KTLSX" server --listen "${SADDR[i]}:${SPORTS[i]}" \
-    --cert "$CERTS/server-ecdsa.pem" --key "$CERTS/server-ecdsa.key" --reply fleet "${args[@]}" \
+    "${keys[@]}" --reply fleet "${args[@]}" \
     </dev/null >"$CD/server$i.out" 2>>"$CD/server$i.err" &
   SPID[i]=$!
   ALL_PIDS+=("${SPID[i]}")
@@ -411,9 +417,72 @@ if case_begin rotation/skipped-open-step; then
   fi
 fi
 
+# ---- ktlsxd: three daemons with the memcached store in their server profile ----
+# Each namespace runs ktlsxd (profile web: session_cache = memcached:...) and a
+# `ktlsx server --daemon` in front of it; TLS 1.2 session IDs resume across the three
+# daemons; ktlsxctl sessions shows each profile's store counters.
+DBIN=${DAEMON_BIN:-$(dirname "$KTLSX_ORIG")}
+declare -a DPID=(0 0 0)
+stop_daemons() { local i; for i in 1 2 3; do (( DPID[i] )) && { kill -TERM "${DPID[i]}" 2>/dev/null; wait "${DPID[i]}" 2>/dev/null; DPID[i]=0; }; done; }
+if case_begin ktlsxd/sid12; then
+  if [[ ! -x $DBIN/ktlsxd || ! -x $DBIN/ktlsxctl ]]; then
+    skip "ktlsxd or ktlsxctl not built beside $KTLSX"
+  else
+    stop_fleet
+    DDIR=$(mktemp -d /tmp/kxfleet.XXXXXX)
+    ok=1
+    for i in 1 2 3; do
+      cat >"$CD/ktlsxd$i.conf" <<CONF
+[daemon]
+socket = $DDIR/d$i.sock
+control_socket = $DDIR/d$i.ctl
+log_level = info
+seccomp = no
+
+[server web]
+cert = $CERTS/server-ecdsa.pem
+key = $CERTS/server-ecdsa.key
+versions = 1.2
+tickets = 0
+session_cache = memcached:$(mc_for "$i")
+session_store_timeout_ms = $STORE_TMO_MS
+session_store_key = $STORE_KEY
+allow_uids = $(id -u)
+export_state = yes
+CONF
+      ${SNS[i]} timeout -k 2 900 "$DBIN/ktlsxd" -c "$CD/ktlsxd$i.conf" </dev/null >"$CD/ktlsxd$i.out" 2>"$CD/ktlsxd$i.err" &
+      DPID[i]=$!
+      ALL_PIDS+=("${DPID[i]}")
+      for t in $(seq 100); do [[ -S $DDIR/d$i.sock ]] && break; sleep 0.05; done
+      [[ -S $DDIR/d$i.sock ]] || { ok=0; break; }
+      start_server_i "$i" --daemon "$DDIR/d$i.sock" --profile web || { ok=0; break; }
+    done
+    if (( ! ok )); then
+      fail "a daemon or its front server did not start" "$CD/ktlsxd1.err" "$CD/ktlsxd2.err" "$CD/ktlsxd3.err"
+    else
+      chain ktlsx 1.2 "$N"
+      rate_line "${NAME_PREFIX}ktlsxd/sid12" "$C_RESUMED" "$N"
+      hits=0
+      for i in 1 2 3; do
+        timeout 10 "$DBIN/ktlsxctl" -s "$DDIR/d$i.ctl" sessions >"$CD/sessions$i.txt" 2>&1
+        h=$(grep -o 'memcached store [0-9]* servers, hits [0-9]*' "$CD/sessions$i.txt" | grep -o '[0-9]*$')
+        hits=$(( hits + ${h:-0} ))
+      done
+      echo "${NAME_PREFIX}ktlsxd/sid12: memcached hits over the three daemons: $hits" >>"$RATES"
+      if (( C_FAILED )); then fail "$C_FAILED connections failed" "$CD/failed.log" "$CD/ktlsxd1.err"
+      elif (( C_RESUMED * 100 < N * 99 )); then fail "$C_RESUMED/$N reconnections resumed: want >= 99 %" "$CD/conns.log"
+      elif (( hits * 3 < N )); then fail "ktlsxctl sessions: $hits memcached hits over the three daemons" "$CD/sessions1.txt" "$CD/sessions2.txt"
+      else pass; fi
+    fi
+    stop_fleet
+    stop_daemons
+    rm -rf "$DDIR"
+  fi
+fi
+
 if case_begin servers-sane; then
   # No sanitizer report, no crash in any server's log.
-  bad=$(grep -lE 'ERROR: AddressSanitizer|runtime error:|LeakSanitizer' "$WORK"/*/server*.err 2>/dev/null | head -3)
+  bad=$(grep -lE 'ERROR: AddressSanitizer|runtime error:|LeakSanitizer' "$WORK"/*/server*.err "$WORK"/*/ktlsxd*.err 2>/dev/null | head -3)
   if [[ -n $bad ]]; then fail "sanitizer report in ${bad//$'\n'/ }" $bad; else pass; fi
 fi
 
