@@ -235,15 +235,40 @@ chain() {
   done
 }
 
+# CPU time (ns) the three servers have used so far: every task of each `ktlsx server`
+# (the child of its `timeout` wrapper), from /proc/PID/task/*/schedstat; 0 where unreadable.
+servers_cpu_ns() {
+  local i c t sum=0 v
+  for i in 1 2 3; do
+    (( SPID[i] )) || continue
+    for c in $(ps -o pid= --ppid "${SPID[i]}" 2>/dev/null); do
+      for t in /proc/$c/task/*/schedstat; do
+        read -r v _ <"$t" 2>/dev/null && sum=$(( sum + v ))
+      done
+    done
+  done
+  echo "$sum"
+}
+
 pct() { echo "$(( $1 * 1000 / $2 / 10 )).$(( $1 * 1000 / $2 % 10 ))"; }
 
 RATES=$WORK/rates.txt
 : >"$RATES"
-rate_line() { echo "$1: $2/$3 reconnections resumed ($(pct "$2" "$3") %)" | tee -a "$RATES" >&2; }
+rate_line() { echo "$1: $2/$3 reconnections resumed ($(pct "$2" "$3") %)${CPU_NOTE:-}" | tee -a "$RATES" >&2; }
+
+# chain_cpu ARGS...: chain, and CPU_NOTE = the servers' CPU per connection over it
+chain_cpu() {
+  local c0 c1
+  c0=$(servers_cpu_ns)
+  chain "$@"
+  c1=$(servers_cpu_ns)
+  CPU_NOTE=
+  (( c0 > 0 && c1 > c0 )) && CPU_NOTE="; server CPU $(( (c1 - c0) / ($3 + 1) / 1000 )) us per connection"
+}
 
 # resumed_run NAME CLIENT VERSION: >= 99 % of N reconnections resumed, none failed
 resumed_run() {
-  chain "$2" "$3" "$N"
+  chain_cpu "$2" "$3" "$N"
   rate_line "$NAME_PREFIX$1" "$C_RESUMED" "$N"
   if (( C_FAILED )); then fail "$C_FAILED connections failed" "$CD/failed.log" "$CD/server1.err"; return; fi
   if (( C_RESUMED * 100 < N * 99 )); then
@@ -255,7 +280,7 @@ resumed_run() {
 
 # baseline_run NAME CLIENT VERSION: without shared state the rate stays under 50 %
 baseline_run() {
-  chain "$2" "$3" "$N"
+  chain_cpu "$2" "$3" "$N"
   rate_line "$NAME_PREFIX$1" "$C_RESUMED" "$N"
   if (( C_FAILED )); then fail "$C_FAILED connections failed" "$CD/failed.log"; return; fi
   if (( C_RESUMED * 2 >= N )); then fail "$C_RESUMED/$N resumed without shared state: the fleet is not three boxes" "$CD/conns.log"; return; fi
@@ -325,6 +350,7 @@ fi
 fault_run() {
   local name=$1; shift
   local half=$(( N / 2 )) slack=${FLEET_SLACK_MS:-500}
+  CPU_NOTE=
   chain ktlsx 1.2 "$N" "$half" "$@"
   echo "$NAME_PREFIX$name: $C_RESUMED/$N resumed (fault before reconnection $half); slowest connection" \
        "${C_MAX_BEFORE} ms before, ${C_MAX_AFTER} ms after (store timeout ${STORE_TMO_MS} ms)" | tee -a "$RATES" >&2
@@ -460,6 +486,7 @@ CONF
     if (( ! ok )); then
       fail "a daemon or its front server did not start" "$CD/ktlsxd1.err" "$CD/ktlsxd2.err" "$CD/ktlsxd3.err"
     else
+      CPU_NOTE=
       chain ktlsx 1.2 "$N"
       rate_line "${NAME_PREFIX}ktlsxd/sid12" "$C_RESUMED" "$N"
       hits=0
