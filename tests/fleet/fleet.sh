@@ -24,11 +24,12 @@
 #                   new key added to open only, then to seal, old kept, then dropped; tickets
 #                   sealed with the old key resume until it is dropped, then full handshakes
 #                   cleanly; skipping the open-only step makes a new ticket miss on the others
-#
 #  ktlsxd/sid12     three ktlsxd daemons (session_cache = memcached:... in their server profile),
 #                   each behind a `ktlsx server --daemon`: >= 99 % resumed; ktlsxctl sessions shows
 #                   the store's hits
 #  servers-sane     no sanitizer report in any server's or daemon's log
+# Every run's rate (and the servers' CPU per connection over it, from schedstat) goes to
+# $WORK/rates.txt: the numbers in docs/fleet.md.
 # Environment (besides tests/lib.sh's): FLEET_N reconnections per run (default 100; QUICK=1: 30),
 #   FLEET_STORE_TIMEOUT_MS (default 300), FLEET_NO_NETNS=1 (loopback ports even where netns work).
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -42,7 +43,7 @@ mkdir -p "$RUN"
 TAG=kxf$(( $$ % 100000 ))
 HUB=$TAG-hub
 NETNS=0
-declare -a SNS=() SADDR=() SPORTS=() SPID=(0 0 0)
+declare -a SNS=() SADDR=() SPORTS=() SPID=(0 0 0 0)
 HUBX=
 MC_ADDR= MC_PORT=11211 MC_PID=
 STORE_KEY=$RUN/store.key TK_OLD=$RUN/ticket-old.key TK_NEW=$RUN/ticket-new.key
@@ -448,7 +449,7 @@ fi
 # `ktlsx server --daemon` in front of it; TLS 1.2 session IDs resume across the three
 # daemons; ktlsxctl sessions shows each profile's store counters.
 DBIN=${DAEMON_BIN:-$(dirname "$KTLSX_ORIG")}
-declare -a DPID=(0 0 0)
+declare -a DPID=(0 0 0 0)
 stop_daemons() { local i; for i in 1 2 3; do (( DPID[i] )) && { kill -TERM "${DPID[i]}" 2>/dev/null; wait "${DPID[i]}" 2>/dev/null; DPID[i]=0; }; done; }
 if case_begin ktlsxd/sid12; then
   if [[ ! -x $DBIN/ktlsxd || ! -x $DBIN/ktlsxctl ]]; then
