@@ -124,6 +124,8 @@ struct ktlsx_session_stats {
     uint64_t store_errors;           /* memcached unreachable, timed out or failing: a full handshake each */
     uint64_t store_rejected;         /* entries that failed authentication (forged, corrupted, other key) */
     uint64_t store_puts;             /* sessions written */
+    uint64_t store_slowest_ms;       /* the longest single memcached operation so far (a warning is
+                                      * logged each time a new longest one is over the timeout) */
 };
 int ktlsx_config_session_stats(const ktlsx_config *cfg, struct ktlsx_session_stats *out);
 /* Server: start from `from`'s session cache entries and ticket keys, so that a

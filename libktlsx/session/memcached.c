@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MC_HANDLES 16
 #define MC_MAX_SERVERS 16
@@ -58,7 +59,30 @@ struct kx_memcached {
     uint8_t seal_key[32];
     uint8_t name_key[32];
     atomic_uint_fast64_t hits, misses, errors, rejected, puts;
+    /* The promise "never a stall longer than timeout_ms", measured: the longest
+     * single operation so far, and a warning through the configuration's log
+     * each time a new longest one is over the timeout. */
+    const ktlsx_config *cfg; /* owns this store; for its log sink */
+    unsigned timeout_ms;
+    atomic_uint_fast64_t slowest_ms;
 };
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void op_took(struct kx_memcached *m, const char *op, uint64_t t0)
+{
+    uint64_t took = mono_ms() - t0, prev = atomic_load(&m->slowest_ms);
+    while (took > prev && !atomic_compare_exchange_weak(&m->slowest_ms, &prev, took)) {
+    }
+    if (took > prev && took > m->timeout_ms)
+        kx_log(m->cfg, KTLSX_LOG_WARNING, "memcached store: a %s took %llu ms, over its %u ms timeout", op,
+               (unsigned long long)took, m->timeout_ms);
+}
 
 static int mc_error(ktlsx_config *cfg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int mc_error(ktlsx_config *cfg, const char *fmt, ...)
@@ -176,9 +200,11 @@ static int mc_put(void *arg, const uint8_t *id, size_t idlen, const uint8_t *ses
             atomic_fetch_add(&m->errors, 1);
         } else {
             /* Lifetimes are at most 7 days (ticket lifetime), well under memcached's 30-day relative limit. */
+            uint64_t t0 = mono_ms();
             memcached_return_t r = memcached_set(m->h[i].mc, key, MC_KEY_LEN, (const char *)v, vlen,
                                                  (time_t)lifetime_s, 0);
             handle_give(m, i);
+            op_took(m, "set", t0);
             if (memcached_success(r)) {
                 atomic_fetch_add(&m->puts, 1);
                 rc = 0;
@@ -205,8 +231,10 @@ static long mc_get(void *arg, const uint8_t *id, size_t idlen, uint8_t *buf, siz
     size_t vlen = 0;
     uint32_t flags = 0;
     memcached_return_t r = MEMCACHED_FAILURE;
+    uint64_t t0 = mono_ms();
     char *v = memcached_get(m->h[i].mc, key, MC_KEY_LEN, &vlen, &flags, &r);
     handle_give(m, i);
+    op_took(m, "get", t0);
     if (!v && memcached_success(r)) { /* libmemcached's answer for an empty value: not one of ours */
         atomic_fetch_add(&m->rejected, 1);
         return 0;
@@ -248,8 +276,10 @@ static void mc_remove(void *arg, const uint8_t *id, size_t idlen)
     unsigned server = server_of(m, key);
     int i = server_down(m, server) ? -1 : handle_take(m);
     if (i < 0) return;
+    uint64_t t0 = mono_ms();
     memcached_return_t r = memcached_delete(m->h[i].mc, key, MC_KEY_LEN, 0);
     handle_give(m, i);
+    op_took(m, "delete", t0);
     if (!memcached_success(r) && r != MEMCACHED_NOTFOUND) count_rc(m, server, r);
 }
 
@@ -375,6 +405,8 @@ int ktlsx_config_set_memcached_store(ktlsx_config *cfg, const char *servers, con
         kx_memcached_free(m);
         return rc;
     }
+    m->cfg = cfg;
+    m->timeout_ms = timeout_ms;
     kx_memcached_free(cfg->memcached);
     cfg->memcached = m;
     cfg->store = (struct ktlsx_session_store){ mc_put, mc_get, mc_remove, m };
@@ -390,4 +422,5 @@ void kx_memcached_stats(const struct kx_memcached *m, struct ktlsx_session_stats
     out->store_errors = atomic_load(&m->errors);
     out->store_rejected = atomic_load(&m->rejected);
     out->store_puts = atomic_load(&m->puts);
+    out->store_slowest_ms = atomic_load(&m->slowest_ms);
 }

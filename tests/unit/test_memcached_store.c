@@ -572,6 +572,13 @@ static void test_memcached_down(void **state)
             (unsigned long long)worst);
     if (worst > TIMEOUT_MS + SLACK_MS) fail_msg("silent memcached: a handshake took %llu ms", (unsigned long long)worst);
     assert_true(stats(s4).store_errors >= 1);
+    /* Measured inside: the store waited (the poll half of the timeout) and never past the timeout. */
+    uint64_t slowest = stats(s4).store_slowest_ms;
+    fprintf(stderr, "silent memcached: slowest store operation %llu ms\n", (unsigned long long)slowest);
+    if (slowest < TIMEOUT_MS / 2 - 20 || slowest > TIMEOUT_MS)
+        fail_msg("slowest store operation %llu ms: want %u..%u", (unsigned long long)slowest, TIMEOUT_MS / 2 - 20,
+                 TIMEOUT_MS);
+    assert_true(stats(s3).store_slowest_ms <= TIMEOUT_MS); /* dead: refused at once */
     close(lfd);
 
     ktlsx_config_free(s1);
