@@ -329,3 +329,12 @@ $(O)/tests/test_loadgen_hist: loadgen/hist.c loadgen/load.h
 bench-server: all
 	bench/server.sh $(O)
 # ---- end of ktlsx-load ----
+
+# ---- fleet: memcached session store (issue 12) ----
+# libktlsx's session/memcached.c links libmemcached: every link of the library gets it.
+LDLIBS += -lmemcached
+FLEET_TEST_DEPS := $(O)/bin/ktlsx
+.PHONY: fleet-test
+fleet-test: $(FLEET_TEST_DEPS)
+	tests/fleet/fleet.sh
+# ---- end of fleet ----

@@ -135,6 +135,11 @@ struct cli_tls_options {
     long long session_cache;
     const char *ticket_key_files[CLI_MAX_TICKET_KEY_FILES];
     size_t ticket_key_file_count;
+    /* issue 12: --session-store memcached:HOST:PORT[,...] (servers only, prefix removed),
+     * --session-store-key FILE, --session-store-timeout MS (0 = the engine's default) */
+    const char *session_store_servers;
+    const char *session_store_key;
+    unsigned session_store_timeout_ms;
     /* conf-b: largest handshake message in bytes; 0 = the engine's default */
     unsigned long long max_handshake_message;
 };

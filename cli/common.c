@@ -289,6 +289,9 @@ ktlsx_config *cli_build_config(enum ktlsx_role role, const struct cli_tls_option
                                                 CLI_SESSION_CACHE_LIFETIME_S) < 0;
     for (size_t i = 0; !failed && i < opts->ticket_key_file_count; i++)
         failed = ktlsx_config_add_ticket_key_file(cfg, opts->ticket_key_files[i]) < 0;
+    if (!failed && opts->session_store_servers != NULL)
+        failed = ktlsx_config_set_memcached_store(cfg, opts->session_store_servers, opts->session_store_key,
+                                                  opts->session_store_timeout_ms) < 0;
     if (!failed && opts->psk_identity != NULL &&
         ktlsx_config_set_psk_file(cfg, opts->psk_identity, opts->psk_file, opts->psk_sha384) < 0) {
         fprintf(stderr, "ktlsx: --psk-file %s\n", ktlsx_config_error(cfg)); /* "FILE: problem" */

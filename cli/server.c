@@ -55,6 +55,16 @@ static const char server_usage[] =
     "                            --ticket-key-file\n"
     "  --session-cache N         TLS 1.2 session-ID cache entries; 0 = off\n"
     "                            (default 1024)\n"
+    "  --session-store memcached:HOST:PORT[,HOST:PORT...]\n"
+    "                            share TLS 1.2 sessions with other servers in\n"
+    "                            memcached (behind the session cache); needs\n"
+    "                            --session-store-key\n"
+    "  --session-store-key FILE  key every server of the fleet holds (32..4096\n"
+    "                            bytes, e.g. openssl rand 48): seals the entries\n"
+    "                            and names them\n"
+    "  --session-store-timeout MS\n"
+    "                            bound on each memcached operation, 1..10000\n"
+    "                            (default 200); past it: a full handshake\n"
     "  --psk-identity ID --psk-file FILE\n"
     "                            TLS 1.3 external PSK; FILE holds the key in hex\n"
     "                            (whitespace ignored)\n"
@@ -96,6 +106,9 @@ enum server_option {
     OPT_TICKET_KEY_FILE,
     OPT_ROTATE_TICKET_KEYS,
     OPT_SESSION_CACHE,
+    OPT_SESSION_STORE,
+    OPT_SESSION_STORE_KEY,
+    OPT_SESSION_STORE_TIMEOUT,
     OPT_DAEMON,
     OPT_PROFILE,
     OPT_HELP,
@@ -114,6 +127,9 @@ static const struct option server_long_options[] = {
     { "ticket-key-file", required_argument, NULL, OPT_TICKET_KEY_FILE },
     { "rotate-ticket-keys-every", required_argument, NULL, OPT_ROTATE_TICKET_KEYS },
     { "session-cache", required_argument, NULL, OPT_SESSION_CACHE },
+    { "session-store", required_argument, NULL, OPT_SESSION_STORE },
+    { "session-store-key", required_argument, NULL, OPT_SESSION_STORE_KEY },
+    { "session-store-timeout", required_argument, NULL, OPT_SESSION_STORE_TIMEOUT },
     { "daemon", required_argument, NULL, OPT_DAEMON },
     { "profile", required_argument, NULL, OPT_PROFILE },
     { "help", no_argument, NULL, OPT_HELP },
@@ -243,6 +259,21 @@ static int parse_server_options(int argc, char **argv, struct server_options *op
                                        "--session-cache needs an entry count, not '%s'", optarg);
             opts->tls.session_cache = (long long)count;
             break;
+        case OPT_SESSION_STORE:
+            if (strncmp(optarg, "memcached:", 10) != 0 || optarg[10] == '\0')
+                return cli_usage_error("server", "--session-store takes memcached:HOST:PORT[,HOST:PORT...], not '%s'",
+                                       optarg);
+            opts->tls.session_store_servers = optarg + 10;
+            break;
+        case OPT_SESSION_STORE_KEY:
+            opts->tls.session_store_key = optarg;
+            break;
+        case OPT_SESSION_STORE_TIMEOUT:
+            if (cli_parse_count(optarg, 10000, &count) < 0 || count == 0)
+                return cli_usage_error("server", "--session-store-timeout needs milliseconds 1..10000, not '%s'",
+                                       optarg);
+            opts->tls.session_store_timeout_ms = (unsigned)count;
+            break;
         case OPT_ONCE:
             opts->once = 1;
             break;
@@ -283,6 +314,13 @@ static int parse_server_options(int argc, char **argv, struct server_options *op
     if (opts->rotate_every_s > 0 && opts->tls.ticket_key_file_count > 0)
         return cli_usage_error("server",
                                "--rotate-ticket-keys-every and --ticket-key-file exclude each other");
+    if ((opts->tls.session_store_servers == NULL) != (opts->tls.session_store_key == NULL))
+        return cli_usage_error("server", "--session-store and --session-store-key go together");
+    if (opts->tls.session_store_timeout_ms && opts->tls.session_store_servers == NULL)
+        return cli_usage_error("server", "--session-store-timeout goes with --session-store");
+    if (opts->daemon != NULL && opts->tls.session_store_servers != NULL)
+        return cli_usage_error("server", "--daemon: the session store belongs to the daemon's profile "
+                                         "(session_cache = memcached:...)");
     if (opts->mode == SERVER_SENDFILE) {
         struct stat st;
 

@@ -3,7 +3,8 @@
  *   [daemon]            socket, log_level, event_loop, ticket_key_file, max_clients, max_handshakes_per_uid,
  *                       request_timeout_ms, handshake_timeout_ms, max_handshake_timeout_ms
  *   [server NAME]       cert + key (pairs, several), ca, crl, verify_client, alpn, versions, ciphers,
- *   [client NAME]       groups, tickets, session_cache, allow_uids, allow_gids, export_state
+ *   [client NAME]       groups, tickets, session_cache (entries, or memcached:host:port[,...] with
+ *                       session_store_key and session_store_timeout_ms), allow_uids, allow_gids, export_state
  *   [kernel]            enabled, server_profile, client_profile, versions (the netlink door, door_kernel.c)
  *
  * Each key is applied to the profile's ktlsx_config as it is read, so a
@@ -302,6 +303,21 @@ static int profile_key(struct parse *p, struct kd_profile *pr, const char *name,
     } else if (!strcmp(name, "tickets") && server) {
         if (parse_uint(v, 16, &n) < 0) return problem(p, p->line, "tickets: want 0 (off) to 16, not '%s'", v), -1;
         return setter(p, pr, ktlsx_config_set_tickets(pr->cfg, (unsigned)n, 7200));
+    } else if (!strcmp(name, "session_cache") && server && !strncmp(v, "memcached:", 10)) { /* issue 12 */
+        if (!v[10] || strlen(v + 10) >= sizeof pr->store_pending)
+            return problem(p, p->line, "session_cache: want memcached:host:port[,host:port...], not '%s'", v), -1;
+        copy_str(pr->store_pending, sizeof pr->store_pending, v + 10);
+        pr->store_line = p->line;
+    } else if (!strcmp(name, "session_store_timeout_ms") && server) {
+        if (parse_uint(v, 10000, &n) < 0 || n == 0)
+            return problem(p, p->line, "session_store_timeout_ms: want 1 to 10000, not '%s'", v), -1;
+        pr->store_timeout_ms = (unsigned)n;
+    } else if (!strcmp(name, "session_store_key") && server) {
+        if (!pr->store_pending[0])
+            return problem(p, p->line, "session_store_key without a session_cache = memcached:... line before it"), -1;
+        if (setter(p, pr, ktlsx_config_set_memcached_store(pr->cfg, pr->store_pending, v, pr->store_timeout_ms)) < 0)
+            return -1;
+        pr->store_pending[0] = '\0';
     } else if (!strcmp(name, "session_cache") && server) {
         if (parse_uint(v, 1000000, &n) < 0)
             return problem(p, p->line, "session_cache: want 0 (off) to 1000000 entries, not '%s'", v), -1;
@@ -322,6 +338,7 @@ static void finish_profile(struct parse *p, struct kd_profile *pr)
 {
     if (pr->cert_pending[0]) problem(p, pr->cert_line, "cert without a key line after it");
     else if (pr->psk_pending[0]) problem(p, pr->psk_line, "psk_identity without a psk_file line after it");
+    else if (pr->store_pending[0]) problem(p, pr->store_line, "session_cache = memcached:... without a session_store_key line after it");
     else if (pr->role == KTLSX_SERVER && pr->certs == 0 && !pr->psk_set)
         problem(p, pr->line, "[server %s]: no cert/key pair and no psk_identity/psk_file", pr->name);
 }
@@ -439,6 +456,12 @@ struct kd_conf *kd_conf_load(const char *path, char *err, size_t errlen)
         problem(&p, c->kernel_client_line, "client_profile: no [client %s]", c->kernel_client_profile);
     if (!p.err[0] && c->handshake_timeout_ms > c->max_handshake_timeout_ms)
         snprintf(p.err, sizeof p.err, "handshake_timeout_ms is over max_handshake_timeout_ms");
+    for (size_t i = 0; i < c->nprofiles && !p.err[0] && c->seccomp; i++) /* issue 12 */
+        if (c->profiles[i].store_line) {
+            snprintf(p.err, sizeof p.err, "session_cache = memcached:... needs seccomp = no in [daemon] for now "
+                                          "(the seccomp filter refuses sockets to the network)");
+            p.err_line = c->profiles[i].store_line;
+        }
     if (p.err[0]) {
         if (p.err_line > 0) snprintf(err, errlen, "%s:%d: %s", path, p.err_line, p.err);
         else snprintf(err, errlen, "%s: %s", path, p.err);

@@ -81,6 +81,15 @@ static size_t sessions(char *out, size_t cap)
                          p->name, st.cache_entries, st.cache_capacity, st.ticket_keys,
                          (unsigned long long)st.ticket_key_age_s, rotation, st.tickets_per_connection);
         if (n > 0) len = len + (size_t)n < cap ? len + (size_t)n : cap - 1;
+        if (st.store_servers && len + 1 < cap) { /* issue 12 */
+            n = snprintf(out + len, cap - len,
+                         "profile %s: memcached store %u servers, hits %llu, misses %llu, errors %llu, rejected %llu, "
+                         "puts %llu, slowest operation %llu ms\n", p->name, st.store_servers,
+                         (unsigned long long)st.store_hits, (unsigned long long)st.store_misses,
+                         (unsigned long long)st.store_errors, (unsigned long long)st.store_rejected,
+                         (unsigned long long)st.store_puts, (unsigned long long)st.store_slowest_ms);
+            if (n > 0) len = len + (size_t)n < cap ? len + (size_t)n : cap - 1;
+        }
     }
     kd_conf_drop();
     return len;

@@ -50,6 +50,10 @@ struct kd_profile {
     char psk_pending[256]; /* a psk_identity line waiting for its psk_file line */
     int psk_line;
     bool psk_sha384, psk_set;
+    /* issue 12: session_cache = memcached:... waiting for its session_store_key line */
+    char store_pending[1024];
+    int store_line;
+    unsigned store_timeout_ms; /* session_store_timeout_ms; 0 = the library's default */
 };
 
 struct kd_conf {

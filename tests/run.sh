@@ -10,6 +10,8 @@
 #     then tests/examples/echo_server.sh with build/bin and with build/asan/bin;
 #     then tests/daemon/daemon.sh (ktlsxd) the same way, then tests/preload/preload.sh (the shim)
 #     then tests/fileserver/fileserver.sh (ktlsx-fileserver), then tests/loadgen/loadgen.sh (ktlsx-load)
+#     then tests/fileserver/fileserver.sh (ktlsx-fileserver) the same way
+#     then tests/fleet/fleet.sh (servers sharing resumption) the same way
 #  5. kmod-tests/run.sh, if present (its last line "N passed, N failed, N skipped"
 #     is added to the totals)
 # --unit-only stops after step 1.  Logs: build/test-logs/ (results.txt lists every case).
@@ -21,6 +23,7 @@
 # passed to the interop scripts to select cases), NO_ASAN_INTEROP=1,
 # ASAN_INTEROP_QUICK=1 (a representative subset under ASan), NO_KMOD=1, NO_API=1, NO_EXAMPLES=1, NO_DAEMON=1, NO_PRELOAD=1,
 # NO_FILESERVER=1, NO_LOADGEN=1,
+# NO_FILESERVER=1, NO_FLEET=1,
 # BUILD (build tree, default build/), KMOD_RUN (default kmod-tests/run.sh).
 set -uo pipefail
 
@@ -393,6 +396,39 @@ if (( ! unit_only )); then
         record FAIL "${lg_prefix}loadgen" "script exited with status $lg_rc (see ${lg_log#$ROOT/})"
       elif (( lg_p + lg_f + lg_s == 0 )) && [[ -z ${ONLY:-} ]]; then
         record FAIL "${lg_prefix}loadgen" "script reported no cases"
+      fi
+    done
+  fi
+
+  # ---------------------------------------------------------- fleet (issue 12) ---
+  # tests/fleet/fleet.sh: three ktlsx servers in network namespaces, one memcached, clients
+  # round-robin: >= 99 % resumed (TLS 1.2 session IDs through the memcached store, TLS 1.2
+  # and 1.3 tickets under a shared key file), memcached killed/stalled mid-run, the ticket key
+  # rotation procedure; with the plain build, then the ASan+UBSan build.
+  if [[ ${NO_FLEET:-0} != 1 ]]; then
+    section "fleet (tests/fleet/fleet.sh: build/bin, then build/asan/bin)"
+    for fl_tree in "$BUILD" "$BUILD/asan"; do
+      fl_prefix=
+      [[ $fl_tree == "$BUILD/asan" ]] && fl_prefix=asan/
+      if [[ ! -x $fl_tree/bin/ktlsx ]]; then
+        record SKIP "${fl_prefix}fleet" "${fl_tree#$ROOT/}/bin/ktlsx missing (make${fl_prefix:+ asan})"
+        continue
+      fi
+      fl_rf=$LOGS/fleet-results/${fl_prefix%/}fleet.txt fl_log=$LOGS/fleet-${fl_prefix%/}fleet.log
+      mkdir -p "$(dirname "$fl_rf")"; : >"$fl_rf"
+      echo "--- tests/fleet/fleet.sh (${fl_tree#$ROOT/})"
+      KTLSX=$fl_tree/bin/ktlsx NAME_PREFIX=$fl_prefix RESULTS_FILE=$fl_rf \
+      ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
+      UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+        timeout -k 10 900 bash "$ROOT/tests/fleet/fleet.sh" 2>&1 </dev/null | tee "$fl_log"
+      fl_rc=${PIPESTATUS[0]}
+      fl_p=$(grep -c '^PASS ' "$fl_rf"); fl_f=$(grep -c '^FAIL ' "$fl_rf"); fl_s=$(grep -c '^SKIP ' "$fl_rf")
+      cat "$fl_rf" >>"$RESULTS"
+      P=$((P + fl_p)) F=$((F + fl_f)) S=$((S + fl_s))
+      if (( fl_rc != 0 && fl_f == 0 )); then
+        record FAIL "${fl_prefix}fleet" "script exited with status $fl_rc (see ${fl_log#$ROOT/})"
+      elif (( fl_p + fl_f + fl_s == 0 )); then
+        record FAIL "${fl_prefix}fleet" "script reported no cases"
       fi
     done
   fi

@@ -7,6 +7,7 @@ pkgs=(
   libssl-dev liburing-dev libnl-genl-3-dev libcmocka-dev libinih-dev libseccomp-dev
   clang libclang-rt-14-dev clang-tidy cppcheck
   openssl gnutls-bin curl nginx-light iproute2 procps python3 gnuplot-nox
+  libmemcached-dev memcached
   qemu-system-x86 busybox-static cpio xz-utils kmod zstd
 )
 missing=()

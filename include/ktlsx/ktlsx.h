@@ -117,6 +117,15 @@ struct ktlsx_session_stats {
     unsigned ticket_rotation_s;      /* 0 = no schedule (keys from files, or rotation off) */
     uint64_t ticket_key_age_s;       /* of the sealing key */
     unsigned tickets_per_connection; /* TLS 1.3 NewSessionTickets sent; 0 = tickets off */
+    /* issue 12: the memcached session store (ktlsx_config_set_memcached_store); all 0 without one */
+    unsigned store_servers;          /* memcached servers configured */
+    uint64_t store_hits;             /* sessions found there and opened */
+    uint64_t store_misses;           /* not there (never stored, expired, evicted) */
+    uint64_t store_errors;           /* memcached unreachable, timed out or failing: a full handshake each */
+    uint64_t store_rejected;         /* entries that failed authentication (forged, corrupted, other key) */
+    uint64_t store_puts;             /* sessions written */
+    uint64_t store_slowest_ms;       /* the longest single memcached operation so far (a warning is
+                                      * logged each time a new longest one is over the timeout) */
 };
 int ktlsx_config_session_stats(const ktlsx_config *cfg, struct ktlsx_session_stats *out);
 /* Server: start from `from`'s session cache entries and ticket keys, so that a
@@ -245,6 +254,22 @@ struct ktlsx_session_store {
     void *arg;
 };
 int ktlsx_config_set_session_store(ktlsx_config *cfg, const struct ktlsx_session_store *store);
+/* issue 12: a session store shared by a fleet of servers, in memcached (through
+ * libmemcached), installed on the hook above (ktlsx_config_set_session_store
+ * replaces it).  `servers`: "host:port[,host:port...]" (IPv6 as [addr]:port;
+ * several servers share the keys by consistent hashing).  `key_file`: 32 to
+ * 4096 bytes (e.g. `openssl rand 48`) every server of the fleet holds; from it
+ * come an AES-256-GCM key that seals each entry (a cache dump reveals no
+ * session; a forged or corrupted entry fails to open and costs a full
+ * handshake) and an HMAC key naming entries (memcached key = HMAC(session ID),
+ * so IDs are not exposed).  Entries expire with the session's lifetime.
+ * `timeout_ms` (1..10000; 0 = 200) bounds every memcached operation: connect,
+ * send and receive together, so a slow or dead memcached costs a full
+ * handshake, never a longer stall.  The in-process session cache stays in
+ * front (sessions made here are found there first).  Counters: the store_*
+ * fields of ktlsx_config_session_stats.  Servers only. */
+int ktlsx_config_set_memcached_store(ktlsx_config *cfg, const char *servers, const char *key_file,
+                                     unsigned timeout_ms);
 
 /* ---- connection ---- */
 

@@ -98,6 +98,7 @@ void ktlsx_config_free(ktlsx_config *cfg)
     if (cfg->keylog) fclose(cfg->keylog);
     kx_session_cache_free(cfg->session_cache);
     kx_ticket_keys_free(&cfg->tickets);
+    kx_memcached_free(cfg->memcached); /* issue 12 */
     kx_wipe(cfg->psk, sizeof cfg->psk);
     pthread_mutex_destroy(&cfg->trust_lock);
     pthread_mutex_destroy(&cfg->keylog_lock);
@@ -508,6 +509,7 @@ int ktlsx_config_session_stats(const ktlsx_config *cfg, struct ktlsx_session_sta
     out->ticket_key_age_s = age_ms / 1000;
     out->ticket_rotation_s = c->tickets.rotate_s;
     out->tickets_per_connection = c->tickets_enabled ? c->tickets13 : 0;
+    kx_memcached_stats(c->memcached, out); /* issue 12 */
     return 0;
 }
 

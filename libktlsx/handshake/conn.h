@@ -109,7 +109,14 @@ struct ktlsx_config {
     size_t verify_cache_entries;      /* 0 = off */
     /* ---- conf-b: largest handshake message accepted (ktlsx_config_set_max_handshake_message) ---- */
     size_t max_handshake_message;
+    /* ---- issue 12: the memcached session store behind `store` (session/memcached.c); NULL = none ---- */
+    struct kx_memcached *memcached;
 };
+
+/* issue 12: session/memcached.c */
+struct kx_memcached;
+void kx_memcached_free(struct kx_memcached *m);
+void kx_memcached_stats(const struct kx_memcached *m, struct ktlsx_session_stats *out);
 
 /* One log line through the configuration's sink (handshake/log.c). */
 void kx_log(const ktlsx_config *cfg, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -132,6 +132,8 @@ int ktlsx_config_set_session_store(ktlsx_config *cfg, const struct ktlsx_session
     KX_CONFIG_CHANGE(cfg);
     if (!store) {
         memset(&cfg->store, 0, sizeof cfg->store);
+        kx_memcached_free(cfg->memcached); /* issue 12: the memcached store was on this hook */
+        cfg->memcached = NULL;
         return 0;
     }
     if (cfg->role != KTLSX_SERVER) return hooks_error(cfg, "session store: server configurations only");
@@ -139,6 +141,10 @@ int ktlsx_config_set_session_store(ktlsx_config *cfg, const struct ktlsx_session
         return hooks_error(cfg, "session store: put and get are required (put %s, get %s)",
                            store->put ? "set" : "NULL", store->get ? "set" : "NULL");
     cfg->store = *store;
+    if (cfg->memcached && store->arg != cfg->memcached) { /* issue 12: replaced */
+        kx_memcached_free(cfg->memcached);
+        cfg->memcached = NULL;
+    }
     return 0;
 }
 

@@ -261,6 +261,52 @@ static void test_kernel_section(void **state)
     refused("[kernels]\nenabled = yes\n", 1, "unknown section [kernels]: want [daemon], [kernel],");
 }
 
+/* issue 12: a server profile on the memcached session store, and its refusals at their lines. */
+static void test_memcached_store_profile(void **state)
+{
+    (void)state;
+    char keyfile[600], text[4096], err[1024];
+    snprintf(keyfile, sizeof keyfile, "%s", kxt_pki_path("daemon-store.key"));
+    FILE *f = fopen(keyfile, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 48; i++) fputc(i * 5 + 3, f);
+    fclose(f);
+    snprintf(text, sizeof text,
+             "[daemon]\nseccomp = no\n[server fleet]\ncert = %s\nkey = %s\nsession_cache = 64\n"
+             "session_cache = memcached:127.0.0.1:11211,[::1]:11212\nsession_store_timeout_ms = 150\n"
+             "session_store_key = %s\n",
+             kxt_pki_path("server-ecdsa.pem"), kxt_pki_path("server-ecdsa.key"), keyfile);
+    struct kd_conf *c = load(text, err, sizeof err);
+    if (!c) fail_msg("%s", err);
+    const struct kd_profile *p = kd_conf_profile(c, "fleet", KTLSX_SERVER);
+    assert_non_null(p);
+    struct ktlsx_session_stats st;
+    assert_int_equal(ktlsx_config_session_stats(p->cfg, &st), 0);
+    assert_int_equal(st.store_servers, 2);
+    assert_int_equal(st.cache_capacity, 64); /* the in-process cache stays in front */
+    assert_int_equal(p->store_timeout_ms, 150);
+    kd_conf_free(c);
+    /* ktlsxd's seccomp filter refuses network sockets: said at the line, not a store that never works */
+    snprintf(text, sizeof text, "[server a]\ncert = %s\nkey = %s\nsession_cache = memcached:h:1\nsession_store_key = %s\n",
+             kxt_pki_path("server-ecdsa.pem"), kxt_pki_path("server-ecdsa.key"), keyfile);
+    assert_null(load(text, err, sizeof err));
+    assert_non_null(strstr(err, ":4: session_cache = memcached:... needs seccomp = no in [daemon]"));
+    refused("[server a]\n%1$s\nsession_cache = memcached:\n", 4, "session_cache: want memcached:host:port");
+    refused("[server a]\n%1$s\nsession_cache = memcached:h:1\n", 4,
+            "session_cache = memcached:... without a session_store_key line after it");
+    refused("[server a]\n%1$s\nsession_store_key = /x\n", 4,
+            "session_store_key without a session_cache = memcached:... line before it");
+    refused("[server a]\n%1$s\nsession_cache = memcached:h:1\nsession_store_key = /nonexistent.key\n", 5,
+            "/nonexistent.key: cannot open the session store key file");
+    refused("[server a]\n%1$s\nsession_cache = memcached:h\nsession_store_key = /nonexistent.key\n", 5, "");
+    refused("[server a]\n%1$s\nsession_store_timeout_ms = 0\n", 4, "session_store_timeout_ms: want 1 to 10000");
+    refused("[client a]\nsession_cache = memcached:h:1\n", 2, "unknown key 'session_cache' in a client profile");
+    snprintf(text, sizeof text, "[daemon]\nseccomp = no\n[server a]\ncert = %s\nkey = %s\nsession_cache = memcached:h:99999\nsession_store_key = %s\n",
+             kxt_pki_path("server-ecdsa.pem"), kxt_pki_path("server-ecdsa.key"), keyfile);
+    assert_null(load(text, err, sizeof err));
+    assert_non_null(strstr(err, ":7: memcached store: \"h\": bad port \"99999\""));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -269,6 +315,7 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_psk_profile),
         cmocka_unit_test(test_kernel_section),
+        cmocka_unit_test(test_memcached_store_profile),
     };
     return cmocka_run_group_tests(tests, kxt_pki_group_setup, kxt_pki_group_teardown);
 }

@@ -1,0 +1,523 @@
+#!/usr/bin/env bash
+# tests/fleet/fleet.sh — a fleet resumes like one box (issue 12): three `ktlsx server` instances,
+# each in a network namespace of its own created here (veth pairs to a "hub" namespace that holds
+# memcached and the clients; every address lives only inside those namespaces), one memcached, and
+# clients that round-robin their reconnections over the three (each reconnection offers the session
+# the previous connection, on another server, saved).
+#
+#  setup            the namespaces (or, where they cannot be made, three loopback ports: said so)
+#  sid12/ktlsx      TLS 1.2 session IDs (tickets off), shared through memcached: >= 99 % of
+#                   the reconnections resumed (ktlsx client --sess-in/--sess-out)
+#  sid12/openssl    the same with openssl s_client -tls1_2 -no_ticket -sess_in/-sess_out
+#  sid12/no-store   the same fleet without the store: the rate a fleet gets without shared state
+#                   (measured; must stay under 50 %, else the test above proves nothing)
+#  tickets12        TLS 1.2 tickets under a shared ticket key file: >= 99 %
+#  tickets13        TLS 1.3 tickets under a shared ticket key file: >= 99 %
+#  tickets13/no-shared-key  random per-server keys: the rate without the shared file (< 50 %)
+#  memcached-killed memcached killed halfway through a TLS 1.2 session-ID run: every handshake
+#                   completes (full after the kill on the two servers that had the session from
+#                   memcached; the one that made it still has it in its own cache); no memcached
+#                   operation in any server past the store timeout (the library warns when one is),
+#                   no connection longer than the slowest before the kill + the timeout + 500 ms
+#  memcached-stalled  the same with memcached stopped (SIGSTOP: connects, never answers): every
+#                   operation runs into the store timeout, bounded the same way
+#  rotation/*       the ticket key rotation procedure across the fleet, one server at a time:
+#                   new key added to open only, then to seal, old kept, then dropped; tickets
+#                   sealed with the old key resume until it is dropped, then full handshakes
+#                   cleanly; skipping the open-only step makes a new ticket miss on the others
+#  ktlsxd/sid12     three ktlsxd daemons (session_cache = memcached:... in their server profile),
+#                   each behind a `ktlsx server --daemon`: >= 99 % resumed; ktlsxctl sessions shows
+#                   the store's hits
+#  servers-sane     no sanitizer report in any server's or daemon's log
+# Every run's rate (and the servers' CPU per connection over it, from schedstat) goes to
+# $WORK/rates.txt: the numbers in docs/fleet.md.
+# Environment (besides tests/lib.sh's): FLEET_N reconnections per run (default 100; QUICK=1: 30),
+#   FLEET_STORE_TIMEOUT_MS (default 300), FLEET_NO_NETNS=1 (loopback ports even where netns work).
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+
+N=${FLEET_N:-100}
+(( QUICK )) && N=${FLEET_N:-30}
+STORE_TMO_MS=${FLEET_STORE_TIMEOUT_MS:-300}
+SPORT=4433
+RUN=$WORK/run
+mkdir -p "$RUN"
+TAG=kxf$(( $$ % 100000 ))
+HUB=$TAG-hub
+NETNS=0
+declare -a SNS=() SADDR=() SPORTS=() SPID=(0 0 0 0)
+HUBX=
+MC_ADDR= MC_PORT=11211 MC_PID=
+STORE_KEY=$RUN/store.key TK_OLD=$RUN/ticket-old.key TK_NEW=$RUN/ticket-new.key
+
+cleanup_ns() {
+  local ns p
+  for ns in "$HUB" "$TAG-s1" "$TAG-s2" "$TAG-s3"; do
+    ip netns pids "$ns" 2>/dev/null | while read -r p; do kill -KILL "$p" 2>/dev/null; done
+    ip netns del "$ns" 2>/dev/null
+  done
+  return 0
+}
+trap 'rc=$?; (( NETNS )) && cleanup_ns; (exit $rc); _lib_exit' EXIT
+
+ms_now() { local t=${EPOCHREALTIME/./}; echo $(( t / 1000 )); }
+
+# ---------------------------------------------------------------- network ---
+
+make_netns() {
+  (( ${FLEET_NO_NETNS:-0} )) && return 1
+  have ip || return 1
+  ip netns add "$HUB" 2>/dev/null || return 1
+  NETNS=1
+  ip -n "$HUB" link set lo up || return 1
+  local i
+  for i in 1 2 3; do
+    ip netns add "$TAG-s$i" || return 1
+    ip -n "$TAG-s$i" link set lo up || return 1
+    ip link add "${TAG}h$i" netns "$HUB" type veth peer name "${TAG}s$i" netns "$TAG-s$i" || return 1
+    ip -n "$HUB" addr add "10.77.$i.1/24" dev "${TAG}h$i" || return 1
+    ip -n "$HUB" link set "${TAG}h$i" up || return 1
+    ip -n "$TAG-s$i" addr add "10.77.$i.2/24" dev "${TAG}s$i" || return 1
+    ip -n "$TAG-s$i" link set "${TAG}s$i" up || return 1
+    SNS[$i]="ip netns exec $TAG-s$i"
+    SADDR[$i]=10.77.$i.2
+    SPORTS[$i]=$SPORT
+  done
+  HUBX="ip netns exec $HUB"
+  MC_ADDR=0.0.0.0
+  # a veth link may take a moment to come up (both ends: operationally UP)
+  local t
+  for t in $(seq 50); do
+    ip -n "$HUB" -o link show | grep -c "${TAG}h[123]@.*state UP" | grep -qx 3 && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+use_loopback() {
+  (( NETNS )) && cleanup_ns
+  NETNS=0
+  local i
+  for i in 1 2 3; do SNS[$i]=; SADDR[$i]=127.0.0.1; SPORTS[$i]=$(free_port); done
+  HUBX=
+  MC_ADDR=127.0.0.1 MC_PORT=$(free_port)
+}
+
+# memcached address as server i sees it
+mc_for() { if (( NETNS )); then echo "10.77.$1.1:$MC_PORT"; else echo "127.0.0.1:$MC_PORT"; fi; }
+
+listening() { # listening NSX PORT
+  $1 ss -Htln 2>/dev/null | awk '{print $4}' | grep -qE "[:.]$2\$"
+}
+
+start_memcached() {
+  local u=(); (( $(id -u) == 0 )) && u=(-u root)
+  # not under `timeout`: ip netns exec execs memcached itself, so $! is memcached (killed by id)
+  $HUBX memcached -l "$MC_ADDR" -p "$MC_PORT" -U 0 -m 32 -t 2 "${u[@]}" >"$RUN/memcached.log" 2>&1 &
+  MC_PID=$!
+  ALL_PIDS+=("$MC_PID")
+  local t
+  for t in $(seq 100); do
+    listening "$HUBX" "$MC_PORT" && return 0
+    kill -0 "$MC_PID" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+
+stop_memcached() { # abruptly, as a crash would
+  [[ -n $MC_PID ]] || return 0
+  kill -KILL "$MC_PID" 2>/dev/null; wait "$MC_PID" 2>/dev/null
+  MC_PID=
+}
+
+# ---------------------------------------------------------------- servers ---
+
+stop_server() { # stop_server I
+  local i=$1
+  (( SPID[i] )) || return 0
+  kill -TERM "${SPID[i]}" 2>/dev/null
+  local t
+  for t in $(seq 40); do kill -0 "${SPID[i]}" 2>/dev/null || break; sleep 0.05; done
+  kill -KILL "${SPID[i]}" 2>/dev/null; wait "${SPID[i]}" 2>/dev/null
+  SPID[i]=0
+  for t in $(seq 40); do listening "${SNS[i]}" "${SPORTS[i]}" || break; sleep 0.05; done
+}
+
+start_server_i() { # start_server_i I ARGS... (ARGS may hold {MC} = this server's memcached address)
+  local i=$1; shift
+  stop_server "$i"
+  local args=() a
+  for a in "$@"; do args+=("${a//\{MC\}/$(mc_for "$i")}"); done
+  printf '%q ' "${args[@]}" >"$CD/server$i.cmd"; echo >>"$CD/server$i.cmd"
+  local keys=(--cert "$CERTS/server-ecdsa.pem" --key "$CERTS/server-ecdsa.key")
+  [[ ${args[0]:-} == --daemon ]] && keys=() # the daemon's profile holds them
+  ${SNS[i]} timeout -k 2 900 "$KTLSX" server --listen "${SADDR[i]}:${SPORTS[i]}" \
+    "${keys[@]}" --reply fleet "${args[@]}" \
+    </dev/null >"$CD/server$i.out" 2>>"$CD/server$i.err" &
+  SPID[i]=$!
+  ALL_PIDS+=("${SPID[i]}")
+  local t
+  for t in $(seq 200); do
+    listening "${SNS[i]}" "${SPORTS[i]}" && return 0
+    kill -0 "${SPID[i]}" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+
+start_fleet() { # start_fleet ARGS...: all three with the same arguments
+  local i
+  for i in 1 2 3; do start_server_i "$i" "$@" || return 1; done
+}
+
+stop_fleet() { local i; for i in 1 2 3; do stop_server "$i"; done; }
+
+STORE_ARGS=(--session-store "memcached:{MC}" --session-store-key "$STORE_KEY"
+            --session-store-timeout "$STORE_TMO_MS")
+
+# ---------------------------------------------------------------- clients ---
+
+# conn I CLIENT VERSION IN OUT: one connection to server I with `ktlsx` or `openssl`; sets
+# R_RC, R_RESUMED (1/0), R_MS (wall clock, client start to exit), and logs a line to conns.log.
+conn() {
+  local i=$1 client=$2 v=$3 in=$4 out=$5 t0 t1
+  t0=$(ms_now)
+  if [[ $client == ktlsx ]]; then
+    printf 'GET / HTTP/1.0\r\n\r\n' | $HUBX timeout -k 2 "$TMO" "$KTLSX" client "${SADDR[i]}:${SPORTS[i]}" \
+      --verify-name localhost --ca "$CERTS/ca.pem" --tls-version "$v" ${in:+--sess-in "$in"} \
+      --sess-out "$out" >"$CD/c.out" 2>"$CD/c.err"
+    R_RC=$?
+    t1=$(ms_now)
+    R_RESUMED=0
+    grep -aq '^ktlsx: handshake ok .*resumed=1' "$CD/c.err" && R_RESUMED=1
+    (( R_RC == 0 )) && ! grep -aq '^ktlsx: handshake ok' "$CD/c.err" && R_RC=99
+  else
+    local o=-no_ticket; [[ $v == 1.3 ]] && o=
+    printf 'GET / HTTP/1.0\r\n\r\n' | $HUBX timeout -k 2 "$TMO" openssl s_client \
+      -connect "${SADDR[i]}:${SPORTS[i]}" -tls"${v/./_}" $o -CAfile "$CERTS/ca.pem" -verify_return_error \
+      -ign_eof ${in:+-sess_in "$in"} -sess_out "$out" >"$CD/c.out" 2>"$CD/c.err"
+    R_RC=$?
+    t1=$(ms_now)
+    R_RESUMED=0
+    grep -aq '^Reused,' "$CD/c.out" && R_RESUMED=1
+    (( R_RC == 0 )) && ! grep -aqE '^(New|Reused),' "$CD/c.out" && R_RC=99
+  fi
+  R_MS=$(( t1 - t0 ))
+  echo "server=$i rc=$R_RC resumed=$R_RESUMED ms=$R_MS" >>"$CD/conns.log"
+  if (( R_RC != 0 )); then
+    { echo "--- connection to server $i failed (rc $R_RC)"; cat "$CD/c.err"; tail -5 "$CD/c.out"; } >>"$CD/failed.log"
+  fi
+}
+
+# chain CLIENT VERSION COUNT [FAULT_AT FAULT...]: a full handshake on server 1, then COUNT
+# reconnections round-robin (server 2, 3, 1, ...), each offering the session the previous one
+# saved. Sets C_RESUMED, C_FAILED, C_MAX_BEFORE/C_MAX_AFTER (slowest connection before/after
+# FAULT_AT, where the command FAULT... runs before reconnection FAULT_AT), C_FULL_AFTER.
+chain() {
+  local client=$1 v=$2 count=$3 kill_at=${4:-0} k i sess=$CD/sess
+  local fault=("${@:5}")
+  C_RESUMED=0 C_FAILED=0 C_MAX_BEFORE=0 C_MAX_AFTER=0 C_FULL_AFTER=0
+  rm -f "$sess"
+  for (( k = 0; k <= count; k++ )); do
+    (( kill_at && k == kill_at )) && "${fault[@]}"
+    i=$(( k % 3 + 1 ))
+    conn "$i" "$client" "$v" "$( (( k )) && [[ -s $sess ]] && echo "$sess")" "$sess.new"
+    if (( R_RC != 0 )); then
+      C_FAILED=$(( C_FAILED + 1 ))
+    else
+      (( k && R_RESUMED )) && C_RESUMED=$(( C_RESUMED + 1 ))
+      [[ -s $sess.new ]] && mv -f "$sess.new" "$sess"
+    fi
+    if (( kill_at && k >= kill_at )); then
+      (( R_MS > C_MAX_AFTER )) && C_MAX_AFTER=$R_MS
+      (( R_RC == 0 && ! R_RESUMED )) && C_FULL_AFTER=$(( C_FULL_AFTER + 1 ))
+    elif (( k )); then
+      (( R_MS > C_MAX_BEFORE )) && C_MAX_BEFORE=$R_MS
+    fi
+  done
+}
+
+# CPU time (ns) the three servers have used so far: every task of each `ktlsx server`
+# (the child of its `timeout` wrapper), from /proc/PID/task/*/schedstat; 0 where unreadable.
+servers_cpu_ns() {
+  local i c t sum=0 v
+  for i in 1 2 3; do
+    (( SPID[i] )) || continue
+    for c in $(ps -o pid= --ppid "${SPID[i]}" 2>/dev/null); do
+      for t in /proc/$c/task/*/schedstat; do
+        read -r v _ <"$t" 2>/dev/null && sum=$(( sum + v ))
+      done
+    done
+  done
+  echo "$sum"
+}
+
+pct() { echo "$(( $1 * 1000 / $2 / 10 )).$(( $1 * 1000 / $2 % 10 ))"; }
+
+RATES=$WORK/rates.txt
+: >"$RATES"
+rate_line() { echo "$1: $2/$3 reconnections resumed ($(pct "$2" "$3") %)${CPU_NOTE:-}" | tee -a "$RATES" >&2; }
+
+# chain_cpu ARGS...: chain, and CPU_NOTE = the servers' CPU per connection over it
+chain_cpu() {
+  local c0 c1
+  c0=$(servers_cpu_ns)
+  chain "$@"
+  c1=$(servers_cpu_ns)
+  CPU_NOTE=
+  (( c0 > 0 && c1 > c0 )) && CPU_NOTE="; server CPU $(( (c1 - c0) / ($3 + 1) / 1000 )) us per connection"
+}
+
+# resumed_run NAME CLIENT VERSION: >= 99 % of N reconnections resumed, none failed
+resumed_run() {
+  chain_cpu "$2" "$3" "$N"
+  rate_line "$NAME_PREFIX$1" "$C_RESUMED" "$N"
+  if (( C_FAILED )); then fail "$C_FAILED connections failed" "$CD/failed.log" "$CD/server1.err"; return; fi
+  if (( C_RESUMED * 100 < N * 99 )); then
+    fail "$C_RESUMED/$N reconnections resumed: want >= 99 %" "$CD/conns.log" "$CD/server1.err" "$CD/server2.err"
+    return
+  fi
+  pass
+}
+
+# baseline_run NAME CLIENT VERSION: without shared state the rate stays under 50 %
+baseline_run() {
+  chain_cpu "$2" "$3" "$N"
+  rate_line "$NAME_PREFIX$1" "$C_RESUMED" "$N"
+  if (( C_FAILED )); then fail "$C_FAILED connections failed" "$CD/failed.log"; return; fi
+  if (( C_RESUMED * 2 >= N )); then fail "$C_RESUMED/$N resumed without shared state: the fleet is not three boxes" "$CD/conns.log"; return; fi
+  pass
+}
+
+# ================================================================== cases ===
+
+need_ktlsx || { log "$SKIP_WHY"; case_begin setup && skip "$SKIP_WHY"; finish; }
+gen_certs || exit 1
+head -c 48 /dev/urandom >"$STORE_KEY"
+head -c 80 /dev/urandom >"$TK_OLD"
+head -c 80 /dev/urandom >"$TK_NEW"
+chmod 600 "$STORE_KEY" "$TK_OLD" "$TK_NEW"
+
+# The fleet is set up whatever ONLY selects; the setup case reports it.
+SETUP_ERR=
+if ! have memcached; then
+  case_begin setup && skip "memcached is not installed (tools/install-deps.sh installs it)"
+  finish
+fi
+if make_netns; then
+  log "three servers in network namespaces $TAG-s1..3 (10.77.{1,2,3}.2), memcached and clients in $HUB"
+  echo "network namespaces" >"$WORK/topology.txt"
+else
+  log "network namespaces cannot be made here: three loopback ports instead"
+  echo "loopback ports (no network namespaces here)" >"$WORK/topology.txt"
+  use_loopback
+fi
+start_memcached || SETUP_ERR="memcached did not start"
+if case_begin setup; then
+  if [[ -n $SETUP_ERR ]]; then fail "$SETUP_ERR" "$RUN/memcached.log"; else pass; fi
+fi
+[[ -z $SETUP_ERR ]] || finish
+
+if case_begin sid12/ktlsx; then
+  if start_fleet --no-tickets "${STORE_ARGS[@]}"; then resumed_run sid12/ktlsx ktlsx 1.2
+  else fail "a server did not start"; fi
+fi
+
+if case_begin sid12/openssl; then
+  if start_fleet --no-tickets "${STORE_ARGS[@]}"; then resumed_run sid12/openssl openssl 1.2
+  else fail "a server did not start"; fi
+fi
+
+if case_begin sid12/no-store; then
+  if start_fleet --no-tickets; then baseline_run sid12/no-store ktlsx 1.2
+  else fail "a server did not start"; fi
+fi
+
+if case_begin tickets12; then
+  if start_fleet --ticket-key-file "$TK_OLD" "${STORE_ARGS[@]}"; then resumed_run tickets12 ktlsx 1.2
+  else fail "a server did not start"; fi
+fi
+
+if case_begin tickets13; then
+  if start_fleet --ticket-key-file "$TK_OLD" "${STORE_ARGS[@]}"; then resumed_run tickets13 ktlsx 1.3
+  else fail "a server did not start"; fi
+fi
+
+if case_begin tickets13/no-shared-key; then
+  if start_fleet; then baseline_run tickets13/no-shared-key ktlsx 1.3
+  else fail "a server did not start"; fi
+fi
+
+# fault_run NAME FAULT...: a TLS 1.2 session-ID run with FAULT done to memcached halfway
+fault_run() {
+  local name=$1; shift
+  local half=$(( N / 2 )) slack=${FLEET_SLACK_MS:-500}
+  CPU_NOTE=
+  chain ktlsx 1.2 "$N" "$half" "$@"
+  echo "$NAME_PREFIX$name: $C_RESUMED/$N resumed (fault before reconnection $half); slowest connection" \
+       "${C_MAX_BEFORE} ms before, ${C_MAX_AFTER} ms after (store timeout ${STORE_TMO_MS} ms)" | tee -a "$RATES" >&2
+  if (( C_FAILED )); then
+    fail "$C_FAILED handshakes did not complete" "$CD/failed.log" "$CD/server1.err"
+  elif (( C_RESUMED < half - 1 - (half - 1) / 100 )); then
+    fail "only $C_RESUMED resumed before the fault" "$CD/conns.log"
+  elif (( C_FULL_AFTER < (N - half) / 2 )); then
+    # a resumed session keeps its ID, so server 1 (which made it) still resumes it from its
+    # own cache; servers 2 and 3 only had it from memcached: full handshakes now
+    fail "only $C_FULL_AFTER full handshakes after the fault: was memcached out?" "$CD/conns.log"
+  elif over=$(grep -ah 'memcached store: a .* over its' "$CD"/server[123].err) && [[ -n $over ]]; then
+    # measured inside the servers: a single memcached operation past the store timeout
+    fail "${over//$'\n'/; }" "$CD/server1.err" "$CD/server2.err" "$CD/server3.err"
+  elif (( C_MAX_AFTER > C_MAX_BEFORE + STORE_TMO_MS + slack )); then
+    fail "a handshake took ${C_MAX_AFTER} ms (before: ${C_MAX_BEFORE} ms, store timeout ${STORE_TMO_MS} ms, slack ${slack} ms)" "$CD/conns.log"
+  else
+    pass
+  fi
+}
+
+if case_begin memcached-killed; then
+  if start_fleet --no-tickets "${STORE_ARGS[@]}"; then fault_run memcached-killed stop_memcached
+  else fail "a server did not start"; fi
+  [[ -n $MC_PID ]] || start_memcached || log "memcached did not restart"
+fi
+
+if case_begin memcached-stalled; then
+  # SIGSTOP: connections still complete (the kernel's backlog), nothing answers: every
+  # operation runs into the store timeout, then the server is left alone for a second.
+  if start_fleet --no-tickets "${STORE_ARGS[@]}"; then fault_run memcached-stalled kill -STOP "$MC_PID"
+  else fail "a server did not start"; fi
+  kill -CONT "$MC_PID" 2>/dev/null
+fi
+
+# ---- ticket key rotation across the fleet, one server at a time ----
+# r_try NAME I SESSION WANT: a TLS 1.3 connection to server I offering SESSION; WANT 1 = resumed,
+# 0 = a clean full handshake.  Failures collect in ROT_BAD.
+ROT_BAD=
+r_try() {
+  local name=$1 i=$2 s=$3 want=$4
+  conn "$i" ktlsx 1.3 "$s" "$CD/r.out"
+  if (( R_RC != 0 )); then ROT_BAD+="$name: server $i: handshake failed (rc $R_RC); "
+  elif (( R_RESUMED != want )); then ROT_BAD+="$name: server $i: resumed=$R_RESUMED, want $want; "
+  fi
+}
+# r_ticket I FILE: a fresh TLS 1.3 session (full handshake) from server I into FILE
+r_ticket() {
+  conn "$1" ktlsx 1.3 "" "$2"
+  [[ $R_RC == 0 && -s $2 ]] || ROT_BAD+="ticket from server $1: none (rc $R_RC); "
+}
+
+if case_begin rotation/procedure; then
+  ROT_BAD=
+  if start_fleet --ticket-key-file "$TK_OLD"; then
+    r_ticket 1 "$CD/t-old"
+    # Step 1: the new key joins to open only (second in the list), one server at a time.
+    start_server_i 1 --ticket-key-file "$TK_OLD" --ticket-key-file "$TK_NEW"
+    r_ticket 1 "$CD/t-old-2"                     # server 1 still seals with the old key
+    for i in 2 3; do r_try step1/old-ticket $i "$CD/t-old-2" 1; done
+    start_server_i 2 --ticket-key-file "$TK_OLD" --ticket-key-file "$TK_NEW"
+    start_server_i 3 --ticket-key-file "$TK_OLD" --ticket-key-file "$TK_NEW"
+    # Step 2: every server opens the new key; now it seals (first), one server at a time.
+    start_server_i 1 --ticket-key-file "$TK_NEW" --ticket-key-file "$TK_OLD"
+    r_ticket 1 "$CD/t-new"                       # sealed with the new key
+    for i in 2 3; do r_try step2/new-ticket-on-old-sealers $i "$CD/t-new" 1; done
+    start_server_i 2 --ticket-key-file "$TK_NEW" --ticket-key-file "$TK_OLD"
+    start_server_i 3 --ticket-key-file "$TK_NEW" --ticket-key-file "$TK_OLD"
+    for i in 1 2 3; do r_try step2/old-ticket $i "$CD/t-old" 1; done
+    for i in 1 2 3; do r_try step2/new-ticket $i "$CD/t-new" 1; done
+    # Step 3 (after the ticket lifetime): the old key is dropped.
+    start_fleet --ticket-key-file "$TK_NEW"
+    for i in 1 2 3; do r_try step3/old-ticket $i "$CD/t-old" 0; done
+    for i in 1 2 3; do r_try step3/new-ticket $i "$CD/t-new" 1; done
+    if [[ -n $ROT_BAD ]]; then fail "$ROT_BAD" "$CD/conns.log"; else pass; fi
+  else
+    fail "a server did not start"
+  fi
+fi
+
+if case_begin rotation/skipped-open-step; then
+  # Sealing with a new key on one server before the others open it: its tickets miss on them
+  # (a clean full handshake, which is what the open-only step prevents).
+  ROT_BAD=
+  if start_fleet --ticket-key-file "$TK_OLD"; then
+    start_server_i 1 --ticket-key-file "$TK_NEW" --ticket-key-file "$TK_OLD"
+    r_ticket 1 "$CD/t-new"
+    for i in 2 3; do r_try new-ticket-elsewhere $i "$CD/t-new" 0; done
+    r_try new-ticket-home 1 "$CD/t-new" 1
+    if [[ -n $ROT_BAD ]]; then fail "$ROT_BAD" "$CD/conns.log"; else pass; fi
+  else
+    fail "a server did not start"
+  fi
+fi
+
+# ---- ktlsxd: three daemons with the memcached store in their server profile ----
+# Each namespace runs ktlsxd (profile web: session_cache = memcached:...) and a
+# `ktlsx server --daemon` in front of it; TLS 1.2 session IDs resume across the three
+# daemons; ktlsxctl sessions shows each profile's store counters.
+DBIN=${DAEMON_BIN:-$(dirname "$KTLSX_ORIG")}
+declare -a DPID=(0 0 0 0)
+stop_daemons() { local i; for i in 1 2 3; do (( DPID[i] )) && { kill -TERM "${DPID[i]}" 2>/dev/null; wait "${DPID[i]}" 2>/dev/null; DPID[i]=0; }; done; }
+if case_begin ktlsxd/sid12; then
+  if [[ ! -x $DBIN/ktlsxd || ! -x $DBIN/ktlsxctl ]]; then
+    skip "ktlsxd or ktlsxctl not built beside $KTLSX"
+  else
+    stop_fleet
+    DDIR=$(mktemp -d /tmp/kxfleet.XXXXXX)
+    ok=1
+    for i in 1 2 3; do
+      cat >"$CD/ktlsxd$i.conf" <<CONF
+[daemon]
+socket = $DDIR/d$i.sock
+control_socket = $DDIR/d$i.ctl
+log_level = info
+seccomp = no
+
+[server web]
+cert = $CERTS/server-ecdsa.pem
+key = $CERTS/server-ecdsa.key
+versions = 1.2
+tickets = 0
+session_cache = memcached:$(mc_for "$i")
+session_store_timeout_ms = $STORE_TMO_MS
+session_store_key = $STORE_KEY
+allow_uids = $(id -u)
+export_state = yes
+CONF
+      ${SNS[i]} timeout -k 2 900 "$DBIN/ktlsxd" -c "$CD/ktlsxd$i.conf" </dev/null >"$CD/ktlsxd$i.out" 2>"$CD/ktlsxd$i.err" &
+      DPID[i]=$!
+      ALL_PIDS+=("${DPID[i]}")
+      for t in $(seq 100); do [[ -S $DDIR/d$i.sock ]] && break; sleep 0.05; done
+      [[ -S $DDIR/d$i.sock ]] || { ok=0; break; }
+      start_server_i "$i" --daemon "$DDIR/d$i.sock" --profile web || { ok=0; break; }
+    done
+    if (( ! ok )); then
+      fail "a daemon or its front server did not start" "$CD/ktlsxd1.err" "$CD/ktlsxd2.err" "$CD/ktlsxd3.err"
+    else
+      CPU_NOTE=
+      chain ktlsx 1.2 "$N"
+      rate_line "${NAME_PREFIX}ktlsxd/sid12" "$C_RESUMED" "$N"
+      hits=0
+      for i in 1 2 3; do
+        timeout 10 "$DBIN/ktlsxctl" -s "$DDIR/d$i.ctl" sessions >"$CD/sessions$i.txt" 2>&1
+        h=$(grep -o 'memcached store [0-9]* servers, hits [0-9]*' "$CD/sessions$i.txt" | grep -o '[0-9]*$')
+        hits=$(( hits + ${h:-0} ))
+      done
+      echo "${NAME_PREFIX}ktlsxd/sid12: memcached hits over the three daemons: $hits" >>"$RATES"
+      if (( C_FAILED )); then fail "$C_FAILED connections failed" "$CD/failed.log" "$CD/ktlsxd1.err"
+      elif (( C_RESUMED * 100 < N * 99 )); then fail "$C_RESUMED/$N reconnections resumed: want >= 99 %" "$CD/conns.log"
+      elif (( hits * 3 < N )); then fail "ktlsxctl sessions: $hits memcached hits over the three daemons" "$CD/sessions1.txt" "$CD/sessions2.txt"
+      else pass; fi
+    fi
+    stop_fleet
+    stop_daemons
+    rm -rf "$DDIR"
+  fi
+fi
+
+if case_begin servers-sane; then
+  # No sanitizer report, no crash in any server's log.
+  bad=$(grep -lE 'ERROR: AddressSanitizer|runtime error:|LeakSanitizer' "$WORK"/*/server*.err "$WORK"/*/ktlsxd*.err 2>/dev/null | head -3)
+  if [[ -n $bad ]]; then fail "sanitizer report in ${bad//$'\n'/ }" $bad; else pass; fi
+fi
+
+stop_fleet
+stop_memcached
+finish
