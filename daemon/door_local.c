@@ -35,6 +35,7 @@
 #include <arpa/inet.h>
 #include <openssl/crypto.h>
 #include <openssl/x509v3.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -742,6 +743,13 @@ void kd_door_close(void)
                "(each by its deadline)", door.inflight, door.nclients - door.inflight);
 }
 
+/* A request (or the caller's hang-up) is waiting on door connection `fd`. */
+static bool door_readable(int fd)
+{
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR));
+}
+
 int kd_door_tick(void)
 {
     int64_t now = kd_now_ms();
@@ -752,6 +760,11 @@ int kd_door_tick(void)
             if (left == 0) drive(c); /* the step sees the deadline and says TIMEOUT: the answer moves the deadline */
             if (c->heap_at && c->state == HANDSHAKE && c->deadline <= now) /* not over yet (ms rounding): look again */
                 (void)set_deadline(c, now + (left > 0 ? left : 1));
+        } else if (c->state == WAIT_REQUEST && door_readable(c->door)) {
+            /* Not idle: its request is there, but this worker was busy past the deadline (a long
+             * batch of handshake steps, e.g. dozens of handshakes under emulation) and the event
+             * loop has not handed us the readiness yet.  The next dispatch reads it. */
+            if (set_deadline(c, now + request_timeout_ms()) < 0) client_free(c);
         } else {
             kd_log(KTLSX_LOG_DEBUG, "uid %u pid %d: door connection idle: closed", (unsigned)c->uid, (int)c->pid);
             client_free(c);
