@@ -12,7 +12,7 @@
 #   daemon-restart        a new ktlsxd takes over the door its killed predecessor left behind and
 #                         serves a new connection (1 MiB echoed); door_load's summary over both
 #                         daemons: every handshake ok, ktls-absent 0
-#   fileserver-<size>     ktlsx-fileserver serves 4 KiB, 1 MiB, 16 MiB to curl: byte-exact,
+#   fileserver-<size>     ktlsx-fileserver serves 4 KiB, 1 MiB, 16 MiB, 64 MiB to curl: byte-exact,
 #                         TlsTxSw rose per download
 #   fileserver-truncated  a 16 MiB file truncated to 2 MiB while curl (rate-limited) reads it:
 #                         the response ends short (a prefix of the file, curl errors) within 30 s,
@@ -35,7 +35,7 @@ HALF=262144
 MIB16=16777216
 
 DAEMON_CASES="daemon-door-16MiB daemon-kill9-streams daemon-restart"
-FS_CASES="fileserver-4KiB fileserver-1MiB fileserver-16MiB fileserver-truncated"
+FS_CASES="fileserver-4KiB fileserver-1MiB fileserver-16MiB fileserver-64MiB fileserver-truncated"
 PL_CASES="preload-inprocess preload-daemon-key"
 kx_ready $DAEMON_CASES $FS_CASES $PL_CASES || exit 0
 
@@ -49,6 +49,7 @@ mkdir -p www
 head -c 4096 C >www/4KiB
 head -c 1048576 C >www/1MiB
 cp C www/16MiB
+cat C C C C >www/64MiB
 info "apps: data made in $(( $(date +%s) - s ))s"
 
 # --- ktlsxd ----------------------------------------------------------------
@@ -161,6 +162,7 @@ if [ "$have_daemon" = 1 ]; then
 	# --- 2. kill -9 ktlsxd while N handed-back connections stream --------
 	name=daemon-kill9-streams
 	FEED2=$KMOD_TMP/feed2.sh
+	export KX_FEED   # feed2.sh execs it
 	cat >"$FEED2" <<-'EOT'
 	#!/bin/sh
 	# feed2.sh OUT: P1; after $KMOD_TMP/killed P2; then hold stdin open until OUT is complete
@@ -279,7 +281,7 @@ else
 	if ! wait_port "$FS_PORT" 20; then
 		for n in $FS_CASES; do fail "$n" "ktlsx-fileserver did not listen: $(tail -1 fs.err)"; done
 	else
-		for f in 4KiB 1MiB 16MiB; do
+		for f in 4KiB 1MiB 16MiB 64MiB; do
 			snap=$KMOD_TMP/snap; tls_stat_snapshot "$snap"
 			T0=$(date +%s)
 			timeout 120 curl -sS --cacert "$KMOD_CA" -o "got.$f" "https://localhost:$FS_PORT/$f" 2>curl.err
@@ -292,6 +294,7 @@ else
 			else pass "fileserver-$f"; fi
 			rm -f "got.$f"
 		done
+		rm -f www/64MiB
 
 		name=fileserver-truncated
 		cp C www/trunc
