@@ -550,12 +550,22 @@ static void read_request(struct client *c)
     start(c, &req, fd);
 }
 
+/* Whether the caller really sent something (or hung up) on door connection `fd`. */
+static bool door_has_message(int fd)
+{
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
 static void on_door(struct kd_watch *w, uint32_t events)
 {
     struct client *c = (struct client *)((char *)w - offsetof(struct client, door_w));
     if (c->dead) return;
     if (c->state == WAIT_REQUEST) return read_request(c);
     if (c->state == HANDSHAKE) { /* hung up, or spoke out of turn: the exchange ends here */
+        if (!(events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR)) && !door_has_message(c->door))
+            return; /* a wakeup with nothing to read (seen from io_uring polls on 7.3, dozens of handshakes) */
         kd_log(KTLSX_LOG_INFO, "uid %u pid %d profile '%s': caller %s during the handshake: cut", (unsigned)c->uid,
                (int)c->pid, c->profile, events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR) ? "left" : "sent again");
         kd_stats_handshake(KD_DOOR_LOCAL, c->profile, KTLSX_DOOR_PEER_CLOSED, 0, false, kd_now_ms() - c->started);
