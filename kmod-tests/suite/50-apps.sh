@@ -5,7 +5,7 @@
 #                         sends 16 MiB and gets it back byte-exact; TlsTxSw/TlsRxSw +2 (both ends),
 #                         TlsCurrTxSw/RxSw >= 2 during the transfer; door_load's summary says
 #                         ok 1, ktls-absent 0 (the door's answer: kernel TLS both ways)
-#   daemon-kill9-streams  N (KX_APPS_STREAMS, default 32) kernel-TLS connections handed back by
+#   daemon-kill9-streams  N (KX_APPS_STREAMS, default 100) kernel-TLS connections handed back by
 #                         ktlsxd stream 256 KiB each; ktlsxd is killed with SIGKILL; each sends
 #                         256 KiB more: every echo complete and byte-exact (the keys are in the
 #                         kernel, not in the daemon)
