@@ -35,7 +35,6 @@
 #include <arpa/inet.h>
 #include <openssl/crypto.h>
 #include <openssl/x509v3.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -186,6 +185,14 @@ static void uid_release(uid_t uid, enum uid_count what)
             break;
         }
     pthread_mutex_unlock(&shared.uid_lock);
+}
+
+/* Whether the caller really sent something (or hung up) on door connection `fd`. */
+static bool door_has_message(int fd)
+{
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
 }
 
 static int request_timeout_ms(void)
@@ -550,14 +557,6 @@ static void read_request(struct client *c)
     start(c, &req, fd);
 }
 
-/* Whether the caller really sent something (or hung up) on door connection `fd`. */
-static bool door_has_message(int fd)
-{
-    char b;
-    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
-}
-
 static void on_door(struct kd_watch *w, uint32_t events)
 {
     struct client *c = (struct client *)((char *)w - offsetof(struct client, door_w));
@@ -753,13 +752,6 @@ void kd_door_close(void)
                "(each by its deadline)", door.inflight, door.nclients - door.inflight);
 }
 
-/* A request (or the caller's hang-up) is waiting on door connection `fd`. */
-static bool door_readable(int fd)
-{
-    struct pollfd p = { .fd = fd, .events = POLLIN };
-    return poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR));
-}
-
 int kd_door_tick(void)
 {
     int64_t now = kd_now_ms();
@@ -770,7 +762,7 @@ int kd_door_tick(void)
             if (left == 0) drive(c); /* the step sees the deadline and says TIMEOUT: the answer moves the deadline */
             if (c->heap_at && c->state == HANDSHAKE && c->deadline <= now) /* not over yet (ms rounding): look again */
                 (void)set_deadline(c, now + (left > 0 ? left : 1));
-        } else if (c->state == WAIT_REQUEST && door_readable(c->door)) {
+        } else if (c->state == WAIT_REQUEST && door_has_message(c->door)) {
             /* Not idle: its request is there, but this worker was busy past the deadline (a long
              * batch of handshake steps, e.g. dozens of handshakes under emulation) and the event
              * loop has not handed us the readiness yet.  The next dispatch reads it. */
