@@ -187,6 +187,14 @@ static void uid_release(uid_t uid, enum uid_count what)
     pthread_mutex_unlock(&shared.uid_lock);
 }
 
+/* Whether the caller really sent something (or hung up) on door connection `fd`. */
+static bool door_has_message(int fd)
+{
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
 static int request_timeout_ms(void)
 {
     int ms = kd_conf_hold()->request_timeout_ms;
@@ -555,6 +563,8 @@ static void on_door(struct kd_watch *w, uint32_t events)
     if (c->dead) return;
     if (c->state == WAIT_REQUEST) return read_request(c);
     if (c->state == HANDSHAKE) { /* hung up, or spoke out of turn: the exchange ends here */
+        if (!(events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR)) && !door_has_message(c->door))
+            return; /* a wakeup with nothing to read (seen from io_uring polls on 7.3, dozens of handshakes) */
         kd_log(KTLSX_LOG_INFO, "uid %u pid %d profile '%s': caller %s during the handshake: cut", (unsigned)c->uid,
                (int)c->pid, c->profile, events & (EPOLLHUP | EPOLLRDHUP | EPOLLERR) ? "left" : "sent again");
         kd_stats_handshake(KD_DOOR_LOCAL, c->profile, KTLSX_DOOR_PEER_CLOSED, 0, false, kd_now_ms() - c->started);
@@ -752,6 +762,11 @@ int kd_door_tick(void)
             if (left == 0) drive(c); /* the step sees the deadline and says TIMEOUT: the answer moves the deadline */
             if (c->heap_at && c->state == HANDSHAKE && c->deadline <= now) /* not over yet (ms rounding): look again */
                 (void)set_deadline(c, now + (left > 0 ? left : 1));
+        } else if (c->state == WAIT_REQUEST && door_has_message(c->door)) {
+            /* Not idle: its request is there, but this worker was busy past the deadline (a long
+             * batch of handshake steps, e.g. dozens of handshakes under emulation) and the event
+             * loop has not handed us the readiness yet.  The next dispatch reads it. */
+            if (set_deadline(c, now + request_timeout_ms()) < 0) client_free(c);
         } else {
             kd_log(KTLSX_LOG_DEBUG, "uid %u pid %d: door connection idle: closed", (unsigned)c->uid, (int)c->pid);
             client_free(c);

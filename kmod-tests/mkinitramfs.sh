@@ -154,6 +154,16 @@ if [ -d "$BUILD/bin" ]; then
 	done
 fi
 log "$KREL: $nbin project binaries from $BUILD/bin"
+# test drivers of suite/50-apps.sh (echo servers handing sockets to ktlsxd, a plaintext
+# event-loop server for the preload shim) and Debian's dynamic busybox (unpacked by
+# tools/install-deps.sh; the static one is out of LD_PRELOAD's reach): its httpd runs under the shim
+mkdir -p "$STAGE/opt/ktlsx/tests"
+for t in door_load echo_load preload_epoll_http; do
+	[ -x "$BUILD/tests/$t" ] && copy_bin "$BUILD/tests/$t" "/opt/ktlsx/tests/$t"
+done
+BB_DYN=${KTLSX_BUSYBOX_DYN:-$REPO_DIR/build/deps/busybox-dynamic/bin/busybox}
+if [ -x "$BB_DYN" ]; then copy_bin "$BB_DYN" /opt/ktlsx/busybox-dynamic
+else log "warning: no dynamic busybox ($BB_DYN): 50-apps uses preload_epoll_http under the shim"; fi
 
 # --- kernel modules ---------------------------------------------------------
 # Whole crypto / x86 crypto / lib / net/tls / net/handshake subtrees, plus the
