@@ -210,6 +210,16 @@ static int abuse_one(const char *what, const uint8_t *msg, size_t len, int expec
     return 0;
 }
 
+/* Hold what is open until the test says SIGTERM (or SIGINT). */
+static void wait_for_term(void)
+{
+    sigset_t term;
+    sigemptyset(&term), sigaddset(&term, SIGTERM), sigaddset(&term, SIGINT);
+    sigprocmask(SIG_BLOCK, &term, NULL);
+    int sig;
+    sigwait(&term, &sig);
+}
+
 static int run_stall(int n)
 {
     int *doors = calloc((size_t)n, sizeof *doors), *peers = calloc((size_t)n, sizeof *peers), port, sent = 0;
@@ -236,11 +246,7 @@ static int run_stall(int n)
     close(l);
     printf("door_load: stalling %d\n", sent);
     fflush(stdout);
-    sigset_t term;
-    sigemptyset(&term), sigaddset(&term, SIGTERM), sigaddset(&term, SIGINT);
-    sigprocmask(SIG_BLOCK, &term, NULL);
-    int sig;
-    sigwait(&term, &sig);
+    wait_for_term();
     long counts[KTLSX_DOOR_UNREACHABLE + 1] = { 0 }, none = 0;
     for (int i = 0; i < n; i++) {
         struct ktlsx_daemon_result res;
@@ -289,11 +295,7 @@ static int run_abuse(int n)
     bad += abuse_one("empty", m, 0, -1);
     printf("door_load: abuse holding %d\n", held);
     fflush(stdout);
-    sigset_t term;
-    sigemptyset(&term), sigaddset(&term, SIGTERM), sigaddset(&term, SIGINT);
-    sigprocmask(SIG_BLOCK, &term, NULL);
-    int sig;
-    sigwait(&term, &sig);
+    wait_for_term();
     int still = 0; /* how many the daemon has cut meanwhile (its request timeout) */
     for (int i = 0; i < n && idle; i++) {
         char c;
