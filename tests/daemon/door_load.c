@@ -228,7 +228,11 @@ static int run_stall(int n)
     uint8_t buf[KTLSX_DOOR_ANSWER_MAX];
     snprintf(req.profile, sizeof req.profile, "%s", profile);
     long len = ktlsx_door_request_encode(&req, buf, sizeof buf, NULL);
-    if (!doors || !peers || l < 0 || len < 0) return fprintf(stderr, "door_load: stall setup\n"), 1;
+    if (!doors || !peers || l < 0 || len < 0) {
+        free(doors), free(peers);
+        if (l >= 0) close(l);
+        return fprintf(stderr, "door_load: stall setup\n"), 1;
+    }
     struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     for (int i = 0; i < n; i++) {
