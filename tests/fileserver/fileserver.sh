@@ -19,7 +19,7 @@
 #  truncated-while-sent  a file truncated during its response: that response ends (connection closed),
 #                the server keeps serving
 #  slowloris     headers one byte per second: 408 / cut at --header-timeout while curl is served
-#  idle          2000 idle keep-alive connections (FS_IDLE_CONNS) held while a new client is served;
+#  idle          10,000 idle keep-alive connections (FS_IDLE_CONNS) held while a new client is served;
 #                server memory per connection measured (VmRSS) and bounded
 #  workers       --workers 2 serves; access-log lines in the common log format
 #  limits/*      a silent TCP client cut at --handshake-timeout, an idle keep-alive connection closed at
@@ -43,7 +43,7 @@ ONLY= # the cases share one server and build on one another: all of them run
 
 FS=${FS_BIN:-$ROOT/build/bin/ktlsx-fileserver}
 PY=$ROOT/tests/fileserver/fsclient.py
-IDLE_N=${FS_IDLE_CONNS:-2000}
+IDLE_N=${FS_IDLE_CONNS:-10000}
 HDR_TMO_S=3 # --header-timeout of the main server (slowloris)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 if [[ ! -x $FS ]]; then
