@@ -10,11 +10,11 @@
 # a key the target does not hold (EKEYREJECTED/EACCES, the connect fails well
 # within its timeout), and the daemon stopped (the connect fails) and started
 # again (it succeeds).
-# kmod-timeout: 240
+# kmod-timeout: 420
 . "$KMOD_LIB"
 . /suite/lib-ktlsx.sh
 
-tests="kdoor-family kdoor-daemon kdoor-connect kdoor-data kdoor-tls-stat kdoor-log kdoor-stats kdoor-queues kdoor-storm kdoor-wrong-psk kdoor-unknown-identity kdoor-daemon-restart kdoor-unprivileged"
+tests="kdoor-family kdoor-daemon kdoor-connect kdoor-data kdoor-tls-stat kdoor-log kdoor-stats kdoor-queues kdoor-storm kdoor-wrong-psk kdoor-unknown-identity kdoor-daemon-restart kdoor-unprivileged kdoor-tlshd kdoor-bench"
 out=$(timeout 20 ktlsx probe 2>&1)
 hs=$(echo "$out" | grep '^handshake-genl:' | head -1)
 info "probe: $hs"
@@ -301,6 +301,110 @@ case "$st" in
 esac
 disconnect_all
 stop_daemon
+
+# --- side by side: Debian trixie's tlshd (ktls-utils 1.0.0, forks per handshake) and
+# ktlsxd, one after the other on this kernel and this target, the same PSKs:
+#   connect time of one controller with N I/O queues (admin + N: N+1 handshakes on each
+#   side), the median of 3; the host caps each queue kind (read, write, poll) at its CPUs,
+#   2 here, so N = 1, 4 (2+2) and 6 (2+2+2) are what 2 vCPUs allow (16 needs 6 CPUs);
+#   a storm: the 6 hosts above at once, admin + 4 queues each (30 + 30 handshakes).
+# Handshakes are counted by the kernel (tls_stat TlsTxSw: one per socket put in kernel
+# TLS, host and target sides alike), not by either agent's log. ---
+ms_now() { awk '{ printf "%d", $1 * 1000 }' /proc/uptime; }
+nvme_clear() { # delete every controller and wait until none is left
+	for c in /sys/class/nvme/nvme*; do [ -e "$c/delete_controller" ] && echo 1 >"$c/delete_controller" 2>/dev/null; done
+	_i=0
+	while [ $_i -lt 50 ] && ls -d /sys/class/nvme/nvme* >/dev/null 2>&1; do sleep 0.1; _i=$((_i + 1)); done
+	sleep 0.2
+}
+# bench AGENT: sets B_<AGENT>_Q1/_Q4/_Q6 (ms), B_<AGENT>_RATE (handshakes/s), _STORM (ms), _OK (1/0)
+bench() {
+	_ag=$1 _ok=1 _line=
+	for spec in "1:nr_io_queues=1" "4:nr_io_queues=2,nr_write_queues=2" "6:nr_io_queues=2,nr_write_queues=2,nr_poll_queues=2"; do
+		_n=${spec%%:*} _o=${spec#*:} _ts=
+		for _rep in 1 2 3; do
+			tls_stat_snapshot "$W/b0"
+			_t0=$(ms_now)
+			timeout 60 sh -c "echo 'transport=tcp,traddr=127.0.0.1,trsvcid=4420,nqn=$SUBNQN,hostnqn=$HOSTNQN,hostid=$HOSTID,tls,$_o' >/dev/nvme-fabrics" \
+				>"$W/b.out" 2>&1
+			_rc=$?
+			_t1=$(ms_now)
+			_hs=$(tls_stat_delta "$W/b0" TlsTxSw)
+			if [ "$_rc" -ne 0 ] || [ "$_hs" -ne $((2 * (_n + 1))) ]; then
+				_ok=0
+				_line="$_line N=$_n rep $_rep: rc $_rc, $_hs sockets in kernel TLS (want $((2 * (_n + 1)))) $(tr '\n' ' ' <"$W/b.out");"
+			fi
+			_ts="$_ts $((_t1 - _t0))"
+			nvme_clear
+		done
+		_med=$(echo "$_ts" | tr ' ' '\n' | grep . | sort -n | sed -n 2p)
+		eval "B_${_ag}_Q$_n=$_med"
+		_line="$_line N=$_n:$_ts ms (median $_med);"
+	done
+	tls_stat_snapshot "$W/b0"
+	_t0=$(ms_now)
+	_pids=
+	_i=1
+	while [ $_i -le "$NH" ]; do
+		timeout 90 sh -c "echo 'transport=tcp,traddr=127.0.0.1,trsvcid=4420,nqn=$SUBNQN,hostnqn=$HOSTNQN-$_i,hostid=6b2e1f0a-1d2c-4b5a-9e8f-00000000000$_i,tls,nr_io_queues=2,nr_write_queues=2' >/dev/nvme-fabrics" \
+			>"$W/bs.$_i" 2>&1 &
+		_pids="$_pids $!"
+		_i=$((_i + 1))
+	done
+	_src=0
+	for _p in $_pids; do wait "$_p" || _src=$?; done
+	_t1=$(ms_now)
+	_hs=$(tls_stat_delta "$W/b0" TlsTxSw)
+	_el=$((_t1 - _t0))
+	[ "$_el" -gt 0 ] || _el=1
+	eval "B_${_ag}_RATE=$((_hs * 1000 / _el))"
+	eval "B_${_ag}_STORM=$_el"
+	if [ "$_src" -ne 0 ] || [ "$_hs" -ne $((NH * 10)) ]; then
+		_ok=0
+		_line="$_line storm: rc $_src, $_hs sockets in kernel TLS (want $((NH * 10))) $(cat "$W"/bs.* | tr '\n' ' ');"
+	fi
+	_line="$_line storm: $NH controllers x 5 queues, $_hs handshakes in $_el ms ($((_hs * 1000 / _el))/s)"
+	nvme_clear
+	eval "B_${_ag}_OK=$_ok"
+	info "bench $_ag:$_line"
+}
+
+TLSHD=/opt/tlshd/tlshd
+if [ -x "$TLSHD" ]; then
+	printf '[debug]\nloglevel=1\ntls=0\nnl=0\n[authenticate]\n[authenticate.client]\n[authenticate.server]\n' >"$W/tlshd.conf"
+	: >"$W/tlshd.log"
+	"$TLSHD" -s -c "$W/tlshd.conf" >>"$W/tlshd.log" 2>&1 &
+	TL_PID=$!
+	i=0
+	while [ $i -lt 100 ] && ! grep -q "Built from" "$W/tlshd.log"; do sleep 0.1; i=$((i + 1)); done
+	sleep 0.5
+	info "tlshd: $(head -3 "$W/tlshd.log" | tr '\n' ' ')"
+	if kill -0 "$TL_PID" 2>/dev/null; then
+		bench tlshd
+		info "tlshd log: $(grep -c 'succeeded' "$W/tlshd.log") handshakes logged succeeded, $(grep -c 'failed' "$W/tlshd.log") failed; $(grep -v 'succeeded' "$W/tlshd.log" | tail -2 | tr '\n' ' ')"
+	else
+		B_tlshd_OK=0
+		info "tlshd did not start: $(tail -5 "$W/tlshd.log" | tr '\n' ' ')"
+	fi
+	kill -TERM "$TL_PID" 2>/dev/null
+	wait_pid "$TL_PID" 10
+	if [ "$B_tlshd_OK" = 1 ]; then pass kdoor-tlshd; else fail kdoor-tlshd "see the 'bench tlshd' line"; fi
+else
+	skip kdoor-tlshd "no tlshd in the image (kmod-tests/fetch-tlshd.sh could not fetch ktls-utils)"
+fi
+# ktlsxd as deployed (root here; log one line per handshake, as tlshd's loglevel=1 does)
+printf '[daemon]\nsocket = %s\nworkers = 2\nlog_level = info\n[kernel]\nenabled = yes\n' "$W/ktlsxd.sock" >"$W/ktlsxd.conf"
+start_daemon
+bench ktlsxd
+stop_daemon
+if [ "$B_ktlsxd_OK" = 1 ]; then pass kdoor-bench; else fail kdoor-bench "see the 'bench ktlsxd' line"; fi
+if [ "${B_tlshd_OK:-0}" = 1 ] && [ "$B_ktlsxd_OK" = 1 ]; then
+	ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "-" }'; }
+	info "side by side | N=1 connect ms | tlshd $B_tlshd_Q1 | ktlsxd $B_ktlsxd_Q1 | $(ratio "$B_tlshd_Q1" "$B_ktlsxd_Q1")x |"
+	info "side by side | N=4 connect ms | tlshd $B_tlshd_Q4 | ktlsxd $B_ktlsxd_Q4 | $(ratio "$B_tlshd_Q4" "$B_ktlsxd_Q4")x |"
+	info "side by side | N=6 connect ms | tlshd $B_tlshd_Q6 | ktlsxd $B_ktlsxd_Q6 | $(ratio "$B_tlshd_Q6" "$B_ktlsxd_Q6")x |"
+	info "side by side | storm handshakes/s | tlshd $B_tlshd_RATE ($B_tlshd_STORM ms) | ktlsxd $B_ktlsxd_RATE ($B_ktlsxd_STORM ms) | $(ratio "$B_ktlsxd_RATE" "$B_tlshd_RATE")x |"
+fi
 rm -f "$P/subsystems/$SUBNQN"
 echo "--- ktlsxd log (tail)"
 tail -40 "$W/ktlsxd.log"
