@@ -51,6 +51,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #define ALERT_DECRYPT_ERROR 51
@@ -64,6 +65,8 @@ static struct {
     int *fds; /* one per worker */
     int nfds;
     atomic_size_t inflight; /* all workers' requests between ACCEPT and DONE */
+    uint32_t done_attrs;    /* the DONE attributes this kernel knows (the probe), bit n = attribute n */
+    atomic_uint accept_seen; /* the ACCEPT reply attributes seen so far (logged as they first appear) */
 } kshared;
 
 struct kreq {
@@ -154,6 +157,50 @@ static void link_keyrings(void)
     fclose(f);
 }
 
+/* Which attributes this kernel's family knows, as tlshd probes it, but from the
+ * family's own policy (CTRL_CMD_GETPOLICY, Linux >= 5.8) rather than by trial:
+ * the DONE policy (REMOTE_AUTH, and what a newer kernel adds).  The ACCEPT
+ * reply's attributes are in no policy: they are logged as they first appear. */
+static uint32_t probe_done_attrs(uint16_t family)
+{
+    const uint32_t assumed = 1u << HSNL_A_DONE_STATUS | 1u << HSNL_A_DONE_SOCKFD | 1u << HSNL_A_DONE_REMOTE_AUTH;
+    char names[160];
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
+    struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
+    struct timeval tv = { .tv_sec = 2 };
+    uint8_t buf[8192];
+    long n = hsnl_encode_getpolicy(buf, sizeof buf, family, HSNL_CMD_DONE, 1);
+    struct hsnl_policy pol = { 0 };
+    const char *why = NULL;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 || n < 0 ||
+        sendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        why = strerror(errno);
+    } else {
+        for (int i = 0; i < 64; i++) {
+            ssize_t got = recv(fd, buf, sizeof buf, 0);
+            if (got < 0) { why = strerror(errno); break; }
+            int rc = hsnl_decode_policy(buf, (size_t)got, &pol);
+            if (rc < 0) { why = "a malformed reply"; break; }
+            if (rc > 0) break;
+        }
+        if (!why && pol.error) why = strerror(-pol.error);
+        if (!why && !pol.done) why = "no end of the dump";
+    }
+    if (fd >= 0) close(fd);
+    uint32_t known = why ? 0 : hsnl_policy_attrs(&pol);
+    if (!known) {
+        hsnl_done_attr_names(assumed, names, sizeof names);
+        kd_log(KTLSX_LOG_INFO, "kernel door: attribute probe: the DONE policy %s%s: assuming %s",
+               why ? "dump failed: " : "lists nothing", why ? why : "", names);
+        return assumed;
+    }
+    hsnl_done_attr_names(known, names, sizeof names);
+    kd_log(KTLSX_LOG_INFO, "kernel door: attribute probe: this kernel's DONE takes %s%s", names,
+           known & 1u << HSNL_A_DONE_REMOTE_AUTH ? "" : " (no remote_auth: the peer's identity is not answered)");
+    return known;
+}
+
 /* ---- the netlink sockets ---- */
 int kd_kernel_open(const struct kd_conf *conf, int workers)
 {
@@ -197,6 +244,7 @@ int kd_kernel_open(const struct kd_conf *conf, int workers)
     }
     kshared.family = (uint16_t)fam;
     kshared.group = (uint32_t)grp;
+    kshared.done_attrs = probe_done_attrs((uint16_t)fam);
     kshared.on = true;
     kd_log(KTLSX_LOG_INFO, "kernel door: open (handshake family %d, group tlshd %d, %d sockets, TLS %s%s%s)", fam, grp,
            workers, conf->kernel_min_version == KTLSX_TLS12 ? "1.2" : "1.3",
@@ -275,7 +323,8 @@ static void done(struct kreq *r, uint32_t status, const char *why)
     int64_t ms = r->started ? kd_now_ms() - r->started : 0;
     uint32_t remote[1];
     size_t nremote = 0;
-    if (status == 0 && r->used_serial) remote[nremote++] = r->used_serial;
+    if (status == 0 && r->used_serial && (kshared.done_attrs & 1u << HSNL_A_DONE_REMOTE_AUTH))
+        remote[nremote++] = r->used_serial;
     (void)kd_watch_fd(r->fd, EPOLL_CTL_DEL, 0, &r->w);
     kd_log(status == 0 ? KTLSX_LOG_INFO : KTLSX_LOG_WARNING, "kernel door: %s: %s%s%s %s %s ktls=%s %lld ms", r->what,
            status_name(status), why && why[0] ? ": " : "", why ? why : "",
@@ -473,6 +522,12 @@ static void start(const struct hsnl_accept *a)
     kd.reqs = r;
     kd.n++;
     atomic_fetch_add(&kshared.inflight, 1);
+    uint32_t before = atomic_fetch_or(&kshared.accept_seen, a->seen);
+    if ((before | a->seen) != before) { /* the first request, or one that carries an attribute not seen before */
+        char names[200];
+        hsnl_accept_attr_names(before | a->seen, names, sizeof names);
+        kd_log(KTLSX_LOG_INFO, "kernel door: this kernel's ACCEPT replies carry: %s", names);
+    }
     kd_log(KTLSX_LOG_DEBUG, "kernel door: ACCEPT fd %d %s %s timeout %u ms, %zu peer ids, %zu certs, keyring %08x, "
            "attributes 0x%x", a->sockfd, hsnl_msg_type_name(a->message_type), hsnl_auth_name(a->auth_mode),
            a->timeout_ms, a->npeer_ids, a->ncerts, a->keyring, a->seen);
