@@ -337,7 +337,10 @@ static void attr_names(uint32_t bits, const char *const *names, size_t n, char *
         if (i < n && names[i]) snprintf(one, sizeof one, "%s", names[i]);
         else snprintf(one, sizeof one, "attr%u", i);
         int w = snprintf(out + used, cap - used, "%s%s", used ? " " : "", one);
-        if (w < 0 || (size_t)w >= cap - used) break;
+        if (w < 0 || (size_t)w >= cap - used) { /* no room for this name: none of it */
+            out[used] = '\0';
+            break;
+        }
         used += (size_t)w;
     }
 }
