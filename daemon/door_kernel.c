@@ -57,6 +57,8 @@
 #define ALERT_DECRYPT_ERROR 51
 #define ALERT_UNKNOWN_PSK_IDENTITY 115
 #define KEY_SPEC_SESSION (-3)
+#define KEY_SPEC_USER (-4)
+#define KEY_USR_VIEW_READ 0x00030000u /* KEY_USR_VIEW | KEY_USR_READ */
 
 static struct {
     bool on;
@@ -86,6 +88,7 @@ struct kreq {
     size_t npeer_ids;
     uint32_t keyring, used_serial;
     bool psk_unknown; /* server: an identity the client offered was not found */
+    char peername[HSNL_PEERNAME_MAX + 1]; /* x509: the description of the peer's certificate key */
 };
 
 static _Thread_local struct {
@@ -130,6 +133,44 @@ static long key_read(uint32_t serial, uint8_t *key, size_t cap)
     if (n < 0) return -1;
     if ((size_t)n > cap) return OPENSSL_cleanse(key, cap), errno = EMSGSIZE, -1;
     return n;
+}
+
+/* The payload of key `serial` in a buffer of its size (certificates, private
+ * keys: DER, as tlshd reads them): its length with *out set, or -1. */
+static long key_read_alloc(uint32_t serial, uint8_t **out)
+{
+    *out = NULL;
+    long n = keyctl4(KEYCTL_READ, serial, 0, 0, 0);
+    if (n < 0) return -1;
+    if (n == 0 || n > (1L << 20)) return errno = EMSGSIZE, -1;
+    uint8_t *b = malloc((size_t)n);
+    if (!b) return -1;
+    long m = keyctl4(KEYCTL_READ, serial, (unsigned long)b, (unsigned long)n, 0);
+    if (m < 0 || m > n) {
+        OPENSSL_cleanse(b, (size_t)n);
+        free(b);
+        if (m > n) errno = EAGAIN; /* it grew between the two reads */
+        return -1;
+    }
+    *out = b;
+    return m;
+}
+
+/* The peer's certificate (DER) as a key for the kernel, as tlshd hands it back
+ * for REMOTE_AUTH: an "asymmetric" key "TLS x509 <peer>" in the user keyring,
+ * readable by the user only.  Its serial, or 0 with the reason logged. */
+static uint32_t peer_cert_key(const uint8_t *der, size_t len, const char *peer)
+{
+    char desc[300];
+    snprintf(desc, sizeof desc, "TLS x509 %s", peer && peer[0] ? peer : "peer");
+    long serial = syscall(SYS_add_key, "asymmetric", desc, der, len, KEY_SPEC_USER);
+    if (serial < 0) {
+        kd_log(KTLSX_LOG_WARNING, "kernel door: the peer's certificate as a key: %s", strerror(errno));
+        return 0;
+    }
+    if (keyctl4(KEYCTL_SETPERM, (unsigned long)serial, KEY_USR_VIEW_READ, 0, 0) < 0)
+        kd_log(KTLSX_LOG_INFO, "kernel door: key %08lx permissions: %s", serial, strerror(errno));
+    return (uint32_t)serial;
 }
 
 /* Link keyrings named `name` (as /proc/keys lists them) into our session keyring. */
@@ -321,10 +362,16 @@ static void done(struct kreq *r, uint32_t status, const char *why)
                                             : KTLSX_DOOR_HANDSHAKE_FAILED;
     ktlsx_conn *conn = r->sock ? ktlsx_socket_conn(r->sock) : NULL;
     int64_t ms = r->started ? kd_now_ms() - r->started : 0;
-    uint32_t remote[1];
+    uint32_t remote[2];
     size_t nremote = 0;
     if (status == 0 && r->used_serial && (kshared.done_attrs & 1u << HSNL_A_DONE_REMOTE_AUTH))
         remote[nremote++] = r->used_serial;
+    if (status == 0 && r->auth == HSNL_AUTH_X509 && conn && (kshared.done_attrs & 1u << HSNL_A_DONE_REMOTE_AUTH)) {
+        size_t dlen = 0;
+        const uint8_t *der = ktlsx_peer_cert_der(conn, 0, &dlen);
+        uint32_t serial = der ? peer_cert_key(der, dlen, r->peername) : 0;
+        if (serial) remote[nremote++] = serial;
+    }
     (void)kd_watch_fd(r->fd, EPOLL_CTL_DEL, 0, &r->w);
     kd_log(status == 0 ? KTLSX_LOG_INFO : KTLSX_LOG_WARNING, "kernel door: %s: %s%s%s %s %s ktls=%s %lld ms", r->what,
            status_name(status), why && why[0] ? ": " : "", why ? why : "",
@@ -466,6 +513,32 @@ static ktlsx_config *request_config(struct kreq *r, const struct hsnl_accept *a,
             }
             r->used_serial = serial;
         }
+    } else if (a->auth_mode == HSNL_AUTH_X509 && a->ncerts && a->certs[0].cert && a->certs[0].privkey) {
+        /* The consumer names its certificate and private key by serial (NFS: cert_serial=,
+         * privkey_serial=): those, DER; the peer verified against [kernel] ca_file, else
+         * the system store; a server asks the client for a certificate and verifies
+         * one if sent, as tlshd does. */
+        uint8_t *cert = NULL, *key = NULL;
+        long nc = key_read_alloc(a->certs[0].cert, &cert);
+        long nk = nc > 0 ? key_read_alloc(a->certs[0].privkey, &key) : -1;
+        cfg = ktlsx_config_new(r->role);
+        int rc = -1;
+        if (nc < 0 || nk < 0)
+            snprintf(why, cap, "%s %08x: %s", nc < 0 ? "certificate" : "private key",
+                     nc < 0 ? a->certs[0].cert : a->certs[0].privkey, strerror(errno));
+        else if (!cfg || ktlsx_config_set_versions(cfg, vmin, vmax) < 0 || ktlsx_config_set_log(cfg, kd_log_sink, NULL) < 0)
+            snprintf(why, cap, "out of memory");
+        else if ((rc = ktlsx_config_add_cert_mem(cfg, cert, (size_t)nc, key, (size_t)nk)) < 0 ||
+                 (rc = ktlsx_config_set_ca_file(cfg, conf->kernel_ca_file[0] ? conf->kernel_ca_file : NULL)) < 0 ||
+                 (r->role == KTLSX_SERVER && (rc = ktlsx_config_set_verify_client(cfg, KTLSX_VERIFY_OPTIONAL)) < 0))
+            snprintf(why, cap, "certificate %08x / key %08x: %s", a->certs[0].cert, a->certs[0].privkey,
+                     ktlsx_config_error(cfg));
+        if (key) OPENSSL_cleanse(key, (size_t)nk);
+        free(key);
+        free(cert);
+        if (rc < 0) goto fail;
+        snprintf(r->stat_name, sizeof r->stat_name, "(kernel x509 %s keyring)",
+                 r->role == KTLSX_CLIENT ? "client" : "server");
     } else if (a->auth_mode == HSNL_AUTH_X509 || (a->auth_mode == HSNL_AUTH_UNAUTH && r->role == KTLSX_SERVER)) {
         const char *name = r->role == KTLSX_SERVER ? conf->kernel_server_profile : conf->kernel_client_profile;
         const struct kd_profile *p = name[0] ? kd_conf_profile(conf, name, r->role) : NULL;
@@ -475,7 +548,7 @@ static ktlsx_config *request_config(struct kreq *r, const struct hsnl_accept *a,
             goto fail;
         }
         if (a->ncerts && (a->certs[0].cert || a->certs[0].privkey))
-            kd_log(KTLSX_LOG_INFO, "kernel door: certificate serials in the request are not used yet: profile '%s'",
+            kd_log(KTLSX_LOG_INFO, "kernel door: a certificate serial without its key (or the reverse): profile '%s'",
                    name);
         cfg = ktlsx_config_ref(p->cfg); /* the profile's versions apply */
         snprintf(r->stat_name, sizeof r->stat_name, "%s", name);
@@ -514,6 +587,7 @@ static void start(const struct hsnl_accept *a)
     r->keyring = a->keyring;
     memcpy(r->peer_ids, a->peer_ids, sizeof r->peer_ids);
     r->npeer_ids = a->npeer_ids;
+    snprintf(r->peername, sizeof r->peername, "%s", a->peername);
     snprintf(r->what, sizeof r->what, "%s %s%s%s", hsnl_auth_name(a->auth_mode),
              r->role == KTLSX_CLIENT ? "client" : "server", a->peername[0] ? " to " : "", a->peername);
     snprintf(r->stat_name, sizeof r->stat_name, "(kernel %s %s)", hsnl_auth_name(a->auth_mode),
