@@ -14,7 +14,7 @@
 . "$KMOD_LIB"
 . /suite/lib-ktlsx.sh
 
-tests="kdoor-family kdoor-daemon kdoor-connect kdoor-data kdoor-tls-stat kdoor-log kdoor-stats kdoor-queues kdoor-storm kdoor-wrong-psk kdoor-unknown-identity kdoor-daemon-restart kdoor-unprivileged kdoor-tlshd kdoor-bench kdoor-restart-storm"
+tests="kdoor-family kdoor-daemon kdoor-probe kdoor-connect kdoor-data kdoor-tls-stat kdoor-log kdoor-stats kdoor-queues kdoor-storm kdoor-wrong-psk kdoor-unknown-identity kdoor-daemon-restart kdoor-unprivileged kdoor-tlshd kdoor-bench kdoor-restart-storm"
 out=$(timeout 20 ktlsx probe 2>&1)
 hs=$(echo "$out" | grep '^handshake-genl:' | head -1)
 info "probe: $hs"
@@ -168,6 +168,19 @@ else
 	fail kdoor-log "server ok $nserver, client ok $nclient (want >= 2 each, equal): $(grep 'kernel door' "$W/ktlsxd.log" | tail -4 | tr '\n' ' ')"
 fi
 info "$(grep -m1 'kernel door: ACCEPT fd' "$W/ktlsxd.log")"
+# the attribute probe: the DONE policy from the kernel, the ACCEPT reply's attributes as seen
+probe=$(grep -m1 'attribute probe:' "$W/ktlsxd.log")
+carry=$(grep -m1 'ACCEPT replies carry:' "$W/ktlsxd.log")
+info "$probe; $carry"
+case "$probe" in
+*"DONE takes status sockfd remote_auth"*)
+	case "$carry" in
+	*"sockfd"*"message_type timeout auth_mode peer_identity"*) pass kdoor-probe ;;
+	*) fail kdoor-probe "ACCEPT attributes: '$carry'" ;;
+	esac
+	;;
+*) fail kdoor-probe "probe: '$probe'" ;;
+esac
 ktlsxctl -s "$W/ktlsxd.ctl" stats >"$W/stats.out" 2>&1
 st=$(grep '^door kernel:' "$W/stats.out")
 info "ktlsxctl stats: $st; $(grep '^kernel door:' "$W/stats.out")"
@@ -452,7 +465,7 @@ done
 t1=$(ms_now)
 nvme_clear
 connect ",nr_io_queues=1" 60
-info "daemon stopped $((t_stop - t0)) ms into a storm of $NB connects, started 1 s later: $nok connected, $nfail failed, $nhung hung; handshakes ok before the stop $((_mid - _ok0)), after $(( $(grep -c "kernel door: psk .*: ok" "$W/ktlsxd.log") - _mid)); all ended in $((t1 - t0)) ms; a fresh connect then: rc $CONNECT_RC; $(grep 'kernel door: psk' "$W/ktlsxd.log" | grep -v ': ok' | tail -1)"
+info "daemon stopped $((t_stop - t0)) ms into a storm of $NB connects, started 1 s later: $nok connected, $nfail failed, $nhung hung; handshakes ok before the stop $((_mid - _ok0)), after $(( $(grep -c "kernel door: psk .*: ok" "$W/ktlsxd.log") - _mid)); all ended in $((t1 - t0)) ms; a fresh connect then: rc $CONNECT_RC; $(grep 'kernel door: psk\|stopping' "$W/ktlsxd.log" | grep -v ': ok' | tail -2 | tr '\n' ' ')"
 if [ "$nhung" -eq 0 ] && [ $((nok + nfail)) -eq "$NB" ] && [ "$CONNECT_RC" -eq 0 ]; then
 	pass kdoor-restart-storm
 else
