@@ -371,6 +371,9 @@ bench() {
 		eval "B_${_ag}_Q$_n=$_med"
 		_line="$_line N=$_n:$_ts ms (median $_med);"
 	done
+	_i0=$(cg_usec)
+	sleep 1
+	_idle=$((($(cg_usec) - _i0) / 1000))
 	tls_stat_snapshot "$W/b0"
 	set -- $(cpu_now)
 	_u0=$1 _b0=$2
@@ -404,7 +407,7 @@ bench() {
 		_ok=0
 		_line="$_line storm: rc $_src, $_hs sockets in kernel TLS (want $((NB * 10))) $(cat "$W"/bs.* | tr '\n' ' ');"
 	fi
-	_line="$_line storm: $NB controllers x 5 queues, $_hs handshakes in $_el ms ($((_hs * 1000 / _el))/s), CPU $(($2 - _b0))0 ms (user $(($1 - _u0))0 ms, the agent's cgroup $(((_a1 - _a0) / 1000)) ms)"
+	_line="$_line storm: $NB controllers x 5 queues, $_hs handshakes in $_el ms ($((_hs * 1000 / _el))/s), CPU $(($2 - _b0))0 ms (user $(($1 - _u0))0 ms, the agent's cgroup $(((_a1 - _a0) / 1000)) ms; idle for 1 s before: $_idle ms)"
 	nvme_clear
 	eval "B_${_ag}_OK=$_ok"
 	info "bench $_ag:$_line"
