@@ -74,5 +74,9 @@ if [ ! -f "$out/.complete" ]; then
 	fi
 	rm -rf "$out/debs"
 	touch "$out/.complete"
+	# an older version unpacked before is not needed any more
+	for old in "$CACHE"/tlshd/*/; do
+		[ "${old%/}" = "$out" ] || { log "tlshd: pruning $(basename "$old")"; rm -rf "$old"; }
+	done
 fi
 echo "$out"
