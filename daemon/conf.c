@@ -5,7 +5,7 @@
  *   [server NAME]       cert + key (pairs, several), ca, crl, verify_client, alpn, versions, ciphers,
  *   [client NAME]       groups, tickets, session_cache (entries, or memcached:host:port[,...] with
  *                       session_store_key and session_store_timeout_ms), allow_uids, allow_gids, export_state
- *   [kernel]            enabled, server_profile, client_profile, versions (the netlink door, door_kernel.c)
+ *   [kernel]            enabled, server_profile, client_profile, versions, ca_file (the netlink door, door_kernel.c)
  *
  * Each key is applied to the profile's ktlsx_config as it is read, so a
  * refusal (a missing file, a key that does not match its certificate, an
@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct parse {
     struct kd_conf *conf;
@@ -211,7 +212,7 @@ static int profile_name_ok(const char *v)
     return 0;
 }
 
-/* [kernel]: enabled, server_profile, client_profile, versions.  Which
+/* [kernel]: enabled, server_profile, client_profile, versions, ca_file.  Which
  * profile a name means is checked once the whole file is read. */
 static int kernel_key(struct parse *p, const char *name, const char *v)
 {
@@ -223,6 +224,11 @@ static int kernel_key(struct parse *p, const char *name, const char *v)
         bool server = name[0] == 's';
         copy_str(server ? c->kernel_server_profile : c->kernel_client_profile, KTLSX_DOOR_NAME_MAX + 1, v);
         *(server ? &c->kernel_server_line : &c->kernel_client_line) = p->line;
+    } else if (!strcmp(name, "ca_file")) {
+        if (strlen(v) >= sizeof c->kernel_ca_file || access(v, R_OK) < 0)
+            return problem(p, p->line, "ca_file: cannot read '%s': %s", v,
+                           strlen(v) >= sizeof c->kernel_ca_file ? "path too long" : strerror(errno)), -1;
+        copy_str(c->kernel_ca_file, sizeof c->kernel_ca_file, v);
     } else if (!strcmp(name, "versions")) {
         char lo[8] = "", hi[8] = "";
         const char *dash = strchr(v, '-');

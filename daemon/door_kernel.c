@@ -51,11 +51,14 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #define ALERT_DECRYPT_ERROR 51
 #define ALERT_UNKNOWN_PSK_IDENTITY 115
 #define KEY_SPEC_SESSION (-3)
+#define KEY_SPEC_USER (-4)
+#define KEY_USR_VIEW_READ 0x00030000u /* KEY_USR_VIEW | KEY_USR_READ */
 
 static struct {
     bool on;
@@ -64,6 +67,8 @@ static struct {
     int *fds; /* one per worker */
     int nfds;
     atomic_size_t inflight; /* all workers' requests between ACCEPT and DONE */
+    uint32_t done_attrs;    /* the DONE attributes this kernel knows (the probe), bit n = attribute n */
+    atomic_uint accept_seen; /* the ACCEPT reply attributes seen so far (logged as they first appear) */
 } kshared;
 
 struct kreq {
@@ -83,6 +88,7 @@ struct kreq {
     size_t npeer_ids;
     uint32_t keyring, used_serial;
     bool psk_unknown; /* server: an identity the client offered was not found */
+    char peername[HSNL_PEERNAME_MAX + 1]; /* x509: the description of the peer's certificate key */
 };
 
 static _Thread_local struct {
@@ -129,6 +135,44 @@ static long key_read(uint32_t serial, uint8_t *key, size_t cap)
     return n;
 }
 
+/* The payload of key `serial` in a buffer of its size (certificates, private
+ * keys: DER, as tlshd reads them): its length with *out set, or -1. */
+static long key_read_alloc(uint32_t serial, uint8_t **out)
+{
+    *out = NULL;
+    long n = keyctl4(KEYCTL_READ, serial, 0, 0, 0);
+    if (n < 0) return -1;
+    if (n == 0 || n > (1L << 20)) return errno = EMSGSIZE, -1;
+    uint8_t *b = malloc((size_t)n);
+    if (!b) return -1;
+    long m = keyctl4(KEYCTL_READ, serial, (unsigned long)b, (unsigned long)n, 0);
+    if (m < 0 || m > n) {
+        OPENSSL_cleanse(b, (size_t)n);
+        free(b);
+        if (m > n) errno = EAGAIN; /* it grew between the two reads */
+        return -1;
+    }
+    *out = b;
+    return m;
+}
+
+/* The peer's certificate (DER) as a key for the kernel, as tlshd hands it back
+ * for REMOTE_AUTH: an "asymmetric" key "TLS x509 <peer>" in the user keyring,
+ * readable by the user only.  Its serial, or 0 with the reason logged. */
+static uint32_t peer_cert_key(const uint8_t *der, size_t len, const char *peer)
+{
+    char desc[300];
+    snprintf(desc, sizeof desc, "TLS x509 %s", peer && peer[0] ? peer : "peer");
+    long serial = syscall(SYS_add_key, "asymmetric", desc, der, len, KEY_SPEC_USER);
+    if (serial < 0) {
+        kd_log(KTLSX_LOG_WARNING, "kernel door: the peer's certificate as a key: %s", strerror(errno));
+        return 0;
+    }
+    if (keyctl4(KEYCTL_SETPERM, (unsigned long)serial, KEY_USR_VIEW_READ, 0, 0) < 0)
+        kd_log(KTLSX_LOG_INFO, "kernel door: key %08lx permissions: %s", serial, strerror(errno));
+    return (uint32_t)serial;
+}
+
 /* Link keyrings named `name` (as /proc/keys lists them) into our session keyring. */
 static void link_keyrings(void)
 {
@@ -152,6 +196,50 @@ static void link_keyrings(void)
             }
     }
     fclose(f);
+}
+
+/* Which attributes this kernel's family knows, as tlshd probes it, but from the
+ * family's own policy (CTRL_CMD_GETPOLICY, Linux >= 5.8) rather than by trial:
+ * the DONE policy (REMOTE_AUTH, and what a newer kernel adds).  The ACCEPT
+ * reply's attributes are in no policy: they are logged as they first appear. */
+static uint32_t probe_done_attrs(uint16_t family)
+{
+    const uint32_t assumed = 1u << HSNL_A_DONE_STATUS | 1u << HSNL_A_DONE_SOCKFD | 1u << HSNL_A_DONE_REMOTE_AUTH;
+    char names[160];
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
+    struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
+    struct timeval tv = { .tv_sec = 2 };
+    uint8_t buf[8192];
+    long n = hsnl_encode_getpolicy(buf, sizeof buf, family, HSNL_CMD_DONE, 1);
+    struct hsnl_policy pol = { 0 };
+    const char *why = NULL;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 || n < 0 ||
+        sendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        why = strerror(errno);
+    } else {
+        for (int i = 0; i < 64; i++) {
+            ssize_t got = recv(fd, buf, sizeof buf, 0);
+            if (got < 0) { why = strerror(errno); break; }
+            int rc = hsnl_decode_policy(buf, (size_t)got, &pol);
+            if (rc < 0) { why = "a malformed reply"; break; }
+            if (rc > 0) break;
+        }
+        if (!why && pol.error) why = strerror(-pol.error);
+        if (!why && !pol.done) why = "no end of the dump";
+    }
+    if (fd >= 0) close(fd);
+    uint32_t known = why ? 0 : hsnl_policy_attrs(&pol);
+    if (!known) {
+        hsnl_done_attr_names(assumed, names, sizeof names);
+        kd_log(KTLSX_LOG_INFO, "kernel door: attribute probe: the DONE policy %s%s: assuming %s",
+               why ? "dump failed: " : "lists nothing", why ? why : "", names);
+        return assumed;
+    }
+    hsnl_done_attr_names(known, names, sizeof names);
+    kd_log(KTLSX_LOG_INFO, "kernel door: attribute probe: this kernel's DONE takes %s%s", names,
+           known & 1u << HSNL_A_DONE_REMOTE_AUTH ? "" : " (no remote_auth: the peer's identity is not answered)");
+    return known;
 }
 
 /* ---- the netlink sockets ---- */
@@ -197,6 +285,7 @@ int kd_kernel_open(const struct kd_conf *conf, int workers)
     }
     kshared.family = (uint16_t)fam;
     kshared.group = (uint32_t)grp;
+    kshared.done_attrs = probe_done_attrs((uint16_t)fam);
     kshared.on = true;
     kd_log(KTLSX_LOG_INFO, "kernel door: open (handshake family %d, group tlshd %d, %d sockets, TLS %s%s%s)", fam, grp,
            workers, conf->kernel_min_version == KTLSX_TLS12 ? "1.2" : "1.3",
@@ -273,9 +362,16 @@ static void done(struct kreq *r, uint32_t status, const char *why)
                                             : KTLSX_DOOR_HANDSHAKE_FAILED;
     ktlsx_conn *conn = r->sock ? ktlsx_socket_conn(r->sock) : NULL;
     int64_t ms = r->started ? kd_now_ms() - r->started : 0;
-    uint32_t remote[1];
+    uint32_t remote[2];
     size_t nremote = 0;
-    if (status == 0 && r->used_serial) remote[nremote++] = r->used_serial;
+    if (status == 0 && r->used_serial && (kshared.done_attrs & 1u << HSNL_A_DONE_REMOTE_AUTH))
+        remote[nremote++] = r->used_serial;
+    if (status == 0 && r->auth == HSNL_AUTH_X509 && conn && (kshared.done_attrs & 1u << HSNL_A_DONE_REMOTE_AUTH)) {
+        size_t dlen = 0;
+        const uint8_t *der = ktlsx_peer_cert_der(conn, 0, &dlen);
+        uint32_t serial = der ? peer_cert_key(der, dlen, r->peername) : 0;
+        if (serial) remote[nremote++] = serial;
+    }
     (void)kd_watch_fd(r->fd, EPOLL_CTL_DEL, 0, &r->w);
     kd_log(status == 0 ? KTLSX_LOG_INFO : KTLSX_LOG_WARNING, "kernel door: %s: %s%s%s %s %s ktls=%s %lld ms", r->what,
            status_name(status), why && why[0] ? ": " : "", why ? why : "",
@@ -417,6 +513,32 @@ static ktlsx_config *request_config(struct kreq *r, const struct hsnl_accept *a,
             }
             r->used_serial = serial;
         }
+    } else if (a->auth_mode == HSNL_AUTH_X509 && a->ncerts && a->certs[0].cert && a->certs[0].privkey) {
+        /* The consumer names its certificate and private key by serial (NFS: cert_serial=,
+         * privkey_serial=): those, DER; the peer verified against [kernel] ca_file, else
+         * the system store; a server asks the client for a certificate and verifies
+         * one if sent, as tlshd does. */
+        uint8_t *cert = NULL, *key = NULL;
+        long nc = key_read_alloc(a->certs[0].cert, &cert);
+        long nk = nc > 0 ? key_read_alloc(a->certs[0].privkey, &key) : -1;
+        cfg = ktlsx_config_new(r->role);
+        int rc = -1;
+        if (nc < 0 || nk < 0)
+            snprintf(why, cap, "%s %08x: %s", nc < 0 ? "certificate" : "private key",
+                     nc < 0 ? a->certs[0].cert : a->certs[0].privkey, strerror(errno));
+        else if (!cfg || ktlsx_config_set_versions(cfg, vmin, vmax) < 0 || ktlsx_config_set_log(cfg, kd_log_sink, NULL) < 0)
+            snprintf(why, cap, "out of memory");
+        else if ((rc = ktlsx_config_add_cert_mem(cfg, cert, (size_t)nc, key, (size_t)nk)) < 0 ||
+                 (rc = ktlsx_config_set_ca_file(cfg, conf->kernel_ca_file[0] ? conf->kernel_ca_file : NULL)) < 0 ||
+                 (r->role == KTLSX_SERVER && (rc = ktlsx_config_set_verify_client(cfg, KTLSX_VERIFY_OPTIONAL)) < 0))
+            snprintf(why, cap, "certificate %08x / key %08x: %s", a->certs[0].cert, a->certs[0].privkey,
+                     ktlsx_config_error(cfg));
+        if (key) OPENSSL_cleanse(key, (size_t)nk);
+        free(key);
+        free(cert);
+        if (rc < 0) goto fail;
+        snprintf(r->stat_name, sizeof r->stat_name, "(kernel x509 %s keyring)",
+                 r->role == KTLSX_CLIENT ? "client" : "server");
     } else if (a->auth_mode == HSNL_AUTH_X509 || (a->auth_mode == HSNL_AUTH_UNAUTH && r->role == KTLSX_SERVER)) {
         const char *name = r->role == KTLSX_SERVER ? conf->kernel_server_profile : conf->kernel_client_profile;
         const struct kd_profile *p = name[0] ? kd_conf_profile(conf, name, r->role) : NULL;
@@ -426,7 +548,7 @@ static ktlsx_config *request_config(struct kreq *r, const struct hsnl_accept *a,
             goto fail;
         }
         if (a->ncerts && (a->certs[0].cert || a->certs[0].privkey))
-            kd_log(KTLSX_LOG_INFO, "kernel door: certificate serials in the request are not used yet: profile '%s'",
+            kd_log(KTLSX_LOG_INFO, "kernel door: a certificate serial without its key (or the reverse): profile '%s'",
                    name);
         cfg = ktlsx_config_ref(p->cfg); /* the profile's versions apply */
         snprintf(r->stat_name, sizeof r->stat_name, "%s", name);
@@ -465,6 +587,7 @@ static void start(const struct hsnl_accept *a)
     r->keyring = a->keyring;
     memcpy(r->peer_ids, a->peer_ids, sizeof r->peer_ids);
     r->npeer_ids = a->npeer_ids;
+    snprintf(r->peername, sizeof r->peername, "%s", a->peername);
     snprintf(r->what, sizeof r->what, "%s %s%s%s", hsnl_auth_name(a->auth_mode),
              r->role == KTLSX_CLIENT ? "client" : "server", a->peername[0] ? " to " : "", a->peername);
     snprintf(r->stat_name, sizeof r->stat_name, "(kernel %s %s)", hsnl_auth_name(a->auth_mode),
@@ -473,6 +596,12 @@ static void start(const struct hsnl_accept *a)
     kd.reqs = r;
     kd.n++;
     atomic_fetch_add(&kshared.inflight, 1);
+    uint32_t before = atomic_fetch_or(&kshared.accept_seen, a->seen);
+    if ((before | a->seen) != before) { /* the first request, or one that carries an attribute not seen before */
+        char names[200];
+        hsnl_accept_attr_names(before | a->seen, names, sizeof names);
+        kd_log(KTLSX_LOG_INFO, "kernel door: this kernel's ACCEPT replies carry: %s", names);
+    }
     kd_log(KTLSX_LOG_DEBUG, "kernel door: ACCEPT fd %d %s %s timeout %u ms, %zu peer ids, %zu certs, keyring %08x, "
            "attributes 0x%x", a->sockfd, hsnl_msg_type_name(a->message_type), hsnl_auth_name(a->auth_mode),
            a->timeout_ms, a->npeer_ids, a->ncerts, a->keyring, a->seen);

@@ -4,6 +4,7 @@
 
 #include <linux/genetlink.h>
 #include <linux/netlink.h>
+#include <stdio.h>
 #include <string.h>
 
 #define ALIGN4(n) (((n) + 3u) & ~(size_t)3u)
@@ -236,4 +237,124 @@ const char *hsnl_msg_type_name(uint32_t t)
 const char *hsnl_auth_name(uint32_t a)
 {
     return a == HSNL_AUTH_UNAUTH ? "unauth" : a == HSNL_AUTH_PSK ? "psk" : a == HSNL_AUTH_X509 ? "x509" : "?";
+}
+
+long hsnl_encode_getpolicy(uint8_t *buf, size_t cap, uint16_t family, uint8_t cmd, uint32_t seq)
+{
+    size_t len = NLMSG_HDRLEN + GENL_HDR + (NLA_HDRLEN + 4) * 2;
+    if (cap < len) return -1;
+    put_header(buf, len, GENL_ID_CTRL, seq, CTRL_CMD_GETPOLICY);
+    struct nlmsghdr h;
+    memcpy(&h, buf, sizeof h);
+    h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    memcpy(buf, &h, sizeof h);
+    uint8_t *p = buf + NLMSG_HDRLEN + GENL_HDR;
+    uint16_t fam[2] = { family, 0 }; /* u16, padded to 4 */
+    uint32_t op = cmd;
+    p += put_attr(p, CTRL_ATTR_FAMILY_ID, fam, 2);
+    put_attr(p, CTRL_ATTR_OP, &op, 4);
+    return (long)len;
+}
+
+/* CTRL_ATTR_OP_POLICY { [op] { DO idx, DUMP idx } }: there is one op in a filtered dump. */
+static int policy_ops(const uint8_t *d, size_t len, struct hsnl_policy *p)
+{
+    struct attr op, x;
+    size_t at = 0;
+    while (next_attr(d, len, &at, &op) > 0) {
+        if (attrs_ok(op.data, op.len) < 0) return -1;
+        size_t xat = 0;
+        while (next_attr(op.data, op.len, &xat, &x) > 0)
+            if (x.type == CTRL_ATTR_POLICY_DO && x.len == 4) p->do_idx = get_u32(&x), p->have_do = true;
+    }
+    return 0;
+}
+
+/* CTRL_ATTR_POLICY { [idx] { [attr] { NL_POLICY_TYPE_ATTR_* } } }: the attribute numbers are what counts. */
+static int policy_attrs(const uint8_t *d, size_t len, struct hsnl_policy *p)
+{
+    struct attr idx, a;
+    size_t at = 0;
+    while (next_attr(d, len, &at, &idx) > 0) {
+        if (attrs_ok(idx.data, idx.len) < 0) return -1;
+        size_t aat = 0;
+        while (next_attr(idx.data, idx.len, &aat, &a) > 0)
+            if (idx.type < 8 && a.type < 32) p->attrs[idx.type] |= 1u << a.type;
+    }
+    return 0;
+}
+
+int hsnl_decode_policy(const uint8_t *buf, size_t len, struct hsnl_policy *p)
+{
+    size_t off = 0;
+    while (off < len) {
+        if (len - off < NLMSG_HDRLEN) return -1;
+        struct nlmsghdr h;
+        memcpy(&h, buf + off, sizeof h);
+        if (h.nlmsg_len < NLMSG_HDRLEN || h.nlmsg_len > len - off) return -1;
+        const uint8_t *body = buf + off + NLMSG_HDRLEN;
+        size_t blen = h.nlmsg_len - NLMSG_HDRLEN;
+        off += NLMSG_ALIGN(h.nlmsg_len);
+        if (off > len) off = len;
+        if (h.nlmsg_type == NLMSG_DONE) {
+            p->done = true;
+            return 1;
+        }
+        if (h.nlmsg_type == NLMSG_ERROR) {
+            int32_t e;
+            if (blen < sizeof e) return -1;
+            memcpy(&e, body, sizeof e);
+            if (e == 0) continue; /* an ack */
+            p->error = e;
+            return 1;
+        }
+        if (h.nlmsg_type != GENL_ID_CTRL) continue;
+        if (blen < GENL_HDR || attrs_ok(body + GENL_HDR, blen - GENL_HDR) < 0) return -1;
+        struct attr a;
+        size_t at = 0;
+        while (next_attr(body + GENL_HDR, blen - GENL_HDR, &at, &a) > 0) {
+            if (a.type == CTRL_ATTR_OP_POLICY && (attrs_ok(a.data, a.len) < 0 || policy_ops(a.data, a.len, p) < 0))
+                return -1;
+            if (a.type == CTRL_ATTR_POLICY && (attrs_ok(a.data, a.len) < 0 || policy_attrs(a.data, a.len, p) < 0))
+                return -1;
+        }
+    }
+    return 0;
+}
+
+uint32_t hsnl_policy_attrs(const struct hsnl_policy *p)
+{
+    return p->have_do && p->do_idx < 8 ? p->attrs[p->do_idx] : 0;
+}
+
+static void attr_names(uint32_t bits, const char *const *names, size_t n, char *out, size_t cap)
+{
+    size_t used = 0;
+    if (cap) out[0] = '\0';
+    for (uint32_t i = 1; i < 32 && cap; i++) {
+        if (!(bits & (1u << i))) continue;
+        char one[24];
+        if (i < n && names[i]) snprintf(one, sizeof one, "%s", names[i]);
+        else snprintf(one, sizeof one, "attr%u", i);
+        int w = snprintf(out + used, cap - used, "%s%s", used ? " " : "", one);
+        if (w < 0 || (size_t)w >= cap - used) { /* no room for this name: none of it */
+            out[used] = '\0';
+            break;
+        }
+        used += (size_t)w;
+    }
+}
+
+void hsnl_done_attr_names(uint32_t bits, char *out, size_t cap)
+{
+    static const char *const names[] = { NULL, "status", "sockfd", "remote_auth" };
+    attr_names(bits, names, sizeof names / sizeof names[0], out, cap);
+}
+
+void hsnl_accept_attr_names(uint32_t bits, char *out, size_t cap)
+{
+    static const char *const names[] = { NULL,        "sockfd",        "handler_class", "message_type",
+                                         "timeout",   "auth_mode",     "peer_identity", "certificate",
+                                         "peername",  "keyring" };
+    attr_names(bits, names, sizeof names / sizeof names[0], out, cap);
 }

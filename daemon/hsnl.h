@@ -83,4 +83,25 @@ int hsnl_decode(const uint8_t *buf, size_t len, size_t *off, uint16_t family, st
 /* "clienthello"/"serverhello", "unauth"/"psk"/"x509", or "?". */
 const char *hsnl_msg_type_name(uint32_t t);
 const char *hsnl_auth_name(uint32_t a);
+/* The attribute probe at start: a CTRL_CMD_GETPOLICY dump (Linux >= 5.8) of
+ * the family's op `cmd` tells which attributes the kernel's policy for that
+ * command knows (for DONE: STATUS, SOCKFD, REMOTE_AUTH, and whatever a newer
+ * kernel adds).  The attributes of the ACCEPT reply are not in any policy (the
+ * kernel writes them): ktlsxd learns those from the replies (hsnl_accept.seen). */
+struct hsnl_policy {
+    uint32_t do_idx;       /* the policy index of the op's do handler */
+    bool have_do, done;    /* done: NLMSG_DONE seen */
+    int error;             /* an NLMSG_ERROR's -errno (the dump refused) */
+    uint32_t attrs[8];     /* per policy index < 8: bit n = attribute n is in that policy */
+};
+/* Build the dump request for `family`'s op `cmd` (to the controller, GENL_ID_CTRL). */
+long hsnl_encode_getpolicy(uint8_t *buf, size_t cap, uint16_t family, uint8_t cmd, uint32_t seq);
+/* Feed one buffer read from the socket: 1 when the dump is over (p->done or
+ * p->error), 0 when more is to come, -1 on a malformed message. */
+int hsnl_decode_policy(const uint8_t *buf, size_t len, struct hsnl_policy *p);
+/* The attributes of the op's do policy (bit n = attribute n), 0 if none was seen. */
+uint32_t hsnl_policy_attrs(const struct hsnl_policy *p);
+/* "status sockfd remote_auth ..." for DONE attribute bits; the ACCEPT reply's likewise. */
+void hsnl_done_attr_names(uint32_t bits, char *out, size_t cap);
+void hsnl_accept_attr_names(uint32_t bits, char *out, size_t cap);
 #endif

@@ -86,6 +86,7 @@ struct kd_conf {
     char kernel_client_profile[KTLSX_DOOR_NAME_MAX + 1];
     int kernel_server_line, kernel_client_line;
     uint16_t kernel_min_version, kernel_max_version;   /* default 1.3 only */
+    char kernel_ca_file[4096]; /* trust anchors for x509 requests that bring their own certificate serials */
 };
 
 /* Read and apply `path`.  Returns the configuration, or NULL with

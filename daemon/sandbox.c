@@ -47,8 +47,9 @@ static const int allowed[] = {
     /* NSS (user and group names in allow_uids/allow_gids) may ask nscd over a unix
      * socket: connect here, socket() below for AF_UNIX only */
     SCMP_SYS(connect),
-    /* the kernel door: PSKs from the kernel keyrings */
-    SCMP_SYS(keyctl),
+    /* the kernel door: PSKs, certificates and keys from the kernel keyrings; the
+     * peer's certificate handed back as a key (x509 REMOTE_AUTH) */
+    SCMP_SYS(keyctl), SCMP_SYS(add_key),
 };
 
 int kd_sandbox(void)

@@ -165,6 +165,32 @@ BB_DYN=${KTLSX_BUSYBOX_DYN:-$REPO_DIR/build/deps/busybox-dynamic/bin/busybox}
 if [ -x "$BB_DYN" ]; then copy_bin "$BB_DYN" /opt/ktlsx/busybox-dynamic
 else log "warning: no dynamic busybox ($BB_DYN): 50-apps uses preload_epoll_http under the shim"; fi
 
+# ---- tlshd side by side (issue 9) ----
+# Debian trixie's tlshd (ktls-utils) with its trixie libraries and loader, for
+# suite/60-kernel-door.sh's measurement against ktlsxd's kernel door; only
+# when kmod-tests/fetch-tlshd.sh can have it (KTLSX_NO_TLSHD=1: never).  In the
+# image: /opt/tlshd/{sbin/tlshd,lib/*} and /opt/tlshd/tlshd, which runs it with
+# the trixie loader and only those libraries.
+TLSHD_ROOT=
+[ "${KTLSX_NO_TLSHD:-0}" = 1 ] || TLSHD_ROOT=$("$KMOD_DIR/fetch-tlshd.sh" 2>>"$(dirname "$OUT")/fetch-tlshd.log" | tail -1 || true)
+if [ -n "$TLSHD_ROOT" ] && [ -f "$TLSHD_ROOT/ldd.txt" ] && [ -x "$TLSHD_ROOT/root/usr/sbin/tlshd" ]; then
+	mkdir -p "$STAGE/opt/tlshd/sbin" "$STAGE/opt/tlshd/lib"
+	cp "$TLSHD_ROOT/root/usr/sbin/tlshd" "$STAGE/opt/tlshd/sbin/tlshd"
+	# the libraries the trixie loader resolved for it (fetch-tlshd.sh's --list), and the loader
+	awk '$2 == "=>" && $3 ~ /^\// { print $3 }' "$TLSHD_ROOT/ldd.txt" | while read -r l; do
+		cp -L "$l" "$STAGE/opt/tlshd/lib/$(basename "$l")"
+	done
+	cat >"$STAGE/opt/tlshd/tlshd" <<'TLSHD'
+#!/bin/sh
+exec /opt/tlshd/lib/ld-linux-x86-64.so.2 --library-path /opt/tlshd/lib /opt/tlshd/sbin/tlshd "$@"
+TLSHD
+	chmod 755 "$STAGE/opt/tlshd/tlshd"
+	log "$KREL: tlshd from $TLSHD_ROOT ($(ls "$STAGE/opt/tlshd/lib" | wc -l) libraries)"
+else
+	log "$KREL: no tlshd (see $(dirname "$OUT")/fetch-tlshd.log): suite 60 measures ktlsxd alone"
+fi
+# ---- end of tlshd side by side ----
+
 # --- kernel modules ---------------------------------------------------------
 # Whole crypto / x86 crypto / lib / net/tls / net/handshake subtrees, plus the
 # dependency closure of each module (per the host modprobe on a depmod'ed

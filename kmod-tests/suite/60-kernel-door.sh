@@ -10,11 +10,11 @@
 # a key the target does not hold (EKEYREJECTED/EACCES, the connect fails well
 # within its timeout), and the daemon stopped (the connect fails) and started
 # again (it succeeds).
-# kmod-timeout: 240
+# kmod-timeout: 420
 . "$KMOD_LIB"
 . /suite/lib-ktlsx.sh
 
-tests="kdoor-family kdoor-daemon kdoor-connect kdoor-data kdoor-tls-stat kdoor-log kdoor-stats kdoor-queues kdoor-storm kdoor-wrong-psk kdoor-unknown-identity kdoor-daemon-restart kdoor-unprivileged"
+tests="kdoor-family kdoor-daemon kdoor-probe kdoor-connect kdoor-data kdoor-tls-stat kdoor-log kdoor-stats kdoor-queues kdoor-storm kdoor-wrong-psk kdoor-unknown-identity kdoor-daemon-restart kdoor-unprivileged kdoor-tlshd kdoor-bench kdoor-restart-storm"
 out=$(timeout 20 ktlsx probe 2>&1)
 hs=$(echo "$out" | grep '^handshake-genl:' | head -1)
 info "probe: $hs"
@@ -52,7 +52,7 @@ enabled = yes
 EOF
 start_daemon() {
 	_ready=$(grep -c "ready:" "$W/ktlsxd.log")
-	ktlsxd -c "$W/ktlsxd.conf" >>"$W/ktlsxd.log" 2>&1 &
+	${KD_WRAP:-} ktlsxd -c "$W/ktlsxd.conf" >>"$W/ktlsxd.log" 2>&1 &
 	KD_PID=$!
 	i=0
 	while [ $i -lt 100 ] && [ "$(grep -c "ready:" "$W/ktlsxd.log")" -le "$_ready" ]; do sleep 0.1; i=$((i + 1)); done
@@ -168,6 +168,19 @@ else
 	fail kdoor-log "server ok $nserver, client ok $nclient (want >= 2 each, equal): $(grep 'kernel door' "$W/ktlsxd.log" | tail -4 | tr '\n' ' ')"
 fi
 info "$(grep -m1 'kernel door: ACCEPT fd' "$W/ktlsxd.log")"
+# the attribute probe: the DONE policy from the kernel, the ACCEPT reply's attributes as seen
+probe=$(grep -m1 'attribute probe:' "$W/ktlsxd.log")
+carry=$(grep -m1 'ACCEPT replies carry:' "$W/ktlsxd.log")
+info "$probe; $carry"
+case "$probe" in
+*"DONE takes status sockfd remote_auth"*)
+	case "$carry" in
+	*"sockfd"*"message_type timeout auth_mode peer_identity"*) pass kdoor-probe ;;
+	*) fail kdoor-probe "ACCEPT attributes: '$carry'" ;;
+	esac
+	;;
+*) fail kdoor-probe "probe: '$probe'" ;;
+esac
 ktlsxctl -s "$W/ktlsxd.ctl" stats >"$W/stats.out" 2>&1
 st=$(grep '^door kernel:' "$W/stats.out")
 info "ktlsxctl stats: $st; $(grep '^kernel door:' "$W/stats.out")"
@@ -301,6 +314,179 @@ case "$st" in
 esac
 disconnect_all
 stop_daemon
+
+# --- side by side: Debian trixie's tlshd (ktls-utils 1.0.0, forks per handshake) and
+# ktlsxd, one after the other on this kernel and this target, the same PSKs:
+#   connect time of one controller with N I/O queues (admin + N: N+1 handshakes on each
+#   side), the median of 3; the host caps each queue kind (read, write, poll) at its CPUs,
+#   2 here, so N = 1, 4 (2+2) and 6 (2+2+2) are what 2 vCPUs allow (16 needs 6 CPUs);
+#   a storm: 12 hosts of their own at once, admin + 4 queues each (60 + 60 handshakes),
+#   its rate and the VM's CPU per handshake (/proc/stat: all of it, and user space alone:
+#   the agents' share; tlshd's children are reaped unseen, so no per-process count).
+# Handshakes are counted by the kernel (tls_stat TlsTxSw: one per socket put in kernel
+# TLS, host and target sides alike), not by either agent's log. ---
+ms_now() { awk '{ printf "%d", $1 * 1000 }' /proc/uptime; }
+cpu_now() { awk '/^cpu / { print $2 + $3, $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; } # user, busy (ticks)
+# each agent in a cgroup of its own: cpu.stat counts its CPU, tlshd's forked children included
+CG=
+grep -q cgroup2 /proc/mounts || mount -t cgroup2 none /sys/fs/cgroup 2>/dev/null
+mkdir -p /sys/fs/cgroup/kdoor-agent 2>/dev/null && [ -e /sys/fs/cgroup/kdoor-agent/cpu.stat ] && CG=/sys/fs/cgroup/kdoor-agent
+in_cg() { # run "$@" (exec'd: the same pid) inside $CG when there is one
+	if [ -n "$CG" ]; then sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG" "$@"; else "$@"; fi
+}
+cg_usec() { [ -n "$CG" ] && awk '$1 == "usage_usec" { print $2 }' "$CG/cpu.stat" || echo 0; }
+NB=12
+i=1
+while [ $i -le $NB ]; do
+	kdkey add .nvme "NVMe0R01 $HOSTNQN-b$i $SUBNQN" "$(hex 32)" >/dev/null 2>&1
+	i=$((i + 1))
+done
+nvme_clear() { # delete every controller and wait until none is left
+	for c in /sys/class/nvme/nvme*; do [ -e "$c/delete_controller" ] && echo 1 >"$c/delete_controller" 2>/dev/null; done
+	_i=0
+	while [ $_i -lt 50 ] && ls -d /sys/class/nvme/nvme* >/dev/null 2>&1; do sleep 0.1; _i=$((_i + 1)); done
+	sleep 0.2
+}
+# bench AGENT: sets B_<AGENT>_Q1/_Q4/_Q6 (ms), B_<AGENT>_RATE (handshakes/s), _STORM (ms), _OK (1/0)
+bench() {
+	_ag=$1 _ok=1 _line=
+	for spec in "1:nr_io_queues=1" "4:nr_io_queues=2,nr_write_queues=2" "6:nr_io_queues=2,nr_write_queues=2,nr_poll_queues=2"; do
+		_n=${spec%%:*} _o=${spec#*:} _ts=
+		for _rep in 1 2 3; do
+			tls_stat_snapshot "$W/b0"
+			_t0=$(ms_now)
+			timeout 60 sh -c "echo 'transport=tcp,traddr=127.0.0.1,trsvcid=4420,nqn=$SUBNQN,hostnqn=$HOSTNQN,hostid=$HOSTID,tls,$_o' >/dev/nvme-fabrics" \
+				>"$W/b.out" 2>&1
+			_rc=$?
+			_t1=$(ms_now)
+			_hs=$(tls_stat_delta "$W/b0" TlsTxSw)
+			if [ "$_rc" -ne 0 ] || [ "$_hs" -ne $((2 * (_n + 1))) ]; then
+				_ok=0
+				_line="$_line N=$_n rep $_rep: rc $_rc, $_hs sockets in kernel TLS (want $((2 * (_n + 1)))) $(tr '\n' ' ' <"$W/b.out");"
+			fi
+			_ts="$_ts $((_t1 - _t0))"
+			nvme_clear
+		done
+		_med=$(echo "$_ts" | tr ' ' '\n' | grep . | sort -n | sed -n 2p)
+		eval "B_${_ag}_Q$_n=$_med"
+		_line="$_line N=$_n:$_ts ms (median $_med);"
+	done
+	_i0=$(cg_usec)
+	sleep 1
+	_idle=$((($(cg_usec) - _i0) / 1000))
+	tls_stat_snapshot "$W/b0"
+	set -- $(cpu_now)
+	_u0=$1 _b0=$2
+	_a0=$(cg_usec)
+	_t0=$(ms_now)
+	_pids=
+	_i=1
+	while [ $_i -le "$NB" ]; do
+		timeout 90 sh -c "echo 'transport=tcp,traddr=127.0.0.1,trsvcid=4420,nqn=$SUBNQN,hostnqn=$HOSTNQN-b$_i,hostid=6b2e1f0a-1d2c-4b5a-9e8f-$(printf %012d $((_i + 100))),tls,nr_io_queues=2,nr_write_queues=2' >/dev/nvme-fabrics" \
+			>"$W/bs.$_i" 2>&1 &
+		_pids="$_pids $!"
+		_i=$((_i + 1))
+	done
+	_src=0
+	for _p in $_pids; do wait "$_p" || _src=$?; done
+	_t1=$(ms_now)
+	_a1=$(cg_usec)
+	set -- $(cpu_now)
+	_hs=$(tls_stat_delta "$W/b0" TlsTxSw)
+	_el=$((_t1 - _t0))
+	[ "$_el" -gt 0 ] || _el=1
+	_h=$_hs
+	[ "$_h" -gt 0 ] || _h=1
+	eval "B_${_ag}_RATE=$((_hs * 1000 / _el))"
+	eval "B_${_ag}_STORM=$_el"
+	# ticks are 10 ms: CPU ms per handshake, one decimal
+	eval "B_${_ag}_CPU=$(awk -v t=$(($2 - _b0)) -v h=$_h 'BEGIN { printf "%.1f", t * 10 / h }')"
+	eval "B_${_ag}_UCPU=$(awk -v t=$(($1 - _u0)) -v h=$_h 'BEGIN { printf "%.1f", t * 10 / h }')"
+	eval "B_${_ag}_ACPU=$(awk -v t=$((_a1 - _a0)) -v h=$_h 'BEGIN { printf "%.2f", t / 1000 / h }')"
+	if [ "$_src" -ne 0 ] || [ "$_hs" -ne $((NB * 10)) ]; then
+		_ok=0
+		_line="$_line storm: rc $_src, $_hs sockets in kernel TLS (want $((NB * 10))) $(cat "$W"/bs.* | tr '\n' ' ');"
+	fi
+	_line="$_line storm: $NB controllers x 5 queues, $_hs handshakes in $_el ms ($((_hs * 1000 / _el))/s), CPU $(($2 - _b0))0 ms (user $(($1 - _u0))0 ms, the agent's cgroup $(((_a1 - _a0) / 1000)) ms; idle for 1 s before: $_idle ms)"
+	nvme_clear
+	eval "B_${_ag}_OK=$_ok"
+	info "bench $_ag:$_line"
+}
+
+TLSHD=/opt/tlshd/tlshd
+if [ -x "$TLSHD" ]; then
+	printf '[debug]\nloglevel=1\ntls=0\nnl=0\n[authenticate]\n[authenticate.client]\n[authenticate.server]\n' >"$W/tlshd.conf"
+	: >"$W/tlshd.log"
+	in_cg "$TLSHD" -s -c "$W/tlshd.conf" >>"$W/tlshd.log" 2>&1 &
+	TL_PID=$!
+	i=0
+	while [ $i -lt 100 ] && ! grep -q "Built from" "$W/tlshd.log"; do sleep 0.1; i=$((i + 1)); done
+	sleep 0.5
+	info "tlshd: $(head -3 "$W/tlshd.log" | tr '\n' ' ')"
+	if kill -0 "$TL_PID" 2>/dev/null; then
+		bench tlshd
+		info "tlshd log: $(grep -c 'was successful' "$W/tlshd.log") handshakes logged successful, $(grep -c 'failed' "$W/tlshd.log") failed"
+	else
+		B_tlshd_OK=0
+		info "tlshd did not start: $(tail -5 "$W/tlshd.log" | tr '\n' ' ')"
+	fi
+	kill -TERM "$TL_PID" 2>/dev/null
+	wait_pid "$TL_PID" 10
+	if [ "$B_tlshd_OK" = 1 ]; then pass kdoor-tlshd; else fail kdoor-tlshd "see the 'bench tlshd' line"; fi
+else
+	skip kdoor-tlshd "no tlshd in the image (kmod-tests/fetch-tlshd.sh could not fetch ktls-utils)"
+fi
+# ktlsxd as deployed (root here; log one line per handshake, as tlshd's loglevel=1 does)
+printf '[daemon]\nsocket = %s\nworkers = 2\nlog_level = info\n[kernel]\nenabled = yes\n' "$W/ktlsxd.sock" >"$W/ktlsxd.conf"
+KD_WRAP=in_cg
+start_daemon
+bench ktlsxd
+
+# --- the daemon stopped during a connect storm and started again: the kernel's requests
+# in flight fail or wait (none hangs past its timeout), then connects succeed again ---
+_ok0=$(grep -c "kernel door: psk .*: ok" "$W/ktlsxd.log")
+_pids=
+i=1
+t0=$(ms_now)
+while [ $i -le $NB ]; do
+	timeout 90 sh -c "echo 'transport=tcp,traddr=127.0.0.1,trsvcid=4420,nqn=$SUBNQN,hostnqn=$HOSTNQN-b$i,hostid=6b2e1f0a-1d2c-4b5a-9e8f-$(printf %012d $((i + 100))),tls,nr_io_queues=2,nr_write_queues=2' >/dev/nvme-fabrics" \
+		>"$W/rs.$i" 2>&1 &
+	_pids="$_pids $!"
+	i=$((i + 1))
+done
+sleep 0.4
+stop_daemon
+t_stop=$(ms_now)
+_mid=$(grep -c "kernel door: psk .*: ok" "$W/ktlsxd.log")
+sleep 1
+start_daemon
+nfail=0 nhung=0 nok=0
+for p in $_pids; do
+	wait "$p"
+	case $? in 0) nok=$((nok + 1)) ;; 124) nhung=$((nhung + 1)) ;; *) nfail=$((nfail + 1)) ;; esac
+done
+t1=$(ms_now)
+nvme_clear
+connect ",nr_io_queues=1" 60
+info "daemon stopped $((t_stop - t0)) ms into a storm of $NB connects, started 1 s later: $nok connected, $nfail failed, $nhung hung; handshakes ok before the stop $((_mid - _ok0)), after $(( $(grep -c "kernel door: psk .*: ok" "$W/ktlsxd.log") - _mid)); all ended in $((t1 - t0)) ms; a fresh connect then: rc $CONNECT_RC; $(grep 'kernel door: psk\|stopping' "$W/ktlsxd.log" | grep -v ': ok' | tail -2 | tr '\n' ' ')"
+if [ "$nhung" -eq 0 ] && [ $((nok + nfail)) -eq "$NB" ] && [ "$CONNECT_RC" -eq 0 ]; then
+	pass kdoor-restart-storm
+else
+	fail kdoor-restart-storm "$nok connected, $nfail failed, $nhung hung (timeout 90 s); fresh connect rc $CONNECT_RC: $(tr '\n' ' ' <"$W/connect.out")"
+fi
+nvme_clear
+stop_daemon
+if [ "$B_ktlsxd_OK" = 1 ]; then pass kdoor-bench; else fail kdoor-bench "see the 'bench ktlsxd' line"; fi
+if [ "${B_tlshd_OK:-0}" = 1 ] && [ "$B_ktlsxd_OK" = 1 ]; then
+	ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "-" }'; }
+	info "side by side | N=1 connect ms | tlshd $B_tlshd_Q1 | ktlsxd $B_ktlsxd_Q1 | $(ratio "$B_tlshd_Q1" "$B_ktlsxd_Q1")x |"
+	info "side by side | N=4 connect ms | tlshd $B_tlshd_Q4 | ktlsxd $B_ktlsxd_Q4 | $(ratio "$B_tlshd_Q4" "$B_ktlsxd_Q4")x |"
+	info "side by side | N=6 connect ms | tlshd $B_tlshd_Q6 | ktlsxd $B_ktlsxd_Q6 | $(ratio "$B_tlshd_Q6" "$B_ktlsxd_Q6")x |"
+	info "side by side | storm handshakes/s | tlshd $B_tlshd_RATE ($B_tlshd_STORM ms) | ktlsxd $B_ktlsxd_RATE ($B_ktlsxd_STORM ms) | $(ratio "$B_ktlsxd_RATE" "$B_tlshd_RATE")x |"
+	info "side by side | CPU ms per handshake (VM, all) | tlshd $B_tlshd_CPU | ktlsxd $B_ktlsxd_CPU | $(ratio "$B_tlshd_CPU" "$B_ktlsxd_CPU")x |"
+	[ -n "$CG" ] && info "side by side | the agent's CPU ms per handshake (its cgroup) | tlshd $B_tlshd_ACPU | ktlsxd $B_ktlsxd_ACPU | $(ratio "$B_tlshd_ACPU" "$B_ktlsxd_ACPU")x |"
+	info "side by side | CPU ms per handshake (user space) | tlshd $B_tlshd_UCPU | ktlsxd $B_ktlsxd_UCPU | $(ratio "$B_tlshd_UCPU" "$B_ktlsxd_UCPU")x |"
+fi
 rm -f "$P/subsystems/$SUBNQN"
 echo "--- ktlsxd log (tail)"
 tail -40 "$W/ktlsxd.log"

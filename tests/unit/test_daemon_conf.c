@@ -241,7 +241,16 @@ static void test_kernel_section(void **state)
     assert_string_equal(c->kernel_client_profile, "nfs");
     assert_int_equal(c->kernel_min_version, KTLSX_TLS12);
     assert_int_equal(c->kernel_max_version, KTLSX_TLS13);
+    assert_string_equal(c->kernel_ca_file, "");
     kd_conf_free(c);
+    /* ca_file: trust anchors for x509 requests that bring their own certificate serials */
+    snprintf(text, sizeof text, "[kernel]\nenabled = yes\nca_file = %s\n", kxt_pki_path("ca.pem"));
+    c = load(text, err, sizeof err);
+    if (!c) fail_msg("%s", err);
+    assert_string_equal(c->kernel_ca_file, kxt_pki_path("ca.pem"));
+    kd_conf_free(c);
+    refused("[kernel]\nenabled = yes\nca_file = /nonexistent/ca.pem\n", 3,
+            "ca_file: cannot read '/nonexistent/ca.pem': No such file or directory");
     /* PSK requests need no profile: the kernel door alone is a configuration */
     c = load("[daemon]\nworkers = 1\n[kernel]\nenabled = on\n", err, sizeof err);
     if (!c) fail_msg("%s", err);

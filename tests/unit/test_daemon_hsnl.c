@@ -10,7 +10,12 @@
  *   attribute length past its message, an integer of the wrong size, a reply
  *   without a socket, too many serials, an over-long peer name: refused with a
  *   reason, never read out of bounds (ASan), and a socket that came with a
- *   malformed reply still reported so that the daemon can answer DONE. */
+ *   malformed reply still reported so that the daemon can answer DONE;
+ * - the attribute probe: the CTRL_CMD_GETPOLICY request's bytes, a policy dump
+ *   as the kernel writes it (op policy, then the policy, nested three deep,
+ *   then NLMSG_DONE) split over two reads, a newer kernel's extra attribute, a
+ *   refused dump, a nested length past its parent. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,6 +31,8 @@
 struct mb {
     uint8_t b[4096];
     size_t len, msg_start, nest_start;
+    size_t stack[4]; /* nests inside nests (the policy dump) */
+    int depth;
 };
 
 static void mb_put(struct mb *m, const void *p, size_t n)
@@ -332,6 +339,125 @@ static void test_decode_malformed(void **state)
     bad(&g, 18, "truncated generic netlink header", -2);
 }
 
+static void mb_open(struct mb *m, uint16_t type)
+{
+    assert_true(m->depth < 4);
+    m->stack[m->depth++] = m->len;
+    struct nlattr a = { .nla_len = 0, .nla_type = type | NLA_F_NESTED };
+    mb_put(m, &a, 4);
+}
+
+static void mb_close(struct mb *m)
+{
+    size_t at = m->stack[--m->depth];
+    uint16_t n = (uint16_t)(m->len - at);
+    memcpy(m->b + at, &n, 2);
+}
+
+/* The kernel's dump for op DONE of family FAM: op policy (DO = index idx), the policy
+ * index idx with attributes `attrs` (each U32 typed), NLMSG_DONE. */
+static void policy_dump(struct mb *m, uint32_t idx, const uint16_t *attrs, size_t n)
+{
+    uint16_t fam[2] = { FAM, 0 };
+    mb_begin(m, GENL_ID_CTRL, 1, CTRL_CMD_GETPOLICY);
+    mb_attr(m, CTRL_ATTR_FAMILY_ID, fam, 2);
+    mb_open(m, CTRL_ATTR_OP_POLICY);
+    mb_open(m, HSNL_CMD_DONE);
+    mb_u32(m, CTRL_ATTR_POLICY_DO, idx);
+    mb_close(m);
+    mb_close(m);
+    mb_end(m);
+    mb_begin(m, GENL_ID_CTRL, 1, CTRL_CMD_GETPOLICY);
+    mb_attr(m, CTRL_ATTR_FAMILY_ID, fam, 2);
+    mb_open(m, CTRL_ATTR_POLICY);
+    mb_open(m, (uint16_t)idx);
+    for (size_t i = 0; i < n; i++) {
+        mb_open(m, attrs[i]);
+        mb_u32(m, NL_POLICY_TYPE_ATTR_TYPE, NL_ATTR_TYPE_U32);
+        mb_close(m);
+    }
+    mb_close(m);
+    mb_close(m);
+    mb_end(m);
+    struct nlmsghdr d = { .nlmsg_len = 20, .nlmsg_type = NLMSG_DONE, .nlmsg_seq = 1 };
+    int32_t zero = 0;
+    mb_put(m, &d, sizeof d);
+    mb_put(m, &zero, 4);
+}
+
+static void test_policy_probe(void **state)
+{
+    (void)state;
+    uint8_t buf[128];
+    struct mb want = { 0 };
+    uint16_t fam[2] = { FAM, 0 };
+    mb_begin(&want, GENL_ID_CTRL, 5, CTRL_CMD_GETPOLICY);
+    mb_attr(&want, CTRL_ATTR_FAMILY_ID, fam, 2);
+    mb_u32(&want, CTRL_ATTR_OP, HSNL_CMD_DONE);
+    mb_end(&want);
+    struct nlmsghdr h;
+    memcpy(&h, want.b, sizeof h);
+    h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    memcpy(want.b, &h, sizeof h);
+    long n = hsnl_encode_getpolicy(buf, sizeof buf, FAM, HSNL_CMD_DONE, 5);
+    assert_int_equal(n, (long)want.len);
+    assert_memory_equal(buf, want.b, want.len);
+    assert_int_equal(hsnl_encode_getpolicy(buf, (size_t)n - 1, FAM, HSNL_CMD_DONE, 5), -1);
+
+    /* 6.12: status, sockfd, remote_auth; read in two parts (the dump's messages come apart) */
+    struct mb d = { 0 };
+    const uint16_t three[] = { 1, 2, 3 };
+    policy_dump(&d, 1, three, 3);
+    struct hsnl_policy p = { 0 };
+    size_t first = 0;
+    { struct nlmsghdr x; memcpy(&x, d.b, sizeof x); first = NLMSG_ALIGN(x.nlmsg_len); }
+    assert_int_equal(hsnl_decode_policy(d.b, first, &p), 0);
+    assert_true(p.have_do);
+    assert_int_equal(hsnl_decode_policy(d.b + first, d.len - first, &p), 1);
+    assert_true(p.done);
+    assert_int_equal(hsnl_policy_attrs(&p), 0xe);
+    char names[100];
+    hsnl_done_attr_names(hsnl_policy_attrs(&p), names, sizeof names);
+    assert_string_equal(names, "status sockfd remote_auth");
+
+    /* a newer kernel: a fourth DONE attribute is named by its number */
+    struct mb d4 = { 0 };
+    const uint16_t four[] = { 1, 2, 3, 4 };
+    policy_dump(&d4, 0, four, 4);
+    p = (struct hsnl_policy){ 0 };
+    assert_int_equal(hsnl_decode_policy(d4.b, d4.len, &p), 1);
+    hsnl_done_attr_names(hsnl_policy_attrs(&p), names, sizeof names);
+    assert_string_equal(names, "status sockfd remote_auth attr4");
+    hsnl_accept_attr_names(0x3fe, names, sizeof names);
+    assert_string_equal(names, "sockfd handler_class message_type timeout auth_mode peer_identity certificate peername keyring");
+    hsnl_done_attr_names(0xe, names, 8); /* cut at a name, never mid-way past the buffer */
+    assert_string_equal(names, "status");
+
+    /* the dump refused (a kernel without GETPOLICY): the error, nothing known */
+    struct mb e = { 0 };
+    mb_begin(&e, NLMSG_ERROR, 1, 0);
+    int32_t err = -EOPNOTSUPP;
+    mb_put(&e, &err, 4);
+    mb_put(&e, &h, sizeof h);
+    mb_end(&e);
+    p = (struct hsnl_policy){ 0 };
+    assert_int_equal(hsnl_decode_policy(e.b, e.len, &p), 1);
+    assert_int_equal(p.error, -EOPNOTSUPP);
+    assert_int_equal(hsnl_policy_attrs(&p), 0);
+
+    /* a nested length past its parent: malformed, nothing read past the buffer */
+    struct mb m = { 0 };
+    policy_dump(&m, 0, three, 3);
+    struct nlmsghdr x;
+    memcpy(&x, m.b, sizeof x);
+    size_t second = NLMSG_ALIGN(x.nlmsg_len);
+    uint16_t big = 0x7ff0; /* the CTRL_ATTR_POLICY nest's length, after the family attribute */
+    memcpy(m.b + second + 16 + 4 + 8, &big, 2);
+    p = (struct hsnl_policy){ 0 };
+    assert_int_equal(hsnl_decode_policy(m.b, m.len, &p), -1);
+    assert_int_equal(hsnl_decode_policy(m.b, 10, &p), -1); /* a truncated header */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -340,6 +466,7 @@ int main(void)
         cmocka_unit_test(test_decode_accept),
         cmocka_unit_test(test_decode_batch),
         cmocka_unit_test(test_decode_malformed),
+        cmocka_unit_test(test_policy_probe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
