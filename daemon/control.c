@@ -129,6 +129,56 @@ static size_t ticket_keys(char *out, size_t cap)
     return len;
 }
 
+/* issue 12: the memcached session store's counters of each server profile
+ * that has one, appended to `stats` (text) and `stats prometheus`.  The
+ * counters live in the profile's configuration, so a reload starts them
+ * again (as the configuration's session cache does). */
+static size_t store_stats(char *out, size_t cap, bool prom)
+{
+    size_t len = 0;
+    const struct kd_conf *conf = kd_conf_hold();
+    static const char *const names[] = { "hits", "misses", "errors", "rejected", "puts" };
+    static const char *const help[] = {
+        "Sessions found in the memcached store and opened.",
+        "Session lookups the memcached store did not hold.",
+        "Memcached operations that failed or timed out (a full handshake each).",
+        "Memcached entries that failed authentication (forged, corrupted, another key).",
+        "Sessions written to the memcached store.",
+    };
+    bool any = false;
+    for (size_t i = 0; i < conf->nprofiles; i++) {
+        struct ktlsx_session_stats st;
+        if (conf->profiles[i].role != KTLSX_SERVER || ktlsx_config_session_stats(conf->profiles[i].cfg, &st) < 0 ||
+            !st.store_servers)
+            continue;
+        any = true;
+    }
+    for (size_t k = 0; any && k < 5 && len + 1 < cap; k++) {
+        int n = 0;
+        if (prom)
+            n = snprintf(out + len, cap - len, "# HELP ktlsxd_session_store_%s_total %s\n"
+                         "# TYPE ktlsxd_session_store_%s_total counter\n", names[k], help[k], names[k]);
+        if (n > 0) len = len + (size_t)n < cap ? len + (size_t)n : cap - 1;
+        for (size_t i = 0; i < conf->nprofiles && len + 1 < cap; i++) {
+            const struct kd_profile *p = &conf->profiles[i];
+            struct ktlsx_session_stats st;
+            if (p->role != KTLSX_SERVER || ktlsx_config_session_stats(p->cfg, &st) < 0 || !st.store_servers) continue;
+            uint64_t v[] = { st.store_hits, st.store_misses, st.store_errors, st.store_rejected, st.store_puts };
+            if (prom) n = snprintf(out + len, cap - len, "ktlsxd_session_store_%s_total{profile=\"%s\"} %llu\n",
+                                   names[k], p->name, (unsigned long long)v[k]);
+            else if (k == 0)
+                n = snprintf(out + len, cap - len, "session store (memcached) %s: hits %llu, misses %llu, errors %llu, "
+                             "rejected %llu, puts %llu, slowest operation %llu ms\n", p->name,
+                             (unsigned long long)v[0], (unsigned long long)v[1], (unsigned long long)v[2],
+                             (unsigned long long)v[3], (unsigned long long)v[4], (unsigned long long)st.store_slowest_ms);
+            else n = 0;
+            if (n > 0) len = len + (size_t)n < cap ? len + (size_t)n : cap - 1;
+        }
+    }
+    kd_conf_drop();
+    return len;
+}
+
 static void serve(struct ctl_conn *c)
 {
     char req[128];
@@ -150,6 +200,7 @@ static void serve(struct ctl_conn *c)
         bool prom = req[5] != '\0';
         len = (size_t)snprintf(answer, CTL_ANSWER_MAX, "ok\n");
         len += kd_stats_format(answer + len, CTL_ANSWER_MAX - len, prom, ctl.workers, ctl.started);
+        if (len < CTL_ANSWER_MAX - 1) len += store_stats(answer + len, CTL_ANSWER_MAX - len, prom);
     } else if (!strcmp(req, "sessions")) {
         len = (size_t)snprintf(answer, CTL_ANSWER_MAX, "ok\n");
         len += sessions(answer + len, CTL_ANSWER_MAX - len);

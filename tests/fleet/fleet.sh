@@ -584,6 +584,11 @@ CONF
     if (( C_FAILED )); then fail "$C_FAILED connections failed" "$CD/failed.log" "$CD/ktlsxd1.err"
     elif (( C_RESUMED * 100 < N * 99 )); then fail "$C_RESUMED/$N reconnections resumed: want >= 99 %" "$CD/conns.log"
     elif (( hits < 2 )); then fail "ktlsxctl sessions: $hits memcached hits over the three daemons" "$CD/sessions1.txt" "$CD/sessions2.txt"
+    elif ! { dctl 2 stats >"$CD/stats2.txt" 2>&1 && grep -qE '^session store \(memcached\) web: hits [1-9][0-9]*, misses [0-9]+, errors [0-9]+' "$CD/stats2.txt"; }; then
+      fail "ktlsxctl stats: no store counters with a hit for profile web on daemon 2" "$CD/stats2.txt"
+    elif ! { dctl 2 stats --prometheus >"$CD/prom2.txt" 2>&1 && grep -qE '^ktlsxd_session_store_hits_total\{profile="web"\} [1-9]' "$CD/prom2.txt" &&
+             grep -qE '^ktlsxd_session_store_errors_total\{profile="web"\} [0-9]+$' "$CD/prom2.txt"; }; then
+      fail "ktlsxctl stats --prometheus: no ktlsxd_session_store_*_total for profile web on daemon 2" "$CD/prom2.txt"
     elif (( gets > 4 )); then fail "ktlsxctl sessions: memcached asked $gets times for one session: the local cache does not fill from it" "$CD/sessions2.txt" "$CD/sessions3.txt"
     elif grep -aq 'Operation not permitted' "$CD"/ktlsxd[123].err; then fail "EPERM under the seccomp filter" "$CD/ktlsxd1.err"
     else pass; fi
