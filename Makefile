@@ -333,7 +333,7 @@ bench-server: all
 # ---- fleet: memcached session store (issue 12) ----
 # libktlsx's session/memcached.c links libmemcached: every link of the library gets it.
 LDLIBS += -lmemcached
-FLEET_TEST_DEPS := $(O)/bin/ktlsx
+FLEET_TEST_DEPS := $(O)/bin/ktlsx $(O)/bin/ktlsxd $(O)/bin/ktlsxctl $(O)/bin/ktlsx-fileserver
 .PHONY: fleet-test
 fleet-test: $(FLEET_TEST_DEPS)
 	tests/fleet/fleet.sh

@@ -28,6 +28,9 @@
 #  store/corrupted, store/forged, store/moved  a memcached entry with a byte flipped, replaced
 #                   by a well-shaped forgery, or replaced by another session's genuine entry: the
 #                   reconnection is a clean full handshake and the entry is deleted
+#  fileserver/*    three ktlsx-fileserver instances with --session-cache memcached:... and
+#                   --ticket-key-file: TLS 1.2 session IDs (openssl -no_ticket) and TLS 1.3
+#                   tickets >= 99 % resumed; the options' refusals
 #  ktlsxd/sid12     three ktlsxd daemons (session_cache = memcached:... in their server profile),
 #                   under their seccomp filter, each behind a `ktlsx server --daemon`: >= 99 %
 #                   resumed; ktlsxctl sessions shows the store's hits, and that each daemon's own
@@ -498,6 +501,61 @@ store_attack() { # store_attack NAME HOW
 if case_begin store/corrupted; then store_attack store/corrupted corrupt; fi
 if case_begin store/forged; then store_attack store/forged forge; fi
 if case_begin store/moved; then store_attack store/moved moved; fi
+
+# ---- fileserver: three ktlsx-fileserver instances with the memcached store and a shared
+# ticket key file (its --session-cache memcached:... / --ticket-key-file options) ----
+FSBIN=${FILESERVER_BIN:-$(dirname "$KTLSX_ORIG")/ktlsx-fileserver}
+start_fs_fleet() { # start_fs_fleet ARGS...
+  local i t a args
+  stop_fleet
+  mkdir -p "$RUN/www"; echo fleet >"$RUN/www/index.html"
+  for i in 1 2 3; do
+    args=()
+    for a in "$@"; do args+=("${a//\{MC\}/$(mc_for "$i")}"); done
+    ${SNS[i]} timeout -k 2 900 "$FSBIN" --root "$RUN/www" --listen "${SADDR[i]}:${SPORTS[i]}" \
+      --cert "$CERTS/server-ecdsa.pem" --key "$CERTS/server-ecdsa.key" "${args[@]}" \
+      </dev/null >"$CD/server$i.out" 2>>"$CD/server$i.err" &
+    SPID[i]=$!
+    ALL_PIDS+=("${SPID[i]}")
+    for t in $(seq 200); do listening "${SNS[i]}" "${SPORTS[i]}" && break; kill -0 "${SPID[i]}" 2>/dev/null || return 1; sleep 0.05; done
+    listening "${SNS[i]}" "${SPORTS[i]}" || return 1
+  done
+}
+FS_ARGS=(--session-cache "memcached:{MC}" --session-store-key "$STORE_KEY" --session-store-timeout "$STORE_TMO_MS"
+         --ticket-key-file "$TK_OLD")
+if case_begin fileserver/options; then
+  # the options' refusals: exit 2 and a reason, before anything listens
+  bad=
+  fs_refuses() { # fs_refuses WANT ARGS...
+    local want=$1; shift
+    timeout 10 "$FSBIN" --root "$RUN" --listen 127.0.0.1:0 --cert "$CERTS/server-ecdsa.pem" \
+      --key "$CERTS/server-ecdsa.key" "$@" >"$CD/o.out" 2>"$CD/o.err" </dev/null
+    local rc=$?
+    (( rc == 2 )) && grep -q -- "$want" "$CD/o.err" || bad+="'$*': rc $rc, $(head -c 200 "$CD/o.err"); "
+  }
+  if [[ ! -x $FSBIN ]]; then skip "ktlsx-fileserver not built beside $KTLSX"
+  else
+    fs_refuses "needs --session-store-key" --session-cache memcached:127.0.0.1:1
+    fs_refuses "want memcached:HOST:PORT" --session-cache memcached: --session-store-key "$STORE_KEY"
+    fs_refuses "go with --session-cache memcached" --session-store-key "$STORE_KEY"
+    fs_refuses "not a number" --session-cache lots
+    fs_refuses "bad port" --session-cache memcached:h:99999 --session-store-key "$STORE_KEY"
+    fs_refuses "cannot open" --ticket-key-file /nonexistent.key
+    fs_refuses "at most 3" --ticket-key-file "$TK_OLD" --ticket-key-file "$TK_OLD" --ticket-key-file "$TK_OLD" --ticket-key-file "$TK_OLD"
+    if [[ -n $bad ]]; then fail "$bad"; else pass; fi
+  fi
+fi
+if case_begin fileserver/sid12; then
+  if [[ ! -x $FSBIN ]]; then skip "ktlsx-fileserver not built beside $KTLSX"
+  elif start_fs_fleet "${FS_ARGS[@]}"; then resumed_run fileserver/sid12 openssl 1.2  # -no_ticket: session IDs only
+  else fail "a file server did not start" "$CD/server1.err"; fi
+fi
+if case_begin fileserver/tickets13; then
+  if [[ ! -x $FSBIN ]]; then skip "ktlsx-fileserver not built beside $KTLSX"
+  elif start_fs_fleet "${FS_ARGS[@]}"; then resumed_run fileserver/tickets13 ktlsx 1.3
+  else fail "a file server did not start" "$CD/server1.err"; fi
+fi
+stop_fleet
 
 # ---- ktlsxd: three daemons, each behind a `ktlsx server --daemon` ----
 # Each namespace runs ktlsxd and a `ktlsx server --daemon` in front of it.  The daemons
