@@ -337,4 +337,11 @@ FLEET_TEST_DEPS := $(O)/bin/ktlsx $(O)/bin/ktlsxd $(O)/bin/ktlsxctl $(O)/bin/ktl
 .PHONY: fleet-test
 fleet-test: $(FLEET_TEST_DEPS)
 	tests/fleet/fleet.sh
+# `make bench` runs the fleet rows first (a prerequisite of bench, so before bench/run.sh and
+# never beside it): full vs resumed handshakes/s over three file servers with and without the
+# shared store / ticket key file.  `make bench-fleet` alone; NO_FLEET_BENCH=1 skips it.
+.PHONY: bench-fleet
+bench: bench-fleet
+bench-fleet: all
+	@if [ "$(NO_FLEET_BENCH)" = 1 ]; then echo "bench-fleet: skipped (NO_FLEET_BENCH=1)"; else bench/fleet.sh $(O); fi
 # ---- end of fleet ----
