@@ -271,7 +271,7 @@ static void on_listen(struct kd_watch *w, uint32_t events)
  * directory is watched and names matched; a stat follows the name whatever
  * happened, works on network file systems where inotify sees nothing, needs
  * no extra descriptor or system call under the seccomp filter (newfstatat is
- * already there) and costs at most 4 stat calls a second.  A refused reload
+ * already there) and costs at most 3 stat calls a second.  A refused reload
  * (a half-written file: wrong size) keeps the running keys; the next change
  * (the rest of the write) tries again. */
 #define KEY_POLL_MS 1000

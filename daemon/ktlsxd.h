@@ -21,7 +21,7 @@
 #define KD_DEFAULT_CONF "/etc/ktlsx/ktlsxd.conf"
 #define KD_MAX_PROFILES 64
 #define KD_MAX_IDS 32
-#define KD_MAX_TICKET_KEY_FILES 4
+#define KD_MAX_TICKET_KEY_FILES 3 /* the library keeps 3 keys (a 4th file would replace the 3rd) */
 #define KD_MAX_WORKERS 256
 #define KD_DEFAULT_CONTROL "/run/ktlsx/ktlsxd.ctl"
 #define KD_MAX_GROUPS 64 /* supplementary groups of a caller (SO_PEERGROUPS) looked at */

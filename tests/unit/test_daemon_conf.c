@@ -313,6 +313,8 @@ static void test_memcached_store_profile(void **state)
             "/nonexistent.key: cannot open the session store key file");
     refused("[server a]\n%1$s\nsession_cache = memcached:h\nsession_store_key = /nonexistent.key\n", 5, "");
     refused("[server a]\n%1$s\nsession_store_timeout_ms = 0\n", 4, "session_store_timeout_ms: want 1 to 10000");
+    refused("[daemon]\nticket_key_file = /a\nticket_key_file = /b\nticket_key_file = /c\nticket_key_file = /d\n[server a]\n%1$s\n", 5,
+            "ticket_key_file: at most 3");
     refused("[client a]\nsession_cache = memcached:h:1\n", 2, "unknown key 'session_cache' in a client profile");
     snprintf(text, sizeof text, "[daemon]\nseccomp = no\n[server a]\ncert = %s\nkey = %s\nsession_cache = memcached:h:99999\nsession_store_key = %s\n",
              kxt_pki_path("server-ecdsa.pem"), kxt_pki_path("server-ecdsa.key"), keyfile);
