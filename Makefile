@@ -332,7 +332,14 @@ bench-server: all
 
 # ---- fleet: memcached session store (issue 12) ----
 # libktlsx's session/memcached.c links libmemcached: every link of the library gets it.
+# MEMCACHED=0 builds without it: ktlsx_config_set_memcached_store (ktlsxd's and the tools'
+# session_cache = memcached:...) then fails with "built without memcached support".
+MEMCACHED ?= 1
+ifeq ($(MEMCACHED),1)
 LDLIBS += -lmemcached
+else
+CFLAGS += -DKTLSX_NO_MEMCACHED
+endif
 FLEET_TEST_DEPS := $(O)/bin/ktlsx $(O)/bin/ktlsxd $(O)/bin/ktlsxctl $(O)/bin/ktlsx-fileserver
 .PHONY: fleet-test
 fleet-test: $(FLEET_TEST_DEPS)
