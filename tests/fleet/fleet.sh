@@ -14,11 +14,12 @@
 #  tickets12        TLS 1.2 tickets under a shared ticket key file: >= 99 %
 #  tickets13        TLS 1.3 tickets under a shared ticket key file: >= 99 %
 #  tickets13/no-shared-key  random per-server keys: the rate without the shared file (< 50 %)
-#  memcached-killed memcached killed halfway through a TLS 1.2 session-ID run: every handshake
-#                   completes (full after the kill on the two servers that had the session from
-#                   memcached; the one that made it still has it in its own cache); no memcached
-#                   operation in any server past the store timeout (the library warns when one is),
-#                   no connection longer than the slowest before the kill + the timeout + 500 ms
+#  memcached-killed memcached killed halfway through N pairs (a fresh TLS 1.2 session made on
+#                   one server, offered on the next, which has it only from memcached): >= 99 %
+#                   resumed before the kill, every handshake completes after it, every offered
+#                   session a clean full handshake; no memcached operation in any server past the
+#                   store timeout (the library warns when one is), no connection longer than twice the
+#                   slowest before the kill + the timeout + 1000 ms (a shared machine)
 #  memcached-stalled  the same with memcached stopped (SIGSTOP: connects, never answers): every
 #                   operation runs into the store timeout, bounded the same way
 #  rotation/*       the ticket key rotation procedure across the fleet, one server at a time:
@@ -359,26 +360,61 @@ if case_begin tickets13/no-shared-key; then
   else fail "a server did not start"; fi
 fi
 
-# fault_run NAME FAULT...: a TLS 1.2 session-ID run with FAULT done to memcached halfway
+# pairs COUNT FAULT_AT FAULT...: COUNT pairs of connections, each a fresh session made on one
+# server (a full handshake) and offered on the next one (server 2 after 1, 3 after 2, 1 after 3),
+# which has it only from memcached: each server keeps the sessions it resumed from memcached in
+# its own cache, so a chained session would stop needing memcached after one round.  FAULT runs
+# before pair FAULT_AT.  Sets C_RESUMED (second connections resumed before the fault),
+# C_FULL_AFTER (second connections after it that were clean full handshakes), C_FAILED,
+# C_MAX_BEFORE / C_MAX_AFTER (slowest connection of either kind before / after the fault).
+pairs() {
+  local count=$1 fault_at=$2 p a b
+  local fault=("${@:3}")
+  C_RESUMED=0 C_FAILED=0 C_MAX_BEFORE=0 C_MAX_AFTER=0 C_FULL_AFTER=0
+  for (( p = 0; p < count; p++ )); do
+    (( p == fault_at )) && "${fault[@]}"
+    a=$(( p % 3 + 1 )) b=$(( (p + 1) % 3 + 1 ))
+    rm -f "$CD/pair"
+    conn "$a" ktlsx 1.2 "" "$CD/pair"
+    if (( R_RC != 0 )); then C_FAILED=$(( C_FAILED + 1 )); fi
+    local first_ms=$R_MS
+    if (( R_RC == 0 )) && [[ -s $CD/pair ]]; then
+      conn "$b" ktlsx 1.2 "$CD/pair" "$CD/pair.new"
+      if (( R_RC != 0 )); then C_FAILED=$(( C_FAILED + 1 ))
+      elif (( p < fault_at && R_RESUMED )); then C_RESUMED=$(( C_RESUMED + 1 ))
+      elif (( p >= fault_at && ! R_RESUMED )); then C_FULL_AFTER=$(( C_FULL_AFTER + 1 ))
+      fi
+    fi
+    (( R_MS < first_ms )) && R_MS=$first_ms
+    if (( p >= fault_at )); then (( R_MS > C_MAX_AFTER )) && C_MAX_AFTER=$R_MS
+    else (( R_MS > C_MAX_BEFORE )) && C_MAX_BEFORE=$R_MS; fi
+  done
+}
+
+# fault_run NAME FAULT...: TLS 1.2 session-ID pairs with FAULT done to memcached halfway
 fault_run() {
   local name=$1; shift
-  local half=$(( N / 2 )) slack=${FLEET_SLACK_MS:-500}
+  # The promise (no memcached operation past the store timeout) is measured inside the servers
+  # (their warning fails the case).  The client's wall clock (process start included) is only a
+  # gross check, with room for a shared 2-core machine: twice the slowest before the fault, plus
+  # the timeout, plus FLEET_SLACK_MS (1000): under a load average of 5, single connections of
+  # 1.5 s were seen after a stall with no server warning.
+  local half=$(( N / 2 )) slack=${FLEET_SLACK_MS:-1000}
   CPU_NOTE=
-  chain ktlsx 1.2 "$N" "$half" "$@"
-  echo "$NAME_PREFIX$name: $C_RESUMED/$N resumed (fault before reconnection $half); slowest connection" \
-       "${C_MAX_BEFORE} ms before, ${C_MAX_AFTER} ms after (store timeout ${STORE_TMO_MS} ms)" | tee -a "$RATES" >&2
+  pairs "$N" "$half" "$@"
+  echo "$NAME_PREFIX$name: $C_RESUMED/$half resumed before the fault, $C_FULL_AFTER/$(( N - half )) full after;" \
+       "slowest connection ${C_MAX_BEFORE} ms before, ${C_MAX_AFTER} ms after (store timeout ${STORE_TMO_MS} ms)" | tee -a "$RATES" >&2
   if (( C_FAILED )); then
     fail "$C_FAILED handshakes did not complete" "$CD/failed.log" "$CD/server1.err"
-  elif (( C_RESUMED < half - 1 - (half - 1) / 100 )); then
-    fail "only $C_RESUMED resumed before the fault" "$CD/conns.log"
-  elif (( C_FULL_AFTER < (N - half) / 2 )); then
-    # a resumed session keeps its ID, so server 1 (which made it) still resumes it from its
-    # own cache; servers 2 and 3 only had it from memcached: full handshakes now
-    fail "only $C_FULL_AFTER full handshakes after the fault: was memcached out?" "$CD/conns.log"
+  elif (( C_RESUMED * 100 < half * 99 )); then
+    fail "only $C_RESUMED/$half resumed through memcached before the fault" "$CD/conns.log"
+  elif (( C_FULL_AFTER != N - half )); then
+    # the session was made on another server: without memcached, nothing can resume it
+    fail "$C_FULL_AFTER/$(( N - half )) clean full handshakes after the fault: was memcached out?" "$CD/conns.log"
   elif over=$(grep -ah 'memcached store: a .* over its' "$CD"/server[123].err) && [[ -n $over ]]; then
     # measured inside the servers: a single memcached operation past the store timeout
     fail "${over//$'\n'/; }" "$CD/server1.err" "$CD/server2.err" "$CD/server3.err"
-  elif (( C_MAX_AFTER > C_MAX_BEFORE + STORE_TMO_MS + slack )); then
+  elif (( C_MAX_AFTER > 2 * C_MAX_BEFORE + STORE_TMO_MS + slack )); then
     fail "a handshake took ${C_MAX_AFTER} ms (before: ${C_MAX_BEFORE} ms, store timeout ${STORE_TMO_MS} ms, slack ${slack} ms)" "$CD/conns.log"
   else
     pass
