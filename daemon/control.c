@@ -347,8 +347,10 @@ int kd_control_open(const struct kd_conf *conf, int workers)
     memcpy(ctl.allow, conf->control_uids, sizeof ctl.allow);
     ctl.nallow = conf->ncontrol_uids;
     ctl.any = conf->control_any_uid;
-    (void)keys_same_list(); /* conf is the running configuration by now */
-    keys.next = ctl.started + KEY_POLL_MS;
+    /* The key files are first looked at by the first tick, once the daemon runs
+     * as its user (a file root could stat and the user cannot would otherwise
+     * look changed at once). */
+    keys.next = ctl.started;
     if (!conf->control_path[0]) return 0;
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     snprintf(ctl.path, sizeof ctl.path, "%s", conf->control_path);

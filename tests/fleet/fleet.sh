@@ -37,7 +37,8 @@
 #                   resumed; ktlsxctl sessions shows the store's hits, and that each daemon's own
 #                   cache fills from memcached (at most 4 lookups for one chained session)
 #  ktlsxd/rotation-file  the rotation done by writing key files only (fixed names current/next/
-#                   previous.key): each daemon reloads when a file changes; ktlsxctl ticket-keys
+#                   previous.key): each daemon reloads when a file changes (a half-written file:
+#                   that reload refused, the running keys kept); ktlsxctl ticket-keys
 #                   shows names and ages at each step, never key bytes; old tickets resume until
 #                   the old key is dropped, then full handshakes
 #  servers-sane     no sanitizer report in any server's or daemon's log
@@ -749,6 +750,14 @@ CONF
     grep -qE "^  $n1  age (7[0-9]{3}|8[0-9]{3}) s  seals and opens" "$CD/tk1.txt" ||
       ROT_BAD+="ticket-keys: no age of about 7200 s (the files' mtime) for the sealing key; "
     r_ticket 1 "$CD/t-old"
+    # a half-written key file (wrong size): that reload is refused, the running keys stay
+    head -c 30 "$K2" >"$RUN/half.key"
+    put_key "$DDIR/k1" next.key "$RUN/half.key"
+    for t in $(seq 100); do grep -aq 'reload refused.*next.key.*48 or 80 bytes' "$CD/ktlsxd1.err" && break; sleep 0.1; done
+    grep -aq 'reload refused.*next.key.*48 or 80 bytes' "$CD/ktlsxd1.err" ||
+      ROT_BAD+="a half-written key file: no refused reload in daemon 1's log; "
+    keys_are "$n1 $n1 $n1"
+    r_try half-written/old-ticket 1 "$CD/t-old" 1
     for i in 1 2 3; do put_key "$DDIR/k$i" next.key "$K2" "1 hour ago"; done            # step 1
     keys_are "$n1 $n2 $n1"
     grep -qE "^  $n2  age 3[0-9]{3} s  opens only" "$CD/tk1.txt" ||
@@ -774,7 +783,7 @@ CONF
     done
     reloads=$(grep -ac 'ticket key file .* changed: reloading' "$CD/ktlsxd1.err")
     echo "${NAME_PREFIX}ktlsxd/rotation-file: daemon 1 reloaded $reloads times on key file changes" >>"$RATES"
-    (( reloads >= 3 )) || ROT_BAD+="daemon 1 logged $reloads reloads on key file changes, want >= 3 (one a step); "
+    (( reloads >= 4 )) || ROT_BAD+="daemon 1 logged $reloads reloads on key file changes, want >= 4 (one a step, one refused); "
     grep -aq 'Operation not permitted' "$CD"/ktlsxd[123].err && ROT_BAD+="EPERM under the seccomp filter; "
     if [[ -n $ROT_BAD ]]; then fail "$ROT_BAD" "$CD/conns.log" "$CD/ticket-keys.log" "$CD/ktlsxd1.err"; else pass; fi
   fi
