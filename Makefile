@@ -332,9 +332,23 @@ bench-server: all
 
 # ---- fleet: memcached session store (issue 12) ----
 # libktlsx's session/memcached.c links libmemcached: every link of the library gets it.
+# MEMCACHED=0 builds without it: ktlsx_config_set_memcached_store (ktlsxd's and the tools'
+# session_cache = memcached:...) then fails with "built without memcached support".
+MEMCACHED ?= 1
+ifeq ($(MEMCACHED),1)
 LDLIBS += -lmemcached
-FLEET_TEST_DEPS := $(O)/bin/ktlsx
+else
+CFLAGS += -DKTLSX_NO_MEMCACHED
+endif
+FLEET_TEST_DEPS := $(O)/bin/ktlsx $(O)/bin/ktlsxd $(O)/bin/ktlsxctl $(O)/bin/ktlsx-fileserver
 .PHONY: fleet-test
 fleet-test: $(FLEET_TEST_DEPS)
 	tests/fleet/fleet.sh
+# `make bench` runs the fleet rows first (a prerequisite of bench, so before bench/run.sh and
+# never beside it): full vs resumed handshakes/s over three file servers with and without the
+# shared store / ticket key file.  `make bench-fleet` alone; NO_FLEET_BENCH=1 skips it.
+.PHONY: bench-fleet
+bench: bench-fleet
+bench-fleet: all
+	@if [ "$(NO_FLEET_BENCH)" = 1 ]; then echo "bench-fleet: skipped (NO_FLEET_BENCH=1)"; else bench/fleet.sh $(O); fi
 # ---- end of fleet ----

@@ -462,12 +462,19 @@ struct kd_conf *kd_conf_load(const char *path, char *err, size_t errlen)
         problem(&p, c->kernel_client_line, "client_profile: no [client %s]", c->kernel_client_profile);
     if (!p.err[0] && c->handshake_timeout_ms > c->max_handshake_timeout_ms)
         snprintf(p.err, sizeof p.err, "handshake_timeout_ms is over max_handshake_timeout_ms");
-    for (size_t i = 0; i < c->nprofiles && !p.err[0] && c->seccomp; i++) /* issue 12 */
-        if (c->profiles[i].store_line) {
-            snprintf(p.err, sizeof p.err, "session_cache = memcached:... needs seccomp = no in [daemon] for now "
-                                          "(the seccomp filter refuses sockets to the network)");
+    /* issue 12: a memcached store needs TCP sockets to the network, which the
+     * seccomp filter allows only when it is set up for them (at start: a
+     * filter cannot be widened later).  A reload bringing the first store to
+     * a daemon whose filter lacks them is refused, at the line. */
+    for (size_t i = 0; i < c->nprofiles && !p.err[0]; i++) {
+        if (!c->profiles[i].store_line) continue;
+        c->tcp_store = true;
+        if (kd_sandbox_on && !kd_sandbox_tcp) {
+            snprintf(p.err, sizeof p.err, "session_cache = memcached:... needs a restart of ktlsxd: the seccomp "
+                                          "filter in force was set up without TCP sockets (no store at start)");
             p.err_line = c->profiles[i].store_line;
         }
+    }
     if (p.err[0]) {
         if (p.err_line > 0) snprintf(err, errlen, "%s:%d: %s", path, p.err_line, p.err);
         else snprintf(err, errlen, "%s: %s", path, p.err);
@@ -475,6 +482,8 @@ struct kd_conf *kd_conf_load(const char *path, char *err, size_t errlen)
     }
     return c;
 }
+
+bool kd_sandbox_on, kd_sandbox_tcp; /* set by sandbox.c when its filter is in force */
 
 const struct kd_profile *kd_conf_profile(const struct kd_conf *conf, const char *name, enum ktlsx_role role)
 {

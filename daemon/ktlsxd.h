@@ -21,7 +21,7 @@
 #define KD_DEFAULT_CONF "/etc/ktlsx/ktlsxd.conf"
 #define KD_MAX_PROFILES 64
 #define KD_MAX_IDS 32
-#define KD_MAX_TICKET_KEY_FILES 4
+#define KD_MAX_TICKET_KEY_FILES 3 /* the library keeps 3 keys (a 4th file would replace the 3rd) */
 #define KD_MAX_WORKERS 256
 #define KD_DEFAULT_CONTROL "/run/ktlsx/ktlsxd.ctl"
 #define KD_MAX_GROUPS 64 /* supplementary groups of a caller (SO_PEERGROUPS) looked at */
@@ -75,6 +75,7 @@ struct kd_conf {
     bool control_any_uid;
     char user[64];               /* drop to this user after binding and reading keys ("" = stay) */
     bool seccomp;                /* the system-call allow-list (sandbox.c); default on */
+    bool tcp_store;              /* issue 12: a server profile uses a memcached store (TCP sockets out) */
     unsigned ticket_rotation_s;  /* fresh ticket key this often (0 = never; ticket_key_file keys are not rotated) */
     char ticket_key_files[KD_MAX_TICKET_KEY_FILES][4096];
     size_t nticket_key_files;
@@ -189,7 +190,12 @@ void kd_stats_refused(enum kd_door_kind door, const char *profile, int status);
 size_t kd_stats_format(char *out, size_t cap, bool prometheus, int workers, int64_t started_ms);
 
 /* ---- the seccomp allow-list (sandbox.c) ---- */
+/* Installs the filter for the running configuration (kd_conf_hold): TCP
+ * sockets (AF_INET/AF_INET6 stream) are allowed only when it has tcp_store. */
 int kd_sandbox(void);
+/* What the filter in force allows (set by kd_sandbox; defined in conf.c so
+ * that a reload needing more than the filter allows is refused there). */
+extern bool kd_sandbox_on, kd_sandbox_tcp;
 
 /* ---- the control socket (control.c): ktlsxctl's side door ---- */
 /* Bind conf->control_path (if set) and watch it on this (the main) thread's loop. */

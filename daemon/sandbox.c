@@ -7,6 +7,8 @@
  * handshake's crypto (memory, randomness, time), reloads (opening and reading
  * the configuration, certificates, keys, CA files, /etc/passwd and /etc/group
  * for user and group names), logging, and the exit (removing the sockets).
+ * With a memcached session store (session_cache = memcached:...) the filter
+ * also lets IPv4/IPv6 stream sockets (and DNS's UDP ones) be made: see below.
  * Anything else fails with EPERM rather than killing the process: a missed
  * corner (a libc or OpenSSL version reaching for something new) then costs
  * that operation an error line, not every connection in flight; what an
@@ -67,10 +69,34 @@ int kd_sandbox(void)
     for (size_t i = 0; i < sizeof allowed / sizeof allowed[0] && rc == 0; i++)
         if (allowed[i] >= 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, allowed[i], 0);
     if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+    const struct kd_conf *conf = kd_conf_hold();
+    bool tcp = conf->tcp_store;
+    kd_conf_drop();
+    /* issue 12: a memcached session store (libmemcached): stream sockets over
+     * IPv4/IPv6 (the type may carry SOCK_NONBLOCK/SOCK_CLOEXEC, hence the
+     * mask), connect (above), and what the non-blocking I/O needs (poll,
+     * fcntl, {get,set}sockopt, send/recv: already listed; strace of a daemon
+     * under the filter showed nothing else refused, addresses or names from
+     * /etc/hosts alike).  Host names resolved through DNS need a UDP socket
+     * and glibc's resolver sends with sendmmsg: allowed too, though the tests
+     * here have no DNS server to show it.  Only when a profile has a store:
+     * without one, no socket to the network can be made. */
+    int fams[] = { AF_INET, AF_INET6 };
+    for (size_t i = 0; tcp && i < 2 && rc == 0; i++) {
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 2, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)fams[i]),
+                              SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_STREAM));
+        if (rc == 0)
+            rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 2, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)fams[i]),
+                                  SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_DGRAM));
+    }
+    if (tcp && rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(sendmmsg), 0);
     if (rc == 0) rc = seccomp_load(ctx);
     seccomp_release(ctx);
     if (rc < 0) return kd_log(KTLSX_LOG_ERROR, "seccomp: %s", strerror(-rc)), -1;
-    kd_log(KTLSX_LOG_INFO, "seccomp: allow-list of %zu system calls in force (others fail with EPERM)",
-           sizeof allowed / sizeof allowed[0]);
+    kd_sandbox_on = true;
+    kd_sandbox_tcp = tcp;
+    kd_log(KTLSX_LOG_INFO, "seccomp: allow-list of %zu system calls in force (others fail with EPERM)%s",
+           sizeof allowed / sizeof allowed[0] + (tcp ? 1 : 0),
+           tcp ? "; TCP sockets allowed for the memcached session store" : "");
     return 0;
 }

@@ -66,7 +66,15 @@ static void usage(FILE *out)
             "  --send-timeout MS       a response that makes no progress for this long is cut (default 30000)\n"
             "  --access-log FILE       common log format, \"-\" for stderr (default: none)\n"
             "  --list-dirs             list a directory that has no index.html (default: 403)\n"
-            "  --no-openat2            resolve paths without openat2 (the fallback for kernels before 5.6)\n");
+            "  --no-openat2            resolve paths without openat2 (the fallback for kernels before 5.6)\n"
+            "  --session-cache SPEC    TLS 1.2 session IDs: N entries in this process (0 = off, default 1024), or\n"
+            "                          memcached:HOST:PORT[,HOST:PORT...] shared by a fleet (needs --session-store-key;\n"
+            "                          the in-process cache stays in front; see docs/fleet.md)\n"
+            "  --session-store-key FILE  the fleet's key sealing and naming memcached entries (32..4096 bytes)\n"
+            "  --session-store-timeout MS  bound on every memcached operation (1..10000, default 200)\n"
+            "  --no-tickets            no session tickets (TLS 1.2 resumes by session ID only; TLS 1.3 not at all)\n"
+            "  --ticket-key-file FILE  ticket key shared by the fleet (nginx layout, 48 or 80 bytes); up to 3:\n"
+            "                          the first seals, all open (rotation: docs/fleet.md)\n");
 }
 
 static int parse_int(const char *name, const char *v, long lo, long hi, long *out)
@@ -124,7 +132,7 @@ int main(int argc, char **argv)
     *o = (struct fs_options){ .workers = 1, .max_conns = 16384, .max_header = 8192, .handshake_ms = 10000,
                               .header_ms = 10000, .keepalive_ms = 60000, .send_ms = 30000 };
     enum { O_ROOT = 256, O_LISTEN, O_CERT, O_KEY, O_CA, O_VERIFY, O_WORKERS, O_MAXC, O_MAXH, O_HS, O_HDR, O_KA,
-           O_SEND, O_LOG, O_NOOA2, O_LIST, O_DAEMON, O_PROFILE, O_HELP };
+           O_SEND, O_LOG, O_NOOA2, O_LIST, O_DAEMON, O_PROFILE, O_HELP, O_SCACHE, O_SKEY, O_STMO, O_TKF, O_NOTK };
     static const struct option opts[] = {
         { "root", required_argument, 0, O_ROOT }, { "listen", required_argument, 0, O_LISTEN },
         { "cert", required_argument, 0, O_CERT }, { "key", required_argument, 0, O_KEY },
@@ -135,10 +143,19 @@ int main(int argc, char **argv)
         { "send-timeout", required_argument, 0, O_SEND }, { "access-log", required_argument, 0, O_LOG },
         { "no-openat2", no_argument, 0, O_NOOA2 }, { "list-dirs", no_argument, 0, O_LIST },
         { "daemon", required_argument, 0, O_DAEMON }, { "profile", required_argument, 0, O_PROFILE },
-        { "help", no_argument, 0, O_HELP }, { 0, 0, 0, 0 }
+        { "help", no_argument, 0, O_HELP },
+        { "session-cache", required_argument, 0, O_SCACHE }, { "session-store-key", required_argument, 0, O_SKEY },
+        { "session-store-timeout", required_argument, 0, O_STMO }, { "ticket-key-file", required_argument, 0, O_TKF },
+        { "no-tickets", no_argument, 0, O_NOTK },
+        { 0, 0, 0, 0 }
     };
     int c;
     long v;
+    /* issue 12: resumption shared by a fleet (the library does the work; options only here) */
+    const char *session_cache = NULL, *store_key = NULL, *ticket_files[3];
+    long store_tmo = 0, cache_entries = -1;
+    size_t nticket_files = 0;
+    bool no_tickets = false;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case O_ROOT: o->root = optarg; break;
@@ -159,6 +176,17 @@ int main(int argc, char **argv)
         case O_HDR: if (parse_int("--header-timeout", optarg, 1, 3600000, &v)) return 2; o->header_ms = (int)v; break;
         case O_KA: if (parse_int("--keepalive-timeout", optarg, 1, 86400000, &v)) return 2; o->keepalive_ms = (int)v; break;
         case O_SEND: if (parse_int("--send-timeout", optarg, 1, 3600000, &v)) return 2; o->send_ms = (int)v; break;
+        case O_SCACHE: session_cache = optarg; break;
+        case O_NOTK: no_tickets = true; break;
+        case O_SKEY: store_key = optarg; break;
+        case O_STMO: if (parse_int("--session-store-timeout", optarg, 1, 10000, &v)) return 2; store_tmo = v; break;
+        case O_TKF:
+            if (nticket_files == 3) {
+                fprintf(stderr, "ktlsx-fileserver: --ticket-key-file: at most 3 (the first seals, all open)\n");
+                return 2;
+            }
+            ticket_files[nticket_files++] = optarg;
+            break;
         case O_HELP: usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -170,6 +198,23 @@ int main(int argc, char **argv)
     if (o->daemon && (o->cert || o->key || o->ca || o->verify_client)) {
         fprintf(stderr, "ktlsx-fileserver: --daemon: the certificate, key and client verification are the daemon "
                         "profile's (no --cert, --key, --ca, --verify-client)\n");
+        return 2;
+    }
+    if (o->daemon && (session_cache || store_key || store_tmo || nticket_files || no_tickets)) {
+        fprintf(stderr, "ktlsx-fileserver: --daemon: sessions and ticket keys are the daemon profile's (session_cache, "
+                        "ticket_key_file in ktlsxd.conf; no --session-cache, --session-store-*, --ticket-key-file)\n");
+        return 2;
+    }
+    bool memcached = session_cache && strncmp(session_cache, "memcached:", 10) == 0;
+    if (session_cache && !memcached && parse_int("--session-cache", session_cache, 0, 1000000, &cache_entries)) return 2;
+    if (memcached && !session_cache[10]) {
+        fprintf(stderr, "ktlsx-fileserver: --session-cache: want memcached:HOST:PORT[,HOST:PORT...]\n");
+        return 2;
+    }
+    if (memcached != (store_key != NULL) || (store_tmo && !memcached)) {
+        fprintf(stderr, "ktlsx-fileserver: %s\n", memcached ? "--session-cache memcached:... needs --session-store-key FILE"
+                                                            : "--session-store-key and --session-store-timeout go with "
+                                                              "--session-cache memcached:...");
         return 2;
     }
     if (o->profile && !o->daemon) {
@@ -219,7 +264,13 @@ int main(int argc, char **argv)
         (o->ca && ktlsx_config_set_ca_file(fs.cfg, o->ca) < 0) ||
         (o->ca && ktlsx_config_set_verify_client(fs.cfg, o->verify_client ? KTLSX_VERIFY_REQUIRE
                                                                           : KTLSX_VERIFY_OPTIONAL) < 0) ||
-        ktlsx_config_set_log(fs.cfg, lib_log, NULL) < 0) {
+        ktlsx_config_set_log(fs.cfg, lib_log, NULL) < 0 ||
+        (no_tickets && ktlsx_config_set_tickets(fs.cfg, 0, 0) < 0) ||
+        (cache_entries >= 0 && ktlsx_config_set_session_cache(fs.cfg, (size_t)cache_entries, 300) < 0) ||
+        (memcached && ktlsx_config_set_memcached_store(fs.cfg, session_cache + 10, store_key, (unsigned)store_tmo) < 0) ||
+        (nticket_files > 0 && ktlsx_config_add_ticket_key_file(fs.cfg, ticket_files[0]) < 0) ||
+        (nticket_files > 1 && ktlsx_config_add_ticket_key_file(fs.cfg, ticket_files[1]) < 0) ||
+        (nticket_files > 2 && ktlsx_config_add_ticket_key_file(fs.cfg, ticket_files[2]) < 0)) {
         fprintf(stderr, "ktlsx-fileserver: %s\n", ktlsx_config_error(fs.cfg));
         ktlsx_config_free(fs.cfg);
         return 2;

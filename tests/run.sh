@@ -404,7 +404,8 @@ if (( ! unit_only )); then
   # tests/fleet/fleet.sh: three ktlsx servers in network namespaces, one memcached, clients
   # round-robin: >= 99 % resumed (TLS 1.2 session IDs through the memcached store, TLS 1.2
   # and 1.3 tickets under a shared key file), memcached killed/stalled mid-run, the ticket key
-  # rotation procedure; with the plain build, then the ASan+UBSan build.
+  # rotation procedure, forged memcached entries, ktlsx-fileserver and ktlsxd (seccomp on,
+  # key files reloaded on change, ktlsxctl ticket-keys); with the plain build, then ASan+UBSan.
   if [[ ${NO_FLEET:-0} != 1 ]]; then
     section "fleet (tests/fleet/fleet.sh: build/bin, then build/asan/bin)"
     for fl_tree in "$BUILD" "$BUILD/asan"; do

@@ -1,6 +1,6 @@
 /* ktlsxctl: ask a running ktlsxd over its control socket.
  *
- *   ktlsxctl [-s SOCKET] ping | stats [--prometheus] | sessions | reload
+ *   ktlsxctl [-s SOCKET] ping | stats [--prometheus] | sessions | ticket-keys | reload
  *
  * One request, one answer (daemon/control.c): the first line of the answer
  * is "ok..." or "error: why".  Exit 0 on ok, 1 on an error answer, 2 when
@@ -24,6 +24,8 @@ static const char usage[] =
     "  stats [--prometheus] handshakes ok/failed by status and alert, resumed, in flight,\n"
     "                       per door and per profile, latency histogram\n"
     "  sessions             session cache and ticket keys of each server profile\n"
+    "  ticket-keys          each server profile's ticket keys: name (hex) and age, the\n"
+    "                       sealing key first; never the key bytes\n"
     "  reload               re-read the configuration (as SIGHUP; says why when refused)\n"
     "  -s, --socket SOCKET  control socket (default " DEFAULT_CONTROL ")\n"
     "  -t, --timeout S      give up after S seconds (default 10)\n";
@@ -48,7 +50,7 @@ int main(int argc, char **argv)
     if (optind != argc - 1) return fputs(usage, stderr), 2;
     const char *cmd = argv[optind];
     if (strcmp(cmd, "ping") != 0 && strcmp(cmd, "stats") != 0 && strcmp(cmd, "sessions") != 0 &&
-        strcmp(cmd, "reload") != 0)
+        strcmp(cmd, "ticket-keys") != 0 && strcmp(cmd, "reload") != 0)
         return fprintf(stderr, "ktlsxctl: unknown command '%s'\n%s", cmd, usage), 2;
     if (prometheus && strcmp(cmd, "stats") != 0) return fputs("ktlsxctl: --prometheus goes with stats\n", stderr), 2;
     if (timeout_s <= 0) timeout_s = 10;

@@ -128,6 +128,16 @@ struct ktlsx_session_stats {
                                       * logged each time a new longest one is over the timeout) */
 };
 int ktlsx_config_session_stats(const ktlsx_config *cfg, struct ktlsx_session_stats *out);
+/* issue 12: the ticket keys that open tickets now, the sealing one first (ktlsxctl ticket-keys).
+ * Names and ages only: the key bytes never leave the library.  `age_s` counts from the key
+ * file's modification time (a key loaded from a file) or from when the random key was made.
+ * Fills up to `max` entries; returns how many keys there are. */
+struct ktlsx_ticket_key_info {
+    uint8_t name[16];  /* the key name every ticket sealed with it starts with (not secret) */
+    uint64_t age_s;
+    int seals;         /* 1 for the key that seals new tickets, 0 for open-only keys */
+};
+size_t ktlsx_config_ticket_keys(const ktlsx_config *cfg, struct ktlsx_ticket_key_info *out, size_t max);
 /* Server: start from `from`'s session cache entries and ticket keys, so that a
  * configuration built to replace `from` (a reload) resumes what it could.
  * Ticket keys are not taken when cfg's come from ticket key files. */

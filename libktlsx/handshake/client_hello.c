@@ -590,7 +590,8 @@ static kx_result resume_tls12(ktlsx_conn *c, const hello *h)
     if (kx_has_ext(&h->e, KX_EXT_SESSION_TICKET) && h->e.data[KX_EXT_SESSION_TICKET].len && cfg->tickets_enabled)
         found = kx_ticket_open(&c->cfg->tickets, h->e.data[KX_EXT_SESSION_TICKET].data, h->e.data[KX_EXT_SESSION_TICKET].len, &s);
     if (!found) found = kx_session_cache_get(cfg->session_cache, h->sid.data, h->sid.len, &s);
-    if (!found) found = kx_store_get(c, h->sid.data, h->sid.len, &s); /* external store, behind the cache */
+    bool from_store = false;
+    if (!found) found = from_store = kx_store_get(c, h->sid.data, h->sid.len, &s); /* external store, behind the cache */
     if (!found) return KX_OK;
     const kx_suite *suite = kx_suite_by_id(s.suite);
     /* RFC 7627 §5.3: resume only sessions that used EMS, and only when this hello offers it. */
@@ -599,6 +600,7 @@ static kx_result resume_tls12(ktlsx_conn *c, const hello *h)
               s.secret_len == KX_TLS12_MASTER;
     if (ok) {
         c->resumed = true;
+        c->resumed_from_store = from_store;
         c->suite = suite;
         c->ems = true;
         memcpy(c->master, s.secret, KX_TLS12_MASTER);

@@ -11,7 +11,16 @@
 static void record_tls12_session(ktlsx_conn *c)
 {
     kx_session *s = &c->session;
-    if (c->resumed) return; /* same session; a refreshed ticket was stored already */
+    if (c->resumed) {
+        /* issue 12: a session another server made, found in the external store
+         * (memcached), joins this server's own cache once the resumption proved
+         * both sides hold its secret (both Finished verified), so the next
+         * reconnection here is answered without asking the store.  A resumed
+         * handshake that fails never gets here (and kx_store_remove drops the
+         * entry from the store). */
+        if (c->role == KTLSX_SERVER && c->resumed_from_store) kx_session_cache_put(c->cfg->session_cache, s);
+        return; /* same session; a refreshed ticket was stored already */
+    }
     s->version = KTLSX_TLS12;
     s->suite = c->suite->id;
     memcpy(s->secret, c->master, KX_TLS12_MASTER);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static int config_error(ktlsx_config *cfg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int config_error(ktlsx_config *cfg, const char *fmt, ...)
@@ -450,6 +451,11 @@ int ktlsx_config_add_ticket_key_file(ktlsx_config *cfg, const char *path)
     if (!f) return config_error(cfg, "%s: cannot open ticket key file: %s", path, strerror(errno));
     uint8_t raw[81];
     size_t n = fread(raw, 1, sizeof raw, f);
+    /* The key's age counts from the file's last change (a key written days ago
+     * is days old, whenever this server loaded it): ktlsxctl ticket-keys. */
+    struct stat st;
+    uint64_t mtime_ms = fstat(fileno(f), &st) == 0 && st.st_mtim.tv_sec > 0
+                            ? (uint64_t)st.st_mtim.tv_sec * 1000u + (uint64_t)st.st_mtim.tv_nsec / 1000000u : 0;
     fclose(f);
     if (n != 48 && n != 80) {
         kx_wipe(raw, sizeof raw);
@@ -470,7 +476,8 @@ int ktlsx_config_add_ticket_key_file(ktlsx_config *cfg, const char *path)
         kx_wipe_obj(k); /* the expansion may have written part of the key */
         return rc;
     }
-    k.created_ms = kx_now_ms();
+    uint64_t now = kx_now_ms();
+    k.created_ms = mtime_ms && mtime_ms <= now ? mtime_ms : now;
     kx_ticket_keys_add(&cfg->tickets, &k);
     kx_wipe_obj(k);
     return 0;
@@ -497,6 +504,20 @@ int ktlsx_config_take_sessions(ktlsx_config *cfg, const ktlsx_config *from)
     kx_session_cache_copy(cfg->session_cache, src->session_cache);
     kx_ticket_keys_copy(&cfg->tickets, &src->tickets);
     return 0;
+}
+
+size_t ktlsx_config_ticket_keys(const ktlsx_config *cfg, struct ktlsx_ticket_key_info *out, size_t max)
+{
+    uint8_t names[KX_TICKET_KEYS][KX_TICKET_KEY_NAME];
+    uint64_t age_ms[KX_TICKET_KEYS];
+    ktlsx_config *c = (ktlsx_config *)cfg; /* the keys' lock changes; the configuration does not */
+    size_t n = kx_ticket_keys_list(&c->tickets, names, age_ms, KX_TICKET_KEYS);
+    for (size_t i = 0; out && i < n && i < max; i++) {
+        memcpy(out[i].name, names[i], sizeof out[i].name);
+        out[i].age_s = age_ms[i] / 1000;
+        out[i].seals = i == 0;
+    }
+    return n;
 }
 
 int ktlsx_config_session_stats(const ktlsx_config *cfg, struct ktlsx_session_stats *out)

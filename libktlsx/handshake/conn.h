@@ -209,6 +209,7 @@ struct ktlsx_conn {
     uint16_t our_sigalg;        /* sigalg we sign with */
     const kx_certkey *our_cert; /* chosen certificate (server; client when requested) */
     bool resumed;
+    bool resumed_from_store;          /* issue 12: TLS 1.2 server, the session came from the external store */
     char alpn[KX_MAX_NAME];
     char server_name[KX_MAX_NAME];  /* client: name to verify; server: SNI received */
     char sni[KX_MAX_NAME];          /* client: SNI to send ("" = none) */

@@ -21,7 +21,9 @@
 #include "handshake/conn.h"
 #include "session/session.h"
 #include "core/wipe.h"
+#ifndef KTLSX_NO_MEMCACHED /* `make MEMCACHED=0`: built without libmemcached (the end of this file) */
 #include <libmemcached/memcached.h>
+#endif
 #include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -30,6 +32,17 @@
 #include <string.h>
 #include <time.h>
 
+static int mc_error(ktlsx_config *cfg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int mc_error(ktlsx_config *cfg, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cfg->error, sizeof cfg->error, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+#ifndef KTLSX_NO_MEMCACHED
 #define MC_HANDLES 16
 #define MC_MAX_SERVERS 16
 #define MC_DEFAULT_TIMEOUT_MS 200
@@ -82,16 +95,6 @@ static void op_took(struct kx_memcached *m, const char *op, uint64_t t0)
     if (took > prev && took > m->timeout_ms)
         kx_log(m->cfg, KTLSX_LOG_WARNING, "memcached store: a %s took %llu ms, over its %u ms timeout", op,
                (unsigned long long)took, m->timeout_ms);
-}
-
-static int mc_error(ktlsx_config *cfg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int mc_error(ktlsx_config *cfg, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cfg->error, sizeof cfg->error, fmt, ap);
-    va_end(ap);
-    return -1;
 }
 
 void kx_memcached_free(struct kx_memcached *m)
@@ -424,3 +427,22 @@ void kx_memcached_stats(const struct kx_memcached *m, struct ktlsx_session_stats
     out->store_puts = atomic_load(&m->puts);
     out->store_slowest_ms = atomic_load(&m->slowest_ms);
 }
+
+#else /* KTLSX_NO_MEMCACHED */
+
+/* Built without libmemcached (`make MEMCACHED=0`): a configuration asking for
+ * the store is refused with the reason, not a store that silently never works. */
+int ktlsx_config_set_memcached_store(ktlsx_config *cfg, const char *servers, const char *key_file,
+                                     unsigned timeout_ms)
+{
+    (void)servers, (void)key_file, (void)timeout_ms;
+    if (!cfg) return -1;
+    return mc_error(cfg, "memcached store: this libktlsx was built without memcached support (make MEMCACHED=0); "
+                         "rebuild with MEMCACHED=1 and libmemcached-dev");
+}
+
+void kx_memcached_free(struct kx_memcached *m) { (void)m; }
+
+void kx_memcached_stats(const struct kx_memcached *m, struct ktlsx_session_stats *out) { (void)m, (void)out; }
+
+#endif

@@ -78,6 +78,8 @@ void kx_ticket_keys_add(kx_ticket_keys *tk, const kx_ticket_key *k);
 void kx_ticket_keys_copy(kx_ticket_keys *dst, kx_ticket_keys *src);
 /* Keys that open tickets now, and the age of the sealing one (ms; 0 when none). */
 void kx_ticket_keys_info(kx_ticket_keys *tk, unsigned *keys, uint64_t *sealing_age_ms);
+/* Names, ages (ms) and which one seals ([0]) of the keys in use; returns how many (up to max). */
+size_t kx_ticket_keys_list(kx_ticket_keys *tk, uint8_t (*names)[KX_TICKET_KEY_NAME], uint64_t *age_ms, size_t max);
 /* The random keys' schedule (0 = never: the sealing key is kept until rotated by hand). */
 bool kx_ticket_keys_set_rotation(kx_ticket_keys *tk, uint32_t rotate_s); /* false: keys are from files */
 /* Start sealing with a fresh random key; the previous ones still open. */

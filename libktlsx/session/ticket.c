@@ -47,6 +47,24 @@ void kx_ticket_keys_info(kx_ticket_keys *tk, unsigned *keys, uint64_t *sealing_a
     pthread_mutex_unlock(&tk->lock);
 }
 
+size_t kx_ticket_keys_list(kx_ticket_keys *tk, uint8_t (*names)[KX_TICKET_KEY_NAME], uint64_t *age_ms, size_t max)
+{
+    size_t n = 0;
+    uint64_t now = kx_now_ms();
+    pthread_mutex_lock(&tk->lock);
+    for (size_t i = 0; i < KX_TICKET_KEYS; i++) {
+        const kx_ticket_key *k = &tk->keys[i];
+        if (!k->in_use) continue;
+        if (n < max) {
+            memcpy(names[n], k->name, KX_TICKET_KEY_NAME);
+            age_ms[n] = k->created_ms && now > k->created_ms ? now - k->created_ms : 0;
+        }
+        n++;
+    }
+    pthread_mutex_unlock(&tk->lock);
+    return n;
+}
+
 bool kx_ticket_keys_set_rotation(kx_ticket_keys *tk, uint32_t rotate_s)
 {
     pthread_mutex_lock(&tk->lock);

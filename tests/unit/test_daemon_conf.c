@@ -295,11 +295,24 @@ static void test_memcached_store_profile(void **state)
     assert_int_equal(st.cache_capacity, 64); /* the in-process cache stays in front */
     assert_int_equal(p->store_timeout_ms, 150);
     kd_conf_free(c);
-    /* ktlsxd's seccomp filter refuses network sockets: said at the line, not a store that never works */
-    snprintf(text, sizeof text, "[server a]\ncert = %s\nkey = %s\nsession_cache = memcached:h:1\nsession_store_key = %s\n",
+    /* Under seccomp (the default) a store is fine at start: the filter is set up with TCP
+     * sockets for it (tcp_store).  A reload bringing the first store to a daemon whose
+     * filter is in force without them is refused at the line, not a store that never works. */
+    snprintf(text, sizeof text, "[server a]\ncert = %s\nkey = %s\nsession_cache = memcached:127.0.0.1:1\nsession_store_key = %s\n",
              kxt_pki_path("server-ecdsa.pem"), kxt_pki_path("server-ecdsa.key"), keyfile);
+    c = load(text, err, sizeof err);
+    if (!c) fail_msg("%s", err);
+    assert_true(c->seccomp && c->tcp_store);
+    kd_conf_free(c);
+    kd_sandbox_on = true;
+    kd_sandbox_tcp = false;
     assert_null(load(text, err, sizeof err));
-    assert_non_null(strstr(err, ":4: session_cache = memcached:... needs seccomp = no in [daemon]"));
+    assert_non_null(strstr(err, ":4: session_cache = memcached:... needs a restart of ktlsxd: the seccomp filter"));
+    kd_sandbox_tcp = true;
+    c = load(text, err, sizeof err);
+    if (!c) fail_msg("%s", err);
+    kd_conf_free(c);
+    kd_sandbox_on = kd_sandbox_tcp = false;
     refused("[server a]\n%1$s\nsession_cache = memcached:\n", 4, "session_cache: want memcached:host:port");
     refused("[server a]\n%1$s\nsession_cache = memcached:h:1\n", 4,
             "session_cache = memcached:... without a session_store_key line after it");
@@ -309,6 +322,8 @@ static void test_memcached_store_profile(void **state)
             "/nonexistent.key: cannot open the session store key file");
     refused("[server a]\n%1$s\nsession_cache = memcached:h\nsession_store_key = /nonexistent.key\n", 5, "");
     refused("[server a]\n%1$s\nsession_store_timeout_ms = 0\n", 4, "session_store_timeout_ms: want 1 to 10000");
+    refused("[daemon]\nticket_key_file = /a\nticket_key_file = /b\nticket_key_file = /c\nticket_key_file = /d\n[server a]\n%1$s\n", 5,
+            "ticket_key_file: at most 3");
     refused("[client a]\nsession_cache = memcached:h:1\n", 2, "unknown key 'session_cache' in a client profile");
     snprintf(text, sizeof text, "[daemon]\nseccomp = no\n[server a]\ncert = %s\nkey = %s\nsession_cache = memcached:h:99999\nsession_store_key = %s\n",
              kxt_pki_path("server-ecdsa.pem"), kxt_pki_path("server-ecdsa.key"), keyfile);

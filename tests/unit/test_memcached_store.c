@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifndef KTLSX_NO_MEMCACHED /* `make MEMCACHED=0`: only the refusal is tested (the end of this file) */
 #include <libmemcached/memcached.h>
 
 #include "handshake/conn.h"
@@ -633,3 +634,24 @@ int main(void)
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
+
+#else /* KTLSX_NO_MEMCACHED */
+#include <ktlsx/ktlsx.h>
+
+/* Built without libmemcached: asking for the store is refused with the reason. */
+static void test_built_without(void **state)
+{
+    (void)state;
+    ktlsx_config *sc = ktlsx_config_new(KTLSX_SERVER);
+    assert_non_null(sc);
+    assert_int_equal(ktlsx_config_set_memcached_store(sc, "127.0.0.1:11211", "/nonexistent", 100), -1);
+    assert_non_null(strstr(ktlsx_config_error(sc), "built without memcached support (make MEMCACHED=0)"));
+    ktlsx_config_free(sc);
+}
+
+int main(void)
+{
+    static const struct CMUnitTest tests[] = { cmocka_unit_test(test_built_without) };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
+#endif

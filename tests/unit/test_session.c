@@ -17,6 +17,9 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <unistd.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "handshake/conn.h"
 #include "helpers/pki.h"
@@ -428,6 +431,43 @@ static void test_ticket_key_file(void **state)
             ktlsx_config_free(d);
         }
     }
+}
+
+/* issue 12: ktlsx_config_ticket_keys lists names and ages (from the key
+ * file's modification time), the sealing key first, and nothing else. */
+static void test_ticket_key_list(void **state)
+{
+    (void)state;
+    char first[512], second[512];
+    snprintf(first, sizeof first, "%s", write_key_file("tk-list1.key", 80, 11));
+    snprintf(second, sizeof second, "%s", write_key_file("tk-list2.key", 48, 23));
+    struct timespec old[2] = { { time(NULL) - 3600, 0 }, { time(NULL) - 3600, 0 } };
+    assert_int_equal(utimensat(AT_FDCWD, second, old, 0), 0);
+    ktlsx_config *sc = server_v("ecdsa", KTLSX_TLS13, KTLSX_TLS13);
+    struct ktlsx_ticket_key_info k[4];
+    /* Random keys: made on first use (or a rotation), then listed as sealing. */
+    KXT_CFG_OK(sc, ktlsx_config_rotate_ticket_keys(sc));
+    assert_int_equal(ktlsx_config_ticket_keys(sc, k, 4), 1);
+    assert_int_equal(k[0].seals, 1);
+    assert_true(k[0].age_s < 5);
+    ktlsx_config_free(sc);
+    sc = server_v("ecdsa", KTLSX_TLS13, KTLSX_TLS13);
+    KXT_CFG_OK(sc, ktlsx_config_add_ticket_key_file(sc, first));
+    KXT_CFG_OK(sc, ktlsx_config_add_ticket_key_file(sc, second));
+    assert_int_equal(ktlsx_config_ticket_keys(sc, NULL, 0), 2);
+    memset(k, 0x5a, sizeof k);
+    assert_int_equal(ktlsx_config_ticket_keys(sc, k, 1), 2); /* fills only what fits */
+    assert_int_equal(k[1].name[0], 0x5a);
+    assert_int_equal(ktlsx_config_ticket_keys(sc, k, 4), 2);
+    for (size_t i = 0; i < 16; i++) {
+        assert_int_equal(k[0].name[i], (uint8_t)(11 + i * 7));
+        assert_int_equal(k[1].name[i], (uint8_t)(23 + i * 7));
+    }
+    assert_int_equal(k[0].seals, 1);
+    assert_int_equal(k[1].seals, 0);
+    assert_true(k[0].age_s < 60);
+    assert_true(k[1].age_s >= 3590 && k[1].age_s < 3700);
+    ktlsx_config_free(sc);
 }
 
 /* A configuration built to replace another (ktlsxd's reload) takes over its
@@ -1131,6 +1171,7 @@ int main(void)
     ADD(test_tampered_secret);
     ADD(test_rotated_out_key);
     ADD(test_ticket_key_file);
+    ADD(test_ticket_key_list);
     ADD(test_ticket_key_file_errors);
     ADD(test_take_sessions);
     ADD(test_session_cache_bound);
