@@ -33,12 +33,15 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/select.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -65,6 +68,9 @@ static ssize_t (*real_sendfile64)(int, int, off_t *, size_t);
 static ssize_t (*real_splice)(int, loff_t *, int, loff_t *, size_t, unsigned int);
 static int (*real_listen)(int, int);
 static int (*real_poll)(struct pollfd *, nfds_t, int);
+static int (*real_ppoll)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
+static int (*real_select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
+static int (*real_pselect)(int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *);
 static int (*real_epoll_ctl)(int, int, int, struct epoll_event *);
 static int (*real_epoll_wait)(int, struct epoll_event *, int, int);
 static int (*real_epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
@@ -93,7 +99,7 @@ static int (*real_getaddrinfo)(const char *, const char *, const struct addrinfo
     }
 RESOLVER(read) RESOLVER(write) RESOLVER(recv) RESOLVER(send) RESOLVER(recvfrom) RESOLVER(sendto)
 RESOLVER(recvmsg) RESOLVER(sendmsg) RESOLVER(readv) RESOLVER(writev) RESOLVER(sendfile) RESOLVER(sendfile64)
-RESOLVER(splice) RESOLVER(poll) RESOLVER(epoll_ctl) RESOLVER(epoll_wait) RESOLVER(epoll_pwait) RESOLVER(socket) RESOLVER(listen) RESOLVER(accept) RESOLVER(accept4) RESOLVER(connect) RESOLVER(shutdown)
+RESOLVER(splice) RESOLVER(poll) RESOLVER(ppoll) RESOLVER(select) RESOLVER(pselect) RESOLVER(epoll_ctl) RESOLVER(epoll_wait) RESOLVER(epoll_pwait) RESOLVER(socket) RESOLVER(listen) RESOLVER(accept) RESOLVER(accept4) RESOLVER(connect) RESOLVER(shutdown)
 RESOLVER(close) RESOLVER(dup) RESOLVER(dup2) RESOLVER(dup3) RESOLVER(fcntl) RESOLVER(fcntl64) RESOLVER(getaddrinfo)
 
 /* ---- state ---- */
@@ -209,11 +215,8 @@ struct pl_listener {
     int refs;                       /* the table's (1) + one per handshake thread */
     int closed;                     /* the program closed the listener */
     const struct pl_rule *rule;
-    struct sockaddr_storage bell_to; /* where the doorbell connects (the listener; loopback for "any") */
-    socklen_t bell_to_len;
-    int bell_fd;                    /* the doorbell's client end, -1 when none is outstanding */
-    struct sockaddr_storage bell_from;
-    socklen_t bell_from_len;
+    int wake_fd;                    /* this process's eventfd: readable while head != NULL (-1: none) */
+    int woken;                      /* wake_fd holds a count */
     int pending;                    /* handshakes running */
     struct pl_done *head, *tail;    /* finished, in order */
 };
@@ -354,15 +357,15 @@ EXPORT int listen(int fd, int backlog)
     pthread_mutex_init(&l->lock, NULL);
     l->refs = 1;
     l->rule = rule;
-    l->bell_fd = -1;
-    l->bell_to = ss;
-    l->bell_to_len = len;
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *a = (struct sockaddr_in *)(void *)&l->bell_to;
-        if (a->sin_addr.s_addr == htonl(INADDR_ANY)) a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    } else {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)(void *)&l->bell_to;
-        if (IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr)) a->sin6_addr = in6addr_loopback;
+    l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (l->wake_fd < 0) {
+        int e = errno;
+        pthread_mutex_destroy(&l->lock);
+        free(l);
+        free(t);
+        pl_log(KTLSX_LOG_ERROR, "%s: eventfd: %s: refusing to listen in plaintext", rule->where, strerror(e));
+        errno = e;
+        return -1;
     }
     pthread_mutex_init(&t->lock, NULL);
     t->priv_fd = -1;
@@ -378,13 +381,25 @@ EXPORT int listen(int fd, int backlog)
  * Every connection a TLS listener gets runs its handshake on a shim thread of
  * its own (bounded by the handshake deadline), so a peer that stalls never
  * holds up the program or the other peers, on blocking and nonblocking
- * listeners alike.  accept() hands out finished connections only.  The
- * program learns that one is ready the way it learns of any connection: the
- * listener becomes readable.  The shim makes it so by connecting to the
- * listener itself (a "doorbell": one loopback connection, kept until accept()
- * takes it out of the queue and closes it; at most one is outstanding), so
- * epoll (level or edge), poll, select and a blocked accept all wake up.  A
- * failed handshake is closed on its thread and never reaches the program. */
+ * listeners alike.  accept() hands out finished connections only; a failed
+ * handshake is closed on its thread and never reaches the program.
+ *
+ * The program learns that a finished connection is ready through the
+ * listener's "wake fd": an eventfd of this process, readable exactly while
+ * this process holds finished connections for that listener.  Wherever the
+ * program waits for the listener it also waits for the wake fd:
+ *   epoll      epoll_ctl on the listener registers the wake fd in the same set
+ *              with the program's own data (and EPOLLET / EPOLLONESHOT), so
+ *              any epoll_wait variant reports "listener readable";
+ *   poll, ppoll, select, pselect   the shim adds the wake fd to the set and
+ *              reports POLLIN on the listener;
+ *   a blocking accept   waits in ppoll for the listener or the wake fd.
+ * The wake fd is per process: after fork the child makes its own (and drops
+ * the parent's finished connections, which the parent hands out).  So
+ * prefork servers (nginx workers, several processes accepting on one
+ * inherited listener, with EPOLLEXCLUSIVE or an accept mutex) work: each
+ * process runs the handshakes of the connections it accepted and is woken
+ * for those only. */
 static void listener_unref_locked(struct pl_listener *l, int *gone)
 {
     *gone = --l->refs == 0;
@@ -400,7 +415,7 @@ static void listener_free(struct pl_listener *l)
         free(d);
         d = n;
     }
-    if (l->bell_fd >= 0) REAL(close)(l->bell_fd);
+    if (l->wake_fd >= 0) REAL(close)(l->wake_fd);
     pthread_mutex_destroy(&l->lock);
     free(l);
 }
@@ -410,6 +425,9 @@ void pl_listener_release(struct pl_listener *l)
     int gone;
     pthread_mutex_lock(&l->lock);
     l->closed = 1;
+    /* closing the wake fd takes it out of every epoll set of this process (no stale events) */
+    if (l->wake_fd >= 0) REAL(close)(l->wake_fd);
+    l->wake_fd = -1;
     listener_unref_locked(l, &gone);
     pthread_mutex_unlock(&l->lock);
     if (gone) listener_free(l);
@@ -417,8 +435,8 @@ void pl_listener_release(struct pl_listener *l)
 
 static void after_fork_one(struct pl_listener *l)
 {
-    /* The child has copies of the finished connections (the parent returns them) and of the doorbell,
-     * and none of the threads: forget them here, the parent carries on with them. */
+    /* The child has copies of the finished connections (the parent hands them out) and of the parent's
+     * wake fd, and none of the threads: forget them here and make the child's own wake fd. */
     pthread_mutex_init(&l->lock, NULL);
     for (struct pl_done *d = l->head; d != NULL;) {
         struct pl_done *n = d->next;
@@ -429,40 +447,25 @@ static void after_fork_one(struct pl_listener *l)
         d = n;
     }
     l->head = l->tail = NULL;
-    if (l->bell_fd >= 0) REAL(close)(l->bell_fd);
-    l->bell_fd = -1;
+    if (l->wake_fd >= 0) REAL(close)(l->wake_fd);
+    l->wake_fd = l->closed ? -1 : eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    l->woken = 0;
     l->refs -= l->pending;
     l->pending = 0;
 }
 
 void pl_listeners_after_fork(void) { pl_fd_each_listener(after_fork_one); }
 
-/* Make the listener readable: one connection to itself (lock held). */
-static void ring_locked(struct pl_listener *l)
+/* The wake fd follows head: readable while finished connections wait (lock held). */
+static void wake_sync_locked(struct pl_listener *l)
 {
-    if (l->bell_fd >= 0 || l->head == NULL || l->closed) return;
-    int fd = REAL(socket)(l->bell_to.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        pl_log(KTLSX_LOG_ERROR, "%s: doorbell socket: %s (a finished connection waits for the next one)",
-               l->rule->where, strerror(errno));
-        return;
+    uint64_t v = 1;
+    if (l->wake_fd < 0) return;
+    if (l->head != NULL && !l->woken) {
+        if (REAL(write)(l->wake_fd, &v, sizeof v) == (ssize_t)sizeof v) l->woken = 1;
+    } else if (l->head == NULL && l->woken) {
+        if (REAL(read)(l->wake_fd, &v, sizeof v) == (ssize_t)sizeof v || errno == EAGAIN) l->woken = 0;
     }
-    if (REAL(connect)(fd, (struct sockaddr *)&l->bell_to, l->bell_to_len) < 0 && errno != EINPROGRESS) {
-        pl_log(KTLSX_LOG_ERROR, "%s: doorbell connect: %s", l->rule->where, strerror(errno));
-        REAL(close)(fd);
-        return;
-    }
-    l->bell_from_len = sizeof l->bell_from;
-    if (getsockname(fd, (struct sockaddr *)&l->bell_from, &l->bell_from_len) < 0) {
-        REAL(close)(fd);
-        return;
-    }
-    l->bell_fd = fd;
-}
-
-static int is_bell_locked(const struct pl_listener *l, const struct sockaddr_storage *peer, socklen_t len)
-{
-    return l->bell_fd >= 0 && len == l->bell_from_len && memcmp(peer, &l->bell_from, len) == 0;
 }
 
 struct hs_job {
@@ -490,7 +493,7 @@ static void *hs_thread(void *arg)
         else l->head = d;
         l->tail = d;
         keep = 1;
-        ring_locked(l);
+        wake_sync_locked(l);
     }
     listener_unref_locked(l, &gone);
     pthread_mutex_unlock(&l->lock);
@@ -504,12 +507,27 @@ static void *hs_thread(void *arg)
     return NULL;
 }
 
+/* A shim thread with every signal blocked: process-directed signals go to the program's threads (a
+ * server that sleeps in epoll_wait must see its EINTR). */
+static int start_thread(void *(*fn)(void *), void *arg)
+{
+    pthread_t th;
+    pthread_attr_t attr;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&th, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
 /* Start the handshake of raw connection fd on its own thread (lock held). */
 static void start_handshake_locked(struct pl_listener *l, int fd, const struct sockaddr_storage *peer, socklen_t plen)
 {
     struct hs_job *job = NULL;
-    pthread_t th;
-    pthread_attr_t attr;
     if (l->pending >= PL_MAX_PENDING || (job = calloc(1, sizeof *job)) == NULL) {
         pl_log(KTLSX_LOG_WARNING, "%s: %d handshakes in flight: connection dropped", l->rule->where, l->pending);
         free(job);
@@ -522,10 +540,7 @@ static void start_handshake_locked(struct pl_listener *l, int fd, const struct s
     job->peer_len = plen;
     l->pending++;
     l->refs++;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int rc = pthread_create(&th, &attr, hs_thread, job);
-    pthread_attr_destroy(&attr);
+    int rc = start_thread(hs_thread, job);
     if (rc != 0) {
         pl_log(KTLSX_LOG_WARNING, "%s: no thread for a handshake (%s): connection dropped", l->rule->where, strerror(rc));
         l->pending--;
@@ -541,6 +556,7 @@ static int give_locked(struct pl_listener *l, struct sockaddr *addr, socklen_t *
     struct pl_done *d = l->head;
     l->head = d->next;
     if (l->head == NULL) l->tail = NULL;
+    wake_sync_locked(l);
     int fd = d->fd;
     if (addr != NULL && addrlen != NULL) {
         memcpy(addr, &d->peer, d->peer_len < *addrlen ? d->peer_len : *addrlen);
@@ -556,7 +572,6 @@ static int give_locked(struct pl_listener *l, struct sockaddr *addr, socklen_t *
         fd = -1;
     }
     free(d);
-    ring_locked(l); /* more finished ones: keep the listener readable */
     return fd;
 }
 
@@ -572,10 +587,16 @@ static int tls_accept(struct pl_tls *lt, int fd, struct sockaddr *addr, socklen_
             if (c >= 0) return c;
             continue;
         }
+        int wake = l->wake_fd;
         pthread_mutex_unlock(&l->lock);
+        if (!nb && wake >= 0) {
+            /* blocking listener: wait for a connection or for a finished handshake of this process */
+            struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = wake, .events = POLLIN}};
+            if (REAL(poll)(p, 2, -1) < 0) return -1;
+            if (!(p[0].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL))) continue;
+        }
         struct sockaddr_storage peer;
         socklen_t plen = sizeof peer;
-        /* blocking listener: waits here for a connection or a doorbell (a finished handshake) */
         int c = REAL(accept4)(fd, (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC);
         pthread_mutex_lock(&l->lock);
         if (c < 0) {
@@ -590,14 +611,28 @@ static int tls_accept(struct pl_tls *lt, int fd, struct sockaddr *addr, socklen_
             errno = e;
             return -1;
         }
-        if (is_bell_locked(l, &peer, plen)) {
-            REAL(close)(l->bell_fd);
-            l->bell_fd = -1;
-            REAL(close)(c);
-        } else {
-            start_handshake_locked(l, c, &peer, plen);
-        }
+        start_handshake_locked(l, c, &peer, plen);
         pthread_mutex_unlock(&l->lock);
+    }
+}
+
+/* epoll_ctl on a TLS listener: the same operation for its wake fd, with the program's data. */
+static void listener_epoll_ctl(struct pl_listener *l, int epfd, int op, const struct epoll_event *ev)
+{
+    pthread_mutex_lock(&l->lock);
+    int wake = l->wake_fd;
+    pthread_mutex_unlock(&l->lock);
+    if (wake < 0) return;
+    if (op == EPOLL_CTL_DEL || ev == NULL || !(ev->events & EPOLLIN)) {
+        (void)REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, wake, NULL);
+        return;
+    }
+    struct epoll_event w = {.events = EPOLLIN | (ev->events & (EPOLLET | EPOLLONESHOT)), .data = ev->data};
+    if (REAL(epoll_ctl)(epfd, op, wake, &w) < 0) {
+        int e = errno;
+        if (op == EPOLL_CTL_MOD && e == ENOENT) (void)REAL(epoll_ctl)(epfd, EPOLL_CTL_ADD, wake, &w);
+        else if (op == EPOLL_CTL_ADD && e == EEXIST) (void)REAL(epoll_ctl)(epfd, EPOLL_CTL_MOD, wake, &w);
+        else pl_log(KTLSX_LOG_ERROR, "%s: epoll_ctl of the wake fd: %s", l->rule->where, strerror(e));
     }
 }
 
@@ -1060,6 +1095,7 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
     int rc = REAL(epoll_ctl)(epfd, op, fd, ev);
     struct pl_tls *t = lookup(fd);
+    if (rc == 0 && t != NULL && t->lst != NULL) listener_epoll_ctl(t->lst, epfd, op, ev);
     if (rc < 0 || ((t == NULL || t->sock == NULL) && !atomic_load(&ep_any))) return rc;
     pthread_mutex_lock(&ep_lock);
     size_t i;
@@ -1166,7 +1202,7 @@ static int ep_wait_stuck(int epfd, int *timeout, const sigset_t *sigmask)
         p[0] = (struct pollfd){.fd = epfd, .events = POLLIN};
         for (int i = 0; i < k; i++) p[i + 1] = (struct pollfd){.fd = privs[i], .events = POLLOUT};
         struct timespec ts = {left / 1000, (left % 1000) * 1000000L};
-        int r = ppoll(p, (nfds_t)k + 1, left < 0 ? NULL : &ts, sigmask);
+        int r = REAL(ppoll)(p, (nfds_t)k + 1, left < 0 ? NULL : &ts, sigmask);
         if (r < 0) return -1;
         if (p[0].revents) { *timeout = 0; return 1; }
         if (r == 0) return 0;
@@ -1199,20 +1235,157 @@ EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int max, int timeou
     return ep_merge(events, got, max, extra, k);
 }
 
-EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
+/* ---- poll, ppoll, select, pselect ----
+ *
+ * A set that holds no fd with a state goes to libc as it is (one table load per entry).  Otherwise
+ * the shim waits in ppoll on a copy of the set extended with the wake fds of TLS listeners (POLLIN on
+ * the listener when its wake fd is readable), and TLS fds for which the shim already holds plaintext
+ * (or a close_notify) are reported readable at once.  select and pselect go through the same code on
+ * a pollfd array built from their fd_sets. */
+#define POLL_STACK 64
+
+static int shim_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *tmo, const sigset_t *mask)
 {
-    int held = 0;
+    struct pollfd stack[POLL_STACK], *p = stack;
+    nfds_t owner_stack[POLL_STACK], *owner = owner_stack; /* extra entry k (k >= n): which program entry */
+    nfds_t extra = 0, i;
+    int held = 0, any = 0;
     if (active && !in_lib)
-        for (nfds_t i = 0; i < n; i++)
-            if ((fds[i].events & POLLIN) && pending_in(pl_fd_get(fds[i].fd))) held = 1;
-    int got = REAL(poll)(fds, n, held ? 0 : timeout);
-    if (!held || got < 0) return got;
-    got = 0;
-    for (nfds_t i = 0; i < n; i++) {
-        if ((fds[i].events & POLLIN) && pending_in(pl_fd_get(fds[i].fd))) fds[i].revents |= POLLIN;
-        got += fds[i].revents != 0;
+        for (i = 0; i < n; i++) {
+            struct pl_tls *t = pl_fd_get(fds[i].fd);
+            if (t == NULL) continue;
+            any = 1;
+            if (t->lst != NULL && (fds[i].events & POLLIN)) extra++;
+        }
+    if (!any) return REAL(ppoll)(fds, n, tmo, mask);
+    if (n + extra > POLL_STACK) {
+        p = malloc((n + extra) * sizeof *p);
+        owner = malloc((n + extra) * sizeof *owner);
+        if (p == NULL || owner == NULL) {
+            free(p);
+            free(owner);
+            errno = ENOMEM;
+            return -1;
+        }
+    }
+    memcpy(p, fds, n * sizeof *p);
+    extra = 0;
+    for (i = 0; i < n; i++) {
+        struct pl_tls *t = pl_fd_get(fds[i].fd);
+        if (t == NULL) continue;
+        if (t->lst != NULL && (fds[i].events & POLLIN)) {
+            pthread_mutex_lock(&t->lst->lock);
+            int wake = t->lst->wake_fd;
+            held |= t->lst->head != NULL;
+            pthread_mutex_unlock(&t->lst->lock);
+            p[n + extra] = (struct pollfd){.fd = wake, .events = POLLIN}; /* -1 is ignored by poll */
+            owner[n + extra++] = i;
+        } else if ((fds[i].events & POLLIN) && pending_in(t)) {
+            held = 1;
+        }
+    }
+    struct timespec zero = {0, 0};
+    int got = REAL(ppoll)(p, n + extra, held ? &zero : tmo, mask);
+    if (got >= 0) {
+        for (i = 0; i < n; i++) fds[i].revents = p[i].revents;
+        for (i = n; i < n + extra; i++)
+            if (p[i].revents & POLLIN) fds[owner[i]].revents |= POLLIN;
+        for (i = 0; i < n; i++) {
+            struct pl_tls *t = pl_fd_get(fds[i].fd);
+            if (t != NULL && t->lst == NULL && (fds[i].events & POLLIN) && pending_in(t)) fds[i].revents |= POLLIN;
+            if (t != NULL && t->lst != NULL && (fds[i].events & POLLIN)) {
+                pthread_mutex_lock(&t->lst->lock);
+                if (t->lst->head != NULL) fds[i].revents |= POLLIN;
+                pthread_mutex_unlock(&t->lst->lock);
+            }
+        }
+        got = 0;
+        for (i = 0; i < n; i++) got += fds[i].revents != 0;
+    }
+    if (p != stack) {
+        free(p);
+        free(owner);
     }
     return got;
+}
+
+EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+    if (!active || in_lib) return REAL(poll)(fds, n, timeout);
+    struct timespec ts = {timeout / 1000, (timeout % 1000) * 1000000L};
+    return shim_ppoll(fds, n, timeout < 0 ? NULL : &ts, NULL);
+}
+
+EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *tmo, const sigset_t *mask)
+{
+    return shim_ppoll(fds, n, tmo, mask);
+}
+
+/* Is there any fd with a state in the sets? (select's fast path) */
+static int sets_touch_tls(int nfds, const fd_set *r, const fd_set *w, const fd_set *x)
+{
+    if (!active || in_lib) return 0;
+    for (int fd = 0; fd < nfds && fd < FD_SETSIZE; fd++)
+        if (((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w)) || (x && FD_ISSET(fd, x))) && pl_fd_get(fd) != NULL)
+            return 1;
+    return 0;
+}
+
+/* select through shim_ppoll: Linux's mapping (readable: IN|HUP|ERR, writable: OUT|ERR, except: PRI). */
+static int shim_select(int nfds, fd_set *r, fd_set *w, fd_set *x, const struct timespec *tmo, const sigset_t *mask)
+{
+    struct pollfd p[FD_SETSIZE];
+    nfds_t n = 0;
+    if (nfds < 0 || nfds > FD_SETSIZE) { errno = EINVAL; return -1; }
+    for (int fd = 0; fd < nfds; fd++) {
+        short ev = 0;
+        if (r && FD_ISSET(fd, r)) ev |= POLLIN;
+        if (w && FD_ISSET(fd, w)) ev |= POLLOUT;
+        if (x && FD_ISSET(fd, x)) ev |= POLLPRI;
+        if (ev) p[n++] = (struct pollfd){.fd = fd, .events = ev};
+    }
+    int got = shim_ppoll(p, n, tmo, mask);
+    if (got < 0) return -1;
+    for (nfds_t i = 0; i < n; i++)
+        if (p[i].revents & POLLNVAL) { errno = EBADF; return -1; }
+    if (r) FD_ZERO(r);
+    if (w) FD_ZERO(w);
+    if (x) FD_ZERO(x);
+    got = 0;
+    for (nfds_t i = 0; i < n; i++) {
+        short re = p[i].revents, ev = p[i].events;
+        if ((ev & POLLIN) && (re & (POLLIN | POLLHUP | POLLERR))) { FD_SET(p[i].fd, r); got++; }
+        if ((ev & POLLOUT) && (re & (POLLOUT | POLLERR))) { FD_SET(p[i].fd, w); got++; }
+        if ((ev & POLLPRI) && (re & POLLPRI)) { FD_SET(p[i].fd, x); got++; }
+    }
+    return got;
+}
+
+EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *x, struct timeval *tv)
+{
+    if (!sets_touch_tls(nfds, r, w, x)) return REAL(select)(nfds, r, w, x, tv);
+    if (tv != NULL && (tv->tv_sec < 0 || tv->tv_usec < 0)) { errno = EINVAL; return -1; }
+    struct timespec ts, *tp = NULL;
+    long end = 0;
+    if (tv != NULL) {
+        ts = (struct timespec){tv->tv_sec + tv->tv_usec / 1000000, (tv->tv_usec % 1000000) * 1000L};
+        tp = &ts;
+        end = now_ms() + (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    }
+    int rc = shim_select(nfds, r, w, x, tp, NULL);
+    if (tv != NULL) { /* Linux writes back what is left of the timeout */
+        long left = end - now_ms();
+        if (left < 0) left = 0;
+        tv->tv_sec = left / 1000;
+        tv->tv_usec = (left % 1000) * 1000;
+    }
+    return rc;
+}
+
+EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *x, const struct timespec *tmo, const sigset_t *mask)
+{
+    if (!sets_touch_tls(nfds, r, w, x)) return REAL(pselect)(nfds, r, w, x, tmo, mask);
+    return shim_select(nfds, r, w, x, tmo, mask);
 }
 
 /* fork, in the child: locks another thread held at the fork are re-made; the listeners forget the

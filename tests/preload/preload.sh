@@ -69,7 +69,7 @@ shim() { env LD_PRELOAD="$PRE" "$@"; }
 # ------------------------------------------------------------------ exports ---
 if case_begin exports; then
   syms=$(nm -D --defined-only "$SO" | awk '$2 == "T" || $2 == "W" {print $3}' | sort | tr '\n' ' ')
-  want="accept accept4 close connect dup dup2 dup3 epoll_ctl epoll_pwait epoll_wait fcntl fcntl64 getaddrinfo listen poll read readv recv recvfrom recvmsg send sendfile sendfile64 sendmsg sendto shutdown socket splice write writev "
+  want="accept accept4 close connect dup dup2 dup3 epoll_ctl epoll_pwait epoll_wait fcntl fcntl64 getaddrinfo listen poll ppoll pselect read readv recv recvfrom recvmsg select send sendfile sendfile64 sendmsg sendto shutdown socket splice write writev "
   extra=$(nm -D --defined-only "$SO" | awk '$2 != "T" && $2 != "W" && $2 != "A" {print $3}' | grep -v '^_' | tr '\n' ' ')
   if [[ $syms != "$want" ]]; then fail "exported: $syms (want: $want)"
   elif [[ -n ${extra// } ]]; then fail "other exported symbols: $extra"
@@ -378,6 +378,102 @@ if case_begin busybox/static-not-reached; then
     run_cmd plain /dev/null curl -sS "http://127.0.0.1:$PORT/hello.txt"
     if (( RC == 0 )) && cmp -s "$CD/plain.out" "$DOCS/hello.txt"; then pass  # plaintext: the limit, as documented
     else fail "the static busybox did not answer plaintext (curl exit $RC): docs/preload.md's limit is wrong"; fi
+  fi
+fi
+
+# ------------------------------------------------------------------- nginx ---
+# Debian's nginx with a plaintext `listen PORT;` config, a master and 2 workers (prefork: the listener is
+# made by the master and inherited by the workers, which accept4 on it with epoll, EPOLLEXCLUSIVE),
+# sendfile on.  NGINX=PATH overrides the binary.
+NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+nginx_conf() { # nginx_conf DIR: config template (port PORTX) and the dirs under DIR
+  local d=$1
+  mkdir -p "$d/logs" "$d/tmp"
+  cat >"$d/nginx.tmpl" <<CONF
+daemon off;
+master_process on;
+worker_processes 2;
+$( (( $(id -u) == 0 )) && echo "user root;")
+error_log $d/logs/error.log info;
+pid $d/nginx.pid;
+events { worker_connections 512; }
+http {
+  log_format withpid '\$pid \$status \$body_bytes_sent \$request';
+  access_log $d/logs/access.log withpid;
+  client_body_temp_path $d/tmp; proxy_temp_path $d/tmp; fastcgi_temp_path $d/tmp;
+  uwsgi_temp_path $d/tmp; scgi_temp_path $d/tmp;
+  sendfile on;
+  keepalive_timeout 5;
+  server { listen PORTX; root $DOCS; }
+}
+CONF
+}
+start_nginx() { # start_nginx DIR ENV...: nginx under the shim (serve rule for the port in the env)
+  local d=$1; shift
+  start_server srv -- env LD_PRELOAD="$PRE" "${@//PORTX/\{PORT\}}" bash -c \
+    "sed 's/PORTX/{PORT}/' '$d/nginx.tmpl' >'$d/nginx.conf' && exec '$NGINX' -e '$d/logs/error.log' -p '$d' -c '$d/nginx.conf'"
+}
+stop_nginx() { # the master ends its workers on SIGQUIT/SIGTERM; never leave orphaned workers
+  local d=$1 mp
+  mp=$(cat "$d/nginx.pid" 2>/dev/null)
+  [[ -n $mp ]] && kill -TERM "$mp" 2>/dev/null
+  for _ in $(seq 100); do pgrep -f "nginx: worker process" -P "$mp" >/dev/null 2>&1 || break; sleep 0.05; done
+}
+if case_begin nginx/prefork-16MiB-curl-s_client; then
+  if [[ ! -x $NGINX ]]; then skip "nginx not installed (make deps)"
+  else
+    NG=$CD/ng; nginx_conf "$NG"
+    if ! start_nginx "$NG" KTLSX_SERVE=PORTX KTLSX_CERT="$(crt server-ecdsa)" KTLSX_KEY="$(key server-ecdsa)" KTLSX_LOG=info; then
+      fail "nginx did not start: $(tail -n 3 "$CD/srv.err" "$NG/logs/error.log" 2>/dev/null | head -c 400)"
+    else
+      sleep 0.3 # the workers start after the master's listen
+      workers=$(pgrep -f "nginx: worker process" | wc -l)
+      bad=
+      fetch_big curl "$PORT" || bad+=" curl: $WHY"
+      printf 'GET /big.bin HTTP/1.0\r\nHost: localhost\r\n\r\n' >"$CD/req.txt"
+      run_cmd sc "$CD/req.txt" openssl s_client -quiet -ign_eof -connect "127.0.0.1:$PORT" -servername localhost \
+        -verify_return_error -CAfile "$CA"
+      python3 -c 'import sys; d=open(sys.argv[1],"rb").read(); i=d.find(b"\r\n\r\n"); open(sys.argv[2],"wb").write(d[i+4:] if i>=0 else b"")' \
+        "$CD/sc.out" "$CD/sc.data"
+      (( RC == 0 )) || bad+=" s_client $(describe_rc "$RC")"
+      same_data "$DOCS/big.bin" "$CD/sc.data" || bad+=" s_client: $DATA_WHY"
+      run_cmd plain /dev/null curl -sS -m 5 "http://127.0.0.1:$PORT/hello.txt"
+      (( RC == 0 )) && bad+=" plaintext HTTP was answered on the TLS port"
+      stop_nginx "$NG"
+      if (( workers < 2 )); then fail "expected 2 nginx workers, saw $workers"
+      elif [[ -n $bad ]]; then fail "$bad"
+      elif grep -q 'ERROR\|AddressSanitizer' "$NG/logs/error.log" "$CD/srv.err"; then fail "shim error: $(grep -m2 'ERROR\|AddressSanitizer' "$NG/logs/error.log" "$CD/srv.err")"
+      else pass; fi
+    fi
+  fi
+fi
+# Many concurrent connections spread over both workers: every one must be served, none may wait for a
+# handshake deadline (with one process's readiness signal visible to the others, a worker would take
+# another's wake-up for a client and leave finished connections waiting).
+if case_begin nginx/prefork-60-concurrent; then
+  if [[ ! -x $NGINX ]]; then skip "nginx not installed (make deps)"
+  else
+    NG=$CD/ng; nginx_conf "$NG"
+    if ! start_nginx "$NG" KTLSX_SERVE=PORTX KTLSX_CERT="$(crt server-ecdsa)" KTLSX_KEY="$(key server-ecdsa)"; then
+      fail "nginx did not start"
+    else
+      sleep 0.3
+      t0=$(date +%s%N)
+      pids=()
+      for i in $(seq 60); do
+        timeout -k 2 "$TMO" curl -sS -m 8 --cacert "$CA" -o "$CD/c$i.data" "https://localhost:$PORT/hello.txt" 2>"$CD/c$i.err" &
+        pids+=($!)
+      done
+      bad=0
+      for i in $(seq 60); do wait "${pids[i-1]}" || bad=$((bad + 1)); cmp -s "$CD/c$i.data" "$DOCS/hello.txt" || bad=$((bad + 1)); done
+      ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+      stop_nginx "$NG"
+      served_by=$(awk '$2 == 200 {print $1}' "$NG/logs/access.log" | sort | uniq -c | tr '\n' ' ')
+      echo "    60 requests in $ms ms; served by (count pid): $served_by"
+      if (( bad > 0 )); then fail "$bad of 60 failed or differ: $(cat "$CD"/c*.err | sort | uniq -c | head -n 3)"
+      elif (( ms > 7000 )); then fail "60 requests took $ms ms (a connection waited for a deadline)"
+      else pass; fi
+    fi
   fi
 fi
 
