@@ -85,6 +85,7 @@ static int (*real_dup2)(int, int);
 static int (*real_dup3)(int, int, int);
 static int (*real_fcntl)(int, int, ...);
 static int (*real_fcntl64)(int, int, ...);
+static FILE *(*real_fdopen)(int, const char *);
 static int (*real_getaddrinfo)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
 
 #define REAL(name) (real_##name != NULL ? real_##name : resolve_##name())
@@ -100,7 +101,7 @@ static int (*real_getaddrinfo)(const char *, const char *, const struct addrinfo
 RESOLVER(read) RESOLVER(write) RESOLVER(recv) RESOLVER(send) RESOLVER(recvfrom) RESOLVER(sendto)
 RESOLVER(recvmsg) RESOLVER(sendmsg) RESOLVER(readv) RESOLVER(writev) RESOLVER(sendfile) RESOLVER(sendfile64)
 RESOLVER(splice) RESOLVER(poll) RESOLVER(ppoll) RESOLVER(select) RESOLVER(pselect) RESOLVER(epoll_ctl) RESOLVER(epoll_wait) RESOLVER(epoll_pwait) RESOLVER(socket) RESOLVER(listen) RESOLVER(accept) RESOLVER(accept4) RESOLVER(connect) RESOLVER(shutdown)
-RESOLVER(close) RESOLVER(dup) RESOLVER(dup2) RESOLVER(dup3) RESOLVER(fcntl) RESOLVER(fcntl64) RESOLVER(getaddrinfo)
+RESOLVER(close) RESOLVER(dup) RESOLVER(dup2) RESOLVER(dup3) RESOLVER(fcntl) RESOLVER(fcntl64) RESOLVER(getaddrinfo) RESOLVER(fdopen)
 
 /* ---- state ---- */
 static __thread int in_lib __attribute__((tls_model("initial-exec")));
@@ -108,6 +109,7 @@ static struct pl_rules rules;
 static int active;     /* rules loaded and the table set up */
 static int n_connect;  /* connect rules (connect() does nothing more without one) */
 static atomic_int ktls_logged;
+static atomic_int sendfile_logged;
 
 #define LIB_ENTER() (in_lib++)
 #define LIB_LEAVE() (in_lib--)
@@ -943,7 +945,12 @@ static ssize_t tls_sendfile(struct pl_tls *t, int fd, int in_fd, off_t *offset, 
     int64_t off;
     size_t done = 0;
     if (t->shut_wr || t->failed) { errno = t->failed ? ECONNRESET : EPIPE; return -1; }
-    if (t->ktls & KTLSX_KTLS_TX) return REAL(sendfile)(t->priv_fd, in_fd, offset, count);
+    if (t->ktls & KTLSX_KTLS_TX) {
+        /* page cache -> kernel TLS: said once per process, so a test (and an operator) can see it */
+        if (!atomic_exchange(&sendfile_logged, 1))
+            pl_log(KTLSX_LOG_INFO, "sendfile: through kernel TLS (zero copy)");
+        return REAL(sendfile)(t->priv_fd, in_fd, offset, count);
+    }
     if (offset != NULL) {
         off = *offset;
     } else {
@@ -1483,4 +1490,29 @@ EXPORT int fcntl64(int fd, int cmd, ...)
     int rc = REAL(fcntl64)(fd, cmd, arg);
     if (rc >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && !in_lib && pl_fd_get(fd) != NULL) pl_fd_dup(fd, rc);
     return rc;
+}
+
+/* ---- stdio on a TLS fd ----
+ *
+ * glibc's stdio reads and writes a FILE through its internal read/write, which no LD_PRELOAD
+ * reaches: a program that fdopen()s a TLS socket (busybox wget does) would read records and write
+ * plaintext.  fdopen of a TLS fd returns a FILE whose reads, writes and close go through the shim
+ * (fopencookie); fileno() on it still gives the fd, so poll/select on it keep working. */
+static ssize_t cookie_read(void *c, char *buf, size_t n) { return read((int)(intptr_t)c, buf, n); }
+static ssize_t cookie_write(void *c, const char *buf, size_t n)
+{
+    ssize_t w = write((int)(intptr_t)c, buf, n);
+    return w < 0 ? 0 : w; /* stdio: 0 is the error */
+}
+static int cookie_close(void *c) { return close((int)(intptr_t)c); }
+
+EXPORT FILE *fdopen(int fd, const char *mode)
+{
+    struct pl_tls *t = lookup(fd);
+    if (t == NULL || t->sock == NULL) return REAL(fdopen)(fd, mode);
+    if (REAL(fcntl)(fd, F_GETFL) < 0) return NULL; /* EBADF, as fdopen */
+    cookie_io_functions_t io = {.read = cookie_read, .write = cookie_write, .seek = NULL, .close = cookie_close};
+    FILE *f = fopencookie((void *)(intptr_t)fd, mode, io);
+    if (f != NULL) f->_fileno = fd; /* fileno(); stdio itself uses the cookie functions only */
+    return f;
 }
