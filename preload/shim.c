@@ -86,6 +86,7 @@ static int (*real_dup3)(int, int, int);
 static int (*real_fcntl)(int, int, ...);
 static int (*real_fcntl64)(int, int, ...);
 static FILE *(*real_fdopen)(int, const char *);
+static int (*real_getsockopt)(int, int, int, void *, socklen_t *);
 static int (*real_getaddrinfo)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
 
 #define REAL(name) (real_##name != NULL ? real_##name : resolve_##name())
@@ -101,7 +102,7 @@ static int (*real_getaddrinfo)(const char *, const char *, const struct addrinfo
 RESOLVER(read) RESOLVER(write) RESOLVER(recv) RESOLVER(send) RESOLVER(recvfrom) RESOLVER(sendto)
 RESOLVER(recvmsg) RESOLVER(sendmsg) RESOLVER(readv) RESOLVER(writev) RESOLVER(sendfile) RESOLVER(sendfile64)
 RESOLVER(splice) RESOLVER(poll) RESOLVER(ppoll) RESOLVER(select) RESOLVER(pselect) RESOLVER(epoll_ctl) RESOLVER(epoll_wait) RESOLVER(epoll_pwait) RESOLVER(socket) RESOLVER(listen) RESOLVER(accept) RESOLVER(accept4) RESOLVER(connect) RESOLVER(shutdown)
-RESOLVER(close) RESOLVER(dup) RESOLVER(dup2) RESOLVER(dup3) RESOLVER(fcntl) RESOLVER(fcntl64) RESOLVER(getaddrinfo) RESOLVER(fdopen)
+RESOLVER(close) RESOLVER(dup) RESOLVER(dup2) RESOLVER(dup3) RESOLVER(fcntl) RESOLVER(fcntl64) RESOLVER(getaddrinfo) RESOLVER(fdopen) RESOLVER(getsockopt)
 
 /* ---- state ---- */
 static __thread int in_lib __attribute__((tls_model("initial-exec")));
@@ -298,6 +299,7 @@ static struct pl_tls *handshake(int fd, const struct pl_rule *rule, int ms, cons
         return NULL;
     }
     pthread_mutex_init(&t->lock, NULL);
+    t->wake_fd = -1;
     t->priv_fd = priv;
     t->sock = s;
     t->rule = rule;
@@ -371,6 +373,7 @@ EXPORT int listen(int fd, int backlog)
     }
     pthread_mutex_init(&t->lock, NULL);
     t->priv_fd = -1;
+    t->wake_fd = -1;
     t->rule = rule;
     t->lst = l;
     pl_fd_attach(fd, t);
@@ -711,30 +714,176 @@ static int name_of(const char *addr, char *name, size_t cap)
     return found;
 }
 
+/* ---- nonblocking connect ----
+ *
+ * connect() on a nonblocking socket with a connect rule returns EINPROGRESS as usual; a shim thread
+ * waits for the TCP connection and runs the handshake (bounded by the handshake deadline) on a dup
+ * of the socket.  Meanwhile the fd has a state with sock NULL and `connecting` set: reads and writes
+ * give EAGAIN (a blocking caller waits for the end of the handshake), and the program's wait for
+ * writability is the handshake's end: poll/ppoll/select/pselect wait on the state's wake fd instead
+ * of the socket, epoll registrations of the socket leave out EPOLLIN/EPOLLOUT and register the wake
+ * fd under a shim tag, which epoll_wait / epoll_pwait turn back into the program's event (EPOLLOUT,
+ * or EPOLLERR|EPOLLHUP when it failed) and the program's own registration.  getsockopt(SO_ERROR)
+ * then says how it ended (0, or the TCP error, ECONNREFUSED for a failed handshake, ETIMEDOUT). */
+struct cn_job {
+    struct pl_tls *t;
+    int fd; /* the shim's dup of the socket, for the thread */
+    const struct pl_rule *rule;
+    char sni[KTLSX_DOOR_HOST_MAX + 1];
+};
+
+static void *cn_thread(void *arg)
+{
+    struct cn_job *job = arg;
+    struct pl_tls *t = job->t, *r = NULL;
+    int err = 0, soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (wait_fd(job->fd, POLLOUT, rules.hs_ms) < 0) err = errno;
+    else if (getsockopt(job->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0) err = errno;
+    else err = soerr;
+    if (err == 0) {
+        r = handshake(job->fd, job->rule, rules.hs_ms, job->sni);
+        if (r == NULL) err = ECONNREFUSED;
+    } else {
+        pl_log(KTLSX_LOG_INFO, "%s: connect: %s", job->rule->where, strerror(err));
+    }
+    /* a failed handshake: cut the TCP connection, nothing goes out in plaintext */
+    if (err != 0) REAL(shutdown)(job->fd, SHUT_RDWR);
+    uint64_t one = 1;
+    pthread_mutex_lock(&t->lock);
+    if (r != NULL) {
+        t->priv_fd = r->priv_fd;
+        t->ktls = r->ktls;
+        t->sock = r->sock;
+        r->sock = NULL;
+        r->priv_fd = -1;
+    } else {
+        t->failed = 1;
+    }
+    t->conn_err = err;
+    t->connecting = 0;
+    if (REAL(write)(t->wake_fd, &one, sizeof one) < 0) pl_log(KTLSX_LOG_ERROR, "connect: wake fd: %s", strerror(errno));
+    int abandoned = t->abandoned;
+    pthread_mutex_unlock(&t->lock);
+    pl_tls_free(r);
+    REAL(close)(job->fd);
+    if (abandoned) {
+        LIB_ENTER();
+        pl_tls_free(t);
+        LIB_LEAVE();
+    }
+    free(job);
+    return NULL;
+}
+
+/* A connection still in its nonblocking connect: 0 once it can carry data; else -1 with EAGAIN
+ * (nonblocking) or the connect's error, after waiting for its end (blocking). */
+static int conn_ready(struct pl_tls *t, int fd, int flags)
+{
+    for (;;) {
+        pthread_mutex_lock(&t->lock);
+        int connecting = t->connecting, ok = t->sock != NULL, err = t->conn_err;
+        pthread_mutex_unlock(&t->lock);
+        if (ok) return 0;
+        if (!connecting) { errno = err ? err : ECONNRESET; return -1; }
+        if ((flags & MSG_DONTWAIT) || fd_nonblocking(fd)) { errno = EAGAIN; return -1; }
+        if (wait_fd(t->wake_fd, POLLIN, -1) < 0) return -1;
+    }
+}
+
+static int is_connecting(struct pl_tls *t)
+{
+    pthread_mutex_lock(&t->lock);
+    int c = t->connecting;
+    pthread_mutex_unlock(&t->lock);
+    return c;
+}
+
+static int connect_nonblocking(int fd, int rc, const struct pl_rule *rule, const char *sni)
+{
+    struct pl_tls *t = calloc(1, sizeof *t);
+    struct cn_job *job = calloc(1, sizeof *job);
+    int dupfd = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 0);
+    int wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (t == NULL || job == NULL || dupfd < 0 || wake < 0) {
+        int e = errno ? errno : ENOMEM;
+        free(t);
+        free(job);
+        if (dupfd >= 0) REAL(close)(dupfd);
+        if (wake >= 0) REAL(close)(wake);
+        REAL(shutdown)(fd, SHUT_RDWR);
+        pl_log(KTLSX_LOG_ERROR, "%s: connect: %s: refused (no plaintext)", rule->where, strerror(e));
+        errno = e;
+        return -1;
+    }
+    (void)rc;
+    pthread_mutex_init(&t->lock, NULL);
+    t->priv_fd = -1;
+    t->wake_fd = wake;
+    t->rule = rule;
+    t->connecting = 1;
+    job->t = t;
+    job->fd = dupfd;
+    job->rule = rule;
+    snprintf(job->sni, sizeof job->sni, "%s", sni);
+    if (pl_fd_attach(fd, t) < 0) {
+        pl_tls_free(t);
+        REAL(close)(dupfd);
+        free(job);
+        REAL(shutdown)(fd, SHUT_RDWR);
+        errno = EMFILE;
+        return -1;
+    }
+    int e = start_thread(cn_thread, job);
+    if (e != 0) {
+        pthread_mutex_lock(&t->lock);
+        t->connecting = 0;
+        t->failed = 1;
+        t->conn_err = ECONNREFUSED;
+        uint64_t one = 1;
+        (void)REAL(write)(wake, &one, sizeof one);
+        pthread_mutex_unlock(&t->lock);
+        REAL(close)(dupfd);
+        free(job);
+        REAL(shutdown)(fd, SHUT_RDWR);
+        pl_log(KTLSX_LOG_ERROR, "%s: no thread for the handshake (%s): connect refused", rule->where, strerror(e));
+        errno = ECONNREFUSED;
+        return -1;
+    }
+    errno = EINPROGRESS;
+    return -1;
+}
+
 EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     if (!active || n_connect == 0 || in_lib || addr == NULL ||
         (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
         return REAL(connect)(fd, addr, len);
+    struct pl_tls *cur = pl_fd_get(fd);
+    if (cur != NULL && cur->lst == NULL) { /* connect again on a TLS connection: where it stands */
+        pthread_mutex_lock(&cur->lock);
+        int connecting = cur->connecting, ok = cur->sock != NULL, err = cur->conn_err;
+        pthread_mutex_unlock(&cur->lock);
+        errno = connecting ? EALREADY : ok ? EISCONN : (err ? err : ECONNREFUSED);
+        return -1;
+    }
     char host[INET6_ADDRSTRLEN], name[KTLSX_DOOR_HOST_MAX + 1];
     if (numeric_host(addr, host, sizeof host) < 0) return REAL(connect)(fd, addr, len);
     int have_name = name_of(host, name, sizeof name);
     const struct pl_rule *rule = pl_rules_connect(&rules, host, have_name ? name : NULL, sock_port(addr));
     if (rule == NULL || !is_tcp(fd)) return REAL(connect)(fd, addr, len);
+    const char *sni = rule->name[0] ? rule->name : have_name ? name : rule->host;
 
     int rc = REAL(connect)(fd, addr, len);
-    if (rc < 0 && errno == EINPROGRESS) {
-        /* Nonblocking connect: this step finishes it (bounded by the handshake deadline) and runs the
-         * handshake before returning 0; see docs/preload.md. */
+    if (rc < 0 && errno != EINPROGRESS) return -1;
+    if (fd_nonblocking(fd)) return connect_nonblocking(fd, rc, rule, sni);
+    if (rc < 0) { /* EINPROGRESS on a blocking socket: a signal interrupted connect (SA_RESTART or not) */
         int soerr = 0;
         socklen_t l = sizeof soerr;
         if (wait_fd(fd, POLLOUT, rules.hs_ms) < 0) return -1;
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &l) < 0) return -1;
         if (soerr != 0) { errno = soerr; return -1; }
-    } else if (rc < 0) {
-        return -1;
     }
-    const char *sni = rule->name[0] ? rule->name : have_name ? name : rule->host;
     struct pl_tls *t = handshake(fd, rule, rules.hs_ms, sni);
     if (t == NULL || pl_fd_attach(fd, t) < 0) {
         pl_tls_free(t);
@@ -746,17 +895,30 @@ EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
     return 0;
 }
 
+/* SO_ERROR of a TLS connection that went through a nonblocking connect: how it ended. */
+EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+{
+    struct pl_tls *t;
+    if (level != SOL_SOCKET || name != SO_ERROR || val == NULL || len == NULL || *len < (socklen_t)sizeof(int) ||
+        (t = lookup(fd)) == NULL || t->lst != NULL || t->wake_fd < 0)
+        return REAL(getsockopt)(fd, level, name, val, len);
+    pthread_mutex_lock(&t->lock);
+    int v = t->connecting ? 0 : t->conn_err;
+    t->conn_err = 0; /* read once, like the socket's own */
+    pthread_mutex_unlock(&t->lock);
+    if (v == 0) return REAL(getsockopt)(fd, level, name, val, len);
+    *(int *)val = v;
+    *len = sizeof(int);
+    return 0;
+}
+
 /* ---- data ---- */
 
-/* Read up to len bytes of plaintext.  nb: do not wait. */
-static ssize_t tls_recv(struct pl_tls *t, int fd, void *buf, size_t len, int flags)
+/* Read up to len bytes of plaintext from the record layer.  nb: do not wait. */
+static ssize_t tls_recv_raw(struct pl_tls *t, int fd, void *buf, size_t len, int flags)
 {
     int nb = (flags & MSG_DONTWAIT) || fd_nonblocking(fd);
     size_t done = 0;
-    if (flags & MSG_PEEK) {
-        errno = EOPNOTSUPP; /* not carried in this step (docs/preload.md) */
-        return -1;
-    }
     if (len == 0) return 0;
     for (;;) {
         size_t got = 0;
@@ -792,6 +954,48 @@ static ssize_t tls_recv(struct pl_tls *t, int fd, void *buf, size_t len, int fla
     }
 }
 
+/* MSG_PEEK: what a peek read stays in t->peek and is handed out first by every later read (a peek
+ * never reads more than one read would have). */
+static ssize_t tls_recv(struct pl_tls *t, int fd, void *buf, size_t len, int flags)
+{
+    if (len == 0) return 0;
+    pthread_mutex_lock(&t->lock);
+    size_t avail = t->peek_len - t->peek_off;
+    if (avail > 0) {
+        size_t n = len < avail ? len : avail;
+        memcpy(buf, t->peek + t->peek_off, n);
+        if (!(flags & MSG_PEEK)) {
+            t->peek_off += n;
+            if (t->peek_off == t->peek_len) t->peek_off = t->peek_len = 0;
+        }
+        pthread_mutex_unlock(&t->lock);
+        return (ssize_t)n;
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (!(flags & MSG_PEEK)) return tls_recv_raw(t, fd, buf, len, flags);
+    char *tmp = malloc(len);
+    if (tmp == NULL) { errno = ENOMEM; return -1; }
+    ssize_t n = tls_recv_raw(t, fd, tmp, len, flags & ~MSG_PEEK);
+    if (n > 0) {
+        pthread_mutex_lock(&t->lock);
+        char *np = realloc(t->peek, t->peek_len + (size_t)n);
+        if (np == NULL) {
+            pthread_mutex_unlock(&t->lock);
+            free(tmp);
+            errno = ENOMEM; /* the bytes are lost: the connection cannot go on */
+            t->failed = 1;
+            return -1;
+        }
+        memcpy(np + t->peek_len, tmp, (size_t)n);
+        t->peek = np;
+        t->peek_len += (size_t)n;
+        pthread_mutex_unlock(&t->lock);
+        memcpy(buf, tmp, (size_t)n);
+    }
+    free(tmp);
+    return n;
+}
+
 /* Room in the kernel's send buffer, so that a nonblocking write takes only what can go out now. */
 static size_t send_room(int fd)
 {
@@ -802,12 +1006,26 @@ static size_t send_room(int fd)
     return room > 1024 ? (size_t)room - 512 : 0;
 }
 
+/* A write on a connection that is gone: the errno the kernel would give (probed with an empty send
+ * on the socket: ECONNRESET once after a reset, EPIPE after that or after shutdown) and, with EPIPE,
+ * SIGPIPE to the calling thread unless MSG_NOSIGNAL, as a plain socket does. */
+static int write_gone(struct pl_tls *t, int flags)
+{
+    int e = EPIPE;
+    if (!t->shut_wr && t->priv_fd >= 0) {
+        e = REAL(send)(t->priv_fd, "", 0, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 ? errno : ECONNRESET;
+        if (e != EPIPE) e = ECONNRESET; /* TCP still up: the TLS layer failed (an alert, a bad record) */
+    }
+    if (e == EPIPE && !(flags & MSG_NOSIGNAL)) raise(SIGPIPE);
+    return e;
+}
+
 static ssize_t tls_send(struct pl_tls *t, int fd, const void *buf, size_t len, int flags)
 {
     int nb = (flags & MSG_DONTWAIT) || fd_nonblocking(fd);
     size_t done = 0;
-    if (t->shut_wr || t->failed) { errno = t->failed ? ECONNRESET : EPIPE; return -1; }
-    if (t->ktls & KTLSX_KTLS_TX) return REAL(send)(t->priv_fd, buf, len, flags | MSG_NOSIGNAL);
+    if (t->shut_wr || t->failed) { errno = write_gone(t, flags); return -1; }
+    if (t->ktls & KTLSX_KTLS_TX) return REAL(send)(t->priv_fd, buf, len, flags); /* SIGPIPE from the kernel */
     if (len == 0) return 0;
     for (;;) {
         size_t sent = 0, take = len - done;
@@ -835,7 +1053,9 @@ static ssize_t tls_send(struct pl_tls *t, int fd, const void *buf, size_t len, i
         done += sent;
         if (st == KTLSX_IO_FAILED || st == KTLSX_IO_TIMEOUT || st == KTLSX_IO_CLOSED) {
             errno = io_errno(t, st);
-            return done ? (ssize_t)done : -1;
+            if (done) return (ssize_t)done;
+            if (st != KTLSX_IO_TIMEOUT) errno = write_gone(t, flags);
+            return -1;
         }
         if (nb) {
             if (done > 0) return (ssize_t)done;
@@ -847,28 +1067,30 @@ static ssize_t tls_send(struct pl_tls *t, int fd, const void *buf, size_t len, i
     }
 }
 
-#define DATA_CALL(call_tls, call_real) \
-    struct pl_tls *t = lookup(fd);     \
-    if (t == NULL || t->sock == NULL) return call_real; \
+#define DATA_CALL_F(call_tls, call_real, flags)                      \
+    struct pl_tls *t = lookup(fd);                                 \
+    if (t == NULL || t->lst != NULL) return call_real;             \
+    if (t->sock == NULL && conn_ready(t, fd, flags) < 0) return -1; \
     return call_tls
+#define DATA_CALL(call_tls, call_real) DATA_CALL_F(call_tls, call_real, 0)
 
 EXPORT ssize_t read(int fd, void *buf, size_t n) { DATA_CALL(tls_recv(t, fd, buf, n, 0), REAL(read)(fd, buf, n)); }
 EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
-    DATA_CALL(tls_recv(t, fd, buf, n, flags), REAL(recv)(fd, buf, n, flags));
+    DATA_CALL_F(tls_recv(t, fd, buf, n, flags), REAL(recv)(fd, buf, n, flags), flags);
 }
 EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *alen)
 {
-    DATA_CALL(tls_recv(t, fd, buf, n, flags), REAL(recvfrom)(fd, buf, n, flags, addr, alen));
+    DATA_CALL_F(tls_recv(t, fd, buf, n, flags), REAL(recvfrom)(fd, buf, n, flags, addr, alen), flags);
 }
 EXPORT ssize_t write(int fd, const void *buf, size_t n) { DATA_CALL(tls_send(t, fd, buf, n, 0), REAL(write)(fd, buf, n)); }
 EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
-    DATA_CALL(tls_send(t, fd, buf, n, flags), REAL(send)(fd, buf, n, flags));
+    DATA_CALL_F(tls_send(t, fd, buf, n, flags), REAL(send)(fd, buf, n, flags), flags);
 }
 EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr, socklen_t alen)
 {
-    DATA_CALL(tls_send(t, fd, buf, n, flags), REAL(sendto)(fd, buf, n, flags, addr, alen));
+    DATA_CALL_F(tls_send(t, fd, buf, n, flags), REAL(sendto)(fd, buf, n, flags, addr, alen), flags);
 }
 
 static size_t iov_total(const struct iovec *iov, int cnt)
@@ -919,7 +1141,8 @@ EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
 EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
     struct pl_tls *t = lookup(fd);
-    if (t == NULL || t->sock == NULL) return REAL(recvmsg)(fd, msg, flags);
+    if (t == NULL || t->lst != NULL) return REAL(recvmsg)(fd, msg, flags);
+    if (t->sock == NULL && conn_ready(t, fd, flags) < 0) return -1;
     ssize_t n = tls_readv(t, fd, msg->msg_iov, (int)msg->msg_iovlen, flags);
     if (n >= 0) {
         msg->msg_controllen = 0; /* no ancillary data on a TLS stream */
@@ -930,12 +1153,13 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
     struct pl_tls *t = lookup(fd);
-    if (t == NULL || t->sock == NULL) return REAL(sendmsg)(fd, msg, flags);
+    if (t == NULL || t->lst != NULL) return REAL(sendmsg)(fd, msg, flags);
+    if (t->sock == NULL && conn_ready(t, fd, flags) < 0) return -1;
     if (msg->msg_controllen != 0 && !(t->ktls & KTLSX_KTLS_TX)) {
         errno = EOPNOTSUPP; /* ancillary data on a TLS stream in user-space records: not carried */
         return -1;
     }
-    if (t->ktls & KTLSX_KTLS_TX) return REAL(sendmsg)(t->priv_fd, msg, flags | MSG_NOSIGNAL);
+    if (t->ktls & KTLSX_KTLS_TX) return REAL(sendmsg)(t->priv_fd, msg, flags);
     return tls_writev(t, fd, msg->msg_iov, (int)msg->msg_iovlen, flags);
 }
 
@@ -944,7 +1168,7 @@ static ssize_t tls_sendfile(struct pl_tls *t, int fd, int in_fd, off_t *offset, 
     int nb = fd_nonblocking(fd);
     int64_t off;
     size_t done = 0;
-    if (t->shut_wr || t->failed) { errno = t->failed ? ECONNRESET : EPIPE; return -1; }
+    if (t->shut_wr || t->failed) { errno = write_gone(t, 0); return -1; }
     if (t->ktls & KTLSX_KTLS_TX) {
         /* page cache -> kernel TLS: said once per process, so a test (and an operator) can see it */
         if (!atomic_exchange(&sendfile_logged, 1))
@@ -980,7 +1204,10 @@ static ssize_t tls_sendfile(struct pl_tls *t, int fd, int in_fd, off_t *offset, 
         done += sent;
         if (st == KTLSX_IO_FAILED || st == KTLSX_IO_TIMEOUT || st == KTLSX_IO_CLOSED) {
             errno = io_errno(t, st);
-            if (done == 0) return -1;
+            if (done == 0) {
+                if (st != KTLSX_IO_TIMEOUT) errno = write_gone(t, 0);
+                return -1;
+            }
             break;
         }
         if (st != KTLSX_IO_OK) {
@@ -1027,8 +1254,11 @@ EXPORT ssize_t splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, si
 {
     struct pl_tls *tin = lookup(fd_in), *tout = lookup(fd_out);
     char buf[65536];
-    if (tin != NULL && tin->sock == NULL) tin = NULL;
-    if (tout != NULL && (tout->sock == NULL || (tout->ktls & KTLSX_KTLS_TX))) tout = NULL;
+    if (tin != NULL && tin->lst != NULL) tin = NULL;
+    if (tout != NULL && tout->lst != NULL) tout = NULL;
+    if (tin != NULL && tin->sock == NULL && conn_ready(tin, fd_in, (flags & SPLICE_F_NONBLOCK) ? MSG_DONTWAIT : 0) < 0) return -1;
+    if (tout != NULL && tout->sock == NULL && conn_ready(tout, fd_out, (flags & SPLICE_F_NONBLOCK) ? MSG_DONTWAIT : 0) < 0) return -1;
+    if (tout != NULL && (tout->ktls & KTLSX_KTLS_TX)) tout = NULL;
     if (tin == NULL && tout == NULL) return REAL(splice)(fd_in, off_in, fd_out, off_out, len, flags);
     if (tin != NULL && tout != NULL) { errno = EINVAL; return -1; }
     if (len > sizeof buf) len = sizeof buf;
@@ -1077,12 +1307,14 @@ static atomic_int ep_any;
 
 static int pending_in(struct pl_tls *t)
 {
-    if (t == NULL || t->sock == NULL) return 0;
+    if (t == NULL || t->lst != NULL) return 0;
+    if (t->sock == NULL) return !t->connecting; /* a failed nonblocking connect: a read answers at once */
     if (t->eof || t->failed) return 1; /* a read answers at once (0 or an error), as at a socket's EOF */
     pthread_mutex_lock(&t->lock);
     LIB_ENTER();
-    /* plaintext or whole records held, or the peer's close_notify already taken in */
-    int held = ktlsx_socket_pending_plaintext(t->sock) > 0 || ktlsx_socket_clean_close(t->sock);
+    /* peeked plaintext, plaintext or whole records held, or the peer's close_notify already taken in */
+    int held = t->peek_len > t->peek_off || ktlsx_socket_pending_plaintext(t->sock) > 0 ||
+               ktlsx_socket_clean_close(t->sock);
     LIB_LEAVE();
     pthread_mutex_unlock(&t->lock);
     return held;
@@ -1098,17 +1330,41 @@ static void ep_forget_fd(int fd)
     pthread_mutex_unlock(&ep_lock);
 }
 
+/* epoll data of a connecting socket's wake fd: never a user-space pointer (not canonical) */
+#define EP_TAG 0x6b746c7300000000ULL
+#define EP_TAG_MASK 0xffffffff00000000ULL
+
+/* epoll_ctl on a connecting socket: its wake fd goes into (or out of) the set under the shim's tag. */
+static void conn_epoll_ctl(struct pl_tls *t, int epfd, int op, int fd, int connecting)
+{
+    if (op == EPOLL_CTL_DEL || !connecting) {
+        (void)REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, t->wake_fd, NULL);
+        return;
+    }
+    struct epoll_event w = {.events = EPOLLIN, .data.u64 = EP_TAG | (uint64_t)(unsigned)fd};
+    if (REAL(epoll_ctl)(epfd, EPOLL_CTL_ADD, t->wake_fd, &w) < 0 && errno == EEXIST)
+        (void)REAL(epoll_ctl)(epfd, EPOLL_CTL_MOD, t->wake_fd, &w);
+}
+
 EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
-    int rc = REAL(epoll_ctl)(epfd, op, fd, ev);
     struct pl_tls *t = lookup(fd);
+    struct epoll_event masked;
+    int connecting = t != NULL && t->lst == NULL && t->wake_fd >= 0 && op != EPOLL_CTL_DEL && ev != NULL &&
+                     is_connecting(t);
+    if (connecting) { /* the socket's own readiness means nothing until the handshake ended */
+        masked = *ev;
+        masked.events &= ~(uint32_t)(EPOLLIN | EPOLLOUT);
+    }
+    int rc = REAL(epoll_ctl)(epfd, op, fd, connecting ? &masked : ev);
     if (rc == 0 && t != NULL && t->lst != NULL) listener_epoll_ctl(t->lst, epfd, op, ev);
-    if (rc < 0 || ((t == NULL || t->sock == NULL) && !atomic_load(&ep_any))) return rc;
+    if (rc == 0 && t != NULL && t->lst == NULL && t->wake_fd >= 0) conn_epoll_ctl(t, epfd, op, fd, connecting);
+    if (rc < 0 || ((t == NULL || t->lst != NULL) && !atomic_load(&ep_any))) return rc;
     pthread_mutex_lock(&ep_lock);
     size_t i;
     for (i = 0; i < ep_n; i++)
         if (ep_regs[i].epfd == epfd && ep_regs[i].fd == fd) break;
-    if (op == EPOLL_CTL_DEL || t == NULL || t->sock == NULL) {
+    if (op == EPOLL_CTL_DEL || t == NULL || t->lst != NULL) {
         if (i < ep_n) ep_regs[i] = ep_regs[--ep_n];
     } else if (ev != NULL) {
         if (i == ep_n) {
@@ -1216,30 +1472,66 @@ static int ep_wait_stuck(int epfd, int *timeout, const sigset_t *sigmask)
     }
 }
 
+/* Events of connecting sockets' wake fds (the shim's tag) become the program's: its registration is
+ * put back on the socket, the wake fd leaves the set, and the event is EPOLLOUT (if asked for) or
+ * EPOLLERR|EPOLLHUP when the connect failed.  Returns the new count. */
+static int ep_translate(int epfd, struct epoll_event *events, int got)
+{
+    int k = 0;
+    for (int i = 0; i < got; i++) {
+        if ((events[i].data.u64 & EP_TAG_MASK) != EP_TAG) {
+            events[k++] = events[i];
+            continue;
+        }
+        int fd = (int)(events[i].data.u64 & 0xffffffffu);
+        struct pl_tls *t = pl_fd_get(fd);
+        struct ep_reg reg = {.fd = -1};
+        pthread_mutex_lock(&ep_lock);
+        for (size_t r = 0; r < ep_n; r++)
+            if (ep_regs[r].epfd == epfd && ep_regs[r].fd == fd) reg = ep_regs[r];
+        pthread_mutex_unlock(&ep_lock);
+        if (t == NULL || t->lst != NULL || t->wake_fd < 0 || reg.fd < 0) continue; /* gone: the kernel drops it */
+        if (is_connecting(t)) continue;
+        struct epoll_event back = {.events = reg.events, .data = reg.data};
+        (void)REAL(epoll_ctl)(epfd, EPOLL_CTL_MOD, fd, &back);
+        (void)REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, t->wake_fd, NULL);
+        uint32_t ev = t->sock != NULL ? (reg.events & EPOLLOUT) : (EPOLLERR | EPOLLHUP);
+        if (ev != 0) events[k++] = (struct epoll_event){.events = ev, .data = reg.data};
+    }
+    return k;
+}
+
+static int shim_epoll_wait(int epfd, struct epoll_event *events, int max, int timeout, const sigset_t *sigmask,
+                           int pwait)
+{
+    for (;;) {
+        epoll_data_t extra[64];
+        int k = max > 0 ? ep_held(epfd, extra, max < 64 ? max : 64) : 0;
+        if (k == 0 && atomic_load(&ep_any) && !in_lib) {
+            int w = ep_wait_stuck(epfd, &timeout, sigmask);
+            if (w <= 0) return w;
+        }
+        int got = pwait ? REAL(epoll_pwait)(epfd, events, max, k > 0 ? 0 : timeout, sigmask)
+                        : REAL(epoll_wait)(epfd, events, max, k > 0 ? 0 : timeout);
+        if (got > 0 && atomic_load(&ep_any) && !in_lib) {
+            int before = got;
+            got = ep_translate(epfd, events, got);
+            /* only shim events that the program did not ask for: wait on (a blocking wait only) */
+            if (got == 0 && k == 0 && before > 0 && timeout < 0) continue;
+        }
+        if (k == 0 || got < 0) return got;
+        return ep_merge(events, got, max, extra, k);
+    }
+}
+
 EXPORT int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout)
 {
-    epoll_data_t extra[64];
-    int k = max > 0 ? ep_held(epfd, extra, max < 64 ? max : 64) : 0;
-    if (k == 0 && atomic_load(&ep_any) && !in_lib) {
-        int w = ep_wait_stuck(epfd, &timeout, NULL);
-        if (w <= 0) return w;
-    }
-    int got = REAL(epoll_wait)(epfd, events, max, k > 0 ? 0 : timeout);
-    if (k == 0 || got < 0) return got;
-    return ep_merge(events, got, max, extra, k);
+    return shim_epoll_wait(epfd, events, max, timeout, NULL, 0);
 }
 
 EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int max, int timeout, const sigset_t *sigmask)
 {
-    epoll_data_t extra[64];
-    int k = max > 0 ? ep_held(epfd, extra, max < 64 ? max : 64) : 0;
-    if (k == 0 && atomic_load(&ep_any) && !in_lib) {
-        int w = ep_wait_stuck(epfd, &timeout, sigmask);
-        if (w <= 0) return w;
-    }
-    int got = REAL(epoll_pwait)(epfd, events, max, k > 0 ? 0 : timeout, sigmask);
-    if (k == 0 || got < 0) return got;
-    return ep_merge(events, got, max, extra, k);
+    return shim_epoll_wait(epfd, events, max, timeout, sigmask, 1);
 }
 
 /* ---- poll, ppoll, select, pselect ----
@@ -1262,7 +1554,7 @@ static int shim_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *tmo, 
             struct pl_tls *t = pl_fd_get(fds[i].fd);
             if (t == NULL) continue;
             any = 1;
-            if (t->lst != NULL && (fds[i].events & POLLIN)) extra++;
+            if ((t->lst != NULL && (fds[i].events & POLLIN)) || (t->lst == NULL && t->wake_fd >= 0)) extra++;
         }
     if (!any) return REAL(ppoll)(fds, n, tmo, mask);
     if (n + extra > POLL_STACK) {
@@ -1287,6 +1579,11 @@ static int shim_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *tmo, 
             pthread_mutex_unlock(&t->lst->lock);
             p[n + extra] = (struct pollfd){.fd = wake, .events = POLLIN}; /* -1 is ignored by poll */
             owner[n + extra++] = i;
+        } else if (t->lst == NULL && t->wake_fd >= 0 && is_connecting(t)) {
+            /* the program waits for the end of a nonblocking connect: its wake fd stands for the socket */
+            p[i].fd = -1;
+            p[n + extra] = (struct pollfd){.fd = t->wake_fd, .events = POLLIN};
+            owner[n + extra++] = i;
         } else if ((fds[i].events & POLLIN) && pending_in(t)) {
             held = 1;
         }
@@ -1295,8 +1592,14 @@ static int shim_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *tmo, 
     int got = REAL(ppoll)(p, n + extra, held ? &zero : tmo, mask);
     if (got >= 0) {
         for (i = 0; i < n; i++) fds[i].revents = p[i].revents;
-        for (i = n; i < n + extra; i++)
-            if (p[i].revents & POLLIN) fds[owner[i]].revents |= POLLIN;
+        for (i = n; i < n + extra; i++) {
+            if (!(p[i].revents & POLLIN)) continue;
+            struct pl_tls *t = pl_fd_get(fds[owner[i]].fd);
+            if (t != NULL && t->lst == NULL) /* the connect ended: writable, or failed */
+                fds[owner[i]].revents |= t->sock != NULL ? (fds[owner[i]].events & POLLOUT) : (POLLERR | POLLHUP);
+            else
+                fds[owner[i]].revents |= POLLIN;
+        }
         for (i = 0; i < n; i++) {
             struct pl_tls *t = pl_fd_get(fds[i].fd);
             if (t != NULL && t->lst == NULL && (fds[i].events & POLLIN) && pending_in(t)) fds[i].revents |= POLLIN;
@@ -1438,7 +1741,14 @@ EXPORT int close(int fd)
     if (!in_lib) {
         struct pl_tls *t = pl_fd_detach(fd);
         ep_forget_fd(fd); /* a TLS fd, or an epoll set: its registrations go (nothing to do without any) */
-        if (t != NULL) {
+        int connecting = 0;
+        if (t != NULL && t->lst == NULL) { /* a handshake thread still running frees the state itself */
+            pthread_mutex_lock(&t->lock);
+            connecting = t->connecting;
+            t->abandoned = connecting;
+            pthread_mutex_unlock(&t->lock);
+        }
+        if (t != NULL && !connecting) {
             /* The last program fd of this connection: close_notify (unless a forked child carries on), then free. */
             if (t->sock != NULL && !t->forked) send_close_notify(t, 1000);
             LIB_ENTER();
@@ -1509,7 +1819,7 @@ static int cookie_close(void *c) { return close((int)(intptr_t)c); }
 EXPORT FILE *fdopen(int fd, const char *mode)
 {
     struct pl_tls *t = lookup(fd);
-    if (t == NULL || t->sock == NULL) return REAL(fdopen)(fd, mode);
+    if (t == NULL || t->lst != NULL) return REAL(fdopen)(fd, mode);
     if (REAL(fcntl)(fd, F_GETFL) < 0) return NULL; /* EBADF, as fdopen */
     cookie_io_functions_t io = {.read = cookie_read, .write = cookie_write, .seek = NULL, .close = cookie_close};
     FILE *f = fopencookie((void *)(intptr_t)fd, mode, io);
