@@ -8,6 +8,8 @@
  *   read, recv, recvfrom, recvmsg, readv
  *   write, send, sendto, sendmsg, writev, sendfile, sendfile64, splice
  *   shutdown, close, dup, dup2, dup3, fcntl / fcntl64 (F_DUPFD, F_DUPFD_CLOEXEC), socket
+ *   poll, ppoll, select, pselect, epoll_ctl, epoll_wait, epoll_pwait   readiness the shim holds
+ *   getsockopt (SO_ERROR after a nonblocking connect), fdopen (stdio through the shim)
  * An fd with no state in the table costs one atomic load and goes to libc.
  *
  * Recursion: libktlsx is linked into this .so and calls send/recv/poll/close
