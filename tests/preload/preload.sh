@@ -490,6 +490,9 @@ for cl in curl urllib busybox-wget; do
   case_begin "client/$cl-from-nginx-https-16MiB" || continue
   if [[ ! -x $NGINX ]]; then skip "nginx not installed"; continue; fi
   if [[ $cl == busybox-wget && ! -x $BB ]]; then skip "no dynamic busybox"; continue; fi
+  if [[ $cl == curl && ${PRELOAD_ASAN:-0} == 1 ]] && ! timeout 5 env LD_PRELOAD="${PRE%% *}" curl -sS -o /dev/null file:///dev/null 2>/dev/null; then
+    skip "curl hangs under the ASan runtime alone (LD_PRELOAD=libasan.so curl: setlocale deadlock), without the shim"; continue
+  fi
 : >"$NGT/logs/access.log"
   if ! ngt_start; then fail "nginx (TLS) did not start: $(tail -n 2 "$NGT/logs/error.log")"; continue; fi
   printf 'log info\nconnect 127.0.0.1:%s name=localhost ca=%s\n' "$PORT" "$CA" >"$CD/c.rules"
