@@ -30,6 +30,17 @@
 #                       openssl s_client fetch 16 MiB byte-exact; the static /bin/busybox (busybox-static) is
 #                       out of LD_PRELOAD's reach: under the same environment it answers plaintext HTTP (the
 #                       documented limit, shown)
+#  nginx/*              Debian's nginx, plaintext `listen PORT;`, master + 2 workers (prefork: the listener
+#                       inherited, workers accept4 with epoll/EPOLLEXCLUSIVE), sendfile on: curl and
+#                       s_client 16 MiB byte-exact, plaintext refused; 60 concurrent curls all served in < 7 s
+#  client/*-from-nginx-https-16MiB   curl (nonblocking connect + poll), python urllib with a timeout
+#                       (nonblocking connect + poll), dynamic busybox wget (stdio via fdopen) with a connect
+#                       rule against nginx's own HTTPS: 16 MiB byte-exact, nginx logged the TLS request
+#  client/nonblocking-connect-refused   wrong name: EINPROGRESS, select reports the end, SO_ERROR
+#                       ECONNREFUSED, send fails, no plaintext reached the server
+#  client/select-small-reads   a select() loop reading 1000 bytes per wake-up, 16 MiB byte-exact
+#  data/msg-peek, data/sigpipe, data/nosignal   MSG_PEEK twice then a read; a write to a vanished
+#                       peer kills the server by SIGPIPE; with MSG_NOSIGNAL: EPIPE/ECONNRESET instead
 #  daemon/*             ktlsxd holds the key (mode daemon): curl fetches byte-exact; the server process's
 #                       memory (/proc/PID/mem) does not hold the private key; control: in-process mode, it does
 # Environment (besides tests/lib.sh's): PRELOAD_SO (default build/lib/libktlsx-preload.so), DAEMON_BIN
