@@ -358,6 +358,22 @@ if case_begin epoll/client-small-reads; then
   fi
 fi
 
+# edge-triggered client: the EPOLLOUT edge of the nonblocking connect must come at the end of the shim's
+# handshake (a write before it would get EAGAIN, and no second edge would follow)
+if case_begin epoll/client-et-nonblocking-connect; then
+  if [[ ! -x $EPOLL_HTTP ]]; then skip "${EPOLL_HTTP#$ROOT/} not built"
+  elif ! start_www; then fail "s_server did not start"
+  else
+    printf 'connect 127.0.0.1:%s name=localhost ca=%s\n' "$PORT" "$CA" >"$CD/c.rules"
+    run_cmd get /dev/null env LD_PRELOAD="$PRE" KTLSX_RULES="$CD/c.rules" "$EPOLL_HTTP" get "$PORT" big.bin et
+    python3 -c 'import sys; d=open(sys.argv[1],"rb").read(); i=d.find(b"\r\n\r\n"); open(sys.argv[2],"wb").write(d[i+4:] if i>=0 else b"")' \
+      "$CD/get.out" "$CD/get.data"
+    if (( RC != 0 )); then fail "epoll_http get et $(describe_rc "$RC"): $(tail -n 2 "$CD/get.err" | head -c 300)"
+    elif ! same_data "$DOCS/big.bin" "$CD/get.data"; then fail "$DATA_WHY"
+    else pass; fi
+  fi
+fi
+
 # ----------------------------------------------------------------- busybox ---
 BB=${BUSYBOX_DYN:-$ROOT/build/deps/busybox-dynamic/bin/busybox}
 if case_begin busybox/httpd-dynamic; then
