@@ -21,6 +21,7 @@
 #include "preload.h"
 
 #include <stdatomic.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -87,6 +88,8 @@ void pl_tls_free(struct pl_tls *t)
     ktlsx_socket_free(t->sock);
     /* The shim's own fd, closed by the system call: never through the interposed close(). */
     if (t->priv_fd >= 0) syscall(SYS_close, t->priv_fd);
+    if (t->wake_fd >= 0) syscall(SYS_close, t->wake_fd);
+    free(t->peek);
     pthread_mutex_destroy(&t->lock);
     free(t);
 }
@@ -149,6 +152,12 @@ void pl_fd_after_fork_child(void)
     pthread_mutex_init(&table_lock, NULL);
     for (int fd = 0; fd < high_water; fd++) {
         struct pl_tls *t = atomic_load_explicit(&table[fd], memory_order_relaxed);
-        if (t != NULL) pthread_mutex_init(&t->lock, NULL);
+        if (t == NULL) continue;
+        pthread_mutex_init(&t->lock, NULL);
+        if (t->connecting) { /* its handshake thread stayed in the parent: the child's copy failed */
+            t->connecting = 0;
+            t->conn_err = ECONNABORTED;
+            t->failed = 1;
+        }
     }
 }

@@ -89,6 +89,12 @@ struct pl_tls {
     int shut_wr;            /* close_notify sent */
     int failed;             /* the connection failed: reads/writes give ECONNRESET */
     int forked;             /* the parent of a fork: the child may carry on, so no close_notify at close */
+    char *peek;             /* MSG_PEEK: plaintext read ahead, handed out first (under lock) */
+    size_t peek_len, peek_off;
+    int connecting;         /* nonblocking connect: TCP + handshake run on a shim thread (sock NULL) */
+    int abandoned;          /* closed by the program while connecting: the thread frees the state */
+    int conn_err;           /* the nonblocking connect failed: errno for SO_ERROR and later calls */
+    int wake_fd;            /* connecting: eventfd, readable once the handshake ended (-1: none) */
 };
 
 /* Set up the table (size from RLIMIT_NOFILE, at most 1<<20 fds).  0 or -1. */

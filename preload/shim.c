@@ -8,6 +8,8 @@
  *   read, recv, recvfrom, recvmsg, readv
  *   write, send, sendto, sendmsg, writev, sendfile, sendfile64, splice
  *   shutdown, close, dup, dup2, dup3, fcntl / fcntl64 (F_DUPFD, F_DUPFD_CLOEXEC), socket
+ *   poll, ppoll, select, pselect, epoll_ctl, epoll_wait, epoll_pwait   readiness the shim holds
+ *   getsockopt (SO_ERROR after a nonblocking connect), fdopen (stdio through the shim)
  * An fd with no state in the table costs one atomic load and goes to libc.
  *
  * Recursion: libktlsx is linked into this .so and calls send/recv/poll/close
@@ -33,12 +35,15 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/select.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -65,6 +70,9 @@ static ssize_t (*real_sendfile64)(int, int, off_t *, size_t);
 static ssize_t (*real_splice)(int, loff_t *, int, loff_t *, size_t, unsigned int);
 static int (*real_listen)(int, int);
 static int (*real_poll)(struct pollfd *, nfds_t, int);
+static int (*real_ppoll)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
+static int (*real_select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
+static int (*real_pselect)(int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *);
 static int (*real_epoll_ctl)(int, int, int, struct epoll_event *);
 static int (*real_epoll_wait)(int, struct epoll_event *, int, int);
 static int (*real_epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
@@ -79,6 +87,8 @@ static int (*real_dup2)(int, int);
 static int (*real_dup3)(int, int, int);
 static int (*real_fcntl)(int, int, ...);
 static int (*real_fcntl64)(int, int, ...);
+static FILE *(*real_fdopen)(int, const char *);
+static int (*real_getsockopt)(int, int, int, void *, socklen_t *);
 static int (*real_getaddrinfo)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
 
 #define REAL(name) (real_##name != NULL ? real_##name : resolve_##name())
@@ -93,8 +103,8 @@ static int (*real_getaddrinfo)(const char *, const char *, const struct addrinfo
     }
 RESOLVER(read) RESOLVER(write) RESOLVER(recv) RESOLVER(send) RESOLVER(recvfrom) RESOLVER(sendto)
 RESOLVER(recvmsg) RESOLVER(sendmsg) RESOLVER(readv) RESOLVER(writev) RESOLVER(sendfile) RESOLVER(sendfile64)
-RESOLVER(splice) RESOLVER(poll) RESOLVER(epoll_ctl) RESOLVER(epoll_wait) RESOLVER(epoll_pwait) RESOLVER(socket) RESOLVER(listen) RESOLVER(accept) RESOLVER(accept4) RESOLVER(connect) RESOLVER(shutdown)
-RESOLVER(close) RESOLVER(dup) RESOLVER(dup2) RESOLVER(dup3) RESOLVER(fcntl) RESOLVER(fcntl64) RESOLVER(getaddrinfo)
+RESOLVER(splice) RESOLVER(poll) RESOLVER(ppoll) RESOLVER(select) RESOLVER(pselect) RESOLVER(epoll_ctl) RESOLVER(epoll_wait) RESOLVER(epoll_pwait) RESOLVER(socket) RESOLVER(listen) RESOLVER(accept) RESOLVER(accept4) RESOLVER(connect) RESOLVER(shutdown)
+RESOLVER(close) RESOLVER(dup) RESOLVER(dup2) RESOLVER(dup3) RESOLVER(fcntl) RESOLVER(fcntl64) RESOLVER(getaddrinfo) RESOLVER(fdopen) RESOLVER(getsockopt)
 
 /* ---- state ---- */
 static __thread int in_lib __attribute__((tls_model("initial-exec")));
@@ -102,6 +112,7 @@ static struct pl_rules rules;
 static int active;     /* rules loaded and the table set up */
 static int n_connect;  /* connect rules (connect() does nothing more without one) */
 static atomic_int ktls_logged;
+static atomic_int sendfile_logged;
 
 #define LIB_ENTER() (in_lib++)
 #define LIB_LEAVE() (in_lib--)
@@ -209,11 +220,8 @@ struct pl_listener {
     int refs;                       /* the table's (1) + one per handshake thread */
     int closed;                     /* the program closed the listener */
     const struct pl_rule *rule;
-    struct sockaddr_storage bell_to; /* where the doorbell connects (the listener; loopback for "any") */
-    socklen_t bell_to_len;
-    int bell_fd;                    /* the doorbell's client end, -1 when none is outstanding */
-    struct sockaddr_storage bell_from;
-    socklen_t bell_from_len;
+    int wake_fd;                    /* this process's eventfd: readable while head != NULL (-1: none) */
+    int woken;                      /* wake_fd holds a count */
     int pending;                    /* handshakes running */
     struct pl_done *head, *tail;    /* finished, in order */
 };
@@ -293,6 +301,7 @@ static struct pl_tls *handshake(int fd, const struct pl_rule *rule, int ms, cons
         return NULL;
     }
     pthread_mutex_init(&t->lock, NULL);
+    t->wake_fd = -1;
     t->priv_fd = priv;
     t->sock = s;
     t->rule = rule;
@@ -354,18 +363,19 @@ EXPORT int listen(int fd, int backlog)
     pthread_mutex_init(&l->lock, NULL);
     l->refs = 1;
     l->rule = rule;
-    l->bell_fd = -1;
-    l->bell_to = ss;
-    l->bell_to_len = len;
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *a = (struct sockaddr_in *)(void *)&l->bell_to;
-        if (a->sin_addr.s_addr == htonl(INADDR_ANY)) a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    } else {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)(void *)&l->bell_to;
-        if (IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr)) a->sin6_addr = in6addr_loopback;
+    l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (l->wake_fd < 0) {
+        int e = errno;
+        pthread_mutex_destroy(&l->lock);
+        free(l);
+        free(t);
+        pl_log(KTLSX_LOG_ERROR, "%s: eventfd: %s: refusing to listen in plaintext", rule->where, strerror(e));
+        errno = e;
+        return -1;
     }
     pthread_mutex_init(&t->lock, NULL);
     t->priv_fd = -1;
+    t->wake_fd = -1;
     t->rule = rule;
     t->lst = l;
     pl_fd_attach(fd, t);
@@ -378,13 +388,25 @@ EXPORT int listen(int fd, int backlog)
  * Every connection a TLS listener gets runs its handshake on a shim thread of
  * its own (bounded by the handshake deadline), so a peer that stalls never
  * holds up the program or the other peers, on blocking and nonblocking
- * listeners alike.  accept() hands out finished connections only.  The
- * program learns that one is ready the way it learns of any connection: the
- * listener becomes readable.  The shim makes it so by connecting to the
- * listener itself (a "doorbell": one loopback connection, kept until accept()
- * takes it out of the queue and closes it; at most one is outstanding), so
- * epoll (level or edge), poll, select and a blocked accept all wake up.  A
- * failed handshake is closed on its thread and never reaches the program. */
+ * listeners alike.  accept() hands out finished connections only; a failed
+ * handshake is closed on its thread and never reaches the program.
+ *
+ * The program learns that a finished connection is ready through the
+ * listener's "wake fd": an eventfd of this process, readable exactly while
+ * this process holds finished connections for that listener.  Wherever the
+ * program waits for the listener it also waits for the wake fd:
+ *   epoll      epoll_ctl on the listener registers the wake fd in the same set
+ *              with the program's own data (and EPOLLET / EPOLLONESHOT), so
+ *              any epoll_wait variant reports "listener readable";
+ *   poll, ppoll, select, pselect   the shim adds the wake fd to the set and
+ *              reports POLLIN on the listener;
+ *   a blocking accept   waits in ppoll for the listener or the wake fd.
+ * The wake fd is per process: after fork the child makes its own (and drops
+ * the parent's finished connections, which the parent hands out).  So
+ * prefork servers (nginx workers, several processes accepting on one
+ * inherited listener, with EPOLLEXCLUSIVE or an accept mutex) work: each
+ * process runs the handshakes of the connections it accepted and is woken
+ * for those only. */
 static void listener_unref_locked(struct pl_listener *l, int *gone)
 {
     *gone = --l->refs == 0;
@@ -400,7 +422,7 @@ static void listener_free(struct pl_listener *l)
         free(d);
         d = n;
     }
-    if (l->bell_fd >= 0) REAL(close)(l->bell_fd);
+    if (l->wake_fd >= 0) REAL(close)(l->wake_fd);
     pthread_mutex_destroy(&l->lock);
     free(l);
 }
@@ -410,6 +432,9 @@ void pl_listener_release(struct pl_listener *l)
     int gone;
     pthread_mutex_lock(&l->lock);
     l->closed = 1;
+    /* closing the wake fd takes it out of every epoll set of this process (no stale events) */
+    if (l->wake_fd >= 0) REAL(close)(l->wake_fd);
+    l->wake_fd = -1;
     listener_unref_locked(l, &gone);
     pthread_mutex_unlock(&l->lock);
     if (gone) listener_free(l);
@@ -417,8 +442,8 @@ void pl_listener_release(struct pl_listener *l)
 
 static void after_fork_one(struct pl_listener *l)
 {
-    /* The child has copies of the finished connections (the parent returns them) and of the doorbell,
-     * and none of the threads: forget them here, the parent carries on with them. */
+    /* The child has copies of the finished connections (the parent hands them out) and of the parent's
+     * wake fd, and none of the threads: forget them here and make the child's own wake fd. */
     pthread_mutex_init(&l->lock, NULL);
     for (struct pl_done *d = l->head; d != NULL;) {
         struct pl_done *n = d->next;
@@ -429,40 +454,25 @@ static void after_fork_one(struct pl_listener *l)
         d = n;
     }
     l->head = l->tail = NULL;
-    if (l->bell_fd >= 0) REAL(close)(l->bell_fd);
-    l->bell_fd = -1;
+    if (l->wake_fd >= 0) REAL(close)(l->wake_fd);
+    l->wake_fd = l->closed ? -1 : eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    l->woken = 0;
     l->refs -= l->pending;
     l->pending = 0;
 }
 
 void pl_listeners_after_fork(void) { pl_fd_each_listener(after_fork_one); }
 
-/* Make the listener readable: one connection to itself (lock held). */
-static void ring_locked(struct pl_listener *l)
+/* The wake fd follows head: readable while finished connections wait (lock held). */
+static void wake_sync_locked(struct pl_listener *l)
 {
-    if (l->bell_fd >= 0 || l->head == NULL || l->closed) return;
-    int fd = REAL(socket)(l->bell_to.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        pl_log(KTLSX_LOG_ERROR, "%s: doorbell socket: %s (a finished connection waits for the next one)",
-               l->rule->where, strerror(errno));
-        return;
+    uint64_t v = 1;
+    if (l->wake_fd < 0) return;
+    if (l->head != NULL && !l->woken) {
+        if (REAL(write)(l->wake_fd, &v, sizeof v) == (ssize_t)sizeof v) l->woken = 1;
+    } else if (l->head == NULL && l->woken) {
+        if (REAL(read)(l->wake_fd, &v, sizeof v) == (ssize_t)sizeof v || errno == EAGAIN) l->woken = 0;
     }
-    if (REAL(connect)(fd, (struct sockaddr *)&l->bell_to, l->bell_to_len) < 0 && errno != EINPROGRESS) {
-        pl_log(KTLSX_LOG_ERROR, "%s: doorbell connect: %s", l->rule->where, strerror(errno));
-        REAL(close)(fd);
-        return;
-    }
-    l->bell_from_len = sizeof l->bell_from;
-    if (getsockname(fd, (struct sockaddr *)&l->bell_from, &l->bell_from_len) < 0) {
-        REAL(close)(fd);
-        return;
-    }
-    l->bell_fd = fd;
-}
-
-static int is_bell_locked(const struct pl_listener *l, const struct sockaddr_storage *peer, socklen_t len)
-{
-    return l->bell_fd >= 0 && len == l->bell_from_len && memcmp(peer, &l->bell_from, len) == 0;
 }
 
 struct hs_job {
@@ -490,7 +500,7 @@ static void *hs_thread(void *arg)
         else l->head = d;
         l->tail = d;
         keep = 1;
-        ring_locked(l);
+        wake_sync_locked(l);
     }
     listener_unref_locked(l, &gone);
     pthread_mutex_unlock(&l->lock);
@@ -504,12 +514,27 @@ static void *hs_thread(void *arg)
     return NULL;
 }
 
+/* A shim thread with every signal blocked: process-directed signals go to the program's threads (a
+ * server that sleeps in epoll_wait must see its EINTR). */
+static int start_thread(void *(*fn)(void *), void *arg)
+{
+    pthread_t th;
+    pthread_attr_t attr;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&th, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
 /* Start the handshake of raw connection fd on its own thread (lock held). */
 static void start_handshake_locked(struct pl_listener *l, int fd, const struct sockaddr_storage *peer, socklen_t plen)
 {
     struct hs_job *job = NULL;
-    pthread_t th;
-    pthread_attr_t attr;
     if (l->pending >= PL_MAX_PENDING || (job = calloc(1, sizeof *job)) == NULL) {
         pl_log(KTLSX_LOG_WARNING, "%s: %d handshakes in flight: connection dropped", l->rule->where, l->pending);
         free(job);
@@ -522,10 +547,7 @@ static void start_handshake_locked(struct pl_listener *l, int fd, const struct s
     job->peer_len = plen;
     l->pending++;
     l->refs++;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int rc = pthread_create(&th, &attr, hs_thread, job);
-    pthread_attr_destroy(&attr);
+    int rc = start_thread(hs_thread, job);
     if (rc != 0) {
         pl_log(KTLSX_LOG_WARNING, "%s: no thread for a handshake (%s): connection dropped", l->rule->where, strerror(rc));
         l->pending--;
@@ -541,6 +563,7 @@ static int give_locked(struct pl_listener *l, struct sockaddr *addr, socklen_t *
     struct pl_done *d = l->head;
     l->head = d->next;
     if (l->head == NULL) l->tail = NULL;
+    wake_sync_locked(l);
     int fd = d->fd;
     if (addr != NULL && addrlen != NULL) {
         memcpy(addr, &d->peer, d->peer_len < *addrlen ? d->peer_len : *addrlen);
@@ -556,7 +579,6 @@ static int give_locked(struct pl_listener *l, struct sockaddr *addr, socklen_t *
         fd = -1;
     }
     free(d);
-    ring_locked(l); /* more finished ones: keep the listener readable */
     return fd;
 }
 
@@ -572,10 +594,16 @@ static int tls_accept(struct pl_tls *lt, int fd, struct sockaddr *addr, socklen_
             if (c >= 0) return c;
             continue;
         }
+        int wake = l->wake_fd;
         pthread_mutex_unlock(&l->lock);
+        if (!nb && wake >= 0) {
+            /* blocking listener: wait for a connection or for a finished handshake of this process */
+            struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = wake, .events = POLLIN}};
+            if (REAL(poll)(p, 2, -1) < 0) return -1;
+            if (!(p[0].revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL))) continue;
+        }
         struct sockaddr_storage peer;
         socklen_t plen = sizeof peer;
-        /* blocking listener: waits here for a connection or a doorbell (a finished handshake) */
         int c = REAL(accept4)(fd, (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC);
         pthread_mutex_lock(&l->lock);
         if (c < 0) {
@@ -590,14 +618,28 @@ static int tls_accept(struct pl_tls *lt, int fd, struct sockaddr *addr, socklen_
             errno = e;
             return -1;
         }
-        if (is_bell_locked(l, &peer, plen)) {
-            REAL(close)(l->bell_fd);
-            l->bell_fd = -1;
-            REAL(close)(c);
-        } else {
-            start_handshake_locked(l, c, &peer, plen);
-        }
+        start_handshake_locked(l, c, &peer, plen);
         pthread_mutex_unlock(&l->lock);
+    }
+}
+
+/* epoll_ctl on a TLS listener: the same operation for its wake fd, with the program's data. */
+static void listener_epoll_ctl(struct pl_listener *l, int epfd, int op, const struct epoll_event *ev)
+{
+    pthread_mutex_lock(&l->lock);
+    int wake = l->wake_fd;
+    pthread_mutex_unlock(&l->lock);
+    if (wake < 0) return;
+    if (op == EPOLL_CTL_DEL || ev == NULL || !(ev->events & EPOLLIN)) {
+        (void)REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, wake, NULL);
+        return;
+    }
+    struct epoll_event w = {.events = EPOLLIN | (ev->events & (EPOLLET | EPOLLONESHOT)), .data = ev->data};
+    if (REAL(epoll_ctl)(epfd, op, wake, &w) < 0) {
+        int e = errno;
+        if (op == EPOLL_CTL_MOD && e == ENOENT) (void)REAL(epoll_ctl)(epfd, EPOLL_CTL_ADD, wake, &w);
+        else if (op == EPOLL_CTL_ADD && e == EEXIST) (void)REAL(epoll_ctl)(epfd, EPOLL_CTL_MOD, wake, &w);
+        else pl_log(KTLSX_LOG_ERROR, "%s: epoll_ctl of the wake fd: %s", l->rule->where, strerror(e));
     }
 }
 
@@ -674,30 +716,176 @@ static int name_of(const char *addr, char *name, size_t cap)
     return found;
 }
 
+/* ---- nonblocking connect ----
+ *
+ * connect() on a nonblocking socket with a connect rule returns EINPROGRESS as usual; a shim thread
+ * waits for the TCP connection and runs the handshake (bounded by the handshake deadline) on a dup
+ * of the socket.  Meanwhile the fd has a state with sock NULL and `connecting` set: reads and writes
+ * give EAGAIN (a blocking caller waits for the end of the handshake), and the program's wait for
+ * writability is the handshake's end: poll/ppoll/select/pselect wait on the state's wake fd instead
+ * of the socket, epoll registrations of the socket leave out EPOLLIN/EPOLLOUT and register the wake
+ * fd under a shim tag, which epoll_wait / epoll_pwait turn back into the program's event (EPOLLOUT,
+ * or EPOLLERR|EPOLLHUP when it failed) and the program's own registration.  getsockopt(SO_ERROR)
+ * then says how it ended (0, or the TCP error, ECONNREFUSED for a failed handshake, ETIMEDOUT). */
+struct cn_job {
+    struct pl_tls *t;
+    int fd; /* the shim's dup of the socket, for the thread */
+    const struct pl_rule *rule;
+    char sni[KTLSX_DOOR_HOST_MAX + 1];
+};
+
+static void *cn_thread(void *arg)
+{
+    struct cn_job *job = arg;
+    struct pl_tls *t = job->t, *r = NULL;
+    int err = 0, soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (wait_fd(job->fd, POLLOUT, rules.hs_ms) < 0) err = errno;
+    else if (getsockopt(job->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0) err = errno;
+    else err = soerr;
+    if (err == 0) {
+        r = handshake(job->fd, job->rule, rules.hs_ms, job->sni);
+        if (r == NULL) err = ECONNREFUSED;
+    } else {
+        pl_log(KTLSX_LOG_INFO, "%s: connect: %s", job->rule->where, strerror(err));
+    }
+    /* a failed handshake: cut the TCP connection, nothing goes out in plaintext */
+    if (err != 0) REAL(shutdown)(job->fd, SHUT_RDWR);
+    uint64_t one = 1;
+    pthread_mutex_lock(&t->lock);
+    if (r != NULL) {
+        t->priv_fd = r->priv_fd;
+        t->ktls = r->ktls;
+        t->sock = r->sock;
+        r->sock = NULL;
+        r->priv_fd = -1;
+    } else {
+        t->failed = 1;
+    }
+    t->conn_err = err;
+    t->connecting = 0;
+    if (REAL(write)(t->wake_fd, &one, sizeof one) < 0) pl_log(KTLSX_LOG_ERROR, "connect: wake fd: %s", strerror(errno));
+    int abandoned = t->abandoned;
+    pthread_mutex_unlock(&t->lock);
+    pl_tls_free(r);
+    REAL(close)(job->fd);
+    if (abandoned) {
+        LIB_ENTER();
+        pl_tls_free(t);
+        LIB_LEAVE();
+    }
+    free(job);
+    return NULL;
+}
+
+/* A connection still in its nonblocking connect: 0 once it can carry data; else -1 with EAGAIN
+ * (nonblocking) or the connect's error, after waiting for its end (blocking). */
+static int conn_ready(struct pl_tls *t, int fd, int flags)
+{
+    for (;;) {
+        pthread_mutex_lock(&t->lock);
+        int connecting = t->connecting, ok = t->sock != NULL, err = t->conn_err;
+        pthread_mutex_unlock(&t->lock);
+        if (ok) return 0;
+        if (!connecting) { errno = err ? err : ECONNRESET; return -1; }
+        if ((flags & MSG_DONTWAIT) || fd_nonblocking(fd)) { errno = EAGAIN; return -1; }
+        if (wait_fd(t->wake_fd, POLLIN, -1) < 0) return -1;
+    }
+}
+
+static int is_connecting(struct pl_tls *t)
+{
+    pthread_mutex_lock(&t->lock);
+    int c = t->connecting;
+    pthread_mutex_unlock(&t->lock);
+    return c;
+}
+
+static int connect_nonblocking(int fd, int rc, const struct pl_rule *rule, const char *sni)
+{
+    struct pl_tls *t = calloc(1, sizeof *t);
+    struct cn_job *job = calloc(1, sizeof *job);
+    int dupfd = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 0);
+    int wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (t == NULL || job == NULL || dupfd < 0 || wake < 0) {
+        int e = errno ? errno : ENOMEM;
+        free(t);
+        free(job);
+        if (dupfd >= 0) REAL(close)(dupfd);
+        if (wake >= 0) REAL(close)(wake);
+        REAL(shutdown)(fd, SHUT_RDWR);
+        pl_log(KTLSX_LOG_ERROR, "%s: connect: %s: refused (no plaintext)", rule->where, strerror(e));
+        errno = e;
+        return -1;
+    }
+    (void)rc;
+    pthread_mutex_init(&t->lock, NULL);
+    t->priv_fd = -1;
+    t->wake_fd = wake;
+    t->rule = rule;
+    t->connecting = 1;
+    job->t = t;
+    job->fd = dupfd;
+    job->rule = rule;
+    snprintf(job->sni, sizeof job->sni, "%s", sni);
+    if (pl_fd_attach(fd, t) < 0) {
+        pl_tls_free(t);
+        REAL(close)(dupfd);
+        free(job);
+        REAL(shutdown)(fd, SHUT_RDWR);
+        errno = EMFILE;
+        return -1;
+    }
+    int e = start_thread(cn_thread, job);
+    if (e != 0) {
+        pthread_mutex_lock(&t->lock);
+        t->connecting = 0;
+        t->failed = 1;
+        t->conn_err = ECONNREFUSED;
+        uint64_t one = 1;
+        (void)REAL(write)(wake, &one, sizeof one);
+        pthread_mutex_unlock(&t->lock);
+        REAL(close)(dupfd);
+        free(job);
+        REAL(shutdown)(fd, SHUT_RDWR);
+        pl_log(KTLSX_LOG_ERROR, "%s: no thread for the handshake (%s): connect refused", rule->where, strerror(e));
+        errno = ECONNREFUSED;
+        return -1;
+    }
+    errno = EINPROGRESS;
+    return -1;
+}
+
 EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     if (!active || n_connect == 0 || in_lib || addr == NULL ||
         (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
         return REAL(connect)(fd, addr, len);
+    struct pl_tls *cur = pl_fd_get(fd);
+    if (cur != NULL && cur->lst == NULL) { /* connect again on a TLS connection: where it stands */
+        pthread_mutex_lock(&cur->lock);
+        int connecting = cur->connecting, ok = cur->sock != NULL, err = cur->conn_err;
+        pthread_mutex_unlock(&cur->lock);
+        errno = connecting ? EALREADY : ok ? EISCONN : (err ? err : ECONNREFUSED);
+        return -1;
+    }
     char host[INET6_ADDRSTRLEN], name[KTLSX_DOOR_HOST_MAX + 1];
     if (numeric_host(addr, host, sizeof host) < 0) return REAL(connect)(fd, addr, len);
     int have_name = name_of(host, name, sizeof name);
     const struct pl_rule *rule = pl_rules_connect(&rules, host, have_name ? name : NULL, sock_port(addr));
     if (rule == NULL || !is_tcp(fd)) return REAL(connect)(fd, addr, len);
+    const char *sni = rule->name[0] ? rule->name : have_name ? name : rule->host;
 
     int rc = REAL(connect)(fd, addr, len);
-    if (rc < 0 && errno == EINPROGRESS) {
-        /* Nonblocking connect: this step finishes it (bounded by the handshake deadline) and runs the
-         * handshake before returning 0; see docs/preload.md. */
+    if (rc < 0 && errno != EINPROGRESS) return -1;
+    if (fd_nonblocking(fd)) return connect_nonblocking(fd, rc, rule, sni);
+    if (rc < 0) { /* EINPROGRESS on a blocking socket: a signal interrupted connect (SA_RESTART or not) */
         int soerr = 0;
         socklen_t l = sizeof soerr;
         if (wait_fd(fd, POLLOUT, rules.hs_ms) < 0) return -1;
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &l) < 0) return -1;
         if (soerr != 0) { errno = soerr; return -1; }
-    } else if (rc < 0) {
-        return -1;
     }
-    const char *sni = rule->name[0] ? rule->name : have_name ? name : rule->host;
     struct pl_tls *t = handshake(fd, rule, rules.hs_ms, sni);
     if (t == NULL || pl_fd_attach(fd, t) < 0) {
         pl_tls_free(t);
@@ -709,17 +897,30 @@ EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
     return 0;
 }
 
+/* SO_ERROR of a TLS connection that went through a nonblocking connect: how it ended. */
+EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+{
+    struct pl_tls *t;
+    if (level != SOL_SOCKET || name != SO_ERROR || val == NULL || len == NULL || *len < (socklen_t)sizeof(int) ||
+        (t = lookup(fd)) == NULL || t->lst != NULL || t->wake_fd < 0)
+        return REAL(getsockopt)(fd, level, name, val, len);
+    pthread_mutex_lock(&t->lock);
+    int v = t->connecting ? 0 : t->conn_err;
+    t->conn_err = 0; /* read once, like the socket's own */
+    pthread_mutex_unlock(&t->lock);
+    if (v == 0) return REAL(getsockopt)(fd, level, name, val, len);
+    *(int *)val = v;
+    *len = sizeof(int);
+    return 0;
+}
+
 /* ---- data ---- */
 
-/* Read up to len bytes of plaintext.  nb: do not wait. */
-static ssize_t tls_recv(struct pl_tls *t, int fd, void *buf, size_t len, int flags)
+/* Read up to len bytes of plaintext from the record layer.  nb: do not wait. */
+static ssize_t tls_recv_raw(struct pl_tls *t, int fd, void *buf, size_t len, int flags)
 {
     int nb = (flags & MSG_DONTWAIT) || fd_nonblocking(fd);
     size_t done = 0;
-    if (flags & MSG_PEEK) {
-        errno = EOPNOTSUPP; /* not carried in this step (docs/preload.md) */
-        return -1;
-    }
     if (len == 0) return 0;
     for (;;) {
         size_t got = 0;
@@ -755,6 +956,48 @@ static ssize_t tls_recv(struct pl_tls *t, int fd, void *buf, size_t len, int fla
     }
 }
 
+/* MSG_PEEK: what a peek read stays in t->peek and is handed out first by every later read (a peek
+ * never reads more than one read would have). */
+static ssize_t tls_recv(struct pl_tls *t, int fd, void *buf, size_t len, int flags)
+{
+    if (len == 0) return 0;
+    pthread_mutex_lock(&t->lock);
+    size_t avail = t->peek_len - t->peek_off;
+    if (avail > 0) {
+        size_t n = len < avail ? len : avail;
+        memcpy(buf, t->peek + t->peek_off, n);
+        if (!(flags & MSG_PEEK)) {
+            t->peek_off += n;
+            if (t->peek_off == t->peek_len) t->peek_off = t->peek_len = 0;
+        }
+        pthread_mutex_unlock(&t->lock);
+        return (ssize_t)n;
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (!(flags & MSG_PEEK)) return tls_recv_raw(t, fd, buf, len, flags);
+    char *tmp = malloc(len);
+    if (tmp == NULL) { errno = ENOMEM; return -1; }
+    ssize_t n = tls_recv_raw(t, fd, tmp, len, flags & ~MSG_PEEK);
+    if (n > 0) {
+        pthread_mutex_lock(&t->lock);
+        char *np = realloc(t->peek, t->peek_len + (size_t)n);
+        if (np == NULL) {
+            pthread_mutex_unlock(&t->lock);
+            free(tmp);
+            errno = ENOMEM; /* the bytes are lost: the connection cannot go on */
+            t->failed = 1;
+            return -1;
+        }
+        memcpy(np + t->peek_len, tmp, (size_t)n);
+        t->peek = np;
+        t->peek_len += (size_t)n;
+        pthread_mutex_unlock(&t->lock);
+        memcpy(buf, tmp, (size_t)n);
+    }
+    free(tmp);
+    return n;
+}
+
 /* Room in the kernel's send buffer, so that a nonblocking write takes only what can go out now. */
 static size_t send_room(int fd)
 {
@@ -765,12 +1008,26 @@ static size_t send_room(int fd)
     return room > 1024 ? (size_t)room - 512 : 0;
 }
 
+/* A write on a connection that is gone: the errno the kernel would give (probed with an empty send
+ * on the socket: ECONNRESET once after a reset, EPIPE after that or after shutdown) and, with EPIPE,
+ * SIGPIPE to the calling thread unless MSG_NOSIGNAL, as a plain socket does. */
+static int write_gone(struct pl_tls *t, int flags)
+{
+    int e = EPIPE;
+    if (!t->shut_wr && t->priv_fd >= 0) {
+        e = REAL(send)(t->priv_fd, "", 0, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 ? errno : ECONNRESET;
+        if (e != EPIPE) e = ECONNRESET; /* TCP still up: the TLS layer failed (an alert, a bad record) */
+    }
+    if (e == EPIPE && !(flags & MSG_NOSIGNAL)) raise(SIGPIPE);
+    return e;
+}
+
 static ssize_t tls_send(struct pl_tls *t, int fd, const void *buf, size_t len, int flags)
 {
     int nb = (flags & MSG_DONTWAIT) || fd_nonblocking(fd);
     size_t done = 0;
-    if (t->shut_wr || t->failed) { errno = t->failed ? ECONNRESET : EPIPE; return -1; }
-    if (t->ktls & KTLSX_KTLS_TX) return REAL(send)(t->priv_fd, buf, len, flags | MSG_NOSIGNAL);
+    if (t->shut_wr || t->failed) { errno = write_gone(t, flags); return -1; }
+    if (t->ktls & KTLSX_KTLS_TX) return REAL(send)(t->priv_fd, buf, len, flags); /* SIGPIPE from the kernel */
     if (len == 0) return 0;
     for (;;) {
         size_t sent = 0, take = len - done;
@@ -798,7 +1055,9 @@ static ssize_t tls_send(struct pl_tls *t, int fd, const void *buf, size_t len, i
         done += sent;
         if (st == KTLSX_IO_FAILED || st == KTLSX_IO_TIMEOUT || st == KTLSX_IO_CLOSED) {
             errno = io_errno(t, st);
-            return done ? (ssize_t)done : -1;
+            if (done) return (ssize_t)done;
+            if (st != KTLSX_IO_TIMEOUT) errno = write_gone(t, flags);
+            return -1;
         }
         if (nb) {
             if (done > 0) return (ssize_t)done;
@@ -810,28 +1069,30 @@ static ssize_t tls_send(struct pl_tls *t, int fd, const void *buf, size_t len, i
     }
 }
 
-#define DATA_CALL(call_tls, call_real) \
-    struct pl_tls *t = lookup(fd);     \
-    if (t == NULL || t->sock == NULL) return call_real; \
+#define DATA_CALL_F(call_tls, call_real, flags)                      \
+    struct pl_tls *t = lookup(fd);                                 \
+    if (t == NULL || t->lst != NULL) return call_real;             \
+    if (t->sock == NULL && conn_ready(t, fd, flags) < 0) return -1; \
     return call_tls
+#define DATA_CALL(call_tls, call_real) DATA_CALL_F(call_tls, call_real, 0)
 
 EXPORT ssize_t read(int fd, void *buf, size_t n) { DATA_CALL(tls_recv(t, fd, buf, n, 0), REAL(read)(fd, buf, n)); }
 EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
-    DATA_CALL(tls_recv(t, fd, buf, n, flags), REAL(recv)(fd, buf, n, flags));
+    DATA_CALL_F(tls_recv(t, fd, buf, n, flags), REAL(recv)(fd, buf, n, flags), flags);
 }
 EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *alen)
 {
-    DATA_CALL(tls_recv(t, fd, buf, n, flags), REAL(recvfrom)(fd, buf, n, flags, addr, alen));
+    DATA_CALL_F(tls_recv(t, fd, buf, n, flags), REAL(recvfrom)(fd, buf, n, flags, addr, alen), flags);
 }
 EXPORT ssize_t write(int fd, const void *buf, size_t n) { DATA_CALL(tls_send(t, fd, buf, n, 0), REAL(write)(fd, buf, n)); }
 EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
-    DATA_CALL(tls_send(t, fd, buf, n, flags), REAL(send)(fd, buf, n, flags));
+    DATA_CALL_F(tls_send(t, fd, buf, n, flags), REAL(send)(fd, buf, n, flags), flags);
 }
 EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *addr, socklen_t alen)
 {
-    DATA_CALL(tls_send(t, fd, buf, n, flags), REAL(sendto)(fd, buf, n, flags, addr, alen));
+    DATA_CALL_F(tls_send(t, fd, buf, n, flags), REAL(sendto)(fd, buf, n, flags, addr, alen), flags);
 }
 
 static size_t iov_total(const struct iovec *iov, int cnt)
@@ -882,7 +1143,8 @@ EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
 EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
     struct pl_tls *t = lookup(fd);
-    if (t == NULL || t->sock == NULL) return REAL(recvmsg)(fd, msg, flags);
+    if (t == NULL || t->lst != NULL) return REAL(recvmsg)(fd, msg, flags);
+    if (t->sock == NULL && conn_ready(t, fd, flags) < 0) return -1;
     ssize_t n = tls_readv(t, fd, msg->msg_iov, (int)msg->msg_iovlen, flags);
     if (n >= 0) {
         msg->msg_controllen = 0; /* no ancillary data on a TLS stream */
@@ -893,12 +1155,13 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
     struct pl_tls *t = lookup(fd);
-    if (t == NULL || t->sock == NULL) return REAL(sendmsg)(fd, msg, flags);
+    if (t == NULL || t->lst != NULL) return REAL(sendmsg)(fd, msg, flags);
+    if (t->sock == NULL && conn_ready(t, fd, flags) < 0) return -1;
     if (msg->msg_controllen != 0 && !(t->ktls & KTLSX_KTLS_TX)) {
         errno = EOPNOTSUPP; /* ancillary data on a TLS stream in user-space records: not carried */
         return -1;
     }
-    if (t->ktls & KTLSX_KTLS_TX) return REAL(sendmsg)(t->priv_fd, msg, flags | MSG_NOSIGNAL);
+    if (t->ktls & KTLSX_KTLS_TX) return REAL(sendmsg)(t->priv_fd, msg, flags);
     return tls_writev(t, fd, msg->msg_iov, (int)msg->msg_iovlen, flags);
 }
 
@@ -907,8 +1170,13 @@ static ssize_t tls_sendfile(struct pl_tls *t, int fd, int in_fd, off_t *offset, 
     int nb = fd_nonblocking(fd);
     int64_t off;
     size_t done = 0;
-    if (t->shut_wr || t->failed) { errno = t->failed ? ECONNRESET : EPIPE; return -1; }
-    if (t->ktls & KTLSX_KTLS_TX) return REAL(sendfile)(t->priv_fd, in_fd, offset, count);
+    if (t->shut_wr || t->failed) { errno = write_gone(t, 0); return -1; }
+    if (t->ktls & KTLSX_KTLS_TX) {
+        /* page cache -> kernel TLS: said once per process, so a test (and an operator) can see it */
+        if (!atomic_exchange(&sendfile_logged, 1))
+            pl_log(KTLSX_LOG_INFO, "sendfile: through kernel TLS (zero copy)");
+        return REAL(sendfile)(t->priv_fd, in_fd, offset, count);
+    }
     if (offset != NULL) {
         off = *offset;
     } else {
@@ -938,7 +1206,10 @@ static ssize_t tls_sendfile(struct pl_tls *t, int fd, int in_fd, off_t *offset, 
         done += sent;
         if (st == KTLSX_IO_FAILED || st == KTLSX_IO_TIMEOUT || st == KTLSX_IO_CLOSED) {
             errno = io_errno(t, st);
-            if (done == 0) return -1;
+            if (done == 0) {
+                if (st != KTLSX_IO_TIMEOUT) errno = write_gone(t, 0);
+                return -1;
+            }
             break;
         }
         if (st != KTLSX_IO_OK) {
@@ -985,8 +1256,11 @@ EXPORT ssize_t splice(int fd_in, loff_t *off_in, int fd_out, loff_t *off_out, si
 {
     struct pl_tls *tin = lookup(fd_in), *tout = lookup(fd_out);
     char buf[65536];
-    if (tin != NULL && tin->sock == NULL) tin = NULL;
-    if (tout != NULL && (tout->sock == NULL || (tout->ktls & KTLSX_KTLS_TX))) tout = NULL;
+    if (tin != NULL && tin->lst != NULL) tin = NULL;
+    if (tout != NULL && tout->lst != NULL) tout = NULL;
+    if (tin != NULL && tin->sock == NULL && conn_ready(tin, fd_in, (flags & SPLICE_F_NONBLOCK) ? MSG_DONTWAIT : 0) < 0) return -1;
+    if (tout != NULL && tout->sock == NULL && conn_ready(tout, fd_out, (flags & SPLICE_F_NONBLOCK) ? MSG_DONTWAIT : 0) < 0) return -1;
+    if (tout != NULL && (tout->ktls & KTLSX_KTLS_TX)) tout = NULL;
     if (tin == NULL && tout == NULL) return REAL(splice)(fd_in, off_in, fd_out, off_out, len, flags);
     if (tin != NULL && tout != NULL) { errno = EINVAL; return -1; }
     if (len > sizeof buf) len = sizeof buf;
@@ -1035,12 +1309,14 @@ static atomic_int ep_any;
 
 static int pending_in(struct pl_tls *t)
 {
-    if (t == NULL || t->sock == NULL) return 0;
+    if (t == NULL || t->lst != NULL) return 0;
+    if (t->sock == NULL) return !t->connecting; /* a failed nonblocking connect: a read answers at once */
     if (t->eof || t->failed) return 1; /* a read answers at once (0 or an error), as at a socket's EOF */
     pthread_mutex_lock(&t->lock);
     LIB_ENTER();
-    /* plaintext or whole records held, or the peer's close_notify already taken in */
-    int held = ktlsx_socket_pending_plaintext(t->sock) > 0 || ktlsx_socket_clean_close(t->sock);
+    /* peeked plaintext, plaintext or whole records held, or the peer's close_notify already taken in */
+    int held = t->peek_len > t->peek_off || ktlsx_socket_pending_plaintext(t->sock) > 0 ||
+               ktlsx_socket_clean_close(t->sock);
     LIB_LEAVE();
     pthread_mutex_unlock(&t->lock);
     return held;
@@ -1056,16 +1332,41 @@ static void ep_forget_fd(int fd)
     pthread_mutex_unlock(&ep_lock);
 }
 
+/* epoll data of a connecting socket's wake fd: never a user-space pointer (not canonical) */
+#define EP_TAG 0x6b746c7300000000ULL
+#define EP_TAG_MASK 0xffffffff00000000ULL
+
+/* epoll_ctl on a connecting socket: its wake fd goes into (or out of) the set under the shim's tag. */
+static void conn_epoll_ctl(struct pl_tls *t, int epfd, int op, int fd, int connecting)
+{
+    if (op == EPOLL_CTL_DEL || !connecting) {
+        (void)REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, t->wake_fd, NULL);
+        return;
+    }
+    struct epoll_event w = {.events = EPOLLIN, .data.u64 = EP_TAG | (uint64_t)(unsigned)fd};
+    if (REAL(epoll_ctl)(epfd, EPOLL_CTL_ADD, t->wake_fd, &w) < 0 && errno == EEXIST)
+        (void)REAL(epoll_ctl)(epfd, EPOLL_CTL_MOD, t->wake_fd, &w);
+}
+
 EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
-    int rc = REAL(epoll_ctl)(epfd, op, fd, ev);
     struct pl_tls *t = lookup(fd);
-    if (rc < 0 || ((t == NULL || t->sock == NULL) && !atomic_load(&ep_any))) return rc;
+    struct epoll_event masked;
+    int connecting = t != NULL && t->lst == NULL && t->wake_fd >= 0 && op != EPOLL_CTL_DEL && ev != NULL &&
+                     is_connecting(t);
+    if (connecting) { /* the socket's own readiness means nothing until the handshake ended */
+        masked = *ev;
+        masked.events &= ~(uint32_t)(EPOLLIN | EPOLLOUT);
+    }
+    int rc = REAL(epoll_ctl)(epfd, op, fd, connecting ? &masked : ev);
+    if (rc == 0 && t != NULL && t->lst != NULL) listener_epoll_ctl(t->lst, epfd, op, ev);
+    if (rc == 0 && t != NULL && t->lst == NULL && t->wake_fd >= 0) conn_epoll_ctl(t, epfd, op, fd, connecting);
+    if (rc < 0 || ((t == NULL || t->lst != NULL) && !atomic_load(&ep_any))) return rc;
     pthread_mutex_lock(&ep_lock);
     size_t i;
     for (i = 0; i < ep_n; i++)
         if (ep_regs[i].epfd == epfd && ep_regs[i].fd == fd) break;
-    if (op == EPOLL_CTL_DEL || t == NULL || t->sock == NULL) {
+    if (op == EPOLL_CTL_DEL || t == NULL || t->lst != NULL) {
         if (i < ep_n) ep_regs[i] = ep_regs[--ep_n];
     } else if (ev != NULL) {
         if (i == ep_n) {
@@ -1166,53 +1467,237 @@ static int ep_wait_stuck(int epfd, int *timeout, const sigset_t *sigmask)
         p[0] = (struct pollfd){.fd = epfd, .events = POLLIN};
         for (int i = 0; i < k; i++) p[i + 1] = (struct pollfd){.fd = privs[i], .events = POLLOUT};
         struct timespec ts = {left / 1000, (left % 1000) * 1000000L};
-        int r = ppoll(p, (nfds_t)k + 1, left < 0 ? NULL : &ts, sigmask);
+        int r = REAL(ppoll)(p, (nfds_t)k + 1, left < 0 ? NULL : &ts, sigmask);
         if (r < 0) return -1;
         if (p[0].revents) { *timeout = 0; return 1; }
         if (r == 0) return 0;
     }
 }
 
+/* Events of connecting sockets' wake fds (the shim's tag) become the program's: its registration is
+ * put back on the socket, the wake fd leaves the set, and the event is EPOLLOUT (if asked for) or
+ * EPOLLERR|EPOLLHUP when the connect failed.  Returns the new count. */
+static int ep_translate(int epfd, struct epoll_event *events, int got)
+{
+    int k = 0;
+    for (int i = 0; i < got; i++) {
+        if ((events[i].data.u64 & EP_TAG_MASK) != EP_TAG) {
+            events[k++] = events[i];
+            continue;
+        }
+        int fd = (int)(events[i].data.u64 & 0xffffffffu);
+        struct pl_tls *t = pl_fd_get(fd);
+        struct ep_reg reg = {.fd = -1};
+        pthread_mutex_lock(&ep_lock);
+        for (size_t r = 0; r < ep_n; r++)
+            if (ep_regs[r].epfd == epfd && ep_regs[r].fd == fd) reg = ep_regs[r];
+        pthread_mutex_unlock(&ep_lock);
+        if (t == NULL || t->lst != NULL || t->wake_fd < 0 || reg.fd < 0) continue; /* gone: the kernel drops it */
+        if (is_connecting(t)) continue;
+        struct epoll_event back = {.events = reg.events, .data = reg.data};
+        (void)REAL(epoll_ctl)(epfd, EPOLL_CTL_MOD, fd, &back);
+        (void)REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, t->wake_fd, NULL);
+        uint32_t ev = t->sock != NULL ? (reg.events & EPOLLOUT) : (EPOLLERR | EPOLLHUP);
+        if (ev != 0) events[k++] = (struct epoll_event){.events = ev, .data = reg.data};
+    }
+    return k;
+}
+
+static int shim_epoll_wait(int epfd, struct epoll_event *events, int max, int timeout, const sigset_t *sigmask,
+                           int pwait)
+{
+    for (;;) {
+        epoll_data_t extra[64];
+        int k = max > 0 ? ep_held(epfd, extra, max < 64 ? max : 64) : 0;
+        if (k == 0 && atomic_load(&ep_any) && !in_lib) {
+            int w = ep_wait_stuck(epfd, &timeout, sigmask);
+            if (w <= 0) return w;
+        }
+        int got = pwait ? REAL(epoll_pwait)(epfd, events, max, k > 0 ? 0 : timeout, sigmask)
+                        : REAL(epoll_wait)(epfd, events, max, k > 0 ? 0 : timeout);
+        if (got > 0 && atomic_load(&ep_any) && !in_lib) {
+            int before = got;
+            got = ep_translate(epfd, events, got);
+            /* only shim events that the program did not ask for: wait on (a blocking wait only) */
+            if (got == 0 && k == 0 && before > 0 && timeout < 0) continue;
+        }
+        if (k == 0 || got < 0) return got;
+        return ep_merge(events, got, max, extra, k);
+    }
+}
+
 EXPORT int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout)
 {
-    epoll_data_t extra[64];
-    int k = max > 0 ? ep_held(epfd, extra, max < 64 ? max : 64) : 0;
-    if (k == 0 && atomic_load(&ep_any) && !in_lib) {
-        int w = ep_wait_stuck(epfd, &timeout, NULL);
-        if (w <= 0) return w;
-    }
-    int got = REAL(epoll_wait)(epfd, events, max, k > 0 ? 0 : timeout);
-    if (k == 0 || got < 0) return got;
-    return ep_merge(events, got, max, extra, k);
+    return shim_epoll_wait(epfd, events, max, timeout, NULL, 0);
 }
 
 EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int max, int timeout, const sigset_t *sigmask)
 {
-    epoll_data_t extra[64];
-    int k = max > 0 ? ep_held(epfd, extra, max < 64 ? max : 64) : 0;
-    if (k == 0 && atomic_load(&ep_any) && !in_lib) {
-        int w = ep_wait_stuck(epfd, &timeout, sigmask);
-        if (w <= 0) return w;
+    return shim_epoll_wait(epfd, events, max, timeout, sigmask, 1);
+}
+
+/* ---- poll, ppoll, select, pselect ----
+ *
+ * A set that holds no fd with a state goes to libc as it is (one table load per entry).  Otherwise
+ * the shim waits in ppoll on a copy of the set extended with the wake fds of TLS listeners (POLLIN on
+ * the listener when its wake fd is readable), and TLS fds for which the shim already holds plaintext
+ * (or a close_notify) are reported readable at once.  select and pselect go through the same code on
+ * a pollfd array built from their fd_sets. */
+#define POLL_STACK 64
+
+static int shim_ppoll(struct pollfd *fds, nfds_t n, const struct timespec *tmo, const sigset_t *mask)
+{
+    struct pollfd stack[POLL_STACK], *p = stack;
+    nfds_t owner_stack[POLL_STACK], *owner = owner_stack; /* extra entry k (k >= n): which program entry */
+    nfds_t extra = 0, i;
+    int held = 0, any = 0;
+    if (active && !in_lib)
+        for (i = 0; i < n; i++) {
+            struct pl_tls *t = pl_fd_get(fds[i].fd);
+            if (t == NULL) continue;
+            any = 1;
+            if ((t->lst != NULL && (fds[i].events & POLLIN)) || (t->lst == NULL && t->wake_fd >= 0)) extra++;
+        }
+    if (!any) return REAL(ppoll)(fds, n, tmo, mask);
+    if (n + extra > POLL_STACK) {
+        p = malloc((n + extra) * sizeof *p);
+        owner = malloc((n + extra) * sizeof *owner);
+        if (p == NULL || owner == NULL) {
+            free(p);
+            free(owner);
+            errno = ENOMEM;
+            return -1;
+        }
     }
-    int got = REAL(epoll_pwait)(epfd, events, max, k > 0 ? 0 : timeout, sigmask);
-    if (k == 0 || got < 0) return got;
-    return ep_merge(events, got, max, extra, k);
+    memcpy(p, fds, n * sizeof *p);
+    extra = 0;
+    for (i = 0; i < n; i++) {
+        struct pl_tls *t = pl_fd_get(fds[i].fd);
+        if (t == NULL) continue;
+        if (t->lst != NULL && (fds[i].events & POLLIN)) {
+            pthread_mutex_lock(&t->lst->lock);
+            int wake = t->lst->wake_fd;
+            held |= t->lst->head != NULL;
+            pthread_mutex_unlock(&t->lst->lock);
+            p[n + extra] = (struct pollfd){.fd = wake, .events = POLLIN}; /* -1 is ignored by poll */
+            owner[n + extra++] = i;
+        } else if (t->lst == NULL && t->wake_fd >= 0 && is_connecting(t)) {
+            /* the program waits for the end of a nonblocking connect: its wake fd stands for the socket */
+            p[i].fd = -1;
+            p[n + extra] = (struct pollfd){.fd = t->wake_fd, .events = POLLIN};
+            owner[n + extra++] = i;
+        } else if ((fds[i].events & POLLIN) && pending_in(t)) {
+            held = 1;
+        }
+    }
+    struct timespec zero = {0, 0};
+    int got = REAL(ppoll)(p, n + extra, held ? &zero : tmo, mask);
+    if (got >= 0) {
+        for (i = 0; i < n; i++) fds[i].revents = p[i].revents;
+        for (i = n; i < n + extra; i++) {
+            if (!(p[i].revents & POLLIN)) continue;
+            struct pl_tls *t = pl_fd_get(fds[owner[i]].fd);
+            if (t != NULL && t->lst == NULL) /* the connect ended: writable, or failed */
+                fds[owner[i]].revents |= t->sock != NULL ? (fds[owner[i]].events & POLLOUT) : (POLLERR | POLLHUP);
+            else
+                fds[owner[i]].revents |= POLLIN;
+        }
+        for (i = 0; i < n; i++) {
+            struct pl_tls *t = pl_fd_get(fds[i].fd);
+            if (t != NULL && t->lst == NULL && (fds[i].events & POLLIN) && pending_in(t)) fds[i].revents |= POLLIN;
+            if (t != NULL && t->lst != NULL && (fds[i].events & POLLIN)) {
+                pthread_mutex_lock(&t->lst->lock);
+                if (t->lst->head != NULL) fds[i].revents |= POLLIN;
+                pthread_mutex_unlock(&t->lst->lock);
+            }
+        }
+        got = 0;
+        for (i = 0; i < n; i++) got += fds[i].revents != 0;
+    }
+    if (p != stack) {
+        free(p);
+        free(owner);
+    }
+    return got;
 }
 
 EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
-    int held = 0;
-    if (active && !in_lib)
-        for (nfds_t i = 0; i < n; i++)
-            if ((fds[i].events & POLLIN) && pending_in(pl_fd_get(fds[i].fd))) held = 1;
-    int got = REAL(poll)(fds, n, held ? 0 : timeout);
-    if (!held || got < 0) return got;
+    if (!active || in_lib) return REAL(poll)(fds, n, timeout);
+    struct timespec ts = {timeout / 1000, (timeout % 1000) * 1000000L};
+    return shim_ppoll(fds, n, timeout < 0 ? NULL : &ts, NULL);
+}
+
+EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *tmo, const sigset_t *mask)
+{
+    return shim_ppoll(fds, n, tmo, mask);
+}
+
+/* Is there any fd with a state in the sets? (select's fast path) */
+static int sets_touch_tls(int nfds, const fd_set *r, const fd_set *w, const fd_set *x)
+{
+    if (!active || in_lib) return 0;
+    for (int fd = 0; fd < nfds && fd < FD_SETSIZE; fd++)
+        if (((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w)) || (x && FD_ISSET(fd, x))) && pl_fd_get(fd) != NULL)
+            return 1;
+    return 0;
+}
+
+/* select through shim_ppoll: Linux's mapping (readable: IN|HUP|ERR, writable: OUT|ERR, except: PRI). */
+static int shim_select(int nfds, fd_set *r, fd_set *w, fd_set *x, const struct timespec *tmo, const sigset_t *mask)
+{
+    struct pollfd p[FD_SETSIZE];
+    nfds_t n = 0;
+    if (nfds < 0 || nfds > FD_SETSIZE) { errno = EINVAL; return -1; }
+    for (int fd = 0; fd < nfds; fd++) {
+        short ev = 0;
+        if (r && FD_ISSET(fd, r)) ev |= POLLIN;
+        if (w && FD_ISSET(fd, w)) ev |= POLLOUT;
+        if (x && FD_ISSET(fd, x)) ev |= POLLPRI;
+        if (ev) p[n++] = (struct pollfd){.fd = fd, .events = ev};
+    }
+    int got = shim_ppoll(p, n, tmo, mask);
+    if (got < 0) return -1;
+    for (nfds_t i = 0; i < n; i++)
+        if (p[i].revents & POLLNVAL) { errno = EBADF; return -1; }
+    if (r) FD_ZERO(r);
+    if (w) FD_ZERO(w);
+    if (x) FD_ZERO(x);
     got = 0;
     for (nfds_t i = 0; i < n; i++) {
-        if ((fds[i].events & POLLIN) && pending_in(pl_fd_get(fds[i].fd))) fds[i].revents |= POLLIN;
-        got += fds[i].revents != 0;
+        short re = p[i].revents, ev = p[i].events;
+        if ((ev & POLLIN) && (re & (POLLIN | POLLHUP | POLLERR))) { FD_SET(p[i].fd, r); got++; }
+        if ((ev & POLLOUT) && (re & (POLLOUT | POLLERR))) { FD_SET(p[i].fd, w); got++; }
+        if ((ev & POLLPRI) && (re & POLLPRI)) { FD_SET(p[i].fd, x); got++; }
     }
     return got;
+}
+
+EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *x, struct timeval *tv)
+{
+    if (!sets_touch_tls(nfds, r, w, x)) return REAL(select)(nfds, r, w, x, tv);
+    if (tv != NULL && (tv->tv_sec < 0 || tv->tv_usec < 0)) { errno = EINVAL; return -1; }
+    struct timespec ts, *tp = NULL;
+    long end = 0;
+    if (tv != NULL) {
+        ts = (struct timespec){tv->tv_sec + tv->tv_usec / 1000000, (tv->tv_usec % 1000000) * 1000L};
+        tp = &ts;
+        end = now_ms() + (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    }
+    int rc = shim_select(nfds, r, w, x, tp, NULL);
+    if (tv != NULL) { /* Linux writes back what is left of the timeout */
+        long left = end - now_ms();
+        if (left < 0) left = 0;
+        tv->tv_sec = left / 1000;
+        tv->tv_usec = (left % 1000) * 1000;
+    }
+    return rc;
+}
+
+EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *x, const struct timespec *tmo, const sigset_t *mask)
+{
+    if (!sets_touch_tls(nfds, r, w, x)) return REAL(pselect)(nfds, r, w, x, tmo, mask);
+    return shim_select(nfds, r, w, x, tmo, mask);
 }
 
 /* fork, in the child: locks another thread held at the fork are re-made; the listeners forget the
@@ -1258,7 +1743,14 @@ EXPORT int close(int fd)
     if (!in_lib) {
         struct pl_tls *t = pl_fd_detach(fd);
         ep_forget_fd(fd); /* a TLS fd, or an epoll set: its registrations go (nothing to do without any) */
-        if (t != NULL) {
+        int connecting = 0;
+        if (t != NULL && t->lst == NULL) { /* a handshake thread still running frees the state itself */
+            pthread_mutex_lock(&t->lock);
+            connecting = t->connecting;
+            t->abandoned = connecting;
+            pthread_mutex_unlock(&t->lock);
+        }
+        if (t != NULL && !connecting) {
             /* The last program fd of this connection: close_notify (unless a forked child carries on), then free. */
             if (t->sock != NULL && !t->forked) send_close_notify(t, 1000);
             LIB_ENTER();
@@ -1310,4 +1802,29 @@ EXPORT int fcntl64(int fd, int cmd, ...)
     int rc = REAL(fcntl64)(fd, cmd, arg);
     if (rc >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && !in_lib && pl_fd_get(fd) != NULL) pl_fd_dup(fd, rc);
     return rc;
+}
+
+/* ---- stdio on a TLS fd ----
+ *
+ * glibc's stdio reads and writes a FILE through its internal read/write, which no LD_PRELOAD
+ * reaches: a program that fdopen()s a TLS socket (busybox wget does) would read records and write
+ * plaintext.  fdopen of a TLS fd returns a FILE whose reads, writes and close go through the shim
+ * (fopencookie); fileno() on it still gives the fd, so poll/select on it keep working. */
+static ssize_t cookie_read(void *c, char *buf, size_t n) { return read((int)(intptr_t)c, buf, n); }
+static ssize_t cookie_write(void *c, const char *buf, size_t n)
+{
+    ssize_t w = write((int)(intptr_t)c, buf, n);
+    return w < 0 ? 0 : w; /* stdio: 0 is the error */
+}
+static int cookie_close(void *c) { return close((int)(intptr_t)c); }
+
+EXPORT FILE *fdopen(int fd, const char *mode)
+{
+    struct pl_tls *t = lookup(fd);
+    if (t == NULL || t->lst != NULL) return REAL(fdopen)(fd, mode);
+    if (REAL(fcntl)(fd, F_GETFL) < 0) return NULL; /* EBADF, as fdopen */
+    cookie_io_functions_t io = {.read = cookie_read, .write = cookie_write, .seek = NULL, .close = cookie_close};
+    FILE *f = fopencookie((void *)(intptr_t)fd, mode, io);
+    if (f != NULL) f->_fileno = fd; /* fileno(); stdio itself uses the cookie functions only */
+    return f;
 }

@@ -5,9 +5,11 @@
  *   epoll_http serve PORT DIR lt|et   accept4(SOCK_NONBLOCK) until EAGAIN; read the request 200 bytes
  *                                     at a time; answer GET /NAME with DIR/NAME, written 4 KiB at a
  *                                     time as EPOLLOUT allows; close.  Runs until killed.
- *   epoll_http get PORT NAME          nonblocking connect to 127.0.0.1:PORT, send GET /NAME, read the
- *                                     response 1000 bytes at a time (level-triggered) to stdout until
- *                                     end of file.  Exit 0 at EOF, 1 on an error, 2 after 30 s.
+ *   epoll_http get PORT NAME [lt|et]  nonblocking connect to 127.0.0.1:PORT, wait for EPOLLOUT, check
+ *                                     SO_ERROR, send GET /NAME, read the response 1000 bytes at a time
+ *                                     (lt: one read per wake-up; et: edge-triggered, read to EAGAIN) to
+ *                                     stdout until end of file.  Exit 0 at EOF, 1 on an error, 2 after
+ *                                     30 s without an event.
  * Small reads matter: with user-space records the shim opens records whole (16 KiB), so most of a
  * record waits in the shim after each read and the socket is not readable: epoll must still say so. */
 #include <errno.h>
@@ -107,14 +109,17 @@ static int serve(int port, const char *dir, int et)
     }
 }
 
-static int get(int port, const char *name)
+/* et: edge-triggered; the first EPOLLOUT edge (the end of the connect) is the only one before the
+ * request goes out, so it must come when the connection can carry data; reads drain to EAGAIN. */
+static int get(int port, const char *name, int et)
 {
     int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (connect(s, (struct sockaddr *)&a, sizeof a) < 0 && errno != EINPROGRESS) { perror("connect"); return 1; }
     int ep = epoll_create1(0);
-    struct epoll_event ev = {.events = EPOLLOUT, .data.fd = s};
+    struct epoll_event ev = {.events = EPOLLOUT | (et ? EPOLLET : 0), .data.fd = s};
     epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev);
+    int checked = 0;
     char req[400];
     size_t rl = (size_t)snprintf(req, sizeof req, "GET /%s HTTP/1.0\r\n\r\n", name), ro = 0;
     for (;;) {
@@ -123,29 +128,42 @@ static int get(int port, const char *name)
         if (n < 0 && errno == EINTR) continue;
         if (n == 0) { fprintf(stderr, "epoll_http: no event in 30 s\n"); return 2; }
         if (n < 0) { perror("epoll_wait"); return 1; }
+        if (!checked) { /* the connect ended: how? */
+            int err = 0;
+            socklen_t el = sizeof err;
+            if (getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err != 0) {
+                fprintf(stderr, "epoll_http: connect: %s\n", strerror(err));
+                return 1;
+            }
+            checked = 1;
+        }
         if (ro < rl) {
             ssize_t w = write(s, req + ro, rl - ro);
             if (w < 0 && errno != EAGAIN) { perror("write"); return 1; }
             if (w > 0) ro += (size_t)w;
             if (ro == rl) {
-                ev.events = EPOLLIN; /* level-triggered, one small read per wake-up */
+                /* level-triggered: one small read per wake-up; edge-triggered: read to EAGAIN */
+                ev.events = EPOLLIN | (et ? EPOLLET : 0);
                 epoll_ctl(ep, EPOLL_CTL_MOD, s, &ev);
             }
             continue;
         }
-        char buf[1000];
-        ssize_t r = read(s, buf, sizeof buf);
-        if (r == 0) return 0;
-        if (r < 0 && errno == EAGAIN) continue;
-        if (r < 0) { perror("read"); return 1; }
-        if (fwrite(buf, 1, (size_t)r, stdout) != (size_t)r) return 1;
+        do {
+            char buf[1000];
+            ssize_t r = read(s, buf, sizeof buf);
+            if (r == 0) return 0;
+            if (r < 0 && errno == EAGAIN) break;
+            if (r < 0) { perror("read"); return 1; }
+            if (fwrite(buf, 1, (size_t)r, stdout) != (size_t)r) return 1;
+        } while (et);
     }
 }
 
 int main(int argc, char **argv)
 {
     if (argc == 5 && strcmp(argv[1], "serve") == 0) return serve(atoi(argv[2]), argv[3], strcmp(argv[4], "et") == 0);
-    if (argc == 4 && strcmp(argv[1], "get") == 0) return get(atoi(argv[2]), argv[3]);
-    fprintf(stderr, "usage: epoll_http serve PORT DIR lt|et | get PORT NAME\n");
+    if (argc == 4 && strcmp(argv[1], "get") == 0) return get(atoi(argv[2]), argv[3], 0);
+    if (argc == 5 && strcmp(argv[1], "get") == 0) return get(atoi(argv[2]), argv[3], strcmp(argv[4], "et") == 0);
+    fprintf(stderr, "usage: epoll_http serve PORT DIR lt|et | get PORT NAME [lt|et]\n");
     return 2;
 }

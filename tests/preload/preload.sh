@@ -30,6 +30,17 @@
 #                       openssl s_client fetch 16 MiB byte-exact; the static /bin/busybox (busybox-static) is
 #                       out of LD_PRELOAD's reach: under the same environment it answers plaintext HTTP (the
 #                       documented limit, shown)
+#  nginx/*              Debian's nginx, plaintext `listen PORT;`, master + 2 workers (prefork: the listener
+#                       inherited, workers accept4 with epoll/EPOLLEXCLUSIVE), sendfile on: curl and
+#                       s_client 16 MiB byte-exact, plaintext refused; 60 concurrent curls all served in < 7 s
+#  client/*-from-nginx-https-16MiB   curl (nonblocking connect + poll), python urllib with a timeout
+#                       (nonblocking connect + poll), dynamic busybox wget (stdio via fdopen) with a connect
+#                       rule against nginx's own HTTPS: 16 MiB byte-exact, nginx logged the TLS request
+#  client/nonblocking-connect-refused   wrong name: EINPROGRESS, select reports the end, SO_ERROR
+#                       ECONNREFUSED, send fails, no plaintext reached the server
+#  client/select-small-reads   a select() loop reading 1000 bytes per wake-up, 16 MiB byte-exact
+#  data/msg-peek, data/sigpipe, data/nosignal   MSG_PEEK twice then a read; a write to a vanished
+#                       peer kills the server by SIGPIPE; with MSG_NOSIGNAL: EPIPE/ECONNRESET instead
 #  daemon/*             ktlsxd holds the key (mode daemon): curl fetches byte-exact; the server process's
 #                       memory (/proc/PID/mem) does not hold the private key; control: in-process mode, it does
 # Environment (besides tests/lib.sh's): PRELOAD_SO (default build/lib/libktlsx-preload.so), DAEMON_BIN
@@ -69,7 +80,7 @@ shim() { env LD_PRELOAD="$PRE" "$@"; }
 # ------------------------------------------------------------------ exports ---
 if case_begin exports; then
   syms=$(nm -D --defined-only "$SO" | awk '$2 == "T" || $2 == "W" {print $3}' | sort | tr '\n' ' ')
-  want="accept accept4 close connect dup dup2 dup3 epoll_ctl epoll_pwait epoll_wait fcntl fcntl64 getaddrinfo listen poll read readv recv recvfrom recvmsg send sendfile sendfile64 sendmsg sendto shutdown socket splice write writev "
+  want="accept accept4 close connect dup dup2 dup3 epoll_ctl epoll_pwait epoll_wait fcntl fcntl64 fdopen getaddrinfo getsockopt listen poll ppoll pselect read readv recv recvfrom recvmsg select send sendfile sendfile64 sendmsg sendto shutdown socket splice write writev "
   extra=$(nm -D --defined-only "$SO" | awk '$2 != "T" && $2 != "W" && $2 != "A" {print $3}' | grep -v '^_' | tr '\n' ' ')
   if [[ $syms != "$want" ]]; then fail "exported: $syms (want: $want)"
   elif [[ -n ${extra// } ]]; then fail "other exported symbols: $extra"
@@ -347,6 +358,22 @@ if case_begin epoll/client-small-reads; then
   fi
 fi
 
+# edge-triggered client: the EPOLLOUT edge of the nonblocking connect must come at the end of the shim's
+# handshake (a write before it would get EAGAIN, and no second edge would follow)
+if case_begin epoll/client-et-nonblocking-connect; then
+  if [[ ! -x $EPOLL_HTTP ]]; then skip "${EPOLL_HTTP#$ROOT/} not built"
+  elif ! start_www; then fail "s_server did not start"
+  else
+    printf 'connect 127.0.0.1:%s name=localhost ca=%s\n' "$PORT" "$CA" >"$CD/c.rules"
+    run_cmd get /dev/null env LD_PRELOAD="$PRE" KTLSX_RULES="$CD/c.rules" "$EPOLL_HTTP" get "$PORT" big.bin et
+    python3 -c 'import sys; d=open(sys.argv[1],"rb").read(); i=d.find(b"\r\n\r\n"); open(sys.argv[2],"wb").write(d[i+4:] if i>=0 else b"")' \
+      "$CD/get.out" "$CD/get.data"
+    if (( RC != 0 )); then fail "epoll_http get et $(describe_rc "$RC"): $(tail -n 2 "$CD/get.err" | head -c 300)"
+    elif ! same_data "$DOCS/big.bin" "$CD/get.data"; then fail "$DATA_WHY"
+    else pass; fi
+  fi
+fi
+
 # ----------------------------------------------------------------- busybox ---
 BB=${BUSYBOX_DYN:-$ROOT/build/deps/busybox-dynamic/bin/busybox}
 if case_begin busybox/httpd-dynamic; then
@@ -380,6 +407,250 @@ if case_begin busybox/static-not-reached; then
     else fail "the static busybox did not answer plaintext (curl exit $RC): docs/preload.md's limit is wrong"; fi
   fi
 fi
+
+# ------------------------------------------------------------------- nginx ---
+# Debian's nginx with a plaintext `listen PORT;` config, a master and 2 workers (prefork: the listener is
+# made by the master and inherited by the workers, which accept4 on it with epoll, EPOLLEXCLUSIVE),
+# sendfile on.  NGINX=PATH overrides the binary.
+NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+nginx_conf() { # nginx_conf DIR [SERVER-LINES]: config template (port PORTX) and the dirs under DIR
+  local d=$1 srv=${2:-listen PORTX;}
+  mkdir -p "$d/logs" "$d/tmp"
+  cat >"$d/nginx.tmpl" <<CONF
+daemon off;
+master_process on;
+worker_processes 2;
+$( (( $(id -u) == 0 )) && echo "user root;")
+error_log $d/logs/error.log info;
+pid $d/nginx.pid;
+events { worker_connections 512; }
+http {
+  log_format withpid '\$pid \$status \$body_bytes_sent \$request';
+  access_log $d/logs/access.log withpid;
+  client_body_temp_path $d/tmp; proxy_temp_path $d/tmp; fastcgi_temp_path $d/tmp;
+  uwsgi_temp_path $d/tmp; scgi_temp_path $d/tmp;
+  sendfile on;
+  keepalive_timeout 5;
+  server { $srv root $DOCS; }
+}
+CONF
+}
+start_nginx() { # start_nginx DIR ENV...: nginx under the shim (serve rule for the port in the env)
+  local d=$1; shift
+  start_server srv -- env LD_PRELOAD="$PRE" "${@//PORTX/\{PORT\}}" bash -c \
+    "sed 's/PORTX/{PORT}/' '$d/nginx.tmpl' >'$d/nginx.conf' && exec '$NGINX' -e '$d/logs/error.log' -p '$d' -c '$d/nginx.conf'"
+}
+stop_nginx() { # the master ends its workers on SIGQUIT/SIGTERM; never leave orphaned workers
+  local d=$1 mp
+  mp=$(cat "$d/nginx.pid" 2>/dev/null)
+  [[ -n $mp ]] && kill -TERM "$mp" 2>/dev/null
+  for _ in $(seq 100); do pgrep -f "nginx: worker process" -P "$mp" >/dev/null 2>&1 || break; sleep 0.05; done
+}
+if case_begin nginx/prefork-16MiB-curl-s_client; then
+  if [[ ! -x $NGINX ]]; then skip "nginx not installed (make deps)"
+  else
+    NG=$CD/ng; nginx_conf "$NG"
+    if ! start_nginx "$NG" KTLSX_SERVE=PORTX KTLSX_CERT="$(crt server-ecdsa)" KTLSX_KEY="$(key server-ecdsa)" KTLSX_LOG=info; then
+      fail "nginx did not start: $(tail -n 3 "$CD/srv.err" "$NG/logs/error.log" 2>/dev/null | head -c 400)"
+    else
+      sleep 0.3 # the workers start after the master's listen
+      workers=$(pgrep -f "nginx: worker process" | wc -l)
+      bad=
+      fetch_big curl "$PORT" || bad+=" curl: $WHY"
+      printf 'GET /big.bin HTTP/1.0\r\nHost: localhost\r\n\r\n' >"$CD/req.txt"
+      run_cmd sc "$CD/req.txt" openssl s_client -quiet -ign_eof -connect "127.0.0.1:$PORT" -servername localhost \
+        -verify_return_error -CAfile "$CA"
+      python3 -c 'import sys; d=open(sys.argv[1],"rb").read(); i=d.find(b"\r\n\r\n"); open(sys.argv[2],"wb").write(d[i+4:] if i>=0 else b"")' \
+        "$CD/sc.out" "$CD/sc.data"
+      (( RC == 0 )) || bad+=" s_client $(describe_rc "$RC")"
+      same_data "$DOCS/big.bin" "$CD/sc.data" || bad+=" s_client: $DATA_WHY"
+      run_cmd plain /dev/null curl -sS -m 5 "http://127.0.0.1:$PORT/hello.txt"
+      (( RC == 0 )) && bad+=" plaintext HTTP was answered on the TLS port"
+      stop_nginx "$NG"
+      if (( workers < 2 )); then fail "expected 2 nginx workers, saw $workers"
+      elif [[ -n $bad ]]; then fail "$bad"
+      elif grep -q 'ERROR\|AddressSanitizer' "$NG/logs/error.log" "$CD/srv.err"; then fail "shim error: $(grep -m2 'ERROR\|AddressSanitizer' "$NG/logs/error.log" "$CD/srv.err")"
+      else pass; fi
+    fi
+  fi
+fi
+# Many concurrent connections spread over both workers: every one must be served, none may wait for a
+# handshake deadline (with one process's readiness signal visible to the others, a worker would take
+# another's wake-up for a client and leave finished connections waiting).
+if case_begin nginx/prefork-60-concurrent; then
+  if [[ ! -x $NGINX ]]; then skip "nginx not installed (make deps)"
+  else
+    NG=$CD/ng; nginx_conf "$NG"
+    if ! start_nginx "$NG" KTLSX_SERVE=PORTX KTLSX_CERT="$(crt server-ecdsa)" KTLSX_KEY="$(key server-ecdsa)"; then
+      fail "nginx did not start"
+    else
+      sleep 0.3
+      t0=$(date +%s%N)
+      pids=()
+      for i in $(seq 60); do
+        timeout -k 2 "$TMO" curl -sS -m 8 --cacert "$CA" -o "$CD/c$i.data" "https://localhost:$PORT/hello.txt" 2>"$CD/c$i.err" &
+        pids+=($!)
+      done
+      bad=0
+      for i in $(seq 60); do wait "${pids[i-1]}" || bad=$((bad + 1)); cmp -s "$CD/c$i.data" "$DOCS/hello.txt" || bad=$((bad + 1)); done
+      ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+      stop_nginx "$NG"
+      served_by=$(awk '$2 == 200 {print $1}' "$NG/logs/access.log" | sort | uniq -c | tr '\n' ' ')
+      echo "    60 requests in $ms ms; served by (count pid): $served_by"
+      if (( bad > 0 )); then fail "$bad of 60 failed or differ: $(cat "$CD"/c*.err | sort | uniq -c | head -n 3)"
+      elif (( ms > 7000 )); then fail "60 requests took $ms ms (a connection waited for a deadline)"
+      else pass; fi
+    fi
+  fi
+fi
+
+# ------------------------------------------------- clients against nginx's own HTTPS ---
+# nginx terminates TLS itself (listen ssl); the clients speak plaintext HTTP under the shim with a
+# connect rule.  curl and python urllib with a timeout connect nonblocking (EINPROGRESS, then poll for
+# writability: the end of the shim's handshake); busybox wget reads and writes through stdio (fdopen).
+NGT=$WORK/ngtls
+if [[ -x $NGINX ]]; then
+  nginx_conf "$NGT" "listen 127.0.0.1:PORTX ssl; ssl_certificate $(crt server-ecdsa); ssl_certificate_key $(key server-ecdsa);"
+fi
+ngt_start() { start_server ngt -- bash -c "sed 's/PORTX/{PORT}/' '$NGT/nginx.tmpl' >'$NGT/nginx.conf' && exec '$NGINX' -e '$NGT/logs/error.log' -p '$NGT' -c '$NGT/nginx.conf'"; }
+for cl in curl urllib busybox-wget; do
+  case_begin "client/$cl-from-nginx-https-16MiB" || continue
+  if [[ ! -x $NGINX ]]; then skip "nginx not installed"; continue; fi
+  if [[ $cl == busybox-wget && ! -x $BB ]]; then skip "no dynamic busybox"; continue; fi
+  if [[ $cl == curl && ${PRELOAD_ASAN:-0} == 1 ]] && ! timeout 5 env LD_PRELOAD="${PRE%% *}" curl -sS -o /dev/null file:///dev/null 2>/dev/null; then
+    skip "curl hangs under the ASan runtime alone (LD_PRELOAD=libasan.so curl: setlocale deadlock), without the shim"; continue
+  fi
+: >"$NGT/logs/access.log"
+  if ! ngt_start; then fail "nginx (TLS) did not start: $(tail -n 2 "$NGT/logs/error.log")"; continue; fi
+  printf 'log info\nconnect 127.0.0.1:%s name=localhost ca=%s\n' "$PORT" "$CA" >"$CD/c.rules"
+  url="http://127.0.0.1:$PORT/big.bin"
+  case $cl in
+    curl) run_cmd get /dev/null env LD_PRELOAD="$PRE" KTLSX_RULES="$CD/c.rules" curl -sS -o "$CD/get.data" "$url" ;;
+    urllib) run_cmd get /dev/null env LD_PRELOAD="$PRE" KTLSX_RULES="$CD/c.rules" python3 -c '
+import sys, urllib.request
+open(sys.argv[2], "wb").write(urllib.request.urlopen(sys.argv[1], timeout=20).read())' "$url" "$CD/get.data" ;;
+    busybox-wget) run_cmd get /dev/null env LD_PRELOAD="$PRE" KTLSX_RULES="$CD/c.rules" "$BB" wget -q -O "$CD/get.data" "$url" ;;
+  esac
+  nginx_pid=$(cat "$NGT/nginx.pid" 2>/dev/null); stop_nginx "$NGT"
+  if (( RC != 0 )); then fail "$cl $(describe_rc "$RC"): $(tail -n 2 "$CD/get.err" | head -c 300)"
+  elif ! same_data "$DOCS/big.bin" "$CD/get.data"; then fail "$DATA_WHY"
+  elif ! grep -q ' 200 16777216 GET /big.bin' "$NGT/logs/access.log"; then fail "nginx logged no TLS request: $(tail -n 1 "$NGT/logs/access.log")"
+  elif sanitizer_report "$CD/get.err"; then fail "$SAN_WHY"
+  else pass; fi
+done
+
+# nonblocking connect whose handshake fails (wrong name): select() reports the end, SO_ERROR is
+# ECONNREFUSED, a send fails, and no plaintext reached the server.
+if case_begin client/nonblocking-connect-refused; then
+  if ! start_www; then fail "s_server did not start"
+  else
+    printf 'connect 127.0.0.1:%s name=wrong.example ca=%s\n' "$PORT" "$CA" >"$CD/c.rules"
+    run_cmd nb /dev/null env LD_PRELOAD="$PRE" KTLSX_RULES="$CD/c.rules" python3 -c '
+import errno, select, socket, sys
+s = socket.socket(); s.setblocking(False)
+rc = s.connect_ex(("127.0.0.1", int(sys.argv[1])))
+print("connect_ex", errno.errorcode.get(rc, rc))
+r, w, x = select.select([], [s], [], 20)
+print("writable", bool(w))
+print("SO_ERROR", errno.errorcode.get(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), 0))
+try:
+    s.send(b"GET /hello.txt HTTP/1.0\r\n\r\n"); print("send ok")
+except OSError as e:
+    print("send", errno.errorcode.get(e.errno, e.errno))' "$PORT"
+    if (( RC != 0 )); then fail "python $(describe_rc "$RC"): $(tail -n 2 "$CD/nb.err")"
+    elif ! grep -q '^connect_ex EINPROGRESS' "$CD/nb.out"; then fail "connect_ex: $(head -n1 "$CD/nb.out")"
+    elif ! grep -q '^writable True' "$CD/nb.out"; then fail "select did not report the end of the connect"
+    elif ! grep -q '^SO_ERROR ECONNREFUSED' "$CD/nb.out"; then fail "$(grep SO_ERROR "$CD/nb.out")"
+    elif grep -q '^send ok' "$CD/nb.out"; then fail "a send on the refused connection succeeded"
+    elif grep -q 'GET /hello.txt' "$CD/www.out" "$CD/www.err"; then fail "plaintext reached the server"
+    else pass; fi
+  fi
+fi
+
+# a select() loop on a nonblocking TLS client reading 1000 bytes per wake-up: most of each record
+# waits in the shim, the socket is not readable, select must still report it (16 MiB byte-exact)
+if case_begin client/select-small-reads; then
+  if ! start_www; then fail "s_server did not start"
+  else
+    printf 'connect 127.0.0.1:%s name=localhost ca=%s\n' "$PORT" "$CA" >"$CD/c.rules"
+    run_cmd sel /dev/null env LD_PRELOAD="$PRE" KTLSX_RULES="$CD/c.rules" python3 -c '
+import select, socket, sys
+s = socket.socket(); s.setblocking(False)
+s.connect_ex(("127.0.0.1", int(sys.argv[1])))
+select.select([], [s], [], 20)
+s.setblocking(True); s.sendall(b"GET /big.bin HTTP/1.0\r\n\r\n"); s.setblocking(False)
+out = bytearray()
+while True:
+    r, _, _ = select.select([s], [], [], 10)
+    if not r: sys.exit("select timed out with %d bytes" % len(out))
+    try: d = s.recv(1000)
+    except BlockingIOError: continue
+    if not d: break
+    out += d
+i = out.find(b"\r\n\r\n"); open(sys.argv[2], "wb").write(out[i + 4:])' "$PORT" "$CD/sel.data"
+    if (( RC != 0 )); then fail "python $(describe_rc "$RC"): $(tail -n 2 "$CD/sel.err")"
+    elif ! same_data "$DOCS/big.bin" "$CD/sel.data"; then fail "$DATA_WHY"
+    else pass; fi
+  fi
+fi
+
+# MSG_PEEK on a TLS fd, and SIGPIPE: a server under the shim peeks 5 bytes, reads the request, answers
+# with both; then writes to a peer that has gone away: killed by SIGPIPE (default action) as without
+# the shim; the same with MSG_NOSIGNAL: EPIPE/ECONNRESET, no signal.
+cat >"$WORK/peekpipe.py" <<'PY'
+import errno, os, signal, socket, sys, time
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", int(sys.argv[1]))); srv.listen(8)
+mode = sys.argv[2]
+c, _ = srv.accept()
+if mode == "peek":
+    p1 = c.recv(5, socket.MSG_PEEK); p2 = c.recv(5, socket.MSG_PEEK)
+    req = c.recv(4096)
+    body = b"peek=%s again=%s starts=%s\n" % (p1, p2, req[:5])
+    c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body); c.close()
+    sys.exit(0)
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+c.recv(4096)
+time.sleep(1)                     # the client is gone by now
+flags = socket.MSG_NOSIGNAL if mode == "nosignal" else 0
+for i in range(200):
+    try:
+        c.send(b"x" * 4096, flags)
+    except OSError as e:
+        print("error", errno.errorcode.get(e.errno, e.errno), flush=True)
+        sys.exit(3)
+    time.sleep(0.01)
+print("no error", flush=True)
+PY
+if case_begin data/msg-peek; then
+  if ! start_server srv -- env LD_PRELOAD="$PRE" KTLSX_SERVE="{PORT}" KTLSX_CERT="$(crt server-ecdsa)" \
+       KTLSX_KEY="$(key server-ecdsa)" python3 "$WORK/peekpipe.py" "{PORT}" peek; then fail "server did not start"
+  else
+    run_cmd c /dev/null curl -sS --cacert "$CA" "https://localhost:$PORT/"
+    if (( RC != 0 )); then fail "curl $(describe_rc "$RC"): $(head -c 200 "$CD/c.err") / $(tail -n 2 "$CD/srv.err")"
+    elif ! grep -q "^peek=GET / again=GET / starts=GET /" "$CD/c.out"; then fail "body: $(head -c 200 "$CD/c.out")"
+    else pass; fi
+  fi
+fi
+for m in sigpipe nosignal; do
+  case_begin "data/$m" || continue
+  if ! start_server srv -- env LD_PRELOAD="$PRE" KTLSX_SERVE="{PORT}" KTLSX_CERT="$(crt server-ecdsa)" \
+       KTLSX_KEY="$(key server-ecdsa)" python3 "$WORK/peekpipe.py" "{PORT}" "$m"; then fail "server did not start"; continue; fi
+  # a TLS client that sends its request and closes at once
+  run_cmd cl /dev/null python3 -c '
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))), server_hostname="localhost")
+s.sendall(b"GET / HTTP/1.0\r\n\r\n"); s.close()' "$PORT" "$CA"
+  server_wait 20
+  if [[ $m == sigpipe ]]; then
+    # timeout(1) reports a child killed by signal N as 128+N
+    if (( SERVER_RC == 128 + 13 )); then pass; else fail "server exit $SERVER_RC (want 141, killed by SIGPIPE): $(cat "$CD/srv.out")"; fi
+  else
+    if (( SERVER_RC == 3 )) && grep -q '^error E\(PIPE\|CONNRESET\)' "$CD/srv.out"; then pass
+    else fail "server exit $SERVER_RC: $(cat "$CD/srv.out")"; fi
+  fi
+done
 
 # ------------------------------------------------------------------ daemon ---
 # The private scalar of the ECDSA key, big-endian and as a little-endian word array (BIGNUM in memory),
