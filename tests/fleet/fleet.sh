@@ -50,7 +50,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 N=${FLEET_N:-100}
 (( QUICK )) && N=${FLEET_N:-30}
-STORE_TMO_MS=${FLEET_STORE_TIMEOUT_MS:-300}
+# 1000 ms, not the 300 ms a deployment would pick: on a loaded 2-core machine (VMs beside the
+# test) one memcached set took longer than 300 ms, the store then left that server alone for a
+# second (MC_DOWN_MS) and 9 of 50 reconnections before the fault were full handshakes -- correct
+# behaviour, but not what the >= 99 % rate check measures.  The bound checks use the same value.
+STORE_TMO_MS=${FLEET_STORE_TIMEOUT_MS:-1000}
 SPORT=4433
 RUN=$WORK/run
 mkdir -p "$RUN"
