@@ -7,7 +7,7 @@
 #   KTLSX_CACHE        download cache (default /var/cache/ktlsx-kmod)
 #   KTLSX_BUILD        project build dir whose bin/ and lib/ go in (default build)
 #   KMOD_ONLY          run only suite scripts whose name contains this
-#   KMOD_VM_TIMEOUT    seconds per VM (default 600)
+#   KMOD_VM_TIMEOUT    seconds per VM (default 900: a hang guard; a loaded host once took ~600 s for 7.3)
 #   KMOD_TEST_TIMEOUT  default seconds per suite script (default 120)
 #   KMOD_PARALLEL      VMs booted at once (default 1; TCG uses ~1 core per vCPU)
 #   KMOD_BOOT_ATTEMPTS boots per kernel when it panics before the suite starts (default 3)
@@ -18,7 +18,7 @@
 set -uo pipefail
 . "$(dirname "$0")/lib-common.sh"
 
-VM_TIMEOUT=${KMOD_VM_TIMEOUT:-600}
+VM_TIMEOUT=${KMOD_VM_TIMEOUT:-900}
 BOOT_ATTEMPTS=${KMOD_BOOT_ATTEMPTS:-3}
 OUTDIR=$REPO_DIR/build
 LOGDIR=$OUTDIR/kmod-logs
