@@ -92,6 +92,20 @@ KX_RESULT kx_hkdf_extract(kx_hash_id h, const uint8_t *salt, size_t saltlen, con
 /* RFC 8446 §7.1 HKDF-Expand-Label; `label` without the "tls13 " prefix. */
 KX_RESULT kx_hkdf_expand_label(kx_hash_id h, const uint8_t *secret, const char *label,
                                const uint8_t *context, size_t ctxlen, uint8_t *out, size_t outlen);
+/* A secret (hash-length bytes) prepared once for several HKDF-Expand-Label
+ * calls: the HMAC inner and outer digest states after the padded key are kept
+ * and copied per label instead of rehashing the key block twice per label.
+ * Holds key-derived state: kx_hkdf_key_free (safe on a zeroed or freed key) cleanses it. */
+typedef struct {
+    kx_hash_id hash;
+    EVP_MD_CTX *work, *inner, *outer;
+} kx_hkdf_key;
+KX_RESULT kx_hkdf_key_init(kx_hkdf_key *k, kx_hash_id h, const uint8_t *secret);
+void kx_hkdf_key_free(kx_hkdf_key *k);
+KX_RESULT kx_hkdf_key_expand_label(kx_hkdf_key *k, const char *label, const uint8_t *context, size_t ctxlen,
+                                   uint8_t *out, size_t outlen);
+/* Hash of the empty string (Derive-Secret(.., "")), computed once; NULL if init failed. */
+const uint8_t *kx_hash_empty(kx_hash_id h);
 /* TLS 1.2 PRF (RFC 5246 §5): P_hash with the suite's hash. */
 KX_RESULT kx_tls12_prf(kx_hash_id h, const uint8_t *secret, size_t secretlen, const char *label,
                        const uint8_t *seed, size_t seedlen, uint8_t *out, size_t outlen);
@@ -102,6 +116,7 @@ KX_RESULT kx_tls12_prf(kx_hash_id h, const uint8_t *secret, size_t secretlen, co
  * is called.  Copies of the running state give intermediate hashes. */
 typedef struct {
     EVP_MD_CTX *ctx;   /* NULL until the hash is known */
+    EVP_MD_CTX *scratch; /* kx_transcript_hash finalises a copy here (made with ctx, reused) */
     kx_hash_id hash;
     kx_buf pending;    /* raw messages before the hash is known; also kept for TLS 1.2 client auth */
     int keep_raw;      /* keep every message in `pending` even after hashing (TLS 1.2 CertificateVerify) */

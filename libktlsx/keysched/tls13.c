@@ -19,12 +19,26 @@ static kx_result derive_secret(kx_hash_id h, const uint8_t *secret, const char *
     return kx_hkdf_expand_label(h, secret, label, th, hlen, out, hlen);
 }
 
-/* Derive-Secret(secret, label, "") uses the hash of the empty transcript. */
+/* Derive-Secret(secret, label, "") uses the hash of the empty transcript (computed once). */
 static kx_result derive_secret_empty(kx_hash_id h, const uint8_t *secret, const char *label, uint8_t *out)
 {
-    uint8_t empty[KX_MAX_HASH];
-    KX_GUARD(kx_hash(h, NULL, 0, empty));
+    const uint8_t *empty = kx_hash_empty(h);
+    KX_ENSURE(empty != NULL, KX_ALERT_INTERNAL_ERROR, "crypto library init failed");
     return derive_secret(h, secret, label, empty, out);
+}
+
+/* Derive-Secret with each label of `labels` from one secret prepared once
+ * (kx_hkdf_key): the second and later labels skip rehashing the key. */
+static kx_result derive_secrets(kx_hash_id h, const uint8_t *secret, const uint8_t *th, size_t n,
+                                const char *const *labels, uint8_t *const *outs)
+{
+    size_t hlen = kx_hash_len(h);
+    kx_hkdf_key k;
+    KX_GUARD(kx_hkdf_key_init(&k, h, secret));
+    kx_result r = KX_OK;
+    for (size_t i = 0; i < n && !kx_failed(r); i++) r = kx_hkdf_key_expand_label(&k, labels[i], th, hlen, outs[i], hlen);
+    kx_hkdf_key_free(&k);
+    return r;
 }
 
 /* HKDF-Extract(Derive-Secret(prev, "derived", ""), ikm or hlen zeros). */
@@ -66,19 +80,18 @@ kx_result kx_tls13_ks_handshake(kx_tls13_ks *ks, const uint8_t *ecdhe, size_t ec
 {
     KX_GUARD(next_stage(ks, ks->early, ecdhe, ecdhelen, ks->handshake));
     kx_wipe(ks->early, sizeof ks->early);
-    KX_GUARD(derive_secret(ks->hash, ks->handshake, "c hs traffic", th, ks->c_hs));
-    KX_GUARD(derive_secret(ks->hash, ks->handshake, "s hs traffic", th, ks->s_hs));
-    return KX_OK;
+    static const char *const labels[] = { "c hs traffic", "s hs traffic" };
+    uint8_t *const outs[] = { ks->c_hs, ks->s_hs };
+    return derive_secrets(ks->hash, ks->handshake, th, 2, labels, outs);
 }
 
 kx_result kx_tls13_ks_master(kx_tls13_ks *ks, const uint8_t *th)
 {
     KX_GUARD(next_stage(ks, ks->handshake, NULL, 0, ks->master));
     kx_wipe(ks->handshake, sizeof ks->handshake);
-    KX_GUARD(derive_secret(ks->hash, ks->master, "c ap traffic", th, ks->c_ap));
-    KX_GUARD(derive_secret(ks->hash, ks->master, "s ap traffic", th, ks->s_ap));
-    KX_GUARD(derive_secret(ks->hash, ks->master, "exp master", th, ks->exporter));
-    return KX_OK;
+    static const char *const labels[] = { "c ap traffic", "s ap traffic", "exp master" };
+    uint8_t *const outs[] = { ks->c_ap, ks->s_ap, ks->exporter };
+    return derive_secrets(ks->hash, ks->master, th, 3, labels, outs);
 }
 
 kx_result kx_tls13_ks_resumption(kx_tls13_ks *ks, const uint8_t *th)
@@ -97,8 +110,12 @@ kx_result kx_tls13_traffic_keys(kx_hash_id hash, const uint8_t *secret, size_t k
                                 uint8_t iv[12])
 {
     KX_ENSURE(key_len <= KX_MAX_KEY, KX_ALERT_INTERNAL_ERROR, "key too long");
-    KX_GUARD(kx_hkdf_expand_label(hash, secret, "key", NULL, 0, key, key_len));
-    return kx_hkdf_expand_label(hash, secret, "iv", NULL, 0, iv, 12);
+    kx_hkdf_key k;
+    KX_GUARD(kx_hkdf_key_init(&k, hash, secret));
+    kx_result r = kx_hkdf_key_expand_label(&k, "key", NULL, 0, key, key_len);
+    if (!kx_failed(r)) r = kx_hkdf_key_expand_label(&k, "iv", NULL, 0, iv, 12);
+    kx_hkdf_key_free(&k);
+    return r;
 }
 
 kx_result kx_tls13_finished(kx_hash_id hash, const uint8_t *base_key, const uint8_t *th, uint8_t *out)

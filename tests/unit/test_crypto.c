@@ -108,6 +108,52 @@ static void test_hkdf_expand_label_lengths(void **state)
     FAILS_WITH(kx_hkdf_expand_label(KX_HASH_SHA256, secret, label, NULL, 0, b, sizeof b), KX_ALERT_INTERNAL_ERROR);
 }
 
+/* A secret prepared once (kx_hkdf_key) gives exactly what the one-shot
+ * HKDF-Expand-Label gives, for several labels in a row, with a context,
+ * outputs longer than one hash, both hashes; a freed key refuses to expand. */
+static void test_hkdf_key_matches_one_shot(void **state)
+{
+    (void)state;
+    static const char *const labels[] = { "key", "iv", "finished", "c hs traffic", "key", "resumption" };
+    uint8_t ctx[48];
+    for (size_t i = 0; i < sizeof ctx; i++) ctx[i] = (uint8_t)(3 * i + 1);
+    for (int h = KX_HASH_SHA256; h <= KX_HASH_SHA384; h++) {
+        uint8_t secret[48];
+        for (size_t i = 0; i < sizeof secret; i++) secret[i] = (uint8_t)(i ^ 0xa5 ^ h);
+        kx_hkdf_key k;
+        OK(kx_hkdf_key_init(&k, (kx_hash_id)h, secret));
+        for (size_t i = 0; i < sizeof labels / sizeof labels[0]; i++) {
+            size_t outlen = (i % 3 == 0) ? 100 : (i % 3 == 1) ? 12 : kx_hash_len((kx_hash_id)h);
+            size_t ctxlen = (i & 1) ? kx_hash_len((kx_hash_id)h) : 0;
+            uint8_t a[100], b[100];
+            OK(kx_hkdf_key_expand_label(&k, labels[i], ctxlen ? ctx : NULL, ctxlen, a, outlen));
+            OK(kx_hkdf_expand_label((kx_hash_id)h, secret, labels[i], ctxlen ? ctx : NULL, ctxlen, b, outlen));
+            assert_memory_equal(a, b, outlen);
+        }
+        kx_hkdf_key_free(&k);
+        kx_hkdf_key_free(&k); /* twice: harmless */
+        uint8_t out[16];
+        FAILS_WITH(kx_hkdf_key_expand_label(&k, "key", NULL, 0, out, sizeof out), KX_ALERT_INTERNAL_ERROR);
+        /* Hash("") computed once equals the digest of nothing. */
+        uint8_t empty[KX_MAX_HASH];
+        OK(kx_hash((kx_hash_id)h, NULL, 0, empty));
+        assert_non_null(kx_hash_empty((kx_hash_id)h));
+        assert_memory_equal(kx_hash_empty((kx_hash_id)h), empty, kx_hash_len((kx_hash_id)h));
+    }
+    /* RFC 8448 §3: client_handshake_traffic_secret -> key and iv (SHA-256). */
+    uint8_t chs[32], key[16], iv[12], want_key[16], want_iv[12];
+    assert_int_equal(unhex("b3eddb126e067f35a780b3abf45e2d8f3b1a950738f52e9600746a0e27a55a21", chs, sizeof chs), sizeof chs);
+    assert_int_equal(unhex("dbfaa693d1762c5b666af5d950258d01", want_key, sizeof want_key), sizeof want_key);
+    assert_int_equal(unhex("5bd3c71b836e0b76bb73265f", want_iv, sizeof want_iv), sizeof want_iv);
+    kx_hkdf_key k;
+    OK(kx_hkdf_key_init(&k, KX_HASH_SHA256, chs));
+    OK(kx_hkdf_key_expand_label(&k, "key", NULL, 0, key, sizeof key));
+    OK(kx_hkdf_key_expand_label(&k, "iv", NULL, 0, iv, sizeof iv));
+    kx_hkdf_key_free(&k);
+    assert_memory_equal(key, want_key, sizeof key);
+    assert_memory_equal(iv, want_iv, sizeof iv);
+}
+
 static void test_tls12_prf_vectors(void **state)
 {
     (void)state;
@@ -754,6 +800,7 @@ int main(void)
         cmocka_unit_test(test_hmac_rfc4231_case6_long_key),
         cmocka_unit_test(test_hkdf_extract_rfc5869),
         cmocka_unit_test(test_hkdf_expand_label_lengths),
+        cmocka_unit_test(test_hkdf_key_matches_one_shot),
         cmocka_unit_test(test_tls12_prf_vectors),
         cmocka_unit_test(test_aead_roundtrip_and_tamper),
         cmocka_unit_test(test_aes128gcm_rfc8448_client_finished_record),
