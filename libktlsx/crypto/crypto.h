@@ -150,6 +150,24 @@ int kx_sigalg_fits_key(uint16_t sigalg, EVP_PKEY *key, int tls13);
  * signature of an impossible length is decode_error before any verification. */
 int kx_sig_length_ok(EVP_PKEY *pub, size_t len);
 KX_RESULT kx_sign(uint16_t sigalg, EVP_PKEY *priv, const uint8_t *msg, size_t len, kx_buf *sig_out);
+/* Signing contexts prepared once per private key (sign_init, digest and
+ * padding set) for each SignatureScheme the key can make, except EdDSA
+ * (one-shot over the whole message).  kx_sign_with signs a digest with a
+ * duplicate of the prepared context (EVP_PKEY_CTX_dup: no key-type lookup,
+ * no provider fetch per signature) and falls back to kx_sign for a scheme
+ * without one.  The prepared contexts are only read (duplicated), so one
+ * kx_signer may serve several threads. */
+#define KX_SIGNER_SLOTS 6
+typedef struct {
+    EVP_PKEY_CTX *ctx[KX_SIGNER_SLOTS];
+    uint16_t sigalg[KX_SIGNER_SLOTS];
+    size_t count;
+} kx_signer;
+/* Prepares what it can; a scheme that fails to prepare is simply left to kx_sign. */
+void kx_signer_init(kx_signer *s, EVP_PKEY *priv);
+void kx_signer_free(kx_signer *s);
+KX_RESULT kx_sign_with(const kx_signer *s, uint16_t sigalg, EVP_PKEY *priv, const uint8_t *msg, size_t len,
+                       kx_buf *sig_out);
 /* Fails with decrypt_error when the signature does not verify. */
 KX_RESULT kx_verify(uint16_t sigalg, EVP_PKEY *pub, const uint8_t *msg, size_t len,
                     const uint8_t *sig, size_t siglen);

@@ -509,6 +509,27 @@ static void test_sign_verify_each_sigalg(void **state)
         EVP_PKEY *pub = public_only(cases[i].key);
         OK(kx_verify(cases[i].sigalg, pub, msg, sizeof msg, sig.data + 2, sig.len - 2));
 
+        /* The same through contexts prepared once for the key (kx_signer):
+         * every scheme but EdDSA has its slot, EdDSA falls back to kx_sign. */
+        kx_signer signer;
+        kx_signer_init(&signer, cases[i].key);
+        bool slotted = false;
+        for (size_t k = 0; k < signer.count; k++) slotted |= signer.sigalg[k] == cases[i].sigalg;
+        assert_int_equal(slotted, cases[i].sigalg != KX_SIG_ED25519);
+        for (int round = 0; round < 2; round++) { /* the prepared context is reused, not consumed */
+            kx_buf sig2 = { 0 };
+            OK(kx_write_u16(&sig2, cases[i].sigalg));
+            OK(kx_sign_with(&signer, cases[i].sigalg, cases[i].key, msg, sizeof msg, &sig2));
+            assert_true(sig2.len > 2);
+            OK(kx_verify(cases[i].sigalg, pub, msg, sizeof msg, sig2.data + 2, sig2.len - 2));
+            msg[99] ^= 1;
+            FAILS_WITH(kx_verify(cases[i].sigalg, pub, msg, sizeof msg, sig2.data + 2, sig2.len - 2),
+                       KX_ALERT_DECRYPT_ERROR);
+            msg[99] ^= 1;
+            kx_buf_free(&sig2);
+        }
+        kx_signer_free(&signer);
+
         msg[100] ^= 1;
         FAILS_WITH(kx_verify(cases[i].sigalg, pub, msg, sizeof msg, sig.data + 2, sig.len - 2),
                    KX_ALERT_DECRYPT_ERROR);
@@ -536,6 +557,12 @@ static void test_sign_verify_each_sigalg(void **state)
     size_t before = s2.len;
     FAILS_WITH(kx_sign(KX_SIG_ED25519, K.p256, msg, sizeof msg, &s2), KX_ALERT_INTERNAL_ERROR);
     assert_int_equal(s2.len, before);
+    /* A P-256 signer has no RSA slot: the fallback refuses the mismatch the same way. */
+    kx_signer ps;
+    kx_signer_init(&ps, K.p256);
+    FAILS_WITH(kx_sign_with(&ps, KX_SIG_RSA_PSS_RSAE_SHA256, K.p256, msg, sizeof msg, &s2), KX_ALERT_INTERNAL_ERROR);
+    assert_int_equal(s2.len, before);
+    kx_signer_free(&ps);
     kx_buf_free(&s1);
     kx_buf_free(&s2);
 }
