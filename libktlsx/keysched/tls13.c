@@ -9,7 +9,38 @@
  * yields only the traffic secrets still in use. */
 #include "keysched/tls13.h"
 #include "core/wipe.h"
+#include <pthread.h>
 #include <string.h>
+
+/* Without a PSK (every full handshake) the Early Secret is HKDF-Extract(0, 0)
+ * and its Derive-Secret(., "derived", "") is fixed too: both are public
+ * constants of the hash (RFC 8448 §3 prints them for SHA-256), computed once
+ * here instead of two HMACs per handshake. */
+static struct {
+    int status;
+    uint8_t early[2][KX_MAX_HASH], derived[2][KX_MAX_HASH];
+} zero_psk;
+static pthread_once_t zero_psk_once = PTHREAD_ONCE_INIT;
+
+static kx_result derive_secret_empty(kx_hash_id h, const uint8_t *secret, const char *label, uint8_t *out);
+
+static void zero_psk_init(void)
+{
+    static const uint8_t zeros[KX_MAX_HASH];
+    zero_psk.status = -1;
+    for (int h = KX_HASH_SHA256; h <= KX_HASH_SHA384; h++) {
+        size_t hlen = kx_hash_len((kx_hash_id)h);
+        if (kx_failed(kx_hkdf_extract((kx_hash_id)h, NULL, 0, zeros, hlen, zero_psk.early[h])) ||
+            kx_failed(derive_secret_empty((kx_hash_id)h, zero_psk.early[h], "derived", zero_psk.derived[h])))
+            return;
+    }
+    zero_psk.status = 0;
+}
+
+static int zero_psk_ready(void)
+{
+    return pthread_once(&zero_psk_once, zero_psk_init) == 0 && zero_psk.status == 0;
+}
 
 /* Derive-Secret(secret, label, messages) with th = Transcript-Hash(messages). */
 static kx_result derive_secret(kx_hash_id h, const uint8_t *secret, const char *label, const uint8_t *th,
@@ -51,7 +82,11 @@ static kx_result next_stage(const kx_tls13_ks *ks, const uint8_t *prev, const ui
         ikmlen = ks->hlen;
     }
     uint8_t salt[KX_MAX_HASH];
-    kx_result r = derive_secret_empty(ks->hash, prev, "derived", salt);
+    kx_result r = KX_OK;
+    if (prev == ks->early && ks->no_psk && zero_psk_ready())
+        memcpy(salt, zero_psk.derived[ks->hash], ks->hlen);
+    else
+        r = derive_secret_empty(ks->hash, prev, "derived", salt);
     if (!kx_failed(r)) r = kx_hkdf_extract(ks->hash, salt, ks->hlen, ikm, ikmlen, out);
     kx_wipe(salt, sizeof salt);
     return r;
@@ -64,6 +99,11 @@ kx_result kx_tls13_ks_early(kx_tls13_ks *ks, kx_hash_id hash, const uint8_t *psk
     KX_ENSURE(hash == KX_HASH_SHA256 || hash == KX_HASH_SHA384, KX_ALERT_INTERNAL_ERROR, "unknown hash");
     ks->hash = hash;
     ks->hlen = kx_hash_len(hash);
+    if (psk == NULL && zero_psk_ready()) {
+        memcpy(ks->early, zero_psk.early[hash], ks->hlen);
+        ks->no_psk = 1;
+        return KX_OK;
+    }
     if (psk == NULL) {
         psk = zeros;
         psklen = ks->hlen;
