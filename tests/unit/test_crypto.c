@@ -14,6 +14,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <ctype.h>
+#include <pthread.h>
 #include <string.h>
 
 #define OK(expr) assert_null((expr).reason)
@@ -567,6 +568,57 @@ static void test_sign_verify_each_sigalg(void **state)
     kx_buf_free(&s2);
 }
 
+/* One kx_signer shared by several threads (a server's configuration is):
+ * each signature duplicates the prepared context, so concurrent signers
+ * must each produce a signature that verifies. */
+typedef struct {
+    const kx_signer *signer;
+    EVP_PKEY *key, *pub;
+    uint16_t sigalg;
+    int bad;
+} signer_thread_arg;
+
+static void *signer_thread(void *p)
+{
+    signer_thread_arg *a = p;
+    uint8_t msg[130];
+    for (int i = 0; i < 100; i++) {
+        memset(msg, i, sizeof msg);
+        kx_buf sig = { 0 };
+        if (kx_failed(kx_sign_with(a->signer, a->sigalg, a->key, msg, sizeof msg, &sig)) ||
+            kx_failed(kx_verify(a->sigalg, a->pub, msg, sizeof msg, sig.data, sig.len)))
+            a->bad++;
+        kx_buf_free(&sig);
+    }
+    return NULL;
+}
+
+static void test_signer_shared_by_threads(void **state)
+{
+    (void)state;
+    const struct { uint16_t sigalg; EVP_PKEY *key; } cases[] = {
+        { KX_SIG_ECDSA_SECP256R1_SHA256, K.p256 },
+        { KX_SIG_RSA_PSS_RSAE_SHA256, K.rsa },
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        kx_signer signer;
+        kx_signer_init(&signer, cases[c].key);
+        EVP_PKEY *pub = public_only(cases[c].key);
+        signer_thread_arg args[4];
+        pthread_t th[4];
+        for (int t = 0; t < 4; t++) {
+            args[t] = (signer_thread_arg){ &signer, cases[c].key, pub, cases[c].sigalg, 0 };
+            assert_int_equal(pthread_create(&th[t], NULL, signer_thread, &args[t]), 0);
+        }
+        for (int t = 0; t < 4; t++) {
+            assert_int_equal(pthread_join(th[t], NULL), 0);
+            assert_int_equal(args[t].bad, 0);
+        }
+        EVP_PKEY_free(pub);
+        kx_signer_free(&signer);
+    }
+}
+
 static void test_sigalg_fits_key(void **state)
 {
     (void)state;
@@ -835,6 +887,7 @@ int main(void)
         cmocka_unit_test(test_chacha20poly1305_rfc8439),
         cmocka_unit_test(test_kex_agreement),
         cmocka_unit_test(test_sign_verify_each_sigalg),
+        cmocka_unit_test(test_signer_shared_by_threads),
         cmocka_unit_test(test_sigalg_fits_key),
         cmocka_unit_test(test_pss_key_digest_restriction),
         cmocka_unit_test(test_transcript_buffering),
