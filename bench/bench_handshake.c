@@ -7,7 +7,10 @@
  * on full handshakes), both freed.  Resumption scenarios offer the session
  * saved from one warm-up full handshake every time (checked to resume).
  *
- * Usage: bench_handshake [SCENARIO...]   (default: all); BENCH_SECONDS, BENCH_CERTS. */
+ * Usage: bench_handshake [SCENARIO...]   (default: all); BENCH_SECONDS, BENCH_CERTS.
+ * Server/client split cases (issue 14, srv-/cli- lines): tls13-ecdsa tls13-resume
+ * tls13-rsa2048 tls13-resume-rsa2048 tls12-ecdsa tls12-resume-sessionid, then the
+ * server's resumed/full ratio per certificate/version with its arithmetic ceiling. */
 #include "bench.h"
 
 #include <openssl/pem.h>
