@@ -92,6 +92,20 @@ KX_RESULT kx_hkdf_extract(kx_hash_id h, const uint8_t *salt, size_t saltlen, con
 /* RFC 8446 §7.1 HKDF-Expand-Label; `label` without the "tls13 " prefix. */
 KX_RESULT kx_hkdf_expand_label(kx_hash_id h, const uint8_t *secret, const char *label,
                                const uint8_t *context, size_t ctxlen, uint8_t *out, size_t outlen);
+/* A secret (hash-length bytes) prepared once for several HKDF-Expand-Label
+ * calls: the HMAC inner and outer digest states after the padded key are kept
+ * and copied per label instead of rehashing the key block twice per label.
+ * Holds key-derived state: kx_hkdf_key_free (safe on a zeroed or freed key) cleanses it. */
+typedef struct {
+    kx_hash_id hash;
+    EVP_MD_CTX *work, *inner, *outer;
+} kx_hkdf_key;
+KX_RESULT kx_hkdf_key_init(kx_hkdf_key *k, kx_hash_id h, const uint8_t *secret);
+void kx_hkdf_key_free(kx_hkdf_key *k);
+KX_RESULT kx_hkdf_key_expand_label(kx_hkdf_key *k, const char *label, const uint8_t *context, size_t ctxlen,
+                                   uint8_t *out, size_t outlen);
+/* Hash of the empty string (Derive-Secret(.., "")), computed once; NULL if init failed. */
+const uint8_t *kx_hash_empty(kx_hash_id h);
 /* TLS 1.2 PRF (RFC 5246 §5): P_hash with the suite's hash. */
 KX_RESULT kx_tls12_prf(kx_hash_id h, const uint8_t *secret, size_t secretlen, const char *label,
                        const uint8_t *seed, size_t seedlen, uint8_t *out, size_t outlen);
@@ -102,6 +116,7 @@ KX_RESULT kx_tls12_prf(kx_hash_id h, const uint8_t *secret, size_t secretlen, co
  * is called.  Copies of the running state give intermediate hashes. */
 typedef struct {
     EVP_MD_CTX *ctx;   /* NULL until the hash is known */
+    EVP_MD_CTX *scratch; /* kx_transcript_hash finalises a copy here (made with ctx, reused) */
     kx_hash_id hash;
     kx_buf pending;    /* raw messages before the hash is known; also kept for TLS 1.2 client auth */
     int keep_raw;      /* keep every message in `pending` even after hashing (TLS 1.2 CertificateVerify) */
@@ -135,6 +150,24 @@ int kx_sigalg_fits_key(uint16_t sigalg, EVP_PKEY *key, int tls13);
  * signature of an impossible length is decode_error before any verification. */
 int kx_sig_length_ok(EVP_PKEY *pub, size_t len);
 KX_RESULT kx_sign(uint16_t sigalg, EVP_PKEY *priv, const uint8_t *msg, size_t len, kx_buf *sig_out);
+/* Signing contexts prepared once per private key (sign_init, digest and
+ * padding set) for each SignatureScheme the key can make, except EdDSA
+ * (one-shot over the whole message).  kx_sign_with signs a digest with a
+ * duplicate of the prepared context (EVP_PKEY_CTX_dup: no key-type lookup,
+ * no provider fetch per signature) and falls back to kx_sign for a scheme
+ * without one.  The prepared contexts are only read (duplicated), so one
+ * kx_signer may serve several threads. */
+#define KX_SIGNER_SLOTS 6
+typedef struct {
+    EVP_PKEY_CTX *ctx[KX_SIGNER_SLOTS];
+    uint16_t sigalg[KX_SIGNER_SLOTS];
+    size_t count;
+} kx_signer;
+/* Prepares what it can; a scheme that fails to prepare is simply left to kx_sign. */
+void kx_signer_init(kx_signer *s, EVP_PKEY *priv);
+void kx_signer_free(kx_signer *s);
+KX_RESULT kx_sign_with(const kx_signer *s, uint16_t sigalg, EVP_PKEY *priv, const uint8_t *msg, size_t len,
+                       kx_buf *sig_out);
 /* Fails with decrypt_error when the signature does not verify. */
 KX_RESULT kx_verify(uint16_t sigalg, EVP_PKEY *pub, const uint8_t *msg, size_t len,
                     const uint8_t *sig, size_t siglen);

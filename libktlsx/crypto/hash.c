@@ -20,6 +20,7 @@ static struct {
     EVP_MD *md[2];            /* by kx_hash_id */
     EVP_MD *sha512;
     EVP_CIPHER *cipher[KX_AEAD_COUNT]; /* by kx_aead_id */
+    uint8_t empty[2][KX_MAX_HASH];     /* Hash(""), by kx_hash_id */
 } algs;
 
 static pthread_once_t algs_once = PTHREAD_ONCE_INIT;
@@ -36,6 +37,9 @@ static void fetch_all(void)
     if ((algs.sha512 = EVP_MD_fetch(NULL, "SHA2-512", NULL)) == NULL) return;
     for (int i = 0; i < KX_AEAD_COUNT; i++)
         if ((algs.cipher[i] = EVP_CIPHER_fetch(NULL, cipher_names[i], NULL)) == NULL) return;
+    static const uint8_t nothing[1];
+    for (int i = 0; i < 2; i++)
+        if (EVP_Digest(nothing, 0, algs.empty[i], NULL, algs.md[i], NULL) != 1) return;
     algs.status = 0;
 }
 
@@ -56,6 +60,12 @@ const EVP_MD *kx_hash_md(kx_hash_id h)
 {
     if (kx_crypto_init() != 0 || !hash_ok(h)) return NULL;
     return algs.md[h];
+}
+
+const uint8_t *kx_hash_empty(kx_hash_id h)
+{
+    if (kx_crypto_init() != 0 || !hash_ok(h)) return NULL;
+    return algs.empty[h];
 }
 
 const EVP_MD *kx_md_sha512(void)
@@ -90,6 +100,10 @@ kx_result kx_hash(kx_hash_id h, const uint8_t *data, size_t len, uint8_t *out)
  * outer hash and for restarting with the same key (HKDF-Expand, the PRF). */
 typedef struct {
     EVP_MD_CTX *ctx;
+    /* Prepared (hmac_prepare): the digest states after (K ^ ipad) and after
+     * (K ^ opad), copied into `ctx` instead of hashing the padded key block
+     * again; the pads are wiped then.  NULL otherwise. */
+    EVP_MD_CTX *inner, *outer;
     const EVP_MD *md;
     size_t block;
     uint8_t ipad[HMAC_MAX_BLOCK];
@@ -98,7 +112,11 @@ typedef struct {
 
 static void hmac_free(hmac_state *s)
 {
-    EVP_MD_CTX_free(s->ctx); /* the provider cleanses the digest state */
+    /* the provider cleanses the digest states */
+    EVP_MD_CTX_free(s->ctx);
+    EVP_MD_CTX_free(s->inner);
+    EVP_MD_CTX_free(s->outer);
+    s->ctx = s->inner = s->outer = NULL;
     kx_wipe(s->ipad, sizeof s->ipad);
     kx_wipe(s->opad, sizeof s->opad);
 }
@@ -106,14 +124,17 @@ static void hmac_free(hmac_state *s)
 /* Restart with the key `s` already holds: H((K ^ ipad) || ... */
 static kx_result hmac_restart(hmac_state *s)
 {
-    KX_ENSURE(EVP_DigestInit_ex(s->ctx, s->md, NULL) == 1 && EVP_DigestUpdate(s->ctx, s->ipad, s->block) == 1,
-              KX_ALERT_INTERNAL_ERROR, "HMAC init failed");
+    if (s->inner != NULL)
+        KX_ENSURE(EVP_MD_CTX_copy_ex(s->ctx, s->inner) == 1, KX_ALERT_INTERNAL_ERROR, "HMAC init failed");
+    else
+        KX_ENSURE(EVP_DigestInit_ex(s->ctx, s->md, NULL) == 1 && EVP_DigestUpdate(s->ctx, s->ipad, s->block) == 1,
+                  KX_ALERT_INTERNAL_ERROR, "HMAC init failed");
     return KX_OK;
 }
 
 static kx_result hmac_start(kx_hash_id h, const uint8_t *key, size_t keylen, hmac_state *s)
 {
-    s->ctx = NULL;
+    s->ctx = s->inner = s->outer = NULL;
     INIT_OR_FAIL();
     KX_ENSURE(hash_ok(h), KX_ALERT_INTERNAL_ERROR, "unknown hash");
     s->md = algs.md[h];
@@ -155,9 +176,11 @@ static kx_result hmac_finish(hmac_state *s, uint8_t *out)
 {
     uint8_t inner[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
-    int ok = EVP_DigestFinal_ex(s->ctx, inner, &n) == 1 && EVP_DigestInit_ex(s->ctx, s->md, NULL) == 1 &&
-             EVP_DigestUpdate(s->ctx, s->opad, s->block) == 1 && EVP_DigestUpdate(s->ctx, inner, n) == 1 &&
-             EVP_DigestFinal_ex(s->ctx, out, &n) == 1;
+    int ok = EVP_DigestFinal_ex(s->ctx, inner, &n) == 1 &&
+             (s->outer != NULL ? EVP_MD_CTX_copy_ex(s->ctx, s->outer) == 1
+                               : EVP_DigestInit_ex(s->ctx, s->md, NULL) == 1 &&
+                                     EVP_DigestUpdate(s->ctx, s->opad, s->block) == 1) &&
+             EVP_DigestUpdate(s->ctx, inner, n) == 1 && EVP_DigestFinal_ex(s->ctx, out, &n) == 1;
     kx_wipe(inner, sizeof inner);
     KX_ENSURE(ok, KX_ALERT_INTERNAL_ERROR, "HMAC failed");
     return KX_OK;
@@ -187,58 +210,119 @@ kx_result kx_hkdf_extract(kx_hash_id h, const uint8_t *salt, size_t saltlen, con
     return kx_hmac(h, salt, saltlen, ikm, ikmlen, out);
 }
 
-/* HKDF-Expand(prk, info, outlen): T(i) = HMAC(prk, T(i-1) || info || i). */
-static kx_result hkdf_expand(kx_hash_id h, const uint8_t *prk, const uint8_t *info, size_t infolen,
-                             uint8_t *out, size_t outlen)
+/* HKDF-Expand(prk, info, outlen): T(i) = HMAC(prk, T(i-1) || info || i), with
+ * `s` keyed with the PRK; `started` when `s` already holds the inner start state. */
+static kx_result hkdf_expand_state(hmac_state *s, size_t hlen, int started, const uint8_t *info, size_t infolen,
+                                   uint8_t *out, size_t outlen)
 {
-    size_t hlen = kx_hash_len(h);
     KX_ENSURE(outlen <= 255 * hlen, KX_ALERT_INTERNAL_ERROR, "HKDF output too long");
-    hmac_state s;
-    KX_GUARD(hmac_start(h, prk, hlen, &s));
-
     uint8_t t[KX_MAX_HASH];
     size_t done = 0;
     kx_result r = KX_OK;
     for (uint8_t i = 1; done < outlen; i++) {
-        if (i > 1) r = hmac_restart(&s);
-        if (!kx_failed(r) && i > 1) r = hmac_update(&s, t, hlen);
-        if (!kx_failed(r)) r = hmac_update(&s, info, infolen);
-        if (!kx_failed(r)) r = hmac_update(&s, &i, 1);
-        if (!kx_failed(r)) r = hmac_finish(&s, t);
+        if (i > 1 || !started) r = hmac_restart(s);
+        if (!kx_failed(r) && i > 1) r = hmac_update(s, t, hlen);
+        if (!kx_failed(r)) r = hmac_update(s, info, infolen);
+        if (!kx_failed(r)) r = hmac_update(s, &i, 1);
+        if (!kx_failed(r)) r = hmac_finish(s, t);
         if (kx_failed(r)) break;
         size_t n = outlen - done < hlen ? outlen - done : hlen;
         memcpy(out + done, t, n);
         done += n;
     }
     kx_wipe(t, sizeof t);
-    hmac_free(&s);
+    if (kx_failed(r)) kx_wipe(out, outlen);
     return r;
+}
+
+/* struct { uint16 length; opaque label<7..255>; opaque context<0..255>; } HkdfLabel; *n set. */
+static kx_result hkdf_label(const char *label, const uint8_t *context, size_t ctxlen, size_t outlen,
+                            uint8_t info[2 + 1 + 255 + 1 + 255], size_t *n)
+{
+    static const char prefix[] = "tls13 ";
+    size_t labellen = strlen(label);
+    KX_ENSURE(sizeof prefix - 1 + labellen <= 255 && ctxlen <= 255 && outlen <= 0xffff,
+              KX_ALERT_INTERNAL_ERROR, "HKDF label too long");
+    size_t k = 0;
+    info[k++] = (uint8_t)(outlen >> 8);
+    info[k++] = (uint8_t)outlen;
+    info[k++] = (uint8_t)(sizeof prefix - 1 + labellen);
+    memcpy(info + k, prefix, sizeof prefix - 1);
+    k += sizeof prefix - 1;
+    memcpy(info + k, label, labellen);
+    k += labellen;
+    info[k++] = (uint8_t)ctxlen;
+    if (ctxlen) memcpy(info + k, context, ctxlen);
+    k += ctxlen;
+    *n = k;
+    return KX_OK;
 }
 
 kx_result kx_hkdf_expand_label(kx_hash_id h, const uint8_t *secret, const char *label, const uint8_t *context,
                                size_t ctxlen, uint8_t *out, size_t outlen)
 {
-    static const char prefix[] = "tls13 ";
-    size_t labellen = strlen(label);
     KX_ENSURE(hash_ok(h), KX_ALERT_INTERNAL_ERROR, "unknown hash");
-    KX_ENSURE(sizeof prefix - 1 + labellen <= 255 && ctxlen <= 255 && outlen <= 0xffff,
-              KX_ALERT_INTERNAL_ERROR, "HKDF label too long");
-
-    /* struct { uint16 length; opaque label<7..255>; opaque context<0..255>; } HkdfLabel */
     uint8_t info[2 + 1 + 255 + 1 + 255];
     size_t n = 0;
-    info[n++] = (uint8_t)(outlen >> 8);
-    info[n++] = (uint8_t)outlen;
-    info[n++] = (uint8_t)(sizeof prefix - 1 + labellen);
-    memcpy(info + n, prefix, sizeof prefix - 1);
-    n += sizeof prefix - 1;
-    memcpy(info + n, label, labellen);
-    n += labellen;
-    info[n++] = (uint8_t)ctxlen;
-    if (ctxlen) memcpy(info + n, context, ctxlen);
-    n += ctxlen;
+    KX_GUARD(hkdf_label(label, context, ctxlen, outlen, info, &n));
+    hmac_state s;
+    KX_GUARD(hmac_start(h, secret, kx_hash_len(h), &s));
+    kx_result r = hkdf_expand_state(&s, kx_hash_len(h), 1, info, n, out, outlen);
+    hmac_free(&s);
+    return r;
+}
 
-    return hkdf_expand(h, secret, info, n, out, outlen);
+/* ---- a secret prepared for several HKDF-Expand-Label calls ----
+ * One HKDF-Expand-Label from a fresh secret hashes the padded key twice
+ * (inner and outer block) before any label; with the two states kept and
+ * copied (EVP_MD_CTX_copy_ex), the second and later labels from the same
+ * secret skip those two compressions and the digest re-initialisations. */
+
+kx_result kx_hkdf_key_init(kx_hkdf_key *k, kx_hash_id h, const uint8_t *secret)
+{
+    memset(k, 0, sizeof *k);
+    KX_ENSURE(hash_ok(h), KX_ALERT_INTERNAL_ERROR, "unknown hash");
+    hmac_state s;
+    KX_GUARD(hmac_start(h, secret, kx_hash_len(h), &s));
+    /* s.ctx holds the inner start state: keep it as the template, work in a new context. */
+    s.inner = s.ctx;
+    s.ctx = EVP_MD_CTX_new();
+    s.outer = EVP_MD_CTX_new();
+    int ok = s.ctx != NULL && s.outer != NULL && EVP_DigestInit_ex(s.outer, s.md, NULL) == 1 &&
+             EVP_DigestUpdate(s.outer, s.opad, s.block) == 1;
+    kx_wipe(s.ipad, sizeof s.ipad);
+    kx_wipe(s.opad, sizeof s.opad);
+    if (!ok) {
+        hmac_free(&s);
+        return KX_FAIL(KX_ALERT_INTERNAL_ERROR, "HMAC init failed");
+    }
+    k->hash = h;
+    k->work = s.ctx;
+    k->inner = s.inner;
+    k->outer = s.outer;
+    return KX_OK;
+}
+
+void kx_hkdf_key_free(kx_hkdf_key *k)
+{
+    /* Freeing the contexts makes the provider cleanse the key-derived states. */
+    EVP_MD_CTX_free(k->work);
+    EVP_MD_CTX_free(k->inner);
+    EVP_MD_CTX_free(k->outer);
+    k->work = k->inner = k->outer = NULL;
+}
+
+kx_result kx_hkdf_key_expand_label(kx_hkdf_key *k, const char *label, const uint8_t *context, size_t ctxlen,
+                                   uint8_t *out, size_t outlen)
+{
+    KX_ENSURE(k->inner != NULL && k->outer != NULL && k->work != NULL, KX_ALERT_INTERNAL_ERROR,
+              "HKDF key not prepared");
+    uint8_t info[2 + 1 + 255 + 1 + 255];
+    size_t n = 0;
+    KX_GUARD(hkdf_label(label, context, ctxlen, outlen, info, &n));
+    hmac_state s = { .ctx = k->work, .inner = k->inner, .outer = k->outer, .md = algs.md[k->hash] };
+    s.block = (size_t)EVP_MD_get_block_size(s.md);
+    return hkdf_expand_state(&s, kx_hash_len(k->hash), 0, info, n, out, outlen);
 }
 
 /* ---- TLS 1.2 PRF (RFC 5246 §5) ----
@@ -291,7 +375,8 @@ void kx_transcript_init(kx_transcript *t)
 void kx_transcript_free(kx_transcript *t)
 {
     EVP_MD_CTX_free(t->ctx);
-    t->ctx = NULL;
+    EVP_MD_CTX_free(t->scratch);
+    t->ctx = t->scratch = NULL;
     kx_buf_free(&t->pending);
 }
 
@@ -303,14 +388,20 @@ kx_result kx_transcript_set_hash(kx_transcript *t, kx_hash_id h)
         KX_ENSURE(t->hash == h, KX_ALERT_INTERNAL_ERROR, "transcript hash already chosen");
         return KX_OK;
     }
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    KX_ENSURE(ctx != NULL, KX_ALERT_INTERNAL_ERROR, "out of memory");
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new(), *scratch = EVP_MD_CTX_new();
+    if (ctx == NULL || scratch == NULL) {
+        EVP_MD_CTX_free(ctx);
+        EVP_MD_CTX_free(scratch);
+        return KX_FAIL(KX_ALERT_INTERNAL_ERROR, "out of memory");
+    }
     if (EVP_DigestInit_ex(ctx, algs.md[h], NULL) != 1 ||
         (t->pending.len && EVP_DigestUpdate(ctx, t->pending.data, t->pending.len) != 1)) {
         EVP_MD_CTX_free(ctx);
+        EVP_MD_CTX_free(scratch);
         return KX_FAIL(KX_ALERT_INTERNAL_ERROR, "digest failed");
     }
     t->ctx = ctx;
+    t->scratch = scratch;
     t->hash = h;
     if (!t->keep_raw) kx_buf_free(&t->pending);
     return KX_OK;
@@ -327,12 +418,12 @@ kx_result kx_transcript_add(kx_transcript *t, const uint8_t *msg, size_t len)
 kx_result kx_transcript_hash(const kx_transcript *t, uint8_t *out)
 {
     KX_ENSURE(t->ctx != NULL, KX_ALERT_INTERNAL_ERROR, "transcript hash not chosen");
-    /* Finalising a copy leaves the running state free to take more messages. */
-    EVP_MD_CTX *scratch = EVP_MD_CTX_new();
-    KX_ENSURE(scratch != NULL, KX_ALERT_INTERNAL_ERROR, "out of memory");
-    int ok = EVP_MD_CTX_copy_ex(scratch, t->ctx) == 1 && EVP_DigestFinal_ex(scratch, out, NULL) == 1;
-    EVP_MD_CTX_free(scratch);
-    KX_ENSURE(ok, KX_ALERT_INTERNAL_ERROR, "digest failed");
+    /* Finalising a copy leaves the running state free to take more messages;
+     * the copy goes into the transcript's own scratch context (no allocation
+     * of an EVP_MD_CTX per intermediate hash). */
+    KX_ENSURE(t->scratch != NULL, KX_ALERT_INTERNAL_ERROR, "transcript hash not chosen");
+    KX_ENSURE(EVP_MD_CTX_copy_ex(t->scratch, t->ctx) == 1 && EVP_DigestFinal_ex(t->scratch, out, NULL) == 1,
+              KX_ALERT_INTERNAL_ERROR, "digest failed");
     return KX_OK;
 }
 

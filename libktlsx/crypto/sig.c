@@ -146,6 +146,71 @@ kx_result kx_sign(uint16_t sigalg, EVP_PKEY *priv, const uint8_t *msg, size_t le
     return r;
 }
 
+void kx_signer_init(kx_signer *s, EVP_PKEY *priv)
+{
+    static const uint16_t all[] = {
+        KX_SIG_ECDSA_SECP256R1_SHA256, KX_SIG_ECDSA_SECP384R1_SHA384, KX_SIG_ECDSA_SECP521R1_SHA512,
+        KX_SIG_RSA_PSS_RSAE_SHA256,    KX_SIG_RSA_PSS_RSAE_SHA384,    KX_SIG_RSA_PSS_RSAE_SHA512,
+        KX_SIG_RSA_PSS_PSS_SHA256,     KX_SIG_RSA_PSS_PSS_SHA384,     KX_SIG_RSA_PSS_PSS_SHA512,
+        KX_SIG_RSA_PKCS1_SHA256,       KX_SIG_RSA_PKCS1_SHA384,       KX_SIG_RSA_PKCS1_SHA512,
+    };
+    memset(s, 0, sizeof *s);
+    if (priv == NULL) return;
+    for (size_t i = 0; i < sizeof all / sizeof all[0] && s->count < KX_SIGNER_SLOTS; i++) {
+        sig_info si;
+        if (!sigalg_info(all[i], &si) || si.md == NULL || !kx_sigalg_fits_key(all[i], priv, 0)) continue;
+        EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, priv, NULL);
+        if (ctx == NULL || EVP_PKEY_sign_init(ctx) <= 0 || EVP_PKEY_CTX_set_signature_md(ctx, si.md) <= 0 ||
+            !set_padding(ctx, &si, priv)) {
+            EVP_PKEY_CTX_free(ctx);
+            continue;
+        }
+        s->ctx[s->count] = ctx;
+        s->sigalg[s->count++] = all[i];
+    }
+    ERR_clear_error(); /* a scheme the provider refused is left to kx_sign */
+}
+
+void kx_signer_free(kx_signer *s)
+{
+    for (size_t i = 0; i < s->count && i < KX_SIGNER_SLOTS; i++) EVP_PKEY_CTX_free(s->ctx[i]);
+    memset(s, 0, sizeof *s);
+}
+
+kx_result kx_sign_with(const kx_signer *s, uint16_t sigalg, EVP_PKEY *priv, const uint8_t *msg, size_t len,
+                       kx_buf *sig_out)
+{
+    EVP_PKEY_CTX *prepared = NULL;
+    for (size_t i = 0; s != NULL && i < s->count && i < KX_SIGNER_SLOTS; i++)
+        if (s->sigalg[i] == sigalg) prepared = s->ctx[i];
+    if (prepared == NULL) return kx_sign(sigalg, priv, msg, len, sig_out);
+
+    sig_info si;
+    KX_ENSURE(sigalg_info(sigalg, &si) && si.md != NULL, KX_ALERT_INTERNAL_ERROR, "unsupported signature algorithm");
+    int max = EVP_PKEY_get_size(priv);
+    KX_ENSURE(max > 0, KX_ALERT_INTERNAL_ERROR, "private key has no signature size");
+    uint8_t dgst[EVP_MAX_MD_SIZE];
+    unsigned int dlen = 0;
+    KX_ENSURE(EVP_Digest(msg, len, dgst, &dlen, si.md, NULL) == 1 && dlen == si.hlen, KX_ALERT_INTERNAL_ERROR,
+              "digest failed");
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_dup(prepared);
+    KX_ENSURE(ctx != NULL, KX_ALERT_INTERNAL_ERROR, "out of memory");
+    size_t start = sig_out->len;
+    uint8_t *p;
+    kx_result r = kx_write_space(sig_out, (size_t)max, &p);
+    if (!kx_failed(r)) {
+        size_t siglen = (size_t)max;
+        if (EVP_PKEY_sign(ctx, p, &siglen, dgst, dlen) != 1 || siglen > (size_t)max) {
+            sig_out->len = start;
+            r = KX_FAIL(KX_ALERT_INTERNAL_ERROR, "signing failed");
+        } else {
+            sig_out->len = start + siglen;
+        }
+    }
+    EVP_PKEY_CTX_free(ctx);
+    return r;
+}
+
 int kx_sig_length_ok(EVP_PKEY *pub, size_t len)
 {
     int size = EVP_PKEY_get_size(pub);

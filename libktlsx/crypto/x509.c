@@ -341,6 +341,7 @@ int kx_certkey_load_mem(kx_certkey *ck, const kx_input *chain, const kx_input *k
     if (load_chain(ck, chain, err, errlen) < 0) goto out;
     if (load_key(ck, key, err, errlen) < 0) goto out;
     if (check_key_matches(ck, chain->name, key->name, err, errlen) < 0) goto out;
+    kx_signer_init(&ck->signer, ck->key);
     rc = 0;
 out:
     ERR_pop_to_mark();
@@ -365,6 +366,7 @@ int kx_certkey_load_pkey(kx_certkey *ck, const kx_input *chain, EVP_PKEY *key, c
         goto out;
     }
     if (check_key_matches(ck, chain->name, key_name, err, errlen) < 0) goto out;
+    kx_signer_init(&ck->signer, ck->key);
     rc = 0;
 out:
     ERR_pop_to_mark();
@@ -395,6 +397,7 @@ void kx_certkey_free(kx_certkey *ck)
         if (ck->der[i] != NULL) kx_wipe(ck->der[i], ck->der_len[i]);
         OPENSSL_free(ck->der[i]);
     }
+    kx_signer_free(&ck->signer);
     /* EVP_PKEY_free clears the key material itself. */
     EVP_PKEY_free(ck->key);
     X509_free(ck->leaf);

@@ -4,6 +4,7 @@
 #define KX_CRYPTO_X509_H
 
 #include "core/buf.h"
+#include "crypto/crypto.h"
 #include <stdbool.h>
 #include <time.h>
 #include <openssl/evp.h>
@@ -18,6 +19,7 @@ typedef struct {
     size_t count;
     EVP_PKEY *key;  /* private key; matches der[0] */
     X509 *leaf;     /* der[0] parsed once at load: the names a server's SNI is matched against */
+    kx_signer signer; /* signing contexts for `key`, prepared once at load (kx_sign_with) */
 } kx_certkey;
 
 /* Whether the leaf of ck names `host` (DNS SAN, wildcards as RFC 6125; an IP

@@ -26,7 +26,7 @@ static kx_result write_tls12(ktlsx_conn *c)
     KX_GUARD(kx_hs_begin(c, KX_HS_CERTIFICATE_VERIFY, &msg));
     KX_GUARD(kx_write_u16(&c->hs_out, c->our_sigalg));
     KX_GUARD(kx_vec_open(&c->hs_out, 2, &sig));
-    KX_GUARD(kx_sign(c->our_sigalg, c->our_cert->key, raw->data, raw->len, &c->hs_out));
+    KX_GUARD(kx_sign_with(&c->our_cert->signer, c->our_sigalg, c->our_cert->key, raw->data, raw->len, &c->hs_out));
     KX_GUARD(kx_vec_close(&c->hs_out, 2, sig));
     KX_GUARD(kx_hs_end(c, msg));
     kx_trace(c, true, "CertificateVerify sigalg=%s", kx_sigalg_name(c->our_sigalg));
@@ -65,7 +65,7 @@ kx_result kx_certificate_verify_write(ktlsx_conn *c)
     KX_GUARD(kx_hs_begin(c, KX_HS_CERTIFICATE_VERIFY, &msg));
     KX_GUARD(kx_write_u16(&c->hs_out, c->our_sigalg));
     KX_GUARD(kx_vec_open(&c->hs_out, 2, &sig));
-    KX_GUARD(kx_sign(c->our_sigalg, c->our_cert->key, content, len, &c->hs_out));
+    KX_GUARD(kx_sign_with(&c->our_cert->signer, c->our_sigalg, c->our_cert->key, content, len, &c->hs_out));
     KX_GUARD(kx_vec_close(&c->hs_out, 2, sig));
     KX_GUARD(kx_hs_end(c, msg));
     kx_trace(c, !server, "CertificateVerify sigalg=%s", kx_sigalg_name(c->our_sigalg));

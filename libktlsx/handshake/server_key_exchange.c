@@ -27,7 +27,7 @@ kx_result kx_server_key_exchange_write(ktlsx_conn *c)
     kx_result r = ske_signed_content(c, o->data + params, o->len - params, &content);
     if (!kx_failed(r)) r = kx_write_u16(o, c->our_sigalg);
     if (!kx_failed(r)) r = kx_vec_open(o, 2, &sig);
-    if (!kx_failed(r)) r = kx_sign(c->our_sigalg, c->our_cert->key, content.data, content.len, o);
+    if (!kx_failed(r)) r = kx_sign_with(&c->our_cert->signer, c->our_sigalg, c->our_cert->key, content.data, content.len, o);
     kx_buf_free(&content);
     KX_GUARD(r);
     KX_GUARD(kx_vec_close(o, 2, sig));

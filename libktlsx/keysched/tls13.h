@@ -18,6 +18,7 @@ typedef struct {
     uint8_t s_ap[KX_MAX_HASH];       /* server_application_traffic_secret_0 (then _N) */
     uint8_t exporter[KX_MAX_HASH];   /* exporter_master_secret */
     uint8_t resumption[KX_MAX_HASH]; /* resumption_master_secret */
+    int no_psk;                      /* early is the no-PSK constant: its "derived" salt is known too */
 } kx_tls13_ks;
 
 /* Early Secret = HKDF-Extract(0, PSK); psk NULL means no PSK (hlen zeros). */

@@ -14,6 +14,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <ctype.h>
+#include <pthread.h>
 #include <string.h>
 
 #define OK(expr) assert_null((expr).reason)
@@ -106,6 +107,52 @@ static void test_hkdf_expand_label_lengths(void **state)
     memset(label, 'x', sizeof label - 1);
     label[sizeof label - 1] = '\0';
     FAILS_WITH(kx_hkdf_expand_label(KX_HASH_SHA256, secret, label, NULL, 0, b, sizeof b), KX_ALERT_INTERNAL_ERROR);
+}
+
+/* A secret prepared once (kx_hkdf_key) gives exactly what the one-shot
+ * HKDF-Expand-Label gives, for several labels in a row, with a context,
+ * outputs longer than one hash, both hashes; a freed key refuses to expand. */
+static void test_hkdf_key_matches_one_shot(void **state)
+{
+    (void)state;
+    static const char *const labels[] = { "key", "iv", "finished", "c hs traffic", "key", "resumption" };
+    uint8_t ctx[48];
+    for (size_t i = 0; i < sizeof ctx; i++) ctx[i] = (uint8_t)(3 * i + 1);
+    for (int h = KX_HASH_SHA256; h <= KX_HASH_SHA384; h++) {
+        uint8_t secret[48];
+        for (size_t i = 0; i < sizeof secret; i++) secret[i] = (uint8_t)(i ^ 0xa5 ^ h);
+        kx_hkdf_key k;
+        OK(kx_hkdf_key_init(&k, (kx_hash_id)h, secret));
+        for (size_t i = 0; i < sizeof labels / sizeof labels[0]; i++) {
+            size_t outlen = (i % 3 == 0) ? 100 : (i % 3 == 1) ? 12 : kx_hash_len((kx_hash_id)h);
+            size_t ctxlen = (i & 1) ? kx_hash_len((kx_hash_id)h) : 0;
+            uint8_t a[100], b[100];
+            OK(kx_hkdf_key_expand_label(&k, labels[i], ctxlen ? ctx : NULL, ctxlen, a, outlen));
+            OK(kx_hkdf_expand_label((kx_hash_id)h, secret, labels[i], ctxlen ? ctx : NULL, ctxlen, b, outlen));
+            assert_memory_equal(a, b, outlen);
+        }
+        kx_hkdf_key_free(&k);
+        kx_hkdf_key_free(&k); /* twice: harmless */
+        uint8_t out[16];
+        FAILS_WITH(kx_hkdf_key_expand_label(&k, "key", NULL, 0, out, sizeof out), KX_ALERT_INTERNAL_ERROR);
+        /* Hash("") computed once equals the digest of nothing. */
+        uint8_t empty[KX_MAX_HASH];
+        OK(kx_hash((kx_hash_id)h, NULL, 0, empty));
+        assert_non_null(kx_hash_empty((kx_hash_id)h));
+        assert_memory_equal(kx_hash_empty((kx_hash_id)h), empty, kx_hash_len((kx_hash_id)h));
+    }
+    /* RFC 8448 §3: client_handshake_traffic_secret -> key and iv (SHA-256). */
+    uint8_t chs[32], key[16], iv[12], want_key[16], want_iv[12];
+    assert_int_equal(unhex("b3eddb126e067f35a780b3abf45e2d8f3b1a950738f52e9600746a0e27a55a21", chs, sizeof chs), sizeof chs);
+    assert_int_equal(unhex("dbfaa693d1762c5b666af5d950258d01", want_key, sizeof want_key), sizeof want_key);
+    assert_int_equal(unhex("5bd3c71b836e0b76bb73265f", want_iv, sizeof want_iv), sizeof want_iv);
+    kx_hkdf_key k;
+    OK(kx_hkdf_key_init(&k, KX_HASH_SHA256, chs));
+    OK(kx_hkdf_key_expand_label(&k, "key", NULL, 0, key, sizeof key));
+    OK(kx_hkdf_key_expand_label(&k, "iv", NULL, 0, iv, sizeof iv));
+    kx_hkdf_key_free(&k);
+    assert_memory_equal(key, want_key, sizeof key);
+    assert_memory_equal(iv, want_iv, sizeof iv);
 }
 
 static void test_tls12_prf_vectors(void **state)
@@ -463,6 +510,27 @@ static void test_sign_verify_each_sigalg(void **state)
         EVP_PKEY *pub = public_only(cases[i].key);
         OK(kx_verify(cases[i].sigalg, pub, msg, sizeof msg, sig.data + 2, sig.len - 2));
 
+        /* The same through contexts prepared once for the key (kx_signer):
+         * every scheme but EdDSA has its slot, EdDSA falls back to kx_sign. */
+        kx_signer signer;
+        kx_signer_init(&signer, cases[i].key);
+        bool slotted = false;
+        for (size_t k = 0; k < signer.count; k++) slotted |= signer.sigalg[k] == cases[i].sigalg;
+        assert_int_equal(slotted, cases[i].sigalg != KX_SIG_ED25519);
+        for (int round = 0; round < 2; round++) { /* the prepared context is reused, not consumed */
+            kx_buf sig2 = { 0 };
+            OK(kx_write_u16(&sig2, cases[i].sigalg));
+            OK(kx_sign_with(&signer, cases[i].sigalg, cases[i].key, msg, sizeof msg, &sig2));
+            assert_true(sig2.len > 2);
+            OK(kx_verify(cases[i].sigalg, pub, msg, sizeof msg, sig2.data + 2, sig2.len - 2));
+            msg[99] ^= 1;
+            FAILS_WITH(kx_verify(cases[i].sigalg, pub, msg, sizeof msg, sig2.data + 2, sig2.len - 2),
+                       KX_ALERT_DECRYPT_ERROR);
+            msg[99] ^= 1;
+            kx_buf_free(&sig2);
+        }
+        kx_signer_free(&signer);
+
         msg[100] ^= 1;
         FAILS_WITH(kx_verify(cases[i].sigalg, pub, msg, sizeof msg, sig.data + 2, sig.len - 2),
                    KX_ALERT_DECRYPT_ERROR);
@@ -490,8 +558,65 @@ static void test_sign_verify_each_sigalg(void **state)
     size_t before = s2.len;
     FAILS_WITH(kx_sign(KX_SIG_ED25519, K.p256, msg, sizeof msg, &s2), KX_ALERT_INTERNAL_ERROR);
     assert_int_equal(s2.len, before);
+    /* A P-256 signer has no RSA slot: the fallback refuses the mismatch the same way. */
+    kx_signer ps;
+    kx_signer_init(&ps, K.p256);
+    FAILS_WITH(kx_sign_with(&ps, KX_SIG_RSA_PSS_RSAE_SHA256, K.p256, msg, sizeof msg, &s2), KX_ALERT_INTERNAL_ERROR);
+    assert_int_equal(s2.len, before);
+    kx_signer_free(&ps);
     kx_buf_free(&s1);
     kx_buf_free(&s2);
+}
+
+/* One kx_signer shared by several threads (a server's configuration is):
+ * each signature duplicates the prepared context, so concurrent signers
+ * must each produce a signature that verifies. */
+typedef struct {
+    const kx_signer *signer;
+    EVP_PKEY *key, *pub;
+    uint16_t sigalg;
+    int bad;
+} signer_thread_arg;
+
+static void *signer_thread(void *p)
+{
+    signer_thread_arg *a = p;
+    uint8_t msg[130];
+    for (int i = 0; i < 100; i++) {
+        memset(msg, i, sizeof msg);
+        kx_buf sig = { 0 };
+        if (kx_failed(kx_sign_with(a->signer, a->sigalg, a->key, msg, sizeof msg, &sig)) ||
+            kx_failed(kx_verify(a->sigalg, a->pub, msg, sizeof msg, sig.data, sig.len)))
+            a->bad++;
+        kx_buf_free(&sig);
+    }
+    return NULL;
+}
+
+static void test_signer_shared_by_threads(void **state)
+{
+    (void)state;
+    const struct { uint16_t sigalg; EVP_PKEY *key; } cases[] = {
+        { KX_SIG_ECDSA_SECP256R1_SHA256, K.p256 },
+        { KX_SIG_RSA_PSS_RSAE_SHA256, K.rsa },
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        kx_signer signer;
+        kx_signer_init(&signer, cases[c].key);
+        EVP_PKEY *pub = public_only(cases[c].key);
+        signer_thread_arg args[4];
+        pthread_t th[4];
+        for (int t = 0; t < 4; t++) {
+            args[t] = (signer_thread_arg){ &signer, cases[c].key, pub, cases[c].sigalg, 0 };
+            assert_int_equal(pthread_create(&th[t], NULL, signer_thread, &args[t]), 0);
+        }
+        for (int t = 0; t < 4; t++) {
+            assert_int_equal(pthread_join(th[t], NULL), 0);
+            assert_int_equal(args[t].bad, 0);
+        }
+        EVP_PKEY_free(pub);
+        kx_signer_free(&signer);
+    }
 }
 
 static void test_sigalg_fits_key(void **state)
@@ -754,6 +879,7 @@ int main(void)
         cmocka_unit_test(test_hmac_rfc4231_case6_long_key),
         cmocka_unit_test(test_hkdf_extract_rfc5869),
         cmocka_unit_test(test_hkdf_expand_label_lengths),
+        cmocka_unit_test(test_hkdf_key_matches_one_shot),
         cmocka_unit_test(test_tls12_prf_vectors),
         cmocka_unit_test(test_aead_roundtrip_and_tamper),
         cmocka_unit_test(test_aes128gcm_rfc8448_client_finished_record),
@@ -761,6 +887,7 @@ int main(void)
         cmocka_unit_test(test_chacha20poly1305_rfc8439),
         cmocka_unit_test(test_kex_agreement),
         cmocka_unit_test(test_sign_verify_each_sigalg),
+        cmocka_unit_test(test_signer_shared_by_threads),
         cmocka_unit_test(test_sigalg_fits_key),
         cmocka_unit_test(test_pss_key_digest_restriction),
         cmocka_unit_test(test_transcript_buffering),

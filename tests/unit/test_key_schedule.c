@@ -291,6 +291,39 @@ static void test_sha384_schedule_shape(void **state)
     kx_tls13_ks_wipe(&ks);
 }
 
+/* No PSK: the Early Secret and its "derived" salt come from constants computed
+ * once; they must equal the schedule run with an explicit all-zero PSK (the
+ * computed path), for both hashes, and a PSK schedule after a no-PSK one on
+ * the same object must not reuse them. */
+static void test_no_psk_constants(void **state)
+{
+    (void)state;
+    static const uint8_t zeros[48];
+    uint8_t th[48], shared[32];
+    memset(th, 0x3c, sizeof th);
+    memset(shared, 0x77, sizeof shared);
+    for (int h = KX_HASH_SHA256; h <= KX_HASH_SHA384; h++) {
+        size_t hlen = kx_hash_len((kx_hash_id)h);
+        kx_tls13_ks a, b;
+        OK(kx_tls13_ks_early(&a, (kx_hash_id)h, NULL, 0));
+        OK(kx_tls13_ks_early(&b, (kx_hash_id)h, zeros, hlen));
+        assert_memory_equal(a.early, b.early, hlen);
+        OK(kx_tls13_ks_handshake(&a, shared, sizeof shared, th));
+        OK(kx_tls13_ks_handshake(&b, shared, sizeof shared, th));
+        assert_memory_equal(a.handshake, b.handshake, hlen);
+        assert_memory_equal(a.c_hs, b.c_hs, hlen);
+        /* Reused object, now with a real PSK: different early and handshake secrets. */
+        uint8_t psk[48];
+        memset(psk, 0x11, sizeof psk);
+        OK(kx_tls13_ks_early(&a, (kx_hash_id)h, psk, hlen));
+        assert_memory_not_equal(a.early, b.early, hlen);
+        OK(kx_tls13_ks_handshake(&a, shared, sizeof shared, th));
+        assert_memory_not_equal(a.handshake, b.handshake, hlen);
+        kx_tls13_ks_wipe(&a);
+        kx_tls13_ks_wipe(&b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -299,6 +332,7 @@ int main(void)
         cmocka_unit_test(test_rfc8448_resumption_binder),
         cmocka_unit_test(test_traffic_update),
         cmocka_unit_test(test_sha384_schedule_shape),
+        cmocka_unit_test(test_no_psk_constants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
