@@ -205,7 +205,7 @@ else
 		hend=; [ "$hl" -gt 4 ] && hend=$(head -c "$hl" sc.out | tail -c 4 | od -An -tx1 | tr -d ' \n')
 		info "$name: 16 MiB in $((T1 - T0))s, header $hl bytes; $(kx_stat_line "$snap")"
 		if [ "$src" -ne 0 ]; then fail "$name" "s_client exit $src: $(grep -v '^depth=\|^verify return' sc.err | tail -1)"
-		elif ! head -c 12 sc.out | grep -q '^HTTP/1.0 200'; then fail "$name" "no 200: $(head -c 60 sc.out | tr -d '\r')"
+		elif ! head -c 12 sc.out | grep -q '^HTTP/1.[01] 200'; then fail "$name" "no 200: $(head -c 60 sc.out | tr -d '\r')"
 		elif [ "$hend" != 0d0a0d0a ] || [ "$(head -c "$hl" sc.out | tr -d '\r' | grep -c '^$')" != 1 ]; then
 			fail "$name" "the response is not header + 16 MiB ($(fsize sc.out) bytes)"
 		elif ! head -c "$hl" sc.out | tr -d '\r' | grep -qi '^Content-Length: 16777216$'; then fail "$name" "no Content-Length: 16777216"
