@@ -219,7 +219,7 @@ else
 		staller_start 1 4783 quiet; P1=$STALL_PID
 		staller_start 2 4783 half; P2=$STALL_PID
 		sleep 0.5 # both connected: their handshakes are running on shim threads
-		i=0 bad= times=
+		i=0 bad='' times=''
 		while [ "$i" -lt 3 ]; do
 			c0=$(now)
 			timeout 20 curl -sS -m 15 --cacert "$KMOD_CA" -o "sm.$i" "https://localhost:4783/hello.txt" 2>"sm.$i.err"
@@ -236,7 +236,7 @@ else
 		gone "$P1" || held=$((held + 1))
 		gone "$P2" || held=$((held + 1))
 		# the cut: each staller's nc ends when the server closes its connection
-		e=$(( $(date +%s) + 25 )) cut1= cut2=
+		e=$(( $(date +%s) + 25 )) cut1='' cut2=''
 		while [ -z "$cut1" ] || [ -z "$cut2" ]; do
 			[ -z "$cut1" ] && gone "$P1" && cut1=$(awk "BEGIN { printf \"%.1f\", $(now) - $STALL_T0_1 }")
 			[ -z "$cut2" ] && gone "$P2" && cut2=$(awk "BEGIN { printf \"%.1f\", $(now) - $STALL_T0_2 }")
