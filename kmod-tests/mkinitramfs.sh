@@ -164,6 +164,13 @@ done
 BB_DYN=${KTLSX_BUSYBOX_DYN:-$REPO_DIR/build/deps/busybox-dynamic/bin/busybox}
 if [ -x "$BB_DYN" ]; then copy_bin "$BB_DYN" /opt/ktlsx/busybox-dynamic
 else log "warning: no dynamic busybox ($BB_DYN): 50-apps uses preload_epoll_http under the shim"; fi
+# ---- lighttpd under the preload shim (issue 10) ----
+# Debian's lighttpd, a plaintext server that sends files with sendfile, for suite/55-preload.sh:
+# the binary and its libraries only (pcre2, nettle, xxhash): the suite's minimal config loads no
+# module (static files are served by the built-in mod_staticfile), so /usr/lib/lighttpd stays out
+if [ -x /usr/sbin/lighttpd ]; then copy_bin /usr/sbin/lighttpd
+else log "warning: no /usr/sbin/lighttpd (make deps installs it): 55-preload skips its lighttpd case"; fi
+# ---- end of lighttpd ----
 
 # ---- tlshd side by side (issue 9) ----
 # Debian trixie's tlshd (ktls-utils) with its trixie libraries and loader, for

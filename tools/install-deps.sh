@@ -6,7 +6,7 @@ pkgs=(
   build-essential pkg-config
   libssl-dev liburing-dev libnl-genl-3-dev libcmocka-dev libinih-dev libseccomp-dev
   clang libclang-rt-14-dev clang-tidy cppcheck
-  openssl gnutls-bin curl nginx-light iproute2 procps python3 gnuplot-nox
+  openssl gnutls-bin curl nginx-light lighttpd iproute2 procps python3 gnuplot-nox
   libmemcached-dev memcached
   qemu-system-x86 busybox-static cpio xz-utils kmod zstd
 )
@@ -37,6 +37,8 @@ SUDO=; [[ $(id -u) -ne 0 ]] && SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# nginx-light starts a service on install; the tests run their own instances.
-if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true; fi
+# nginx-light and lighttpd start a service on install; the tests run their own instances.
+if command -v systemctl >/dev/null 2>&1; then
+  for s in nginx lighttpd; do $SUDO systemctl disable --now "$s" >/dev/null 2>&1 || true; done
+fi
 $SUDO pkill -x nginx 2>/dev/null || true

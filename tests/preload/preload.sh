@@ -33,6 +33,8 @@
 #  nginx/*              Debian's nginx, plaintext `listen PORT;`, master + 2 workers (prefork: the listener
 #                       inherited, workers accept4 with epoll/EPOLLEXCLUSIVE), sendfile on: curl and
 #                       s_client 16 MiB byte-exact, plaintext refused; 60 concurrent curls all served in < 7 s
+#  lighttpd/*          Debian's lighttpd (epoll, nonblocking accept4, sendfile), minimal plaintext config:
+#                       curl and s_client 16 MiB byte-exact, plaintext refused, the shim's fallback carried it
 #  client/*-from-nginx-https-16MiB   curl (nonblocking connect + poll), python urllib with a timeout
 #                       (nonblocking connect + poll), dynamic busybox wget (stdio via fdopen) with a connect
 #                       rule against nginx's own HTTPS: 16 MiB byte-exact, nginx logged the TLS request
@@ -499,6 +501,40 @@ if case_begin nginx/prefork-60-concurrent; then
       echo "    60 requests in $ms ms; served by (count pid): $served_by"
       if (( bad > 0 )); then fail "$bad of 60 failed or differ: $(cat "$CD"/c*.err | sort | uniq -c | head -n 3)"
       elif (( ms > 7000 )); then fail "60 requests took $ms ms (a connection waited for a deadline)"
+      else pass; fi
+    fi
+  fi
+fi
+
+# ---------------------------------------------------------------- lighttpd ---
+# Debian's lighttpd (one process, epoll, nonblocking accept4, sends files with sendfile) with a
+# minimal plaintext config (no module) under the shim.  LIGHTTPD=PATH overrides the binary.
+LIGHTTPD=${LIGHTTPD:-$(command -v lighttpd || echo /usr/sbin/lighttpd)}
+if case_begin lighttpd/sendfile-16MiB-curl-s_client; then
+  if [[ ! -x $LIGHTTPD ]]; then skip "lighttpd not installed (make deps)"
+  else
+    LT=$CD/lt; mkdir -p "$LT"
+    printf 'server.document-root = "%s"\nserver.bind = "127.0.0.1"\nserver.port = PORTX\nserver.errorlog = "%s"\n' \
+      "$DOCS" "$LT/error.log" >"$LT/lighttpd.tmpl"
+    if ! start_server srv -- env LD_PRELOAD="$PRE" KTLSX_SERVE="{PORT}" KTLSX_CERT="$(crt server-ecdsa)" \
+         KTLSX_KEY="$(key server-ecdsa)" KTLSX_LOG=info bash -c \
+         "sed 's/PORTX/{PORT}/' '$LT/lighttpd.tmpl' >'$LT/lighttpd.conf' && exec '$LIGHTTPD' -D -f '$LT/lighttpd.conf'"; then
+      fail "lighttpd did not start: $(tail -n 2 "$CD/srv.err" "$LT/error.log" 2>/dev/null | head -c 400)"
+    else
+      bad=
+      fetch_big curl "$PORT" || bad+=" curl: $WHY"
+      printf 'GET /big.bin HTTP/1.0\r\nHost: localhost\r\n\r\n' >"$CD/req.txt"
+      run_cmd sc "$CD/req.txt" openssl s_client -quiet -ign_eof -connect "127.0.0.1:$PORT" -servername localhost \
+        -verify_return_error -CAfile "$CA"
+      (( RC == 0 )) || bad+=" s_client $(describe_rc "$RC")"
+      python3 -c 'import sys; d=open(sys.argv[1],"rb").read(); i=d.find(b"\r\n\r\n"); open(sys.argv[2],"wb").write(d[i+4:] if i>=0 else b"")' \
+        "$CD/sc.out" "$CD/sc.data"
+      same_data "$DOCS/big.bin" "$CD/sc.data" || bad+=" s_client: $DATA_WHY"
+      run_cmd plain /dev/null curl -sS -m 5 "http://127.0.0.1:$PORT/hello.txt"
+      (( RC == 0 )) && bad+=" plaintext HTTP was answered on the TLS port"
+      if [[ -n $bad ]]; then fail "$bad"
+      elif ! grep -q 'user-space record layer carries' "$CD/srv.err"; then fail "no fallback line from the shim: $(head -c 300 "$CD/srv.err")"
+      elif ! server_clean; then fail "$WHY"
       else pass; fi
     fi
   fi
