@@ -28,6 +28,11 @@
 #                           key in the process), a staller held mid-handshake all along: curl
 #                           fetches 16 MiB byte-exact, TlsTxSw rose, the shim says "sendfile:
 #                           through kernel TLS" and never "user-space record layer"
+#   preload-epoll-server    tests/preload/epoll_http.c (a nonblocking edge-triggered epoll server in
+#                           the style of a typical event loop, 4 KiB writes) under the shim
+#                           (KTLSX_SERVE, key in the process): curl fetches 16 MiB byte-exact while 4
+#                           concurrent small fetches are served too; TlsTxSw and TlsRxSw rose (the
+#                           program's reads and writes go through kernel TLS), no fallback
 # kmod-timeout: 180
 . "$KMOD_LIB"
 . /suite/lib-ktlsx.sh
@@ -37,9 +42,10 @@ BBD=/opt/ktlsx/busybox-dynamic
 NG_CASES="preload-nginx-prefork preload-wget-nginx-tls"
 BB_CASES="preload-httpd-s_client preload-httpd-stall"
 LT_CASES="preload-lighttpd-sendfile"
-kx_ready $NG_CASES $BB_CASES $LT_CASES || exit 0
+EP_CASES="preload-epoll-server"
+kx_ready $NG_CASES $BB_CASES $LT_CASES $EP_CASES || exit 0
 if [ ! -f "$SO" ] || ! have curl; then
-	for n in $NG_CASES $BB_CASES $LT_CASES; do skip "$n" "libktlsx-preload.so or curl not in the initramfs"; done
+	for n in $NG_CASES $BB_CASES $LT_CASES $EP_CASES; do skip "$n" "libktlsx-preload.so or curl not in the initramfs"; done
 	exit 0
 fi
 
@@ -299,5 +305,44 @@ EOF2
 	fi
 	kill "$LT_PID" 2>/dev/null
 	rm -f got4
+fi
+
+# --- an epoll server written here, under the shim -----------------------------
+name=preload-epoll-server
+EPH=/opt/ktlsx/tests/preload_epoll_http
+if [ ! -x "$EPH" ]; then
+	skip "$name" "preload_epoll_http not in the initramfs"
+else
+	snap=$KMOD_TMP/snap5; tls_stat_snapshot "$snap"
+	bg env LD_PRELOAD="$SO" KTLSX_SERVE=4785 KTLSX_CERT="$KMOD_CERT" KTLSX_KEY="$KMOD_KEY" KTLSX_LOG=info \
+		timeout 90 "$EPH" serve 4785 www et >ep.out 2>ep.err </dev/null
+	EP_PID=$BG_PID
+	if ! wait_port 4785 15; then
+		fail "$name" "preload_epoll_http under the shim did not listen: $(tail -1 ep.err)"
+	else
+		T0=$(date +%s)
+		timeout 60 curl -sS --cacert "$KMOD_CA" -o got5 "https://localhost:4785/16MiB" 2>curl5.err &
+		BIG=$!
+		small_ok=0 sp=
+		for i in 1 2 3 4; do
+			timeout 30 curl -sS --cacert "$KMOD_CA" -o "small5.$i" "https://localhost:4785/hello.txt" 2>"curl5.$i.err" &
+			sp="$sp $!"
+		done
+		for p in $sp; do wait "$p"; done
+		for i in 1 2 3 4; do cmp -s "small5.$i" www/hello.txt && small_ok=$((small_ok + 1)); done
+		wait "$BIG"; crc=$?
+		T1=$(date +%s)
+		tx=$(tls_stat_delta "$snap" TlsTxSw)
+		rx=$(tls_stat_delta "$snap" TlsRxSw)
+		info "$name: 16 MiB in $((T1 - T0))s with 4 small fetches beside it ($small_ok served); $(kx_stat_line "$snap")"
+		if [ "$crc" -ne 0 ]; then fail "$name" "curl exit $crc: $(tail -1 curl5.err); $(grep -a -m1 'ktlsx-preload' ep.err)"
+		elif ! cmp -s got5 www/16MiB; then fail "$name" "not byte-exact ($(fsize got5) bytes)"
+		elif [ "$small_ok" -ne 4 ]; then fail "$name" "$small_ok/4 small fetches served: $(cat curl5.*.err | tr '\n' ' ')"
+		elif [ "$tx" -lt 5 ] || [ "$rx" -lt 5 ]; then fail "$name" "TlsTxSw +$tx TlsRxSw +$rx for 5 connections: not all in kernel TLS"
+		elif grep -a -q 'user-space record layer carries' ep.err; then fail "$name" "the shim says: $(grep -a -m1 'user-space record layer' ep.err)"
+		else pass "$name"; fi
+	fi
+	kill "$EP_PID" 2>/dev/null
+	rm -f got5 small5.*
 fi
 exit 0
