@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# bench/vm-bench-report.sh SERIAL_LOG OUTDIR — the table of `make vm-bench` (issue 11).
+#
+# Reads the "KMOD-INFO <kernel> BENCH ..." lines that kmod-tests/bench/10-vm-bench.sh printed
+# on the VM's console and writes, into OUTDIR:
+#   rows.txt       one line per row (also printed): server, file, connections, MB/s, requests/s,
+#                  ratio to nginx + kTLS, ratio to nginx user-space TLS, share of the raw ceiling
+#   table.md       the same as a Markdown table, with the environment lines above it
+#   vm-bench.dat   the chart's data;  vm-bench.png  the chart (gnuplot, when installed)
+# Exit status 1 when the log holds no BENCH row at all.
+set -uo pipefail
+LOG=${1:?usage: vm-bench-report.sh SERIAL_LOG OUTDIR}
+OUT=${2:?usage: vm-bench-report.sh SERIAL_LOG OUTDIR}
+mkdir -p "$OUT"
+tr -d '\r' <"$LOG" | grep -a '^KMOD-INFO [^ ]* BENCH' | sed 's/^KMOD-INFO [^ ]* //' >"$OUT/bench-lines.txt"
+grep -q '^BENCH ' "$OUT/bench-lines.txt" || { echo "vm-bench-report: no BENCH rows in $LOG" >&2; exit 1; }
+
+awk -v out="$OUT" '
+function kv(line, key,   m) { if (match(line, " " key "=[^ ]*")) return substr(line, RSTART + length(key) + 2, RLENGTH - length(key) - 2); return "" }
+/^BENCH-ENV / { sub(/^BENCH-ENV /, ""); env[++nenv] = $0; next }
+/^BENCH-PROBE / { probe[kv($0, "server")] = kv($0, "ktls_tx"); next }
+/^BENCH / {
+	s = kv($0, "server"); f = kv($0, "file"); c = kv($0, "conns"); st = kv($0, "status")
+	if (!(s in seen)) { seen[s] = 1; order[++ns] = s }
+	k = s SUBSEP f SUBSEP c
+	status[k] = st; why[k] = kv($0, "why")
+	if (st == "ok") { mb[k] = kv($0, "mbps"); rps[k] = kv($0, "rps"); p99[k] = kv($0, "p99_us"); errs[k] = kv($0, "errors") }
+	if (s == "ceiling" && st == "ok") ceiling = kv($0, "mbps")
+	if (s == "nginx-ktls" && st == "unavailable") ngx_unavail = why[k]
+}
+function ratio(a, b) { return (a != "" && b != "" && b + 0 > 0) ? sprintf("%.2fx", a / b) : "-" }
+END {
+	nf = split("4k 128k 1m 64m", files, " "); ncn = split("1 64", conns, " ")
+	rows = out "/rows.txt"; md = out "/table.md"; dat = out "/vm-bench.dat"
+	printf "" >rows; printf "" >md
+	for (i = 1; i <= nenv; i++) print "- " env[i] >md
+	print "" >md
+	print "| server | file | conns | MB/s | requests/s | p99 ms | vs nginx+kTLS | vs nginx user-space | share of raw ceiling |" >md
+	print "|---|---|---:|---:|---:|---:|---:|---:|---:|" >md
+	for (si = 1; si <= ns; si++) {
+		s = order[si]
+		if (s == "ceiling") continue
+		for (fi = 1; fi <= nf; fi++) for (ci = 1; ci <= ncn; ci++) {
+			f = files[fi]; c = conns[ci]; k = s SUBSEP f SUBSEP c
+			if (!(k in status) && (s SUBSEP "all" SUBSEP "all") in status) k = s SUBSEP "all" SUBSEP "all"
+			if (!(k in status)) continue
+			if (status[k] != "ok") {
+				line = sprintf("%-18s %-5s %3s conns  %s (%s)", s, f, c, status[k], why[k])
+				print line; print line >rows
+				printf "| %s | %s | %s | %s | | | | | |\n", s, f, c, status[k] " (" why[k] ")" >md
+				continue
+			}
+			kk = "nginx-ktls" SUBSEP f SUBSEP c; ku = "nginx-user" SUBSEP f SUBSEP c
+			rk = (kk in mb) ? ratio(mb[k], mb[kk]) : (ngx_unavail != "" ? "n/a" : "-")
+			ru = (ku in mb) ? ratio(mb[k], mb[ku]) : "-"
+			sh = (ceiling + 0 > 0) ? sprintf("%.0f%%", 100 * mb[k] / ceiling) : "-"
+			line = sprintf("%-18s %-5s %3s conns  %9.1f MB/s  %9.1f req/s  x nginx+kTLS %-6s  x nginx-user %-6s  ceiling %s  (p99 %.1f ms, errors %s)",
+				s, f, c, mb[k], rps[k], rk, ru, sh, p99[k] / 1000, errs[k])
+			print line; print line >rows
+			printf "| %s | %s | %s | %.1f | %.1f | %.1f | %s | %s | %s |\n", s, f, c, mb[k], rps[k], p99[k] / 1000, rk, ru, sh >md
+		}
+	}
+	if (ceiling != "") {
+		line = sprintf("%-18s 64m     1 conn   %9.1f MB/s  (kernel TLS sendfile loop, no HTTP)", "ceiling", ceiling)
+		print line; print line >rows
+		printf "| raw kTLS sendfile ceiling | 64m | 1 | %.1f | | | | | 100%% |\n", ceiling >md
+	}
+	# chart data: one line per file/conns, one column per server (MB/s; "-" = missing)
+	printf "case" >dat
+	for (si = 1; si <= ns; si++) if (order[si] != "ceiling") printf " %s", order[si] >dat
+	printf "\n" >dat
+	for (fi = 1; fi <= nf; fi++) for (ci = 1; ci <= ncn; ci++) {
+		printf "%s/%s", files[fi], conns[ci] >dat
+		for (si = 1; si <= ns; si++) if (order[si] != "ceiling") {
+			k = order[si] SUBSEP files[fi] SUBSEP conns[ci]
+			printf " %s", (k in mb) ? mb[k] : "-" >dat
+		}
+		printf "\n" >dat
+	}
+	print (ceiling != "" ? ceiling : 0) >(out "/ceiling.txt")
+}' "$OUT/bench-lines.txt"
+
+if command -v gnuplot >/dev/null; then
+	ncols=$(head -1 "$OUT/vm-bench.dat" | awk '{ print NF }')
+	ceil=$(cat "$OUT/ceiling.txt")
+	{
+		echo "set terminal pngcairo size 1100,560 font 'sans,10' noenhanced" 2>/dev/null
+		echo "set output '$OUT/vm-bench.png'"
+		echo "set title 'make vm-bench: MB/s per server, file size / connections (qemu TCG: compare ratios, not absolutes)'"
+		echo "set style data histograms; set style histogram clustered gap 1; set style fill solid 0.85 border -1"
+		echo "set ylabel 'MB/s (log scale)'; set logscale y; set yrange [1:*]; set grid ytics"
+		echo "set key top left; set datafile missing '-'; set xtics nomirror"
+		[ "${ceil%.*}" -gt 0 ] 2>/dev/null && echo "set arrow from graph 0, first $ceil to graph 1, first $ceil nohead lw 2 dt 2 lc rgb 'black'; set label 'raw kTLS sendfile ceiling $ceil MB/s' at graph 0.62, first $ceil offset 0,0.7"
+		printf "plot "
+		for ((i = 2; i <= ncols; i++)); do
+			[ "$i" -gt 2 ] && printf ", "
+			printf "'%s' using %d:xtic(1) title columnheader(%d)" "$OUT/vm-bench.dat" "$i" "$i"
+		done
+		echo
+	} >"$OUT/vm-bench.gp"
+	gnuplot "$OUT/vm-bench.gp" 2>"$OUT/gnuplot.err" || {
+		sed -i "s/^set terminal pngcairo/set terminal png/" "$OUT/vm-bench.gp"
+		gnuplot "$OUT/vm-bench.gp" 2>>"$OUT/gnuplot.err" || echo "vm-bench-report: gnuplot failed: $(tail -1 "$OUT/gnuplot.err")" >&2
+	}
+	[ -s "$OUT/vm-bench.png" ] && echo "chart: $OUT/vm-bench.png"
+else
+	echo "vm-bench-report: gnuplot not installed (make deps): no chart" >&2
+fi
+echo "table: $OUT/table.md"
+exit 0

@@ -1,0 +1,204 @@
+#!/bin/sh
+# make vm-bench (issue 11): file serving over kernel TLS, measured in ONE VM run with
+# ktlsx-load as the client (pinned to CPU 1, every server pinned to CPU 0):
+#   fileserver           ktlsx-fileserver --workers 1 (kernel TLS, bodies by sendfile(2))
+#   fileserver-splice    the same with --body splice (io_uring: file -> pipe -> socket)
+#   nginx-ktls           nginx, 1 worker, sendfile on + ssl_conf_command Options KTLS
+#   nginx-user           nginx, 1 worker, user-space TLS (nginx turns sendfile off under SSL)
+# x files of 4 KiB, 128 KiB, 1 MiB, 64 MiB x 1 and 64 keep-alive connections, TLS 1.3
+# AES-128-GCM everywhere; plus
+#   ceiling              ktlsx-ktls-ceiling: one connection, keys installed by ktlsx on both
+#                        ends, sendfile(2) of 64 MiB in a loop, the reader discards
+# All servers are started first and probed with curl (user-space TLS, 1 MiB, compared byte
+# for byte): kernel TLS TX is "yes" when TlsTxSw rose.  nginx-ktls without it is reported
+# unavailable, not measured.  Then case by case (file x connections) every server in turn,
+# so that whatever else the host does meanwhile hits the servers of one case alike.
+# Output (fd 3, the console): "KMOD-INFO <kernel> BENCH key=value ..." lines, one per row,
+# turned into the table by bench/vm-bench-report.sh on the host; one result per server.
+# Environment (kernel command line): VM_BENCH_SECS (measured seconds per row, default 3; 64 MiB
+# rows twice that), VM_BENCH_ONLY (a substring of the server names to run).
+# kmod-timeout: 1100
+. "$KMOD_LIB"
+
+SECS=${VM_BENCH_SECS:-3}
+ONLY=${VM_BENCH_ONLY:-}
+W=$KMOD_TMP
+mkdir -p "$W/www"
+cd "$W" || exit 1
+
+# files: random bytes
+for s in 4k:4096 128k:131072 1m:1048576 64m:67108864; do
+	n=${s%%:*} b=${s#*:}
+	head -c "$b" /dev/urandom >"www/$n.bin"
+done
+info "BENCH-ENV cpus=$(nproc) mem=$(awk '/MemTotal/ {print $2 "kB"}' /proc/meminfo) kernel=$(uname -r) cpu=$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1 | tr ' ' '_')"
+info "BENCH-ENV openssl=$(openssl version | tr ' ' '_') nginx=$(nginx -v 2>&1 | sed 's/.*\///')"
+
+PIN=
+have taskset && PIN="taskset -c 0"
+
+# json_num FILE KEY: a number from ktlsx-load's JSON (first occurrence)
+json_num() { sed -n "s/.*\"$2\":\([-0-9.e+]*\).*/\1/p" "$1" | head -1; }
+
+# probe NAME PORT: kernel TLS TX on the server's side (curl is user-space: only the server moves)
+probe() {
+	tls_stat_snapshot "$W/probe.stat"
+	if ! timeout 120 curl -sS --cacert "$KMOD_CA" --tlsv1.3 -o "$W/probe.out" "https://localhost:$2/1m.bin" 2>"$W/probe.err"; then
+		echo "probe $1: curl failed: $(tail -1 "$W/probe.err")"
+		echo fail
+		return
+	fi
+	if ! cmp -s "$W/probe.out" www/1m.bin; then echo "probe $1: bytes differ"; echo fail; return; fi
+	if [ "$(tls_stat_delta "$W/probe.stat" TlsTxSw)" -ge 1 ]; then echo yes; else echo no; fi
+}
+
+# row SERVER PORT KTLS FILE SIZE CONNS: one ktlsx-load run, one BENCH line
+row() {
+	srv=$1 port=$2 ktls=$3 f=$4 size=$5 conns=$6
+	warm=1 secs=$SECS
+	# 64 connections: their handshakes (tens of ms each under TCG) stay in the warm-up
+	[ "$conns" -gt 1 ] && warm=3
+	# 64 MiB: a response takes seconds under TCG; MB/s then counts every byte of the window
+	[ "$size" -ge 67108864 ] && secs=$((SECS * 2))
+	out=$W/load-$srv-$f-$conns.json
+	timeout $((warm + secs + 90)) ktlsx-load "127.0.0.1:$port" --mode download --path "/$f.bin" --expect-size "$size" \
+		--connections "$conns" --duration "$secs" --warmup "$warm" --timeout 300000 --tls 1.3 \
+		--ciphers TLS_AES_128_GCM_SHA256 --ca "$KMOD_CA" --sni localhost --cpu 1 --json >"$out" 2>"$out.err"
+	rc=$?
+	dur=$(json_num "$out" duration_s) reqs=$(json_num "$out" requests) rate=$(json_num "$out" rate)
+	rx=$(json_num "$out" bytes_rx) body=$(json_num "$out" body_bytes_per_s) errs=$(json_num "$out" total)
+	p50=$(json_num "$out" p50) p99=$(json_num "$out" p99)
+	if [ -z "$dur" ] || [ -z "$rx" ] || [ "$rx" = 0 ]; then
+		info "BENCH server=$srv file=$f conns=$conns status=failed rc=$rc why=$(head -1 "$out.err" | tr ' ' '_')"
+		return 1
+	fi
+	# MB/s: bodies of the responses completed in the window when there are many of them;
+	# else (a few responses per window, or none) every byte received in the window (heads ~0 %)
+	mbps=$(awk -v r="$reqs" -v c="$conns" -v b="$body" -v x="$rx" -v d="$dur" \
+		'BEGIN { if (r >= 4 * c) printf "%.2f", b / 1e6; else printf "%.2f", x / d / 1e6 }')
+	info "BENCH server=$srv file=$f conns=$conns status=ok ktls_tx=$ktls mbps=$mbps rps=$rate reqs=$reqs secs=$dur p50_us=$p50 p99_us=$p99 errors=$errs rc=$rc"
+	return 0
+}
+
+want() { case "$1" in *"$ONLY"*) return 0 ;; esac; return 1; }
+
+# --- the servers, all started first (idle ones cost nothing) -----------------
+# SERVERS: "name:port:ktls_tx" of those that serve
+SERVERS=
+PIDS=
+add_server() { # add_server NAME PORT PID
+	_kmod_bg_pids="$_kmod_bg_pids $3"
+	PIDS="$PIDS $3"
+	if ! wait_port "$2" 30; then
+		fail "bench-$1" "did not listen on $2: $(tail -1 "$W/$1.err" 2>/dev/null)"
+		return
+	fi
+	k=$(probe "$1" "$2" | tail -1)
+	info "BENCH-PROBE server=$1 ktls_tx=$k"
+	case "$1:$k" in
+	*:fail) fail "bench-$1" "curl could not fetch 1 MiB byte-exact" ;;
+	nginx-ktls:no)
+		info "BENCH server=$1 file=all conns=all status=unavailable why=nginx_did_not_use_kernel_TLS_(TlsTxSw_did_not_rise)"
+		skip "bench-$1" "this nginx/OpenSSL did not move TX into the kernel (TlsTxSw did not rise)" ;;
+	nginx-user:yes) fail "bench-$1" "user-space nginx moved TX into the kernel?" ;;
+	fileserver*:no) fail "bench-$1" "ktlsx-fileserver did not use kernel TLS" ;;
+	*) SERVERS="$SERVERS $1:$2:$k" ;;
+	esac
+}
+
+for mode in sendfile splice; do
+	name=fileserver port=4800
+	[ "$mode" = splice ] && name=fileserver-splice port=4801
+	want "$name" || continue
+	if ! have ktlsx-fileserver; then skip "bench-$name" "ktlsx-fileserver not in the initramfs"; continue; fi
+	$PIN ktlsx-fileserver --root www --listen "127.0.0.1:$port" --cert "$KMOD_CERT" --key "$KMOD_KEY" \
+		--workers 1 --body "$mode" --send-timeout 300000 >"$W/$name.out" 2>"$W/$name.err" </dev/null &
+	add_server "$name" "$port" $!
+done
+
+nginx_conf() { # nginx_conf PORT KTLS(yes|no)
+	d=$W/nginx-$1
+	mkdir -p "$d/logs" "$d/tmp"
+	extra=
+	[ "$2" = yes ] && extra="ssl_conf_command Options KTLS;"
+	cat >"$d/nginx.conf" <<EOF
+user root;
+worker_processes 1;
+daemon off;
+master_process off;
+pid $d/nginx.pid;
+error_log $d/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $d/tmp/body;
+    proxy_temp_path $d/tmp/proxy;
+    fastcgi_temp_path $d/tmp/fastcgi;
+    uwsgi_temp_path $d/tmp/uwsgi;
+    scgi_temp_path $d/tmp/scgi;
+    sendfile on;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    send_timeout 300s;
+    server {
+        listen 127.0.0.1:$1 ssl;
+        ssl_certificate $KMOD_CERT;
+        ssl_certificate_key $KMOD_KEY;
+        ssl_protocols TLSv1.3;
+        $extra
+        root $W/www;
+    }
+}
+EOF
+	echo "$d"
+}
+for kind in ktls user; do
+	name=nginx-$kind port=4810
+	[ "$kind" = user ] && port=4811
+	want "$name" || continue
+	if ! have nginx; then skip "bench-$name" "nginx not in the initramfs"; continue; fi
+	d=$(nginx_conf "$port" "$([ "$kind" = ktls ] && echo yes || echo no)")
+	$PIN nginx -p "$d" -c "$d/nginx.conf" -e "$d/logs/error.log" </dev/null >"$W/$name.err" 2>&1 &
+	add_server "$name" "$port" $!
+done
+
+# --- the matrix: case by case, every server in turn ---------------------------
+for fs_case in 4k:4096:1 4k:4096:64 128k:131072:1 128k:131072:64 1m:1048576:1 1m:1048576:64 \
+	64m:67108864:1 64m:67108864:64; do
+	c_file=${fs_case%%:*} c_rest=${fs_case#*:}
+	c_size=${c_rest%%:*} c_conns=${c_rest#*:}
+	for s_ent in $SERVERS; do
+		s_name=${s_ent%%:*} s_rest=${s_ent#*:}
+		s_port=${s_rest%%:*} s_ktls=${s_rest#*:}
+		row "$s_name" "$s_port" "$s_ktls" "$c_file" "$c_size" "$c_conns" || echo "$s_name" >>"$W/failed-rows"
+	done
+done
+for s_ent in $SERVERS; do
+	s_name=${s_ent%%:*}
+	n=$(grep -cx "$s_name" "$W/failed-rows" 2>/dev/null)
+	if [ "${n:-0}" -eq 0 ]; then pass "bench-$s_name"; else fail "bench-$s_name" "$n of 8 rows failed (see the BENCH lines)"; fi
+done
+for p in $PIDS; do kill "$p" 2>/dev/null; done
+sleep 0.5
+for s_ent in $SERVERS; do echo "--- ${s_ent%%:*}"; tail -3 "$W/${s_ent%%:*}.err"; done
+
+# --- the kernel's own ceiling ------------------------------------------------
+if want ceiling; then
+	if ! have ktlsx-ktls-ceiling; then
+		skip bench-ceiling "ktlsx-ktls-ceiling not in the initramfs"
+	else
+		tls_stat_snapshot "$W/ceil.stat"
+		timeout $((SECS * 2 + 60)) ktlsx-ktls-ceiling --file www/64m.bin --cert "$KMOD_CERT" --key "$KMOD_KEY" \
+			--ca "$KMOD_CA" --seconds $((SECS * 2)) --warmup 1 >"$W/ceil.out" 2>"$W/ceil.err"
+		rc=$?
+		if [ "$rc" -eq 0 ]; then
+			mbps=$(sed -n 's/.*mbps=\([0-9.]*\).*/\1/p' "$W/ceil.out")
+			info "BENCH server=ceiling file=64m conns=1 status=ok ktls_tx=yes mbps=$mbps rps=0 reqs=0 secs=$((SECS * 2)) tx_sw=$(tls_stat_delta "$W/ceil.stat" TlsTxSw) rx_sw=$(tls_stat_delta "$W/ceil.stat" TlsRxSw)"
+			pass bench-ceiling
+		else
+			info "BENCH server=ceiling file=64m conns=1 status=failed why=rc_${rc}_$(tail -1 "$W/ceil.err" | tr ' ' '_')"
+			fail bench-ceiling "exit $rc: $(tail -1 "$W/ceil.err")"
+		fi
+	fi
+fi
+exit 0
