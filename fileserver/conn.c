@@ -520,6 +520,15 @@ static bool door_step(struct fs_conn *c)
     return true;
 }
 
+/* The head may go straight to the kernel-TLS socket with MSG_MORE: a body
+ * follows (never leave a record open behind a head alone), TX is in the
+ * kernel and the library holds no bytes of its own to send first. */
+static bool head_with_body(const struct fs_conn *c)
+{
+    return c->file_fd >= 0 && c->body_off < c->body_end && (ktlsx_socket_ktls(c->sock) & KTLSX_KTLS_TX) &&
+           ktlsx_socket_pending_output(c->sock) == 0;
+}
+
 /* ---- --body splice: io_uring, file -> pipe -> socket ----
  * Each chunk is two linked SQEs (ring.c fs_splice_submit): splice the file
  * into the connection's pipe (at most its size, F_SETPIPE_SZ), then the pipe
@@ -616,6 +625,22 @@ void fs_conn_drive(struct fs_conn *c)
             c->in_len += n;
             continue;
         case ST_SEND_HEAD:
+            if (c->head_off < c->head_len && head_with_body(c)) {
+                /* kernel TLS: the head goes with MSG_MORE, so the kernel keeps its record open
+                 * and the body's first bytes (sendfile / splice) fill it: one record, not two,
+                 * for a small file (the last body chunk goes without MORE and closes it) */
+                ssize_t k = send(c->fd, c->head + c->head_off, c->head_len - c->head_off,
+                                 MSG_MORE | MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (k < 0 && errno == EINTR) continue;
+                if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return fs_conn_wait(c, POLLOUT);
+                if (k <= 0) {
+                    log_done(c);
+                    return close_conn(c, k < 0 ? strerror(errno) : "send: 0 bytes");
+                }
+                c->head_off += (size_t)k;
+                c->deadline = ms_from_now(fs.opt.send_ms);
+                continue;
+            }
             if (c->head_off < c->head_len) {
                 rc = ktlsx_socket_write_step(c->sock, c->head + c->head_off, c->head_len - c->head_off, &n);
                 if (rc != KTLSX_IO_OK) break;
