@@ -21,6 +21,7 @@
 # rows twice that), VM_BENCH_ROUNDS (default 2), VM_BENCH_ONLY (a substring of the server names).
 # kmod-timeout: 1100
 . "$KMOD_LIB"
+. "$(dirname "$0")/lib-bench.sh"   # bench_files, json_num, probe, row, want
 
 SECS=${VM_BENCH_SECS:-3}
 ROUNDS=${VM_BENCH_ROUNDS:-2}
@@ -28,63 +29,13 @@ ONLY=${VM_BENCH_ONLY:-}
 W=$KMOD_TMP
 mkdir -p "$W/www"
 cd "$W" || exit 1
-
-# files: random bytes
-for s in 4k:4096 128k:131072 1m:1048576 64m:67108864; do
-	n=${s%%:*} b=${s#*:}
-	head -c "$b" /dev/urandom >"www/$n.bin"
-done
+bench_files www
 info "BENCH-ENV cpus=$(nproc) mem=$(awk '/MemTotal/ {print $2 "kB"}' /proc/meminfo) kernel=$(uname -r) cpu=$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1 | tr ' ' '_')"
 info "BENCH-ENV openssl=$(openssl version | tr ' ' '_') nginx=$(nginx -v 2>&1 | sed 's/.*\///')"
 
 PIN=
 have taskset && PIN="taskset -c 0"
 
-# json_num FILE KEY: a number from ktlsx-load's JSON (first occurrence)
-json_num() { sed -n "s/.*\"$2\":\([-0-9.e+]*\).*/\1/p" "$1" | head -1; }
-
-# probe NAME PORT: kernel TLS TX on the server's side (curl is user-space: only the server moves)
-probe() {
-	tls_stat_snapshot "$W/probe.stat"
-	if ! timeout 120 curl -sS --cacert "$KMOD_CA" --tlsv1.3 -o "$W/probe.out" "https://localhost:$2/1m.bin" 2>"$W/probe.err"; then
-		echo "probe $1: curl failed: $(tail -1 "$W/probe.err")"
-		echo fail
-		return
-	fi
-	if ! cmp -s "$W/probe.out" www/1m.bin; then echo "probe $1: bytes differ"; echo fail; return; fi
-	if [ "$(tls_stat_delta "$W/probe.stat" TlsTxSw)" -ge 1 ]; then echo yes; else echo no; fi
-}
-
-# row SERVER PORT KTLS FILE SIZE CONNS: one ktlsx-load run, one BENCH line
-row() {
-	srv=$1 port=$2 ktls=$3 f=$4 size=$5 conns=$6
-	warm=1 secs=$SECS
-	# 64 connections: their handshakes (tens of ms each under TCG) stay in the warm-up
-	[ "$conns" -gt 1 ] && warm=3
-	[ "$conns" -gt 1 ] && [ "$size" -ge 67108864 ] && warm=5
-	# 64 MiB: a response takes seconds under TCG; MB/s then counts every byte of the window
-	[ "$size" -ge 67108864 ] && secs=$((SECS * 2))
-	out=$W/load-$srv-$f-$conns.json
-	timeout $((warm + secs + 90)) ktlsx-load "127.0.0.1:$port" --mode download --path "/$f.bin" --expect-size "$size" \
-		--connections "$conns" --duration "$secs" --warmup "$warm" --timeout 300000 --tls 1.3 \
-		--ciphers TLS_AES_128_GCM_SHA256 --ca "$KMOD_CA" --sni localhost --cpu 1 --json >"$out" 2>"$out.err"
-	rc=$?
-	dur=$(json_num "$out" duration_s) reqs=$(json_num "$out" requests) rate=$(json_num "$out" rate)
-	rx=$(json_num "$out" bytes_rx) body=$(json_num "$out" body_bytes_per_s) errs=$(json_num "$out" total)
-	p50=$(json_num "$out" p50) p99=$(json_num "$out" p99)
-	if [ -z "$dur" ] || [ -z "$rx" ] || [ "$rx" = 0 ]; then
-		info "BENCH server=$srv file=$f conns=$conns status=failed rc=$rc why=$(head -1 "$out.err" | tr ' ' '_')"
-		return 1
-	fi
-	# MB/s: bodies of the responses completed in the window when there are many of them;
-	# else (a few responses per window, or none) every byte received in the window (heads ~0 %)
-	mbps=$(awk -v r="$reqs" -v c="$conns" -v b="$body" -v x="$rx" -v d="$dur" \
-		'BEGIN { if (r >= 4 * c) printf "%.2f", b / 1e6; else printf "%.2f", x / d / 1e6 }')
-	info "BENCH server=$srv file=$f conns=$conns status=ok ktls_tx=$ktls mbps=$mbps rps=$rate reqs=$reqs secs=$dur p50_us=$p50 p99_us=$p99 errors=$errs rc=$rc round=$round"
-	return 0
-}
-
-want() { case "$1" in *"$ONLY"*) return 0 ;; esac; return 1; }
 
 # --- the servers, all started first (idle ones cost nothing) -----------------
 # SERVERS: "name:port:ktls_tx" of those that serve
