@@ -20,6 +20,7 @@ awk -v out="$OUT" '
 function kv(line, key,   m) { if (match(line, " " key "=[^ ]*")) return substr(line, RSTART + length(key) + 2, RLENGTH - length(key) - 2); return "" }
 /^BENCH-ENV / { sub(/^BENCH-ENV /, ""); env[++nenv] = $0; next }
 /^BENCH-PROBE / { probe[kv($0, "server")] = kv($0, "ktls_tx"); next }
+/^BENCH-NOTE / { sub(/^BENCH-NOTE /, ""); notes[++nnote] = $0; next }
 /^BENCH / && / status=unavailable/ { if (kv($0, "server") == "nginx-ktls") ngx_unavail = kv($0, "why") }
 /^BENCH / {
 	s = kv($0, "server"); f = kv($0, "file"); c = kv($0, "conns"); st = kv($0, "status")
@@ -29,7 +30,7 @@ function kv(line, key,   m) { if (match(line, " " key "=[^ ]*")) return substr(l
 	if (st != "ok") { if (!(k in mb)) { status[k] = st; why[k] = kv($0, "why") }; nbad[k]++; next }
 	status[k] = "ok"; m = kv($0, "mbps")
 	# the best run of each row (rounds): other work on the host only ever lowers a figure
-	if (!(k in mb) || m + 0 > mb[k] + 0) { mb[k] = m; rps[k] = kv($0, "rps"); p50[k] = kv($0, "p50_us"); p99[k] = kv($0, "p99_us"); errs[k] = kv($0, "errors") }
+	if (!(k in mb) || m + 0 > mb[k] + 0) { mb[k] = m; rps[k] = kv($0, "rps"); p50[k] = kv($0, "p50_us"); p99[k] = kv($0, "p99_us"); errs[k] = kv($0, "errors"); cpu[k] = kv($0, "srv_cpu") }
 	if (s == "ceiling") ceiling = mb[k]
 }
 function ratio(a, b) { return (a != "" && b != "" && b + 0 > 0) ? sprintf("%.2fx", a / b) : "-" }
@@ -39,8 +40,8 @@ END {
 	printf "" >rows; printf "" >md
 	for (i = 1; i <= nenv; i++) print "- " env[i] >md
 	print "" >md
-	print "| server | file | conns | MB/s | requests/s | p99 ms | vs nginx+kTLS | vs nginx user-space | share of raw ceiling |" >md
-	print "|---|---|---:|---:|---:|---:|---:|---:|---:|" >md
+	print "| server | file | conns | MB/s | requests/s | p99 ms | server CPU % | vs nginx+kTLS | vs nginx user-space | share of raw ceiling |" >md
+	print "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" >md
 	for (si = 1; si <= ns; si++) {
 		s = order[si]
 		if (s == "ceiling" || grp[s] == "proxy") continue
@@ -51,24 +52,25 @@ END {
 			if (status[k] != "ok") {
 				line = sprintf("%-18s %-5s %3s conns  %s (%s)", s, f, c, status[k], why[k])
 				print line; print line >rows
-				printf "| %s | %s | %s | %s | | | | | |\n", s, f, c, status[k] " (" why[k] ")" >md
+				printf "| %s | %s | %s | %s | | | | | | |\n", s, f, c, status[k] " (" why[k] ")" >md
 				continue
 			}
 			kk = "nginx-ktls" SUBSEP f SUBSEP c; ku = "nginx-user" SUBSEP f SUBSEP c
 			rk = (kk in mb) ? ratio(mb[k], mb[kk]) : (ngx_unavail != "" ? "n/a" : "-")
 			ru = (ku in mb) ? ratio(mb[k], mb[ku]) : "-"
 			sh = (ceiling + 0 > 0) ? sprintf("%.0f%%", 100 * mb[k] / ceiling) : "-"
-			line = sprintf("%-18s %-5s %3s conns  %9.1f MB/s  %9.1f req/s  x nginx+kTLS %-6s  x nginx-user %-6s  ceiling %s  (p99 %.1f ms, errors %s)",
-				s, f, c, mb[k], rps[k], rk, ru, sh, p99[k] / 1000, errs[k])
+			line = sprintf("%-18s %-5s %3s conns  %9.2f MB/s  %9.1f req/s  x nginx+kTLS %-6s  x nginx-user %-6s  ceiling %-5s  (p99 %.1f ms, server CPU %s%%, errors %s)",
+				s, f, c, mb[k], rps[k], rk, ru, sh, p99[k] / 1000, cpu[k], errs[k])
 			print line; print line >rows
-			printf "| %s | %s | %s | %.1f | %.1f | %.1f | %s | %s | %s |\n", s, f, c, mb[k], rps[k], p99[k] / 1000, rk, ru, sh >md
+			printf "| %s | %s | %s | %.2f | %.1f | %.1f | %s | %s | %s | %s |\n", s, f, c, mb[k], rps[k], p99[k] / 1000, cpu[k], rk, ru, sh >md
 		}
 	}
 	if (ceiling != "") {
 		line = sprintf("%-18s 64m     1 conn   %9.1f MB/s  (kernel TLS sendfile loop, no HTTP)", "ceiling", ceiling)
 		print line; print line >rows
-		printf "| raw kTLS sendfile ceiling | 64m | 1 | %.1f | | | | | 100%% |\n", ceiling >md
+		printf "| raw kTLS sendfile ceiling | 64m | 1 | %.2f | | | | | | 100%% |\n", ceiling >md
 	}
+	for (i = 1; i <= nnote; i++) { print "note: " notes[i]; print "note: " notes[i] >rows; print "" >md; print "Note: " notes[i] >md }
 	# issue 10: TLS in front of a plaintext busybox httpd
 	nproxy = 0
 	for (si = 1; si <= ns; si++) if (grp[order[si]] == "proxy") nproxy++
@@ -76,8 +78,8 @@ END {
 		print "" >md
 		print "TLS in front of a plaintext server (busybox httpd), issue 10:" >md
 		print "" >md
-		print "| front | kernel TLS TX | file | conns | MB/s | requests/s | p50 ms | p99 ms |" >md
-		print "|---|---|---|---:|---:|---:|---:|---:|" >md
+		print "| front | kernel TLS TX | file | conns | MB/s | requests/s | p50 ms | p99 ms | server CPU % |" >md
+		print "|---|---|---|---:|---:|---:|---:|---:|---:|" >md
 		split("4k/1 4k/16 1m/1 64m/1", pc, " ")
 		for (si = 1; si <= ns; si++) {
 			s = order[si]
@@ -88,13 +90,13 @@ END {
 				if (status[k] != "ok") {
 					line = sprintf("%-18s %-5s %3s conns  %s (%s)", s, fc[1], fc[2], status[k], why[k])
 					print line; print line >rows
-					printf "| %s | %s | %s | %s | %s | | | |\n", s, probe[s], fc[1], fc[2], status[k] " (" why[k] ")" >md
+					printf "| %s | %s | %s | %s | %s | | | | |\n", s, probe[s], fc[1], fc[2], status[k] " (" why[k] ")" >md
 					continue
 				}
-				line = sprintf("%-18s %-5s %3s conns  %9.2f MB/s  %9.1f req/s  p50 %.1f ms  p99 %.1f ms  (kTLS TX %s, errors %s)",
-					s, fc[1], fc[2], mb[k], rps[k], p50[k] / 1000, p99[k] / 1000, probe[s], errs[k])
+				line = sprintf("%-18s %-5s %3s conns  %9.2f MB/s  %9.1f req/s  p50 %.1f ms  p99 %.1f ms  (kTLS TX %s, server CPU %s%%, errors %s)",
+					s, fc[1], fc[2], mb[k], rps[k], p50[k] / 1000, p99[k] / 1000, probe[s], cpu[k], errs[k])
 				print line; print line >rows
-				printf "| %s | %s | %s | %s | %.2f | %.1f | %.1f | %.1f |\n", s, probe[s], fc[1], fc[2], mb[k], rps[k], p50[k] / 1000, p99[k] / 1000 >md
+				printf "| %s | %s | %s | %s | %.2f | %.1f | %.1f | %.1f | %s |\n", s, probe[s], fc[1], fc[2], mb[k], rps[k], p50[k] / 1000, p99[k] / 1000, cpu[k] >md
 			}
 		}
 	}
@@ -113,7 +115,7 @@ END {
 	print (ceiling != "" ? ceiling : 0) >(out "/ceiling.txt")
 }' "$OUT/bench-lines.txt"
 
-if command -v gnuplot >/dev/null; then
+if command -v gnuplot >/dev/null && [ "$(head -1 "$OUT/vm-bench.dat" | awk '{ print NF }')" -ge 2 ]; then
 	ncols=$(head -1 "$OUT/vm-bench.dat" | awk '{ print NF }')
 	ceil=$(cat "$OUT/ceiling.txt")
 	{

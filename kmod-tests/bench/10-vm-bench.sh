@@ -57,7 +57,7 @@ add_server() { # add_server NAME PORT PID
 		skip "bench-$1" "this nginx/OpenSSL did not move TX into the kernel (TlsTxSw did not rise)" ;;
 	nginx-user:yes) fail "bench-$1" "user-space nginx moved TX into the kernel?" ;;
 	fileserver*:no) fail "bench-$1" "ktlsx-fileserver did not use kernel TLS" ;;
-	*) SERVERS="$SERVERS $1:$2:$k" ;;
+	*) SERVERS="$SERVERS $1:$2:$k:$3" ;;
 	esac
 }
 
@@ -140,8 +140,9 @@ for fs_case in 4k:4096:1 4k:4096:64 128k:131072:1 128k:131072:64 1m:1048576:1 1m
 	c_size=${c_rest%%:*} c_conns=${c_rest#*:}
 	for s_ent in $SERVERS; do
 		s_name=${s_ent%%:*} s_rest=${s_ent#*:}
-		s_port=${s_rest%%:*} s_ktls=${s_rest#*:}
-		row "$s_name" "$s_port" "$s_ktls" "$c_file" "$c_size" "$c_conns" || echo "$s_name" >>"$W/failed-rows"
+		s_port=${s_rest%%:*} s_rest=${s_rest#*:}
+		s_ktls=${s_rest%%:*} s_pid=${s_rest#*:}
+		row "$s_name" "$s_port" "$s_ktls" "$c_file" "$c_size" "$c_conns" "$s_pid" || echo "$s_name" >>"$W/failed-rows"
 	done
 done
 if want ceiling && have ktlsx-ktls-ceiling; then ceiling; fi

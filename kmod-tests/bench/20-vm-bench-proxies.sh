@@ -42,7 +42,7 @@ add_front() { # add_front NAME PORT PID
 	k=$(probe "$1" "$2" | tail -1)
 	info "BENCH-PROBE server=$1 ktls_tx=$k"
 	if [ "$k" = fail ]; then fail "bench-$1" "curl could not fetch 1 MiB byte-exact: $(tail -3 "$W/$1.err" | tr '\n' ' ')"; return; fi
-	SERVERS="$SERVERS $1:$2:$k"
+	SERVERS="$SERVERS $1:$2:$k:$3"
 }
 
 # the plaintext origin (static busybox) for stunnel and nginx
@@ -129,7 +129,9 @@ while [ "$round" -lt "$ROUNDS" ]; do
 		c_size=${c_rest%%:*} c_conns=${c_rest#*:}
 		for s_ent in $SERVERS; do
 			s_name=${s_ent%%:*} s_rest=${s_ent#*:}
-			row "$s_name" "${s_rest%%:*}" "${s_rest#*:}" "$c_file" "$c_size" "$c_conns" || echo "$s_name" >>"$W/failed-rows"
+			s_port=${s_rest%%:*} s_rest=${s_rest#*:}
+			row "$s_name" "$s_port" "${s_rest%%:*}" "$c_file" "$c_size" "$c_conns" "${s_rest#*:}" ||
+				echo "$s_name" >>"$W/failed-rows"
 		done
 	done
 done

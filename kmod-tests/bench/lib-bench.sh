@@ -25,9 +25,29 @@ probe() {
 	if [ "$(tls_stat_delta "$W/probe.stat" TlsTxSw)" -ge 1 ]; then echo yes; else echo no; fi
 }
 
-# row SERVER PORT KTLS FILE SIZE CONNS: one ktlsx-load run, one BENCH line
+# cpu_ticks PID: user + system clock ticks (USER_HZ, 100/s) of PID and its reaped children
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+uptime_cs() { awk '{ printf "%d", $1 * 100 }' /proc/uptime; }
+
+# settle NAME PID: wait (at most 20 s) until the server has gone quiet (< 4 % CPU over 0.5 s):
+# a server still busy with the connections a run left behind must not steal the next row's CPU
+settle() {
+	_i=0
+	while [ "$_i" -lt 40 ]; do
+		_t=$(cpu_ticks "$2")
+		sleep 0.5
+		[ $(( $(cpu_ticks "$2") - _t )) -le 2 ] && return 0
+		_i=$((_i + 1))
+	done
+	info "BENCH-NOTE server=$1 still busy 20 s after its row (CPU $(( $(cpu_ticks "$2") - _t )) ticks in the last 0.5 s)"
+}
+
+# row SERVER PORT KTLS FILE SIZE CONNS [PID]: one ktlsx-load run, one BENCH line; with PID the
+# server's CPU use over the run (srv_cpu, % of one CPU) and a settle afterwards
 row() {
-	srv=$1 port=$2 ktls=$3 f=$4 size=$5 conns=$6
+	srv=$1 port=$2 ktls=$3 f=$4 size=$5 conns=$6 spid=${7:-}
+	c0=0 u0=$(uptime_cs)
+	[ -n "$spid" ] && c0=$(cpu_ticks "$spid")
 	warm=1 secs=$SECS
 	# 64 connections: their handshakes (tens of ms each under TCG) stay in the warm-up
 	[ "$conns" -gt 1 ] && warm=3
@@ -39,18 +59,21 @@ row() {
 		--connections "$conns" --duration "$secs" --warmup "$warm" --timeout 300000 --tls 1.3 \
 		--ciphers TLS_AES_128_GCM_SHA256 --ca "$KMOD_CA" --sni localhost --cpu 1 --json >"$out" 2>"$out.err"
 	rc=$?
+	srv_cpu=-
+	[ -n "$spid" ] && srv_cpu=$(( ($(cpu_ticks "$spid") - c0) * 100 / ($(uptime_cs) - u0 + 1) ))
+	[ -n "$spid" ] && settle "$srv" "$spid"
 	dur=$(json_num "$out" duration_s) reqs=$(json_num "$out" requests) rate=$(json_num "$out" rate)
 	rx=$(json_num "$out" bytes_rx) body=$(json_num "$out" body_bytes_per_s) errs=$(json_num "$out" total)
 	p50=$(json_num "$out" p50) p99=$(json_num "$out" p99)
 	if [ -z "$dur" ] || [ -z "$rx" ] || [ "$rx" = 0 ]; then
-		info "BENCH server=$srv file=$f conns=$conns group=${BENCH_GROUP:-main} status=failed rc=$rc why=$(head -1 "$out.err" | tr ' ' '_')"
+		info "BENCH server=$srv file=$f conns=$conns group=${BENCH_GROUP:-main} status=failed rc=$rc srv_cpu=$srv_cpu why=$(head -1 "$out.err" | tr ' ' '_')"
 		return 1
 	fi
 	# MB/s: bodies of the responses completed in the window when there are many of them;
 	# else (a few responses per window, or none) every byte received in the window (heads ~0 %)
 	mbps=$(awk -v r="$reqs" -v c="$conns" -v b="$body" -v x="$rx" -v d="$dur" \
 		'BEGIN { if (r >= 4 * c) printf "%.2f", b / 1e6; else printf "%.2f", x / d / 1e6 }')
-	info "BENCH server=$srv file=$f conns=$conns group=${BENCH_GROUP:-main} status=ok ktls_tx=$ktls mbps=$mbps rps=$rate reqs=$reqs secs=$dur p50_us=$p50 p99_us=$p99 errors=$errs rc=$rc round=$round"
+	info "BENCH server=$srv file=$f conns=$conns group=${BENCH_GROUP:-main} status=ok ktls_tx=$ktls mbps=$mbps rps=$rate reqs=$reqs secs=$dur p50_us=$p50 p99_us=$p99 errors=$errs srv_cpu=$srv_cpu rc=$rc round=$round"
 	return 0
 }
 
