@@ -140,7 +140,7 @@ if command -v gnuplot >/dev/null && [ "$(head -1 "$OUT/vm-bench.dat" | awk '{ pr
 	}
 	[ -s "$OUT/vm-bench.png" ] && echo "chart: $OUT/vm-bench.png"
 else
-	echo "vm-bench-report: gnuplot not installed (make deps): no chart" >&2
+	echo "vm-bench-report: no chart (gnuplot not installed: make deps; or no server rows)" >&2
 fi
 echo "table: $OUT/table.md"
 exit 0

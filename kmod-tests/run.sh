@@ -13,7 +13,7 @@
 #   KMOD_BOOT_ATTEMPTS boots per kernel when it panics before the suite starts (default 3)
 #   KMOD_KVM=1         try KVM (checked with a short boot first; TCG otherwise)
 #   KMOD_BENCH=1       benchmark mode (make vm-bench): the VM runs kmod-tests/bench/
-#                      instead of the suite (VM_BENCH_SECS, VM_BENCH_ONLY passed in),
+#                      instead of the suite (VM_BENCH_SECS, VM_BENCH_ROUNDS, VM_BENCH_ONLY passed in),
 #                      logs are <kernel>.bench.log, and bench/vm-bench-report.sh turns
 #                      the BENCH lines into build/vm-bench/ (table, PNG)
 # Output: PASS/FAIL/SKIP <kernel>: <test> [reason] lines and a summary line;
@@ -87,6 +87,7 @@ run_vm() {
 	[ -n "${KMOD_TEST_TIMEOUT:-}" ] && append+=" KMOD_TEST_TIMEOUT=$KMOD_TEST_TIMEOUT"
 	[ "$BENCH" = 1 ] && [ -n "${VM_BENCH_SECS:-}" ] && append+=" VM_BENCH_SECS=$VM_BENCH_SECS"
 	[ "$BENCH" = 1 ] && [ -n "${VM_BENCH_ONLY:-}" ] && append+=" VM_BENCH_ONLY=$VM_BENCH_ONLY"
+	[ "$BENCH" = 1 ] && [ -n "${VM_BENCH_ROUNDS:-}" ] && append+=" VM_BENCH_ROUNDS=$VM_BENCH_ROUNDS"
 	# A kernel that panics before init has printed "booted" never ran a test.
 	# Under TCG with two vCPUs this happens, rarely: CI once saw 7.3 oops at
 	# 1.4 s with RIP inside a 5-byte NOP in the scheduler (a static branch being
