@@ -39,7 +39,12 @@ settle() {
 		[ $(( $(cpu_ticks "$2") - _t )) -le 2 ] && return 0
 		_i=$((_i + 1))
 	done
-	info "BENCH-NOTE server=$1 still busy 20 s after its row (CPU $(( $(cpu_ticks "$2") - _t )) ticks in the last 0.5 s)"
+	# which threads burn it (io_uring's io-wq workers are threads of the server): name, state, ticks, wchan
+	_th=$(for _d in /proc/"$2"/task/*; do
+		printf '%s/%s/%s/%s,' "$(cat "$_d/comm" 2>/dev/null | tr ' ' '_')" \
+			"$(awk '{ sub(/^.*\) /, ""); print $1 "/" $12 + $13 }' "$_d/stat" 2>/dev/null)" "$(cat "$_d/wchan" 2>/dev/null)"
+	done | cut -c1-600)
+	info "BENCH-NOTE server=$1 still busy 20 s after its row (CPU $(( $(cpu_ticks "$2") - _t )) ticks in the last 0.5 s; threads: $_th tcp: $(awk 'NR > 1 { n[$4]++ } END { for (s in n) printf "%s=%d ", s, n[s] }' /proc/net/tcp))"
 }
 
 # row SERVER PORT KTLS FILE SIZE CONNS [PID]: one ktlsx-load run, one BENCH line; with PID the
