@@ -33,6 +33,8 @@ function kv(line, key,   m) { if (match(line, " " key "=[^ ]*")) return substr(l
 	if (!(k in mb) || m + 0 > mb[k] + 0) { mb[k] = m; rps[k] = kv($0, "rps"); p50[k] = kv($0, "p50_us"); p99[k] = kv($0, "p99_us"); errs[k] = kv($0, "errors"); cpu[k] = kv($0, "srv_cpu") }
 	if (s == "ceiling") ceiling = mb[k]
 }
+# a latency in ms; "-" when no response completed in the window (no sample)
+function ms(us) { return (us + 0 > 0) ? sprintf("%.1f", us / 1000) : "-" }
 function ratio(a, b) { return (a != "" && b != "" && b + 0 > 0) ? sprintf("%.2fx", a / b) : "-" }
 END {
 	nf = split("4k 128k 1m 64m", files, " "); ncn = split("1 64", conns, " ")
@@ -59,10 +61,10 @@ END {
 			rk = (kk in mb) ? ratio(mb[k], mb[kk]) : (ngx_unavail != "" ? "n/a" : "-")
 			ru = (ku in mb) ? ratio(mb[k], mb[ku]) : "-"
 			sh = (ceiling + 0 > 0) ? sprintf("%.0f%%", 100 * mb[k] / ceiling) : "-"
-			line = sprintf("%-18s %-5s %3s conns  %9.2f MB/s  %9.1f req/s  x nginx+kTLS %-6s  x nginx-user %-6s  ceiling %-5s  (p99 %.1f ms, server CPU %s%%, errors %s)",
-				s, f, c, mb[k], rps[k], rk, ru, sh, p99[k] / 1000, cpu[k], errs[k])
+			line = sprintf("%-18s %-5s %3s conns  %9.2f MB/s  %9.1f req/s  x nginx+kTLS %-6s  x nginx-user %-6s  ceiling %-5s  (p99 %s ms, server CPU %s%%, errors %s)",
+				s, f, c, mb[k], rps[k], rk, ru, sh, ms(p99[k]), cpu[k], errs[k])
 			print line; print line >rows
-			printf "| %s | %s | %s | %.2f | %.1f | %.1f | %s | %s | %s | %s |\n", s, f, c, mb[k], rps[k], p99[k] / 1000, cpu[k], rk, ru, sh >md
+			printf "| %s | %s | %s | %.2f | %.1f | %s | %s | %s | %s | %s |\n", s, f, c, mb[k], rps[k], ms(p99[k]), cpu[k], rk, ru, sh >md
 		}
 	}
 	if (ceiling != "") {
@@ -93,10 +95,10 @@ END {
 					printf "| %s | %s | %s | %s | %s | | | | |\n", s, probe[s], fc[1], fc[2], status[k] " (" why[k] ")" >md
 					continue
 				}
-				line = sprintf("%-18s %-5s %3s conns  %9.2f MB/s  %9.1f req/s  p50 %.1f ms  p99 %.1f ms  (kTLS TX %s, server CPU %s%%, errors %s)",
-					s, fc[1], fc[2], mb[k], rps[k], p50[k] / 1000, p99[k] / 1000, probe[s], cpu[k], errs[k])
+				line = sprintf("%-18s %-5s %3s conns  %9.2f MB/s  %9.1f req/s  p50 %s ms  p99 %s ms  (kTLS TX %s, server CPU %s%%, errors %s)",
+					s, fc[1], fc[2], mb[k], rps[k], ms(p50[k]), ms(p99[k]), probe[s], cpu[k], errs[k])
 				print line; print line >rows
-				printf "| %s | %s | %s | %s | %.2f | %.1f | %.1f | %.1f | %s |\n", s, probe[s], fc[1], fc[2], mb[k], rps[k], p50[k] / 1000, p99[k] / 1000, cpu[k] >md
+				printf "| %s | %s | %s | %s | %.2f | %.1f | %s | %s | %s |\n", s, probe[s], fc[1], fc[2], mb[k], rps[k], ms(p50[k]), ms(p99[k]), cpu[k] >md
 			}
 		}
 	}
