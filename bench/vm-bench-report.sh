@@ -128,7 +128,7 @@ if command -v gnuplot >/dev/null && [ "$(head -1 "$OUT/vm-bench.dat" | awk '{ pr
 		lo=$(awk 'NR > 1 { for (i = 2; i <= NF; i++) if ($i != "-" && (m == "" || $i + 0 < m)) m = $i + 0 } END { print (m > 0 ? m / 2 : 0.1) }' "$OUT/vm-bench.dat")
 		echo "set ylabel 'MB/s (log scale)'; set logscale y; set yrange [$lo:*]; set grid ytics"
 		echo "set key top left; set datafile missing '-'; set xtics nomirror"
-		[ "${ceil%.*}" -gt 0 ] 2>/dev/null && echo "set arrow from graph 0, first $ceil to graph 1, first $ceil nohead lw 2 dt 2 lc rgb 'black'; set label 'raw kTLS sendfile ceiling $ceil MB/s' at graph 0.62, first $ceil offset 0,0.7"
+		[ "${ceil%.*}" -gt 0 ] 2>/dev/null && echo "set arrow from graph 0, first $ceil to graph 1, first $ceil nohead lw 2 dt 2 lc rgb 'black'; set label 'raw kTLS sendfile ceiling $ceil MB/s' at graph 0.27, first $ceil offset 0,0.7"
 		printf "plot "
 		for ((i = 2; i <= ncols; i++)); do
 			[ "$i" -gt 2 ] && printf ", "
