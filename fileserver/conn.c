@@ -591,6 +591,16 @@ static int splice_body(struct fs_conn *c)
 void fs_conn_drive(struct fs_conn *c)
 {
     if (c->splicing) return; /* a splice in flight: its completion drives c */
+    uint32_t revents = c->revents;
+    c->revents = 0;
+    /* POLLHUP while a response goes out: the connection is closed both ways (a reset peer).
+     * A kernel-TLS socket may keep answering EAGAIN to sendfile / splice after the reset's
+     * error was taken, while poll reports it at once: without this the connection spins
+     * until --send-timeout (seen in make vm-bench after 64 clients left mid-download). */
+    if ((revents & POLLHUP) && (c->st == ST_SEND_HEAD || c->st == ST_SEND_BODY || c->st == ST_FLUSH)) {
+        log_done(c);
+        return close_conn(c, "peer gone (POLLHUP) while sending");
+    }
     static __thread char scratch[4096];
     int rc = KTLSX_IO_OK;
     size_t n = 0;

@@ -61,6 +61,7 @@ struct fs_conn {
     bool header_started;
     uint8_t inflight;   /* polls in flight (0 or 1) */
     uint32_t armed;     /* events of the poll in flight */
+    uint32_t revents;   /* what the poll that completed last reported (read once by fs_conn_drive) */
     int64_t deadline;   /* monotonic ms; 0 = none */
     struct sockaddr_in peer;
     /* request bytes: allocated while a request is partial or pipelined */

@@ -186,6 +186,7 @@ void *fs_worker_run(void *arg)
                 }
             } else {
                 c->inflight = 0;
+                c->revents = batch[i].res > 0 ? (uint32_t)batch[i].res : 0;
             }
             if (c->dead) { /* in the graveyard */
                 if (c->inflight || c->splicing) continue;
