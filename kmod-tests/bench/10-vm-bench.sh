@@ -132,9 +132,15 @@ ceiling() {
 		echo "exit $rc: $(tail -1 "$W/ceil.err")" >"$W/ceil.failed"
 	fi
 }
+# fileserver-splice last in each case: after 64 x 64 MiB its io-wq workers stayed busy for more
+# than 20 s (docs/fileserver.md), and a server measured in that spell on the same vCPU is starved
+SERVERS="$(for e in $SERVERS; do case $e in fileserver-splice:*) ;; *) printf '%s ' "$e" ;; esac; done)$(
+	for e in $SERVERS; do case $e in fileserver-splice:*) printf '%s' "$e" ;; esac; done)"
 round=0
 while [ "$round" -lt "$ROUNDS" ]; do
 round=$((round + 1))
+# the ceiling first: the last case (64 x 64 MiB) may leave a server busy
+if want ceiling && have ktlsx-ktls-ceiling; then ceiling; fi
 for fs_case in 4k:4096:1 4k:4096:64 128k:131072:1 128k:131072:64 1m:1048576:1 1m:1048576:64 \
 	64m:67108864:1 64m:67108864:64; do
 	c_file=${fs_case%%:*} c_rest=${fs_case#*:}
@@ -146,7 +152,6 @@ for fs_case in 4k:4096:1 4k:4096:64 128k:131072:1 128k:131072:64 1m:1048576:1 1m
 		row "$s_name" "$s_port" "$s_ktls" "$c_file" "$c_size" "$c_conns" "$s_pid" || echo "$s_name" >>"$W/failed-rows"
 	done
 done
-if want ceiling && have ktlsx-ktls-ceiling; then ceiling; fi
 done
 for s_ent in $SERVERS; do
 	s_name=${s_ent%%:*}
