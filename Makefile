@@ -352,3 +352,19 @@ bench: bench-fleet
 bench-fleet: all
 	@if [ "$(NO_FLEET_BENCH)" = 1 ]; then echo "bench-fleet: skipped (NO_FLEET_BENCH=1)"; else bench/fleet.sh $(O); fi
 # ---- end of fleet ----
+
+# ---- vm-bench (issue 11) ----
+# `make vm-bench`: ONE VM (VM_BENCH_KERNEL, default backports, the newest) runs
+# kmod-tests/bench/ instead of the suite: ktlsx-fileserver vs nginx + kTLS vs
+# nginx user-space TLS, and the raw kernel-TLS sendfile ceiling (this tool,
+# bench/vm_ktls_ceiling.c, public API only).  Never part of make check.
+# Results: build/vm-bench/ (table, raw log, PNG); docs/benchmarks.md explains.
+VM_BENCH_KERNEL ?= backports
+$(O)/bench/ktlsx-ktls-ceiling: bench/vm_ktls_ceiling.c $(O)/lib/libktlsx.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CLI_CFLAGS) -o $@ $< $(O)/lib/libktlsx.a $(LDFLAGS) -lpthread $(LDLIBS)
+LINT_SRCS += bench/vm_ktls_ceiling.c
+.PHONY: vm-bench
+vm-bench: all $(O)/bench/ktlsx-ktls-ceiling
+	KTLSX_BUILD=$(O) KMOD_BENCH=1 kmod-tests/run.sh $(VM_BENCH_KERNEL)
+# ---- end of vm-bench ----

@@ -60,6 +60,7 @@ struct fs_conn *fs_conn_new(struct fs_worker *w, int fd, const struct sockaddr_i
         c->deadline = ms_from_now(fs.opt.handshake_ms);
     }
     c->w = w, c->fd = fd, c->peer = *peer, c->file_fd = -1;
+    c->pipe_fd[0] = c->pipe_fd[1] = -1;
     c->next = w->list.next, c->prev = &w->list;
     w->list.next->prev = c, w->list.next = c;
     w->nconns++;
@@ -82,6 +83,8 @@ static void reset_response(struct fs_conn *c)
 void fs_conn_free(struct fs_conn *c)
 {
     reset_response(c);
+    if (c->pipe_fd[0] >= 0) close(c->pipe_fd[0]), close(c->pipe_fd[1]);
+    if (c->fd_closing) close(c->fd);
     free(c->in);
     free(c);
 }
@@ -98,7 +101,12 @@ static void close_conn(struct fs_conn *c, const char *why)
     if (c->st == ST_DOOR) shutdown(c->fd, SHUT_RDWR);
     ktlsx_daemon_handshake_free(c->door); /* closes the door connection: ktlsxd drops the handshake */
     c->door = NULL;
-    close(c->fd);
+    if (c->splicing) { /* a linked splice may not have its file yet: keep the number ours until it is back */
+        shutdown(c->fd, SHUT_RDWR);
+        c->fd_closing = true;
+    } else {
+        close(c->fd);
+    }
     c->prev->next = c->next, c->next->prev = c->prev;
     c->prev = c->next = NULL;
     c->w->nconns--;
@@ -512,8 +520,87 @@ static bool door_step(struct fs_conn *c)
     return true;
 }
 
+/* The head may go straight to the kernel-TLS socket with MSG_MORE: a body
+ * follows (never leave a record open behind a head alone), TX is in the
+ * kernel and the library holds no bytes of its own to send first. */
+static bool head_with_body(const struct fs_conn *c)
+{
+    return c->file_fd >= 0 && c->body_off < c->body_end && (ktlsx_socket_ktls(c->sock) & KTLSX_KTLS_TX) &&
+           ktlsx_socket_pending_output(c->sock) == 0;
+}
+
+/* ---- --body splice: io_uring, file -> pipe -> socket ----
+ * Each chunk is two linked SQEs (ring.c fs_splice_submit): splice the file
+ * into the connection's pipe (at most its size, F_SETPIPE_SZ), then the pipe
+ * into the kernel-TLS socket.  The socket is non-blocking: the second splice
+ * may move less, or nothing (EAGAIN); what stays in the pipe goes first next
+ * time, after POLLOUT.  A short first splice (the file got shorter) breaks the
+ * link: its bytes go out alone, then the response ends as truncated. */
+#define SPLICE_PIPE (1024 * 1024) /* asked of F_SETPIPE_SZ; the kernel may give less (pipe-max-size) */
+
+void fs_conn_splice_done(struct fs_conn *c, unsigned tag, int res)
+{
+    if (tag == FS_TAG_SPLICE_IN) {
+        if (res > 0) c->pipe_bytes += (size_t)res, c->body_off += res;
+        else if (res < 0) c->splice_failed = true, c->splice_err = -res;
+        else c->splice_failed = true, c->splice_err = 0; /* end of file before the body's end: truncated */
+        return;
+    }
+    if (res > 0) {
+        c->pipe_bytes -= (size_t)res;
+        c->bytes_sent += (uint64_t)res;
+        c->deadline = ms_from_now(fs.opt.send_ms);
+    } else if (res == -EAGAIN) {
+        c->splice_again = true;
+    } else if (res < 0 && res != -ECANCELED) {
+        c->splice_failed = true, c->splice_err = -res;
+    }
+}
+
+/* 0: splices submitted; 1: wait for POLLOUT; -1: failed (splice_err) or truncated (splice_err 0): close */
+static int splice_body(struct fs_conn *c)
+{
+    if (c->splice_failed) return -1;
+    if (c->pipe_fd[0] < 0) {
+        if (pipe2(c->pipe_fd, O_CLOEXEC) < 0) {
+            c->pipe_fd[0] = c->pipe_fd[1] = -1;
+            c->splice_failed = true, c->splice_err = errno;
+            return -1;
+        }
+        int got = fcntl(c->pipe_fd[1], F_SETPIPE_SZ, SPLICE_PIPE);
+        if (got < 0) got = fcntl(c->pipe_fd[1], F_GETPIPE_SZ);
+        c->pipe_size = got > 0 ? (size_t)got : 65536;
+    }
+    if (c->splice_again) { /* the socket was full: wait, then send what the pipe holds */
+        c->splice_again = false;
+        return 1;
+    }
+    size_t in = 0;
+    if (c->pipe_bytes == 0) {
+        int64_t left = c->body_end - c->body_off;
+        if (left <= 0) return -1; /* not reached: ST_SEND_BODY ends the body first */
+        in = (size_t)left < c->pipe_size ? (size_t)left : c->pipe_size;
+    }
+    if (fs_splice_submit(c, in, in ? in : c->pipe_bytes) < 0) { /* no room in the submission queue */
+        c->splice_failed = true, c->splice_err = EBUSY;
+        return -1;
+    }
+    return 0;
+}
+
 void fs_conn_drive(struct fs_conn *c)
 {
+    if (c->splicing) return; /* a splice in flight: its completion drives c */
+    uint32_t revents = c->revents;
+    c->revents = 0;
+    /* POLLHUP while a response goes out: the connection is closed both ways (a reset peer).
+     * A kernel-TLS socket may keep answering EAGAIN to sendfile / splice after the reset's
+     * error was taken, while poll reports it at once: without this the connection spins
+     * until --send-timeout (seen in make vm-bench after 64 clients left mid-download). */
+    if ((revents & POLLHUP) && (c->st == ST_SEND_HEAD || c->st == ST_SEND_BODY || c->st == ST_FLUSH)) {
+        log_done(c);
+        return close_conn(c, "peer gone (POLLHUP) while sending");
+    }
     static __thread char scratch[4096];
     int rc = KTLSX_IO_OK;
     size_t n = 0;
@@ -548,6 +635,22 @@ void fs_conn_drive(struct fs_conn *c)
             c->in_len += n;
             continue;
         case ST_SEND_HEAD:
+            if (c->head_off < c->head_len && head_with_body(c)) {
+                /* kernel TLS: the head goes with MSG_MORE, so the kernel keeps its record open
+                 * and the body's first bytes (sendfile / splice) fill it: one record, not two,
+                 * for a small file (the last body chunk goes without MORE and closes it) */
+                ssize_t k = send(c->fd, c->head + c->head_off, c->head_len - c->head_off,
+                                 MSG_MORE | MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (k < 0 && errno == EINTR) continue;
+                if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return fs_conn_wait(c, POLLOUT);
+                if (k <= 0) {
+                    log_done(c);
+                    return close_conn(c, k < 0 ? strerror(errno) : "send: 0 bytes");
+                }
+                c->head_off += (size_t)k;
+                c->deadline = ms_from_now(fs.opt.send_ms);
+                continue;
+            }
             if (c->head_off < c->head_len) {
                 rc = ktlsx_socket_write_step(c->sock, c->head + c->head_off, c->head_len - c->head_off, &n);
                 if (rc != KTLSX_IO_OK) break;
@@ -558,12 +661,20 @@ void fs_conn_drive(struct fs_conn *c)
             c->st = c->file_fd >= 0 ? ST_SEND_BODY : ST_FLUSH;
             continue;
         case ST_SEND_BODY: {
-            if (c->body_off >= c->body_end) {
+            if (c->body_off >= c->body_end && c->pipe_bytes == 0) {
                 close(c->file_fd), c->file_fd = -1;
                 c->st = ST_FLUSH;
                 continue;
             }
             int64_t left = c->body_end - c->body_off;
+            if (fs.opt.body == FS_BODY_SPLICE && (ktlsx_socket_ktls(c->sock) & KTLSX_KTLS_TX) &&
+                ktlsx_socket_pending_output(c->sock) == 0) {
+                int s = splice_body(c);
+                if (s == 0) return; /* splices in flight: driven again when they are back */
+                if (s == 1) return fs_conn_wait(c, POLLOUT);
+                log_done(c);
+                return close_conn(c, c->splice_err ? strerror(c->splice_err) : "file truncated while being sent");
+            }
             rc = ktlsx_socket_sendfile_step(c->sock, c->file_fd, &c->body_off,
                                             left > BODY_CHUNK ? BODY_CHUNK : (size_t)left, &n);
             if (rc != KTLSX_IO_OK) break;

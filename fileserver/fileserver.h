@@ -18,8 +18,14 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* How a body goes out once TX is in the kernel (--body): sendfile(2), or io_uring
+ * splices file -> pipe -> socket (two linked SQEs per chunk).  Without kernel TX
+ * both are the library's records (ktlsx_socket_sendfile_step). */
+enum fs_body { FS_BODY_SENDFILE = 0, FS_BODY_SPLICE = 1 };
+
 struct fs_options {
     const char *root, *listen, *cert, *key, *ca, *access_log;
+    enum fs_body body;
     const char *daemon, *profile; /* --daemon: ktlsxd does the handshakes */
     bool verify_client, list_dirs, no_openat2;
     int workers, max_conns;
@@ -55,6 +61,7 @@ struct fs_conn {
     bool header_started;
     uint8_t inflight;   /* polls in flight (0 or 1) */
     uint32_t armed;     /* events of the poll in flight */
+    uint32_t revents;   /* what the poll that completed last reported (read once by fs_conn_drive) */
     int64_t deadline;   /* monotonic ms; 0 = none */
     struct sockaddr_in peer;
     /* request bytes: allocated while a request is partial or pipelined */
@@ -65,6 +72,16 @@ struct fs_conn {
     size_t head_len, head_off;
     int file_fd;
     int64_t body_off, body_end;
+    /* --body splice: the connection's pipe (made at its first spliced body),
+     * bytes sitting in it, splices in flight (c is freed, and c->fd closed,
+     * only when none is: a closed fd number could be reused under a linked SQE) */
+    int pipe_fd[2];
+    size_t pipe_bytes, pipe_size;
+    uint8_t splicing;
+    bool splice_again;  /* the socket said EAGAIN: wait for POLLOUT */
+    bool splice_failed; /* a splice failed (message in splice_err) */
+    bool fd_closing;    /* close_conn ran while splicing: close fd at free */
+    int splice_err;
     /* for the access log line */
     char *log_line;
     int status;
@@ -95,5 +112,13 @@ struct fs_conn *fs_conn_new(struct fs_worker *w, int fd, const struct sockaddr_i
 void fs_conn_drive(struct fs_conn *c);
 void fs_conn_expire(struct fs_conn *c); /* its deadline passed */
 void fs_conn_free(struct fs_conn *c);
+/* A splice of c finished (ring.c: user_data = c | FS_TAG_SPLICE_IN / _OUT). */
+#define FS_TAG_SPLICE_IN 1u
+#define FS_TAG_SPLICE_OUT 2u
+#define FS_TAG_MASK 7u
+void fs_conn_splice_done(struct fs_conn *c, unsigned tag, int res);
+/* ring.c: queue splice(s) for c's body: file -> pipe (len) linked to pipe -> socket (len);
+ * with in_len 0 only the pipe -> socket part (what an earlier chunk left in the pipe). */
+int fs_splice_submit(struct fs_conn *c, size_t in_len, size_t out_len);
 
 #endif

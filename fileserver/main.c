@@ -65,6 +65,8 @@ static void usage(FILE *out)
             "  --keepalive-timeout MS  idle time between requests (default 60000)\n"
             "  --send-timeout MS       a response that makes no progress for this long is cut (default 30000)\n"
             "  --access-log FILE       common log format, \"-\" for stderr (default: none)\n"
+            "  --body sendfile|splice  with kernel TLS TX: bodies by sendfile(2) (default) or io_uring splice\n"
+            "                          file -> pipe -> socket (linked SQEs); see docs/fileserver.md\n"
             "  --list-dirs             list a directory that has no index.html (default: 403)\n"
             "  --no-openat2            resolve paths without openat2 (the fallback for kernels before 5.6)\n"
             "  --session-cache SPEC    TLS 1.2 session IDs: N entries in this process (0 = off, default 1024), or\n"
@@ -132,7 +134,7 @@ int main(int argc, char **argv)
     *o = (struct fs_options){ .workers = 1, .max_conns = 16384, .max_header = 8192, .handshake_ms = 10000,
                               .header_ms = 10000, .keepalive_ms = 60000, .send_ms = 30000 };
     enum { O_ROOT = 256, O_LISTEN, O_CERT, O_KEY, O_CA, O_VERIFY, O_WORKERS, O_MAXC, O_MAXH, O_HS, O_HDR, O_KA,
-           O_SEND, O_LOG, O_NOOA2, O_LIST, O_DAEMON, O_PROFILE, O_HELP, O_SCACHE, O_SKEY, O_STMO, O_TKF, O_NOTK };
+           O_SEND, O_LOG, O_NOOA2, O_LIST, O_DAEMON, O_PROFILE, O_BODY, O_HELP, O_SCACHE, O_SKEY, O_STMO, O_TKF, O_NOTK };
     static const struct option opts[] = {
         { "root", required_argument, 0, O_ROOT }, { "listen", required_argument, 0, O_LISTEN },
         { "cert", required_argument, 0, O_CERT }, { "key", required_argument, 0, O_KEY },
@@ -143,6 +145,7 @@ int main(int argc, char **argv)
         { "send-timeout", required_argument, 0, O_SEND }, { "access-log", required_argument, 0, O_LOG },
         { "no-openat2", no_argument, 0, O_NOOA2 }, { "list-dirs", no_argument, 0, O_LIST },
         { "daemon", required_argument, 0, O_DAEMON }, { "profile", required_argument, 0, O_PROFILE },
+        { "body", required_argument, 0, O_BODY },
         { "help", no_argument, 0, O_HELP },
         { "session-cache", required_argument, 0, O_SCACHE }, { "session-store-key", required_argument, 0, O_SKEY },
         { "session-store-timeout", required_argument, 0, O_STMO }, { "ticket-key-file", required_argument, 0, O_TKF },
@@ -176,6 +179,14 @@ int main(int argc, char **argv)
         case O_HDR: if (parse_int("--header-timeout", optarg, 1, 3600000, &v)) return 2; o->header_ms = (int)v; break;
         case O_KA: if (parse_int("--keepalive-timeout", optarg, 1, 86400000, &v)) return 2; o->keepalive_ms = (int)v; break;
         case O_SEND: if (parse_int("--send-timeout", optarg, 1, 3600000, &v)) return 2; o->send_ms = (int)v; break;
+        case O_BODY:
+            if (!strcmp(optarg, "sendfile")) o->body = FS_BODY_SENDFILE;
+            else if (!strcmp(optarg, "splice")) o->body = FS_BODY_SPLICE;
+            else {
+                fprintf(stderr, "ktlsx-fileserver: --body %s: want sendfile or splice\n", optarg);
+                return 2;
+            }
+            break;
         case O_SCACHE: session_cache = optarg; break;
         case O_NOTK: no_tickets = true; break;
         case O_SKEY: store_key = optarg; break;

@@ -68,13 +68,35 @@ void fs_conn_wait(struct fs_conn *c, uint32_t events)
     c->armed = events;
 }
 
+int fs_splice_submit(struct fs_conn *c, size_t in_len, size_t out_len)
+{
+    /* both SQEs in one go: a link must not straddle a submit that get_sqe makes */
+    if (io_uring_sq_space_left(&cur->ring) < 2) (void)io_uring_submit(&cur->ring);
+    if (io_uring_sq_space_left(&cur->ring) < 2) return -1;
+    struct io_uring_sqe *sqe;
+    if (in_len) {
+        sqe = io_uring_get_sqe(&cur->ring);
+        io_uring_prep_splice(sqe, c->file_fd, c->body_off, c->pipe_fd[1], -1, (unsigned)in_len, 0);
+        /* a short splice into the pipe fails the link: the second one is cancelled
+         * and the bytes that did arrive go out with the next submission */
+        sqe->flags |= IOSQE_IO_LINK;
+        io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | FS_TAG_SPLICE_IN);
+        c->splicing++;
+    }
+    sqe = io_uring_get_sqe(&cur->ring);
+    io_uring_prep_splice(sqe, c->pipe_fd[0], -1, c->fd, -1, (unsigned)out_len, 0);
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | FS_TAG_SPLICE_OUT);
+    c->splicing++;
+    return 0;
+}
+
 void fs_conn_release(struct fs_conn *c)
 {
-    if (!c->inflight) {
+    if (!c->inflight && !c->splicing) {
         fs_conn_free(c);
         return;
     }
-    struct io_uring_sqe *sqe = get_sqe();
+    struct io_uring_sqe *sqe = c->inflight ? get_sqe() : NULL;
     if (sqe) {
         io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)c);
         io_uring_sqe_set_data64(sqe, TAG_CANCEL);
@@ -153,9 +175,21 @@ void *fs_worker_run(void *arg)
                 on_accept(batch[i].res, batch[i].flags);
                 continue;
             }
-            struct fs_conn *c = (struct fs_conn *)(uintptr_t)batch[i].data;
-            c->inflight = 0;
+            unsigned tag = (unsigned)(batch[i].data & FS_TAG_MASK);
+            struct fs_conn *c = (struct fs_conn *)(uintptr_t)(batch[i].data & ~(uint64_t)FS_TAG_MASK);
+            if (tag) { /* a splice (--body splice) */
+                c->splicing--;
+                if (!c->dead) {
+                    fs_conn_splice_done(c, tag, batch[i].res);
+                    if (!c->splicing) fs_conn_drive(c);
+                    continue;
+                }
+            } else {
+                c->inflight = 0;
+                c->revents = batch[i].res > 0 ? (uint32_t)batch[i].res : 0;
+            }
             if (c->dead) { /* in the graveyard */
+                if (c->inflight || c->splicing) continue;
                 c->prev->next = c->next, c->next->prev = c->prev;
                 fs_conn_free(c);
                 continue;

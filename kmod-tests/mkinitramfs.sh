@@ -247,7 +247,25 @@ if [ -n "$CERTS" ]; then
 else
 	make_certs "$STAGE/certs"
 fi
-cp "$KMOD_DIR"/suite/*.sh "$STAGE/suite/"
+# ---- vm-bench (issue 11) ----
+# KMOD_BENCH=1 (make vm-bench): /suite holds the benchmark scripts of
+# kmod-tests/bench/ (with suite/lib.sh) instead of the tests, and the raw
+# kernel-TLS sendfile tool (built by make vm-bench into $BUILD/bench/) and
+# stunnel4 go into /usr/bin.
+if [ "${KMOD_BENCH:-0}" = 1 ]; then
+	cp "$KMOD_DIR"/suite/lib.sh "$KMOD_DIR"/bench/*.sh "$STAGE/suite/"
+	# issue 10's rows: stunnel4 in front of busybox httpd (tools/install-deps.sh installs it)
+	if [ -x /usr/bin/stunnel4 ]; then copy_bin /usr/bin/stunnel4
+	else log "warning: /usr/bin/stunnel4 not installed (make deps): the stunnel row is skipped"; fi
+	if [ -x "$BUILD/bench/ktlsx-ktls-ceiling" ]; then
+		copy_bin "$BUILD/bench/ktlsx-ktls-ceiling" /usr/bin/ktlsx-ktls-ceiling
+	else
+		log "warning: no $BUILD/bench/ktlsx-ktls-ceiling (make vm-bench builds it): the ceiling row is skipped"
+	fi
+else
+	cp "$KMOD_DIR"/suite/*.sh "$STAGE/suite/"
+fi
+# ---- end of vm-bench ----
 cp "$KMOD_DIR/init.sh" "$STAGE/init"
 chmod +x "$STAGE/init" "$STAGE"/suite/*.sh
 

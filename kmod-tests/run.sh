@@ -12,6 +12,10 @@
 #   KMOD_PARALLEL      VMs booted at once (default 1; TCG uses ~1 core per vCPU)
 #   KMOD_BOOT_ATTEMPTS boots per kernel when it panics before the suite starts (default 3)
 #   KMOD_KVM=1         try KVM (checked with a short boot first; TCG otherwise)
+#   KMOD_BENCH=1       benchmark mode (make vm-bench): the VM runs kmod-tests/bench/
+#                      instead of the suite (VM_BENCH_SECS, VM_BENCH_ROUNDS, VM_BENCH_ONLY passed in),
+#                      logs are <kernel>.bench.log, and bench/vm-bench-report.sh turns
+#                      the BENCH lines into build/vm-bench/ (table, PNG)
 # Output: PASS/FAIL/SKIP <kernel>: <test> [reason] lines and a summary line;
 # serial logs in build/kmod-logs/<kernel>.log.  Exit status 1 if anything
 # failed or a VM did not reach KMOD-DONE.
@@ -19,6 +23,14 @@ set -uo pipefail
 . "$(dirname "$0")/lib-common.sh"
 
 VM_TIMEOUT=${KMOD_VM_TIMEOUT:-900}
+# ---- vm-bench (issue 11): benchmark mode ----
+BENCH=${KMOD_BENCH:-0}
+SFX=
+if [ "$BENCH" = 1 ]; then
+	SFX=.bench
+	VM_TIMEOUT=${KMOD_VM_TIMEOUT:-1200}
+fi
+# ---- end of vm-bench ----
 BOOT_ATTEMPTS=${KMOD_BOOT_ATTEMPTS:-3}
 OUTDIR=$REPO_DIR/build
 LOGDIR=$OUTDIR/kmod-logs
@@ -60,7 +72,7 @@ fi
 # --- one VM --------------------------------------------------------------
 # run_vm SUITE REL VMLINUZ -> writes $WORK/REL.status (secs + done flag)
 run_vm() {
-	local suite=$1 rel=$2 vmlinuz=$3 initrd=$WORK/$2.cpio.gz log=$LOGDIR/$2.log s e
+	local suite=$1 rel=$2 vmlinuz=$3 initrd=$WORK/$2$SFX.cpio.gz log=$LOGDIR/$2$SFX.log s e
 	s=$(date +%s)
 	if ! "$KMOD_DIR/mkinitramfs.sh" "$(dirname "$(dirname "$vmlinuz")")" "$rel" "$initrd" "$CERTS" \
 		>"$WORK/$rel.mkinitramfs.log" 2>&1; then
@@ -73,6 +85,9 @@ run_vm() {
 	local append="console=ttyS0 quiet panic=-1 KMOD_VM_TIMEOUT=$wd"
 	[ -n "${KMOD_ONLY:-}" ] && append+=" KMOD_ONLY=$KMOD_ONLY"
 	[ -n "${KMOD_TEST_TIMEOUT:-}" ] && append+=" KMOD_TEST_TIMEOUT=$KMOD_TEST_TIMEOUT"
+	[ "$BENCH" = 1 ] && [ -n "${VM_BENCH_SECS:-}" ] && append+=" VM_BENCH_SECS=$VM_BENCH_SECS"
+	[ "$BENCH" = 1 ] && [ -n "${VM_BENCH_ONLY:-}" ] && append+=" VM_BENCH_ONLY=$VM_BENCH_ONLY"
+	[ "$BENCH" = 1 ] && [ -n "${VM_BENCH_ROUNDS:-}" ] && append+=" VM_BENCH_ROUNDS=$VM_BENCH_ROUNDS"
 	# A kernel that panics before init has printed "booted" never ran a test.
 	# Under TCG with two vCPUs this happens, rarely: CI once saw 7.3 oops at
 	# 1.4 s with RIP inside a 5-byte NOP in the scheduler (a static branch being
@@ -106,7 +121,7 @@ for line in "${kernels[@]}"; do
 		continue
 	fi
 	order+=("$rel"); suite_of[$rel]=$suite
-	rm -f "$WORK/$rel.status" "$WORK/$rel.boot-notes" "$LOGDIR/$rel.log" "$LOGDIR/$rel".boot-panic.*.log
+	rm -f "$WORK/$rel.status" "$WORK/$rel.boot-notes" "$LOGDIR/$rel$SFX.log" "$LOGDIR/$rel".boot-panic.*.log
 	log "booting $rel ($suite)"
 	run_vm "$suite" "$rel" "$rest" &
 	running=$((running + 1))
@@ -124,7 +139,7 @@ for suite in "${!unavailable[@]}"; do
 	nskip=$((nskip + 1))
 done
 for rel in "${order[@]}"; do
-	log=$LOGDIR/$rel.log
+	log=$LOGDIR/$rel$SFX.log
 	read -r secs rc <"$WORK/$rel.status" 2>/dev/null || { secs=?; rc=?; }
 	sed "s/^/INFO $rel: /" "$WORK/$rel.boot-notes" 2>/dev/null
 	tr -d '\r' <"$log" 2>/dev/null | grep -a '^KMOD-INFO ' | sed "s/^KMOD-INFO [^ ]* /INFO $rel: /"
@@ -146,5 +161,10 @@ for rel in "${order[@]}"; do
 	echo "TIME $rel (${suite_of[$rel]}): ${secs}s"
 done
 echo "$npass passed, $nfail failed, $nskip skipped"
+if [ "$BENCH" = 1 ]; then   # ---- vm-bench (issue 11) ----
+	for rel in "${order[@]}"; do
+		"$REPO_DIR/bench/vm-bench-report.sh" "$LOGDIR/$rel$SFX.log" "$OUTDIR/vm-bench" || nfail=$((nfail + 1))
+	done
+fi
 log "total $(( $(date +%s) - t0 ))s"
 [ "$nfail" -eq 0 ]

@@ -9,6 +9,7 @@ pkgs=(
   openssl gnutls-bin curl nginx-light lighttpd iproute2 procps python3 gnuplot-nox
   libmemcached-dev memcached
   qemu-system-x86 busybox-static cpio xz-utils kmod zstd
+  stunnel4  # make vm-bench (issue 10's rows): a TLS front for busybox httpd
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -42,3 +43,5 @@ if command -v systemctl >/dev/null 2>&1; then
   for s in nginx lighttpd; do $SUDO systemctl disable --now "$s" >/dev/null 2>&1 || true; done
 fi
 $SUDO pkill -x nginx 2>/dev/null || true
+# stunnel4 may start a service on install too (none is configured; the bench runs its own)
+if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now stunnel4 >/dev/null 2>&1 || true; fi

@@ -2,7 +2,7 @@
 # tests/fileserver/fileserver.sh — ktlsx-fileserver (issue 11) on the host (no kernel TLS here: the
 # library's user-space records carry the bodies; the same code path calls sendfile(2) with kTLS).
 #
-#  options/*     bad options: a clear message and exit 2 (missing --root, bad numbers, no such root,
+#  options/*     bad options: a clear message and exit 2 (missing --root, bad numbers, bad --body, no such root,
 #                bad --listen, --verify-client without --ca, an unknown option)
 #  get/*         curl, wget, openssl s_client and python3 urllib fetch files byte-exact over TLS 1.3
 #                and TLS 1.2 (a 16 MiB random file, a 1 MiB one, index.html); ALPN http/1.1
@@ -117,6 +117,7 @@ opt_case bad-listen "--listen: 'nowhere' is not IPV4:PORT" --root "$WWW" --liste
 opt_case verify-no-ca '--verify-client needs --ca' --root "$WWW" --listen 127.0.0.1:1 "${C[@]}" --verify-client
 opt_case bad-cert 'nope.pem' --root "$WWW" --listen 127.0.0.1:1 --cert "$WORK/nope.pem" --key "$WORK/nope.key"
 opt_case unknown-option 'usage:' --root "$WWW" --bogus
+opt_case bad-body "--body mmap: want sendfile or splice" --root "$WWW" --listen 127.0.0.1:1 "${C[@]}" --body mmap
 
 # ----------------------------------------------------------------- downloads ---
 case_begin get/start
