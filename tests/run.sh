@@ -22,8 +22,7 @@
 # interop script, default 1200 s), KMOD_TMO (default 3600 s), ONLY (regex
 # passed to the interop scripts to select cases), NO_ASAN_INTEROP=1,
 # ASAN_INTEROP_QUICK=1 (a representative subset under ASan), NO_KMOD=1, NO_API=1, NO_EXAMPLES=1, NO_DAEMON=1, NO_PRELOAD=1,
-# NO_FILESERVER=1, NO_LOADGEN=1,
-# NO_FILESERVER=1, NO_FLEET=1,
+# NO_FILESERVER=1, NO_LOADGEN=1, NO_FLEET=1,
 # BUILD (build tree, default build/), KMOD_RUN (default kmod-tests/run.sh).
 set -uo pipefail
 
