@@ -162,6 +162,42 @@ out:
 /* Align a netlink attribute length. */
 #define KX_NLA_ALIGN(n) (((n) + NLA_ALIGNTO - 1) & ~(NLA_ALIGNTO - 1))
 
+/* issue 9: 1 / 0 once known, -1 not known yet. */
+static _Atomic int tx_max_payload_known = -1;
+
+void kx_ktls_tx_max_payload_forget(void) { tx_max_payload_known = -1; }
+
+int kx_ktls_tx_max_payload_supported(char *why, size_t whylen)
+{
+    int known = tx_max_payload_known;
+    if (known >= 0) {
+        if (!known) kx_say(why, whylen, "kernel lacks TLS_TX_MAX_PAYLOAD_LEN (Linux 6.19 or later needed)");
+        return known;
+    }
+    int c, s, ret = -1;
+    char buf[256];
+    struct ktlsx_traffic_keys k;
+    if (kx_loopback_pair(&c, &s, why, whylen) != 0) return -1;
+    if (kx_ktls_enable_ulp(c, why, whylen) != 0) goto out;
+    dummy_keys(&k, KTLSX_TLS13, 0x1301, 0x55);
+    int rc = kx_ktls_install(c, KTLSX_TX, &k, buf, sizeof buf);
+    if (rc != 0) {
+        kx_say(why, whylen, "TLS 1.3 TX not accepted: %s", buf);
+        goto out;
+    }
+    if (kx_ktls_set_tx_max_payload(c, 64, buf, sizeof buf) == 0) {
+        ret = 1;
+    } else {
+        ret = 0;
+        kx_say(why, whylen, "%s", buf);
+    }
+    tx_max_payload_known = ret;
+out:
+    close(c);
+    close(s);
+    return ret;
+}
+
 int kx_genl_family_present(const char *name, char *why, size_t whylen)
 {
     struct {
@@ -313,6 +349,9 @@ int kx_ktls_probe(kx_probe_report *r)
             probe_combo(probe_versions[v], probe_suites[v][i], &r->tx[v][i], &r->rx[v][i]);
 
     r->rekey.accepted = kx_ktls_rekey_supported(r->rekey.why, sizeof(r->rekey.why)) == 1;
+    /* issue 9: asked now so that a process probing at start (ktlsxd, before
+     * its seccomp list) knows the answer when a connection needs it. */
+    (void)kx_ktls_tx_max_payload_supported(NULL, 0);
 
     /* Index [1][0] = TLS 1.3 AES-128-GCM, the suite every TLS 1.3 peer has. */
     const kx_probe_verdict *tx = &r->tx[1][0], *rx = &r->rx[1][0];
