@@ -41,6 +41,11 @@ kx_result kx_rsl_server_accept(ktlsx_conn *c, kx_reader d)
     uint16_t peer;
     KX_GUARD(kx_rsl_parse(d, &peer));
     uint16_t ours = c->cfg->record_size_limit ? c->cfg->record_size_limit : KX_RSL_MAX13;
+    /* A client that offered TLS 1.3 may have counted the content type byte in
+     * its value and still hold TLS 1.2 records to value - 1 (GnuTLS does:
+     * record_overflow on a record of the full value).  One byte less is always
+     * within what RFC 8449 allows us to send. */
+    if (c->version == KTLSX_TLS12 && c->client_offered_13 && peer > KX_RSL_MIN) peer--;
     c->rsl_peer = peer;
     c->rsl_ours = kx_rsl_wire(ours, c->version);
     c->rsl_negotiated = true;

@@ -460,6 +460,30 @@ static void test_rsl_negotiate(void **state)
     rsl_negotiate(KTLSX_TLS12, 0, 100, 16384, 16384);
 }
 
+/* A TLS 1.2 server facing a client that also offered TLS 1.3: one byte under
+ * the client's value (it may have counted a TLS 1.3 type byte; GnuTLS does). */
+static void test_rsl_tls12_offer13(void **state)
+{
+    (void)state;
+    ktlsx_config *cc = kxt_client_cfg(NULL, NULL), *sc = kxt_server_cfg("rsa", NULL, NULL);
+    KXT_CFG_OK(sc, ktlsx_config_set_versions(sc, KTLSX_TLS12, KTLSX_TLS12));
+    KXT_CFG_OK(cc, ktlsx_config_set_record_size_limit(cc, 1000));
+    kxt_pair p;
+    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_ALL);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
+    assert_int_equal(ktlsx_version(p.s), KTLSX_TLS12);
+    assert_int_equal(ktlsx_record_size_limit(p.s, KTLSX_TX), 999);
+    assert_int_equal(ktlsx_record_size_limit(p.c, KTLSX_RX), 1000);
+    kxt_settle(&p);
+    uint8_t d[3000] = { 0 };
+    assert_int_equal(ktlsx_write(p.s, d, sizeof d), 0);
+    kxt_move_out(p.s, &p.s2c);
+    assert_int_equal(kxt_count_records(&p.s2c), 4);
+    assert_true(largest_content(&p.s2c, 0, KTLSX_TLS12) <= 999);
+    kxt_pair_free(&p);
+}
+
 /* The TLS 1.3 encrypted handshake flights already obey the limits. */
 static void test_rsl_handshake_records(void **state)
 {
@@ -546,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_rsl_setter),
         cmocka_unit_test(test_rsl_negotiate),
         cmocka_unit_test(test_rsl_handshake_records),
+        cmocka_unit_test(test_rsl_tls12_offer13),
         cmocka_unit_test(test_rsl_overflow),
         cmocka_unit_test(test_rsl_illegal),
     };
