@@ -285,7 +285,7 @@ int kx_ktls_set_tx_max_payload(int fd, uint16_t len, char *why, size_t whylen)
     if (kx_sso(fd, SOL_TLS, TLS_TX_MAX_PAYLOAD_LEN, &v, sizeof v) == 0) return 0;
     int err = errno;
     if (err == ENOPROTOOPT)
-        kx_say(why, whylen, "TLS_TX_MAX_PAYLOAD_LEN %u: kernel lacks the option (Linux 6.19 or later needed)", len);
+        kx_say(why, whylen, "TLS_TX_MAX_PAYLOAD_LEN %u: kernel lacks the option (added for Linux 6.19)", len);
     else
         kx_say(why, whylen, "TLS_TX_MAX_PAYLOAD_LEN %u: %s", len, strerror(err));
     errno = err;

@@ -43,7 +43,7 @@
 
 /* issue 9: the largest plaintext per TX record (RFC 8449 record_size_limit),
  * a u16 of 64..16384 set after TLS_TX (include/uapi/linux/tls.h, value 5;
- * net-next October 2025, first released in Linux 6.19).  TLS 1.3's content
+ * net-next October 2025, expected first in Linux 6.19).  TLS 1.3's content
  * type byte is not counted: pass the limit - 1. */
 #ifndef TLS_TX_MAX_PAYLOAD_LEN
 #define TLS_TX_MAX_PAYLOAD_LEN 5

@@ -171,7 +171,7 @@ int kx_ktls_tx_max_payload_supported(char *why, size_t whylen)
 {
     int known = tx_max_payload_known;
     if (known >= 0) {
-        if (!known) kx_say(why, whylen, "kernel lacks TLS_TX_MAX_PAYLOAD_LEN (Linux 6.19 or later needed)");
+        if (!known) kx_say(why, whylen, "kernel lacks TLS_TX_MAX_PAYLOAD_LEN (added for Linux 6.19)");
         return known;
     }
     int c, s, ret = -1;
