@@ -484,6 +484,50 @@ static void test_rsl_tls12_offer13(void **state)
     kxt_pair_free(&p);
 }
 
+/* The handoff blob carries the limit: an imported connection obeys and enforces it. */
+static void test_rsl_export(void **state)
+{
+    (void)state;
+    const uint16_t versions[] = { KTLSX_TLS13, KTLSX_TLS12 };
+    for (size_t v = 0; v < 2; v++) {
+        kxt_pair p = rsl_pair(versions[v], 700, 900);
+        kxt_pump(&p);
+        kxt_assert_done(&p);
+        kxt_settle(&p);
+        static uint8_t blob[KTLSX_EXPORT_MAX];
+        const char *why = NULL;
+        long n = ktlsx_conn_export(p.s, blob, sizeof blob, &why);
+        if (n <= 0) fail_msg("export: %s", why ? why : "?");
+        ktlsx_config *sc2 = kxt_server_cfg(NULL, NULL, NULL);
+        ktlsx_conn *s2 = ktlsx_conn_import(sc2, blob, (size_t)n, &why);
+        if (!s2) fail_msg("import: %s", why ? why : "?");
+        size_t tx = versions[v] == KTLSX_TLS13 ? 699 : 700, rx = versions[v] == KTLSX_TLS13 ? 899 : 900;
+        assert_int_equal(ktlsx_record_size_limit(s2, KTLSX_TX), tx);
+        assert_int_equal(ktlsx_record_size_limit(s2, KTLSX_RX), rx);
+        uint8_t d[3000] = { 0 };
+        assert_int_equal(ktlsx_write(s2, d, sizeof d), 0);
+        kxt_move_out(s2, &p.s2c);
+        assert_int_equal(kxt_count_records(&p.s2c), (sizeof d + tx - 1) / tx);
+        assert_true(largest_content(&p.s2c, 0, versions[v]) <= tx);
+        kxt_deliver(p.c, &p.s2c);
+        uint8_t got[3001];
+        long last;
+        assert_int_equal(kxt_drain_read(p.c, got, sizeof got, &last), sizeof d);
+        /* Blob tampering: a limit for one side only, or below 64, is refused. */
+        blob[n - 1] = 0;
+        blob[n - 2] = 0;
+        assert_null(ktlsx_conn_import(sc2, blob, (size_t)n, &why));
+        assert_non_null(strstr(why, "record_size_limit"));
+        blob[n - 2] = 0;
+        blob[n - 1] = 63;
+        assert_null(ktlsx_conn_import(sc2, blob, (size_t)n, &why));
+        assert_non_null(strstr(why, "below 64"));
+        ktlsx_conn_free(s2);
+        ktlsx_config_free(sc2);
+        kxt_pair_free(&p);
+    }
+}
+
 /* The TLS 1.3 encrypted handshake flights already obey the limits. */
 static void test_rsl_handshake_records(void **state)
 {
@@ -571,6 +615,7 @@ int main(void)
         cmocka_unit_test(test_rsl_negotiate),
         cmocka_unit_test(test_rsl_handshake_records),
         cmocka_unit_test(test_rsl_tls12_offer13),
+        cmocka_unit_test(test_rsl_export),
         cmocka_unit_test(test_rsl_overflow),
         cmocka_unit_test(test_rsl_illegal),
     };
