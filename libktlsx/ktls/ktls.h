@@ -181,7 +181,7 @@ int kx_ktls_rekey_supported(char *why, size_t whylen);
 
 /* issue 9: does this kernel take TLS_TX_MAX_PAYLOAD_LEN?  Tried for real on
  * a loopback pair (TLS 1.3 TX with dummy keys, then a limit of 64), once per
- * process: a definite answer is kept (kx_ktls_set_setsockopt forgets it).
+ * process: the answer is kept, -1 too (kx_ktls_set_setsockopt forgets it).
  * 1 yes, 0 no (`why`), -1 cannot tell (no kTLS at all; `why`). */
 int kx_ktls_tx_max_payload_supported(char *why, size_t whylen);
 void kx_ktls_tx_max_payload_forget(void);

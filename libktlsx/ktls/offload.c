@@ -54,13 +54,10 @@ int ktlsx_ktls_start(ktlsx_conn *c, int fd, int want, char *why, size_t whylen)
     if ((want & KTLSX_KTLS_TX) && tx_limit < KX_MAX_PLAINTEXT) {
         char pwhy[160] = "";
         int ok = kx_ktls_tx_max_payload_supported(pwhy, sizeof pwhy);
-        if (ok == 0) {
+        if (ok != 1) {
             kx_say(why, whylen, "peer's record_size_limit allows %d-byte records and %s: TX stays in user space",
                    tx_limit, pwhy);
             want &= ~KTLSX_KTLS_TX;
-        } else if (ok < 0) {
-            kx_say(why, whylen, "%s", pwhy);
-            return 0;
         }
     }
     if (!want) return 0;

@@ -759,6 +759,11 @@ static void test_tx_max_payload_probe(void **state)
     kx_ktls_tx_max_payload_forget();
     kern.no_ulp = 1;
     assert_int_equal(kx_ktls_tx_max_payload_supported(why, sizeof why), -1);
+    /* "Cannot tell" is kept too: no loopback sockets per connection (seccomp). */
+    kern.no_ulp = 0;
+    kern.max_payload = 1;
+    assert_int_equal(kx_ktls_tx_max_payload_supported(why, sizeof why), -1);
+    assert_non_null(strstr(why, "not usable"));
     kx_ktls_set_setsockopt(NULL);
 }
 
