@@ -79,6 +79,7 @@ enum cli_tls_option {
     CLI_OPT_PSK_KE,
     CLI_OPT_LEGACY_RSA_KX,
     CLI_OPT_MAX_HANDSHAKE_MESSAGE, /* conf-b */
+    CLI_OPT_RECORD_SIZE_LIMIT,     /* issue 9 */
     CLI_OPT_SUBCOMMAND_FIRST,
 };
 
@@ -102,7 +103,8 @@ enum cli_tls_option {
     { "psk-sha384", no_argument, NULL, CLI_OPT_PSK_SHA384 },                \
     { "psk-ke", no_argument, NULL, CLI_OPT_PSK_KE },                        \
     { "legacy-rsa-kx", no_argument, NULL, CLI_OPT_LEGACY_RSA_KX },             \
-    { "max-handshake-message", required_argument, NULL, CLI_OPT_MAX_HANDSHAKE_MESSAGE }
+    { "max-handshake-message", required_argument, NULL, CLI_OPT_MAX_HANDSHAKE_MESSAGE }, \
+    { "record-size-limit", required_argument, NULL, CLI_OPT_RECORD_SIZE_LIMIT }
 
 /* TLS settings that the client and the server take the same way. */
 struct cli_tls_options {
@@ -142,6 +144,7 @@ struct cli_tls_options {
     unsigned session_store_timeout_ms;
     /* conf-b: largest handshake message in bytes; 0 = the engine's default */
     unsigned long long max_handshake_message;
+    unsigned long record_size_limit; /* issue 9: RFC 8449 value; 0 = not offered */
 };
 
 void cli_tls_options_init(struct cli_tls_options *opts);

@@ -209,6 +209,17 @@ int cli_parse_tls_option(enum ktlsx_role role, int opt, const char *arg,
         }
         return 1;
     }
+    case CLI_OPT_RECORD_SIZE_LIMIT: {
+        /* issue 9: the range (64..16385) is the library's to check. */
+        char *end = NULL;
+        errno = 0;
+        opts->record_size_limit = strtoul(arg, &end, 10);
+        if (errno != 0 || end == arg || *end != '\0' || arg[0] == '-' || opts->record_size_limit > 65535) {
+            cli_usage_error(cmd, "--record-size-limit takes a number of bytes (64..16385), not '%s'", arg);
+            return -1;
+        }
+        return 1;
+    }
     default:
         return 0;
     }
@@ -261,6 +272,8 @@ ktlsx_config *cli_build_config(enum ktlsx_role role, const struct cli_tls_option
         failed = ktlsx_config_set_groups(cfg, opts->groups) < 0;
     if (!failed && opts->alpn != NULL)
         failed = ktlsx_config_set_alpn(cfg, opts->alpn) < 0;
+    if (!failed && opts->record_size_limit != 0)
+        failed = ktlsx_config_set_record_size_limit(cfg, (unsigned)opts->record_size_limit) < 0;
     if (!failed && opts->ca_file != NULL)
         failed = ktlsx_config_set_ca_file(cfg, opts->ca_file) < 0;
     if (!failed && opts->crl_file != NULL)
@@ -717,10 +730,11 @@ static void print_handshake_summary(const struct cli_session *session)
 
     fprintf(stderr,
             "ktlsx: handshake ok version=%s cipher=%s group=%s resumed=%d alpn=%s peer=\"%s\" "
-            "ktls=%s\n",
+            "ktls=%s record_size_limit=%d/%d\n",
             version != NULL ? version : "?", cipher != NULL ? cipher : "?",
             group != NULL ? group : "-", ktlsx_resumed(conn), alpn != NULL ? alpn : "-",
-            peer != NULL ? peer : "", ktlsx_socket_ktls_name(session->sock));
+            peer != NULL ? peer : "", ktlsx_socket_ktls_name(session->sock),
+            ktlsx_record_size_limit(conn, KTLSX_TX), ktlsx_record_size_limit(conn, KTLSX_RX));
     fflush(stderr);
 }
 

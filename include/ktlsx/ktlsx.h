@@ -789,6 +789,25 @@ int ktlsx_socket_linger(ktlsx_socket *sock, int max_ms, size_t max_bytes);
  * the configuration's log sink). */
 int ktlsx_conn_set_verify_name(ktlsx_conn *conn, const char *name);
 /* ---- end of conf-b ---- */
+/* ---- issue 9: record_size_limit (RFC 8449) ----
+ * Offer (client) or answer with (server) the record_size_limit extension:
+ * `limit` is the value on the wire, 64..16385 — the largest record plaintext
+ * the peer may send us; in TLS 1.3 it counts the content type byte, so the
+ * content of a record is at most limit - 1 (16384 in TLS 1.2, where larger
+ * values are sent as 16384).  0 (the default) sends nothing as a client; a
+ * server always answers a client that offers the extension (with this limit,
+ * or the protocol's maximum when it is 0) and from then on never sends that
+ * client a record larger than its limit.  Records over our limit are refused
+ * with record_overflow.  Returns 0, or -1 (out of range, configuration in use). */
+int ktlsx_config_set_record_size_limit(ktlsx_config *cfg, unsigned limit);
+
+/* The negotiated limit for one direction as the largest content (application
+ * bytes) per record: KTLSX_TX = what the peer accepts from us, KTLSX_RX = what
+ * we accept.  16384 when the extension was not negotiated; -1 if conn is NULL
+ * or direction unknown.  Kernel TLS installs (ktlsx_ktls_start) apply the TX
+ * value with TLS_TX_MAX_PAYLOAD_LEN. */
+int ktlsx_record_size_limit(const ktlsx_conn *conn, int direction);
+/* ---- end of record_size_limit ---- */
 #pragma GCC visibility pop
 
 #ifdef __cplusplus

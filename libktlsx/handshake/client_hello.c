@@ -180,6 +180,15 @@ kx_result kx_client_hello_write(ktlsx_conn *c)
         KX_GUARD(kx_write_vec(o, 2, cfg->alpn, cfg->alpn_len));
         KX_GUARD(kx_vec_close(o, 2, x));
     }
+    /* issue 9: record_size_limit (RFC 8449), only when configured. */
+    c->rsl_ours = kx_rsl_offer(c, offer13);
+    c->rsl_negotiated = false;
+    c->rsl_peer = 0;
+    if (c->rsl_ours) {
+        KX_GUARD(ext_open(c, KX_EXT_RECORD_SIZE_LIMIT, &x));
+        KX_GUARD(kx_write_u16(o, c->rsl_ours));
+        KX_GUARD(kx_vec_close(o, 2, x));
+    }
     if (c->cookie_len) {
         KX_GUARD(ext_open(c, KX_EXT_COOKIE, &x));
         KX_GUARD(kx_write_vec(o, 2, c->cookie, c->cookie_len));
@@ -760,6 +769,11 @@ kx_result kx_client_hello_handle(ktlsx_conn *c, kx_reader *body)
     c->alpn[0] = 0;
     if (kx_has_ext(&h.e, KX_EXT_ALPN)) KX_GUARD(choose_alpn(c, h.e.data[KX_EXT_ALPN]));
 
+    /* issue 9: record_size_limit (RFC 8449): answered whenever offered. */
+    c->rsl_negotiated = false;
+    c->rsl_peer = c->rsl_ours = 0;
+    if (kx_has_ext(&h.e, KX_EXT_RECORD_SIZE_LIMIT)) KX_GUARD(kx_rsl_server_accept(c, h.e.data[KX_EXT_RECORD_SIZE_LIMIT]));
+    kx_rsl_apply(c);
     if (c->version == KTLSX_TLS13) KX_GUARD(handle_tls13(c, &h, second_hello));
     else KX_GUARD(handle_tls12(c, &h));
     /* Our handler adds the ClientHello itself: the PSK binder needed the transcript before it. */

@@ -111,6 +111,8 @@ struct ktlsx_config {
     size_t max_handshake_message;
     /* ---- issue 12: the memcached session store behind `store` (session/memcached.c); NULL = none ---- */
     struct kx_memcached *memcached;
+    /* ---- issue 9 (helper rsl): record_size_limit we advertise (RFC 8449 value); 0 = not offered ---- */
+    uint16_t record_size_limit;
 };
 
 /* issue 12: session/memcached.c */
@@ -285,6 +287,10 @@ struct ktlsx_conn {
     bool offered_point_formats; /* server: the TLS 1.2 ClientHello carried ec_point_formats (RFC 8422 §5.2) */
     /* ---- conf-b: RFC 8446 §5 dummy change_cipher_spec, at most one per peer flight ---- */
     bool ccs13_seen;            /* TLS 1.3: the peer's current flight already had its compatibility CCS */
+    /* ---- issue 9 (helper rsl): record_size_limit (RFC 8449), as values on the wire ---- */
+    bool rsl_negotiated;        /* both sides sent the extension */
+    uint16_t rsl_peer;          /* the peer's value: what we may send (0 = not negotiated) */
+    uint16_t rsl_ours;          /* the value we sent: what the peer may send us */
 };
 
 /* ctl_out entry type: not a record but "derive the next TX secret and install it". */
@@ -411,6 +417,20 @@ void kx_queue_alert(ktlsx_conn *c, uint8_t level, uint8_t desc);
 KX_RESULT kx_control_queue(ktlsx_conn *c, uint8_t type, const uint8_t *data, size_t len);
 /* Move the first `len` bytes of hs_in (one message) into `scratch` (reserved by the caller). */
 void kx_take_message(ktlsx_conn *c, size_t len, kx_buf *scratch);
+
+/* ---- issue 9 (helper rsl): record_size_limit (handshake/record_size_limit.c) ----
+ * Client: the value to offer in the ClientHello (0 = none), capped for the
+ * highest version offered. */
+uint16_t kx_rsl_offer(const ktlsx_conn *c, bool offer13);
+/* Server: the client's extension (called once the version is chosen): checks
+ * it, takes the peer's value, picks ours to answer with and applies both. */
+KX_RESULT kx_rsl_server_accept(ktlsx_conn *c, kx_reader d);
+/* Client: the server's answer (EncryptedExtensions or TLS 1.2 ServerHello). */
+KX_RESULT kx_rsl_client_accept(ktlsx_conn *c, kx_reader d);
+/* Server: write our answer (nothing unless negotiated) into hs_out. */
+KX_RESULT kx_rsl_write_answer(ktlsx_conn *c);
+/* Set tx/rx max_plain from the negotiated values (also after an import). */
+void kx_rsl_apply(ktlsx_conn *c);
 
 /* The server's ALPN choice, checked against our offer (encrypted_extensions.c). */
 KX_RESULT kx_accept_server_alpn(ktlsx_conn *c, kx_reader d);

@@ -22,6 +22,7 @@ kx_result kx_encrypted_extensions_write(ktlsx_conn *c)
         KX_GUARD(kx_vec_close(o, 2, y));
         KX_GUARD(kx_vec_close(o, 2, x));
     }
+    KX_GUARD(kx_rsl_write_answer(c)); /* issue 9: record_size_limit */
     KX_GUARD(kx_vec_close(o, 2, exts));
     KX_GUARD(kx_hs_end(c, msg));
     kx_trace(c, false, "EncryptedExtensions alpn=%s", c->alpn[0] ? c->alpn : "-");
@@ -58,6 +59,7 @@ kx_result kx_encrypted_extensions_handle(ktlsx_conn *c, kx_reader *body)
     if (kx_has_ext(&e, KX_EXT_SERVER_NAME))
         KX_ENSURE(e.data[KX_EXT_SERVER_NAME].len == 0, KX_ALERT_DECODE_ERROR, "non-empty server_name in EncryptedExtensions");
     if (kx_has_ext(&e, KX_EXT_ALPN)) KX_GUARD(kx_accept_server_alpn(c, e.data[KX_EXT_ALPN]));
+    if (kx_has_ext(&e, KX_EXT_RECORD_SIZE_LIMIT)) KX_GUARD(kx_rsl_client_accept(c, e.data[KX_EXT_RECORD_SIZE_LIMIT]));
     kx_trace(c, false, "EncryptedExtensions alpn=%s", c->alpn[0] ? c->alpn : "-");
     return KX_OK;
 }

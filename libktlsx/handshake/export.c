@@ -20,6 +20,8 @@
  *            master vec1 (48), session_id vec1 (0..32)
  *   session vec2 (empty, or kx_session_encode: what ktlsx_get_session hands out)
  *   alpn vec1, server_name vec1, sni vec1, peer_subject vec1  (no NUL bytes)
+ *   format 2 (issue 9): record_size_limit peer(2) ours(2): the RFC 8449 values
+ *     on the wire, both 0 when not negotiated, else both >= 64
  * Nothing may follow.  A different libktlsx build with another layout has
  * another format byte and is refused, so ktlsxd and an application never
  * misread each other; kx_session_encode's own format is part of this one. */
@@ -29,7 +31,7 @@
 
 #define EXPORT_MAGIC "KXEX"
 #define EXPORT_MAGIC_LEN 4
-#define EXPORT_FORMAT 1
+#define EXPORT_FORMAT 2 /* 2: record_size_limit (issue 9) */
 
 #define FLAG_RESUMED 0x01
 #define FLAG_EMS 0x02
@@ -100,7 +102,9 @@ static kx_result encode(const ktlsx_conn *c, kx_buf *o)
     KX_GUARD(write_str(o, c->alpn));
     KX_GUARD(write_str(o, c->server_name));
     KX_GUARD(write_str(o, c->sni));
-    return write_str(o, c->peer_subject);
+    KX_GUARD(write_str(o, c->peer_subject));
+    KX_GUARD(kx_write_u16(o, c->rsl_negotiated ? c->rsl_peer : 0));
+    return kx_write_u16(o, c->rsl_negotiated ? c->rsl_ours : 0);
 }
 
 long ktlsx_conn_export(const ktlsx_conn *c, uint8_t *buf, size_t cap, const char **why)
@@ -258,6 +262,14 @@ static kx_result decode(ktlsx_conn *c, kx_reader *r)
     KX_GUARD(read_str(r, c->server_name, sizeof c->server_name));
     KX_GUARD(read_str(r, c->sni, sizeof c->sni));
     KX_GUARD(read_str(r, c->peer_subject, sizeof c->peer_subject));
+    KX_GUARD(kx_read_u16(r, &c->rsl_peer));
+    KX_GUARD(kx_read_u16(r, &c->rsl_ours));
+    KX_ENSURE((c->rsl_peer == 0) == (c->rsl_ours == 0), KX_ALERT_DECODE_ERROR,
+              "export blob: record_size_limit given for one side only");
+    KX_ENSURE(c->rsl_peer == 0 || (c->rsl_peer >= KX_RSL_MIN && c->rsl_ours >= KX_RSL_MIN), KX_ALERT_DECODE_ERROR,
+              "export blob: record_size_limit below 64");
+    c->rsl_negotiated = c->rsl_peer != 0;
+    kx_rsl_apply(c); /* the user-space directions obey it from the first record */
     KX_ENSURE(kx_reader_left(r) == 0, KX_ALERT_DECODE_ERROR, "export blob: trailing bytes");
     return KX_OK;
 }

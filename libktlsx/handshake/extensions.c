@@ -28,6 +28,8 @@ static const struct {
     [KX_EXT_SIGNATURE_ALGORITHMS_CERT] = { KX_EXT_TYPE_SIGNATURE_ALGORITHMS_CERT, "signature_algorithms_cert", KX_IN_CH | KX_IN_CR },
     [KX_EXT_KEY_SHARE] = { KX_EXT_TYPE_KEY_SHARE, "key_share", KX_IN_CH | KX_IN_SH | KX_IN_HRR },
     [KX_EXT_RENEGOTIATION_INFO] = { KX_EXT_TYPE_RENEGOTIATION_INFO, "renegotiation_info", KX_IN_CH | KX_IN_SH12 },
+    /* RFC 8449 §4: ClientHello, EncryptedExtensions (TLS 1.3), ServerHello (TLS 1.2). */
+    [KX_EXT_RECORD_SIZE_LIMIT] = { KX_EXT_TYPE_RECORD_SIZE_LIMIT, "record_size_limit", KX_IN_CH | KX_IN_EE | KX_IN_SH12 },
 };
 
 uint16_t kx_ext_type(kx_ext i) { return ext_table[i].type; }
@@ -91,4 +93,25 @@ kx_result kx_read_u16_list_kept(kx_reader list, kx_u16_keep_fn keep, const void 
         out[(*count)++] = v;
     }
     return KX_OK;
+}
+
+/* ---- record_size_limit (RFC 8449; issue 9, helper rsl) ---- */
+kx_result kx_rsl_parse(kx_reader d, uint16_t *value)
+{
+    KX_ENSURE(d.len == 2, KX_ALERT_DECODE_ERROR, "record_size_limit is not exactly one uint16");
+    KX_GUARD(kx_read_u16(&d, value));
+    KX_ENSURE(*value >= KX_RSL_MIN, KX_ALERT_ILLEGAL_PARAMETER, "record_size_limit below 64 (RFC 8449 §4)");
+    return KX_OK;
+}
+
+uint16_t kx_rsl_wire(uint16_t value, uint16_t version)
+{
+    uint16_t max = version == 0x0304 ? KX_RSL_MAX13 : KX_RSL_MAX12;
+    return value > max ? max : value;
+}
+
+uint16_t kx_rsl_plain(uint16_t value, uint16_t version)
+{
+    if (version == 0x0304) return (uint16_t)(kx_rsl_wire(value, version) - 1);
+    return kx_rsl_wire(value, version);
 }

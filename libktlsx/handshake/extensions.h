@@ -19,6 +19,7 @@ enum {
     KX_EXT_TYPE_PADDING = 21,
     KX_EXT_TYPE_ENCRYPT_THEN_MAC = 22,
     KX_EXT_TYPE_EXTENDED_MASTER_SECRET = 23,
+    KX_EXT_TYPE_RECORD_SIZE_LIMIT = 28,
     KX_EXT_TYPE_SESSION_TICKET = 35,
     KX_EXT_TYPE_PRE_SHARED_KEY = 41,
     KX_EXT_TYPE_EARLY_DATA = 42,
@@ -53,6 +54,7 @@ typedef enum {
     KX_EXT_SIGNATURE_ALGORITHMS_CERT,
     KX_EXT_KEY_SHARE,
     KX_EXT_RENEGOTIATION_INFO,
+    KX_EXT_RECORD_SIZE_LIMIT, /* RFC 8449 (issue 9, helper rsl) */
     KX_EXT_COUNT
 } kx_ext;
 
@@ -95,6 +97,23 @@ KX_RESULT kx_exts_parse(kx_reader *block, kx_ext_msg msg, uint32_t offered, kx_e
 typedef bool (*kx_u16_keep_fn)(uint16_t v, const void *arg);
 KX_RESULT kx_read_u16_list_kept(kx_reader list, kx_u16_keep_fn keep, const void *arg, uint16_t *out, size_t cap,
                                 size_t *count);
+
+/* ---- record_size_limit (RFC 8449; issue 9, helper rsl) ----
+ * The extension's value is the largest TLSPlaintext (TLS 1.2) or
+ * TLSInnerPlaintext (TLS 1.3: content + type byte + padding) a peer may send
+ * us.  Protocol maxima: 2^14 in TLS 1.2, 2^14 + 1 in TLS 1.3. */
+#define KX_RSL_MIN 64
+#define KX_RSL_MAX12 16384
+#define KX_RSL_MAX13 16385
+/* Parse extension_data: exactly one uint16, at least 64 (illegal_parameter
+ * otherwise, RFC 8449 §4).  Larger than the protocol maximum is allowed (a
+ * future version may permit it): kx_rsl_plain caps it. */
+KX_RESULT kx_rsl_parse(kx_reader d, uint16_t *value);
+/* The value to put on the wire for `version` (capped at its maximum). */
+uint16_t kx_rsl_wire(uint16_t value, uint16_t version);
+/* Largest content (plaintext without the TLS 1.3 type byte) a record under
+ * `value` may carry in `version`: 1.3 min(value, 2^14 + 1) - 1, 1.2 min(value, 2^14). */
+uint16_t kx_rsl_plain(uint16_t value, uint16_t version);
 
 /* Code point of a dense index. */
 uint16_t kx_ext_type(kx_ext i);

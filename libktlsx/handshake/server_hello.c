@@ -139,6 +139,7 @@ static kx_result write_server_hello12(ktlsx_conn *c, size_t msg, size_t exts)
     if (c->suite->kex != KX_KX_RSA && !c->resumed && c->offered_point_formats)
         KX_GUARD(write_ext(o, KX_EXT_TYPE_EC_POINT_FORMATS, "\1\0", 2));
     if (c->send_ticket12) KX_GUARD(write_ext(o, KX_EXT_TYPE_SESSION_TICKET, NULL, 0));
+    KX_GUARD(kx_rsl_write_answer(c)); /* issue 9 */
     if (c->alpn[0]) {
         KX_GUARD(kx_write_u16(o, KX_EXT_TYPE_ALPN));
         KX_GUARD(kx_vec_open(o, 2, &x));
@@ -301,6 +302,7 @@ static kx_result handle_server_hello12(ktlsx_conn *c, uint16_t suite_id, const u
               "server does not support the extended master secret (RFC 7627), which is required");
     c->send_ticket12 = kx_has_ext(&e, KX_EXT_SESSION_TICKET);
     if (kx_has_ext(&e, KX_EXT_ALPN)) KX_GUARD(kx_accept_server_alpn(c, e.data[KX_EXT_ALPN]));
+    if (kx_has_ext(&e, KX_EXT_RECORD_SIZE_LIMIT)) KX_GUARD(kx_rsl_client_accept(c, e.data[KX_EXT_RECORD_SIZE_LIMIT]));
 
     /* Resumed if the server echoed the session ID we offered with a session. */
     const kx_session *s = &c->session;

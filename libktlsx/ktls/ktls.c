@@ -163,6 +163,7 @@ static kx_setsockopt_fn kx_sso = real_setsockopt;
 void kx_ktls_set_setsockopt(kx_setsockopt_fn fn)
 {
     kx_sso = fn ? fn : real_setsockopt;
+    kx_ktls_tx_max_payload_forget(); /* a new setsockopt gives its own answers */
 }
 
 /* ---- enabling ---- */
@@ -274,6 +275,19 @@ int kx_ktls_install(int fd, int direction, const struct ktlsx_traffic_keys *keys
     else
         kx_say(why, whylen, "%s %s %s: %s", dname, version_name(keys->version), s->name,
             m ? m : strerror(err));
+    errno = err;
+    return -1;
+}
+
+int kx_ktls_set_tx_max_payload(int fd, uint16_t len, char *why, size_t whylen)
+{
+    uint16_t v = len;
+    if (kx_sso(fd, SOL_TLS, TLS_TX_MAX_PAYLOAD_LEN, &v, sizeof v) == 0) return 0;
+    int err = errno;
+    if (err == ENOPROTOOPT)
+        kx_say(why, whylen, "TLS_TX_MAX_PAYLOAD_LEN %u: kernel lacks the option (added for Linux 6.19)", len);
+    else
+        kx_say(why, whylen, "TLS_TX_MAX_PAYLOAD_LEN %u: %s", len, strerror(err));
     errno = err;
     return -1;
 }

@@ -41,6 +41,14 @@
 #define TCP_ULP 31
 #endif
 
+/* issue 9: the largest plaintext per TX record (RFC 8449 record_size_limit),
+ * a u16 of 64..16384 set after TLS_TX (include/uapi/linux/tls.h, value 5;
+ * net-next October 2025, expected first in Linux 6.19).  TLS 1.3's content
+ * type byte is not counted: pass the limit - 1. */
+#ifndef TLS_TX_MAX_PAYLOAD_LEN
+#define TLS_TX_MAX_PAYLOAD_LEN 5
+#endif
+
 /* The kernel-internal ENOTSUPP, which older kernels leak to user space
  * (e.g. for an unknown TLS version). */
 #define KX_ENOTSUPP 524
@@ -113,6 +121,12 @@ int kx_ktls_enable_ulp(int fd, char *why, size_t whylen);
 int kx_ktls_install(int fd, int direction, const struct ktlsx_traffic_keys *keys,
                     char *why, size_t whylen);
 
+/* issue 9: setsockopt(SOL_TLS, TLS_TX_MAX_PAYLOAD_LEN, u16 len) on a socket
+ * whose TX is already in the kernel (never before TLS_TX: the kernel reads
+ * its TX context to answer).  Returns 0 or -1 with `why` and errno
+ * (ENOPROTOOPT: a kernel before the option; EINVAL: out of 64..16384). */
+int kx_ktls_set_tx_max_payload(int fd, uint16_t len, char *why, size_t whylen);
+
 /* TX then RX (see the order rationale at the top).  Returns 0 on success;
  * -1 if TX failed (socket unchanged: fall back to user space);
  * -2 if RX failed after TX succeeded (connection unusable: close it). */
@@ -164,6 +178,13 @@ int kx_loopback_pair(int *client, int *server, char *why, size_t whylen);
  * since distribution kernels backport it.  1 yes, 0 no, -1 cannot tell (no
  * kTLS at all); `why` explains 0 and -1. */
 int kx_ktls_rekey_supported(char *why, size_t whylen);
+
+/* issue 9: does this kernel take TLS_TX_MAX_PAYLOAD_LEN?  Tried for real on
+ * a loopback pair (TLS 1.3 TX with dummy keys, then a limit of 64), once per
+ * process: the answer is kept, -1 too (kx_ktls_set_setsockopt forgets it).
+ * 1 yes, 0 no (`why`), -1 cannot tell (no kTLS at all; `why`). */
+int kx_ktls_tx_max_payload_supported(char *why, size_t whylen);
+void kx_ktls_tx_max_payload_forget(void);
 
 /* Is the "handshake" generic netlink family (the kernel's in-kernel TLS
  * handshake upcall, net/handshake) registered?  Raw CTRL_CMD_GETFAMILY

@@ -45,6 +45,21 @@ int ktlsx_ktls_start(ktlsx_conn *c, int fd, int want, char *why, size_t whylen)
             return 0;
         }
     }
+    /* issue 9: the peer's record_size_limit.  A record over it ends the
+     * connection (RFC 8449 §4: record_overflow), so the kernel may carry TX
+     * only if it can be told the limit (TLS_TX_MAX_PAYLOAD_LEN, Linux 6.19+).
+     * That is asked before TLS_TX (which cannot be undone): on an older
+     * kernel TX stays in user space, whose record layer obeys the limit. */
+    int tx_limit = ktlsx_record_size_limit(c, KTLSX_TX);
+    if ((want & KTLSX_KTLS_TX) && tx_limit < KX_MAX_PLAINTEXT) {
+        char pwhy[160] = "";
+        int ok = kx_ktls_tx_max_payload_supported(pwhy, sizeof pwhy);
+        if (ok != 1) {
+            kx_say(why, whylen, "peer's record_size_limit allows %d-byte records and %s: TX stays in user space",
+                   tx_limit, pwhy);
+            want &= ~KTLSX_KTLS_TX;
+        }
+    }
     if (!want) return 0;
     if (kx_ktls_enable_ulp(fd, why, whylen) != 0) return 0;
     struct ktlsx_traffic_keys tx, rx;
@@ -52,6 +67,15 @@ int ktlsx_ktls_start(ktlsx_conn *c, int fd, int want, char *why, size_t whylen)
     if ((want & KTLSX_KTLS_TX) && ktlsx_export_keys(c, KTLSX_TX, &tx) == 0) {
         if (kx_ktls_install(fd, KTLSX_TX, &tx, why, whylen) == 0) done |= KTLSX_KTLS_TX;
         kx_wipe_obj(tx);
+        if ((done & KTLSX_KTLS_TX) && tx_limit < KX_MAX_PLAINTEXT &&
+            kx_ktls_set_tx_max_payload(fd, (uint16_t)tx_limit, why, whylen) != 0) {
+            /* The probe said yes and this socket says no: TX is in the kernel
+             * with 16 KiB records the peer refuses.  No way back: fail. */
+            kx_record_clear(&c->tx);
+            c->ktls_active = KTLSX_KTLS_TX;
+            kx_conn_fail(c, KX_FAIL(KX_ALERT_INTERNAL_ERROR, "kernel TX cannot obey the peer's record_size_limit"));
+            return -1;
+        }
     }
     if ((want & KTLSX_KTLS_RX) && (done || !(want & KTLSX_KTLS_TX)) && ktlsx_export_keys(c, KTLSX_RX, &rx) == 0) {
         if (kx_ktls_install(fd, KTLSX_RX, &rx, why, whylen) == 0) done |= KTLSX_KTLS_RX;

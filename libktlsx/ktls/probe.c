@@ -162,6 +162,49 @@ out:
 /* Align a netlink attribute length. */
 #define KX_NLA_ALIGN(n) (((n) + NLA_ALIGNTO - 1) & ~(NLA_ALIGNTO - 1))
 
+/* issue 9: the first answer (1, 0, -1), or -2 before the first question.
+ * Every answer is kept, "cannot tell" too: asking again would open loopback
+ * sockets per connection, in a process that may be under a seccomp list by
+ * then (ktlsxd asks at start through ktlsx_probe, before its sandbox). */
+static _Atomic int tx_max_payload_known = -2;
+
+void kx_ktls_tx_max_payload_forget(void) { tx_max_payload_known = -2; }
+
+int kx_ktls_tx_max_payload_supported(char *why, size_t whylen)
+{
+    int known = tx_max_payload_known;
+    if (known != -2) {
+        if (known == 0) kx_say(why, whylen, "kernel lacks TLS_TX_MAX_PAYLOAD_LEN (added for Linux 6.19)");
+        if (known < 0) kx_say(why, whylen, "kernel TLS was not usable when first asked");
+        return known;
+    }
+    int c, s, ret = -1;
+    char buf[256];
+    struct ktlsx_traffic_keys k;
+    if (kx_loopback_pair(&c, &s, why, whylen) != 0) {
+        tx_max_payload_known = -1;
+        return -1;
+    }
+    if (kx_ktls_enable_ulp(c, why, whylen) != 0) goto out;
+    dummy_keys(&k, KTLSX_TLS13, 0x1301, 0x55);
+    int rc = kx_ktls_install(c, KTLSX_TX, &k, buf, sizeof buf);
+    if (rc != 0) {
+        kx_say(why, whylen, "TLS 1.3 TX not accepted: %s", buf);
+        goto out;
+    }
+    if (kx_ktls_set_tx_max_payload(c, 64, buf, sizeof buf) == 0) {
+        ret = 1;
+    } else {
+        ret = 0;
+        kx_say(why, whylen, "%s", buf);
+    }
+out:
+    tx_max_payload_known = ret;
+    close(c);
+    close(s);
+    return ret;
+}
+
 int kx_genl_family_present(const char *name, char *why, size_t whylen)
 {
     struct {
@@ -293,6 +336,11 @@ int kx_ktls_probe(kx_probe_report *r)
         close(c);
         close(s);
     }
+
+    /* issue 9: asked now, with or without the ULP, so that a process probing
+     * at start (ktlsxd, before its seccomp list) has the answer kept when a
+     * connection needs it. */
+    (void)kx_ktls_tx_max_payload_supported(NULL, 0);
 
     if (!r->ulp) {
         /* Nothing further can work; say so per line instead of trying

@@ -68,8 +68,11 @@ static int known_type(uint8_t t)
 kx_result kx_record_set_keys(kx_record_dir *d, uint16_t version, const kx_suite *suite,
                              const uint8_t *key, const uint8_t *iv)
 {
-    /* Fail closed: whatever happens below, the old keys are gone. */
+    /* Fail closed: whatever happens below, the old keys are gone.  The
+     * negotiated record size limit is not a key: it outlives a key change. */
+    uint16_t max_plain = d->max_plain;
     kx_record_clear(d);
+    d->max_plain = max_plain;
     KX_ENSURE(suite != NULL && key != NULL && iv != NULL, KX_ALERT_INTERNAL_ERROR, "record keys missing");
     KX_ENSURE(version == 0x0304 || version == 0x0303, KX_ALERT_INTERNAL_ERROR, "record version not TLS 1.2/1.3");
     KX_ENSURE(suite->version == version, KX_ALERT_INTERNAL_ERROR, "cipher suite does not match record version");
@@ -191,8 +194,9 @@ kx_result kx_record_write(kx_record_dir *d, uint8_t type, const uint8_t *data, s
     size_t len0 = out->len;
     uint64_t seq0 = d->seq;
     size_t off = 0;
+    size_t max = d->max_plain && d->max_plain < KX_MAX_PLAINTEXT ? d->max_plain : KX_MAX_PLAINTEXT;
     do {
-        size_t n = len - off < KX_MAX_PLAINTEXT ? len - off : KX_MAX_PLAINTEXT;
+        size_t n = len - off < max ? len - off : max;
         kx_result r = write_one(d, type, data + off, n, out);
         if (kx_failed(r)) {
             out->len = len0;
@@ -232,6 +236,9 @@ static kx_result read_tls13(kx_record_dir *d, uint8_t *rec, size_t body_len, uin
 
     size_t inner = body_len - KX_AEAD_TAG;
     KX_ENSURE(inner <= TLS13_MAX_INNER, KX_ALERT_RECORD_OVERFLOW, "TLS 1.3 plaintext too long");
+    /* RFC 8449 §4: in TLS 1.3 the limit counts the whole TLSInnerPlaintext. */
+    KX_ENSURE(!d->max_plain || inner <= (size_t)d->max_plain + 1, KX_ALERT_RECORD_OVERFLOW,
+              "record larger than our record_size_limit");
     /* The real type is the last non-zero byte; zeros after it are padding (RFC 8446 §5.4). */
     while (inner > 0 && body[inner - 1] == 0) inner--;
     KX_ENSURE(inner > 0, KX_ALERT_UNEXPECTED_MESSAGE, "record has no content type");
@@ -267,6 +274,7 @@ static kx_result read_tls12(kx_record_dir *d, uint8_t *rec, size_t body_len, uin
     uint8_t *ct = body + explicit_len;
     KX_GUARD(kx_aead_open(d->aead, nonce, aad, sizeof aad, ct, n + KX_AEAD_TAG, ct));
     d->seq++;
+    KX_ENSURE(!d->max_plain || n <= d->max_plain, KX_ALERT_RECORD_OVERFLOW, "record larger than our record_size_limit");
 
     /* RFC 5246 §6.2.1: no zero-length handshake, alert or CCS fragments. */
     KX_ENSURE(n > 0 || rec[0] == KX_CT_APPLICATION_DATA, KX_ALERT_UNEXPECTED_MESSAGE, "empty protected record");

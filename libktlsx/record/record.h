@@ -29,9 +29,15 @@ typedef struct {
     uint8_t key[KX_MAX_KEY];
     uint8_t iv[KX_AEAD_NONCE]; /* 1.3 / ChaCha: 12-byte static IV; 1.2 GCM: 4-byte salt in iv[0..3] */
     uint64_t seq;
+    /* record_size_limit (RFC 8449; issue 9): largest content per record, not
+     * counting TLS 1.3's type byte; 0 = the protocol's 2^14.  TX: records are
+     * cut at it (the peer's limit).  RX: a protected record whose plaintext
+     * (TLS 1.3: content + type + padding, i.e. max_plain + 1) exceeds it is
+     * record_overflow (our advertised limit).  Kept across kx_record_set_keys. */
+    uint16_t max_plain;
 } kx_record_dir;
 
-/* Install keys (seq = 0). Wipes and replaces any previous keys. */
+/* Install keys (seq = 0). Wipes and replaces any previous keys (max_plain stays). */
 KX_RESULT kx_record_set_keys(kx_record_dir *d, uint16_t version, const kx_suite *suite,
                              const uint8_t *key, const uint8_t *iv);
 void kx_record_clear(kx_record_dir *d);  /* wipe and deactivate */

@@ -16,6 +16,11 @@
 #include <cmocka.h>
 
 #include "ktls/ktls.h"
+/* issue 9: ktlsx_ktls_start with a record_size_limit, on an engine pair */
+#include <stdbool.h>
+#include "handshake/conn.h"
+#include "helpers/pki.h"
+#include "helpers/engine_pair.h"
 
 /* ---- fake setsockopt ---- */
 
@@ -384,6 +389,9 @@ static struct {
     int no_tls13;         /* refuse TLS 1.3 with ENOTSUPP (old kernel) */
     int no_ulp;           /* ENOENT on TCP_ULP */
     int tx_set[1024];     /* per fd: TLS_TX already installed */
+    int max_payload;      /* issue 9: TLS_TX_MAX_PAYLOAD_LEN known (Linux >= 6.19) */
+    int max_payload_fail_fd; /* this fd refuses it all the same (0: none) */
+    int max_payload_set[1024]; /* per fd: the value set */
 } kern;
 
 static int fake_kernel(int fd, int level, int name, const void *val, socklen_t len)
@@ -398,6 +406,25 @@ static int fake_kernel(int fd, int level, int name, const void *val, socklen_t l
         return 0;
     }
     assert_int_equal(level, SOL_TLS);
+    if (name == TLS_TX_MAX_PAYLOAD_LEN) {
+        if (!kern.max_payload) {
+            errno = ENOPROTOOPT;
+            return -1;
+        }
+        assert_true(kern.tx_set[fd]); /* never before TLS_TX: a real kernel would oops */
+        uint16_t v;
+        if (len != sizeof v || fd == kern.max_payload_fail_fd) {
+            errno = EINVAL;
+            return -1;
+        }
+        memcpy(&v, val, sizeof v);
+        if (v < 64 || v > 16384) {
+            errno = EINVAL;
+            return -1;
+        }
+        kern.max_payload_set[fd] = v;
+        return 0;
+    }
     struct tls_crypto_info info;
     memcpy(&info, val, sizeof(info));
     if (kern.no_tls13 && info.version == TLS_1_3_VERSION) {
@@ -696,6 +723,129 @@ static void test_genl_query(void **state)
     assert_true(r == 0 || r == 1);
 }
 
+/* ---- issue 9: TLS_TX_MAX_PAYLOAD_LEN ---- */
+
+static void test_tx_max_payload_set(void **state)
+{
+    (void)state;
+    char why[256] = "";
+    assert_int_equal(kx_ktls_set_tx_max_payload(5, 499, why, sizeof why), 0);
+    assert_int_equal(fake.ncalls, 1);
+    assert_int_equal(fake.calls[0].level, SOL_TLS);
+    assert_int_equal(fake.calls[0].name, 5); /* TLS_TX_MAX_PAYLOAD_LEN in include/uapi/linux/tls.h */
+    assert_int_equal(fake.calls[0].len, 2);  /* a u16 */
+    uint16_t v;
+    memcpy(&v, fake.calls[0].val, 2);
+    assert_int_equal(v, 499);
+    fake.fail_errno = ENOPROTOOPT;
+    assert_int_equal(kx_ktls_set_tx_max_payload(5, 499, why, sizeof why), -1);
+    assert_int_equal(errno, ENOPROTOOPT);
+    assert_non_null(strstr(why, "6.19"));
+}
+
+static void test_tx_max_payload_probe(void **state)
+{
+    (void)state;
+    char why[256] = "";
+    memset(&kern, 0, sizeof(kern));
+    kern.max_payload = 1;
+    kx_ktls_set_setsockopt(fake_kernel);
+    assert_int_equal(kx_ktls_tx_max_payload_supported(why, sizeof why), 1);
+    kern.max_payload = 0;
+    assert_int_equal(kx_ktls_tx_max_payload_supported(why, sizeof why), 1); /* kept */
+    kx_ktls_tx_max_payload_forget();
+    assert_int_equal(kx_ktls_tx_max_payload_supported(why, sizeof why), 0);
+    assert_non_null(strstr(why, "TLS_TX_MAX_PAYLOAD_LEN"));
+    kx_ktls_tx_max_payload_forget();
+    kern.no_ulp = 1;
+    assert_int_equal(kx_ktls_tx_max_payload_supported(why, sizeof why), -1);
+    /* "Cannot tell" is kept too: no loopback sockets per connection (seccomp). */
+    kern.no_ulp = 0;
+    kern.max_payload = 1;
+    assert_int_equal(kx_ktls_tx_max_payload_supported(why, sizeof why), -1);
+    assert_non_null(strstr(why, "not usable"));
+    kx_ktls_set_setsockopt(NULL);
+}
+
+/* A TLS 1.3 pair whose client asked for records of at most 499 content bytes
+ * (record_size_limit 500), handshake done and quiet. */
+static kxt_pair rsl_done_pair(void)
+{
+    ktlsx_config *cc = kxt_client_cfg(NULL, NULL), *sc = kxt_server_cfg("rsa", NULL, NULL);
+    KXT_CFG_OK(cc, ktlsx_config_set_record_size_limit(cc, 500));
+    kxt_pair p;
+    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_WANTED);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
+    kxt_settle(&p);
+    return p;
+}
+
+static void test_ktls_start_record_size_limit(void **state)
+{
+    (void)state;
+    char why[256];
+    const int fd = 700;
+    /* A kernel with the option: both directions in, TX told 499 after TLS_TX. */
+    memset(&kern, 0, sizeof(kern));
+    kern.max_payload = 1;
+    kx_ktls_set_setsockopt(fake_kernel);
+    kxt_pair p = rsl_done_pair();
+    assert_int_equal(ktlsx_record_size_limit(p.s, KTLSX_TX), 499);
+    why[0] = 0;
+    assert_int_equal(ktlsx_ktls_start(p.s, fd, KTLSX_KTLS_TX | KTLSX_KTLS_RX, why, sizeof why),
+                     KTLSX_KTLS_TX | KTLSX_KTLS_RX);
+    assert_int_equal(kern.max_payload_set[fd], 499);
+    assert_int_equal(ktlsx_record_size_limit(p.s, KTLSX_TX), 499); /* still answered after the handoff */
+    kxt_pair_free(&p);
+
+    /* An older kernel: TX stays in user space (and obeys), RX goes in. */
+    memset(&kern, 0, sizeof(kern));
+    kx_ktls_set_setsockopt(fake_kernel); /* forgets the earlier answer */
+    p = rsl_done_pair();
+    why[0] = 0;
+    assert_int_equal(ktlsx_ktls_start(p.s, fd, KTLSX_KTLS_TX | KTLSX_KTLS_RX, why, sizeof why), KTLSX_KTLS_RX);
+    assert_non_null(strstr(why, "TX stays in user space"));
+    assert_int_equal(kern.tx_set[fd], 0);
+    uint8_t d[2000] = { 0 };
+    assert_int_equal(ktlsx_write(p.s, d, sizeof d), 0);
+    kxt_move_out(p.s, &p.s2c);
+    assert_int_equal(kxt_count_records(&p.s2c), 5); /* 4 x 499 + 4 */
+    for (size_t i = 0; i < 5; i++) {
+        uint8_t type;
+        size_t len;
+        assert_true(kxt_record_offset(&p.s2c, i, &type, &len) >= 0);
+        assert_true(len <= 499 + 1 + 16);
+    }
+    kxt_pair_free(&p);
+
+    /* A kernel that takes TLS_TX, then refuses the limit on this socket: fail, never run unlimited. */
+    memset(&kern, 0, sizeof(kern));
+    kern.max_payload = 1;
+    kern.max_payload_fail_fd = fd;
+    kx_ktls_set_setsockopt(fake_kernel);
+    p = rsl_done_pair();
+    why[0] = 0;
+    assert_int_equal(ktlsx_ktls_start(p.s, fd, KTLSX_KTLS_TX | KTLSX_KTLS_RX, why, sizeof why), -1);
+    assert_non_null(strstr(why, "TLS_TX_MAX_PAYLOAD_LEN"));
+    assert_non_null(strstr(ktlsx_error(p.s), "record_size_limit"));
+    kxt_pair_free(&p);
+
+    /* No limit negotiated: the option is never touched. */
+    memset(&kern, 0, sizeof(kern));
+    kx_ktls_set_setsockopt(fake_kernel);
+    ktlsx_config *cc = kxt_client_cfg(NULL, NULL), *sc = kxt_server_cfg("rsa", NULL, NULL);
+    kxt_pair_start(&p, cc, sc, "localhost", KXT_FEED_WANTED);
+    kxt_pump(&p);
+    kxt_assert_done(&p);
+    kxt_settle(&p);
+    assert_int_equal(ktlsx_ktls_start(p.s, fd, KTLSX_KTLS_TX | KTLSX_KTLS_RX, why, sizeof why),
+                     KTLSX_KTLS_TX | KTLSX_KTLS_RX);
+    assert_int_equal(kern.max_payload_set[fd], 0);
+    kxt_pair_free(&p);
+    kx_ktls_set_setsockopt(NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -716,6 +866,9 @@ int main(void)
         cmocka_unit_test(test_probe_public_api),
         cmocka_unit_test(test_record_plumbing),
         cmocka_unit_test(test_genl_query),
+        cmocka_unit_test_setup_teardown(test_tx_max_payload_set, setup_fake, teardown_fake),
+        cmocka_unit_test(test_tx_max_payload_probe),
+        cmocka_unit_test(test_ktls_start_record_size_limit),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, kxt_pki_group_setup, kxt_pki_group_teardown);
 }

@@ -1009,6 +1009,142 @@ static void test_rfc8448_client_finished(void **state)
     pair_free(&p);
 }
 
+/* ---- record_size_limit (RFC 8449; issue 9) ---- */
+
+/* TX: records are cut at max_plain (content bytes), whatever the version;
+ * every record reads back and the stream reassembles. */
+static void rsl_tx_one(uint16_t suite_id, uint16_t max_plain)
+{
+    pair p;
+    pair_init(&p, suite_id);
+    p.tx.max_plain = max_plain;
+    size_t len = 3 * max_plain + 17;
+    uint8_t *data = malloc(len), *got = malloc(len);
+    assert_non_null(data);
+    assert_non_null(got);
+    fill(data, len, 9);
+    kx_buf out = { 0 };
+    assert_ok(kx_record_write(&p.tx, KX_CT_APPLICATION_DATA, data, len, &out));
+    size_t off = 0, n = 0, records = 0;
+    while (off < out.len) {
+        size_t rl = next_record(&out, off);
+        uint8_t type, *plain;
+        size_t plain_len;
+        assert_ok(kx_record_read(&p.rx, out.data + off, rl, &type, &plain, &plain_len));
+        assert_true(plain_len <= max_plain);
+        memcpy(got + n, plain, plain_len);
+        n += plain_len;
+        off += rl;
+        records++;
+    }
+    assert_int_equal(records, 4);
+    assert_int_equal(n, len);
+    assert_memory_equal(got, data, len);
+    kx_buf_free(&out);
+    free(data);
+    free(got);
+    pair_free(&p);
+}
+
+static void test_rsl_tx_cut(void **state)
+{
+    rsl_tx_one(0x1301, 63);   /* TLS 1.3, record_size_limit 64: 63 content bytes */
+    rsl_tx_one(0x1303, 1000);
+    rsl_tx_one(0xC02F, 64);   /* TLS 1.2 GCM */
+    rsl_tx_one(0xCCA8, 4096); /* TLS 1.2 ChaCha20 */
+    /* Plaintext records obey it too (a server's ServerHello after the client's limit). */
+    kx_record_dir d = { 0 };
+    d.max_plain = 100;
+    uint8_t data[250] = { 0 };
+    kx_buf out = { 0 };
+    assert_ok(kx_record_write(&d, KX_CT_HANDSHAKE, data, sizeof data, &out));
+    assert_int_equal(out.len, 3 * KX_RECORD_HEADER + sizeof data);
+    assert_int_equal(next_record(&out, 0), KX_RECORD_HEADER + 100);
+    kx_buf_free(&out);
+}
+
+/* The limit outlives new keys (TLS 1.3 handshake -> application keys, KeyUpdate). */
+static void test_rsl_survives_set_keys(void **state)
+{
+    pair p;
+    pair_init(&p, 0x1301);
+    p.tx.max_plain = 200;
+    p.rx.max_plain = 300;
+    assert_ok(kx_record_set_keys(&p.tx, p.suite->version, p.suite, p.key, p.iv));
+    assert_ok(kx_record_set_keys(&p.rx, p.suite->version, p.suite, p.key, p.iv));
+    assert_int_equal(p.tx.max_plain, 200);
+    assert_int_equal(p.rx.max_plain, 300);
+    kx_record_clear(&p.tx);
+    assert_int_equal(p.tx.max_plain, 0);
+    pair_free(&p);
+}
+
+/* RX: a protected record over our own limit is record_overflow; exactly at it
+ * is fine.  TLS 1.3 counts the inner plaintext (content + type + padding). */
+static void rsl_rx_one(uint16_t suite_id, uint16_t limit_plain)
+{
+    pair p;
+    pair_init(&p, suite_id);
+    uint8_t data[600];
+    fill(data, sizeof data, 3);
+    kx_buf out = { 0 };
+    uint8_t type, *plain;
+    size_t plain_len;
+    /* At the limit: accepted. */
+    assert_ok(kx_record_write(&p.tx, KX_CT_APPLICATION_DATA, data, limit_plain, &out));
+    p.rx.max_plain = limit_plain;
+    assert_ok(kx_record_read(&p.rx, out.data, out.len, &type, &plain, &plain_len));
+    assert_int_equal(plain_len, limit_plain);
+    /* One byte over: refused. */
+    kx_buf_reset(&out);
+    assert_ok(kx_record_write(&p.tx, KX_CT_APPLICATION_DATA, data, (size_t)limit_plain + 1, &out));
+    assert_alert(kx_record_read(&p.rx, out.data, out.len, &type, &plain, &plain_len), KX_ALERT_RECORD_OVERFLOW);
+    kx_buf_free(&out);
+    pair_free(&p);
+}
+
+static void test_rsl_rx_enforced(void **state)
+{
+    rsl_rx_one(0x1301, 63);
+    rsl_rx_one(0x1302, 511);
+    rsl_rx_one(0xC02F, 64);
+    rsl_rx_one(0xCCA8, 512);
+}
+
+/* TLS 1.3 padding counts: content under the limit but padded over it is refused. */
+static void test_rsl_rx_padding_counts(void **state)
+{
+    pair p;
+    pair_init(&p, 0x1301);
+    /* Build by hand: 50 content bytes + type + 20 zero bytes of padding = 71 inner bytes. */
+    uint8_t rec[KX_RECORD_HEADER + 71 + KX_AEAD_TAG];
+    rec[0] = KX_CT_APPLICATION_DATA;
+    rec[1] = 3;
+    rec[2] = 3;
+    rec[3] = 0;
+    rec[4] = (uint8_t)(71 + KX_AEAD_TAG);
+    uint8_t *body = rec + KX_RECORD_HEADER;
+    fill(body, 50, 1);
+    body[50] = KX_CT_APPLICATION_DATA;
+    memset(body + 51, 0, 20);
+    uint8_t nonce[KX_AEAD_NONCE];
+    memcpy(nonce, p.iv, sizeof nonce); /* seq 0: the static IV */
+    assert_ok(kx_aead_seal(p.tx.aead, nonce, rec, KX_RECORD_HEADER, body, 71, body));
+    uint8_t copy[sizeof rec];
+    memcpy(copy, rec, sizeof rec);
+    uint8_t type, *plain;
+    size_t plain_len;
+    p.rx.max_plain = 63; /* record_size_limit 64 < 71 */
+    assert_alert(kx_record_read(&p.rx, rec, sizeof rec, &type, &plain, &plain_len), KX_ALERT_RECORD_OVERFLOW);
+    /* Same record under a limit of 71 (max_plain 70): accepted, 50 content bytes. */
+    pair_free(&p);
+    pair_init(&p, 0x1301);
+    p.rx.max_plain = 70;
+    assert_ok(kx_record_read(&p.rx, copy, sizeof copy, &type, &plain, &plain_len));
+    assert_int_equal(plain_len, 50);
+    pair_free(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1031,6 +1167,10 @@ int main(void)
         cmocka_unit_test(test_rfc8448_server_handshake),
         cmocka_unit_test(test_rfc8448_server_appdata_seq1),
         cmocka_unit_test(test_rfc8448_client_finished),
+        cmocka_unit_test(test_rsl_tx_cut),
+        cmocka_unit_test(test_rsl_survives_set_keys),
+        cmocka_unit_test(test_rsl_rx_enforced),
+        cmocka_unit_test(test_rsl_rx_padding_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
