@@ -13,6 +13,10 @@
 #                kernel-TLS socket + state, gets data, KeyUpdate (>= 6.14), a ticket
 #   corrupt      a flipped ciphertext byte (kmod-tests/tools/corrupt-proxy.c)
 #                -> error exit naming bad_record_mac, TlsDecryptError, no crash
+#   rsl512       a client with record_size_limit 512 (user-space records: it refuses a bigger
+#                one with record_overflow) <- ktlsx server --sendfile 1 MiB, --ktls auto: on a
+#                kernel with TLS_TX_MAX_PAYLOAD_LEN the server's TX is in the kernel (told the
+#                limit), before it TX stays in user space with a reason; byte-exact either way
 # kmod-timeout: 360
 . "$KMOD_LIB"
 . /suite/lib-ktlsx.sh
@@ -21,7 +25,8 @@ all="edge-tls13-tickets-then-data edge-tls13-data-with-finished edge-tls12-data-
 edge-tls13-frag512-to-client edge-tls12-frag512-to-client edge-tls13-frag512-to-server edge-tls12-frag512-to-server
 edge-tls13-sendfile-64m edge-tls12-sendfile-16m edge-tls13-keyupdate-to-server edge-tls13-keyupdate-requested-to-server
 edge-tls13-keyupdate-to-client edge-tls13-key-update-after edge-close_notify-to-client edge-close_notify-to-server
-edge-corrupt-record-to-server edge-corrupt-record-to-client edge-tls13-handoff edge-tls12-handoff"
+edge-corrupt-record-to-server edge-corrupt-record-to-client edge-tls13-handoff edge-tls12-handoff
+edge-tls13-rsl512-sendfile edge-tls12-rsl512-sendfile"
 kx_ready $all || exit 0
 if ! have openssl; then for n in $all; do skip "$n" "openssl not in initramfs"; done; exit 0; fi
 
@@ -158,6 +163,42 @@ sendfile_case() {
 }
 sendfile_case edge-tls13-sendfile-64m 1.3 67108864
 sendfile_case edge-tls12-sendfile-16m 1.2 16777216
+
+# --- record_size_limit (RFC 8449) and TLS_TX_MAX_PAYLOAD_LEN --------------------
+rsl_case() {
+	name=$1 v=$2
+	if ! ktlsx client --help 2>&1 | grep -q -- '--record-size-limit'; then skip "$name" "ktlsx has no --record-size-limit"; return; fi
+	port=$((port + 1))
+	rm -f B s.err c.err
+	snap=$KMOD_TMP/snap; tls_stat_snapshot "$snap"
+	timeout 90 ktlsx server --listen "127.0.0.1:$port" $SRV --tls-version "$v" \
+		--ktls auto --sendfile M1 --once 2>s.err &
+	spid=$!
+	_kmod_bg_pids="$_kmod_bg_pids $spid"
+	wait_port "$port" 15 || { cat s.err; fail "$name" "ktlsx server did not listen"; return; }
+	timeout 90 ktlsx client "127.0.0.1:$port" --ca "$KMOD_CA" --tls-version "$v" --ktls off \
+		--record-size-limit 512 </dev/null >B 2>c.err
+	crc=$?
+	wait_pid "$spid" 15
+	src_rc=$WAIT_RC
+	tx=$(tls_stat_delta "$snap" TlsTxSw)
+	sum=$(kx_summary s.err | sed 's/^ktlsx: //')
+	why=$(grep -a -m1 'TX stays in user space' s.err)
+	info "$name: server: $sum; TlsTxSw +$tx; ${why:-kernel TX told the limit}"
+	p=
+	if [ "$crc" -ne 0 ]; then p="client exit $crc: $(grep -v 'handshake ok' c.err | tail -1)"
+	elif [ "$src_rc" -ne 0 ]; then p="ktlsx server exit $src_rc: $(grep -v 'handshake ok\|listening' s.err | tail -1)"
+	elif [ "$(sha B)" != "$SHA_M1" ]; then p="client got $(fsize B) of 1048576 bytes, sha256 differs"
+	elif ! kx_summary c.err | grep -q 'record_size_limit='; then p="the client's summary has no record_size_limit: $(kx_summary c.err)"
+	elif echo "$sum" | grep -q 'ktls=tx'; then
+		[ "$tx" -ge 1 ] || p="summary says ktls=tx but TlsTxSw did not rise"
+	elif [ -z "$why" ]; then p="TX not in the kernel and no reason given: $sum"
+	fi
+	if [ -n "$p" ]; then fail "$name" "$p"; else pass "$name"; fi
+	rm -f B
+}
+rsl_case edge-tls13-rsl512-sendfile 1.3
+rsl_case edge-tls12-rsl512-sendfile 1.2
 
 # --- KeyUpdate ----------------------------------------------------------------
 # on < 6.14: want a non-zero exit with a message about re-keying, quickly
