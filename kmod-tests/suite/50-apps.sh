@@ -31,7 +31,7 @@
 #   preload-daemon-key    the same server with `mode daemon` (ktlsxd holds the key): 1 MiB
 #                         byte-exact with kernel TLS, and no byte sequence of the private key
 #                         (scalar big/little endian, a PEM line) in the server's memory (memscan)
-# kmod-timeout: 300
+# kmod-timeout: 360
 . "$KMOD_LIB"
 . /suite/lib-ktlsx.sh
 
@@ -410,6 +410,13 @@ else
 			if [ $((t1 - t0)) -lt 10 ]; then quiet=$w; break; fi
 		done
 		wrk=$(for t in /proc/$FS_PID/task/*; do cat "$t/comm" 2>/dev/null; done | grep -c '^iou-wrk')
+		if [ -z "$quiet" ]; then # where the busy threads are: state and the top of their kernel stacks
+			for t in /proc/$FS_PID/task/*; do
+				st=$(awk '{ print $3 }' "$t/stat" 2>/dev/null)
+				[ "$st" = R ] || continue
+				info "$name: busy $(cat "$t/comm" 2>/dev/null) R: $(head -6 "$t/stack" 2>/dev/null | awk '{ print $2 }' | tr '\n' ' ')"
+			done
+		fi
 		timeout 60 curl -sS --cacert "$KMOD_CA" -o got.after "https://localhost:$FS_PORT/1MiB" 2>curl2.err
 		crc2=$?
 		info "$name: $tot bytes received by the 8 before the kill; server ticks per 2 s window after it:$windows; iou-wrk threads left: $wrk; closes: $(grep -c 'splices cancelled' fs2.err) cancelled, $(grep -c 'POLLHUP' fs2.err) by POLLHUP, $(wc -l <fs2.err) log lines"
