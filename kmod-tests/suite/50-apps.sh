@@ -21,8 +21,8 @@
 #                         64 MiB to curl byte-exact, TlsTxSw rose
 #   fileserver-splice-truncated  fileserver-truncated with --body splice
 #   fileserver-splice-reset  8 curls download 64 MiB each over --body splice and are killed (SIGKILL:
-#                         the connections are reset) mid-way; within 8 s of the kill a 2 s window
-#                         of the server (all its threads, io-wq workers included: /proc/PID/stat
+#                         the connections are reset) mid-way; from 2 s to 4 s after the kill the
+#                         server (all its threads, io-wq workers included: /proc/PID/stat
 #                         utime+stime) uses < 10 ticks, and a new 1 MiB download is byte-exact
 #                         (before the fix io-wq workers kept splicing for the dead connections)
 #   preload-inprocess     Debian's dynamic busybox httpd under LD_PRELOAD=libktlsx-preload.so
@@ -396,32 +396,30 @@ else
 		sleep 1
 		kill -9 $rpids 2>/dev/null
 		for p in $rpids; do wait "$p" 2>/dev/null; done
-		tk=$(date +%s)
 		tot=0
 		for i in 1 2 3 4 5 6 7 8; do tot=$(( tot + $(fsize "got.r$i") )); done
-		# a 2 s window starting 2, 4, 6 s after the kill: the first quiet one passes
+		# the 2 s window from 2 s to 4 s after the kill must be quiet (before the guard: 158 ticks
+		# in it on 6.12, the spell lasted ~4 s with 8 clients; with it: 0); a second window
+		# (4-6 s) is only reported
 		sleep 2
 		quiet= windows=
-		for w in 1 2 3; do
+		for w in 1 2; do
 			t0=$(fs_ticks "$FS_PID")
 			sleep 2
 			t1=$(fs_ticks "$FS_PID")
 			windows="$windows $((t1 - t0))"
-			if [ $((t1 - t0)) -lt 10 ]; then quiet=$w; break; fi
+			[ "$w" = 1 ] && [ $((t1 - t0)) -lt 10 ] && quiet=$w
+			[ "$w" = 1 ] && [ -z "$quiet" ] && for t in /proc/$FS_PID/task/*; do # where the busy threads are
+				[ "$(awk '{ print $3 }' "$t/stat" 2>/dev/null)" = R ] || continue
+				info "$name: busy $(cat "$t/comm" 2>/dev/null) R: $(head -8 "$t/stack" 2>/dev/null | awk '{ print $2 }' | tr '\n' ' ')"
+			done
 		done
 		wrk=$(for t in /proc/$FS_PID/task/*; do cat "$t/comm" 2>/dev/null; done | grep -c '^iou-wrk')
-		if [ -z "$quiet" ]; then # where the busy threads are: state and the top of their kernel stacks
-			for t in /proc/$FS_PID/task/*; do
-				st=$(awk '{ print $3 }' "$t/stat" 2>/dev/null)
-				[ "$st" = R ] || continue
-				info "$name: busy $(cat "$t/comm" 2>/dev/null) R: $(head -6 "$t/stack" 2>/dev/null | awk '{ print $2 }' | tr '\n' ' ')"
-			done
-		fi
 		timeout 60 curl -sS --cacert "$KMOD_CA" -o got.after "https://localhost:$FS_PORT/1MiB" 2>curl2.err
 		crc2=$?
-		info "$name: $tot bytes received by the 8 before the kill; server ticks per 2 s window after it:$windows; iou-wrk threads left: $wrk; closes: $(grep -c 'splices cancelled' fs2.err) cancelled, $(grep -c 'POLLHUP' fs2.err) by POLLHUP, $(wc -l <fs2.err) log lines"
+		info "$name: $tot bytes received by the 8 before the kill; server ticks per 2 s window after it:$windows; iou-wrk threads left: $wrk; server log (close reasons, counted): $(sed 's/^.*[0-9]: //' fs2.err | sort | uniq -c | tr -s ' \n' ' ')"
 		if ! kill -0 "$FS_PID" 2>/dev/null; then fail "$name" "the server died"
-		elif [ -z "$quiet" ]; then fail "$name" "the server kept busy after the clients were gone (ticks per 2 s:$windows, $(( $(date +%s) - tk ))s after the kill)"
+		elif [ -z "$quiet" ]; then fail "$name" "the server kept busy after the clients were gone (ticks in the 2 s windows from 2 s and 4 s after the kill:$windows)"
 		elif [ "$crc2" -ne 0 ] || ! cmp -s got.after www/1MiB; then fail "$name" "the next request failed: curl exit $crc2 $(tail -1 curl2.err)"
 		else pass "$name"; fi
 		rm -f got.r[0-9] got.after www/64MiB
