@@ -398,8 +398,8 @@ else
 		for p in $rpids; do wait "$p" 2>/dev/null; done
 		tot=0
 		for i in $(seq 16); do tot=$(( tot + $(fsize "got.r$i") )); done
-		# the 2 s window from 2 s to 4 s after the kill must be quiet (before the guard: 158 ticks
-		# in it on 6.12, the spell lasted ~4 s with 8 clients; with it: 0); a second window
+		# the 2 s window from 2 s to 4 s after the kill must be quiet (with the guard: 0-1 ticks;
+		# before it, 6.12: 158 in one run of three, see docs/fileserver.md); a second window
 		# (4-6 s) is only reported
 		sleep 2
 		quiet= windows=
