@@ -557,6 +557,18 @@ void fs_conn_splice_done(struct fs_conn *c, unsigned tag, int res)
     }
 }
 
+/* The guard (ring.c fs_splice_submit) fired: the peer is gone (a reset: POLLERR | POLLHUP).
+ * Cancel the splices in flight; the last one's completion drives c, which closes it.
+ * Removed (-ECANCELED) or fired with nothing in flight: drive c if nothing else will. */
+void fs_conn_guard_done(struct fs_conn *c, int res)
+{
+    if (res > 0 && (res & (POLLERR | POLLHUP))) {
+        c->peer_gone = true;
+        if (c->splicing) return fs_splice_cancel(c);
+    }
+    if (!c->splicing && !c->inflight && c->peer_gone) fs_conn_drive(c);
+}
+
 /* 0: splices submitted; 1: wait for POLLOUT; -1: failed (splice_err) or truncated (splice_err 0): close */
 static int splice_body(struct fs_conn *c)
 {
@@ -591,15 +603,16 @@ static int splice_body(struct fs_conn *c)
 void fs_conn_drive(struct fs_conn *c)
 {
     if (c->splicing) return; /* a splice in flight: its completion drives c */
-    uint32_t revents = c->revents;
+    uint32_t revents = c->revents | (c->peer_gone ? POLLHUP : 0);
     c->revents = 0;
     /* POLLHUP while a response goes out: the connection is closed both ways (a reset peer).
      * A kernel-TLS socket may keep answering EAGAIN to sendfile / splice after the reset's
      * error was taken, while poll reports it at once: without this the connection spins
      * until --send-timeout (seen in make vm-bench after 64 clients left mid-download). */
-    if ((revents & POLLHUP) && (c->st == ST_SEND_HEAD || c->st == ST_SEND_BODY || c->st == ST_FLUSH)) {
+    if ((revents & (POLLHUP | POLLERR)) && (c->st == ST_SEND_HEAD || c->st == ST_SEND_BODY || c->st == ST_FLUSH)) {
         log_done(c);
-        return close_conn(c, "peer gone (POLLHUP) while sending");
+        return close_conn(c, c->cancelled ? "peer gone while splicing: splices cancelled"
+                                          : "peer gone (POLLHUP) while sending");
     }
     static __thread char scratch[4096];
     int rc = KTLSX_IO_OK;
@@ -662,6 +675,7 @@ void fs_conn_drive(struct fs_conn *c)
             continue;
         case ST_SEND_BODY: {
             if (c->body_off >= c->body_end && c->pipe_bytes == 0) {
+                fs_splice_unguard(c); /* the body is out: the guard's job is done */
                 close(c->file_fd), c->file_fd = -1;
                 c->st = ST_FLUSH;
                 continue;

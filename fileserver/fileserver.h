@@ -78,6 +78,10 @@ struct fs_conn {
     int pipe_fd[2];
     size_t pipe_bytes, pipe_size;
     uint8_t splicing;
+    uint8_t guarded;    /* the guard poll (POLLERR | POLLHUP on fd) is in flight while splicing */
+    uint8_t unguarding; /* its POLL_REMOVE was sent */
+    bool peer_gone;     /* the guard fired: cancel, then close when the splices are back */
+    uint32_t cancelled; /* splice cancels sent (for the debug log) */
     bool splice_again;  /* the socket said EAGAIN: wait for POLLOUT */
     bool splice_failed; /* a splice failed (message in splice_err) */
     bool fd_closing;    /* close_conn ran while splicing: close fd at free */
@@ -115,8 +119,16 @@ void fs_conn_free(struct fs_conn *c);
 /* A splice of c finished (ring.c: user_data = c | FS_TAG_SPLICE_IN / _OUT). */
 #define FS_TAG_SPLICE_IN 1u
 #define FS_TAG_SPLICE_OUT 2u
+#define FS_TAG_GUARD 4u
 #define FS_TAG_MASK 7u
 void fs_conn_splice_done(struct fs_conn *c, unsigned tag, int res);
+/* The guard poll of c completed (res: its events, or -ECANCELED once removed). */
+void fs_conn_guard_done(struct fs_conn *c, int res);
+/* ring.c: cancel c's in-flight splices (IORING_OP_ASYNC_CANCEL by user_data); their
+ * completions still come back (-ECANCELED, -EINTR) and are counted as usual. */
+void fs_splice_cancel(struct fs_conn *c);
+/* ring.c: remove c's guard poll (its completion comes back -ECANCELED). */
+void fs_splice_unguard(struct fs_conn *c);
 /* ring.c: queue splice(s) for c's body: file -> pipe (len) linked to pipe -> socket (len);
  * with in_len 0 only the pipe -> socket part (what an earlier chunk left in the pipe). */
 int fs_splice_submit(struct fs_conn *c, size_t in_len, size_t out_len);

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -84,18 +86,57 @@ int fs_splice_submit(struct fs_conn *c, size_t in_len, size_t out_len)
         c->splicing++;
     }
     sqe = io_uring_get_sqe(&cur->ring);
-    io_uring_prep_splice(sqe, c->pipe_fd[0], -1, c->fd, -1, (unsigned)out_len, 0);
+    io_uring_prep_splice(sqe, c->pipe_fd[0], -1, c->fd, -1, (unsigned)out_len, SPLICE_F_NONBLOCK);
     io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | FS_TAG_SPLICE_OUT);
     c->splicing++;
+    /* The guard: a POLLERR / POLLHUP poll on the socket for as long as the body is
+     * spliced (one-shot, it stays armed across chunks until it fires or is removed).
+     * Without it nothing watches the socket while splices are in flight: a reset
+     * peer is seen only by the next splice, which may not come back for long. */
+    if (!c->guarded) {
+        sqe = get_sqe();
+        if (sqe) {
+            io_uring_prep_poll_add(sqe, c->fd, POLLERR | POLLHUP);
+            io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | FS_TAG_GUARD);
+            c->guarded = 1;
+        }
+    }
     return 0;
+}
+
+void fs_splice_cancel(struct fs_conn *c)
+{
+    if (!c->splicing) return;
+    /* each in-flight splice by its user_data; one not in flight any more answers -ENOENT
+     * (the CQEs carry TAG_CANCEL and are dropped); one running in an io-wq worker is
+     * signalled and comes back -EINTR / -ECANCELED */
+    for (uint64_t tag = FS_TAG_SPLICE_IN; tag <= FS_TAG_SPLICE_OUT; tag++) {
+        struct io_uring_sqe *sqe = get_sqe();
+        if (!sqe) return;
+        io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)c | tag, 0);
+        io_uring_sqe_set_data64(sqe, TAG_CANCEL);
+    }
+    c->cancelled++;
+}
+
+void fs_splice_unguard(struct fs_conn *c)
+{
+    if (!c->guarded || c->unguarding) return;
+    struct io_uring_sqe *sqe = get_sqe();
+    if (!sqe) return;
+    io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)c | FS_TAG_GUARD);
+    io_uring_sqe_set_data64(sqe, TAG_CANCEL);
+    c->unguarding = 1;
 }
 
 void fs_conn_release(struct fs_conn *c)
 {
-    if (!c->inflight && !c->splicing) {
+    if (!c->inflight && !c->splicing && !c->guarded) {
         fs_conn_free(c);
         return;
     }
+    fs_splice_cancel(c); /* closed at a deadline (--send-timeout) or by the guard: end them now */
+    fs_splice_unguard(c);
     struct io_uring_sqe *sqe = c->inflight ? get_sqe() : NULL;
     if (sqe) {
         io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)c);
@@ -177,7 +218,13 @@ void *fs_worker_run(void *arg)
             }
             unsigned tag = (unsigned)(batch[i].data & FS_TAG_MASK);
             struct fs_conn *c = (struct fs_conn *)(uintptr_t)(batch[i].data & ~(uint64_t)FS_TAG_MASK);
-            if (tag) { /* a splice (--body splice) */
+            if (tag == FS_TAG_GUARD) { /* the guard poll of a spliced body */
+                c->guarded = 0, c->unguarding = 0;
+                if (!c->dead) {
+                    fs_conn_guard_done(c, batch[i].res);
+                    continue;
+                }
+            } else if (tag) { /* a splice (--body splice) */
                 c->splicing--;
                 if (!c->dead) {
                     fs_conn_splice_done(c, tag, batch[i].res);
@@ -189,7 +236,7 @@ void *fs_worker_run(void *arg)
                 c->revents = batch[i].res > 0 ? (uint32_t)batch[i].res : 0;
             }
             if (c->dead) { /* in the graveyard */
-                if (c->inflight || c->splicing) continue;
+                if (c->inflight || c->splicing || c->guarded) continue;
                 c->prev->next = c->next, c->next->prev = c->prev;
                 fs_conn_free(c);
                 continue;

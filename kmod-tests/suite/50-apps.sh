@@ -17,13 +17,21 @@
 #   fileserver-truncated  a 16 MiB file truncated to 2 MiB while curl (rate-limited) reads it:
 #                         the response ends short (a prefix of the file, curl errors) within 30 s,
 #                         and the server serves the next request
+#   fileserver-splice-64MiB    the same server with --body splice (io_uring: file -> pipe -> socket):
+#                         64 MiB to curl byte-exact, TlsTxSw rose
+#   fileserver-splice-truncated  fileserver-truncated with --body splice
+#   fileserver-splice-reset  16 curls download 64 MiB each over --body splice and are killed (SIGKILL:
+#                         the connections are reset) mid-way; from 2 s to 4 s after the kill the
+#                         server (all its threads, io-wq workers included: /proc/PID/stat
+#                         utime+stime) uses < 10 ticks, and a new 1 MiB download is byte-exact
+#                         (before the fix io-wq workers kept splicing for the dead connections)
 #   preload-inprocess     Debian's dynamic busybox httpd under LD_PRELOAD=libktlsx-preload.so
 #                         (KTLSX_SERVE): 16 MiB to curl byte-exact, TlsTxSw rose; control: the
 #                         private key IS found in the server's memory (the scan can see it)
 #   preload-daemon-key    the same server with `mode daemon` (ktlsxd holds the key): 1 MiB
 #                         byte-exact with kernel TLS, and no byte sequence of the private key
 #                         (scalar big/little endian, a PEM line) in the server's memory (memscan)
-# kmod-timeout: 300
+# kmod-timeout: 360
 . "$KMOD_LIB"
 . /suite/lib-ktlsx.sh
 
@@ -36,8 +44,9 @@ MIB16=16777216
 
 DAEMON_CASES="daemon-door-16MiB daemon-kill9-streams daemon-restart"
 FS_CASES="fileserver-4KiB fileserver-1MiB fileserver-16MiB fileserver-64MiB fileserver-truncated"
+FS_SPLICE_CASES="fileserver-splice-64MiB fileserver-splice-truncated fileserver-splice-reset"
 PL_CASES="preload-inprocess preload-daemon-key"
-kx_ready $DAEMON_CASES $FS_CASES $PL_CASES || exit 0
+kx_ready $DAEMON_CASES $FS_CASES $FS_SPLICE_CASES $PL_CASES || exit 0
 
 cd "$KMOD_TMP" || exit 1
 s=$(date +%s)
@@ -283,6 +292,35 @@ if [ "$have_daemon" = 1 ]; then
 	rm -f o[0-9]* RD
 fi
 
+# fs_truncated NAME: a 16 MiB file truncated to 2 MiB while curl (1 MB/s) reads it from the
+# server on $FS_PORT: the response ends short with the file's first bytes, the next request works
+fs_truncated() {
+	name=$1
+	cp C www/trunc
+	T0=$(date +%s)
+	timeout 120 curl -sS --limit-rate 1M --cacert "$KMOD_CA" -o got.trunc "https://localhost:$FS_PORT/trunc" 2>curl.err &
+	cpid=$!
+	_kmod_bg_pids="$_kmod_bg_pids $cpid"
+	wait_size got.trunc 1048576 60
+	truncate -s 2097152 www/trunc
+	tt=$(date +%s)
+	wait_pid "$cpid" 40
+	el=$(( $(date +%s) - tt ))
+	got=$(fsize got.trunc)
+	head -c "$got" C >trunc.want
+	timeout 60 curl -sS --cacert "$KMOD_CA" -o got.after "https://localhost:$FS_PORT/1MiB" 2>curl2.err
+	crc2=$?
+	info "$name: curl exit $WAIT_RC ${el}s after the truncation, $got bytes: $(tail -1 curl.err)"
+	if [ "$WAIT_RC" = 124 ]; then fail "$name" "the response did not end within 40s of the truncation ($got bytes)"
+	elif [ "$WAIT_RC" = 0 ]; then fail "$name" "curl exit 0 with $got bytes: a short response looked complete"
+	elif [ "$got" -ge "$MIB16" ]; then fail "$name" "all $got bytes came (the truncation was not seen)"
+	elif ! cmp -s got.trunc trunc.want; then fail "$name" "the $got bytes received are not the file's first bytes"
+	elif [ "$crc2" -ne 0 ] || ! cmp -s got.after www/1MiB; then fail "$name" "the next request failed: curl exit $crc2 $(tail -1 curl2.err)"
+	elif ! kill -0 "$FS_PID" 2>/dev/null; then fail "$name" "the server died"
+	else pass "$name"; fi
+	rm -f got.trunc trunc.want got.after www/trunc
+}
+
 # --- ktlsx-fileserver ------------------------------------------------------
 FS_PORT=4751
 if ! have ktlsx-fileserver || ! have curl; then
@@ -310,30 +348,81 @@ else
 		done
 		rm -f www/64MiB
 
-		name=fileserver-truncated
-		cp C www/trunc
+		fs_truncated fileserver-truncated
+	fi
+	kill "$FS_PID" 2>/dev/null
+fi
+
+# fs_ticks PID: utime + stime of the whole process (every thread, io-wq workers included), in ticks
+fs_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# --- ktlsx-fileserver --body splice -----------------------------------------
+FS_PORT=4752
+if ! have ktlsx-fileserver || ! have curl; then
+	for n in $FS_SPLICE_CASES; do skip "$n" "ktlsx-fileserver or curl not in the initramfs"; done
+else
+	KTLSX_FILESERVER_DEBUG=1 ktlsx-fileserver --root www --listen "127.0.0.1:$FS_PORT" --cert "$KMOD_CERT" \
+		--key "$KMOD_KEY" --body splice --send-timeout 20000 >fs2.out 2>fs2.err </dev/null &
+	FS_PID=$!
+	_kmod_bg_pids="$_kmod_bg_pids $FS_PID"
+	if ! wait_port "$FS_PORT" 20; then
+		for n in $FS_SPLICE_CASES; do fail "$n" "ktlsx-fileserver --body splice did not listen: $(tail -1 fs2.err)"; done
+	else
+		cat C C C C >www/64MiB
+		name=fileserver-splice-64MiB
+		snap=$KMOD_TMP/snap; tls_stat_snapshot "$snap"
 		T0=$(date +%s)
-		timeout 120 curl -sS --limit-rate 1M --cacert "$KMOD_CA" -o got.trunc "https://localhost:$FS_PORT/trunc" 2>curl.err &
-		cpid=$!
-		_kmod_bg_pids="$_kmod_bg_pids $cpid"
-		wait_size got.trunc 1048576 60
-		truncate -s 2097152 www/trunc
-		tt=$(date +%s)
-		wait_pid "$cpid" 40
-		el=$(( $(date +%s) - tt ))
-		got=$(fsize got.trunc)
-		head -c "$got" C >trunc.want
+		timeout 120 curl -sS --cacert "$KMOD_CA" -o got.64 "https://localhost:$FS_PORT/64MiB" 2>curl.err
+		crc=$?
+		tx=$(tls_stat_delta "$snap" TlsTxSw)
+		info "$name: $(( $(date +%s) - T0 ))s; $(kx_stat_line "$snap")"
+		if [ "$crc" -ne 0 ]; then fail "$name" "curl exit $crc: $(tail -1 curl.err)"
+		elif ! cmp -s got.64 www/64MiB; then fail "$name" "not byte-exact ($(fsize got.64) bytes)"
+		elif [ "$tx" -lt 1 ]; then fail "$name" "TlsTxSw +$tx: the server's TX is not in the kernel"
+		else pass "$name"; fi
+		rm -f got.64
+
+		fs_truncated fileserver-splice-truncated
+
+		# 16 downloads of 64 MiB killed mid-way: the connections are reset under splices in flight
+		name=fileserver-splice-reset
+		rpids=
+		for i in $(seq 16); do
+			timeout 120 curl -sS --cacert "$KMOD_CA" -o "got.r$i" "https://localhost:$FS_PORT/64MiB" 2>/dev/null &
+			rpids="$rpids $!"
+		done
+		_kmod_bg_pids="$_kmod_bg_pids $rpids"
+		wait_size got.r1 2097152 60
+		sleep 1
+		kill -9 $rpids 2>/dev/null
+		for p in $rpids; do wait "$p" 2>/dev/null; done
+		tot=0
+		for i in $(seq 16); do tot=$(( tot + $(fsize "got.r$i") )); done
+		# the 2 s window from 2 s to 4 s after the kill must be quiet (with the guard: 0-1 ticks;
+		# before it, 6.12: 158 in one run of three, see docs/fileserver.md); a second window
+		# (4-6 s) is only reported
+		sleep 2
+		quiet= windows=
+		for w in 1 2; do
+			t0=$(fs_ticks "$FS_PID")
+			sleep 2
+			t1=$(fs_ticks "$FS_PID")
+			windows="$windows $((t1 - t0))"
+			[ "$w" = 1 ] && [ $((t1 - t0)) -lt 10 ] && quiet=$w
+			[ "$w" = 1 ] && [ -z "$quiet" ] && for t in /proc/$FS_PID/task/*; do # where the busy threads are
+				[ "$(awk '{ print $3 }' "$t/stat" 2>/dev/null)" = R ] || continue
+				info "$name: busy $(cat "$t/comm" 2>/dev/null) R: $(head -8 "$t/stack" 2>/dev/null | awk '{ print $2 }' | tr '\n' ' ')"
+			done
+		done
+		wrk=$(for t in /proc/$FS_PID/task/*; do cat "$t/comm" 2>/dev/null; done | grep -c '^iou-wrk')
 		timeout 60 curl -sS --cacert "$KMOD_CA" -o got.after "https://localhost:$FS_PORT/1MiB" 2>curl2.err
 		crc2=$?
-		info "$name: curl exit $WAIT_RC ${el}s after the truncation, $got bytes: $(tail -1 curl.err)"
-		if [ "$WAIT_RC" = 124 ]; then fail "$name" "the response did not end within 40s of the truncation ($got bytes)"
-		elif [ "$WAIT_RC" = 0 ]; then fail "$name" "curl exit 0 with $got bytes: a short response looked complete"
-		elif [ "$got" -ge "$MIB16" ]; then fail "$name" "all $got bytes came (the truncation was not seen)"
-		elif ! cmp -s got.trunc trunc.want; then fail "$name" "the $got bytes received are not the file's first bytes"
+		info "$name: $tot bytes received by the 16 before the kill; server ticks per 2 s window after it:$windows; iou-wrk threads left: $wrk; server log (close reasons, counted): $(sed 's/^.*[0-9]: //' fs2.err | sort | uniq -c | tr -s ' \n' ' ')"
+		if ! kill -0 "$FS_PID" 2>/dev/null; then fail "$name" "the server died"
+		elif [ -z "$quiet" ]; then fail "$name" "the server kept busy after the clients were gone (ticks in the 2 s windows from 2 s and 4 s after the kill:$windows)"
 		elif [ "$crc2" -ne 0 ] || ! cmp -s got.after www/1MiB; then fail "$name" "the next request failed: curl exit $crc2 $(tail -1 curl2.err)"
-		elif ! kill -0 "$FS_PID" 2>/dev/null; then fail "$name" "the server died"
 		else pass "$name"; fi
-		rm -f got.trunc trunc.want got.after www/trunc
+		rm -f got.r[0-9]* got.after www/64MiB
 	fi
 	kill "$FS_PID" 2>/dev/null
 fi
