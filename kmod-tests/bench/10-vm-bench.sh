@@ -72,40 +72,11 @@ for mode in sendfile splice; do
 	add_server "$name" "$port" $!
 done
 
-nginx_conf() { # nginx_conf PORT KTLS(yes|no)
+nginx_conf() { # nginx_conf PORT KTLS(yes|no): the file-serving nginx, its prefix printed
 	d=$W/nginx-$1
-	mkdir -p "$d/logs" "$d/tmp"
 	extra=
 	[ "$2" = yes ] && extra="ssl_conf_command Options KTLS;"
-	cat >"$d/nginx.conf" <<EOF
-user root;
-worker_processes 1;
-daemon off;
-master_process off;
-pid $d/nginx.pid;
-error_log $d/logs/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $d/tmp/body;
-    proxy_temp_path $d/tmp/proxy;
-    fastcgi_temp_path $d/tmp/fastcgi;
-    uwsgi_temp_path $d/tmp/uwsgi;
-    scgi_temp_path $d/tmp/scgi;
-    sendfile on;
-    keepalive_requests 1000000;
-    keepalive_timeout 300s;
-    send_timeout 300s;
-    server {
-        listen 127.0.0.1:$1 ssl;
-        ssl_certificate $KMOD_CERT;
-        ssl_certificate_key $KMOD_KEY;
-        ssl_protocols TLSv1.3;
-        $extra
-        root $W/www;
-    }
-}
-EOF
+	bench_nginx_conf "$d" "$1" "sendfile on;" "$extra root $W/www;"
 	echo "$d"
 }
 for kind in ktls user; do

@@ -88,35 +88,7 @@ if want nginx-proxy-httpd; then
 		skip bench-nginx-proxy-httpd "nginx not in the initramfs"
 	else
 		d=$W/nginx-proxy
-		mkdir -p "$d/logs" "$d/tmp"
-		cat >"$d/nginx.conf" <<EOF
-user root;
-worker_processes 1;
-daemon off;
-master_process off;
-pid $d/nginx.pid;
-error_log $d/logs/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $d/tmp/body;
-    proxy_temp_path $d/tmp/proxy;
-    fastcgi_temp_path $d/tmp/fastcgi;
-    uwsgi_temp_path $d/tmp/uwsgi;
-    scgi_temp_path $d/tmp/scgi;
-    keepalive_requests 1000000;
-    keepalive_timeout 300s;
-    send_timeout 300s;
-    server {
-        listen 127.0.0.1:4822 ssl;
-        ssl_certificate $KMOD_CERT;
-        ssl_certificate_key $KMOD_KEY;
-        ssl_protocols TLSv1.3;
-        ssl_conf_command Options KTLS;
-        location / { proxy_pass http://127.0.0.1:8080; proxy_read_timeout 300s; }
-    }
-}
-EOF
+		bench_nginx_conf "$d" 4822 "" "ssl_conf_command Options KTLS; location / { proxy_pass http://127.0.0.1:8080; proxy_read_timeout 300s; }"
 		$PIN nginx -p "$d" -c "$d/nginx.conf" -e "$d/logs/error.log" </dev/null >"$W/nginx-proxy-httpd.err" 2>&1 &
 		add_front nginx-proxy-httpd 4822 $!
 	fi
