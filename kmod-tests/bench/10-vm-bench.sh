@@ -124,14 +124,7 @@ for fs_case in 4k:4096:1 4k:4096:64 128k:131072:1 128k:131072:64 1m:1048576:1 1m
 	done
 done
 done
-for s_ent in $SERVERS; do
-	s_name=${s_ent%%:*}
-	n=$(grep -cx "$s_name" "$W/failed-rows" 2>/dev/null)
-	if [ "${n:-0}" -eq 0 ]; then pass "bench-$s_name"; else fail "bench-$s_name" "$n of $((8 * ROUNDS)) runs failed (see the BENCH lines)"; fi
-done
-for p in $PIDS; do kill "$p" 2>/dev/null; done
-sleep 0.5
-for s_ent in $SERVERS; do echo "--- ${s_ent%%:*}"; tail -3 "$W/${s_ent%%:*}.err"; done
+bench_verdicts $((8 * ROUNDS)) 3
 
 # --- the kernel's own ceiling (measured in each round above) -------------------
 if want ceiling; then

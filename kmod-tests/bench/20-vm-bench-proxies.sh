@@ -107,12 +107,5 @@ while [ "$round" -lt "$ROUNDS" ]; do
 		done
 	done
 done
-for s_ent in $SERVERS; do
-	s_name=${s_ent%%:*}
-	n=$(grep -cx "$s_name" "$W/failed-rows" 2>/dev/null)
-	if [ "${n:-0}" -eq 0 ]; then pass "bench-$s_name"; else fail "bench-$s_name" "$n of $((4 * ROUNDS)) runs failed (see the BENCH lines)"; fi
-done
-for p in $PIDS; do kill "$p" 2>/dev/null; done
-sleep 0.5
-for s_ent in $SERVERS; do echo "--- ${s_ent%%:*}"; tail -5 "$W/${s_ent%%:*}.err"; done
+bench_verdicts $((4 * ROUNDS)) 5
 exit 0

@@ -118,3 +118,16 @@ http {
 }
 EOF
 }
+
+# bench_verdicts RUNS TAIL: one PASS/FAIL per server in $SERVERS from $W/failed-rows (RUNS rows
+# each), then stop $PIDS and show the last TAIL lines of each server's stderr
+bench_verdicts() {
+	for _s in $SERVERS; do
+		_n=$(grep -cx "${_s%%:*}" "$W/failed-rows" 2>/dev/null)
+		if [ "${_n:-0}" -eq 0 ]; then pass "bench-${_s%%:*}"
+		else fail "bench-${_s%%:*}" "$_n of $1 runs failed (see the BENCH lines)"; fi
+	done
+	for _p in $PIDS; do kill "$_p" 2>/dev/null; done
+	sleep 0.5
+	for _s in $SERVERS; do echo "--- ${_s%%:*}"; tail -n "$2" "$W/${_s%%:*}.err"; done
+}
