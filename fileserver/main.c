@@ -320,8 +320,16 @@ int main(int argc, char **argv)
             fprintf(stderr, "ktlsx-fileserver: --listen %s: %s\n", o->listen, strerror(errno));
             return 1;
         }
+        /* The rings are physically contiguous pages on older kernels (6.1 asks for them with
+         * __GFP_NORETRY): a fragmented machine refuses 4096 entries now and then.  A smaller ring
+         * only means fewer operations in flight per submit, so halve rather than fail. */
         unsigned entries = 4096;
         int rc = io_uring_queue_init(entries, &workers[i].ring, 0);
+        while (rc == -ENOMEM && entries > 256) {
+            entries /= 2;
+            rc = io_uring_queue_init(entries, &workers[i].ring, 0);
+            if (rc == 0) fs_log("worker %d: io_uring with %u entries (4096 refused: out of contiguous memory)", i, entries);
+        }
         if (rc < 0) {
             fprintf(stderr, "ktlsx-fileserver: io_uring cannot be set up: %s%s\n", strerror(-rc),
                     rc == -EPERM ? " (kernel.io_uring_disabled or a seccomp filter)" : "");

@@ -123,6 +123,10 @@ pass() {
   _case_end
 }
 
+# last_words FILE: the last non-empty line of a log (a server's reason for not starting), for a
+# FAIL line that says why on its own (CI shows the summary, not the logs).
+last_words() { local w; w=$(grep -v '^[[:space:]]*$' "$1" 2>/dev/null | tail -n1 | cut -c1-200); echo "${w:-no output}"; }
+
 fail() { # fail REASON [LOGFILE...]   (default logs: every *.err/*.log/*.txt of the case)
   local reason=$1; shift
   _record "FAIL $CASE: $reason"

@@ -121,7 +121,7 @@ opt_case bad-body "--body mmap: want sendfile or splice" --root "$WWW" --listen 
 
 # ----------------------------------------------------------------- downloads ---
 case_begin get/start
-if ! start_fs srv --header-timeout $((HDR_TMO_S * 1000)) --keepalive-timeout 600000; then fail "server did not start"; finish; fi
+if ! start_fs srv --header-timeout $((HDR_TMO_S * 1000)) --keepalive-timeout 600000; then fail "server did not start: $(last_words "$CD/srv.err")"; finish; fi
 SRV_CD=$CD
 # The later cases use this one server: keep it out of the per-case cleanup.
 MAIN_PID=$SERVER_PID; BG_PIDS=()
@@ -427,14 +427,14 @@ if start_fs srv --no-openat2; then
       if same_data "$WWW/sub/index.html" "$CD/a.data"; then pass; else fail "the walk does not serve /sub/: $DATA_WHY"; fi
     else fail "$WHY"; fi
   fi
-else fail "server did not start"; fi
+else fail "server did not start: $(last_words "$CD/srv.err")"; fi
 
 case_begin workers
 if start_fs srv --workers 2 --header-timeout 2000; then
   ok=0
   for i in 1 2 3 4 5 6; do curl_ -o "$CD/w$i.data" "$URL/mid.bin" && same_data "$WWW/mid.bin" "$CD/w$i.data" && ok=$((ok + 1)); done
   if (( ok == 6 )) && grep -q '2 workers' "$CD/srv.err"; then pass; else fail "$ok/6 downloads with 2 workers"; fi
-else fail "server did not start"; fi
+else fail "server did not start: $(last_words "$CD/srv.err")"; fi
 
 case_begin verify-client
 if start_fs srv --ca "$CA" --verify-client; then
@@ -445,7 +445,7 @@ if start_fs srv --ca "$CA" --verify-client; then
   elif [[ $RC != 0 ]] || ! same_data "$WWW/abc.txt" "$CD/c.data"; then fail "a client with a certificate: rc $RC ${DATA_WHY:-}"
   elif sanitizer_report "$CD/srv.err"; then fail "$SAN_WHY"
   else pass; fi
-else fail "server did not start"; fi
+else fail "server did not start: $(last_words "$CD/srv.err")"; fi
 
 case_begin list-dirs
 if start_fs srv --list-dirs; then
@@ -459,7 +459,7 @@ if start_fs srv --list-dirs; then
   elif ! same_data "$WWW/sub/index.html" "$CD/s.data"; then fail "index.html is not preferred: $DATA_WHY"
   elif sanitizer_report "$CD/srv.err"; then fail "$SAN_WHY"
   else pass; fi
-else fail "server did not start"; fi
+else fail "server did not start: $(last_words "$CD/srv.err")"; fi
 
 case_begin limits/handshake-timeout
 if start_fs srv --handshake-timeout 2000 --keepalive-timeout 2000; then
@@ -473,7 +473,7 @@ if start_fs srv --handshake-timeout 2000 --keepalive-timeout 2000; then
   elif [[ $ka != closed* ]] || (( ka_s < 1 || ka_s > 6 )); then fail "idle keep-alive connection (deadline 2 s): '$ka'"
   elif sanitizer_report "$CD/srv.err"; then fail "$SAN_WHY"
   else echo "silent client cut after ${el}s; idle keep-alive $ka" >"$CD/result.txt"; pass; fi
-else fail "server did not start"; fi
+else fail "server did not start: $(last_words "$CD/srv.err")"; fi
 case_begin limits/max-conns
 if start_fs srv --max-conns 5; then
   rm -f "$CD/go"
@@ -490,7 +490,7 @@ if start_fs srv --max-conns 5; then
   elif ! grep -q '^alive 5/' "$CD/idle.out"; then fail "the 5 held connections: $(cat "$CD/idle.out")"
   elif [[ $RC != 0 ]] || ! same_data "$WWW/abc.txt" "$CD/a.data"; then fail "not serving once below the limit: rc $RC"
   else pass; fi
-else fail "server did not start"; fi
+else fail "server did not start: $(last_words "$CD/srv.err")"; fi
 
 # ------------------------------------------------- --daemon: ktlsxd does the handshakes ---
 # ktlsxd holds the key (export_state = yes: no kernel TLS here, the state comes back and the
@@ -542,7 +542,7 @@ if [[ ! -x $KTLSXD ]]; then
 fi
 case_begin daemon/start
 if ! start_ktlsxd kd; then fail "ktlsxd did not start" "$CD/kd.err"; finish; fi
-if ! start_fs_daemon srv --handshake-timeout 4000; then fail "the fileserver did not start with --daemon" "$CD/srv.err"; finish; fi
+if ! start_fs_daemon srv --handshake-timeout 4000; then fail "the fileserver did not start with --daemon: $(last_words "$CD/srv.err")" "$CD/srv.err"; finish; fi
 D_PID=$SERVER_PID D_ERR=$CD/srv.err D_URL=$URL D_PORT=$PORT
 BG_PIDS=() # both stay for the cases below
 pass
@@ -627,7 +627,7 @@ if start_fs_daemon srv --handshake-timeout 1500; then
   elif (( n < 1 )); then fail "no log line for the silent daemon" "$CD/srv.err"
   elif ! dsane "$S_PID" "$CD/srv.err"; then fail "$WHY"
   else echo "4 connections to a silent door all cut after $ms ms" >"$CD/result.txt"; pass; fi
-else fail "the fileserver did not start" "$CD/srv.err"; fi
+else fail "the fileserver did not start: $(last_words "$CD/srv.err")" "$CD/srv.err"; fi
 stop_case_procs
 
 case_begin daemon/sane
