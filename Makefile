@@ -367,4 +367,14 @@ LINT_SRCS += bench/vm_ktls_ceiling.c
 .PHONY: vm-bench
 vm-bench: all $(O)/bench/ktlsx-ktls-ceiling
 	KTLSX_BUILD=$(O) KMOD_BENCH=1 kmod-tests/run.sh $(VM_BENCH_KERNEL)
+# `make vm-bench-kdoor` (issue 9): the kernel door's suite (60) alone, in a VM with
+# VM_KDOOR_SMP vCPUs (6: a controller of 16 I/O queues, which make check's 2 vCPUs cannot
+# hold), tlshd and ktlsxd side by side; its "side by side" INFO lines are the table of
+# docs/benchmarks.md.  VM_KDOOR_KERNEL picks the kernel, KMOD_PERF=1 adds perf profiles.
+VM_KDOOR_KERNEL ?= trixie
+VM_KDOOR_SMP ?= 6
+.PHONY: vm-bench-kdoor
+vm-bench-kdoor: all
+	KTLSX_BUILD=$(O) KMOD_SMP=$(VM_KDOOR_SMP) KMOD_ONLY=60 kmod-tests/run.sh $(VM_KDOOR_KERNEL) | \
+		tee $(O)/vm-bench-kdoor.txt | grep -E 'side by side|^(PASS|FAIL|SKIP)|passed'
 # ---- end of vm-bench ----

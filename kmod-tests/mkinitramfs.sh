@@ -107,6 +107,8 @@ copy_bin() {
 }
 
 # KMOD_EXTRA_BINS: more host binaries (with their libraries) a test needs
+# KMOD_PERF=1: the host's perf (a diagnostic: suite 60 profiles each agent's connect storm)
+[ "${KMOD_PERF:-0}" = 1 ] && KMOD_EXTRA_BINS="${KMOD_EXTRA_BINS:-} /usr/bin/perf"
 for b in ${KMOD_EXTRA_BINS:-}; do
 	if [ -x "$b" ]; then copy_bin "$b"; else log "warning: KMOD_EXTRA_BINS: $b not found"; fi
 done

@@ -85,6 +85,7 @@ run_vm() {
 	local append="console=ttyS0 quiet panic=-1 KMOD_VM_TIMEOUT=$wd"
 	[ -n "${KMOD_ONLY:-}" ] && append+=" KMOD_ONLY=$KMOD_ONLY"
 	[ -n "${KMOD_TEST_TIMEOUT:-}" ] && append+=" KMOD_TEST_TIMEOUT=$KMOD_TEST_TIMEOUT"
+	[ -n "${KMOD_PERF:-}" ] && append+=" KMOD_PERF=$KMOD_PERF"
 	[ "$BENCH" = 1 ] && [ -n "${VM_BENCH_SECS:-}" ] && append+=" VM_BENCH_SECS=$VM_BENCH_SECS"
 	[ "$BENCH" = 1 ] && [ -n "${VM_BENCH_ONLY:-}" ] && append+=" VM_BENCH_ONLY=$VM_BENCH_ONLY"
 	[ "$BENCH" = 1 ] && [ -n "${VM_BENCH_ROUNDS:-}" ] && append+=" VM_BENCH_ROUNDS=$VM_BENCH_ROUNDS"
@@ -96,7 +97,7 @@ run_vm() {
 	# a result and is never retried.
 	local attempt rc
 	for attempt in $(seq 1 "$BOOT_ATTEMPTS"); do
-		timeout -k 10 "$VM_TIMEOUT" qemu-system-x86_64 -M q35 "${ACCEL[@]}" -m 1024 -smp 2 \
+		timeout -k 10 "$VM_TIMEOUT" qemu-system-x86_64 -M q35 "${ACCEL[@]}" -m 1024 -smp "${KMOD_SMP:-2}" \
 			-display none -monitor none -serial "file:$log" -nic none -no-reboot \
 			-kernel "$vmlinuz" -initrd "$initrd" -append "$append" </dev/null >"$WORK/$rel.qemu.log" 2>&1
 		rc=$?

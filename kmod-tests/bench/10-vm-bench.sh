@@ -72,7 +72,7 @@ for mode in sendfile splice; do
 	add_server "$name" "$port" $!
 done
 
-nginx_conf() { # nginx_conf PORT KTLS(yes|no): the file-serving nginx, its prefix printed
+file_nginx_conf() { # file_nginx_conf PORT KTLS(yes|no): the file-serving nginx, its prefix printed
 	d=$W/nginx-$1
 	extra=
 	[ "$2" = yes ] && extra="ssl_conf_command Options KTLS;"
@@ -84,7 +84,7 @@ for kind in ktls user; do
 	[ "$kind" = user ] && port=4811
 	want "$name" || continue
 	if ! have nginx; then skip "bench-$name" "nginx not in the initramfs"; continue; fi
-	d=$(nginx_conf "$port" "$([ "$kind" = ktls ] && echo yes || echo no)")
+	d=$(file_nginx_conf "$port" "$([ "$kind" = ktls ] && echo yes || echo no)")
 	$PIN nginx -p "$d" -c "$d/nginx.conf" -e "$d/logs/error.log" </dev/null >"$W/$name.err" 2>&1 &
 	add_server "$name" "$port" $!
 done

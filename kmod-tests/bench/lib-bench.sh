@@ -84,39 +84,14 @@ row() {
 
 want() { case "$1" in *"$ONLY"*) return 0 ;; esac; return 1; }
 
-# bench_nginx_conf DIR PORT HTTP-LINES SERVER-LINES: DIR/nginx.conf for one nginx worker (no master)
-# with a TLS 1.3 server on 127.0.0.1:PORT and the harness's certificate; HTTP-LINES go into the http
-# block, SERVER-LINES into the server block (the kTLS option, a root or a proxy_pass)
+# bench_nginx_conf DIR PORT HTTP-LINES SERVER-LINES: nginx_conf (suite/lib.sh) for one nginx worker
+# (no master) with a TLS 1.3 server on 127.0.0.1:PORT and the harness's certificate, keep-alive without
+# limits, no access log; HTTP-LINES go into the http block, SERVER-LINES into the server block (the kTLS
+# option, a root or a proxy_pass)
 bench_nginx_conf() {
-	mkdir -p "$1/logs" "$1/tmp"
-	cat >"$1/nginx.conf" <<EOF
-user root;
-worker_processes 1;
-daemon off;
-master_process off;
-pid $1/nginx.pid;
-error_log $1/logs/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $1/tmp/body;
-    proxy_temp_path $1/tmp/proxy;
-    fastcgi_temp_path $1/tmp/fastcgi;
-    uwsgi_temp_path $1/tmp/uwsgi;
-    scgi_temp_path $1/tmp/scgi;
-    $3
-    keepalive_requests 1000000;
-    keepalive_timeout 300s;
-    send_timeout 300s;
-    server {
-        listen 127.0.0.1:$2 ssl;
-        ssl_certificate $KMOD_CERT;
-        ssl_certificate_key $KMOD_KEY;
-        ssl_protocols TLSv1.3;
-        $4
-    }
-}
-EOF
+	nginx_conf "$1" 1 warn "listen 127.0.0.1:$2 ssl;" \
+		"access_log off; keepalive_requests 1000000; keepalive_timeout 300s; send_timeout 300s; $3" \
+		"$NGINX_TLS_CERT ssl_protocols TLSv1.3; $4"
 }
 
 # bench_verdicts RUNS TAIL: one PASS/FAIL per server in $SERVERS from $W/failed-rows (RUNS rows

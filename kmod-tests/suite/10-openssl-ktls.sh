@@ -72,34 +72,10 @@ nginx_case() {
 	shift 3
 	if ! have nginx || ! have curl; then skip "$name" "nginx or curl not in initramfs"; return; fi
 	d=$KMOD_TMP/nginx-$port
-	mkdir -p "$d/html" "$d/tmp" "$d/logs"
+	mkdir -p "$d/html"
 	dd if=/dev/urandom of="$d/html/blob" bs=64k count=16 2>/dev/null   # 1 MiB
-	cat >"$d/nginx.conf" <<EOF
-user root;
-worker_processes 1;
-daemon off;
-master_process off;
-pid $d/nginx.pid;
-error_log $d/logs/error.log info;
-events { worker_connections 64; }
-http {
-    access_log off;
-    client_body_temp_path $d/tmp/body;
-    proxy_temp_path $d/tmp/proxy;
-    fastcgi_temp_path $d/tmp/fastcgi;
-    uwsgi_temp_path $d/tmp/uwsgi;
-    scgi_temp_path $d/tmp/scgi;
-    sendfile on;
-    server {
-        listen 127.0.0.1:$port ssl;
-        ssl_certificate $KMOD_CERT;
-        ssl_certificate_key $KMOD_KEY;
-        ssl_protocols $protos;
-        ssl_conf_command Options KTLS;
-        root $d/html;
-    }
-}
-EOF
+	nginx_conf "$d" 1 info "listen 127.0.0.1:$port ssl;" "access_log off; sendfile on;" \
+		"$NGINX_TLS_CERT ssl_protocols $protos; ssl_conf_command Options KTLS; root $d/html;"
 	snap=$KMOD_TMP/$name.stat
 	tls_stat_snapshot "$snap"
 	bg timeout 60 nginx -p "$d" -c "$d/nginx.conf" -e "$d/logs/error.log"

@@ -131,35 +131,11 @@ case_s_client_server() {
 NGX=$KMOD_TMP/nginx
 NGX_PORT=4599
 start_nginx() {
-	mkdir -p "$NGX/html" "$NGX/tmp" "$NGX/logs"
+	mkdir -p "$NGX/html"
 	ln -sf "$KMOD_TMP/A" "$NGX/html/blob"
-	cat >"$NGX/nginx.conf" <<EOT
-user root;
-worker_processes 1;
-daemon off;
-master_process off;
-pid $NGX/nginx.pid;
-error_log $NGX/logs/error.log info;
-events { worker_connections 64; }
-http {
-    access_log off;
-    client_body_temp_path $NGX/tmp/body;
-    proxy_temp_path $NGX/tmp/proxy;
-    fastcgi_temp_path $NGX/tmp/fastcgi;
-    uwsgi_temp_path $NGX/tmp/uwsgi;
-    scgi_temp_path $NGX/tmp/scgi;
-    sendfile on;
-    server {
-        listen 127.0.0.1:$NGX_PORT ssl;
-        ssl_certificate $KMOD_CERT;
-        ssl_certificate_key $KMOD_KEY;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305;
-        ssl_conf_command Options KTLS;
-        root $NGX/html;
-    }
-}
-EOT
+	nginx_conf "$NGX" 1 info "listen 127.0.0.1:$NGX_PORT ssl;" "access_log off; sendfile on;" \
+		"$NGINX_TLS_CERT ssl_protocols TLSv1.2 TLSv1.3; ssl_conf_command Options KTLS; root $NGX/html;
+        ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305;"
 	bg timeout 400 nginx -p "$NGX" -c "$NGX/nginx.conf" -e "$NGX/logs/error.log"
 	NGX_PID=$BG_PID
 	wait_port "$NGX_PORT" 15

@@ -54,32 +54,12 @@ mkdir -p www
 head -c 16777216 /dev/urandom >www/16MiB
 echo "hello over the shim" >www/hello.txt
 
-# ngx_conf DIR LISTEN-LINE EXTRA...: an nginx prefix in DIR (2 workers, sendfile on)
+# ngx_conf DIR LISTEN-LINE [SERVER-LINES]: an nginx prefix in DIR (a master and 2 workers, sendfile on,
+# an access log that names the worker of each request)
 ngx_conf() {
-	_d=$1 _listen=$2
-	shift 2
-	mkdir -p "$_d/logs" "$_d/tmp"
-	cat >"$_d/nginx.conf" <<EOF
-user root;
-daemon off;
-master_process on;
-worker_processes 2;
-pid $_d/nginx.pid;
-error_log $_d/logs/error.log info;
-events { worker_connections 256; }
-http {
-    log_format withpid '\$pid \$status \$body_bytes_sent \$request';
-    access_log $_d/logs/access.log withpid;
-    client_body_temp_path $_d/tmp; proxy_temp_path $_d/tmp; fastcgi_temp_path $_d/tmp;
-    uwsgi_temp_path $_d/tmp; scgi_temp_path $_d/tmp;
-    sendfile on;
-    server {
-        $_listen
-        $*
-        root $KMOD_TMP/www;
-    }
-}
-EOF
+	nginx_conf "$1" 2 info "$2" \
+		"log_format withpid '\$pid \$status \$body_bytes_sent \$request'; access_log $1/logs/access.log withpid; sendfile on;" \
+		"${3:-} root $KMOD_TMP/www;"
 }
 ngx_stop() { # the master ends its workers
 	[ -f "$1/nginx.pid" ] && kill "$(cat "$1/nginx.pid")" 2>/dev/null
@@ -138,7 +118,7 @@ D=$KMOD_TMP/ng2
 if [ ! -x "$BBD" ]; then
 	skip "$name" "no dynamic busybox in the initramfs (the static one is out of LD_PRELOAD's reach)"
 else
-	ngx_conf "$D" "listen 127.0.0.1:4782 ssl;" "ssl_certificate $KMOD_CERT; ssl_certificate_key $KMOD_KEY; ssl_conf_command Options KTLS;"
+	ngx_conf "$D" "listen 127.0.0.1:4782 ssl;" "$NGINX_TLS_CERT ssl_conf_command Options KTLS;"
 	bg timeout 60 nginx -p "$D" -c "$D/nginx.conf" -e "$D/logs/error.log"
 	if ! wait_port 4782 15; then
 		fail "$name" "nginx (TLS) did not listen: $(tail -2 "$D/logs/error.log")"

@@ -49,6 +49,39 @@ tls_stat() {
 	awk -v k="$1" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }' /proc/net/tls_stat 2>/dev/null || echo 0
 }
 # tls_stat_snapshot FILE / tls_stat_delta FILE COUNTER: counter rise since snapshot
+# nginx_conf DIR WORKERS LOG-LEVEL LISTEN-LINE HTTP-LINES SERVER-LINES: DIR/nginx.conf, the one
+# nginx configuration writer of the suites and the benchmarks.  WORKERS 1: a single process (no
+# master); more: a master and that many workers (prefork).  HTTP-LINES go into the http block (sendfile,
+# access_log, keep-alive), SERVER-LINES into the one server block (certificate, kTLS option, root,
+# proxy_pass).  Start it with: nginx -p DIR -c DIR/nginx.conf -e DIR/logs/error.log
+NGINX_TLS_CERT="ssl_certificate $KMOD_CERT; ssl_certificate_key $KMOD_KEY;"
+nginx_conf() {
+	_ngd=$1 _ngm=off
+	[ "$2" -gt 1 ] && _ngm=on
+	mkdir -p "$_ngd/logs" "$_ngd/tmp"
+	cat >"$_ngd/nginx.conf" <<EOF
+user root;
+daemon off;
+master_process $_ngm;
+worker_processes $2;
+pid $_ngd/nginx.pid;
+error_log $_ngd/logs/error.log $3;
+events { worker_connections 1024; }
+http {
+    client_body_temp_path $_ngd/tmp/body;
+    proxy_temp_path $_ngd/tmp/proxy;
+    fastcgi_temp_path $_ngd/tmp/fastcgi;
+    uwsgi_temp_path $_ngd/tmp/uwsgi;
+    scgi_temp_path $_ngd/tmp/scgi;
+    $5
+    server {
+        $4
+        $6
+    }
+}
+EOF
+}
+
 tls_stat_snapshot() { cat /proc/net/tls_stat >"$1" 2>/dev/null || : >"$1"; }
 tls_stat_delta() {
 	_old=$(awk -v k="$2" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }' "$1")
