@@ -212,7 +212,7 @@ static int profile_name_ok(const char *v)
     return 0;
 }
 
-/* [kernel]: enabled, server_profile, client_profile, versions, ca_file.  Which
+/* [kernel]: enabled, server_profile, client_profile, versions, ca_file, record_size_limit.  Which
  * profile a name means is checked once the whole file is read. */
 static int kernel_key(struct parse *p, const char *name, const char *v)
 {
@@ -229,6 +229,11 @@ static int kernel_key(struct parse *p, const char *name, const char *v)
             return problem(p, p->line, "ca_file: cannot read '%s': %s", v,
                            strlen(v) >= sizeof c->kernel_ca_file ? "path too long" : strerror(errno)), -1;
         copy_str(c->kernel_ca_file, sizeof c->kernel_ca_file, v);
+    } else if (!strcmp(name, "record_size_limit")) { /* for the requests that use no profile */
+        unsigned long long n;
+        if (parse_uint(v, 16385, &n) < 0 || (n != 0 && n < 64))
+            return problem(p, p->line, "record_size_limit: want 64 to 16385 (0: not offered), not '%s'", v), -1;
+        c->kernel_record_size_limit = (unsigned)n;
     } else if (!strcmp(name, "versions")) {
         char lo[8] = "", hi[8] = "";
         const char *dash = strchr(v, '-');
@@ -292,6 +297,10 @@ static int profile_key(struct parse *p, struct kd_profile *pr, const char *name,
         return setter(p, pr, ktlsx_config_set_verify_client(pr->cfg, m));
     } else if (!strcmp(name, "alpn")) {
         return setter(p, pr, ktlsx_config_set_alpn(pr->cfg, v));
+    } else if (!strcmp(name, "record_size_limit")) { /* RFC 8449: offered by a client, answered by a server */
+        if (parse_uint(v, 16385, &n) < 0 || (n != 0 && n < 64))
+            return problem(p, p->line, "record_size_limit: want 64 to 16385 (0: not offered), not '%s'", v), -1;
+        return setter(p, pr, ktlsx_config_set_record_size_limit(pr->cfg, (unsigned)n));
     } else if (!strcmp(name, "ciphers")) {
         return setter(p, pr, ktlsx_config_set_ciphers(pr->cfg, v));
     } else if (!strcmp(name, "groups")) {

@@ -563,6 +563,13 @@ static ktlsx_config *request_config(struct kreq *r, const struct hsnl_accept *a,
     } else {
         snprintf(why, cap, "unknown auth mode %u", a->auth_mode);
     }
+    /* A profile brings its own record_size_limit; the configurations made here take [kernel]'s
+     * (a client offers it, a server answers with it; kernel TX then keeps to the peer's). */
+    if (cfg && vmax && conf->kernel_record_size_limit &&
+        ktlsx_config_set_record_size_limit(cfg, conf->kernel_record_size_limit) < 0) {
+        snprintf(why, cap, "record_size_limit: %s", ktlsx_config_error(cfg));
+        goto fail;
+    }
     kd_conf_drop();
     return cfg;
 fail:

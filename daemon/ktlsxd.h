@@ -88,6 +88,7 @@ struct kd_conf {
     int kernel_server_line, kernel_client_line;
     uint16_t kernel_min_version, kernel_max_version;   /* default 1.3 only */
     char kernel_ca_file[4096]; /* trust anchors for x509 requests that bring their own certificate serials */
+    unsigned kernel_record_size_limit; /* RFC 8449 value for requests without a profile; 0: not offered */
 };
 
 /* Read and apply `path`.  Returns the configuration, or NULL with

@@ -14,7 +14,7 @@
 . "$KMOD_LIB"
 . /suite/lib-ktlsx.sh
 
-tests="kdoor-family kdoor-daemon kdoor-probe kdoor-connect kdoor-data kdoor-tls-stat kdoor-log kdoor-stats kdoor-queues kdoor-storm kdoor-wrong-psk kdoor-unknown-identity kdoor-daemon-restart kdoor-unprivileged kdoor-tlshd kdoor-bench kdoor-restart-storm"
+tests="kdoor-family kdoor-daemon kdoor-probe kdoor-connect kdoor-data kdoor-tls-stat kdoor-log kdoor-stats kdoor-queues kdoor-storm kdoor-wrong-psk kdoor-unknown-identity kdoor-daemon-restart kdoor-unprivileged kdoor-record-size-limit kdoor-tlshd kdoor-bench kdoor-restart-storm"
 out=$(timeout 20 ktlsx probe 2>&1)
 hs=$(echo "$out" | grep '^handshake-genl:' | head -1)
 info "probe: $hs"
@@ -312,6 +312,34 @@ case "$st" in
 	;;
 *) fail kdoor-unprivileged "process status: $st; $(grep 'running as\|error' "$W/ktlsxd.log" | tail -3 | tr '\n' ' ')" ;;
 esac
+disconnect_all
+stop_daemon
+
+# --- [kernel] record_size_limit = 4096 (RFC 8449) on both sides: each side's kernel TX must keep
+# to 4095-byte records.  A kernel with TLS_TX_MAX_PAYLOAD_LEN (6.19+) connects and carries data;
+# one without cannot (TLS_TX would send 16 KiB records the peer refuses): the connect fails at
+# once with EIO and the reason in the log, never a hang or a connection that breaks later. ---
+printf '[daemon]\nsocket = %s\nworkers = 2\nlog_level = info\n[kernel]\nenabled = yes\nrecord_size_limit = 4096\n' \
+	"$W/ktlsxd.sock" >"$W/ktlsxd.conf"
+start_daemon
+connect ",nr_io_queues=1" 60
+rsl_why=$(grep -m1 'record_size_limit' "$W/ktlsxd.log" | grep -o 'EIO.*' | cut -c1-200)
+rsl_dev=
+for d in /dev/nvme*n1; do [ -b "$d" ] && rsl_dev=$d; done
+if [ "$CONNECT_RC" -eq 0 ] && [ -n "$rsl_dev" ]; then
+	dd if=/dev/urandom of="$W/rsl.src" bs=64k count=16 2>/dev/null
+	dd if="$W/rsl.src" of="$rsl_dev" bs=64k count=16 conv=fsync 2>/dev/null
+	echo 3 >/proc/sys/vm/drop_caches
+	dd if="$rsl_dev" of="$W/rsl.back" bs=64k count=16 2>/dev/null
+	info "record_size_limit 4096: connected in ${CONNECT_EL}s, 1 MiB written and read back"
+	if [ "$(sha "$W/rsl.src")" = "$(sha "$W/rsl.back")" ]; then pass kdoor-record-size-limit
+	else fail kdoor-record-size-limit "connected, but 1 MiB read back differs"; fi
+elif [ "$CONNECT_RC" -ne 124 ] && [ -n "$rsl_why" ]; then
+	info "record_size_limit 4096: connect refused in ${CONNECT_EL}s: $rsl_why"
+	pass kdoor-record-size-limit
+else
+	fail kdoor-record-size-limit "connect rc $CONNECT_RC in ${CONNECT_EL}s, reason in the log: '${rsl_why:-none}': $(grep 'kernel door: psk' "$W/ktlsxd.log" | tail -2 | tr '\n' ' ')"
+fi
 disconnect_all
 stop_daemon
 

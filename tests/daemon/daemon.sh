@@ -199,6 +199,14 @@ bad_conf event-loop 2 "event_loop: want auto or epoll, not 'kqueue'" "[daemon]
 event_loop = kqueue
 [server a]
 $GOOD_CERT"
+bad_conf record-size-limit 4 "record_size_limit: want 64 to 16385 (0: not offered), not '32'" "[server a]
+$GOOD_CERT
+record_size_limit = 32"
+bad_conf kernel-record-size-limit 3 "record_size_limit: want 64 to 16385 (0: not offered), not '16386'" "[kernel]
+enabled = yes
+record_size_limit = 16386
+[server a]
+$GOOD_CERT"
 bad_conf twice 6 "[server a] appears twice" "[server a]
 $GOOD_CERT
 [daemon]
