@@ -323,7 +323,14 @@ printf '[daemon]\nsocket = %s\nworkers = 2\nlog_level = info\n[kernel]\nenabled 
 	"$W/ktlsxd.sock" >"$W/ktlsxd.conf"
 start_daemon
 connect ",nr_io_queues=1" 60
-rsl_why=$(grep -m1 'record_size_limit' "$W/ktlsxd.log" | grep -o 'EIO.*' | cut -c1-200)
+# (the daemon logs a handshake's end after its DONE: the line may trail the connect's return)
+i=0
+while [ $i -lt 30 ] && ! grep -q 'EIO.*record_size_limit' "$W/ktlsxd.log"; do
+	[ "$CONNECT_RC" -eq 0 ] && break
+	sleep 0.1
+	i=$((i + 1))
+done
+rsl_why=$(grep -m1 'EIO.*record_size_limit' "$W/ktlsxd.log" | grep -o 'EIO.*' | cut -c1-200)
 rsl_dev=
 for d in /dev/nvme*n1; do [ -b "$d" ] && rsl_dev=$d; done
 if [ "$CONNECT_RC" -eq 0 ] && [ -n "$rsl_dev" ]; then
