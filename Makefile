@@ -254,6 +254,7 @@ uninstall-daemon:
 # themselves are hsnl.c's (tests/unit/test_daemon_hsnl.c compiles it in).
 KDOOR_LIBS := $(shell pkg-config --libs libnl-genl-3.0 2>/dev/null)
 $(O)/tests/test_daemon_hsnl: daemon/hsnl.c daemon/hsnl.h
+$(O)/fuzz/fuzz_hsnl: daemon/hsnl.c daemon/hsnl.h
 # ---- end of ktlsxd kernel door ----
 
 # ---- the preload shim (issue 10): preload/ -> $(O)/lib/libktlsx-preload.so ----
