@@ -222,6 +222,8 @@ LINT_SRCS += $(DAEMON_SRCS) daemon/ctl/ktlsxctl.c
 # tests/unit/test_daemon_conf.c compiles daemon/conf.c in: it needs libinih too.
 $(O)/tests/test_daemon_conf: LDLIBS += -linih
 $(O)/tests/test_daemon_conf: daemon/conf.c daemon/ktlsxd.h
+$(O)/fuzz/fuzz_daemon_conf: LDLIBS += -linih
+$(O)/fuzz/fuzz_daemon_conf: daemon/conf.c daemon/ktlsxd.h
 # make install: the daemon, ktlsxctl, their man pages, the systemd units (with
 # this PREFIX's sbin in ExecStart), the tls module at boot, the example config.
 SBINDIR ?= $(PREFIX)/sbin
