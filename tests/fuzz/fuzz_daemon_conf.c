@@ -15,22 +15,9 @@
 #include <unistd.h>
 
 #include "../../daemon/conf.c"
+#include "../unit/helpers/kd_quiet_log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* The daemon's logging, which conf.c refers to: quiet here. */
-int kd_log_level = KTLSX_LOG_ERROR;
-void kd_log(int level, const char *fmt, ...)
-{
-    (void)level;
-    (void)fmt;
-}
-void kd_log_sink(void *arg, int level, const char *line)
-{
-    (void)arg;
-    (void)level;
-    (void)line;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -16,21 +16,8 @@
 #include <cmocka.h>
 
 #include "../../daemon/conf.c"
+#include "helpers/kd_quiet_log.h"
 #include "helpers/pki.h"
-
-/* The daemon's logging, which conf.c refers to: kept quiet here. */
-int kd_log_level = KTLSX_LOG_ERROR;
-void kd_log(int level, const char *fmt, ...)
-{
-    (void)level;
-    (void)fmt;
-}
-void kd_log_sink(void *arg, int level, const char *line)
-{
-    (void)arg;
-    (void)level;
-    (void)line;
-}
 
 static char conf_path[256];
 
