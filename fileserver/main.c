@@ -128,6 +128,18 @@ static int make_listener(const struct sockaddr_in *sa)
     return fd;
 }
 
+/* A start that fails half way: the first n workers have a listener and a ring,
+ * worker n a listener too when n_listening. */
+static void workers_free(struct fs_worker *w, int n, bool n_listening)
+{
+    for (int i = 0; i < n; i++) {
+        io_uring_queue_exit(&w[i].ring);
+        close(w[i].lfd);
+    }
+    if (n_listening) close(w[n].lfd);
+    free(w);
+}
+
 int main(int argc, char **argv)
 {
     struct fs_options *o = &fs.opt;
@@ -318,6 +330,7 @@ int main(int argc, char **argv)
         workers[i].lfd = make_listener(&fs.addr);
         if (workers[i].lfd < 0) {
             fprintf(stderr, "ktlsx-fileserver: --listen %s: %s\n", o->listen, strerror(errno));
+            workers_free(workers, i, false);
             return 1;
         }
         /* The rings are physically contiguous pages on older kernels (6.1 asks for them with
@@ -333,6 +346,7 @@ int main(int argc, char **argv)
         if (rc < 0) {
             fprintf(stderr, "ktlsx-fileserver: io_uring cannot be set up: %s%s\n", strerror(-rc),
                     rc == -EPERM ? " (kernel.io_uring_disabled or a seccomp filter)" : "");
+            workers_free(workers, i, true);
             return 1;
         }
     }

@@ -213,10 +213,17 @@ same_data() {
 
 port_in_use() { ss -Htan 2>/dev/null | awk '{print $4}' | grep -qE "[:.]$1\$"; }
 
-free_port() { # prints a currently unused TCP port in 20000..59999
-  local p i
+# free_port: prints a currently unused TCP port from below the ephemeral range
+# (ip_local_port_range; 10000..32767 by default).  Not from inside it: there every
+# client connection of the other tests takes local ports, and one taken between
+# our check and the server's bind fails the start ("Address already in use"),
+# three tries in a row when 10,000 idle connections are open.
+free_port() {
+  local p i lo
+  lo=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+  (( ${lo:-0} > 12000 )) || lo=61000 # an unusual range: then above the usual one
   for i in $(seq 1 200); do
-    p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+    if (( lo == 61000 )); then p=$((61000 + RANDOM % 4000)); else p=$((10000 + (RANDOM * 32768 + RANDOM) % (lo - 10000))); fi
     port_in_use "$p" || { echo "$p"; return 0; }
   done
   return 1

@@ -98,24 +98,12 @@ COMMON=(--ca "$CERTS/ca.pem" --duration "$SECS" --warmup 0.5)
 # ------------------------------------------------------------------ nginx ---
 NGX=$RUN/nginx
 NGX_PORT= NGX_PORT2=
-# nginx's ports come from below the ephemeral range: a machine busy with many client connections
-# (other tests) otherwise takes a random port between our check and nginx's bind often enough.
-low_port() {
-  local lo p
-  lo=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
-  (( ${lo:-0} > 12000 )) || { free_port; return; }
-  for _ in $(seq 1 100); do
-    p=$((10000 + RANDOM % (lo - 10000)))
-    port_in_use "$p" || { echo "$p"; return 0; }
-  done
-  return 1
-}
 start_nginx() {
   have nginx || return 1
   mkdir -p "$NGX/logs" "$NGX/tmp"
   local attempt
   for attempt in 1 2 3 4 5; do
-    NGX_PORT=$(low_port) NGX_PORT2=$(low_port)
+    NGX_PORT=$(free_port) NGX_PORT2=$(free_port)
     [[ $NGX_PORT != "$NGX_PORT2" ]] || continue
     # `user` only as root (nginx refuses to switch users otherwise, and warns)
     cat >"$NGX/nginx.conf" <<EOF
