@@ -212,6 +212,16 @@ static int profile_name_ok(const char *v)
     return 0;
 }
 
+/* record_size_limit (RFC 8449), in [kernel] and in profiles: 64..16385, or 0 (not offered). */
+static int parse_record_size_limit(struct parse *p, const char *v, unsigned *out)
+{
+    unsigned long long n;
+    if (parse_uint(v, 16385, &n) < 0 || (n != 0 && n < 64))
+        return problem(p, p->line, "record_size_limit: want 64 to 16385 (0: not offered), not '%s'", v), -1;
+    *out = (unsigned)n;
+    return 0;
+}
+
 /* [kernel]: enabled, server_profile, client_profile, versions, ca_file, record_size_limit.  Which
  * profile a name means is checked once the whole file is read. */
 static int kernel_key(struct parse *p, const char *name, const char *v)
@@ -230,10 +240,7 @@ static int kernel_key(struct parse *p, const char *name, const char *v)
                            strlen(v) >= sizeof c->kernel_ca_file ? "path too long" : strerror(errno)), -1;
         copy_str(c->kernel_ca_file, sizeof c->kernel_ca_file, v);
     } else if (!strcmp(name, "record_size_limit")) { /* for the requests that use no profile */
-        unsigned long long n;
-        if (parse_uint(v, 16385, &n) < 0 || (n != 0 && n < 64))
-            return problem(p, p->line, "record_size_limit: want 64 to 16385 (0: not offered), not '%s'", v), -1;
-        c->kernel_record_size_limit = (unsigned)n;
+        if (parse_record_size_limit(p, v, &c->kernel_record_size_limit) < 0) return -1;
     } else if (!strcmp(name, "versions")) {
         char lo[8] = "", hi[8] = "";
         const char *dash = strchr(v, '-');
@@ -298,9 +305,9 @@ static int profile_key(struct parse *p, struct kd_profile *pr, const char *name,
     } else if (!strcmp(name, "alpn")) {
         return setter(p, pr, ktlsx_config_set_alpn(pr->cfg, v));
     } else if (!strcmp(name, "record_size_limit")) { /* RFC 8449: offered by a client, answered by a server */
-        if (parse_uint(v, 16385, &n) < 0 || (n != 0 && n < 64))
-            return problem(p, p->line, "record_size_limit: want 64 to 16385 (0: not offered), not '%s'", v), -1;
-        return setter(p, pr, ktlsx_config_set_record_size_limit(pr->cfg, (unsigned)n));
+        unsigned limit;
+        if (parse_record_size_limit(p, v, &limit) < 0) return -1;
+        return setter(p, pr, ktlsx_config_set_record_size_limit(pr->cfg, limit));
     } else if (!strcmp(name, "ciphers")) {
         return setter(p, pr, ktlsx_config_set_ciphers(pr->cfg, v));
     } else if (!strcmp(name, "groups")) {
